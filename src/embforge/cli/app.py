@@ -1,0 +1,63 @@
+"""`embforge` entry point.
+
+Every module ``embforge.cli.<name>`` that defines ``register(app: typer.Typer)``
+adds its subcommand(s); adding a command never edits this file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import typer
+
+import embforge.cli as _pkg
+
+app = typer.Typer(
+    name="embforge",
+    help="Multilingual dense, sparse and multi-vector embeddings: encode, train, index, search, evaluate, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _load_commands() -> None:
+    for info in sorted(pkgutil.iter_modules(_pkg.__path__), key=lambda m: m.name):
+        if info.name in {"app"} or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"embforge.cli.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+@app.callback()
+def _root() -> None:
+    """embforge: encode, train, index, search, evaluate and serve text embeddings."""
+
+
+@app.command("version")
+def version() -> None:
+    """Print the embforge version."""
+    from embforge import __version__
+
+    typer.echo(__version__)
+
+
+_load_commands()
+
+
+def main() -> None:
+    """Console-script entry: user errors print one clear line, exit code 2."""
+    from embforge.errors import EmbforgeError
+
+    try:
+        app()
+    except EmbforgeError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
