@@ -31,6 +31,7 @@ __all__ = [
     "evaluate_bitext",
     "bm25_scores",
     "default_mrl_dims",
+    "evaluate_all",
 ]
 
 HYBRID_WEIGHTS: dict[str, float] = {"dense": 1.0, "sparse": 0.3, "multivector": 1.0}
@@ -272,3 +273,39 @@ def evaluate_bitext(
         "accuracy@1_reverse": M.accuracy_at_1(sim.T),
         "num_pairs": len(data.source),
     }
+
+
+def evaluate_all(
+    encoder,
+    retrieval: Sequence[RetrievalSet] = (),
+    sts: Sequence[StsSet] = (),
+    bitext: Sequence[BitextSet] = (),
+    *,
+    log=None,
+    **retrieval_options: Any,
+) -> dict[str, Any]:
+    """One report *run*: every retrieval set (all heads, hybrid, MRL, BM25), STS and bitext set.
+
+    ``log`` is an optional ``print``-like callable for progress lines.
+    """
+    run: dict[str, Any] = {"retrieval": {}, "sts": {}, "bitext": {}, "health": {}}
+    bs = retrieval_options.get("batch_size", 32)
+    ml = retrieval_options.get("max_length")
+    for data in retrieval:
+        res = evaluate_retrieval(encoder, data, **retrieval_options)
+        health = res.pop("health", None)
+        if health:
+            run["health"][data.name] = health
+        run["retrieval"][data.name] = res
+        if log:
+            best = ", ".join(f"{h} {m['ndcg@10']:.3f}" for h, m in res["heads"].items())
+            log(f"  {data.name}: nDCG@10 {best} ({res['seconds']:.0f}s)")
+    for data in sts:
+        run["sts"][data.name] = evaluate_sts(encoder, data, batch_size=bs, max_length=ml)
+        if log:
+            log(f"  {data.name}: Spearman {run['sts'][data.name]['spearman']:.4f}")
+    for data in bitext:
+        run["bitext"][data.name] = evaluate_bitext(encoder, data, batch_size=bs, max_length=ml)
+        if log:
+            log(f"  {data.name}: accuracy@1 {run['bitext'][data.name]['accuracy@1']:.4f}")
+    return {k: v for k, v in run.items() if v}
