@@ -23,7 +23,7 @@ from embforge.train.loop import Trainer, TrainResult
 from embforge.train.recipes.contrastive import ContrastiveConfig, total_steps
 from embforge.types import Batch
 
-__all__ = ["run_contrastive", "seed_everything", "Tokenize"]
+__all__ = ["run_contrastive", "seed_everything", "Tokenize", "enable_checkpointing"]
 
 
 def seed_everything(seed: int) -> None:
@@ -68,13 +68,19 @@ def _load_encoder(cfg: ContrastiveConfig):
         enc.config.pooling = cfg.model.pooling
         enc.dense_head.pooling = build_pooling(cfg.model.pooling, enc.hidden_size)
     if cfg.model.gradient_checkpointing:
-        enable = getattr(enc.backbone, "activation_checkpointing_enable", None) or getattr(
-            enc.backbone, "gradient_checkpointing_enable", None
-        )
-        if enable is None:
-            raise ConfigError("model.gradient_checkpointing: this backbone does not support it; set it false")
-        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(enc.backbone)
     return enc
+
+
+def enable_checkpointing(backbone) -> None:
+    """Activation (gradient) checkpointing on an HF backbone, transformers 4.x and 5.x spellings."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(backbone, "activation_checkpointing_enable"):  # transformers >= 5
+        backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    elif hasattr(backbone, "gradient_checkpointing_enable"):
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    else:
+        raise ConfigError("model.gradient_checkpointing: this backbone does not support it; set it false")
 
 
 def run_contrastive(cfg: ContrastiveConfig, config_dict: dict[str, Any] | None = None) -> TrainResult:

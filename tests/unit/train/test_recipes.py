@@ -94,3 +94,13 @@ def test_cross_field_checks():
         load_config(ROOT / "configs" / "m3-finetune.yaml", ["model.heads=[dense]"])
     with pytest.raises(ConfigError, match="simcse_sup needs 1 negative"):
         load_config(ROOT / "configs" / "simcse-sup.yaml", ["data.num_negatives=0"])
+
+
+def test_gradient_checkpointing_is_enabled_on_the_backbone():
+    from embforge.model.builders import tiny_bert
+    from embforge.train.contrastive import enable_checkpointing
+
+    backbone, _ = tiny_bert()
+    assert not backbone.is_gradient_checkpointing
+    enable_checkpointing(backbone)
+    assert backbone.is_gradient_checkpointing
