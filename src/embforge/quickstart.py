@@ -60,7 +60,7 @@ class QuickstartConfig:
     steps: int = 60
     batch_size: int = 16
     n_negatives: int = 3
-    perc_pos: float = 0.95
+    perc_pos: float | None = 0.95
     lr: float = 5e-5
     temperature: float = 0.05
     query_max_length: int = 48
@@ -96,7 +96,9 @@ def _eval_sets(cfg: QuickstartConfig):
 def _evaluate(encoder, sets, cfg: QuickstartConfig, echo) -> dict[str, Any]:
     from embforge.eval.runner import evaluate_all
 
-    return evaluate_all(encoder, sets, log=echo, mrl_dims=None, bm25=True, batch_size=32, max_length=cfg.doc_max_length)
+    return evaluate_all(
+        encoder, sets, log=echo, mrl_dims=None, bm25=True, batch_size=32, max_length=cfg.doc_max_length
+    )
 
 
 def _mine(encoder, cfg: QuickstartConfig, out: Path, echo) -> tuple[Path, dict[str, int]]:
@@ -119,8 +121,15 @@ def _mine(encoder, cfg: QuickstartConfig, out: Path, echo) -> tuple[Path, dict[s
         for ex in mine(queries, index, teacher, mcfg, stats):
             if len(ex.neg) >= cfg.n_negatives:  # the recipe needs n_negatives per query
                 rows.append(json.dumps({**ex.to_dict(), "lang": lang}, ensure_ascii=False))
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     echo("   " + stats.summary())
+    if not rows:
+        from embforge.errors import DataError
+
+        raise DataError(
+            f"mining kept no query with {cfg.n_negatives} negatives (perc_pos={cfg.perc_pos}): the teacher "
+            "scores every candidate close to the positive; use a trained base model, or perc_pos=None"
+        )
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     echo(f"   wrote {len(rows)} training examples to {path}")
     return path, stats.as_dict()
 
@@ -168,23 +177,29 @@ def _train(cfg: QuickstartConfig, train_file: Path, out: Path, echo) -> Path:
 
 def _index_and_search(encoder, cfg: QuickstartConfig, out: Path, echo) -> dict[str, Any]:
     from embforge.eval.datasets import load_beir
-    from embforge.index.dense import DenseIndex
+    from embforge.index.base import load_index
+    from embforge.index.dense import ExactDenseIndex
     from embforge.index.multivector import MultiVectorIndex
     from embforge.index.sparse import SparseIndex
-    from embforge.index.base import load_index
     from embforge.search.hybrid import HybridIndex
 
     lang = cfg.languages[0]
     data = load_beir(DEMO_ROOT / f"xquad-{lang}", split="test")
     heads = ("dense", "sparse", "multivector")
-    emb = encoder.encode(data.doc_texts, role="document", heads=heads, batch_size=32, max_length=cfg.doc_max_length)
-    index = HybridIndex(dense=DenseIndex(), sparse=SparseIndex(), multivector=MultiVectorIndex())
+    emb = encoder.encode(
+        data.doc_texts, role="document", heads=heads, batch_size=32, max_length=cfg.doc_max_length
+    )
+    index = HybridIndex(dense=ExactDenseIndex(), sparse=SparseIndex(), multivector=MultiVectorIndex())
     index.add(data.doc_ids, emb)
     path = index.save(out / "index")
     index = load_index(path)
     echo(f"   hybrid index of {len(data.doc_ids)} passages saved to {path} and loaded back")
-    qi = list(range(0, len(data.query_ids), max(1, len(data.query_ids) // max(cfg.examples, 1))))[: cfg.examples]
-    q = encoder.encode([data.query_texts[i] for i in qi], role="query", heads=heads, max_length=cfg.query_max_length)
+    qi = list(range(0, len(data.query_ids), max(1, len(data.query_ids) // max(cfg.examples, 1))))[
+        : cfg.examples
+    ]
+    q = encoder.encode(
+        [data.query_texts[i] for i in qi], role="query", heads=heads, max_length=cfg.query_max_length
+    )
     hits = index.search(q, k=3)
     text = dict(zip(data.doc_ids, data.doc_texts))
     shown = []
@@ -193,13 +208,18 @@ def _index_and_search(encoder, cfg: QuickstartConfig, out: Path, echo) -> dict[s
         top = hits.ids[n][0]
         ok = "correct" if top in rel else "wrong"
         echo(f"   Q: {data.query_texts[i]}\n      -> [{ok}] {hits.scores[n][0]:.3f} {text[top][:100]}...")
-        shown.append({"query": data.query_texts[i], "top": top, "correct": top in rel, "score": hits.scores[n][0]})
+        shown.append(
+            {"query": data.query_texts[i], "top": top, "correct": top in rel, "score": hits.scores[n][0]}
+        )
     return {"path": str(path), "examples": shown}
 
 
 def before_after_table(before: dict, after: dict, metric: str = "ndcg@10") -> str:
     """Rows ``set/head: before -> after (change)`` for every retrieval cell in both runs."""
-    lines = [f"{metric} on held-apart questions", f"{'set':<10} {'head':<12} {'base':>8} {'tuned':>8} {'change':>8}"]
+    lines = [
+        f"{metric} on held-apart questions",
+        f"{'set':<10} {'head':<12} {'base':>8} {'tuned':>8} {'change':>8}",
+    ]
     for ds, rb in before.get("retrieval", {}).items():
         ra = after.get("retrieval", {}).get(ds)
         if ra is None:
@@ -216,7 +236,9 @@ def _mean_metric(run: dict, head: str, metric: str = "ndcg@10") -> float:
     return sum(vals) / len(vals) if vals else float("nan")
 
 
-def run_quickstart(cfg: QuickstartConfig | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
+def run_quickstart(
+    cfg: QuickstartConfig | None = None, echo: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Run the whole quickstart; returns ``{"before", "after", "stages", "report", ...}``."""
     import torch
 
@@ -230,13 +252,18 @@ def run_quickstart(cfg: QuickstartConfig | None = None, echo: Callable[[str], No
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clock = _Clock(echo)
-    echo(f"embforge quickstart: model {cfg.model or 'bundled all-MiniLM-L6-v2'}, "
-         f"languages {', '.join(cfg.languages)}, {torch.get_num_threads()} threads, output {out}/")
+    echo(
+        f"embforge quickstart: model {cfg.model or 'bundled all-MiniLM-L6-v2'}, "
+        f"languages {', '.join(cfg.languages)}, {torch.get_num_threads()} threads, output {out}/"
+    )
     base = Encoder.from_pretrained(cfg.model, heads=("dense", "sparse", "multivector"))
     sets = _eval_sets(cfg)
-    before = clock.stage("1/6 evaluate the base model (held-apart questions)", lambda: _evaluate(base, sets, cfg, echo))
+    before = clock.stage(
+        "1/6 evaluate the base model (held-apart questions)", lambda: _evaluate(base, sets, cfg, echo)
+    )
     train_file, mining = clock.stage(
-        f"2/6 mine hard negatives (TopK-PercPos, perc_pos={cfg.perc_pos})", lambda: _mine(base, cfg, out, echo)
+        f"2/6 mine hard negatives (TopK-PercPos, perc_pos={cfg.perc_pos})",
+        lambda: _mine(base, cfg, out, echo),
     )
     del base
     model_dir = clock.stage(
@@ -245,10 +272,15 @@ def run_quickstart(cfg: QuickstartConfig | None = None, echo: Callable[[str], No
     )
     tuned = Encoder.from_pretrained(str(model_dir))
     after = clock.stage("4/6 evaluate the fine-tuned model", lambda: _evaluate(tuned, sets, cfg, echo))
-    search = clock.stage("5/6 hybrid index + example searches", lambda: _index_and_search(tuned, cfg, out, echo))
+    search = clock.stage(
+        "5/6 hybrid index + example searches", lambda: _index_and_search(tuned, cfg, out, echo)
+    )
     table = before_after_table(before, after)
     echo("\n== 6/6 before / after\n" + table)
-    summary = {h: (_mean_metric(before, h), _mean_metric(after, h)) for h in before["retrieval"][sets[0].name]["heads"]}
+    summary = {
+        h: (_mean_metric(before, h), _mean_metric(after, h))
+        for h in before["retrieval"][sets[0].name]["heads"]
+    }
     notes = [
         "Held-apart questions: XQuAD articles with index % 4 == 3, never used for training or mining.",
         "all-MiniLM-L6-v2 ships no sparse / multi-vector weights: those heads start from the explicit "
@@ -258,14 +290,29 @@ def run_quickstart(cfg: QuickstartConfig | None = None, echo: Callable[[str], No
         {"base": before, "fine-tuned": after},
         title="embforge quickstart: base vs fine-tuned (M3 recipe)",
         model={"base": cfg.model or "bundled all-MiniLM-L6-v2", "fine_tuned": str(model_dir)},
-        data={"demo": str(DEMO_ROOT), "languages": list(cfg.languages), "split": "test (held-apart articles)"},
+        data={
+            "demo": str(DEMO_ROOT),
+            "languages": list(cfg.languages),
+            "split": "test (held-apart articles)",
+        },
         command="embforge demo",
         notes=notes,
         extra={"config": asdict(cfg), "mining": mining, "stages_seconds": clock.stages, "search": search},
     )
     files = write_report(report, out / "report")
     total = time.perf_counter() - clock.t0
-    echo(f"\nmean nDCG@10 base -> fine-tuned: " + ", ".join(f"{h} {a:.3f}->{b:.3f}" for h, (a, b) in summary.items()))
+    echo(
+        "\nmean nDCG@10 base -> fine-tuned: "
+        + ", ".join(f"{h} {a:.3f}->{b:.3f}" for h, (a, b) in summary.items())
+    )
     echo(f"report: {files['md']} (plots next to it); total {total / 60:.1f} min")
-    return {"before": before, "after": after, "summary": summary, "stages": clock.stages, "report": files,
-            "model_dir": model_dir, "search": search, "seconds": total}
+    return {
+        "before": before,
+        "after": after,
+        "summary": summary,
+        "stages": clock.stages,
+        "report": files,
+        "model_dir": model_dir,
+        "search": search,
+        "seconds": total,
+    }
