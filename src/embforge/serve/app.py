@@ -74,7 +74,7 @@ def create_app(
     encoder = (
         load_encoder(model, dtype=config.dtype) if model is None or isinstance(model, (str, Path)) else model
     )
-    engine = EncoderEngine(encoder, dtype=config.dtype)
+    engine = EncoderEngine(encoder, dtype=config.dtype, batch_tokens=config.max_batch_tokens)
     dense_dim = None
     if "dense" in engine.heads:  # warm-up, and the dense size for `dimensions` checks
         dense_dim = int(engine.encode(["warm-up"], "document", ("dense",), None).dense.shape[1])
