@@ -23,11 +23,12 @@ __all__ = ["EncoderEngine", "load_encoder"]
 _UNBOUNDED = 1_000_000  # HF uses a huge int for "no limit"
 
 
-def load_encoder(model: str | None, *, dtype: str = "fp32") -> Any:
-    """Load an ``Encoder`` by path or hub id (None = the bundled all-MiniLM-L6-v2)."""
+def load_encoder(model: str | None, *, heads: Sequence[str] | None = None) -> Any:
+    """Load an ``Encoder`` by path or hub id (None = the bundled all-MiniLM-L6-v2);
+    ``heads`` limits the heads built (None = all the checkpoint has)."""
     from embforge.model.encoder import Encoder
 
-    return Encoder.from_pretrained(model) if model else Encoder.from_pretrained()
+    return Encoder.from_pretrained(str(model) if model else None, heads=tuple(heads) if heads else None)
 
 
 class EncoderEngine:
