@@ -82,7 +82,7 @@ def encode(
         )
     pre = enc.prefix(role)
     tok = tokenize_texts(enc.tokenizer, [pre + t for t in texts], limit, mcls_stride=mcls)
-    warn_truncated(tok.truncated, len(texts), tok, limit, enc.max_length)
+    warn_truncated(tok.truncated, len(texts), tok, limit, enc.model_limit)
     lengths = tok.lengths
     batches = token_budget_batches(lengths, max_tokens, batch_size)
     if show_progress is None:

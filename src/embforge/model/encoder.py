@@ -77,7 +77,12 @@ class Encoder(nn.Module):
     def max_length(self) -> int:
         """Default token limit per text: config, else tokenizer and position-embedding limits."""
         if self.config.max_length:
-            return int(self.config.max_length)
+            return min(int(self.config.max_length), self.model_limit)
+        return self.model_limit
+
+    @property
+    def model_limit(self) -> int:
+        """Most tokens the backbone accepts (tokenizer and position-embedding limits)."""
         limits = []
         tml = getattr(self.tokenizer, "model_max_length", None)
         if tml and tml < 1_000_000:
@@ -126,7 +131,7 @@ class Encoder(nn.Module):
         pre = self.prefix(role)
         limit = self.check_max_length(max_length)
         tok = tokenize_texts(self.tokenizer, [pre + t for t in texts], limit)
-        warn_truncated(tok.truncated, len(texts), tok, limit, self.max_length)
+        warn_truncated(tok.truncated, len(texts), tok, limit, self.model_limit)
         return collate(tok.ids, self.pad_id, getattr(self.tokenizer, "padding_side", "right"))
 
     @property
@@ -139,6 +144,11 @@ class Encoder(nn.Module):
             return self.max_length
         if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
             raise ConfigError(f"max_length must be an int >= 2, got {max_length!r}")
+        if max_length > self.model_limit:
+            raise ConfigError(
+                f"max_length={max_length} exceeds this model's limit of {self.model_limit} tokens "
+                "(position embeddings); pass at most that, or long_inputs='mcls' within it"
+            )
         return max_length
 
     def check_heads(self, heads: Sequence[str] | str | None) -> tuple[str, ...]:
