@@ -75,9 +75,7 @@ def create_app(
     from embforge.serve.service import EmbeddingService
 
     config = config or ServeConfig()
-    encoder = (
-        load_encoder(model, heads=heads) if model is None or isinstance(model, (str, Path)) else model
-    )
+    encoder = load_encoder(model, heads=heads) if model is None or isinstance(model, (str, Path)) else model
     engine = EncoderEngine(encoder, dtype=config.dtype, batch_tokens=config.max_batch_tokens)
     dense_dim = None
     if "dense" in engine.heads:  # warm-up, and the dense size for `dimensions` checks
@@ -101,6 +99,9 @@ def create_app(
         metrics=metrics,
         dense_dim=dense_dim,
     )
+
+    if service.index is not None:
+        service.check_index()
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

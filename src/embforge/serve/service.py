@@ -265,8 +265,7 @@ class EmbeddingService:
                 "(a directory written by `embforge index`)",
                 code="index_not_loaded",
             )
-        index_heads = tuple(getattr(self.index, "heads", None) or self.engine.heads)
-        heads = [h for h in self.engine.heads if h in index_heads]
+        heads = self.search_heads()
         prep = await asyncio.to_thread(self.prepare, req.query, "query", req.truncate, "query")
         rows = await self.run(prep, "query", heads)
         emb = self._stack(rows, heads)
@@ -291,6 +290,32 @@ class EmbeddingService:
             "model": self.model_name,
             "usage": {"prompt_tokens": prep.total, "total_tokens": prep.total},
         }
+
+    def search_heads(self) -> list[str]:
+        index_heads = tuple(getattr(self.index, "heads", None) or self.engine.heads)
+        return [h for h in self.engine.heads if h in index_heads]
+
+    def check_index(self) -> None:
+        """At start-up: the model has every head the index holds, and one query searches
+        (this also compiles numba kernels before the first request). Raises CheckpointError."""
+        from embforge.errors import CheckpointError
+
+        index_heads = tuple(getattr(self.index, "heads", None) or ())
+        missing = [h for h in index_heads if h not in self.engine.heads]
+        if missing:
+            raise CheckpointError(
+                f"the index holds {'/'.join(missing)} vectors but the model {self.model_name!r} has no such head "
+                f"(it has: {', '.join(self.engine.heads)}); serve the model the index was built with"
+            )
+        heads = tuple(self.search_heads())
+        emb = self.engine.encode(["warm-up query"], "query", heads, None)
+        try:
+            self.index.search(emb, k=1)
+        except (ValueError, IndexError) as e:
+            raise CheckpointError(
+                f"the index does not fit the model {self.model_name!r}: a test search failed with: {e}; "
+                "serve the model the index was built with, or rebuild the index with this model"
+            ) from e
 
     def _search_index(self, emb: Embeddings, req: SearchRequest):
         kw: dict[str, Any] = {"k": req.k}
