@@ -116,7 +116,7 @@ class EmbeddingService:
                 param=f"{field}[{i}]",
                 code="empty_input",
             )
-        v = self.engine.vocab_size
+        v = self.engine.num_ids
         for j, t in enumerate(ids):
             if not 0 <= t < v:
                 raise ApiError(
@@ -270,7 +270,10 @@ class EmbeddingService:
         prep = await asyncio.to_thread(self.prepare, req.query, "query", req.truncate, "query")
         rows = await self.run(prep, "query", heads)
         emb = self._stack(rows, heads)
-        hits = await asyncio.to_thread(self._search_index, emb, req)
+        try:
+            hits = await asyncio.to_thread(self._search_index, emb, req)
+        except ValueError as e:  # EmbforgeError: the index refused the request
+            raise ApiError(400, f"the index refused the search: {e}", code="invalid_search") from None
         self.metrics.tokens.inc(prep.total, endpoint="/v1/search")
         self.metrics.inputs.inc(len(prep.texts), endpoint="/v1/search")
         data = []
@@ -293,6 +296,8 @@ class EmbeddingService:
         kw: dict[str, Any] = {"k": req.k}
         if req.weights is not None:
             kw["weights"] = dict(req.weights)
+        if req.fusion is not None:
+            kw["fusion"] = req.fusion
         return self.index.search(emb, **kw)
 
     def _stack(self, rows: list[Row], heads: Sequence[str]) -> Embeddings:
