@@ -265,7 +265,7 @@ def run_quickstart(
         f"2/6 mine hard negatives (TopK-PercPos, perc_pos={cfg.perc_pos})",
         lambda: _mine(base, cfg, out, echo),
     )
-    del base
+    base = None  # free the base model before training
     model_dir = clock.stage(
         f"3/6 fine-tune with the M3 recipe ({cfg.steps} steps x {cfg.batch_size} queries)",
         lambda: _train(cfg, train_file, out, echo),
