@@ -6,5 +6,19 @@
 
 from embforge.search.fusion import DEFAULT_WEIGHTS, FUSIONS, RRF_K, rrf, weighted_sum
 from embforge.search.hybrid import HybridIndex
+from embforge.search.retriever import DENSE_BACKENDS, Retriever, build_index, make_hybrid
+from embforge.search.runs import write_run
 
-__all__ = ["HybridIndex", "FUSIONS", "DEFAULT_WEIGHTS", "RRF_K", "weighted_sum", "rrf"]
+__all__ = [
+    "HybridIndex",
+    "FUSIONS",
+    "DEFAULT_WEIGHTS",
+    "RRF_K",
+    "weighted_sum",
+    "rrf",
+    "Retriever",
+    "build_index",
+    "make_hybrid",
+    "DENSE_BACKENDS",
+    "write_run",
+]

@@ -50,6 +50,7 @@ class HybridIndex(BaseIndex):
         fusion: "weighted" (BGE-M3 weighted sum) or "rrf".
         weights: head -> weight; default (1, 0.3, 1) for "weighted", 1 each for "rrf".
         rrf_k: the RRF constant (60).
+        meta: JSON-serialisable notes saved with the index (``build_index`` records the encoder).
     """
 
     kind = "hybrid"
@@ -64,8 +65,10 @@ class HybridIndex(BaseIndex):
         fusion: str = "weighted",
         weights: Weights = None,
         rrf_k: int = RRF_K,
+        meta: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.meta: dict[str, Any] = dict(meta or {})  # free-form, saved in index.json (e.g. the encoder)
         self.components: dict[str, Any] = {
             h: c
             for h, c in (("dense", dense), ("sparse", sparse), ("multivector", multivector))
@@ -193,9 +196,10 @@ class HybridIndex(BaseIndex):
             self.config(),
             components={h: c.kind for h, c in self.components.items()},
             count=len(self),
+            meta=self.meta,
         )
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> HybridIndex:
         comps = {h: load_index(d / h, mmap=mmap) for h in manifest.get("components", {})}
-        return cls(**comps, **manifest["config"])
+        return cls(**comps, **manifest["config"], meta=manifest.get("meta"))

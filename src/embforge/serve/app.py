@@ -11,6 +11,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ def create_app(
     *,
     index: Any = None,
     config: ServeConfig | None = None,
+    heads: Sequence[str] | None = None,
 ) -> Any:
     """Build the server app.
 
@@ -55,6 +57,8 @@ def create_app(
         index: an index directory (``embforge index`` output) or a loaded index
             object with ``search(Embeddings, k=, weights=) -> Hits``; enables ``/v1/search``.
         config: limits, batching and auth (``ServeConfig``).
+        heads: when ``model`` is a path: the heads to load (e.g. ``("dense",)`` to
+            skip untrained sparse/multivector heads); None = all the checkpoint has.
 
     Returns:
         A FastAPI app; run it with ``uvicorn.run(app, host="127.0.0.1", port=8000)``.
@@ -71,10 +75,8 @@ def create_app(
     from embforge.serve.service import EmbeddingService
 
     config = config or ServeConfig()
-    encoder = (
-        load_encoder(model, dtype=config.dtype) if model is None or isinstance(model, (str, Path)) else model
-    )
-    engine = EncoderEngine(encoder, dtype=config.dtype)
+    encoder = load_encoder(model, heads=heads) if model is None or isinstance(model, (str, Path)) else model
+    engine = EncoderEngine(encoder, dtype=config.dtype, batch_tokens=config.max_batch_tokens)
     dense_dim = None
     if "dense" in engine.heads:  # warm-up, and the dense size for `dimensions` checks
         dense_dim = int(engine.encode(["warm-up"], "document", ("dense",), None).dense.shape[1])
@@ -97,6 +99,9 @@ def create_app(
         metrics=metrics,
         dense_dim=dense_dim,
     )
+
+    if service.index is not None:
+        service.check_index()
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

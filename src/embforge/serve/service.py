@@ -116,7 +116,7 @@ class EmbeddingService:
                 param=f"{field}[{i}]",
                 code="empty_input",
             )
-        v = self.engine.vocab_size
+        v = self.engine.num_ids
         for j, t in enumerate(ids):
             if not 0 <= t < v:
                 raise ApiError(
@@ -265,12 +265,14 @@ class EmbeddingService:
                 "(a directory written by `embforge index`)",
                 code="index_not_loaded",
             )
-        index_heads = tuple(getattr(self.index, "heads", None) or self.engine.heads)
-        heads = [h for h in self.engine.heads if h in index_heads]
+        heads = self.search_heads()
         prep = await asyncio.to_thread(self.prepare, req.query, "query", req.truncate, "query")
         rows = await self.run(prep, "query", heads)
         emb = self._stack(rows, heads)
-        hits = await asyncio.to_thread(self._search_index, emb, req)
+        try:
+            hits = await asyncio.to_thread(self._search_index, emb, req)
+        except ValueError as e:  # EmbforgeError: the index refused the request
+            raise ApiError(400, f"the index refused the search: {e}", code="invalid_search") from None
         self.metrics.tokens.inc(prep.total, endpoint="/v1/search")
         self.metrics.inputs.inc(len(prep.texts), endpoint="/v1/search")
         data = []
@@ -289,10 +291,38 @@ class EmbeddingService:
             "usage": {"prompt_tokens": prep.total, "total_tokens": prep.total},
         }
 
+    def search_heads(self) -> list[str]:
+        index_heads = tuple(getattr(self.index, "heads", None) or self.engine.heads)
+        return [h for h in self.engine.heads if h in index_heads]
+
+    def check_index(self) -> None:
+        """At start-up: the model has every head the index holds, and one query searches
+        (this also compiles numba kernels before the first request). Raises CheckpointError."""
+        from embforge.errors import CheckpointError
+
+        index_heads = tuple(getattr(self.index, "heads", None) or ())
+        missing = [h for h in index_heads if h not in self.engine.heads]
+        if missing:
+            raise CheckpointError(
+                f"the index holds {'/'.join(missing)} vectors but the model {self.model_name!r} has no such head "
+                f"(it has: {', '.join(self.engine.heads)}); serve the model the index was built with"
+            )
+        heads = tuple(self.search_heads())
+        emb = self.engine.encode(["warm-up query"], "query", heads, None)
+        try:
+            self.index.search(emb, k=1)
+        except (ValueError, IndexError) as e:
+            raise CheckpointError(
+                f"the index does not fit the model {self.model_name!r}: a test search failed with: {e}; "
+                "serve the model the index was built with, or rebuild the index with this model"
+            ) from e
+
     def _search_index(self, emb: Embeddings, req: SearchRequest):
         kw: dict[str, Any] = {"k": req.k}
         if req.weights is not None:
             kw["weights"] = dict(req.weights)
+        if req.fusion is not None:
+            kw["fusion"] = req.fusion
         return self.index.search(emb, **kw)
 
     def _stack(self, rows: list[Row], heads: Sequence[str]) -> Embeddings:

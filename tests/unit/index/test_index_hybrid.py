@@ -2,18 +2,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from embforge.errors import ConfigError
-from embforge.index import ExactDenseIndex, HNSWIndex, MultiVectorIndex, SparseIndex, load_index, maxsim
+from embforge.index import ExactDenseIndex, HNSWIndex, MultiVectorIndex, SparseIndex, load_index
+from embforge.scoring import (
+    dense_scores,
+    hybrid_scores,
+    multivector_list_scores,
+    sparse_vector_scores,
+)
 from embforge.search import HybridIndex, rrf
 from embforge.types import Embeddings
 
 
 def reference_scores(q: Embeddings, d: Embeddings):
-    """Brute-force per-head scores (Q, N) straight from the definitions (SPEC section 1)."""
-    dense = q.dense @ d.dense.T
-    lex = (q.sparse.to_scipy() @ d.sparse.to_scipy().T).toarray()
-    mul = np.array([[maxsim(a, b) for b in d.multivector] for a in q.multivector])
+    """Per-head (Q, N) scores from the foundation's torch scoring functions (embforge.scoring)."""
+    dense = dense_scores(torch.from_numpy(q.dense), torch.from_numpy(d.dense)).numpy()
+    lex = sparse_vector_scores(q.sparse, d.sparse)
+    mul = multivector_list_scores(q.multivector, d.multivector)
     return dense, lex, mul
 
 
@@ -30,7 +37,7 @@ def test_weighted_rerank_equals_reference(docs, queries, doc_ids):
     idx = make(docs, doc_ids, candidates=600)  # candidates = whole corpus -> exact hybrid ranking
     hits = idx.search(queries, k=10)
     dense, lex, mul = reference_scores(queries, docs)
-    fused = 1.0 * dense + 0.3 * lex + 1.0 * mul
+    fused = hybrid_scores(dense, lex, mul)  # BGE-M3 weights (1, 0.3, 1)
     for i in range(len(queries)):
         order = np.argsort(-fused[i], kind="stable")[:10]
         assert hits.ids[i] == [doc_ids[j] for j in order]
