@@ -66,11 +66,11 @@ class EmbeddingService:
 
     # ------------------------------------------------------------ validation
     def check_model(self, model: str | None) -> None:
-        if model is not None and model != self.model_name:
+        if model is not None and model != self.model_name and not self.config.any_model:
             raise ApiError(
                 404,
                 f"model {model!r} is not served here; this server serves {self.model_name!r}: "
-                f"pass model={self.model_name!r} (any request may also omit it)",
+                f"pass model={self.model_name!r} (any request may also omit it), or start the server with --any-model",
                 param="model",
                 code="model_not_found",
             )
