@@ -121,14 +121,15 @@ def bench_sparse(tok, texts, qtexts, k, rows):
     qcounts = counts_from_ids(q_ids, counts.vocab_size)
 
     # bm25s (the peer): index from token ids, query with token ids
+    terms = np.unique(counts.indices)
+    col = np.searchsorted(terms, counts.indices)
+    docs = [  # bm25s's input (token ids per document), prepared outside its timing
+        np.repeat(col[a:b], counts.values[a:b].astype(np.int64)).tolist()
+        for a, b in zip(counts.indptr[:-1], counts.indptr[1:])
+    ]
+    vocab = {str(int(t)): j for j, t in enumerate(terms)}
+
     def bm25s_build():
-        terms = np.unique(counts.indices)
-        col = np.searchsorted(terms, counts.indices)
-        docs = [
-            np.repeat(col[a:b], counts.values[a:b].astype(np.int64)).tolist()
-            for a, b in zip(counts.indptr[:-1], counts.indptr[1:])
-        ]
-        vocab = {str(int(t)): j for j, t in enumerate(terms)}
         r = bm25s.BM25(k1=1.5, b=0.75, method="lucene", backend="numba")
         r.index(bm25s.tokenization.Tokenized(ids=docs, vocab=vocab), show_progress=False)
         return r, {int(t): j for j, t in enumerate(terms)}
