@@ -7,6 +7,7 @@ import base64
 
 import httpx
 import numpy as np
+import pytest
 
 from embforge.serve import ServeConfig, create_app
 
@@ -71,3 +72,65 @@ def test_sparse_multivector_equal_encode_tiny_m3(tiny_m3, make_server):
             b["multivector_shape"]
         )
         np.testing.assert_allclose(mv, ref.multivector[i], atol=1e-5)
+
+
+def test_search_over_a_saved_hybrid_index(tiny_m3, make_server, tmp_path):
+    from embforge.index import ExactDenseIndex, MultiVectorIndex, SparseIndex, load_index
+    from embforge.search import HybridIndex
+
+    docs = [
+        "Seoul is the capital of South Korea.",
+        "The cat sleeps on the warm mat all day.",
+        "Paris is the capital of France.",
+        "Vectors of text help retrieval systems rank documents.",
+        "서울은 한국의 수도이다.",
+        "Mountains cover most of Korea.",
+    ]
+    ids = [f"d{i}" for i in range(len(docs))]
+    index = HybridIndex(
+        dense=ExactDenseIndex(), sparse=SparseIndex(), multivector=MultiVectorIndex(dtype="float32")
+    )
+    index.add(ids, tiny_m3.encode(docs, heads=("dense", "sparse", "multivector")))
+    index.save(tmp_path / "idx")
+    url = make_server(create_app(tiny_m3, index=str(tmp_path / "idx")))
+    assert httpx.get(url + "/healthz").json()["index"] is True
+    queries = ["capital of Korea", "sleeping cat"]
+    r = httpx.post(url + "/v1/search", json={"query": queries, "k": 4}, timeout=60)
+    assert r.status_code == 200, r.text
+    q = tiny_m3.encode(queries, role="query", heads=("dense", "sparse", "multivector"))
+    want = load_index(tmp_path / "idx").search(q, k=4)
+    for qi, res in enumerate(r.json()["data"]):
+        got_ids = [h["id"] for h in res["hits"]]
+        assert got_ids == want.ids[qi]
+        np.testing.assert_allclose([h["score"] for h in res["hits"]], want.scores[qi], atol=1e-4)
+        dense = {d: float(q.dense[qi] @ v) for d, v in zip(ids, tiny_m3.encode(docs).dense)}
+        np.testing.assert_allclose(
+            [h["scores"]["dense"] for h in res["hits"]], [dense[d] for d in got_ids], atol=1e-4
+        )
+        assert set(res["hits"][0]["scores"]) == {"dense", "sparse", "multivector"}
+    rrf = httpx.post(
+        url + "/v1/search", json={"query": queries[0], "k": 3, "fusion": "rrf", "weights": {"sparse": 0.0}}
+    )
+    assert rrf.status_code == 200
+    want_rrf = load_index(tmp_path / "idx").search(
+        tiny_m3.encode(queries[:1], role="query", heads=("dense", "sparse", "multivector")),
+        k=3,
+        fusion="rrf",
+        weights={"sparse": 0.0},
+    )
+    assert [h["id"] for h in rrf.json()["data"][0]["hits"]] == want_rrf.ids[0]
+
+
+def test_index_that_does_not_fit_the_model_fails_at_start(tiny_m3, minilm, tmp_path):
+    from embforge.errors import CheckpointError
+    from embforge.index import ExactDenseIndex, MultiVectorIndex
+    from embforge.search import HybridIndex
+
+    index = HybridIndex(dense=ExactDenseIndex(), multivector=MultiVectorIndex())
+    index.add(["a", "b"], tiny_m3.encode(["one doc", "another doc"], heads=("dense", "multivector")))
+    with pytest.raises(CheckpointError, match="holds multivector vectors but the model"):
+        create_app(minilm, index=index)  # MiniLM loaded dense-only
+    dense_only = HybridIndex(dense=ExactDenseIndex())
+    dense_only.add(["a", "b"], tiny_m3.encode(["one doc", "another doc"]))  # 32-dim vectors
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        create_app(minilm, index=dense_only)  # 384-dim queries
