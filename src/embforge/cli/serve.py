@@ -39,6 +39,9 @@ def serve(
         "--model-name",
         help="Name reported as `model` in responses (default: the model path's last part).",
     ),
+    any_model: bool = typer.Option(
+        False, "--any-model", help="Accept any `model` name in requests (for clients that hard-code one)."
+    ),
     default_role: str = typer.Option(
         "document",
         "--default-role",
@@ -100,6 +103,7 @@ def serve(
         max_tokens_per_input=max_tokens_per_input,
         max_total_tokens=max_total_tokens,
         dtype=dtype,
+        any_model=any_model,
     )
     head_list = [h.strip() for h in heads.split(",") if h.strip()] if heads else None
     app = create_app(model, index=index, config=config, heads=head_list)

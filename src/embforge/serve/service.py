@@ -24,6 +24,8 @@ from embforge.types import Embeddings, SparseVectors
 
 __all__ = ["EmbeddingService", "Prepared"]
 
+_BIG = 16384  # characters (or token ids) above which tokenizing runs in a thread
+
 
 def _show(x: object, n: int = 60) -> str:
     r = repr(x)
@@ -64,11 +66,11 @@ class EmbeddingService:
 
     # ------------------------------------------------------------ validation
     def check_model(self, model: str | None) -> None:
-        if model is not None and model != self.model_name:
+        if model is not None and model != self.model_name and not self.config.any_model:
             raise ApiError(
                 404,
                 f"model {model!r} is not served here; this server serves {self.model_name!r}: "
-                f"pass model={self.model_name!r} (any request may also omit it)",
+                f"pass model={self.model_name!r} (any request may also omit it), or start the server with --any-model",
                 param="model",
                 code="model_not_found",
             )
@@ -162,6 +164,14 @@ class EmbeddingService:
             )
         return Prepared(texts, counts)
 
+    async def _prepare(self, inp: Any, role: str, truncate: bool, field: str) -> Prepared:
+        """``prepare`` inline for small requests (a thread hop costs more than tokenizing a
+        sentence), in a thread for big ones so the event loop never stalls."""
+        size = len(inp) if isinstance(inp, str) else sum(len(x) for x in inp) if len(inp) < 64 else _BIG
+        if size < _BIG:
+            return self.prepare(inp, role, truncate, field)
+        return await asyncio.to_thread(self.prepare, inp, role, truncate, field)
+
     def _check_heads(self, heads: Sequence[str]) -> None:
         missing = [h for h in heads if h not in self.engine.heads]
         if missing:
@@ -224,7 +234,7 @@ class EmbeddingService:
                 param="dimensions",
                 code="invalid_dimensions",
             )
-        prep = await asyncio.to_thread(self.prepare, req.input, role, req.truncate)
+        prep = await self._prepare(req.input, role, req.truncate, "input")
         rows = await self.run(prep, role, heads)
         data = [self._item(i, r, req, sparse) for i, r in enumerate(rows)]
         self.metrics.tokens.inc(prep.total, endpoint="/v1/embeddings")
@@ -266,7 +276,7 @@ class EmbeddingService:
                 code="index_not_loaded",
             )
         heads = self.search_heads()
-        prep = await asyncio.to_thread(self.prepare, req.query, "query", req.truncate, "query")
+        prep = await self._prepare(req.query, "query", req.truncate, "query")
         rows = await self.run(prep, "query", heads)
         emb = self._stack(rows, heads)
         try:

@@ -157,6 +157,7 @@ class Trainer:
         rec.update({k: float(v) for k, v in out.parts.items()})
         rec["grad_norm"] = None if math.isnan(norm) else norm
         rec["step_s"] = round(dt, 4)
+        rec["time"] = round(time.perf_counter() - self._t_start, 4)
         if self.items_per_step:
             rec["items_per_s"] = round(self.items_per_step / dt, 2) if dt > 0 else None
         return rec
@@ -170,6 +171,7 @@ class Trainer:
             if self.config is not None:
                 (self.out / "config.json").write_text(json.dumps(self.config, indent=1), encoding="utf-8")
         start = self._resume()
+        self._t_start = time.perf_counter()
         self.model.train()
         hang = int(os.environ.get(_HANG_ENV, "0"))
         bar = _progress(self.loop.progress and self.is_main, start, self.total_steps)

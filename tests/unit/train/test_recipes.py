@@ -38,6 +38,8 @@ def test_recipe_runs_two_steps(name, tiny, tmp_path):
     ov = tiny_overrides(name, model, data, tmp_path / "run")
     if name.startswith("arctic"):
         ov.append("loss.matryoshka_dims=[16]")
+    if name == "arctic-pretrain":
+        ov.append("loop.precision=bf16")  # the autocast path (slow but correct on CPUs without AMX)
     recipe, cfg = load_config(ROOT / "configs" / f"{name}.yaml", ov)
     result = recipe.run(cfg)
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -101,6 +103,11 @@ def test_gradient_checkpointing_is_enabled_on_the_backbone():
     from embforge.train.contrastive import enable_checkpointing
 
     backbone, _ = tiny_bert()
-    assert not backbone.is_gradient_checkpointing
+    name = (
+        "is_activation_checkpointing"
+        if hasattr(backbone, "is_activation_checkpointing")
+        else ("is_gradient_checkpointing")
+    )
+    assert not getattr(backbone, name)
     enable_checkpointing(backbone)
-    assert backbone.is_gradient_checkpointing
+    assert getattr(backbone, name)
