@@ -51,3 +51,7 @@ def test_torchrun_two_processes(tmp_path):
     assert [r["step"] for r in log] == [1, 2, 3]  # rank 0 logs the global loss once per step
     assert {"infonce/dense", "kd/sparse", "infonce/multivector"} <= set(log[0])
     assert (out / "final" / "config.json").is_file()
+    import torch
+
+    rng = torch.load(out / "checkpoints" / "step-00000003" / "rng.pt", weights_only=True)
+    assert len(rng["per_rank"]) == 2  # each rank's dropout stream is restored on resume
