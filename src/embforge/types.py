@@ -116,9 +116,7 @@ class SparseVectors:
     def to_scipy(self):  # -> scipy.sparse.csr_matrix (N, V)
         import scipy.sparse as sp
 
-        return sp.csr_matrix(
-            (self.values, self.indices, self.indptr), shape=(len(self), self.vocab_size)
-        )
+        return sp.csr_matrix((self.values, self.indices, self.indptr), shape=(len(self), self.vocab_size))
 
     @classmethod
     def from_dicts(cls, rows: list[dict[int, float]], vocab_size: int) -> SparseVectors:
@@ -170,8 +168,7 @@ class Hits:
     def to_run(self, query_ids: list[str]) -> dict[str, dict[str, float]]:
         """As a pytrec_eval run: qid -> {docid: score}."""
         return {
-            q: {d: float(s) for d, s in zip(ids, sc)}
-            for q, ids, sc in zip(query_ids, self.ids, self.scores)
+            q: {d: float(s) for d, s in zip(ids, sc)} for q, ids, sc in zip(query_ids, self.ids, self.scores)
         }
 
 

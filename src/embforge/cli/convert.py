@@ -1,0 +1,183 @@
+"""`embforge convert`: public dataset layouts -> embforge JSONL / BEIR directories."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from embforge.errors import DataError
+
+convert_app = typer.Typer(
+    help="Convert datasets to embforge formats: SQuAD/XQuAD -> BEIR retrieval sets, STS -> scored pairs, "
+    "NLI -> triples, Tatoeba -> bitext pairs. Outputs are written atomically.",
+    no_args_is_help=True,
+)
+
+SKIP_BAD = typer.Option(
+    False,
+    "--skip-bad",
+    help="Write malformed input lines to OUTPUT.bad.jsonl (with their errors) instead of stopping; "
+    "their count is reported.",
+)
+
+
+def _bad_sink(skip_bad: bool, out: Path):
+    from embforge.data.io import BadLines
+
+    if not skip_bad:
+        return contextlib.nullcontext(None)
+    return BadLines(out.with_name(out.name + ".bad.jsonl"))
+
+
+def _report_bad(bad) -> None:
+    if bad is not None:
+        typer.echo(bad.summary(), err=True)
+
+
+def _parse_cross(cross: list[str], langs: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for c in cross:
+        if c == "all":
+            pairs += [(x, y) for x in langs for y in langs if x != y]
+            continue
+        parts = c.split(":")
+        if len(parts) != 2 or not all(parts):
+            raise DataError(f"--cross {c!r}: write QUERY_LANG:DOC_LANG, e.g. de:en, or 'all'")
+        pairs.append((parts[0], parts[1]))
+    return pairs
+
+
+@convert_app.command("xquad")
+def xquad(
+    input_dir: Path = typer.Argument(..., help="Folder with xquad.<lang>.json files (SQuAD v1.1 layout)."),
+    out_dir: Path = typer.Argument(..., help="Output folder: <lang>/ and <qlang>-<dlang>/ BEIR sets."),
+    lang: Optional[list[str]] = typer.Option(None, "--lang", "-l", help="Languages (repeat); default all."),
+    cross: Optional[list[str]] = typer.Option(
+        None,
+        "--cross",
+        help="Cross-lingual set QUERY_LANG:DOC_LANG (repeat), or 'all' for every pair of --lang.",
+    ),
+    pairs: bool = typer.Option(False, "--pairs", help="Also write <lang>/pairs.jsonl (question, paragraph)."),
+) -> None:
+    """XQuAD / SQuAD-format QA -> BEIR retrieval (question -> its paragraph), per language and cross-lingual."""
+    from embforge.data.convert.squad import convert_xquad, find_xquad_files
+
+    langs = list(lang or sorted(find_xquad_files(input_dir)))
+    summary = convert_xquad(input_dir, out_dir, langs, _parse_cross(list(cross or []), langs), pairs)
+    for name, counts in summary.items():
+        typer.echo(f"{out_dir / name}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+@convert_app.command("squad")
+def squad(
+    input_file: Path = typer.Argument(..., help="A SQuAD v1.1-format JSON file."),
+    out_dir: Path = typer.Argument(..., help="Output BEIR folder."),
+    lang: str = typer.Option("", "--lang", help="Language tag for the pairs."),
+    pairs: bool = typer.Option(False, "--pairs", help="Also write pairs.jsonl (question, paragraph)."),
+) -> None:
+    """One SQuAD-format file (your own QA data) -> a BEIR retrieval set."""
+    from embforge.data.convert.squad import read_squad, squad_pairs, squad_to_beir
+    from embforge.data.io import write_beir, write_jsonl
+
+    paras = read_squad(input_file)
+    counts = write_beir(out_dir, *squad_to_beir(paras))
+    if pairs:
+        counts["pairs"] = write_jsonl(out_dir / "pairs.jsonl", squad_pairs(paras, lang, input_file.stem))
+    typer.echo(f"{out_dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+@convert_app.command("sts")
+def sts(
+    input_file: Path = typer.Argument(..., help="STS file: STS-B TSV, KorSTS TSV or stsb_multi_mt CSV."),
+    output: Path = typer.Argument(..., help="Output JSONL of scored pairs (.jsonl or .jsonl.gz)."),
+    fmt: str = typer.Option("auto", "--format", help="stsb | korsts | csv | auto (from the first line)."),
+    lang: str = typer.Option("", "--lang", help="Language tag for every pair."),
+    source: str = typer.Option("", "--source", help="Source tag; default: the input file name."),
+    min_score: Optional[float] = typer.Option(
+        None, "--min-score", help="Keep only pairs scoring >= this (e.g. 4 for training positives)."
+    ),
+    skip_bad: bool = SKIP_BAD,
+) -> None:
+    """STS (sentence1, sentence2, score 0-5) -> scored-pair JSONL."""
+    from embforge.data.convert.sts import read_sts
+    from embforge.data.io import write_jsonl
+
+    with _bad_sink(skip_bad, output) as bad:
+        recs = read_sts(input_file, fmt, lang, source or input_file.stem, bad)
+        if min_score is not None:
+            recs = (r for r in recs if r.score >= min_score)
+        n = write_jsonl(output, recs)
+    typer.echo(f"{output}: {n} scored pairs")
+    _report_bad(bad)
+
+
+@convert_app.command("nli")
+def nli(
+    inputs: list[Path] = typer.Argument(
+        ...,
+        help="KorNLI/XNLI TSV files (sentence1, sentence2, gold_label), or one folder of SNLI line files.",
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Output JSONL of triples."),
+    split: Optional[list[str]] = typer.Option(
+        None, "--split", help="For a folder: read s1.<split>, s2.<split>, labels.<split> (repeat)."
+    ),
+    pairing: str = typer.Option("first", "--pairing", help="first (one triple per premise) | zip | all."),
+    lang: str = typer.Option("", "--lang", help="Language tag for every triple."),
+    source: str = typer.Option("", "--source", help="Source tag; default: the input name."),
+    skip_bad: bool = SKIP_BAD,
+) -> None:
+    """NLI pairs -> (anchor, entailment, contradiction) triples for supervised SimCSE / hard negatives."""
+    from embforge.data.convert.nli import NliStats, nli_triples, read_nli_lines, read_nli_tsv
+    from embforge.data.io import write_jsonl
+
+    stats = NliStats()
+    with _bad_sink(skip_bad, output) as bad:
+
+        def triples():
+            for inp in inputs:
+                if inp.is_dir():
+                    if not split:
+                        raise DataError(f"{inp} is a folder: name the line files with --split (e.g. dev)")
+                    for s in split:
+                        rows = read_nli_lines(inp / f"s1.{s}", inp / f"s2.{s}", inp / f"labels.{s}", bad)
+                        yield from nli_triples(rows, pairing, source or f"{inp.name}-{s}", lang, stats)
+                else:
+                    yield from nli_triples(read_nli_tsv(inp, bad), pairing, source or inp.stem, lang, stats)
+
+        n = write_jsonl(output, triples())
+    typer.echo(
+        f"{output}: {n} triples from {stats.pairs} pairs, {stats.premises} premises "
+        f"({stats.premises_without_triple} without both entailment and contradiction, "
+        f"{stats.no_gold} pairs without a gold label)"
+    )
+    _report_bad(bad)
+
+
+@convert_app.command("tatoeba")
+def tatoeba(
+    input_dir: Path = typer.Argument(..., help="Folder with tatoeba.xxx-eng.{xxx,eng} line files."),
+    out_dir: Path = typer.Argument(..., help="Output folder: one xxx-eng.jsonl of pairs per language."),
+    lang: Optional[list[str]] = typer.Option(
+        None, "--lang", "-l", help="3-letter codes (repeat); default all."
+    ),
+    skip_bad: bool = SKIP_BAD,
+) -> None:
+    """Tatoeba bitext -> pair JSONL (query = xxx sentence, positive = its English translation)."""
+    from embforge.data.convert.bitext import find_tatoeba_pairs, read_bitext
+    from embforge.data.io import write_jsonl
+
+    total = 0
+    found = find_tatoeba_pairs(input_dir, list(lang or []) or None)
+    for code, src, eng in found:
+        out = out_dir / f"{code}-eng.jsonl"
+        with _bad_sink(skip_bad, out) as bad:
+            total += write_jsonl(out, read_bitext(src, eng, f"{code}-eng", "tatoeba", bad))
+        _report_bad(bad) if bad is not None and bad.count else None
+    typer.echo(f"{out_dir}: {total} pairs in {len(found)} language pairs")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(convert_app, name="convert")

@@ -1,0 +1,128 @@
+"""`embforge encode`: texts (JSONL or plain text) -> embeddings (.npy or JSONL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from embforge.errors import DataError
+
+
+def read_texts(path: Path, field: str = "text") -> tuple[list[str], list[str]]:
+    """(ids, texts) from a .jsonl file (objects with ``field`` and optional "_id"/"id") or a text file
+    (one text per non-empty line; ids are line numbers). Bad lines raise ``DataError`` with file:line."""
+    import json
+
+    if not path.is_file():
+        raise DataError(f"input file {str(path)!r} does not exist; check the path")
+    ids, texts = [], []
+    is_jsonl = path.suffix in {".jsonl", ".json", ".ndjson"}
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            if not is_jsonl:
+                ids.append(str(n))
+                texts.append(line.rstrip("\n"))
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: invalid JSON ({e.msg}); fix or remove the line") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get(field), str) or not rec[field].strip():
+                raise DataError(
+                    f"{path}:{n}: needs a non-empty string field {field!r} (got {str(line.strip())[:80]!r}); "
+                    "fix the record or pick the field with --text-field"
+                )
+            ids.append(str(rec.get("_id", rec.get("id", n))))
+            texts.append(rec[field])
+    if not texts:
+        raise DataError(f"{path}: no texts found; the file is empty")
+    return ids, texts
+
+
+def write_outputs(out: Path, ids: list[str], emb, heads: tuple[str, ...]) -> None:
+    """.npy: the dense matrix (N, D) float32; .jsonl: one {"id", "dense", "sparse", "multivector"} per text."""
+    import json
+
+    import numpy as np
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    if out.suffix == ".npy":
+        if heads != ("dense",):
+            raise DataError(f"{out}: .npy holds only the dense head; ask --heads dense or write .jsonl")
+        with tmp.open("wb") as f:
+            np.save(f, emb.dense)
+    elif out.suffix in {".jsonl", ".json", ".ndjson"}:
+        with tmp.open("w", encoding="utf-8") as f:
+            for i, id_ in enumerate(ids):
+                rec: dict = {"id": id_}
+                if emb.dense is not None:
+                    rec["dense"] = [round(float(x), 7) for x in emb.dense[i]]
+                if emb.sparse is not None:
+                    rec["sparse"] = {str(k): round(v, 7) for k, v in emb.sparse.row(i).items()}
+                if emb.multivector is not None:
+                    rec["multivector"] = np.round(emb.multivector[i], 7).tolist()
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    else:
+        raise DataError(f"output {str(out)!r}: unknown extension {out.suffix!r}; use .npy (dense) or .jsonl")
+    tmp.replace(out)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("encode")
+    def encode(
+        input: Path = typer.Argument(
+            ..., help="Texts: .jsonl (objects with a text field) or a text file, one per line."
+        ),
+        output: Path = typer.Option(
+            ..., "--output", "-o", help="Output: .npy (dense matrix) or .jsonl (all heads)."
+        ),
+        model: Optional[str] = typer.Option(
+            None, "--model", "-m", help="Model directory or hub id (default: bundled all-MiniLM-L6-v2)."
+        ),
+        heads: str = typer.Option(
+            "dense", "--heads", help="Comma-separated heads: dense, sparse, multivector."
+        ),
+        dim: Optional[int] = typer.Option(
+            None, "--dim", help="Matryoshka: keep the first DIM dense dims, renormalised."
+        ),
+        dtype: str = typer.Option(
+            "fp32", "--dtype", help="fp32, bf16 or fp16 autocast (outputs are float32)."
+        ),
+        role: str = typer.Option(
+            "document", "--role", help="query or document (selects the instruction prefix)."
+        ),
+        batch_size: int = typer.Option(128, "--batch-size", help="Most texts per forward pass."),
+        max_length: Optional[int] = typer.Option(
+            None, "--max-length", help="Token limit per text (default: model's)."
+        ),
+        long_inputs: str = typer.Option("truncate", "--long-inputs", help="truncate (warns) or mcls."),
+        text_field: str = typer.Option("text", "--text-field", help="JSONL field holding the text."),
+    ) -> None:
+        """Encode texts with the dense / sparse / multi-vector heads.
+
+        Example: embforge encode docs.jsonl -o docs.npy --dim 256
+        """
+        from embforge.model.encoder import Encoder
+
+        head_list = tuple(h.strip() for h in heads.split(",") if h.strip())
+        if output.suffix == ".npy" and head_list != ("dense",):
+            raise DataError(f"{output}: .npy holds only the dense head; ask --heads dense or write .jsonl")
+        ids, texts = read_texts(input, text_field)
+        enc = Encoder.from_pretrained(model, heads=head_list)
+        emb = enc.encode(
+            texts,
+            role=role,
+            heads=head_list,
+            dim=dim,
+            dtype=dtype,
+            batch_size=batch_size,
+            max_length=max_length,
+            long_inputs=long_inputs,
+        )
+        write_outputs(output, ids, emb, head_list)
+        typer.echo(f"encoded {len(texts)} texts ({int(emb.num_tokens.sum())} tokens) -> {output}", err=True)

@@ -1,0 +1,189 @@
+"""`embforge eval`: evaluate a model on BEIR directories, STS files and bitext pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from embforge.errors import ConfigError
+
+HEAD_CHOICES = ("dense", "sparse", "multivector")
+
+
+def _parse_heads(heads: str) -> tuple[str, ...]:
+    out = tuple(h.strip() for h in heads.split(",") if h.strip())
+    for h in out:
+        if h not in HEAD_CHOICES:
+            raise ConfigError(f"--heads: unknown head {h!r}; choose from: {', '.join(HEAD_CHOICES)}")
+    if not out:
+        raise ConfigError("--heads is empty; give e.g. --heads dense,sparse,multivector")
+    return out
+
+
+def _parse_weights(weights: str) -> dict[str, float]:
+    parts = weights.split(",")
+    if len(parts) != 3:
+        raise ConfigError(f"--weights {weights!r}: give three numbers dense,sparse,multivector, e.g. 1,0.3,1")
+    try:
+        vals = [float(x) for x in parts]
+    except ValueError:
+        raise ConfigError(f"--weights {weights!r}: not numbers; e.g. --weights 1,0.3,1") from None
+    return dict(zip(HEAD_CHOICES, vals))
+
+
+def _parse_dims(dims: str) -> list[int] | None:
+    if dims == "auto":
+        return None
+    if dims in ("", "none"):
+        return []
+    try:
+        return [int(x) for x in dims.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"--mrl-dims {dims!r}: give 'auto', 'none' or comma-separated ints like 32,64,128"
+        ) from None
+
+
+def format_run_table(run: dict, metric: str = "ndcg@10") -> str:
+    """A plain-text table: one row per retrieval set, one column per head."""
+    lines = []
+    heads: list[str] = []
+    for res in run.get("retrieval", {}).values():
+        heads += [h for h in res["heads"] if h not in heads]
+    if heads:
+        w = max([len(n) for n in run["retrieval"]] + [8])
+        lines.append(f"{metric:<{w}}  " + "  ".join(f"{h:>11}" for h in heads))
+        for name, res in run["retrieval"].items():
+            cells = [f"{res['heads'][h][metric]:>11.4f}" if h in res["heads"] else " " * 11 for h in heads]
+            lines.append(f"{name:<{w}}  " + "  ".join(cells))
+    for name, r in run.get("sts", {}).items():
+        lines.append(f"STS {name}: Spearman {r['spearman']:.4f}  Pearson {r['pearson']:.4f}")
+    for name, r in run.get("bitext", {}).items():
+        lines.append(
+            f"bitext {name}: accuracy@1 {r['accuracy@1']:.4f} (reverse {r['accuracy@1_reverse']:.4f})"
+        )
+    return "\n".join(lines)
+
+
+def command_line(name: str, params: dict) -> str:
+    """A reproducible ``embforge <name> --opt value ...`` line from a click context's params."""
+    import shlex
+
+    parts = ["embforge", name]
+    for key, val in params.items():
+        flag = "--" + key.replace("_", "-")
+        if val is None or val == [] or val == ():
+            continue
+        if isinstance(val, bool):
+            parts.append(flag if val else "--no-" + key.replace("_", "-"))
+        elif isinstance(val, (list, tuple)):
+            for v in val:
+                parts += [flag, str(v)]
+        else:
+            parts += [flag, str(val)]
+    return shlex.join(parts)
+
+
+def eval_command(
+    ctx: typer.Context,
+    model: Optional[str] = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Model directory or hub id (embforge, BGE-M3 or sentence-transformers layout). "
+        "Default: the bundled all-MiniLM-L6-v2.",
+    ),
+    beir: list[Path] = typer.Option(
+        [], "--beir", help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv). Repeatable."
+    ),
+    split: str = typer.Option("test", help="Qrels split of the BEIR directories."),
+    sts: list[Path] = typer.Option(
+        [], "--sts", help="STS file (STS-B TSV, KorSTS TSV, stsb_multi_mt CSV or JSONL). Repeatable."
+    ),
+    bitext: list[str] = typer.Option(
+        [], "--bitext", help="Line-aligned bitext 'SOURCE_FILE,TARGET_FILE' (accuracy@1). Repeatable."
+    ),
+    heads: str = typer.Option("dense,sparse,multivector", help="Heads to evaluate, comma-separated."),
+    hybrid: bool = typer.Option(
+        True, help="Also evaluate the hybrid score w1*dense + w2*sparse + w3*multivector."
+    ),
+    weights: str = typer.Option(
+        "1,0.3,1", help="Hybrid weights dense,sparse,multivector (BGE-M3 paper: 1,0.3,1)."
+    ),
+    mrl_dims: str = typer.Option(
+        "auto", help="Matryoshka curve dims: 'auto' (32, 64, ... full), 'none', or e.g. 64,128,256."
+    ),
+    bm25: bool = typer.Option(True, help="Add a BM25 baseline row on the model's own tokenizer."),
+    max_queries: Optional[int] = typer.Option(
+        None, help="Evaluate only the first N judged queries of each BEIR set."
+    ),
+    max_pairs: Optional[int] = typer.Option(None, help="Use only the first N pairs of each bitext pair."),
+    batch_size: int = typer.Option(32, help="Encoding batch size."),
+    max_length: Optional[int] = typer.Option(None, help="Max tokens per text (default: the model's limit)."),
+    out: Path = typer.Option(
+        Path("runs/eval"), "--out", "-o", help="Directory for report.json, report.md and plots."
+    ),
+    plots: bool = typer.Option(True, help="Write PNG plots next to report.md."),
+) -> None:
+    """Evaluate a model: retrieval per head + hybrid + BM25 + Matryoshka curve, STS, bitext; write a report.
+
+    Example:
+        embforge eval --beir src/embforge/resources/demo/xquad-en --sts sts-dev.csv -o runs/eval
+    """
+    from embforge.eval.datasets import load_beir, load_bitext, load_sts
+    from embforge.eval.report import build_report, write_report
+    from embforge.eval.runner import evaluate_all
+
+    if not (beir or sts or bitext):
+        raise ConfigError("nothing to evaluate: give at least one --beir DIR, --sts FILE or --bitext SRC,TGT")
+    head_t = _parse_heads(heads)
+    bitext_sets = []
+    for spec in bitext:
+        parts = spec.split(",")
+        if len(parts) != 2:
+            raise ConfigError(f"--bitext {spec!r}: give two files separated by a comma: SOURCE,TARGET")
+        bitext_sets.append(load_bitext(parts[0], parts[1], max_pairs=max_pairs))
+    retrieval_sets = [load_beir(p, split=split, max_queries=max_queries) for p in beir]
+    sts_sets = [load_sts(p) for p in sts]
+    encoder = _load_encoder(model, head_t)
+    typer.echo(f"evaluating {model or 'all-MiniLM-L6-v2 (bundled)'} with heads {', '.join(head_t)}")
+    run = evaluate_all(
+        encoder,
+        retrieval_sets,
+        sts_sets,
+        bitext_sets,
+        log=typer.echo,
+        heads=head_t,
+        hybrid=hybrid,
+        weights=_parse_weights(weights),
+        mrl_dims=_parse_dims(mrl_dims),
+        bm25=bm25,
+        batch_size=batch_size,
+        max_length=max_length,
+    )
+    typer.echo(format_run_table(run))
+    report = build_report(
+        {"model": run},
+        command=command_line("eval", ctx.params),
+        model={"path": model or "bundled all-MiniLM-L6-v2", "heads": list(head_t)},
+        data={
+            "beir": [{"path": str(p), "split": split} for p in beir],
+            "sts": [str(p) for p in sts],
+            "bitext": list(bitext),
+            "max_queries": max_queries,
+        },
+    )
+    files = write_report(report, out, plots=plots)
+    typer.echo(f"wrote {files['json']} and {files['md']}")
+
+
+def _load_encoder(model: str | None, heads: tuple[str, ...]):
+    from embforge.model.encoder import Encoder
+
+    return Encoder.from_pretrained(model, heads=heads)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)

@@ -1,0 +1,87 @@
+"""`embforge filter` (consistency filtering) and `embforge dedup` (exact duplicates)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _bad(skip_bad: bool, output: Path):
+    from embforge.data.io import BadLines
+
+    return BadLines(output.with_name(output.name + ".bad.jsonl")) if skip_bad else None
+
+
+SKIP_BAD_HELP = "Write malformed input lines to OUTPUT.bad.jsonl (with their errors) instead of stopping."
+
+
+def filter_command(
+    input_path: Path = typer.Argument(
+        ..., help="Pairs (or triples / examples: query + first positive), JSONL or parquet."
+    ),
+    output: Path = typer.Argument(..., help="Kept records, JSONL (.gz compresses)."),
+    model: Optional[str] = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Small embedding model (path or hub id; Arctic used multilingual-e5-small). "
+        "Default: the bundled all-MiniLM-L6-v2.",
+    ),
+    shard_size: int = typer.Option(
+        3_000_000, "--shard-size", help="Pairs per shard; documents compete within a shard."
+    ),
+    top_k: int = typer.Option(
+        20, "--top-k", help="Keep a pair if its document ranks in the top k for its query."
+    ),
+    dropped: Optional[Path] = typer.Option(
+        None, "--dropped", help="Also write dropped records (with their rank) here."
+    ),
+    batch_size: int = typer.Option(128, "--batch-size", help="Texts per forward pass."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Token limit per text."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_BAD_HELP),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Consistency filtering (Arctic-Embed 2.0): drop pairs whose document is not in the top k for its query."""
+    from embforge.data.filtering import FilterConfig, filter_file
+    from embforge.data.teachers import EncoderTeacher
+    from embforge.model.encoder import Encoder
+
+    cfg = FilterConfig(shard_size=shard_size, top_k=top_k)
+    encoder = Encoder.from_pretrained(model) if model else Encoder.from_pretrained()
+    teacher = EncoderTeacher(encoder, batch_size=batch_size, max_length=max_length)
+    bad = _bad(skip_bad, output)
+    try:
+        stats = filter_file(input_path, output, teacher, cfg, dropped, bad, progress)
+    finally:
+        if bad is not None:
+            bad.close()
+    typer.echo(stats.table())
+    if bad is not None:
+        typer.echo(bad.summary(), err=True)
+
+
+def dedup_command(
+    input_path: Path = typer.Argument(..., help="Training records (JSONL, .jsonl.gz, parquet)."),
+    output: Path = typer.Argument(..., help="Records without exact duplicates (first occurrence kept)."),
+    dropped: Optional[Path] = typer.Option(None, "--dropped", help="Also write the removed duplicates here."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_BAD_HELP),
+) -> None:
+    """Remove exact duplicate records (same kind and texts; metadata ignored), streaming."""
+    from embforge.data.dedup import dedup_file
+
+    bad = _bad(skip_bad, output)
+    try:
+        stats = dedup_file(input_path, output, dropped, bad)
+    finally:
+        if bad is not None:
+            bad.close()
+    typer.echo(f"{output}: {stats.summary()}")
+    if bad is not None:
+        typer.echo(bad.summary(), err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("filter")(filter_command)
+    app.command("dedup")(dedup_command)

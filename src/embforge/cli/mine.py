@@ -1,0 +1,112 @@
+"""`embforge mine`: hard negatives with TopK-PercPos false-negative filtering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from embforge.errors import ConfigError
+
+
+def _rank_range(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"--rank-range {text!r}: write LO:HI, e.g. 10:100") from None
+    return lo, hi
+
+
+def mine_command(
+    input_path: Path = typer.Argument(
+        ...,
+        help="Pairs / triples / examples (JSONL, .jsonl.gz, parquet), or a BEIR folder with --beir-split.",
+    ),
+    output: Path = typer.Argument(
+        ..., help="Output examples JSONL: query, pos, neg, pos_scores, neg_scores."
+    ),
+    model: Optional[str] = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Teacher: an embforge / BGE-M3 / sentence-transformers path or hub id "
+        "(default: the bundled all-MiniLM-L6-v2).",
+    ),
+    heads: str = typer.Option(
+        "dense",
+        "--heads",
+        help="Teacher heads, comma-separated: dense, or dense,sparse,multivector (hybrid rescoring).",
+    ),
+    corpus: Optional[Path] = typer.Option(
+        None,
+        "--corpus",
+        help="Corpus to mine from (rows with a 'text' field, e.g. a BEIR corpus.jsonl); "
+        "default: the BEIR corpus, or every positive/negative text of the input.",
+    ),
+    beir_split: Optional[str] = typer.Option(
+        None, "--beir-split", help="With a BEIR folder: the qrels split."
+    ),
+    top_k: int = typer.Option(100, "--top-k", help="Candidates retrieved per query (positives excluded)."),
+    negatives: int = typer.Option(7, "--negatives", "-n", help="Negatives per query (M3 used 7)."),
+    perc_pos: float = typer.Option(
+        0.95, "--perc-pos", help="TopK-PercPos: drop candidates scoring above p x the positive's score."
+    ),
+    no_perc_pos: bool = typer.Option(False, "--no-perc-pos", help="Turn the TopK-PercPos filter off."),
+    margin: Optional[float] = typer.Option(
+        None, "--margin", help="Also drop candidates scoring above (positive score - margin)."
+    ),
+    sampling: str = typer.Option(
+        "top", "--sampling", help="top (best survivors) | range (random in --rank-range)."
+    ),
+    rank_range: str = typer.Option(
+        "10:100", "--rank-range", help="LO:HI ranks for --sampling range (ANCE-style)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for --sampling range."),
+    query_batch: int = typer.Option(512, "--query-batch", help="Queries per chunk (bounds memory)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Texts per teacher forward pass."),
+    max_length: Optional[int] = typer.Option(
+        None, "--max-length", help="Token limit per text (default: model's)."
+    ),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Write malformed input lines to OUTPUT.bad.jsonl instead of stopping."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Mine hard negatives with a teacher model, dropping likely false negatives (TopK-PercPos).
+
+    The corpus is embedded into an exact faiss inner-product index; queries stream in chunks, so
+    memory does not grow with the number of queries. Prints how many candidates were dropped.
+    """
+    from embforge.data.io import BadLines
+    from embforge.data.mining import MiningConfig, mine_file
+    from embforge.data.teachers import EncoderTeacher
+    from embforge.model.encoder import Encoder
+
+    cfg = MiningConfig(
+        top_k=top_k,
+        n_negatives=negatives,
+        perc_pos=None if no_perc_pos else perc_pos,
+        margin=margin,
+        sampling=sampling,
+        rank_range=_rank_range(rank_range),
+        seed=seed,
+        query_batch=query_batch,
+    )
+    encoder = Encoder.from_pretrained(model) if model else Encoder.from_pretrained()
+    teacher = EncoderTeacher(
+        encoder, tuple(h.strip() for h in heads.split(",")), batch_size=batch_size, max_length=max_length
+    )
+    bad = BadLines(output.with_name(output.name + ".bad.jsonl")) if skip_bad else None
+    try:
+        stats = mine_file(input_path, output, teacher, cfg, corpus, beir_split, bad, progress)
+    finally:
+        if bad is not None:
+            bad.close()
+    typer.echo(f"{output}: {stats.summary()}")
+    if bad is not None:
+        typer.echo(bad.summary(), err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("mine")(mine_command)

@@ -1,0 +1,104 @@
+"""`embforge serve`: the OpenAI-compatible embedding server (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+__all__ = ["register"]
+
+
+def serve(
+    model: Optional[str] = typer.Argument(
+        None,
+        help="Checkpoint directory or hub id (BGE-M3, sentence-transformers or embforge layout). Default: the bundled all-MiniLM-L6-v2.",
+    ),
+    index: Optional[str] = typer.Option(
+        None, "--index", help="Index directory (from `embforge index`) to enable POST /v1/search."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="Interface to bind; 0.0.0.0 exposes the server to the network (set --api-key then).",
+    ),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    api_key: Optional[str] = typer.Option(
+        None,
+        "--api-key",
+        envvar="EMBFORGE_API_KEY",
+        help="Require 'Authorization: Bearer KEY' on /v1/* (also from $EMBFORGE_API_KEY).",
+    ),
+    model_name: Optional[str] = typer.Option(
+        None,
+        "--model-name",
+        help="Name reported as `model` in responses (default: the model path's last part).",
+    ),
+    default_role: str = typer.Option(
+        "document",
+        "--default-role",
+        help="Role of /v1/embeddings inputs that do not send `role`: document or query.",
+    ),
+    dtype: str = typer.Option(
+        "fp32",
+        "--dtype",
+        help="Encoder compute dtype: fp32 or bf16 (bf16 is fast only on CPUs with AMX, and on GPUs).",
+    ),
+    max_batch_tokens: int = typer.Option(
+        16384, "--max-batch-tokens", help="Token budget of one micro-batch (texts x longest text)."
+    ),
+    max_batch_size: int = typer.Option(256, "--max-batch-size", help="Texts per micro-batch at most."),
+    max_wait_ms: float = typer.Option(
+        5.0, "--max-wait-ms", help="How long the first queued text waits for others to join its batch."
+    ),
+    max_queue: int = typer.Option(
+        4096, "--max-queue", help="Texts waiting or encoding at most; more -> HTTP 429."
+    ),
+    queue_timeout: float = typer.Option(
+        60.0, "--queue-timeout", help="Seconds a text may wait before HTTP 503."
+    ),
+    max_inputs: int = typer.Option(
+        2048, "--max-inputs", help="Inputs per request at most (HTTP 400 beyond)."
+    ),
+    max_tokens_per_input: Optional[int] = typer.Option(
+        None, "--max-tokens-per-input", help="Tokens per input at most (default: the model's maximum length)."
+    ),
+    max_total_tokens: int = typer.Option(300_000, "--max-total-tokens", help="Tokens per request at most."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="torch CPU threads (default: torch's choice)."
+    ),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Serve MODEL over HTTP: POST /v1/embeddings (OpenAI-compatible, plus sparse, multivector
+    and int8/binary outputs), POST /v1/search with --index, GET /healthz and /metrics.
+
+    Example: embforge serve BAAI/bge-m3 --index idx/ --port 8000 --api-key s3cret
+    """
+    import uvicorn
+
+    from embforge.serve import ServeConfig, create_app
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    config = ServeConfig(
+        model_name=model_name,
+        api_key=api_key,
+        default_role=default_role,
+        max_batch_tokens=max_batch_tokens,
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        max_queue_inputs=max_queue,
+        queue_timeout_s=queue_timeout,
+        max_inputs=max_inputs,
+        max_tokens_per_input=max_tokens_per_input,
+        max_total_tokens=max_total_tokens,
+        dtype=dtype,
+    )
+    app = create_app(model, index=index, config=config)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

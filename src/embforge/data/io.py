@@ -1,0 +1,344 @@
+"""Streaming readers and atomic writers for JSONL, JSONL.gz, parquet and BEIR directories.
+
+Readers are generators: they hold one line (JSONL) or one record batch (parquet) at a
+time, so files larger than memory stream through. Malformed input raises
+:class:`~embforge.errors.DataError` naming ``file:line``; with a :class:`BadLines` sink
+(the CLI's ``--skip-bad``) the bad line is written to a side file with its error
+instead, counted, and reading goes on. Nothing is dropped silently.
+
+Writers go to a temporary file in the target directory and rename it into place when
+complete, so a crash never leaves a half-written output under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from embforge.data.formats import (
+    CorpusDoc,
+    Qrel,
+    Query,
+    Record,
+    parse_corpus_doc,
+    parse_qrel_line,
+    parse_query,
+    parse_record,
+)
+from embforge.errors import DataError
+
+__all__ = [
+    "BadLines",
+    "open_text",
+    "atomic_write",
+    "iter_rows",
+    "read_records",
+    "write_jsonl",
+    "read_corpus",
+    "read_queries",
+    "read_qrels",
+    "load_qrels",
+    "write_beir",
+    "count_rows",
+]
+
+T = TypeVar("T")
+PathLike = str | os.PathLike
+
+
+class BadLines:
+    """Side file for malformed input lines (the ``--skip-bad`` policy).
+
+    Each bad line becomes one JSON line ``{"file", "line", "error", "raw"}`` in ``path``
+    (created on the first bad line). ``count`` says how many were skipped.
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> with BadLines(os.path.join(d, "bad.jsonl")) as bad:
+        ...     bad.add("in.jsonl", 3, "{oops", "bad JSON")
+        >>> bad.count
+        1
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self._fh: IO[str] | None = None
+
+    def add(self, file: PathLike, line: int, raw: Any, error: str) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "w", encoding="utf-8")
+        if not isinstance(raw, str):
+            raw = json.dumps(raw, ensure_ascii=False, default=str)
+        rec = {"file": str(file), "line": line, "error": error, "raw": raw.rstrip("\r\n")}
+        self._fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self.count += 1
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def summary(self) -> str:
+        if not self.count:
+            return "no bad lines"
+        return f"skipped {self.count} bad line(s); written with their errors to {self.path}"
+
+    def __enter__(self) -> BadLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_text(path: PathLike, mode: str = "r") -> IO[str]:
+    """Open a text file, gzip-compressed if the name ends in ``.gz`` (UTF-8)."""
+    p = str(path)
+    if p.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(p, mode.replace("t", "") + "b"), encoding="utf-8", newline="")
+    return open(p, mode, encoding="utf-8", newline="")
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike) -> Iterator[IO[str]]:
+    """Write a text file atomically: a temp file in the same directory, renamed on success.
+
+    ``.gz`` names are gzip-compressed. On an exception the temp file is removed and the
+    target is left as it was.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        if target.name.endswith(".gz"):
+            opened: IO[str] = io.TextIOWrapper(gzip.open(tmp, "wb"), encoding="utf-8", newline="\n")
+        else:
+            opened = open(tmp, "w", encoding="utf-8", newline="\n")
+        with opened as fh:
+            yield fh
+            fh.flush()
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _is_parquet(path: PathLike) -> bool:
+    return str(path).endswith((".parquet", ".pq"))
+
+
+def _check_exists(path: PathLike) -> None:
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such file; check the path")
+
+
+def _iter_jsonl(path: PathLike, bad: BadLines | None) -> Iterator[tuple[int, Any]]:
+    with open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                msg = f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno}); fix or remove the line"
+                if bad is None:
+                    raise DataError(msg) from None
+                bad.add(path, lineno, line, msg)
+            except UnicodeDecodeError as e:  # pragma: no cover - raised by the wrapper before us
+                raise DataError(
+                    f"{path}:{lineno}: not UTF-8 text ({e}); re-encode the file as UTF-8"
+                ) from None
+
+
+def _iter_parquet(path: PathLike, batch_size: int) -> Iterator[tuple[int, Any]]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(str(path))
+    row = 0
+    for batch in pf.iter_batches(batch_size=batch_size):
+        for rec in batch.to_pylist():
+            row += 1
+            yield row, rec
+
+
+def iter_rows(
+    path: PathLike, bad: BadLines | None = None, parquet_batch_size: int = 1024
+) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_or_row_number, decoded_object)`` from a JSONL, JSONL.gz or parquet file.
+
+    Blank JSONL lines are skipped (they are not records). A generator: one line or one
+    parquet record batch in memory at a time.
+    """
+    _check_exists(path)
+    if _is_parquet(path):
+        yield from _iter_parquet(path, parquet_batch_size)
+    else:
+        yield from _iter_jsonl(path, bad)
+
+
+def _parsed(
+    path: PathLike, parse: Callable[[Any, str], T], bad: BadLines | None, parquet_batch_size: int = 1024
+) -> Iterator[T]:
+    for lineno, obj in iter_rows(path, bad, parquet_batch_size):
+        where = f"{path}:{lineno}"
+        try:
+            yield parse(obj, where)
+        except DataError as e:
+            if bad is None:
+                raise
+            bad.add(path, lineno, obj, str(e))
+
+
+def read_records(
+    path: PathLike, kind: str | None = None, bad: BadLines | None = None, parquet_batch_size: int = 1024
+) -> Iterator[Record]:
+    """Stream typed training records (pair / scored_pair / triple / example) from a file.
+
+    Args:
+        path: ``.jsonl``, ``.jsonl.gz`` or ``.parquet``.
+        kind: the expected kind; None = each line's kind is detected from its keys.
+        bad: where to put malformed lines; None = raise on the first one.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "pairs.jsonl")
+        >>> write_jsonl(p, [{"query": "q", "positive": "p"}])
+        1
+        >>> [r.positive for r in read_records(p)]
+        ['p']
+    """
+    return _parsed(path, lambda o, w: parse_record(o, w, kind), bad, parquet_batch_size)
+
+
+def _to_dict(rec: Any) -> dict:
+    return rec if isinstance(rec, dict) else rec.to_dict()
+
+
+def write_jsonl(path: PathLike, records: Iterable[Any]) -> int:
+    """Atomically write records (dicts or objects with ``to_dict``) as JSONL; returns the count.
+
+    Consumes ``records`` lazily (a generator streams straight to disk).
+    """
+    n = 0
+    with atomic_write(path) as fh:
+        for rec in records:
+            fh.write(json.dumps(_to_dict(rec), ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def count_rows(path: PathLike) -> int:
+    """Number of non-blank lines (JSONL) or rows (parquet), read in a stream."""
+    _check_exists(path)
+    if _is_parquet(path):
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(str(path)).metadata.num_rows)
+    with open_text(path) as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+# ----------------------------------------------------------------------------- BEIR
+
+
+def read_corpus(path: PathLike, bad: BadLines | None = None) -> Iterator[CorpusDoc]:
+    """Stream a BEIR ``corpus.jsonl`` (or parquet with the same columns)."""
+    return _parsed(path, parse_corpus_doc, bad)
+
+
+def read_queries(path: PathLike, bad: BadLines | None = None) -> Iterator[Query]:
+    """Stream a BEIR ``queries.jsonl``."""
+    return _parsed(path, parse_query, bad)
+
+
+def _qrels_lines(path: PathLike) -> Iterator[tuple[int, str]]:
+    _check_exists(path)
+    with open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip() or (lineno == 1 and _is_qrels_header(line)):
+                continue
+            yield lineno, line
+
+
+def _is_qrels_header(line: str) -> bool:
+    """BEIR's ``query-id<TAB>corpus-id<TAB>score`` header (or a similar one naming a query column)."""
+    parts = [p.strip().lower() for p in line.rstrip("\r\n").split("\t")]
+    try:
+        float(parts[-1])
+        return False
+    except ValueError:
+        return len(parts) in (3, 4) and ("query" in parts[0] or parts[0] in ("qid", "q"))
+
+
+def read_qrels(
+    path: PathLike,
+    bad: BadLines | None = None,
+    query_ids: set[str] | None = None,
+    doc_ids: set[str] | None = None,
+) -> Iterator[Qrel]:
+    """Stream a BEIR qrels TSV. A first line whose score column is not a number is a header.
+
+    If ``query_ids`` / ``doc_ids`` are given, every qrel must reference a known id: a
+    missing one is a DataError naming the qrels line (or a bad line with ``bad``).
+    """
+    for lineno, line in _qrels_lines(path):
+        where = f"{path}:{lineno}"
+        try:
+            q = parse_qrel_line(line, where)
+            if query_ids is not None and q.query_id not in query_ids:
+                raise DataError(f"{where}: query-id {q.query_id!r} is not in the queries file; fix the id")
+            if doc_ids is not None and q.doc_id not in doc_ids:
+                raise DataError(f"{where}: corpus-id {q.doc_id!r} is not in the corpus; fix the id")
+        except DataError as e:
+            if bad is None:
+                raise
+            bad.add(path, lineno, line, str(e))
+            continue
+        yield q
+
+
+def load_qrels(
+    path: PathLike,
+    query_ids: set[str] | None = None,
+    doc_ids: set[str] | None = None,
+    bad: BadLines | None = None,
+) -> dict[str, dict[str, int]]:
+    """Qrels as ``{query_id: {doc_id: grade}}`` (the pytrec_eval layout); see :func:`read_qrels`."""
+    out: dict[str, dict[str, int]] = {}
+    for q in read_qrels(path, bad, query_ids, doc_ids):
+        out.setdefault(q.query_id, {})[q.doc_id] = q.score
+    return out
+
+
+def write_beir(
+    out_dir: PathLike,
+    corpus: Iterable[CorpusDoc],
+    queries: Iterable[Query],
+    qrels: Iterable[Qrel],
+    split: str = "test",
+) -> dict[str, int]:
+    """Write a BEIR directory (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv`` with header).
+
+    Each file is written atomically. Returns the counts written.
+    """
+    out = Path(out_dir)
+    n_docs = write_jsonl(out / "corpus.jsonl", corpus)
+    n_queries = write_jsonl(out / "queries.jsonl", queries)
+    n_qrels = 0
+    with atomic_write(out / "qrels" / f"{split}.tsv") as fh:
+        fh.write("query-id\tcorpus-id\tscore\n")
+        for q in qrels:
+            fh.write(f"{q.query_id}\t{q.doc_id}\t{q.score}\n")
+            n_qrels += 1
+    return {"docs": n_docs, "queries": n_queries, "qrels": n_qrels}

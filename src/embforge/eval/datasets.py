@@ -1,0 +1,211 @@
+"""Evaluation data: BEIR retrieval directories, STS pair files, line-aligned bitext.
+
+Readers name the file and line of anything malformed (``DataError``).
+
+* BEIR: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv`` (read with
+  :mod:`embforge.data.io`); only queries judged in the split are evaluated.
+* STS, format detected from the file:
+  STS Benchmark ``sts-*.csv`` (TAB-separated genre, file, year, id, score, s1, s2; extra
+  columns ignored), KorSTS ``*.tsv`` (header with ``sentence1``/``sentence2``/``score``),
+  stsb_multi_mt ``*.csv`` (``s1,s2,score``, no header), or JSONL ``scored_pair`` records
+  (``sentence1``, ``sentence2``, ``score``).
+* Bitext: two line-aligned text files (Tatoeba ``tatoeba.xxx-eng.xxx`` / ``.eng``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embforge.errors import DataError
+
+__all__ = ["RetrievalSet", "StsSet", "BitextSet", "load_beir", "load_sts", "load_bitext", "guess_language"]
+
+_LANG_RE = re.compile(r"(?:^|[-_.])([a-z]{2,3})(?:$|[-_.])")
+
+
+def guess_language(name: str) -> str:
+    """A language tag from a data set name (``xquad-de`` -> ``de``, ``stsb-es-dev`` -> ``es``), or ''."""
+    skip = {"dev", "test", "train", "sts", "eng", "tsv", "csv", "txt", "jsonl", "mt"}
+    for m in _LANG_RE.finditer(name.lower()):
+        tag = m.group(1)
+        if tag not in skip:
+            return tag
+    return ""
+
+
+@dataclass
+class RetrievalSet:
+    """A retrieval task: corpus, the queries judged in one split, and their qrels."""
+
+    name: str
+    doc_ids: list[str]
+    doc_texts: list[str]
+    query_ids: list[str]
+    query_texts: list[str]
+    qrels: dict[str, dict[str, int]]
+    language: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class StsSet:
+    name: str
+    sentences1: list[str]
+    sentences2: list[str]
+    scores: list[float]
+    language: str = ""
+
+
+@dataclass
+class BitextSet:
+    name: str
+    source: list[str]
+    target: list[str]
+    language: str = ""
+
+
+def load_beir(
+    path: str | Path,
+    split: str = "test",
+    name: str | None = None,
+    language: str | None = None,
+    max_queries: int | None = None,
+) -> RetrievalSet:
+    """Read a BEIR directory; keep the queries judged in ``qrels/<split>.tsv``."""
+    from embforge.data.io import load_qrels, read_corpus, read_queries
+
+    root = Path(path)
+    for f in ("corpus.jsonl", "queries.jsonl"):
+        if not (root / f).exists() and not (root / (f + ".gz")).exists():
+            raise DataError(
+                f"{root}: no {f}; a BEIR directory holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv"
+            )
+    qrels_path = root / "qrels" / f"{split}.tsv"
+    if not qrels_path.exists():
+        have = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
+        raise DataError(
+            f"{qrels_path} does not exist; choose a split from: {', '.join(have) or '(none found)'}"
+        )
+    corpus_file = root / "corpus.jsonl" if (root / "corpus.jsonl").exists() else root / "corpus.jsonl.gz"
+    queries_file = root / "queries.jsonl" if (root / "queries.jsonl").exists() else root / "queries.jsonl.gz"
+    doc_ids, doc_texts = [], []
+    for d in read_corpus(corpus_file):
+        doc_ids.append(d.id)
+        doc_texts.append(f"{d.title} {d.text}".strip() if d.title else d.text)
+    qrels_all = load_qrels(qrels_path)
+    qrels = {q: {d: int(r) for d, r in docs.items()} for q, docs in qrels_all.items()}
+    qtext = {q.id: q.text for q in read_queries(queries_file)}
+    missing = [q for q in qrels if q not in qtext]
+    if missing:
+        raise DataError(
+            f"{qrels_path}: query id {missing[0]!r} (and {len(missing) - 1} more) not in {queries_file}"
+        )
+    qids = [q for q in qtext if q in qrels]
+    if max_queries is not None:
+        qids = qids[:max_queries]
+        qrels = {q: qrels[q] for q in qids}
+    name = name or root.name
+    return RetrievalSet(
+        name=name,
+        doc_ids=doc_ids,
+        doc_texts=doc_texts,
+        query_ids=qids,
+        query_texts=[qtext[q] for q in qids],
+        qrels=qrels,
+        language=language if language is not None else guess_language(name),
+        meta={"path": str(root), "split": split},
+    )
+
+
+def _float(x: str, where: str) -> float:
+    try:
+        return float(x)
+    except ValueError:
+        raise DataError(
+            f"{where}: score {x!r} is not a number; STS files need a numeric score column"
+        ) from None
+
+
+def load_sts(path: str | Path, name: str | None = None, language: str | None = None) -> StsSet:
+    """Read an STS pair file (format detected; see the module docstring)."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"STS file {p} does not exist")
+    s1, s2, sc = [], [], []
+    with open(p, encoding="utf-8", newline="") as f:
+        first = f.readline()
+        f.seek(0)
+        cols = first.rstrip("\n").split("\t")
+        if p.suffix in (".jsonl", ".json"):
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    r = json.loads(line)
+                    s1.append(r["sentence1"])
+                    s2.append(r["sentence2"])
+                    sc.append(_float(str(r["score"]), f"{p}:{i}"))
+                except (json.JSONDecodeError, KeyError) as e:
+                    raise DataError(
+                        f"{p}:{i}: expected JSON with sentence1, sentence2, score ({e})"
+                    ) from None
+        elif "sentence1" in cols and "score" in cols:  # KorSTS: header line
+            i1, i2, isc = cols.index("sentence1"), cols.index("sentence2"), cols.index("score")
+            for i, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
+                if i == 1 or not row:
+                    continue
+                if len(row) <= max(i1, i2, isc):
+                    raise DataError(f"{p}:{i}: {len(row)} columns, expected at least {max(i1, i2, isc) + 1}")
+                s1.append(row[i1])
+                s2.append(row[i2])
+                sc.append(_float(row[isc], f"{p}:{i}"))
+        elif len(cols) >= 7:  # STS Benchmark: genre file year id score s1 s2 [extra]
+            for i, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
+                if not row:
+                    continue
+                if len(row) < 7:
+                    raise DataError(
+                        f"{p}:{i}: {len(row)} columns; STS Benchmark lines have 7 (score at column 5)"
+                    )
+                sc.append(_float(row[4], f"{p}:{i}"))
+                s1.append(row[5])
+                s2.append(row[6])
+        else:  # stsb_multi_mt: s1,s2,score
+            for i, row in enumerate(csv.reader(f), 1):
+                if not row:
+                    continue
+                if len(row) != 3:
+                    raise DataError(f"{p}:{i}: {len(row)} columns; expected s1,s2,score (stsb_multi_mt CSV)")
+                s1.append(row[0])
+                s2.append(row[1])
+                sc.append(_float(row[2], f"{p}:{i}"))
+    if not sc:
+        raise DataError(f"STS file {p} holds no pairs")
+    name = name or p.stem
+    return StsSet(name, s1, s2, sc, language if language is not None else guess_language(name))
+
+
+def load_bitext(
+    source: str | Path,
+    target: str | Path,
+    name: str | None = None,
+    language: str | None = None,
+    max_pairs: int | None = None,
+) -> BitextSet:
+    """Two line-aligned files; line i of ``source`` translates line i of ``target``."""
+    src = Path(source).read_text(encoding="utf-8").splitlines()
+    tgt = Path(target).read_text(encoding="utf-8").splitlines()
+    if len(src) != len(tgt):
+        raise DataError(
+            f"bitext files are not line-aligned: {source} has {len(src)} lines, {target} has {len(tgt)}"
+        )
+    if max_pairs is not None:
+        src, tgt = src[:max_pairs], tgt[:max_pairs]
+    name = name or Path(source).name
+    if language is None:
+        language = Path(source).suffix.lstrip(".")
+    return BitextSet(name, src, tgt, language)

@@ -1,0 +1,311 @@
+"""Evaluate an encoder: retrieval per head + hybrid + Matryoshka curve + BM25, STS, bitext.
+
+Retrieval is exact (brute force): queries are encoded once with every head; the corpus
+is encoded in chunks, each chunk is scored against all queries per head, the hybrid score
+``w1*dense + w2*sparse + w3*multivector`` is formed on the same chunk, and a running
+top-k per head keeps memory at O(Q * k) whatever the corpus size.
+
+The encoder is anything with ``encode(texts, role=..., heads=..., batch_size=...,
+max_length=...) -> embforge.types.Embeddings`` (``embforge.model.encoder.Encoder``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from embforge.eval import metrics as M
+from embforge.eval.datasets import BitextSet, RetrievalSet, StsSet
+from embforge.types import Embeddings
+
+__all__ = [
+    "HYBRID_WEIGHTS",
+    "TopK",
+    "maxsim",
+    "head_scores",
+    "evaluate_retrieval",
+    "evaluate_sts",
+    "evaluate_bitext",
+    "bm25_scores",
+    "default_mrl_dims",
+    "evaluate_all",
+]
+
+HYBRID_WEIGHTS: dict[str, float] = {"dense": 1.0, "sparse": 0.3, "multivector": 1.0}
+K_VALUES = (1, 3, 5, 10, 20, 100)
+
+
+class TopK:
+    """Running top-k (per query) over column chunks of a (Q, N) score matrix."""
+
+    def __init__(self, n_queries: int, k: int) -> None:
+        self.k = k
+        self.scores = np.full((n_queries, 0), -np.inf, dtype=np.float32)
+        self.index = np.zeros((n_queries, 0), dtype=np.int64)
+
+    def add(self, scores: np.ndarray, offset: int) -> None:
+        """Merge a (Q, n) chunk whose first column is corpus position ``offset``."""
+        s = np.concatenate([self.scores, scores.astype(np.float32)], 1)
+        idx = np.concatenate(
+            [self.index, np.broadcast_to(np.arange(offset, offset + scores.shape[1]), scores.shape)], 1
+        )
+        if s.shape[1] > self.k:
+            keep = np.argpartition(-s, self.k - 1, axis=1)[:, : self.k]
+            s, idx = np.take_along_axis(s, keep, 1), np.take_along_axis(idx, keep, 1)
+        self.scores, self.index = s, idx
+
+    def run(self, query_ids: Sequence[str], doc_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+        return {
+            q: {doc_ids[j]: float(v) for j, v in zip(self.index[i], self.scores[i])}
+            for i, q in enumerate(query_ids)
+        }
+
+
+def maxsim(q: list[np.ndarray], d: list[np.ndarray], block: int = 8_000_000) -> np.ndarray:
+    """ColBERT late interaction ``(1/Nq) sum_i max_j <q_i, d_j>``: Q and N token matrices -> (Q, N).
+
+    All token vectors are stacked so one BLAS product scores a block of queries against
+    every document token; ``np.maximum.reduceat`` / ``np.add.reduceat`` then take the
+    per-document max and per-query mean. ``block`` bounds the temporary (tokens x tokens).
+    """
+    out = np.zeros((len(q), len(d)), dtype=np.float32)
+    if not q or not d:
+        return out
+    dl = np.array([len(x) for x in d])
+    keep = dl > 0  # a document without tokens scores 0
+    if not keep.any():
+        return out
+    dflat = np.concatenate([x for x in d if len(x)]).astype(np.float32)  # (sum Td, M)
+    dstarts = np.r_[0, np.cumsum(dl[keep])[:-1]]
+    i = 0
+    while i < len(q):
+        j, tokens = i, 0
+        while j < len(q) and (j == i or (tokens + len(q[j])) * len(dflat) <= block):
+            tokens += len(q[j])
+            j += 1
+        ql = np.array([len(x) for x in q[i:j]])
+        if tokens:
+            sim = (
+                np.concatenate([x for x in q[i:j] if len(x)]).astype(np.float32) @ dflat.T
+            )  # (sum Tq, sum Td)
+            best = np.maximum.reduceat(sim, dstarts, axis=1)  # (sum Tq, N kept)
+            qstarts = np.r_[0, np.cumsum(ql[ql > 0])[:-1]]
+            sums = np.add.reduceat(best, qstarts, axis=0) / ql[ql > 0][:, None]
+            rows = np.flatnonzero(ql > 0) + i
+            out[np.ix_(rows, np.flatnonzero(keep))] = sums
+        i = j
+    return out
+
+
+def head_scores(q: Embeddings, d: Embeddings, heads: Sequence[str]) -> dict[str, np.ndarray]:
+    """Exact (Q, N) scores per head from numpy embeddings."""
+    out: dict[str, np.ndarray] = {}
+    if "dense" in heads:
+        out["dense"] = q.dense @ d.dense.T
+    if "sparse" in heads:
+        out["sparse"] = np.asarray((q.sparse.to_scipy() @ d.sparse.to_scipy().T).todense(), dtype=np.float32)
+    if "multivector" in heads:
+        out["multivector"] = maxsim(q.multivector, d.multivector)
+    return out
+
+
+def _trunc(x: np.ndarray, dim: int) -> np.ndarray:
+    y = x[:, :dim]
+    return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+
+
+def default_mrl_dims(full: int) -> list[int]:
+    """Powers of two from 32 below ``full``, plus ``full`` (e.g. 384 -> 32, 64, 128, 256, 384)."""
+    dims = [d for d in (32, 64, 128, 256, 512, 768, 1024, 2048) if d < full]
+    return dims + [full]
+
+
+def bm25_scores(
+    tokenize, queries: Sequence[str], docs: Sequence[str], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """BM25 (bm25s, Lucene variant, k1=1.5, b=0.75) on the model's own tokenizer.
+
+    Args:
+        tokenize: text -> list of token strings (e.g. ``encoder.tokenizer.tokenize``).
+
+    Returns:
+        (Q, k) doc positions and (Q, k) scores.
+    """
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index([tokenize(t) for t in docs], show_progress=False)
+    k = min(k, len(docs))
+    idx, sc = retriever.retrieve(
+        [tokenize(t) or ["[UNK]"] for t in queries], k=k, show_progress=False, n_threads=1
+    )
+    return np.asarray(idx), np.asarray(sc)
+
+
+def _encode(encoder, texts, role, heads, batch_size, max_length) -> Embeddings:
+    return encoder.encode(
+        list(texts), role=role, heads=tuple(heads), batch_size=batch_size, max_length=max_length
+    )
+
+
+def evaluate_retrieval(
+    encoder,
+    data: RetrievalSet,
+    *,
+    heads: Sequence[str] = ("dense", "sparse", "multivector"),
+    hybrid: bool = True,
+    weights: dict[str, float] | None = None,
+    mrl_dims: Sequence[int] | None = (),
+    bm25: bool = True,
+    k_values: Sequence[int] = K_VALUES,
+    batch_size: int = 32,
+    chunk_size: int = 2048,
+    max_length: int | None = None,
+    health: bool = True,
+) -> dict[str, Any]:
+    """Evaluate every head, the hybrid, the Matryoshka dims and BM25 on one retrieval set.
+
+    Args:
+        mrl_dims: dense dims for the Matryoshka curve; ``None`` = :func:`default_mrl_dims`,
+            ``()`` = no curve.
+
+    Returns:
+        The report entry ``{"language", "num_queries", "num_docs", "heads": {head: metrics},
+        "mrl": {dim: ndcg@10}, "health": {...}, "seconds": ...}``.
+    """
+    t0 = time.perf_counter()
+    heads = tuple(heads)
+    w = dict(HYBRID_WEIGHTS if weights is None else weights)
+    k = max(k_values)
+    nq = len(data.query_ids)
+    qe = _encode(encoder, data.query_texts, "query", heads, batch_size, max_length)
+    full_dim = qe.dense.shape[1] if qe.dense is not None else 0
+    if mrl_dims is None and full_dim:
+        mrl_dims = default_mrl_dims(full_dim)
+    mrl_dims = [int(x) for x in (mrl_dims or []) if "dense" in heads and int(x) <= full_dim]
+    tops = {h: TopK(nq, k) for h in heads}
+    if hybrid and len(heads) > 1:
+        tops["hybrid"] = TopK(nq, k)
+    mrl_tops = {dim: TopK(nq, k) for dim in mrl_dims}
+    q_trunc = {dim: _trunc(qe.dense, dim) for dim in mrl_dims}
+    pos_docs = {d for rel in data.qrels.values() for d, r in rel.items() if r > 0}
+    pos_vecs: dict[str, np.ndarray] = {}
+    for start in range(0, len(data.doc_texts), chunk_size):
+        de = _encode(
+            encoder, data.doc_texts[start : start + chunk_size], "document", heads, batch_size, max_length
+        )
+        sc = head_scores(qe, de, heads)
+        for h, s in sc.items():
+            tops[h].add(s, start)
+        if "hybrid" in tops:
+            tops["hybrid"].add(sum(w.get(h, 0.0) * s for h, s in sc.items()), start)
+        for dim in mrl_dims:
+            mrl_tops[dim].add(q_trunc[dim] @ _trunc(de.dense, dim).T, start)
+        if health and de.dense is not None:
+            for j, did in enumerate(data.doc_ids[start : start + chunk_size]):
+                if did in pos_docs:
+                    pos_vecs[did] = de.dense[j]
+    res: dict[str, Any] = {
+        "language": data.language,
+        "num_queries": nq,
+        "num_docs": len(data.doc_ids),
+        "heads": {},
+        "hybrid_weights": {h: w.get(h, 0.0) for h in heads} if "hybrid" in tops else {},
+    }
+    for h, top in tops.items():
+        res["heads"][h] = M.evaluate(data.qrels, top.run(data.query_ids, data.doc_ids), k_values)
+    if bm25 and hasattr(encoder, "tokenizer"):
+        idx, sc = bm25_scores(encoder.tokenizer.tokenize, data.query_texts, data.doc_texts, k)
+        run = {
+            q: {data.doc_ids[j]: float(s) for j, s in zip(idx[i], sc[i])}
+            for i, q in enumerate(data.query_ids)
+        }
+        res["heads"]["bm25"] = M.evaluate(data.qrels, run, k_values)
+    if mrl_dims:
+        res["mrl"] = {
+            str(dim): M.evaluate(data.qrels, t.run(data.query_ids, data.doc_ids), (10,))["ndcg@10"]
+            for dim, t in mrl_tops.items()
+        }
+    if health and qe.dense is not None and pos_vecs:
+        res["health"] = _health(qe.dense, data, pos_vecs)
+    res["seconds"] = round(time.perf_counter() - t0, 2)
+    return res
+
+
+def _health(qdense: np.ndarray, data: RetrievalSet, pos_vecs: dict[str, np.ndarray]) -> dict[str, float]:
+    a, b = [], []
+    for i, q in enumerate(data.query_ids):
+        for d, r in data.qrels[q].items():
+            if r > 0 and d in pos_vecs:
+                a.append(qdense[i])
+                b.append(pos_vecs[d])
+                break
+    docs = np.stack(list(pos_vecs.values()))
+    return {"alignment": M.alignment(np.stack(a), np.stack(b)), "uniformity": M.uniformity(docs)}
+
+
+def evaluate_sts(
+    encoder, data: StsSet, *, batch_size: int = 64, max_length: int | None = None
+) -> dict[str, Any]:
+    """Spearman / Pearson of the dense cosine vs the gold scores."""
+    e1 = _encode(encoder, data.sentences1, "query", ("dense",), batch_size, max_length).dense
+    e2 = _encode(encoder, data.sentences2, "query", ("dense",), batch_size, max_length).dense
+    out: dict[str, Any] = {"language": data.language}
+    out.update(M.sts_correlations(e1, e2, np.asarray(data.scores)))
+    both = np.concatenate([e1, e2])
+    out["uniformity"] = M.uniformity(both)
+    return out
+
+
+def evaluate_bitext(
+    encoder, data: BitextSet, *, batch_size: int = 64, max_length: int | None = None
+) -> dict[str, Any]:
+    """Bitext mining accuracy@1 (source -> target and back) with the dense head."""
+    s = _encode(encoder, data.source, "query", ("dense",), batch_size, max_length).dense
+    t = _encode(encoder, data.target, "query", ("dense",), batch_size, max_length).dense
+    sim = s @ t.T
+    return {
+        "language": data.language,
+        "accuracy@1": M.accuracy_at_1(sim),
+        "accuracy@1_reverse": M.accuracy_at_1(sim.T),
+        "num_pairs": len(data.source),
+    }
+
+
+def evaluate_all(
+    encoder,
+    retrieval: Sequence[RetrievalSet] = (),
+    sts: Sequence[StsSet] = (),
+    bitext: Sequence[BitextSet] = (),
+    *,
+    log=None,
+    **retrieval_options: Any,
+) -> dict[str, Any]:
+    """One report *run*: every retrieval set (all heads, hybrid, MRL, BM25), STS and bitext set.
+
+    ``log`` is an optional ``print``-like callable for progress lines.
+    """
+    run: dict[str, Any] = {"retrieval": {}, "sts": {}, "bitext": {}, "health": {}}
+    bs = retrieval_options.get("batch_size", 32)
+    ml = retrieval_options.get("max_length")
+    for data in retrieval:
+        res = evaluate_retrieval(encoder, data, **retrieval_options)
+        health = res.pop("health", None)
+        if health:
+            run["health"][data.name] = health
+        run["retrieval"][data.name] = res
+        if log:
+            best = ", ".join(f"{h} {m['ndcg@10']:.3f}" for h, m in res["heads"].items())
+            log(f"  {data.name}: nDCG@10 {best} ({res['seconds']:.0f}s)")
+    for data in sts:
+        run["sts"][data.name] = evaluate_sts(encoder, data, batch_size=bs, max_length=ml)
+        if log:
+            log(f"  {data.name}: Spearman {run['sts'][data.name]['spearman']:.4f}")
+    for data in bitext:
+        run["bitext"][data.name] = evaluate_bitext(encoder, data, batch_size=bs, max_length=ml)
+        if log:
+            log(f"  {data.name}: accuracy@1 {run['bitext'][data.name]['accuracy@1']:.4f}")
+    return {k: v for k, v in run.items() if v}

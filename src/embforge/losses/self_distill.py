@@ -1,0 +1,116 @@
+"""M3 self-knowledge distillation (BGE M3-Embedding, Chen et al. 2024, section 3.2).
+
+Each head's scores ``s_dense, s_lex, s_mul`` (Q, candidates) are trained with
+InfoNCE, and the integrated score ``s_inter = w1 s_dense + w2 s_lex + w3 s_mul``
+acts as a teacher whose soft labels every head learns from:
+
+    L_*     = InfoNCE(s_* / tau)                       (and L_inter on s_inter)
+    L'_*    = - softmax(s_inter / tau) . log softmax(s_* / tau)
+    L       = (l1 L_dense + l2 L_lex + l3 L_mul + L_inter) / 4
+    L'      = (l1 L'_dense + l2 L'_lex + l3 L'_mul) / 3
+    L_final = (L + L') / 2
+
+Paper weights w = (1, 0.3, 1), l = (1, 0.1, 1). The unweighted variant (the
+earlier formulation) uses ``s_inter = s_dense + s_lex + s_mul``,
+``L = L_dense + L_lex + L_mul + L_inter``, ``L' = L'_dense + L'_lex + L'_mul``
+and ``L_final = L + L'``. As in FlagEmbedding's reference implementation the
+teacher distribution is detached (no gradient flows through the soft labels).
+Siblings: ``infonce`` (per-head InfoNCE), ``distill`` (KL to an external teacher).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from embforge.losses.infonce import candidate_logits
+from embforge.losses.scores import head_scores
+from embforge.types import EmbeddingOutput, LossOutput
+
+__all__ = ["self_distill_loss", "M3SelfDistillLoss"]
+
+_HEADS = ("dense", "sparse", "multivector")
+
+
+def self_distill_loss(
+    s_dense: torch.Tensor,
+    s_lex: torch.Tensor,
+    s_mul: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.02,
+    score_weights: Sequence[float] = (1.0, 0.3, 1.0),
+    loss_weights: Sequence[float] = (1.0, 0.1, 1.0),
+    weighted: bool = True,
+) -> LossOutput:
+    """The M3 unified loss on per-head candidate scores.
+
+    Args:
+        s_dense, s_lex, s_mul: (Q, C) raw scores of each head over the same candidates.
+        labels: (Q,) column of each query's positive.
+        temperature: tau, applied to every score matrix.
+        score_weights: w1, w2, w3 of the teacher ``s_inter`` (weighted variant).
+        loss_weights: l1, l2, l3 of the per-head losses (weighted variant).
+        weighted: False = the unweighted variant (all weights 1, sums instead of means).
+
+    Returns:
+        LossOutput with parts infonce/{dense,sparse,multivector,inter} and kd/{dense,sparse,multivector}.
+    """
+    w = tuple(score_weights) if weighted else (1.0, 1.0, 1.0)
+    lw = tuple(loss_weights) if weighted else (1.0, 1.0, 1.0)
+    scores = [s.float() / temperature for s in (s_dense, s_lex, s_mul)]
+    s_inter = w[0] * scores[0] + w[1] * scores[1] + w[2] * scores[2]
+    teacher = torch.softmax(s_inter.detach(), dim=-1)
+    parts: dict[str, torch.Tensor] = {}
+    for name, s in zip(_HEADS, scores):
+        parts[f"infonce/{name}"] = F.cross_entropy(s, labels)
+    parts["infonce/inter"] = F.cross_entropy(s_inter, labels)
+    for name, s in zip(_HEADS, scores):
+        parts[f"kd/{name}"] = -(teacher * torch.log_softmax(s, dim=-1)).sum(-1).mean()
+    hard = sum(lw[i] * parts[f"infonce/{h}"] for i, h in enumerate(_HEADS)) + parts["infonce/inter"]
+    soft = sum(lw[i] * parts[f"kd/{h}"] for i, h in enumerate(_HEADS))
+    total = (hard / 4 + soft / 3) / 2 if weighted else hard + soft
+    return LossOutput(total, parts)
+
+
+class M3SelfDistillLoss:
+    """``self_distill_loss`` on an ``EmbeddingOutput`` pair with all three heads (see module doc)."""
+
+    heads = _HEADS
+
+    def __init__(
+        self,
+        temperature: float = 0.02,
+        score_weights: Sequence[float] = (1.0, 0.3, 1.0),
+        loss_weights: Sequence[float] = (1.0, 0.1, 1.0),
+        weighted: bool = True,
+        in_batch_negatives: bool = True,
+    ) -> None:
+        for name, v in (("score_weights", score_weights), ("loss_weights", loss_weights)):
+            if len(v) != 3:
+                raise ValueError(f"{name} needs 3 values (dense, sparse, multivector), got {list(v)}")
+        self.temperature = temperature
+        self.score_weights = tuple(score_weights)
+        self.loss_weights = tuple(loss_weights)
+        self.weighted = weighted
+        self.in_batch_negatives = in_batch_negatives
+
+    def __call__(
+        self,
+        q: EmbeddingOutput,
+        d: EmbeddingOutput,
+        *,
+        group_size: int,
+        teacher_scores: torch.Tensor | None = None,
+    ) -> LossOutput:
+        picked = [candidate_logits(head_scores(q, d, h), group_size, self.in_batch_negatives) for h in _HEADS]
+        labels = picked[0][1]
+        return self_distill_loss(
+            *(p[0] for p in picked),
+            labels,
+            temperature=self.temperature,
+            score_weights=self.score_weights,
+            loss_weights=self.loss_weights,
+            weighted=self.weighted,
+        )

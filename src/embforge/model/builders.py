@@ -1,0 +1,195 @@
+"""Tiny random models for tests and smoke runs (offline, fixed seeds, seconds to build).
+
+- ``tiny_bert(...)``: a random ``BertModel`` + the bundled all-MiniLM-L6-v2 tokenizer.
+- ``train_unigram_tokenizer(...)``: a unigram tokenizer trained with ``tokenizers`` on real
+  multilingual text (vocab 4,000 covers the Korean of KLUE), wrapped as ``XLMRobertaTokenizerFast``.
+- ``tiny_xlmr(...)``: a random small ``XLMRobertaModel`` with that tokenizer.
+- ``build_tiny_m3_checkpoint(dir)``: a tiny XLM-R saved in the BGE-M3 layout (HF weights +
+  ``sparse_linear.pt`` + ``colbert_linear.pt``) that FlagEmbedding's ``BGEM3FlagModel`` also loads.
+
+Issue 7 adds named sizes here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "shared_data_dir",
+    "tokenizer_corpus",
+    "train_unigram_tokenizer",
+    "tiny_bert",
+    "tiny_xlmr",
+    "build_tiny_m3_checkpoint",
+    "cached_tiny_m3_checkpoint",
+]
+
+
+def shared_data_dir() -> Path | None:
+    """``$EMBFORGE_DATA`` or the first existing ``shared/data`` folder (repo's sibling, /work/shared/data)."""
+    env = os.environ.get("EMBFORGE_DATA")
+    cands = [Path(env)] if env else []
+    here = Path(__file__).resolve()
+    cands += [p / "shared" / "data" for p in here.parents] + [Path("/work/shared/data")]
+    return next((p for p in cands if p.is_dir()), None)
+
+
+def tokenizer_corpus(max_lines: int = 3000) -> Iterator[str]:
+    """Real multilingual text: KLUE Korean sentences and XQuAD contexts (or the bundled demo corpus)."""
+    n = 0
+    data = shared_data_dir()
+    if data is not None:
+        for f in sorted((data / "raw" / "klue_ko_sentences").glob("*.tsv")):
+            for line in f.read_text(encoding="utf-8").splitlines():
+                if line.startswith("## klue-") and "\t" in line:
+                    yield line.split("\t", 1)[1]
+                    n += 1
+                    if n >= max_lines * 2 // 3:
+                        break
+        for lang in ("en", "de", "zh", "ru"):
+            f = data / "xquad" / f"xquad.{lang}.json"
+            if f.is_file():
+                for art in json.loads(f.read_text(encoding="utf-8"))["data"][:8]:
+                    for p in art["paragraphs"]:
+                        yield p["context"]
+                        n += 1
+    if n == 0:
+        from embforge.demo import load_demo_corpus
+
+        for d in load_demo_corpus()[0]:
+            yield d["text"]
+
+
+def train_unigram_tokenizer(out_dir: str | Path, vocab_size: int = 4000, texts: list[str] | None = None):
+    """Train a unigram (sentencepiece-style) tokenizer and save it as ``XLMRobertaTokenizerFast``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import XLMRobertaTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # ids 0..4 as in XLM-R (cls, pad, eos, unk)
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>")
+    tok.train_from_iterator(texts if texts is not None else tokenizer_corpus(), trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    fast = XLMRobertaTokenizerFast(tokenizer_object=tok, model_max_length=512)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(out))
+    return fast
+
+
+def tiny_bert(hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0):
+    """(random BertModel, all-MiniLM-L6-v2 tokenizer) with fixed seed."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from embforge.model.checkpoint import default_model_path
+
+    tok = AutoTokenizer.from_pretrained(default_model_path())
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(seed)
+    return BertModel(cfg).eval(), tok
+
+
+def tiny_xlmr(
+    tokenizer, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0, max_positions: int = 514
+):
+    """A random ``XLMRobertaModel`` sized for ``tokenizer`` (fixed seed)."""
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    cfg = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        type_vocab_size=1,
+    )
+    torch.manual_seed(seed)
+    return XLMRobertaModel(cfg, add_pooling_layer=False).eval()
+
+
+def build_tiny_m3_checkpoint(
+    out_dir: str | Path,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    seed: int = 0,
+    vocab_size: int = 4000,
+    tokenizer_dir: str | Path | None = None,
+    with_heads: bool = True,
+) -> Path:
+    """Write a tiny random XLM-R in the BGE-M3 layout to ``out_dir`` and return the path.
+
+    ``tokenizer_dir`` reuses an already-trained tokenizer (training takes a few seconds).
+    ``with_heads=False`` omits ``sparse_linear.pt``/``colbert_linear.pt``.
+    """
+    from transformers import AutoTokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if tokenizer_dir is not None:
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        tok.save_pretrained(str(out))
+    else:
+        tok = train_unigram_tokenizer(out, vocab_size=vocab_size)
+    model = tiny_xlmr(tok, hidden, layers, heads, seed)
+    model.save_pretrained(str(out))
+    if with_heads:
+        g = torch.Generator().manual_seed(seed + 1)
+        sparse = {"weight": torch.randn(1, hidden, generator=g) * 0.3, "bias": torch.full((1,), 0.05)}
+        colbert = {
+            "weight": torch.randn(hidden, hidden, generator=g) * 0.2,
+            "bias": torch.randn(hidden, generator=g) * 0.02,
+        }
+        torch.save(sparse, out / "sparse_linear.pt")
+        torch.save(colbert, out / "colbert_linear.pt")
+    return out
+
+
+def cached_tiny_m3_checkpoint(cache_root: str | Path | None = None, **kwargs) -> Path:
+    """``build_tiny_m3_checkpoint`` once per machine: cached under ``$TMPDIR/embforge-test-cache``.
+
+    The cache key holds the arguments; a build goes to a private folder that is renamed into
+    place (atomic), so parallel test sessions never see a half-written checkpoint.
+    """
+    import hashlib
+    import shutil
+    import tempfile
+
+    root = Path(cache_root or Path(tempfile.gettempdir()) / "embforge-test-cache")
+    key = hashlib.sha1(json.dumps({"v": 1, **kwargs}, sort_keys=True).encode()).hexdigest()[:12]
+    target = root / f"tiny-m3-{key}"
+    if (
+        (target / "colbert_linear.pt").is_file()
+        or (target / "config.json").is_file()
+        and not kwargs.get("with_heads", True)
+    ):
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".build-"))
+    build_tiny_m3_checkpoint(tmp, **kwargs)
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another session won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

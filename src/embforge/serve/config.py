@@ -1,0 +1,106 @@
+"""Server settings (limits, batching, auth) and the API error type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from embforge.errors import ConfigError
+
+__all__ = ["ServeConfig", "ApiError"]
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Settings of one server.
+
+    Attributes:
+        model_name: the name reported in responses (``model``); requests may name
+            it or omit it. None = the model path's last part.
+        api_key: if set, every ``/v1/*`` request needs ``Authorization: Bearer <key>``.
+        default_role: role of ``/v1/embeddings`` inputs that do not say
+            (``"document"`` or ``"query"``); ``/v1/search`` always encodes queries.
+        max_batch_tokens: token budget of one micro-batch (padded tokens:
+            number of texts x longest text); one text longer than it runs alone.
+        max_batch_size: at most this many texts per micro-batch.
+        max_wait_ms: how long the first text of a micro-batch waits for others.
+        max_queue_inputs: texts waiting or being encoded; beyond it -> 429.
+        queue_timeout_s: a text not started within this time -> 503.
+        max_inputs: texts per request (OpenAI: 2048).
+        max_tokens_per_input: tokens per text incl. special tokens; None = the
+            model's maximum length.
+        max_total_tokens: tokens per request (OpenAI: 300,000).
+        max_body_bytes: request body size limit (413 beyond).
+        dtype: encoder compute dtype (``"fp32"`` or ``"bf16"``).
+    """
+
+    model_name: str | None = None
+    api_key: str | None = None
+    default_role: str = "document"
+    max_batch_tokens: int = 16384
+    max_batch_size: int = 256
+    max_wait_ms: float = 5.0
+    max_queue_inputs: int = 4096
+    queue_timeout_s: float = 60.0
+    max_inputs: int = 2048
+    max_tokens_per_input: int | None = None
+    max_total_tokens: int = 300_000
+    max_body_bytes: int = 64 * 1024 * 1024
+    dtype: str = "fp32"
+
+    def __post_init__(self) -> None:
+        problems = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in {"model_name", "api_key", "default_role", "dtype", "max_tokens_per_input"}:
+                continue
+            if not isinstance(v, (int, float)) or v < 0 or (v == 0 and f.name != "max_wait_ms"):
+                problems.append(f"{f.name}={v!r} must be a positive number")
+        if self.max_tokens_per_input is not None and self.max_tokens_per_input < 1:
+            problems.append(f"max_tokens_per_input={self.max_tokens_per_input!r} must be >= 1 or None")
+        if self.default_role not in ("query", "document"):
+            problems.append(f"default_role={self.default_role!r} must be 'query' or 'document'")
+        if self.dtype not in ("fp32", "bf16"):
+            problems.append(f"dtype={self.dtype!r} must be 'fp32' or 'bf16'")
+        if isinstance(self.max_inputs, int) and self.max_inputs > self.max_queue_inputs:
+            problems.append(
+                f"max_inputs={self.max_inputs} exceeds max_queue_inputs={self.max_queue_inputs}: a "
+                "single request could never be queued; raise max_queue_inputs or lower max_inputs"
+            )
+        if self.api_key is not None and not self.api_key.strip():
+            problems.append("api_key is empty; pass a non-empty key or none to disable auth")
+        if problems:
+            raise ConfigError("invalid server settings: " + "; ".join(problems))
+
+
+class ApiError(Exception):
+    """An error returned to the client as OpenAI-style JSON.
+
+    Args:
+        status: HTTP status code.
+        message: what was wrong and how to fix it.
+        type: OpenAI error type (``invalid_request_error``, ``authentication_error``,
+            ``rate_limit_error``, ``server_error``, ...).
+        param: the request field at fault, if any.
+        code: a short machine-readable code.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}

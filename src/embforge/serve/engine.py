@@ -1,0 +1,117 @@
+"""What the server needs from an encoder, in one adapter.
+
+The server works with any object that has ``encode(texts, role=, heads=, dim=,
+batch_size=, max_length=, ...) -> Embeddings`` and a Hugging Face ``tokenizer``
+(``embforge.model.encoder.Encoder`` does); the optional ``config`` gives the
+heads the checkpoint carries, its maximum length and per-role text prefixes.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from embforge.types import HEADS, Embeddings
+
+__all__ = ["EncoderEngine", "load_encoder"]
+
+_UNBOUNDED = 1_000_000  # HF uses a huge int for "no limit"
+
+
+def load_encoder(model: str | None, *, dtype: str = "fp32") -> Any:
+    """Load an ``Encoder`` by path or hub id (None = the bundled all-MiniLM-L6-v2)."""
+    from embforge.model.encoder import Encoder
+
+    return Encoder.from_pretrained(model) if model else Encoder.from_pretrained()
+
+
+class EncoderEngine:
+    """Token counting, limits and encoding on top of an encoder object.
+
+    Args:
+        encoder: an ``Encoder`` (or anything with the same ``encode`` and ``tokenizer``).
+        dtype: passed to ``encode`` (``"fp32"`` or ``"bf16"``).
+    """
+
+    def __init__(self, encoder: Any, *, dtype: str = "fp32") -> None:
+        self.encoder = encoder
+        self.dtype = dtype
+        # A private copy under a lock: HF fast tokenizers raise "Already borrowed" when
+        # one object is used from several threads (the encoder's runs in the encode thread).
+        try:
+            self.tokenizer = copy.deepcopy(encoder.tokenizer)
+        except Exception:  # pragma: no cover - exotic tokenizers: share it, still locked here
+            self.tokenizer = encoder.tokenizer
+        self._lock = threading.Lock()
+        cfg = getattr(encoder, "config", None)
+        heads = getattr(cfg, "heads", None)
+        self.heads: tuple[str, ...] = tuple(h for h in HEADS if heads is None or h in heads)
+        self.prefixes = {
+            "query": getattr(cfg, "query_prefix", "") or "",
+            "document": getattr(cfg, "document_prefix", "") or "",
+        }
+        self.max_length = self._model_max_length(cfg)
+        self.vocab_size = len(self.tokenizer)
+
+    def _model_max_length(self, cfg: Any) -> int:
+        cands = [getattr(cfg, "max_length", None), getattr(self.encoder, "max_length", None)]
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if tok_max is not None and tok_max < _UNBOUNDED:
+            cands.append(tok_max)
+        bb_cfg = getattr(getattr(self.encoder, "backbone", None), "config", None)
+        pos = getattr(bb_cfg, "max_position_embeddings", None)
+        if pos is not None and getattr(bb_cfg, "model_type", "") in ("xlm-roberta", "roberta"):
+            pos -= 2  # RoBERTa position ids start at padding_idx + 1
+        cands.append(pos)
+        for c in cands:
+            if isinstance(c, int) and c > 0:
+                return c
+        return 512
+
+    # ------------------------------------------------------------------ tokens
+    def count_tokens(self, texts: Sequence[str], role: str) -> list[int]:
+        """Tokens per text as the encoder will see them (role prefix and special tokens included)."""
+        prefix = self.prefixes.get(role, "")
+        with self._lock:
+            enc = self.tokenizer(
+                [prefix + t for t in texts], add_special_tokens=True, truncation=False, verbose=False
+            )
+        return [len(x) for x in enc["input_ids"]]
+
+    def ids_to_text(self, ids: Sequence[int]) -> str:
+        """Text of a token-id input (special tokens dropped); re-tokenized by ``encode``."""
+        with self._lock:
+            return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def token_strings(self, ids: Sequence[int]) -> list[str]:
+        with self._lock:
+            return list(self.tokenizer.convert_ids_to_tokens([int(i) for i in ids]))
+
+    # ------------------------------------------------------------------ encode
+    def encode(
+        self, texts: list[str], role: str, heads: tuple[str, ...], max_length: int | None
+    ) -> Embeddings:
+        """One micro-batch, full dimension (truncation per request happens after)."""
+        return self.encoder.encode(
+            texts,
+            role=role,
+            heads=heads,
+            dim=None,
+            batch_size=len(texts),
+            max_length=max_length,
+            dtype=self.dtype,
+        )
+
+
+def truncate_dense(v: np.ndarray, dim: int | None) -> np.ndarray:
+    """Matryoshka: keep the first ``dim`` values and L2-renormalise (float32)."""
+    v = np.asarray(v, dtype=np.float32)
+    if dim is None or dim >= v.shape[-1]:
+        return v
+    out = v[..., :dim]
+    n = np.linalg.norm(out, axis=-1, keepdims=True)
+    return (out / np.maximum(n, 1e-12)).astype(np.float32)

@@ -1,0 +1,305 @@
+"""Request handling: validate and count inputs, queue them, shape the responses.
+
+Everything here is plain Python over the pydantic request objects, so the
+FastAPI layer (``app.py``) stays thin. Every refusal is an ``ApiError`` whose
+message names the bad value, the rule and the fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from embforge.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull, QueueTimeout, Row
+from embforge.serve.config import ApiError, ServeConfig
+from embforge.serve.engine import EncoderEngine, truncate_dense
+from embforge.serve.metrics import Metrics
+from embforge.serve.output import encode_matrix, encode_vector
+from embforge.serve.schemas import EmbeddingRequest, SearchRequest
+from embforge.types import Embeddings, SparseVectors
+
+__all__ = ["EmbeddingService", "Prepared"]
+
+
+def _show(x: object, n: int = 60) -> str:
+    r = repr(x)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Validated texts of one request with their token counts (after truncation)."""
+
+    texts: list[str]
+    tokens: list[int]
+
+    @property
+    def total(self) -> int:
+        return int(sum(self.tokens))
+
+
+class EmbeddingService:
+    """The server's logic: embeddings and search over one engine, batcher and index."""
+
+    def __init__(
+        self,
+        engine: EncoderEngine,
+        batcher: DynamicBatcher,
+        config: ServeConfig,
+        model_name: str,
+        *,
+        index: Any = None,
+        metrics: Metrics,
+        dense_dim: int | None = None,
+    ) -> None:
+        self.engine, self.batcher, self.config = engine, batcher, config
+        self.model_name, self.index, self.metrics = model_name, index, metrics
+        self.dense_dim = dense_dim
+        limit = config.max_tokens_per_input or engine.max_length
+        self.max_tokens = min(limit, engine.max_length)
+
+    # ------------------------------------------------------------ validation
+    def check_model(self, model: str | None) -> None:
+        if model is not None and model != self.model_name:
+            raise ApiError(
+                404,
+                f"model {model!r} is not served here; this server serves {self.model_name!r}: "
+                f"pass model={self.model_name!r} (any request may also omit it)",
+                param="model",
+                code="model_not_found",
+            )
+
+    def _as_texts(self, inp: Any, field: str) -> list[str]:
+        if isinstance(inp, str):
+            inp = [inp]
+        if len(inp) == 0:
+            raise ApiError(
+                400,
+                f"{field} is an empty list; send at least one non-empty string",
+                param=field,
+                code="empty_input",
+            )
+        if isinstance(inp[0], int):  # one token-id array
+            inp = [inp]
+        if len(inp) > self.config.max_inputs:
+            raise ApiError(
+                400,
+                f"{field} has {len(inp)} items, more than the limit of {self.config.max_inputs} per request; "
+                "split it into several requests",
+                param=field,
+                code="too_many_inputs",
+            )
+        texts = []
+        for i, x in enumerate(inp):
+            if isinstance(x, list):
+                x = self._ids_to_text(x, i, field)
+            elif not x.strip():
+                raise ApiError(
+                    400,
+                    f"{field}[{i}] is empty or whitespace only ({_show(x)}); an empty text has no embedding: "
+                    "drop it or send real text",
+                    param=f"{field}[{i}]",
+                    code="empty_input",
+                )
+            texts.append(x)
+        return texts
+
+    def _ids_to_text(self, ids: list[int], i: int, field: str) -> str:
+        if not ids:
+            raise ApiError(
+                400,
+                f"{field}[{i}] is an empty token-id list; send at least one token id",
+                param=f"{field}[{i}]",
+                code="empty_input",
+            )
+        v = self.engine.vocab_size
+        for j, t in enumerate(ids):
+            if not 0 <= t < v:
+                raise ApiError(
+                    400,
+                    f"{field}[{i}][{j}] = {t} is not a token id of this model (valid ids: 0 to {v - 1}); "
+                    "tokenize with the model's own tokenizer or send text",
+                    param=f"{field}[{i}][{j}]",
+                    code="invalid_token_id",
+                )
+        text = self.engine.ids_to_text(ids)
+        if not text.strip():
+            raise ApiError(
+                400,
+                f"{field}[{i}] holds only special tokens ({_show(ids)}); send ids of real text",
+                param=f"{field}[{i}]",
+                code="empty_input",
+            )
+        return text
+
+    def prepare(self, inp: Any, role: str, truncate: bool, field: str = "input") -> Prepared:
+        """Texts and token counts of one request, limits enforced (400 with the reason)."""
+        texts = self._as_texts(inp, field)
+        counts = self.engine.count_tokens(texts, role)
+        if not truncate:
+            for i, n in enumerate(counts):
+                if n > self.max_tokens:
+                    raise ApiError(
+                        400,
+                        f"{field}[{i}] has {n} tokens, more than the limit of {self.max_tokens} tokens per input "
+                        '(special tokens included); shorten it, split it, or send "truncate": true to cut it',
+                        param=f"{field}[{i}]",
+                        code="context_length_exceeded",
+                    )
+        counts = [min(n, self.max_tokens) for n in counts]
+        total = sum(counts)
+        if total > self.config.max_total_tokens:
+            raise ApiError(
+                400,
+                f"the request has {total} tokens in all, more than the limit of {self.config.max_total_tokens} "
+                "per request; split it into several requests",
+                param=field,
+                code="too_many_tokens",
+            )
+        return Prepared(texts, counts)
+
+    def _check_heads(self, heads: Sequence[str]) -> None:
+        missing = [h for h in heads if h not in self.engine.heads]
+        if missing:
+            raise ApiError(
+                400,
+                f"the model {self.model_name!r} has no {'/'.join(missing)} head (it has: "
+                f"{', '.join(self.engine.heads)}); drop the {' and '.join(repr(h) for h in missing)} option(s) "
+                "or serve a checkpoint with that head (e.g. the BGE-M3 layout)",
+                param=missing[0],
+                code="head_not_available",
+            )
+
+    # ------------------------------------------------------------ batching
+    async def run(self, prep: Prepared, role: str, heads: Sequence[str]) -> list[Row]:
+        try:
+            return await self.batcher.submit(
+                prep.texts, prep.tokens, role=role, heads=heads, max_length=self.max_tokens
+            )
+        except QueueFull as e:
+            raise ApiError(
+                429,
+                f"server busy: {e}; retry after a short pause",
+                type="rate_limit_error",
+                code="queue_full",
+                headers={"Retry-After": "1"},
+            ) from None
+        except (QueueTimeout, BatcherClosed) as e:
+            raise ApiError(
+                503,
+                f"server unavailable: {e}",
+                type="server_error",
+                code="unavailable",
+                headers={"Retry-After": "1"},
+            ) from None
+        except ApiError:
+            raise
+        except ValueError as e:  # the encoder refused an input (EmbforgeError is a ValueError)
+            raise ApiError(400, f"the encoder refused the input: {e}", code="invalid_input") from None
+
+    # ------------------------------------------------------------ embeddings
+    async def embeddings(self, req: EmbeddingRequest) -> dict:
+        self.check_model(req.model)
+        role = req.role or self.config.default_role
+        sparse = req.sparse or req.sparse_tokens
+        heads = [
+            h for h, on in (("dense", req.dense), ("sparse", sparse), ("multivector", req.multivector)) if on
+        ]
+        if not heads:
+            raise ApiError(
+                400,
+                "no output requested: dense, sparse and multivector are all false; ask for at least one",
+                param="dense",
+                code="no_output",
+            )
+        self._check_heads(heads)
+        if req.dimensions is not None and self.dense_dim is not None and req.dimensions > self.dense_dim:
+            raise ApiError(
+                400,
+                f"dimensions={req.dimensions} exceeds the model's dense size {self.dense_dim}; pass 1 to {self.dense_dim} or omit it",
+                param="dimensions",
+                code="invalid_dimensions",
+            )
+        prep = await asyncio.to_thread(self.prepare, req.input, role, req.truncate)
+        rows = await self.run(prep, role, heads)
+        data = [self._item(i, r, req, sparse) for i, r in enumerate(rows)]
+        self.metrics.tokens.inc(prep.total, endpoint="/v1/embeddings")
+        self.metrics.inputs.inc(len(prep.texts), endpoint="/v1/embeddings")
+        return {
+            "object": "list",
+            "data": data,
+            "model": self.model_name,
+            "usage": {"prompt_tokens": prep.total, "total_tokens": prep.total},
+        }
+
+    def _item(self, i: int, row: Row, req: EmbeddingRequest, sparse: bool) -> dict:
+        fmt, quant = req.encoding_format, req.quantization
+        item: dict[str, Any] = {"object": "embedding", "index": i}
+        if req.dense:
+            item["embedding"] = encode_vector(truncate_dense(row.dense, req.dimensions), quant, fmt)
+        else:
+            item["embedding"] = "" if fmt == "base64" else []
+        if sparse:
+            w = row.sparse or {}
+            item["sparse_embedding"] = {str(t): float(x) for t, x in w.items()}
+            if req.sparse_tokens:
+                toks = self.engine.token_strings(list(w))
+                item["sparse_tokens"] = {s: float(x) for s, x in zip(toks, w.values())}
+        if req.multivector:
+            mv = np.asarray(row.multivector, dtype=np.float32)
+            item["multivector_embedding"] = encode_matrix(mv, quant, fmt)
+            item["multivector_shape"] = list(mv.shape)
+        return item
+
+    # ------------------------------------------------------------ search
+    async def search(self, req: SearchRequest) -> dict:
+        self.check_model(req.model)
+        if self.index is None:
+            raise ApiError(
+                404,
+                "no index is loaded, so /v1/search is unavailable; start the server with --index DIR "
+                "(a directory written by `embforge index`)",
+                code="index_not_loaded",
+            )
+        index_heads = tuple(getattr(self.index, "heads", None) or self.engine.heads)
+        heads = [h for h in self.engine.heads if h in index_heads]
+        prep = await asyncio.to_thread(self.prepare, req.query, "query", req.truncate, "query")
+        rows = await self.run(prep, "query", heads)
+        emb = self._stack(rows, heads)
+        hits = await asyncio.to_thread(self._search_index, emb, req)
+        self.metrics.tokens.inc(prep.total, endpoint="/v1/search")
+        self.metrics.inputs.inc(len(prep.texts), endpoint="/v1/search")
+        data = []
+        for qi, (ids, scores) in enumerate(zip(hits.ids, hits.scores)):
+            out = []
+            for r, (doc, s) in enumerate(zip(ids, scores)):
+                hit: dict[str, Any] = {"id": str(doc), "score": float(s), "rank": r + 1}
+                if req.return_scores and hits.per_head:
+                    hit["scores"] = {h: float(v[qi][r]) for h, v in hits.per_head.items()}
+                out.append(hit)
+            data.append({"object": "search_result", "index": qi, "hits": out})
+        return {
+            "object": "list",
+            "data": data,
+            "model": self.model_name,
+            "usage": {"prompt_tokens": prep.total, "total_tokens": prep.total},
+        }
+
+    def _search_index(self, emb: Embeddings, req: SearchRequest):
+        kw: dict[str, Any] = {"k": req.k}
+        if req.weights is not None:
+            kw["weights"] = dict(req.weights)
+        return self.index.search(emb, **kw)
+
+    def _stack(self, rows: list[Row], heads: Sequence[str]) -> Embeddings:
+        return Embeddings(
+            dense=np.stack([r.dense for r in rows]).astype(np.float32) if "dense" in heads else None,
+            sparse=SparseVectors.from_dicts([r.sparse or {} for r in rows], self.engine.vocab_size)
+            if "sparse" in heads
+            else None,
+            multivector=[r.multivector for r in rows] if "multivector" in heads else None,
+        )

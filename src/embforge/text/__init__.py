@@ -1,0 +1,14 @@
+"""Text side of the encoder: input checks, tokenization with truncation/MCLS, collation, length batching."""
+
+from embforge.text.batching import collate, token_budget_batches
+from embforge.text.inputs import check_texts
+from embforge.text.tokenize import SpecialLayout, TokenizedTexts, tokenize_texts
+
+__all__ = [
+    "SpecialLayout",
+    "TokenizedTexts",
+    "check_texts",
+    "collate",
+    "token_budget_batches",
+    "tokenize_texts",
+]

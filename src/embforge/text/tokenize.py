@@ -1,0 +1,102 @@
+"""Tokenize texts once, then truncate (or MCLS-split) on token ids, keeping the special tokens.
+
+Works with any HF tokenizer: the special-token template (prefix/suffix ids around the
+content) is read off the tokenizer by comparing its output with and without special tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["SpecialLayout", "TokenizedTexts", "tokenize_texts"]
+
+
+@dataclass(frozen=True)
+class SpecialLayout:
+    """How many special tokens a tokenizer puts before (``prefix``) and after (``suffix``) a text."""
+
+    prefix: int
+    suffix: int
+
+    @classmethod
+    def of(cls, tokenizer) -> SpecialLayout:
+        probe = "hello world"
+        full = tokenizer(probe, add_special_tokens=True)["input_ids"]
+        bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
+        for p in range(len(full) - len(bare) + 1):
+            if full[p : p + len(bare)] == bare:
+                return cls(p, len(full) - p - len(bare))
+        return cls(0, 0)
+
+
+@dataclass(frozen=True)
+class TokenizedTexts:
+    """Token ids of N texts (unpadded), which were truncated, and MCLS [CLS] positions if used."""
+
+    ids: list[list[int]]
+    truncated: list[int]
+    cls_positions: list[list[int]] | None = None
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
+
+
+def _truncate(ids: list[int], lay: SpecialLayout, max_length: int, left: bool) -> list[int]:
+    pre, body = ids[: lay.prefix], ids[lay.prefix : len(ids) - lay.suffix]
+    suf = ids[len(ids) - lay.suffix :] if lay.suffix else []
+    keep = max(max_length - lay.prefix - lay.suffix, 0)
+    body = body[len(body) - keep :] if left else body[:keep]
+    return pre + body + suf
+
+
+def _mcls(ids: list[int], lay: SpecialLayout, max_length: int, cls_id: int, stride: int):
+    """Insert ``cls_id`` every ``stride`` tokens: [CLS] c1..c_{stride-1} [CLS] ... [EOS]."""
+    pre, body = ids[: lay.prefix], ids[lay.prefix : len(ids) - lay.suffix]
+    suf = ids[len(ids) - lay.suffix :] if lay.suffix else []
+    if not pre:
+        pre = [cls_id]
+    out, pos, truncated = list(pre), [0], False
+    step = stride - 1
+    for s in range(0, len(body), step):
+        chunk = body[s : s + step]
+        room = max_length - len(suf) - len(out) - (1 if s else 0)
+        if room <= 0:
+            truncated = True
+            break
+        if s:
+            pos.append(len(out))
+            out.append(cls_id)
+        out.extend(chunk[:room])
+        if len(chunk) > room:
+            truncated = True
+            break
+    return out + suf, pos, truncated
+
+
+def tokenize_texts(
+    tokenizer, texts: list[str], max_length: int, mcls_stride: int | None = None
+) -> TokenizedTexts:
+    """Tokenize ``texts`` (already validated) to at most ``max_length`` ids each.
+
+    Truncation keeps the special tokens and cuts the content on the tokenizer's
+    ``truncation_side`` (exactly what HF ``truncation=True`` gives). With ``mcls_stride``
+    a [CLS] id is inserted every ``mcls_stride`` tokens (MCLS, SPEC section 1).
+    """
+    lay = SpecialLayout.of(tokenizer)
+    full = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    left = getattr(tokenizer, "truncation_side", "right") == "left"
+    ids, truncated, cls_pos = [], [], [] if mcls_stride else None
+    for i, x in enumerate(full):
+        if mcls_stride:
+            out, pos, cut = _mcls(x, lay, max_length, tokenizer.cls_token_id, mcls_stride)
+            cls_pos.append(pos)
+        else:
+            cut = len(x) > max_length
+            out = _truncate(x, lay, max_length, left) if cut else x
+        if cut:
+            truncated.append(i)
+        ids.append(out)
+    return TokenizedTexts(ids, truncated, cls_pos)

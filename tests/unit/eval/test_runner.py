@@ -1,0 +1,80 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_encoder import FakeEncoder  # noqa: E402
+
+from embforge.eval import metrics as M  # noqa: E402
+from embforge.eval import runner as R  # noqa: E402
+from embforge.eval.datasets import load_beir, load_bitext, load_sts  # noqa: E402
+
+DEMO = Path(__file__).parents[3] / "src/embforge/resources/demo"
+
+
+@pytest.fixture(scope="module")
+def small():
+    data = load_beir(DEMO / "xquad-en", split="test", max_queries=40)
+    assert data.language == "en" and len(data.doc_ids) == 240
+    return data
+
+
+def test_topk_merge_equals_full_sort():
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(5, 103))
+    t = R.TopK(5, 10)
+    for start in range(0, 103, 17):
+        t.add(s[:, start : start + 17], start)
+    for i in range(5):
+        assert set(t.index[i]) == set(np.argsort(-s[i])[:10])
+
+
+def test_maxsim_brute_force():
+    rng = np.random.default_rng(1)
+    q = [rng.normal(size=(n, 4)).astype(np.float32) for n in (2, 3)]
+    d = [rng.normal(size=(n, 4)).astype(np.float32) for n in (1, 5, 2)]
+    np.testing.assert_allclose(R.maxsim(q, d, block=1), R.maxsim(q, d), rtol=1e-6)
+    ref = np.array([[np.mean([max(float(a @ b) for b in dj) for a in qi]) for dj in d] for qi in q])
+    np.testing.assert_allclose(R.maxsim(q, d), ref, rtol=1e-5)
+
+
+def test_chunked_retrieval_equals_exact_full_matrix(small):
+    enc = FakeEncoder()
+    heads = ("dense", "sparse", "multivector")
+    res = R.evaluate_retrieval(enc, small, heads=heads, mrl_dims=None, chunk_size=50, k_values=(1, 10, 100))
+    qe = enc.encode(small.query_texts, "query", heads)
+    de = enc.encode(small.doc_texts, "document", heads)
+    full = R.head_scores(qe, de, heads)
+    for h in heads:
+        ref = M.evaluate(
+            small.qrels, M.run_from_scores(full[h], small.query_ids, small.doc_ids, 100), (1, 10, 100)
+        )
+        assert res["heads"][h]["ndcg@10"] == pytest.approx(ref["ndcg@10"], abs=1e-6), h
+        if h != "sparse":  # sparse has many tied zero scores at the cut: any of them may be kept
+            assert res["heads"][h]["recall@100"] == pytest.approx(ref["recall@100"], abs=1e-6), h
+    hyb = full["dense"] + 0.3 * full["sparse"] + full["multivector"]
+    ref = M.evaluate(small.qrels, M.run_from_scores(hyb, small.query_ids, small.doc_ids, 100), (10,))
+    assert res["heads"]["hybrid"]["ndcg@10"] == pytest.approx(ref["ndcg@10"], abs=1e-6)
+    assert res["hybrid_weights"] == {"dense": 1.0, "sparse": 0.3, "multivector": 1.0}
+    assert list(res["mrl"]) == ["32", "48"]
+    assert res["mrl"]["48"] == pytest.approx(res["heads"]["dense"]["ndcg@10"], abs=1e-6)
+    assert 0 < res["heads"]["bm25"]["ndcg@10"] <= 1
+    # a bag-of-words lexical model finds the paragraph of many xquad questions
+    assert res["heads"]["bm25"]["ndcg@10"] > 0.3
+    assert res["health"]["uniformity"] < 0
+
+
+def test_sts_and_bitext(tmp_path):
+    p = tmp_path / "stsb-de-dev.csv"
+    p.write_text('a cat sat,a cat sat,5.0\n"dogs, run",the sky,0.5\nred car,a red car,4.0\n')
+    sts = load_sts(p)
+    assert sts.language == "de" and len(sts.scores) == 3
+    r = R.evaluate_sts(FakeEncoder(), sts)
+    assert r["spearman"] == pytest.approx(1.0)
+    src, tgt = tmp_path / "t.kor", tmp_path / "t.eng"
+    src.write_text("a cat\nthe dog\n")
+    tgt.write_text("a cat\nthe dog\n")
+    b = R.evaluate_bitext(FakeEncoder(), load_bitext(src, tgt))
+    assert b["accuracy@1"] == 1.0 and b["language"] == "kor"

@@ -1,0 +1,222 @@
+"""The dynamic batcher alone (asyncio, no HTTP), the metrics text and the output encodings."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import doctest
+import threading
+
+import numpy as np
+import pytest
+
+from embforge.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull
+from embforge.serve.metrics import Metrics
+from embforge.types import Embeddings
+
+
+class Recorder:
+    """encode_fn that records its batches; dense = [index of text, tokens]."""
+
+    def __init__(self, gate=None):
+        self.batches = []
+        self.gate = gate
+
+    def __call__(self, texts, role, heads, max_length):
+        if self.gate is not None:
+            self.gate.wait(10)
+        self.batches.append((list(texts), role, heads))
+        dense = np.array([[float(t.split(":")[0]), 1.0] for t in texts], dtype=np.float32)
+        return Embeddings(dense=dense)
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def test_token_budget_bounds_every_batch_and_order_is_kept():
+    rec = Recorder()
+    tokens = [3, 9, 2, 2, 7, 1, 12, 4, 4, 4]
+
+    async def main():
+        b = DynamicBatcher(rec, max_batch_tokens=12, max_batch_size=3, max_wait_s=0.05)
+        await b.start()
+        texts = [f"{i}:t" for i in range(len(tokens))]
+        rows = await b.submit(texts, tokens, role="document", heads=("dense",))
+        await b.stop()
+        return rows
+
+    rows = _run(main())
+    assert [int(r.dense[0]) for r in rows] == list(range(len(tokens)))  # each text gets its own row
+    seen = []
+    for texts, _, _ in rec.batches:
+        idx = [int(t.split(":")[0]) for t in texts]
+        seen += idx
+        longest = max(tokens[i] for i in idx)
+        assert len(idx) <= 3
+        assert len(idx) == 1 or len(idx) * longest <= 12
+    assert sorted(seen) == list(range(len(tokens)))
+    assert seen == list(range(len(tokens)))  # FIFO
+    assert len(rec.batches) >= 4  # 12 tokens alone, budget forced splits
+
+
+def test_roles_and_heads_batching():
+    rec = Recorder()
+
+    async def main():
+        b = DynamicBatcher(rec, max_batch_tokens=1000, max_wait_s=0.05)
+        await b.start()
+        r = await asyncio.gather(
+            b.submit(["0:a", "1:b"], [2, 2], role="query", heads=("dense",)),
+            b.submit(["2:c"], [2], role="document", heads=("dense",)),
+            b.submit(["3:d"], [2], role="query", heads=("dense", "sparse")),
+        )
+        await b.stop()
+        return r
+
+    _run(main())
+    by_role = {role: (texts, heads) for texts, role, heads in rec.batches}
+    assert len(rec.batches) == 2
+    assert by_role["query"] == (["0:a", "1:b", "3:d"], ("dense", "sparse"))  # union of heads
+    assert by_role["document"][0] == ["2:c"]
+
+
+def test_max_wait_collects_later_arrivals():
+    rec = Recorder()
+
+    async def main():
+        b = DynamicBatcher(rec, max_batch_tokens=1000, max_wait_s=0.3)
+        await b.start()
+
+        async def late(i):
+            await asyncio.sleep(0.02 * i)
+            return await b.submit([f"{i}:x"], [3], role="document", heads=("dense",))
+
+        await asyncio.gather(*(late(i) for i in range(5)))
+        await b.stop()
+
+    _run(main())
+    assert len(rec.batches) == 1 and len(rec.batches[0][0]) == 5
+
+
+def test_queue_full_and_closed():
+    gate = threading.Event()
+    rec = Recorder(gate)
+    metrics = Metrics()
+
+    async def main():
+        b = DynamicBatcher(rec, max_queue=3, max_wait_s=0, metrics=metrics)
+        with pytest.raises(BatcherClosed):
+            await b.submit(["0:a"], [1], role="document", heads=("dense",))
+        await b.start()
+        first = asyncio.ensure_future(b.submit(["0:a", "1:b"], [1, 1], role="document", heads=("dense",)))
+        await asyncio.sleep(0.05)
+        assert b.depth == 2
+        with pytest.raises(QueueFull, match="holds 2 of at most 3 texts and this request adds 2"):
+            await b.submit(["2:c", "3:d"], [1, 1], role="document", heads=("dense",))
+        third = asyncio.ensure_future(b.submit(["4:e"], [1], role="document", heads=("dense",)))
+        await asyncio.sleep(0.05)
+        gate.set()
+        await first
+        await third
+        assert b.depth == 0
+        await b.stop()
+        with pytest.raises(BatcherClosed):
+            await b.submit(["0:a"], [1], role="document", heads=("dense",))
+
+    _run(main())
+    assert metrics.rejected.get(reason="queue_full") == 2
+    assert metrics.queue_depth.get() == 0
+
+
+def test_encoder_error_reaches_only_its_batch_and_worker_survives():
+    calls = []
+
+    def enc(texts, role, heads, max_length):
+        calls.append(texts)
+        if "bad" in texts:
+            raise RuntimeError("encoder broke")
+        return Embeddings(dense=np.ones((len(texts), 2), np.float32))
+
+    async def main():
+        b = DynamicBatcher(enc, max_wait_s=0)
+        await b.start()
+        with pytest.raises(RuntimeError, match="encoder broke"):
+            await b.submit(["bad"], [1], role="document", heads=("dense",))
+        rows = await b.submit(["good"], [1], role="document", heads=("dense",))
+        await b.stop()
+        return rows
+
+    assert len(_run(main())) == 1
+
+
+def test_wrong_row_count_from_encoder_is_an_error():
+    def enc(texts, role, heads, max_length):
+        return Embeddings(dense=np.ones((len(texts) + 1, 2), np.float32))
+
+    async def main():
+        b = DynamicBatcher(enc, max_wait_s=0)
+        await b.start()
+        try:
+            await b.submit(["a"], [1], role="document", heads=("dense",))
+        finally:
+            await b.stop()
+
+    with pytest.raises(RuntimeError, match="returned 2 dense outputs for 1 texts"):
+        _run(main())
+
+
+def test_cancelled_request_is_skipped():
+    gate = threading.Event()
+    rec = Recorder(gate)
+
+    async def main():
+        b = DynamicBatcher(rec, max_wait_s=0)
+        await b.start()
+        blocker = asyncio.ensure_future(b.submit(["0:a"], [1], role="document", heads=("dense",)))
+        await asyncio.sleep(0.05)
+        gone = asyncio.ensure_future(b.submit(["1:b"], [1], role="document", heads=("dense",)))
+        await asyncio.sleep(0.05)
+        gone.cancel()  # the client disconnected while queued
+        gate.set()
+        await blocker
+        rows = await b.submit(["2:c"], [1], role="document", heads=("dense",))
+        assert b.depth == 0
+        await b.stop()
+        return rows
+
+    _run(main())
+    assert [t for batch, _, _ in rec.batches for t in batch] == ["0:a", "2:c"]
+
+
+def test_metrics_text_format():
+    m = Metrics()
+    m.requests.inc(endpoint="/v1/embeddings", code="200")
+    m.requests.inc(2, endpoint="/v1/embeddings", code="200")
+    m.latency.observe(0.003, endpoint="/v1/embeddings")
+    m.latency.observe(7.0, endpoint="/v1/embeddings")
+    m.queue_depth.set(5)
+    text = m.render()
+    assert "# TYPE embforge_requests_total counter" in text
+    assert 'embforge_requests_total{endpoint="/v1/embeddings",code="200"} 3' in text
+    assert 'embforge_request_latency_seconds_bucket{endpoint="/v1/embeddings",le="0.0025"} 0' in text
+    assert 'embforge_request_latency_seconds_bucket{endpoint="/v1/embeddings",le="0.005"} 1' in text
+    assert 'embforge_request_latency_seconds_bucket{endpoint="/v1/embeddings",le="10"} 2' in text
+    assert 'embforge_request_latency_seconds_bucket{endpoint="/v1/embeddings",le="+Inf"} 2' in text
+    assert 'embforge_request_latency_seconds_sum{endpoint="/v1/embeddings"} 7.003' in text
+    assert "embforge_queue_depth 5" in text
+    assert "embforge_batch_size_count 0" in text  # unlabelled histograms render when empty
+    with pytest.raises(KeyError, match="takes labels"):
+        m.requests.inc(endpoint="x")
+
+
+def test_output_doctests_and_base64_is_little_endian_float32():
+    import embforge.serve.output as out
+
+    assert doctest.testmod(out).failed == 0
+    v = np.array([0.25, -1.5, 3.0], dtype=np.float32)
+    s = out.encode_vector(v, "float32", "base64")
+    assert base64.b64decode(s) == v.astype("<f4").tobytes()
+    np.testing.assert_array_equal(np.frombuffer(base64.b64decode(s), "<f4"), v)
+    with pytest.raises(ValueError, match="choose from"):
+        out.quantize(v, "int4")
