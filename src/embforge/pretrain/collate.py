@@ -80,11 +80,12 @@ class MLMCollator(_TokenizingCollator):
         super().__init__(tokenizer, max_length, seed)
         self.mask_rate = check_rate("mask_rate", mask_rate, 0.0, 1.0)
 
-    def __call__(self, texts: list[str]) -> MLMBatch:
+    def __call__(self, texts: list[str], generator: torch.Generator | None = None) -> MLMBatch:
         ids, attn = self._tokenize(texts)
         maskable = maskable_positions(ids, attn, self.special_ids)
         masked, labels = mask_tokens(
-            ids, maskable, self.mask_rate, self.tokenizer.mask_token_id, self.random_token_ids, self.generator
+            ids, maskable, self.mask_rate, self.tokenizer.mask_token_id, self.random_token_ids,
+            generator or self.generator,
         )
         return MLMBatch(masked, attn, labels)
 
@@ -118,8 +119,9 @@ class RetroMAECollator(_TokenizingCollator):
         self.encoder_mask_rate = check_rate("encoder_mask_rate", encoder_mask_rate)
         self.decoder_mask_rate = check_rate("decoder_mask_rate", decoder_mask_rate)
 
-    def __call__(self, texts: list[str]) -> RetroMAEBatch:
+    def __call__(self, texts: list[str], generator: torch.Generator | None = None) -> RetroMAEBatch:
         ids, attn = self._tokenize(texts)
+        gen = generator or self.generator
         maskable = maskable_positions(ids, attn, self.special_ids)
         enc_ids, enc_labels = mask_tokens(
             ids,
@@ -127,8 +129,8 @@ class RetroMAECollator(_TokenizingCollator):
             self.encoder_mask_rate,
             self.tokenizer.mask_token_id,
             self.random_token_ids,
-            self.generator,
+            gen,
         )
-        visible = enhanced_decoding_mask(attn, self.decoder_mask_rate, self.generator)
+        visible = enhanced_decoding_mask(attn, self.decoder_mask_rate, gen)
         dec_labels = torch.where(maskable, ids, torch.full_like(ids, -100))
         return RetroMAEBatch(enc_ids, attn, enc_labels, ids, visible, dec_labels)

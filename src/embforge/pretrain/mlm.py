@@ -25,7 +25,7 @@ class MaskedLM(nn.Module):
 
     Args:
         lm: e.g. ``AutoModelForMaskedLM.from_pretrained(...)`` or a model from
-            :func:`embforge.pretrain.scratch.build_masked_lm`.
+            :func:`embforge.model.builders.build_masked_lm`.
     """
 
     def __init__(self, lm: nn.Module) -> None:
@@ -46,14 +46,11 @@ class MaskedLM(nn.Module):
         logits = mlm_head_of(self.lm)(hidden[sel])  # (N, V)
         return mlm_loss(logits, batch.labels[sel])
 
-    def save_encoder(self, path: str | Path, tokenizer=None) -> Path:
-        """Save the backbone alone (no MLM head) as a transformers directory."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(path)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(path)
-        return path
+    def save_encoder(self, path: str | Path, tokenizer, format: str = "embforge") -> Path:
+        """Save the encoder alone (no MLM head, no decoder) as an embforge encoder ([CLS] dense head)."""
+        from embforge.pretrain.export import save_pretrained_encoder
+
+        return save_pretrained_encoder(self.backbone, tokenizer, path, format=format)
 
     @torch.no_grad()
     def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

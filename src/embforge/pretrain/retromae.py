@@ -151,11 +151,8 @@ class RetroMAE(nn.Module):
         visible[:, :, 0] = True
         return self._head(self.decode(h, input_ids, visible)).argmax(-1)
 
-    def save_encoder(self, path: str | Path, tokenizer=None) -> Path:
-        """Save the encoder alone (no MLM head, no decoder) as a transformers backbone directory."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(path)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(path)
-        return path
+    def save_encoder(self, path: str | Path, tokenizer, format: str = "embforge") -> Path:
+        """Save the encoder alone (no MLM head, no decoder) as an embforge encoder ([CLS] dense head)."""
+        from embforge.pretrain.export import save_pretrained_encoder
+
+        return save_pretrained_encoder(self.backbone, tokenizer, path, format=format)

@@ -77,7 +77,15 @@ def train_tokenizer(
         show_progress=False,
     )
     texts = _non_empty(texts)
-    tok.train_from_iterator(texts, trainer)
+    try:
+        tok.train_from_iterator(texts, trainer)
+    except Exception as e:  # the Rust trainer raises a plain Exception
+        if "not large enough" in str(e):
+            raise ConfigError(
+                f"vocab_size={vocab_size} cannot hold every distinct character of the texts ({e}); "
+                "raise vocab_size (Korean or Chinese text needs a few thousand)"
+            ) from None
+        raise
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
     )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
-from transformers import AutoModel, AutoTokenizer
+import torch.nn.functional as F
+from transformers import AutoModel
 
 from embforge.losses.mlm import mlm_loss
+from embforge.model.encoder import Encoder
 from embforge.pretrain.collate import MLMCollator
 from embforge.pretrain.mlm import MaskedLM
 from embforge.pretrain.retromae import RetroMAE
-from embforge.pretrain.scratch import XLMR_SIZES, build_masked_lm, xlmr_config
+from embforge.model.builders import XLMR_SIZES, build_masked_lm, xlmr_config
 
 
 def test_mlm_loss_only_counts_labelled_positions():
@@ -47,20 +51,29 @@ def test_masked_lm_matches_hf_loss_and_learns(ko_texts, ko_tokenizer):
     assert held_loss() < before - 0.5
 
 
-def test_save_encoder_alone_reloads_with_same_cls_vectors(tmp_path, ko_texts, ko_tokenizer):
+@pytest.mark.parametrize("fmt", ["embforge", "bge-m3"])
+def test_save_encoder_alone_loads_as_embforge_encoder_with_mcls(tmp_path, ko_texts, ko_tokenizer, fmt):
     model = RetroMAE(build_masked_lm("xlmr-tiny", ko_tokenizer, max_length=48, seed=0)).eval()
-    out_dir = model.save_encoder(tmp_path / "enc", ko_tokenizer)
-    files = {p.name for p in out_dir.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= files
-    backbone = AutoModel.from_pretrained(out_dir).eval()
-    tok = AutoTokenizer.from_pretrained(out_dir)
-    b = tok(ko_texts[:4], padding=True, return_tensors="pt")
-    with torch.no_grad():
-        want = model.encode(b.input_ids, b.attention_mask)[:, 0]
-        got = backbone(**b).last_hidden_state[:, 0]
-    assert torch.allclose(want, got, atol=1e-6)
-    names = [n for n, _ in backbone.named_parameters()]
+    out_dir = model.save_encoder(tmp_path / "enc", ko_tokenizer, format=fmt)
+    enc = Encoder.from_pretrained(str(out_dir))
+    assert enc.config.pooling == "cls" and enc.heads == ("dense",)
+    names = [n for n, _ in enc.named_parameters()]
     assert not any("lm_head" in n or "decoder" in n for n in names)
+    b = ko_tokenizer(ko_texts[:4], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = F.normalize(model.encode(b.input_ids, b.attention_mask)[:, 0], dim=-1)
+    got = enc.encode(ko_texts[:4], heads=("dense",)).dense
+    assert np.allclose(got, want.numpy(), atol=1e-5)
+    enc.config.mcls_stride = 16  # a [CLS] every 16 tokens within the 46-token limit
+    long_text = " ".join(ko_texts[:12])
+    mcls = enc.encode([long_text], heads=("dense",), long_inputs="mcls", max_length=46).dense
+    plain = enc.encode([long_text], heads=("dense",), max_length=46).dense
+    assert mcls.shape == (1, 64) and np.isfinite(mcls).all() and not np.allclose(mcls, plain)
+    if fmt == "bge-m3":  # plain transformers directory: AutoModel gives the same first-token state
+        backbone = AutoModel.from_pretrained(out_dir).eval()
+        with torch.no_grad():
+            h = backbone(**b).last_hidden_state[:, 0]
+        assert torch.allclose(F.normalize(h, dim=-1), want, atol=1e-5)
 
 
 def test_named_sizes():
