@@ -93,10 +93,9 @@ def mine_command(
         seed=seed,
         query_batch=query_batch,
     )
-    encoder = Encoder.from_pretrained(model) if model else Encoder.from_pretrained()
-    teacher = EncoderTeacher(
-        encoder, tuple(h.strip() for h in heads.split(",")), batch_size=batch_size, max_length=max_length
-    )
+    teacher_heads = tuple(h.strip() for h in heads.split(","))
+    encoder = Encoder.from_pretrained(model, heads=teacher_heads)
+    teacher = EncoderTeacher(encoder, teacher_heads, batch_size=batch_size, max_length=max_length)
     bad = BadLines(output.with_name(output.name + ".bad.jsonl")) if skip_bad else None
     try:
         stats = mine_file(input_path, output, teacher, cfg, corpus, beir_split, bad, progress)

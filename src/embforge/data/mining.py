@@ -130,6 +130,7 @@ class MiningStats:
     negatives: int = 0
     short_queries: int = 0
     queries_without_negatives: int = 0
+    skipped_without_positive: int = 0
 
     def summary(self) -> str:
         pct = 100.0 * self.dropped_false_negative / max(self.candidates, 1)
@@ -140,6 +141,11 @@ class MiningStats:
             f"{self.dropped_margin} dropped by the margin, {self.negatives} negatives written; "
             f"{self.short_queries} queries got fewer negatives than asked "
             f"({self.queries_without_negatives} got none)"
+            + (
+                f"; {self.skipped_without_positive} BEIR queries skipped: no relevant document in the qrels"
+                if self.skipped_without_positive
+                else ""
+            )
         )
 
     def as_dict(self) -> dict[str, int]:
@@ -324,10 +330,12 @@ def queries_from_beir(
     split: str = "train",
     corpus: dict[str, str] | None = None,
     bad: BadLines | None = None,
+    stats: MiningStats | None = None,
 ) -> Iterator[MiningQuery]:
     """Mining queries from a BEIR directory: positives are the docs with grade > 0 in ``qrels/<split>.tsv``.
 
-    Queries without a positive are skipped (they cannot be mined); the qrels are held in memory.
+    Queries without a positive are skipped (they cannot be mined) and counted in
+    ``stats.skipped_without_positive``; the qrels are held in memory.
     """
     d = Path(beir_dir)
     texts = (
@@ -340,6 +348,8 @@ def queries_from_beir(
     for q in read_queries(d / "queries.jsonl", bad):
         if q.id in rel:
             yield MiningQuery(q.text, tuple(dict.fromkeys(rel[q.id])), q.id, d.name)
+        elif stats is not None:
+            stats.skipped_without_positive += 1
 
 
 def _corpus_texts(
@@ -393,7 +403,7 @@ def mine_file(
     stats = MiningStats()
     index = CorpusIndex(_corpus_texts(corpus, inp, beir_split, bad), teacher, cfg.corpus_batch, progress)
     if beir_split is not None:
-        queries = queries_from_beir(inp, beir_split, None, bad)
+        queries = queries_from_beir(inp, beir_split, None, bad, stats)
         total = None
     else:
         queries = queries_from_records(inp, bad)

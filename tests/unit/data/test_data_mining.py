@@ -184,6 +184,7 @@ def test_mine_file_pairs_and_beir(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "b.jsonl").read_text().splitlines()]
     assert [x["id"] for x in lines] == ["a"]  # b has no positive (grade 0)
     assert lines[0]["pos"] == ["doc 1"] and len(lines[0]["neg"]) == 7
+    assert stats.skipped_without_positive == 1 and "1 BEIR queries skipped" in stats.summary()
 
 
 def _memory_peak(tmp_path, n_queries: int) -> int:
