@@ -29,8 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 XQUAD = Path("/work/shared/data/xquad")
 LANGS = ["ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh"]
@@ -162,33 +160,57 @@ def main() -> None:
     tok.save_pretrained(str(rand_mlm))
     save_pretrained_encoder(rand_lm.base_model, tok, work / "random")
 
-    common = [f"loop.threads={args.threads}", "loop.progress=false", f"loop.seed={args.seed}",
-              "loop.checkpoint_every=0", "loop.precision=fp32"]
+    common = [
+        f"loop.threads={args.threads}",
+        "loop.progress=false",
+        f"loop.seed={args.seed}",
+        "loop.checkpoint_every=0",
+        "loop.precision=fp32",
+    ]
     # ---- RetroMAE (configs/retromae.yaml with a small model from scratch)
     t = time.perf_counter()
-    run_recipe(str(ROOT / "configs" / "retromae.yaml"), common + [
-        f"model.path={rand_mlm}", "model.max_positions=null", "model.gradient_checkpointing=false",
-        f"data.train_files=[{raw_file}]", "data.max_length=128",
-        f"loop.max_steps={args.retromae_steps}", f"loop.batch_size={args.batch_size}",
-        f"loop.output_dir={work / 'retromae'}", "optim.lr=5e-4", "schedule.warmup_ratio=0.05",
-    ])
+    run_recipe(
+        str(ROOT / "configs" / "retromae.yaml"),
+        common
+        + [
+            f"model.path={rand_mlm}",
+            "model.max_positions=null",
+            "model.gradient_checkpointing=false",
+            f"data.train_files=[{raw_file}]",
+            "data.max_length=128",
+            f"loop.max_steps={args.retromae_steps}",
+            f"loop.batch_size={args.batch_size}",
+            f"loop.output_dir={work / 'retromae'}",
+            "optim.lr=5e-4",
+            "schedule.warmup_ratio=0.05",
+        ],
+    )
     times["retromae"] = time.perf_counter() - t
 
     # ---- contrastive pretraining (configs/arctic-pretrain.yaml scaled down)
     dim = XLMR_SIZES[args.size].hidden_size
     contrastive = common + [
-        f"data.train_files=[{pair_file}]", f"loop.max_steps={args.contrastive_steps}",
-        f"loop.batch_size={args.batch_size}", "loop.sub_batch_size=null",
-        "model.gradient_checkpointing=false", "optim.lr=3e-4", "loss.temperature=0.05",
+        f"data.train_files=[{pair_file}]",
+        f"loop.max_steps={args.contrastive_steps}",
+        f"loop.batch_size={args.batch_size}",
+        "loop.sub_batch_size=null",
+        "model.gradient_checkpointing=false",
+        "optim.lr=3e-4",
+        "loss.temperature=0.05",
         f"loss.matryoshka_dims=[{dim // 2}]",
     ]
     t = time.perf_counter()
-    run_recipe(str(ROOT / "configs" / "arctic-pretrain.yaml"), contrastive + [
-        f"model.path={work / 'retromae' / 'final'}", f"loop.output_dir={work / 'retromae-contrastive'}"])
+    run_recipe(
+        str(ROOT / "configs" / "arctic-pretrain.yaml"),
+        contrastive
+        + [f"model.path={work / 'retromae' / 'final'}", f"loop.output_dir={work / 'retromae-contrastive'}"],
+    )
     times["contrastive (from RetroMAE)"] = time.perf_counter() - t
     t = time.perf_counter()
-    run_recipe(str(ROOT / "configs" / "arctic-pretrain.yaml"), contrastive + [
-        f"model.path={work / 'random'}", f"loop.output_dir={work / 'random-contrastive'}"])
+    run_recipe(
+        str(ROOT / "configs" / "arctic-pretrain.yaml"),
+        contrastive + [f"model.path={work / 'random'}", f"loop.output_dir={work / 'random-contrastive'}"],
+    )
     times["contrastive (from random)"] = time.perf_counter() - t
 
     # ---- evaluation
@@ -220,7 +242,9 @@ def main() -> None:
         "12 test articles (every 4th) vs all 240 paragraphs of the language; dense nDCG@10. `en` is a "
         "training language, shown on its test articles for reference.",
         "",
-        "| model | " + " | ".join(f"nDCG@10 {x}" + (" (held apart)" if x in held else "") for x in eval_langs) + " |",
+        "| model | "
+        + " | ".join(f"nDCG@10 {x}" + (" (held apart)" if x in held else "") for x in eval_langs)
+        + " |",
         "|---|" + "---|" * len(eval_langs),
     ]
     for name, row in table.items():

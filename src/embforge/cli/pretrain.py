@@ -39,14 +39,20 @@ def tokenizer_cmd(
     texts = read_texts(*inputs, limit=max_texts)
     tok = train_tokenizer(texts, vocab_size=vocab_size, model_max_length=max_length, output_dir=output)
     n = sum(len(x) for x in tok(texts[:1000])["input_ids"])
-    typer.echo(f"trained on {len(texts)} texts: {len(tok)} tokens -> {output} ({n / min(len(texts), 1000):.1f} tokens/text)")
+    typer.echo(
+        f"trained on {len(texts)} texts: {len(tok)} tokens -> {output} ({n / min(len(texts), 1000):.1f} tokens/text)"
+    )
 
 
 @pretrain_app.command("build")
 def build_cmd(
-    tokenizer: Path = typer.Argument(..., help="Tokenizer directory (e.g. from `embforge pretrain tokenizer`)."),
+    tokenizer: Path = typer.Argument(
+        ..., help="Tokenizer directory (e.g. from `embforge pretrain tokenizer`)."
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="Directory for the new masked-LM."),
-    size: str = typer.Option("xlmr-small", help="Named size: xlmr-tiny, -mini, -small, -medium, -base, -large."),
+    size: str = typer.Option(
+        "xlmr-small", help="Named size: xlmr-tiny, -mini, -small, -medium, -base, -large."
+    ),
     max_length: int = typer.Option(512, help="Longest input in tokens (position rows = this + 2)."),
     seed: int = typer.Option(0, help="Initialisation seed."),
 ) -> None:
@@ -66,7 +72,9 @@ def build_cmd(
 
 @pretrain_app.command("extend-positions")
 def extend_cmd(
-    model: str = typer.Argument(..., help="Transformers model directory or hub id (with or without MLM head)."),
+    model: str = typer.Argument(
+        ..., help="Transformers model directory or hub id (with or without MLM head)."
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="Directory for the extended model."),
     max_positions: int = typer.Option(8194, help="New number of position rows (8194 = 8192 XLM-R tokens)."),
     init: str = typer.Option("copy", help="New rows: copy (tile the learned rows) or random."),
@@ -99,7 +107,12 @@ def extend_cmd(
     if src.is_dir():
         for f in src.iterdir():
             if f.is_file() and f.suffix in {".pt", ".json"} and not (output / f.name).exists():
-                if f.name not in {"config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}:
+                if f.name not in {
+                    "config.json",
+                    "tokenizer.json",
+                    "tokenizer_config.json",
+                    "special_tokens_map.json",
+                }:
                     shutil.copy2(f, output / f.name)
     lm.save_pretrained(str(output))
     tok.save_pretrained(str(output))

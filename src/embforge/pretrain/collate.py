@@ -84,7 +84,11 @@ class MLMCollator(_TokenizingCollator):
         ids, attn = self._tokenize(texts)
         maskable = maskable_positions(ids, attn, self.special_ids)
         masked, labels = mask_tokens(
-            ids, maskable, self.mask_rate, self.tokenizer.mask_token_id, self.random_token_ids,
+            ids,
+            maskable,
+            self.mask_rate,
+            self.tokenizer.mask_token_id,
+            self.random_token_ids,
             generator or self.generator,
         )
         return MLMBatch(masked, attn, labels)

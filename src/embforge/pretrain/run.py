@@ -35,9 +35,11 @@ def load_masked_lm(model_cfg, max_length: int, seed: int = 0):
             "train one with `embforge pretrain tokenizer` or point to a model directory"
         ) from None
     if model_cfg.path is None:
-        drop = {} if model_cfg.dropout is None else {
-            "hidden_dropout_prob": model_cfg.dropout, "attention_probs_dropout_prob": model_cfg.dropout
-        }
+        drop = (
+            {}
+            if model_cfg.dropout is None
+            else {"hidden_dropout_prob": model_cfg.dropout, "attention_probs_dropout_prob": model_cfg.dropout}
+        )
         lm = build_masked_lm(model_cfg.size, tokenizer, max_length=max_length, seed=seed, **drop)
     else:
         try:
@@ -64,8 +66,9 @@ def load_masked_lm(model_cfg, max_length: int, seed: int = 0):
         )
     tokenizer.model_max_length = limit
     if model_cfg.gradient_checkpointing:
-        enable = getattr(lm, "activation_checkpointing_enable", None) or lm.gradient_checkpointing_enable
-        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        from embforge.train.contrastive import enable_checkpointing
+
+        enable_checkpointing(lm)
     return lm, tokenizer
 
 
@@ -83,7 +86,7 @@ def run_pretrain(cfg, kind: str, config_dict: dict[str, Any] | None = None):
     from embforge.pretrain.mlm import MaskedLM
     from embforge.pretrain.retromae import RetroMAE
     from embforge.train import distributed as du
-    from embforge.train.contrastive import seed_everything
+    from embforge.train.contrastive import pick_device, seed_everything
     from embforge.train.loop import Trainer
 
     du.init_from_env()
@@ -95,20 +98,27 @@ def run_pretrain(cfg, kind: str, config_dict: dict[str, Any] | None = None):
             f"recipe {kind} runs in one process (got {du.world_size()}); run it without torchrun"
         )
     texts = read_texts(
-        *cfg.data.train_files, questions=cfg.data.questions, limit=cfg.data.max_texts, min_chars=cfg.data.min_chars
+        *cfg.data.train_files,
+        questions=cfg.data.questions,
+        limit=cfg.data.max_texts,
+        min_chars=cfg.data.min_chars,
     )
     lm, tokenizer = load_masked_lm(cfg.model, cfg.data.max_length, cfg.loop.seed)
     if kind == "retromae":
         model = RetroMAE(lm)
         collate = RetroMAECollator(
-            tokenizer, cfg.data.max_length, cfg.masking.encoder_mask_rate, cfg.masking.decoder_mask_rate,
+            tokenizer,
+            cfg.data.max_length,
+            cfg.masking.encoder_mask_rate,
+            cfg.masking.decoder_mask_rate,
             seed=cfg.loop.seed,
         )
     else:
         model = MaskedLM(lm)
         collate = MLMCollator(tokenizer, cfg.data.max_length, cfg.mask_rate, seed=cfg.loop.seed)
     batches = TextBatches(texts, cfg.loop.batch_size, collate, seed=cfg.loop.seed)
-    device = next(model.parameters()).device
+    device = pick_device(cfg.model.device)
+    model.to(device)
 
     def step_fn(batch, step: int) -> LossOutput:
         out = model(batch.to(device))
@@ -116,6 +126,7 @@ def run_pretrain(cfg, kind: str, config_dict: dict[str, Any] | None = None):
         return LossOutput(out.total.detach(), out.parts)
 
     def save_final(path: Path) -> None:
+        model.cpu()
         model.save_encoder(path, tokenizer, format=cfg.model.save_format)
         mlm_dir = path.parent / "final-mlm"
         lm.save_pretrained(str(mlm_dir))

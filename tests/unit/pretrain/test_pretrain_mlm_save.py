@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from transformers import AutoModel
 
 from embforge.losses.mlm import mlm_loss
+from embforge.model.builders import XLMR_SIZES, build_masked_lm, xlmr_config
 from embforge.model.encoder import Encoder
 from embforge.pretrain.collate import MLMCollator
 from embforge.pretrain.mlm import MaskedLM
 from embforge.pretrain.retromae import RetroMAE
-from embforge.model.builders import XLMR_SIZES, build_masked_lm, xlmr_config
 
 
 def test_mlm_loss_only_counts_labelled_positions():

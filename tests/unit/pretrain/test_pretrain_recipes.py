@@ -69,14 +69,28 @@ def test_cli_build_then_extend_positions_inside_the_recipe(ko_setup, tmp_path):
     runner = CliRunner()
     res = runner.invoke(
         app,
-        ["pretrain", "build", str(ko_setup / "tok"), "-o", str(tmp_path / "mlm"), "--size", "xlmr-tiny",
-         "--max-length", "32"],
+        [
+            "pretrain",
+            "build",
+            str(ko_setup / "tok"),
+            "-o",
+            str(tmp_path / "mlm"),
+            "--size",
+            "xlmr-tiny",
+            "--max-length",
+            "32",
+        ],
     )
     assert res.exit_code == 0, res.output
     assert "xlmr-tiny" in res.output and "32 tokens" in res.output
     ov = _tiny_overrides(ko_setup, tmp_path / "run")
     ov = [o for o in ov if not o.startswith(("model.", "data.max_length", "loop.max_steps"))]
-    ov += [f"model.path={tmp_path / 'mlm'}", "model.max_positions=130", "data.max_length=128", "loop.max_steps=1"]
+    ov += [
+        f"model.path={tmp_path / 'mlm'}",
+        "model.max_positions=130",
+        "data.max_length=128",
+        "loop.max_steps=1",
+    ]
     recipe, cfg = load_config(ROOT / "configs" / "retromae.yaml", ov)
     recipe.run(cfg)
     from embforge.model.encoder import Encoder
@@ -86,27 +100,62 @@ def test_cli_build_then_extend_positions_inside_the_recipe(ko_setup, tmp_path):
     # too long for the model without extension: a clear error before any step
     ov[-3] = "model.max_positions=null"
     recipe, cfg = load_config(ROOT / "configs" / "retromae.yaml", ov)
-    with pytest.raises(ConfigError, match=r"data.max_length=128 exceeds the model's 32 positions.*model.max_positions to at least 130"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data.max_length=128 exceeds the model's 32 positions.*model.max_positions to at least 130",
+    ):
         recipe.run(cfg)
 
 
 def test_cli_extend_positions_and_tokenizer(ko_setup, tmp_path):
     from transformers import AutoModel, AutoTokenizer
-
-    from embforge.cli.app import app
     from typer.testing import CliRunner
 
+    from embforge.cli.app import app
+
     runner = CliRunner()
-    res = runner.invoke(app, ["pretrain", "tokenizer", str(ko_setup / "ko.txt"), "-o", str(tmp_path / "tok"),
-                              "--vocab-size", "1500"])
+    res = runner.invoke(
+        app,
+        [
+            "pretrain",
+            "tokenizer",
+            str(ko_setup / "ko.txt"),
+            "-o",
+            str(tmp_path / "tok"),
+            "--vocab-size",
+            "1500",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "trained on 200 texts: 1500 tokens" in res.output
-    res = runner.invoke(app, ["pretrain", "build", str(tmp_path / "tok"), "-o", str(tmp_path / "m"),
-                              "--size", "xlmr-tiny", "--max-length", "16"])
+    res = runner.invoke(
+        app,
+        [
+            "pretrain",
+            "build",
+            str(tmp_path / "tok"),
+            "-o",
+            str(tmp_path / "m"),
+            "--size",
+            "xlmr-tiny",
+            "--max-length",
+            "16",
+        ],
+    )
     assert res.exit_code == 0, res.output
     (tmp_path / "m" / "sparse_linear.pt").write_bytes(b"x")  # head files travel along
-    res = runner.invoke(app, ["pretrain", "extend-positions", str(tmp_path / "m"), "-o", str(tmp_path / "long"),
-                              "--max-positions", "66"])
+    res = runner.invoke(
+        app,
+        [
+            "pretrain",
+            "extend-positions",
+            str(tmp_path / "m"),
+            "-o",
+            str(tmp_path / "long"),
+            "--max-positions",
+            "66",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "positions 18 -> 66 (copy); max tokens 64" in res.output
     assert (tmp_path / "long" / "sparse_linear.pt").read_bytes() == b"x"

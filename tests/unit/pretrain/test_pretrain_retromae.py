@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from embforge.model.builders import build_masked_lm
 from embforge.pretrain.collate import RetroMAECollator
 from embforge.pretrain.corpus import read_texts
 from embforge.pretrain.retromae import RetroMAE
-from embforge.model.builders import build_masked_lm
 from embforge.pretrain.tokenizer import train_tokenizer
 
 XQUAD_EN = "/work/shared/data/xquad/xquad.en.json"

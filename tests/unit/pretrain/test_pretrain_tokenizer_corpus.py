@@ -69,7 +69,9 @@ def test_unigram_tokenizer_covers_korean_and_round_trips(tmp_path, ko_texts, ko_
 def test_tokenizer_errors():
     with pytest.raises(ConfigError, match="vocab_size=3 is too small"):
         train_tokenizer(["a b"], vocab_size=3)
-    with pytest.raises(ConfigError, match="vocab_size=20 cannot hold every distinct character.*raise vocab_size"):
+    with pytest.raises(
+        ConfigError, match="vocab_size=20 cannot hold every distinct character.*raise vocab_size"
+    ):
         train_tokenizer(["가나다라마바사아자차카타파하 거너더러머버서어저처커터퍼허"], vocab_size=20)
     with pytest.raises(ConfigError, match="no non-empty texts"):
         train_tokenizer(["", "  "], vocab_size=100)

@@ -45,6 +45,7 @@ class PretrainModelConfig:
         dropout: from scratch only: hidden and attention dropout (null = 0.1).
         gradient_checkpointing: recompute activations in backward (less memory, slower).
         save_format: format of ``final/``: embforge | bge-m3 | sentence-transformers.
+        device: "cpu", "cuda", "cuda:1", ...; null = the GPU when there is one, else cpu.
     """
 
     path: str | None = None
@@ -55,6 +56,7 @@ class PretrainModelConfig:
     dropout: float | None = None
     gradient_checkpointing: bool = False
     save_format: Literal["embforge", "bge-m3", "sentence-transformers"] = "embforge"
+    device: str | None = None
 
     def validate(self) -> list[str]:
         from embforge.model.builders import XLMR_SIZES
@@ -157,7 +159,9 @@ class MLMRecipeConfig:
         return _rate_errors("mask_rate", self.mask_rate, 0.01, 0.95)
 
 
-@register_recipe("retromae", RetroMAERecipeConfig, "RetroMAE pretraining (enhanced decoding) of a masked-LM encoder")
+@register_recipe(
+    "retromae", RetroMAERecipeConfig, "RetroMAE pretraining (enhanced decoding) of a masked-LM encoder"
+)
 def run_retromae(cfg: RetroMAERecipeConfig) -> Any:
     """Run RetroMAE pretraining; returns the Trainer's ``TrainResult``."""
     from embforge.pretrain.run import run_pretrain
