@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 XQUAD = Path("/work/shared/data/xquad")
 LANGS = ["ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh"]
@@ -103,7 +105,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", default="xlmr-mini")
     ap.add_argument("--vocab-size", type=int, default=8000)
-    ap.add_argument("--held-out", default="es,ru", help="languages kept out of contrastive training")
+    ap.add_argument("--held-out", default="es,de,ru", help="languages kept out of contrastive training")
+    ap.add_argument(
+        "--tokenizer-texts", type=int, default=4000, help="random sample of raw texts for the tokenizer"
+    )
     ap.add_argument("--retromae-steps", type=int, default=600)
     ap.add_argument("--contrastive-steps", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -147,7 +152,10 @@ def main() -> None:
 
     # ---- tokenizer
     t = time.perf_counter()
-    tok = train_tokenizer(raw, vocab_size=args.vocab_size, output_dir=work / "tokenizer")
+    sample = np.random.default_rng(args.seed).permutation(len(raw))[: args.tokenizer_texts]
+    tok = train_tokenizer(
+        [raw[i] for i in sorted(sample)], vocab_size=args.vocab_size, output_dir=work / "tokenizer"
+    )
     times["tokenizer"] = time.perf_counter() - t
 
     # ---- random init baseline (= the starting point of both training paths)
@@ -231,7 +239,8 @@ def main() -> None:
         "",
         f"Command: `{cmd}`",
         "",
-        f"Model {args.size} ({n_params / 1e6:.1f}M backbone parameters), unigram vocab {len(tok)}, "
+        f"Model {args.size} ({n_params / 1e6:.1f}M backbone parameters), unigram vocab {len(tok)} "
+        f"(trained on {min(args.tokenizer_texts, len(raw))} sampled raw texts), "
         f"RetroMAE {args.retromae_steps} steps x {args.batch_size} texts (128 tokens, encoder mask 0.3, "
         f"decoder mask 0.5), contrastive {args.contrastive_steps} steps x {args.batch_size} pairs "
         f"(configs/arctic-pretrain.yaml: in-batch negatives, one language per batch, query 32 / doc 256 "
