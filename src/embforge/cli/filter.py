@@ -49,7 +49,7 @@ def filter_command(
     from embforge.model.encoder import Encoder
 
     cfg = FilterConfig(shard_size=shard_size, top_k=top_k)
-    encoder = Encoder.from_pretrained(model) if model else Encoder.from_pretrained()
+    encoder = Encoder.from_pretrained(model, heads=("dense",))
     teacher = EncoderTeacher(encoder, batch_size=batch_size, max_length=max_length)
     bad = _bad(skip_bad, output)
     try:

@@ -64,6 +64,10 @@ def mine_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for --sampling range."),
     query_batch: int = typer.Option(512, "--query-batch", help="Queries per chunk (bounds memory)."),
+    index: str = typer.Option(
+        "flat", "--index", help="Corpus index: flat (exact) | hnsw (approximate, for millions of documents)."
+    ),
+    ef_search: int = typer.Option(256, "--ef-search", help="HNSW search breadth (higher = better recall)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Texts per teacher forward pass."),
     max_length: Optional[int] = typer.Option(
         None, "--max-length", help="Token limit per text (default: model's)."
@@ -92,11 +96,12 @@ def mine_command(
         rank_range=_rank_range(rank_range),
         seed=seed,
         query_batch=query_batch,
+        index=index,
+        ef_search=ef_search,
     )
-    encoder = Encoder.from_pretrained(model) if model else Encoder.from_pretrained()
-    teacher = EncoderTeacher(
-        encoder, tuple(h.strip() for h in heads.split(",")), batch_size=batch_size, max_length=max_length
-    )
+    teacher_heads = tuple(h.strip() for h in heads.split(","))
+    encoder = Encoder.from_pretrained(model, heads=teacher_heads)
+    teacher = EncoderTeacher(encoder, teacher_heads, batch_size=batch_size, max_length=max_length)
     bad = BadLines(output.with_name(output.name + ".bad.jsonl")) if skip_bad else None
     try:
         stats = mine_file(input_path, output, teacher, cfg, corpus, beir_split, bad, progress)

@@ -17,6 +17,11 @@ def serve(
     index: Optional[str] = typer.Option(
         None, "--index", help="Index directory (from `embforge index`) to enable POST /v1/search."
     ),
+    heads: Optional[str] = typer.Option(
+        None,
+        "--heads",
+        help="Comma-separated heads to load: dense,sparse,multivector (default: all the checkpoint has; a checkpoint without trained sparse/colbert weights gets untrained ones, so pass --heads dense for it).",
+    ),
     host: str = typer.Option(
         "127.0.0.1",
         "--host",
@@ -33,6 +38,9 @@ def serve(
         None,
         "--model-name",
         help="Name reported as `model` in responses (default: the model path's last part).",
+    ),
+    any_model: bool = typer.Option(
+        False, "--any-model", help="Accept any `model` name in requests (for clients that hard-code one)."
     ),
     default_role: str = typer.Option(
         "document",
@@ -95,8 +103,10 @@ def serve(
         max_tokens_per_input=max_tokens_per_input,
         max_total_tokens=max_total_tokens,
         dtype=dtype,
+        any_model=any_model,
     )
-    app = create_app(model, index=index, config=config)
+    head_list = [h.strip() for h in heads.split(",") if h.strip()] if heads else None
+    app = create_app(model, index=index, config=config, heads=head_list)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 

@@ -118,6 +118,13 @@ def _pair_texts(rec: Record) -> tuple[str, str]:
     return ex.query, ex.pos[0]
 
 
+def _embed_unique(texts: list[str], teacher: Teacher, role: str) -> np.ndarray:
+    """Embed each distinct text once (many pairs share a document) and expand to (len(texts), D)."""
+    pos: dict[str, int] = {}
+    inverse = np.fromiter((pos.setdefault(t, len(pos)) for t in texts), np.int64, len(texts))
+    return teacher.embed(list(pos), role)[inverse]
+
+
 def filter_records(
     records: Iterable[Record],
     teacher: Teacher,
@@ -134,8 +141,8 @@ def filter_records(
     while shard := list(islice(it, cfg.shard_size)):
         st.shards += 1
         texts = [_pair_texts(r) for r in shard]
-        q = teacher.embed([t[0] for t in texts], "query")
-        d = teacher.embed([t[1] for t in texts], "document")
+        q = _embed_unique([t[0] for t in texts], teacher, "query")
+        d = _embed_unique([t[1] for t in texts], teacher, "document")
         ranks = consistency_ranks(q, d, cfg.query_block, cfg.doc_block)
         for rec, rank in zip(shard, ranks):
             keep = bool(rank < cfg.top_k)

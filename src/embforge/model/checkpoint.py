@@ -267,9 +267,14 @@ def _load_embforge(path: Path, heads) -> Encoder:
     stored = list(cfg.heads)
     cfg.heads = _wanted(heads) if heads is not None else ["dense"] + [h for h in stored if h != "dense"]
     bcfg = dict(meta["backbone"])
-    backbone = AutoModel.from_config(
-        AutoConfig.for_model(bcfg.pop("model_type"), **bcfg), **meta.get("backbone_kwargs", {})
-    )
+    if meta.get("lora_adapter"):  # NV-Embed adapter layout: base weights + LoRA adapters + heads
+        from embforge.model.nv_embed import load_adapter_backbone
+
+        backbone = load_adapter_backbone(path, meta, cfg)
+    else:
+        backbone = AutoModel.from_config(
+            AutoConfig.for_model(bcfg.pop("model_type"), **bcfg), **meta.get("backbone_kwargs", {})
+        )
     enc = Encoder(backbone, AutoTokenizer.from_pretrained(str(path)), cfg)
     weights = path / "model.safetensors"
     if not weights.is_file():
@@ -285,6 +290,8 @@ def _load_embforge(path: Path, heads) -> Encoder:
         if mod is not None and any(k.startswith(f"{h}_head.") for k in missing):
             _init_missing(mod, h, weights)
     missing = [k for k in missing if not k.startswith(("sparse_head.", "multivector_head."))]
+    if meta.get("lora_adapter"):  # the backbone came from base_model + adapter, not model.safetensors
+        missing = [k for k in missing if not k.startswith("backbone.")]
     unexpected = [k for k in unexpected if not k.startswith(("sparse_head.", "multivector_head."))]
     if missing or unexpected:
         raise CheckpointError(

@@ -33,6 +33,11 @@ class EncoderConfig:
         query_prefix / document_prefix: text prepended per role before tokenizing.
         matryoshka_dims: dims the dense head was trained to truncate to (informative).
         mcls_stride: tokens between two [CLS] tokens for MCLS long-input encoding.
+        pool_prefix: False = the role prefix's tokens are attended to but left out of pooling
+            (NV-Embed instructions, ``Batch.pool_mask``).
+        bidirectional: a decoder backbone runs without its causal mask (NV-Embed,
+            ``embforge.model.decoder``).
+        base_model: path / hub id of the base weights of a LoRA-adapter checkpoint.
     """
 
     heads: list[str] = field(default_factory=lambda: list(HEADS))
@@ -45,6 +50,9 @@ class EncoderConfig:
     document_prefix: str = ""
     matryoshka_dims: list[int] = field(default_factory=list)
     mcls_stride: int = 256
+    pool_prefix: bool = True
+    bidirectional: bool = False
+    base_model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

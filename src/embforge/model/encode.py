@@ -101,7 +101,8 @@ def encode(
     try:
         with torch.inference_mode(), tqdm(total=n, disable=not show_progress, desc="encode") as bar:
             for idx in batches:
-                batch = collate([tok.ids[i] for i in idx], enc.pad_id, pad_side).to(device)
+                ids = [tok.ids[i] for i in idx]
+                batch = enc.mask_prefix(collate(ids, enc.pad_id, pad_side), ids, pre).to(device)
                 with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     hidden = enc.hidden_states(batch)
                     out = enc.heads_from_hidden(hidden, batch, heads, None if mcls else dim)

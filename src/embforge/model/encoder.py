@@ -19,6 +19,7 @@ from torch import nn
 
 from embforge.errors import ConfigError
 from embforge.model.config import EncoderConfig
+from embforge.model.decoder import is_decoder_config
 from embforge.model.heads import DenseHead, MultiVectorHead, SparseHead, truncate_dense
 from embforge.model.pooling import build_pooling
 from embforge.text import check_texts, collate, tokenize_texts
@@ -46,6 +47,12 @@ class Encoder(nn.Module):
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.config = config or EncoderConfig()
+        if is_decoder_config(getattr(backbone, "config", None)):  # NV-Embed-style decoder backbone
+            from embforge.model.decoder import set_bidirectional
+            from embforge.model.nv_embed import prepare_decoder_tokenizer
+
+            prepare_decoder_tokenizer(tokenizer)  # right padding, EOS appended
+            set_bidirectional(backbone, self.config.bidirectional)
         h = self.hidden_size
         pooling = build_pooling(self.config.pooling, h, **self.config.pooling_options)
         self.dense_head = DenseHead(pooling, self.config.normalize)
@@ -132,7 +139,16 @@ class Encoder(nn.Module):
         limit = self.check_max_length(max_length)
         tok = tokenize_texts(self.tokenizer, [pre + t for t in texts], limit)
         warn_truncated(tok.truncated, len(texts), tok, limit, self.model_limit)
-        return collate(tok.ids, self.pad_id, getattr(self.tokenizer, "padding_side", "right"))
+        batch = collate(tok.ids, self.pad_id, getattr(self.tokenizer, "padding_side", "right"))
+        return self.mask_prefix(batch, tok.ids, pre)
+
+    def mask_prefix(self, batch: Batch, ids: list[list[int]], prefix: str) -> Batch:
+        """Leave the prefix tokens out of pooling when ``config.pool_prefix`` is False (NV-Embed)."""
+        if self.config.pool_prefix or not prefix:
+            return batch
+        from embforge.model.instructions import with_instruction_pool_mask
+
+        return with_instruction_pool_mask(self.tokenizer, batch, ids, prefix)
 
     @property
     def pad_id(self) -> int:

@@ -20,12 +20,14 @@ from __future__ import annotations
 import torch
 
 from embforge.errors import ConfigError
+from embforge.types import Batch
 
 __all__ = [
     "INSTRUCTION_TEMPLATE",
     "instruction_prefix",
     "instruction_token_counts",
     "instruction_pool_mask",
+    "with_instruction_pool_mask",
 ]
 
 INSTRUCTION_TEMPLATE = "Instruct: {task}\nQuery: "
@@ -72,14 +74,34 @@ def instruction_token_counts(tokenizer, prefix: str, ids: list[list[int]], start
 def instruction_pool_mask(attention_mask: torch.Tensor, counts: list[int], start: int = 0) -> torch.Tensor:
     """The pool mask (B, T): ``attention_mask`` with each row's instruction tokens zeroed.
 
-    Rows are right-padded; row i's instruction occupies ``[start, start + counts[i])``.
+    Row i's instruction occupies ``counts[i]`` tokens from ``start`` tokens after the
+    row's first real token (so right and left padding both work).
 
     Example:
-        >>> instruction_pool_mask(torch.ones(2, 5, dtype=torch.long), [2, 0], start=1).tolist()
-        [[1, 0, 0, 1, 1], [1, 1, 1, 1, 1]]
+        >>> am = torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]])
+        >>> instruction_pool_mask(am, [2, 1], start=1).tolist()
+        [[1, 0, 0, 1, 1], [0, 1, 0, 1, 1]]
     """
     pm = attention_mask.clone()
+    first = attention_mask.argmax(dim=1).tolist()  # first real token per row
     for i, n in enumerate(counts):
         if n:
-            pm[i, start : start + n] = 0
+            a = first[i] + start
+            pm[i, a : a + n] = 0
     return pm
+
+
+def with_instruction_pool_mask(tokenizer, batch: Batch, ids: list[list[int]], prefix: str) -> Batch:
+    """``batch`` (made from the prefixed ``ids``) with a pool mask that leaves out the prefix tokens.
+
+    The tokens before the content (BOS / [CLS]) stay pooled; "" -> the batch unchanged.
+    """
+    if not prefix:
+        return batch
+    from embforge.text.tokenize import SpecialLayout
+
+    start = SpecialLayout.of(tokenizer).prefix
+    counts = instruction_token_counts(tokenizer, prefix, ids, start)
+    return Batch(
+        batch.input_ids, batch.attention_mask, instruction_pool_mask(batch.attention_mask, counts, start)
+    )

@@ -46,3 +46,7 @@ class MeanPooling(nn.Module):
 def build_pooling(name: str, hidden_size: int, **options: object) -> nn.Module:
     """Build the pooling module registered as ``name`` (raises "unknown pooling ... choose from")."""
     return POOLINGS.get(name)(hidden_size, **options)
+
+
+# decoder poolings ("latent_attention", "last_token") register themselves on import
+from embforge.model import latent_attention as _latent_attention  # noqa: E402,F401

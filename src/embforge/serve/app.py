@@ -11,6 +11,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ def create_app(
     *,
     index: Any = None,
     config: ServeConfig | None = None,
+    heads: Sequence[str] | None = None,
 ) -> Any:
     """Build the server app.
 
@@ -55,6 +57,8 @@ def create_app(
         index: an index directory (``embforge index`` output) or a loaded index
             object with ``search(Embeddings, k=, weights=) -> Hits``; enables ``/v1/search``.
         config: limits, batching and auth (``ServeConfig``).
+        heads: when ``model`` is a path: the heads to load (e.g. ``("dense",)`` to
+            skip untrained sparse/multivector heads); None = all the checkpoint has.
 
     Returns:
         A FastAPI app; run it with ``uvicorn.run(app, host="127.0.0.1", port=8000)``.
@@ -71,10 +75,8 @@ def create_app(
     from embforge.serve.service import EmbeddingService
 
     config = config or ServeConfig()
-    encoder = (
-        load_encoder(model, dtype=config.dtype) if model is None or isinstance(model, (str, Path)) else model
-    )
-    engine = EncoderEngine(encoder, dtype=config.dtype)
+    encoder = load_encoder(model, heads=heads) if model is None or isinstance(model, (str, Path)) else model
+    engine = EncoderEngine(encoder, dtype=config.dtype, batch_tokens=config.max_batch_tokens)
     dense_dim = None
     if "dense" in engine.heads:  # warm-up, and the dense size for `dimensions` checks
         dense_dim = int(engine.encode(["warm-up"], "document", ("dense",), None).dense.shape[1])
@@ -98,6 +100,9 @@ def create_app(
         dense_dim=dense_dim,
     )
 
+    if service.index is not None:
+        service.check_index()
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await batcher.start()
@@ -120,35 +125,55 @@ def create_app(
     return app
 
 
-def _endpoint(request) -> str:
-    route = request.scope.get("route")
-    return getattr(route, "path", None) or "other"
+class _GuardAndMeasure:
+    """Pure ASGI middleware (cheaper than ``BaseHTTPMiddleware``): bearer auth and body
+    size before routing, then request/error counters and the latency histogram."""
+
+    def __init__(self, app, config: ServeConfig, metrics) -> None:
+        self.app, self.config, self.metrics = app, config, metrics
+        self.expected = f"Bearer {config.api_key}".encode() if config.api_key else None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_and_see(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            _refuse(Request(scope), self.config, self.expected)
+        except ApiError as e:
+            await JSONResponse(e.body(), status_code=e.status, headers=e.headers)(
+                scope, receive, send_and_see
+            )
+        else:
+            try:
+                await self.app(scope, receive, send_and_see)
+            finally:  # also when the app raised (the outer error middleware answers 500)
+                self._record(scope, status, t0)
+            return
+        self._record(scope, status, t0)
+
+    def _record(self, scope, status: int, t0: float) -> None:
+        endpoint = getattr(scope.get("route"), "path", None) or "other"
+        code = str(status)
+        self.metrics.requests.inc(endpoint=endpoint, code=code)
+        if status >= 400:
+            self.metrics.errors.inc(endpoint=endpoint, code=code)
+        self.metrics.latency.observe(time.perf_counter() - t0, endpoint=endpoint)
 
 
 def _add_middleware(app, config: ServeConfig, metrics) -> None:
-    from fastapi.responses import JSONResponse
-
-    expected = f"Bearer {config.api_key}".encode() if config.api_key else None
-
-    @app.middleware("http")
-    async def guard_and_measure(request, call_next):
-        t0 = time.perf_counter()
-        try:
-            response = _refuse(request, config, expected)
-            if response is None:
-                response = await call_next(request)
-        except ApiError as e:
-            response = JSONResponse(e.body(), status_code=e.status, headers=e.headers)
-        except Exception as e:  # a bug, not the client's fault: answer 500 and keep serving
-            log.exception("unhandled error on %s", request.url.path)
-            response = JSONResponse(_internal(e).body(), status_code=500)
-        endpoint = _endpoint(request)
-        code = str(response.status_code)
-        metrics.requests.inc(endpoint=endpoint, code=code)
-        if response.status_code >= 400:
-            metrics.errors.inc(endpoint=endpoint, code=code)
-        metrics.latency.observe(time.perf_counter() - t0, endpoint=endpoint)
-        return response
+    app.add_middleware(_GuardAndMeasure, config=config, metrics=metrics)
 
 
 def _refuse(request, config: ServeConfig, expected: bytes | None):

@@ -31,6 +31,8 @@ class ServeConfig:
         max_total_tokens: tokens per request (OpenAI: 300,000).
         max_body_bytes: request body size limit (413 beyond).
         dtype: encoder compute dtype (``"fp32"`` or ``"bf16"``).
+        any_model: accept any ``model`` name in requests (for clients that hard-code
+            one); by default another name than ``model_name`` is a 404.
     """
 
     model_name: str | None = None
@@ -46,12 +48,20 @@ class ServeConfig:
     max_total_tokens: int = 300_000
     max_body_bytes: int = 64 * 1024 * 1024
     dtype: str = "fp32"
+    any_model: bool = False
 
     def __post_init__(self) -> None:
         problems = []
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in {"model_name", "api_key", "default_role", "dtype", "max_tokens_per_input"}:
+            if f.name in {
+                "model_name",
+                "api_key",
+                "default_role",
+                "dtype",
+                "max_tokens_per_input",
+                "any_model",
+            }:
                 continue
             if not isinstance(v, (int, float)) or v < 0 or (v == 0 and f.name != "max_wait_ms"):
                 problems.append(f"{f.name}={v!r} must be a positive number")

@@ -9,6 +9,7 @@ heads the checkpoint carries, its maximum length and per-role text prefixes.
 from __future__ import annotations
 
 import copy
+import inspect
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -22,11 +23,12 @@ __all__ = ["EncoderEngine", "load_encoder"]
 _UNBOUNDED = 1_000_000  # HF uses a huge int for "no limit"
 
 
-def load_encoder(model: str | None, *, dtype: str = "fp32") -> Any:
-    """Load an ``Encoder`` by path or hub id (None = the bundled all-MiniLM-L6-v2)."""
+def load_encoder(model: str | None, *, heads: Sequence[str] | None = None) -> Any:
+    """Load an ``Encoder`` by path or hub id (None = the bundled all-MiniLM-L6-v2);
+    ``heads`` limits the heads built (None = all the checkpoint has)."""
     from embforge.model.encoder import Encoder
 
-    return Encoder.from_pretrained(model) if model else Encoder.from_pretrained()
+    return Encoder.from_pretrained(str(model) if model else None, heads=tuple(heads) if heads else None)
 
 
 class EncoderEngine:
@@ -35,9 +37,11 @@ class EncoderEngine:
     Args:
         encoder: an ``Encoder`` (or anything with the same ``encode`` and ``tokenizer``).
         dtype: passed to ``encode`` (``"fp32"`` or ``"bf16"``).
+        batch_tokens: the micro-batch token budget, passed as ``max_tokens`` so the
+            encoder runs each micro-batch as one forward pass.
     """
 
-    def __init__(self, encoder: Any, *, dtype: str = "fp32") -> None:
+    def __init__(self, encoder: Any, *, dtype: str = "fp32", batch_tokens: int | None = None) -> None:
         self.encoder = encoder
         self.dtype = dtype
         # A private copy under a lock: HF fast tokenizers raise "Already borrowed" when
@@ -48,17 +52,32 @@ class EncoderEngine:
             self.tokenizer = encoder.tokenizer
         self._lock = threading.Lock()
         cfg = getattr(encoder, "config", None)
-        heads = getattr(cfg, "heads", None)
+        heads = getattr(encoder, "heads", None)  # Encoder.heads: what it can compute
+        if not isinstance(heads, (tuple, list)):
+            heads = getattr(cfg, "heads", None)
         self.heads: tuple[str, ...] = tuple(h for h in HEADS if heads is None or h in heads)
-        self.prefixes = {
-            "query": getattr(cfg, "query_prefix", "") or "",
-            "document": getattr(cfg, "document_prefix", "") or "",
-        }
+        self.prefixes = {role: self._prefix(role, cfg) for role in ("query", "document")}
         self.max_length = self._model_max_length(cfg)
-        self.vocab_size = len(self.tokenizer)
+        self.num_ids = len(self.tokenizer)  # valid token ids of inputs: 0 .. num_ids-1
+        vs = getattr(encoder, "vocab_size", None)
+        self.vocab_size = int(vs) if isinstance(vs, int) else self.num_ids  # sparse columns
+        self.batch_tokens = batch_tokens
+        params = inspect.signature(encoder.encode).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        self._extra = {
+            k: v
+            for k, v in (("max_tokens", batch_tokens), ("show_progress", False))
+            if v is not None and (takes_any or k in params)
+        }
+
+    def _prefix(self, role: str, cfg: Any) -> str:
+        fn = getattr(self.encoder, "prefix", None)
+        if callable(fn):
+            return fn(role) or ""
+        return getattr(cfg, f"{role}_prefix", "") or ""
 
     def _model_max_length(self, cfg: Any) -> int:
-        cands = [getattr(cfg, "max_length", None), getattr(self.encoder, "max_length", None)]
+        cands = [getattr(self.encoder, "max_length", None), getattr(cfg, "max_length", None)]
         tok_max = getattr(self.tokenizer, "model_max_length", None)
         if tok_max is not None and tok_max < _UNBOUNDED:
             cands.append(tok_max)
@@ -104,6 +123,7 @@ class EncoderEngine:
             batch_size=len(texts),
             max_length=max_length,
             dtype=self.dtype,
+            **self._extra,
         )
 
 

@@ -98,7 +98,8 @@ class SearchRequest(BaseModel):
     """``POST /v1/search`` body: query text(s) -> ranked ids from the loaded index.
 
     ``weights`` overrides the hybrid weights per head (e.g. ``{"dense": 1,
-    "sparse": 0.3, "multivector": 1}``); ``return_scores`` adds each head's score.
+    "sparse": 0.3, "multivector": 1}``), ``fusion`` the fusion (``weighted`` sum or
+    ``rrf``); ``return_scores`` adds each head's score.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -107,6 +108,7 @@ class SearchRequest(BaseModel):
     k: StrictInt = Field(default=10, ge=1, le=1000)
     model: StrictStr | None = None
     weights: dict[Literal["dense", "sparse", "multivector"], float] | None = None
+    fusion: Literal["weighted", "rrf"] | None = None
     return_scores: bool = True
     truncate: bool = False
 

@@ -24,6 +24,8 @@ from embforge.types import Embeddings, SparseVectors
 
 __all__ = ["EmbeddingService", "Prepared"]
 
+_BIG = 16384  # characters (or token ids) above which tokenizing runs in a thread
+
 
 def _show(x: object, n: int = 60) -> str:
     r = repr(x)
@@ -64,11 +66,11 @@ class EmbeddingService:
 
     # ------------------------------------------------------------ validation
     def check_model(self, model: str | None) -> None:
-        if model is not None and model != self.model_name:
+        if model is not None and model != self.model_name and not self.config.any_model:
             raise ApiError(
                 404,
                 f"model {model!r} is not served here; this server serves {self.model_name!r}: "
-                f"pass model={self.model_name!r} (any request may also omit it)",
+                f"pass model={self.model_name!r} (any request may also omit it), or start the server with --any-model",
                 param="model",
                 code="model_not_found",
             )
@@ -116,7 +118,7 @@ class EmbeddingService:
                 param=f"{field}[{i}]",
                 code="empty_input",
             )
-        v = self.engine.vocab_size
+        v = self.engine.num_ids
         for j, t in enumerate(ids):
             if not 0 <= t < v:
                 raise ApiError(
@@ -161,6 +163,14 @@ class EmbeddingService:
                 code="too_many_tokens",
             )
         return Prepared(texts, counts)
+
+    async def _prepare(self, inp: Any, role: str, truncate: bool, field: str) -> Prepared:
+        """``prepare`` inline for small requests (a thread hop costs more than tokenizing a
+        sentence), in a thread for big ones so the event loop never stalls."""
+        size = len(inp) if isinstance(inp, str) else sum(len(x) for x in inp) if len(inp) < 64 else _BIG
+        if size < _BIG:
+            return self.prepare(inp, role, truncate, field)
+        return await asyncio.to_thread(self.prepare, inp, role, truncate, field)
 
     def _check_heads(self, heads: Sequence[str]) -> None:
         missing = [h for h in heads if h not in self.engine.heads]
@@ -224,7 +234,7 @@ class EmbeddingService:
                 param="dimensions",
                 code="invalid_dimensions",
             )
-        prep = await asyncio.to_thread(self.prepare, req.input, role, req.truncate)
+        prep = await self._prepare(req.input, role, req.truncate, "input")
         rows = await self.run(prep, role, heads)
         data = [self._item(i, r, req, sparse) for i, r in enumerate(rows)]
         self.metrics.tokens.inc(prep.total, endpoint="/v1/embeddings")
@@ -265,12 +275,14 @@ class EmbeddingService:
                 "(a directory written by `embforge index`)",
                 code="index_not_loaded",
             )
-        index_heads = tuple(getattr(self.index, "heads", None) or self.engine.heads)
-        heads = [h for h in self.engine.heads if h in index_heads]
-        prep = await asyncio.to_thread(self.prepare, req.query, "query", req.truncate, "query")
+        heads = self.search_heads()
+        prep = await self._prepare(req.query, "query", req.truncate, "query")
         rows = await self.run(prep, "query", heads)
         emb = self._stack(rows, heads)
-        hits = await asyncio.to_thread(self._search_index, emb, req)
+        try:
+            hits = await asyncio.to_thread(self._search_index, emb, req)
+        except ValueError as e:  # EmbforgeError: the index refused the request
+            raise ApiError(400, f"the index refused the search: {e}", code="invalid_search") from None
         self.metrics.tokens.inc(prep.total, endpoint="/v1/search")
         self.metrics.inputs.inc(len(prep.texts), endpoint="/v1/search")
         data = []
@@ -289,10 +301,38 @@ class EmbeddingService:
             "usage": {"prompt_tokens": prep.total, "total_tokens": prep.total},
         }
 
+    def search_heads(self) -> list[str]:
+        index_heads = tuple(getattr(self.index, "heads", None) or self.engine.heads)
+        return [h for h in self.engine.heads if h in index_heads]
+
+    def check_index(self) -> None:
+        """At start-up: the model has every head the index holds, and one query searches
+        (this also compiles numba kernels before the first request). Raises CheckpointError."""
+        from embforge.errors import CheckpointError
+
+        index_heads = tuple(getattr(self.index, "heads", None) or ())
+        missing = [h for h in index_heads if h not in self.engine.heads]
+        if missing:
+            raise CheckpointError(
+                f"the index holds {'/'.join(missing)} vectors but the model {self.model_name!r} has no such head "
+                f"(it has: {', '.join(self.engine.heads)}); serve the model the index was built with"
+            )
+        heads = tuple(self.search_heads())
+        emb = self.engine.encode(["warm-up query"], "query", heads, None)
+        try:
+            self.index.search(emb, k=1)
+        except (ValueError, IndexError) as e:
+            raise CheckpointError(
+                f"the index does not fit the model {self.model_name!r}: a test search failed with: {e}; "
+                "serve the model the index was built with, or rebuild the index with this model"
+            ) from e
+
     def _search_index(self, emb: Embeddings, req: SearchRequest):
         kw: dict[str, Any] = {"k": req.k}
         if req.weights is not None:
             kw["weights"] = dict(req.weights)
+        if req.fusion is not None:
+            kw["fusion"] = req.fusion
         return self.index.search(emb, **kw)
 
     def _stack(self, rows: list[Row], heads: Sequence[str]) -> Embeddings:

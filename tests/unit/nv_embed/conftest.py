@@ -51,3 +51,19 @@ def make_decoder():
 def make_decoder_config():
     """``make_decoder_config(kind, vocab_size=30522, attn="sdpa")`` -> a tiny decoder config."""
     return tiny_decoder_config
+
+
+@pytest.fixture(scope="session")
+def decoder_dir(tmp_path_factory, minilm_tokenizer):
+    """``decoder_dir(kind)`` -> a folder with a tiny random decoder (vocab of the MiniLM tokenizer) + tokenizer."""
+    made: dict[str, str] = {}
+
+    def make(kind: str) -> str:
+        if kind not in made:
+            d = tmp_path_factory.mktemp(f"tiny-{kind}")
+            tiny_decoder(kind, vocab_size=len(minilm_tokenizer)).save_pretrained(d)
+            minilm_tokenizer.save_pretrained(d)
+            made[kind] = str(d)
+        return made[kind]
+
+    return make

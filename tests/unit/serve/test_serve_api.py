@@ -173,6 +173,7 @@ def test_other_errors(server):
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
     r = httpx.post(url + "/v1/embeddings", json={"input": "x", "model": "gpt-4"})
     assert r.status_code == 404 and "serves 'fake'" in r.json()["error"]["message"]
+    assert "--any-model" in r.json()["error"]["message"]
     r = httpx.get(url + "/v1/nothing")
     assert r.status_code == 404 and r.json()["error"]["code"] == "http_404"
     r = httpx.post(url + "/v1/search", json={"query": "x"})
@@ -375,3 +376,9 @@ def test_search_ranks_with_the_index(fake_encoder, make_server):
     ):
         r = httpx.post(url + "/v1/search", json=bad)
         assert r.status_code == 400 and match in r.json()["error"]["message"], r.text
+
+
+def test_any_model_accepts_other_names(fake_encoder, make_server):
+    url = make_server(create_app(fake_encoder, config=ServeConfig(model_name="fake", any_model=True)))
+    r = httpx.post(url + "/v1/embeddings", json={"input": "x", "model": "text-embedding-3-small"})
+    assert r.status_code == 200 and r.json()["model"] == "fake"

@@ -1,0 +1,103 @@
+"""`embforge index`: corpus (BEIR JSONL / BEIR dir) -> index directory (dense / sparse / multi-vector)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from embforge.errors import DataError
+
+
+def read_corpus_texts(path: Path) -> tuple[list[str], list[str]]:
+    """(ids, texts) of a BEIR corpus: a corpus .jsonl(.gz)/.parquet file or a BEIR directory.
+    The text is ``title + " " + text`` (as BEIR evaluation does)."""
+    from embforge.data.io import read_corpus
+
+    if path.is_dir():
+        cands = [path / n for n in ("corpus.jsonl", "corpus.jsonl.gz", "corpus.parquet")]
+        found = [c for c in cands if c.exists()]
+        if not found:
+            raise DataError(
+                f"{path}: no corpus.jsonl; a BEIR directory holds corpus.jsonl (+ queries.jsonl, qrels/)"
+            )
+        path = found[0]
+    elif not path.exists():
+        raise DataError(f"corpus {str(path)!r} does not exist; pass a corpus.jsonl or a BEIR directory")
+    ids, texts = [], []
+    for d in read_corpus(path):
+        ids.append(d.id)
+        texts.append(f"{d.title} {d.text}".strip() if d.title else d.text)
+    if not ids:
+        raise DataError(f"{path}: the corpus is empty")
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise DataError(f"{path}: document id {dup!r} occurs more than once; ids must be unique")
+    return ids, texts
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("index")
+    def index(
+        corpus: Path = typer.Argument(
+            ..., help="BEIR corpus.jsonl ({_id, title, text} per line) or a BEIR directory."
+        ),
+        out_dir: Path = typer.Argument(
+            ..., help="Index directory to write (replaced atomically if it exists)."
+        ),
+        model: Optional[str] = typer.Option(
+            None, "--model", "-m", help="Model directory or hub id (default: bundled all-MiniLM-L6-v2)."
+        ),
+        heads: str = typer.Option(
+            "dense", "--heads", help="Comma-separated heads to index: dense, sparse, multivector."
+        ),
+        dense_index: str = typer.Option(
+            "exact", "--dense-index", help="Dense backend: exact, int8, binary (rescored), hnsw, ivfpq."
+        ),
+        dim: Optional[int] = typer.Option(
+            None, "--dim", help="Matryoshka: index the first DIM dense dims, renormalised."
+        ),
+        multivector_dtype: str = typer.Option(
+            "float16",
+            "--multivector-dtype",
+            help="Token-vector storage: float16, int8 (per-token scale), float32.",
+        ),
+        batch_size: int = typer.Option(64, "--batch-size", help="Most texts per forward pass."),
+        max_length: Optional[int] = typer.Option(
+            None, "--max-length", help="Token limit per document (default: model's)."
+        ),
+        dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16 autocast for encoding."),
+    ) -> None:
+        """Encode a corpus and write a searchable index directory.
+
+        Example: embforge index data/dbpedia_subset idx/ --model BAAI/bge-m3 --heads dense,sparse,multivector
+        """
+        import time
+
+        from embforge.model.encoder import Encoder
+        from embforge.search.retriever import DENSE_BACKENDS, build_index
+
+        head_list = tuple(h.strip() for h in heads.split(",") if h.strip())
+        DENSE_BACKENDS.get(dense_index)  # fail before loading anything
+        ids, texts = read_corpus_texts(corpus)
+        t0 = time.perf_counter()
+        enc = Encoder.from_pretrained(model, heads=head_list)
+        idx = build_index(
+            enc,
+            ids,
+            texts,
+            heads=head_list,
+            dense=dense_index,
+            dim=dim,
+            multivector_dtype=multivector_dtype,
+            model=model,
+            encode_kwargs={"batch_size": batch_size, "max_length": max_length, "dtype": dtype},
+            progress=lambda n, total: typer.echo(f"encoded {n}/{total}", err=True),
+        )
+        idx.save(out_dir)
+        typer.echo(
+            f"indexed {len(ids)} documents ({', '.join(head_list)}) in {time.perf_counter() - t0:.1f}s -> {out_dir}",
+            err=True,
+        )

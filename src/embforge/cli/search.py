@@ -1,0 +1,104 @@
+"""`embforge search`: queries -> run file (TREC or JSON) over an index made by `embforge index`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from embforge.errors import ConfigError, DataError
+
+
+def read_query_texts(path: Path) -> tuple[list[str], list[str]]:
+    """(ids, texts) from queries.jsonl ({_id, text}), a BEIR directory, or a text file (one per line)."""
+    from embforge.data.io import read_queries
+
+    if path.is_dir():
+        path = path / "queries.jsonl"
+    if not path.exists():
+        raise DataError(
+            f"queries {str(path)!r} do not exist; pass queries.jsonl, a BEIR directory or a text file"
+        )
+    if path.suffix in (".jsonl", ".gz", ".json", ".ndjson"):
+        qs = list(read_queries(path))
+        ids, texts = [q.id for q in qs], [q.text for q in qs]
+    else:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        ids = [str(n) for n, t in enumerate(lines, 1) if t.strip()]
+        texts = [t for t in lines if t.strip()]
+    if not ids:
+        raise DataError(f"{path}: no queries found")
+    return ids, texts
+
+
+def parse_weights(s: str | None) -> tuple[float, float, float] | None:
+    if s is None:
+        return None
+    try:
+        w = tuple(float(x) for x in s.split(","))
+    except ValueError:
+        w = ()
+    if len(w) != 3:
+        raise ConfigError(
+            f"--weights must be three numbers w_dense,w_sparse,w_multivector (e.g. 1,0.3,1), got {s!r}"
+        )
+    return w  # type: ignore[return-value]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("search")
+    def search(
+        index_dir: Path = typer.Argument(..., help="Index directory written by `embforge index`."),
+        queries: Path = typer.Argument(
+            ..., help="queries.jsonl ({_id, text}), a BEIR directory, or a text file."
+        ),
+        out: Path = typer.Option(
+            ..., "--out", "-o", help="Run file: .trec (TREC format) or .json (pytrec_eval run)."
+        ),
+        k: int = typer.Option(10, "--k", "-k", help="Results per query."),
+        fusion: Optional[str] = typer.Option(
+            None,
+            "--fusion",
+            help="weighted (w1*dense + w2*sparse + w3*multivector) or rrf (default: the index's).",
+        ),
+        weights: Optional[str] = typer.Option(
+            None,
+            "--weights",
+            help="w_dense,w_sparse,w_multivector (default 1,0.3,1 for weighted; 1,1,1 for rrf).",
+        ),
+        candidates: Optional[int] = typer.Option(
+            None, "--candidates", help="Candidates per retrieving head before re-ranking (default 100)."
+        ),
+        model: Optional[str] = typer.Option(
+            None, "--model", "-m", help="Model for the queries (default: the one recorded in the index)."
+        ),
+        batch_size: int = typer.Option(64, "--batch-size", help="Most queries per forward pass."),
+    ) -> None:
+        """Search an index with queries and write a run file.
+
+        Example: embforge search idx/ data/dbpedia_subset --out run.trec --k 100 --fusion rrf
+        """
+        import time
+
+        from embforge.search.fusion import FUSIONS
+        from embforge.search.retriever import Retriever
+        from embforge.search.runs import run_format, write_run
+
+        run_format(out)  # fail before loading anything
+        if fusion is not None:
+            FUSIONS.get(fusion)
+        w = parse_weights(weights)
+        qids, texts = read_query_texts(queries)
+        r = Retriever.load(index_dir, model=model)
+        t0 = time.perf_counter()
+        hits = r.search(
+            texts,
+            k=k,
+            fusion=fusion,
+            weights=w,
+            candidates=candidates,
+            encode_kwargs={"batch_size": batch_size},
+        )
+        write_run(out, qids, hits)
+        typer.echo(f"searched {len(qids)} queries in {time.perf_counter() - t0:.1f}s -> {out}", err=True)

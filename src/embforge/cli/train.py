@@ -1,0 +1,47 @@
+"""`embforge train CONFIG [key=value ...]`: run a training recipe from a YAML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train(
+        config: Path = typer.Argument(
+            ..., help="YAML recipe, e.g. configs/m3-finetune.yaml (its 'recipe:' key picks what runs)."
+        ),
+        overrides: Optional[list[str]] = typer.Argument(
+            None,
+            help="Dotted overrides applied over the file, e.g. loop.batch_size=64 optim.lr=1e-5 "
+            "model.path=./my-model. Values are read as YAML ([256], null, true).",
+        ),
+        check: bool = typer.Option(
+            False, "--check", help="Only load and validate the config, print it, and exit."
+        ),
+    ) -> None:
+        """Train a model from a recipe. Resumes from OUTPUT_DIR/checkpoints when present.
+
+        Multi-process: torchrun --nproc_per_node 2 -m embforge.cli.app train CONFIG ...
+        """
+        import yaml
+
+        from embforge.config import config_to_dict, load_config
+
+        recipe, cfg = load_config(config, overrides or [])
+        if check:
+            typer.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+            typer.echo(f"ok: {config} is a valid '{recipe.name}' config")
+            return
+        result = recipe.run(cfg)
+        out = getattr(result, "output_dir", None)
+        log = getattr(result, "log", None)
+        if out is not None:
+            last = f", final loss {log[-1]['loss']:.4f}" if log else ""
+            typer.echo(
+                f"done: {getattr(result, 'steps', '?')} steps{last}; model in {Path(out) / 'final'}, "
+                f"log in {Path(out) / 'log.jsonl'}"
+            )

@@ -1,0 +1,36 @@
+"""Retrieval indexes over arrays: dense (exact, int8/binary, faiss HNSW/IVF-PQ),
+learned-sparse inverted index, BM25 (bm25s), multi-vector MaxSim store.
+
+Every backend follows the ``Index`` protocol (add / delete / search / save / load)
+and is registered in ``INDEXES`` by name; ``load_index(dir)`` opens any saved one.
+The hybrid index that combines them lives in ``embforge.search``.
+"""
+
+from embforge.index.ann import HNSWIndex, IVFPQIndex
+from embforge.index.base import INDEXES, BaseIndex, IdMap, Index, load_index, topk
+from embforge.index.bm25 import BM25Index, bm25_weights, counts_from_ids, term_counts
+from embforge.index.dense import ExactDenseIndex, prepare_dense
+from embforge.index.multivector import MultiVectorIndex, maxsim
+from embforge.index.sparse import SparseIndex
+from embforge.index.storage import FORMAT_VERSION
+
+__all__ = [
+    "Index",
+    "BaseIndex",
+    "IdMap",
+    "INDEXES",
+    "FORMAT_VERSION",
+    "load_index",
+    "topk",
+    "ExactDenseIndex",
+    "HNSWIndex",
+    "IVFPQIndex",
+    "prepare_dense",
+    "SparseIndex",
+    "BM25Index",
+    "bm25_weights",
+    "term_counts",
+    "counts_from_ids",
+    "MultiVectorIndex",
+    "maxsim",
+]

@@ -1,0 +1,253 @@
+"""Multi-vector (ColBERT late-interaction) store: token vectors on disk, MaxSim.
+
+``s_mul(q, p) = (1/N_q) * sum_i max_j <E_q[i], E_p[j]>`` (SPEC section 1; BGE-M3 /
+FlagEmbedding ``colbert_score`` divides by the number of query tokens).
+
+All documents' token vectors are concatenated into one (T_total, M) array with
+``offsets`` (N+1,) marking each document's rows; stored as float16 (default) or
+int8 with a per-token scale, and memory-mapped on load, so re-ranking a candidate
+list only touches those documents' rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embforge.errors import CheckpointError, ConfigError, DataError
+from embforge.index.base import INDEXES, BaseIndex, IdMap, as_field, check_k, hits_from_rows, topk
+from embforge.index.storage import load_array, save_array, write_manifest
+from embforge.types import Hits
+
+__all__ = ["MultiVectorIndex", "maxsim", "MULTIVECTOR_DTYPES"]
+
+MULTIVECTOR_DTYPES = ("float16", "int8", "float32")
+
+
+def maxsim(q: np.ndarray, d: np.ndarray) -> float:
+    """MaxSim of one query (T_q, M) and one document (T_d, M), divided by T_q.
+
+    Example:
+        >>> import numpy as np
+        >>> maxsim(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32)[:1])
+        0.5
+    """
+    if len(q) == 0 or len(d) == 0:
+        return 0.0
+    return float((q @ d.T).max(axis=1).sum() / len(q))
+
+
+def _as_list(x: Any, what: str, expect: int | None) -> list[np.ndarray]:
+    x = as_field(x, "multivector")
+    if isinstance(x, np.ndarray) and x.ndim == 2:
+        x = [x]
+    out = []
+    for i, a in enumerate(x):
+        a = np.asarray(a, dtype=np.float32)
+        if a.ndim != 2:
+            raise DataError(f"multi-vector {what}[{i}] must be a (T, M) array, got shape {a.shape}")
+        if expect is not None and a.shape[1] != expect:
+            raise DataError(
+                f"multi-vector {what}[{i}] has dim {a.shape[1]} but the index holds dim {expect} "
+                "token vectors; encode with the same model as the index"
+            )
+        out.append(a)
+    return out
+
+
+@INDEXES.register("multivector")
+class MultiVectorIndex(BaseIndex):
+    """Token vectors of every document, MaxSim re-ranking and brute-force search.
+
+    Args:
+        dtype: storage type: "float16" (default), "int8" (per-token scale, 2x
+            smaller again) or "float32".
+        chunk_tokens: document tokens scored per block in brute-force search.
+    """
+
+    kind = "multivector"
+    heads = ("multivector",)
+
+    def __init__(self, dtype: str = "float16", chunk_tokens: int = 262144) -> None:
+        super().__init__()
+        if dtype not in MULTIVECTOR_DTYPES:
+            raise ConfigError(
+                f"unknown multi-vector dtype {dtype!r}; choose from: {', '.join(MULTIVECTOR_DTYPES)}"
+            )
+        self.dtype = dtype
+        self.chunk_tokens = int(chunk_tokens)
+        self.m: int | None = None
+        self._store: tuple[np.ndarray, np.ndarray | None, np.ndarray] | None = (
+            None  # vectors, scales, offsets
+        )
+        self._pending: list[np.ndarray] = []
+
+    def _encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.dtype == "int8":
+            scale = np.abs(x).max(axis=1) / 127.0 if len(x) else np.zeros(0, np.float32)
+            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+            return np.clip(np.rint(x / scale[:, None]), -127, 127).astype(np.int8), scale
+        return x.astype(self.dtype), None
+
+    def _decode(self, codes: np.ndarray, scales: np.ndarray | None) -> np.ndarray:
+        x = np.asarray(codes).astype(np.float32)
+        return x * np.asarray(scales)[:, None] if scales is not None else x
+
+    def add(self, ids: Sequence[str], vectors: Any) -> None:
+        """Add (or replace) documents: a list of (T_i, M) arrays or Embeddings with a multivector head."""
+        xs = _as_list(vectors, "documents", self.m)
+        ids = self.idmap.check_new(ids, len(xs), "token-vector arrays")
+        if xs:
+            self.m = xs[0].shape[1]
+        self.idmap.append(ids)
+        self._pending.extend(xs)
+
+    @property
+    def store(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(vectors (T_total, M), scales (T_total,) or None, offsets (rows+1,))."""
+        if self._pending:
+            flat = np.concatenate(self._pending) if self._pending else np.zeros((0, self.m), np.float32)
+            codes, scales = self._encode(flat)
+            lens = np.array([len(a) for a in self._pending], np.int64)
+            if self._store is None:
+                self._store = (codes, scales, np.concatenate([[0], np.cumsum(lens)]).astype(np.int64))
+            else:
+                v, s, off = self._store
+                self._store = (
+                    np.concatenate([np.asarray(v), codes]),
+                    None if s is None else np.concatenate([np.asarray(s), scales]),
+                    np.concatenate([np.asarray(off), off[-1] + np.cumsum(lens)]).astype(np.int64),
+                )
+            self._pending = []
+        if self._store is None:
+            return np.zeros((0, self.m or 0), self.dtype), None, np.zeros(1, np.int64)
+        return self._store
+
+    def doc_vectors(self, row: int) -> np.ndarray:
+        """(T_d, M) float32 token vectors of row ``row``."""
+        v, s, off = self.store
+        a, b = int(off[row]), int(off[row + 1])
+        return self._decode(v[a:b], None if s is None else s[a:b])
+
+    # ---- scoring ------------------------------------------------------------------
+    def _gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Token vectors of ``rows`` concatenated (float32) and each row's start in them."""
+        v, s, off = self.store
+        starts, ends = np.asarray(off)[rows], np.asarray(off)[rows + 1]
+        lens = ends - starts
+        seg = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+        total = int(lens.sum())
+        idx = np.repeat(starts - seg, lens) + np.arange(total)
+        return self._decode(v[idx], None if s is None else s[idx]), seg
+
+    def _maxsim_rows(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """MaxSim of one query with each of ``rows`` (one matmul over their tokens)."""
+        out = np.zeros(len(rows), np.float32)
+        if len(q) == 0 or len(rows) == 0:
+            return out
+        tok, seg = self._gather(rows)
+        off = np.asarray(self.store[2])
+        nonempty = off[rows + 1] > off[rows]
+        if tok.shape[0]:
+            mx = np.maximum.reduceat(q @ tok.T, seg[nonempty], axis=1)  # (T_q, docs)
+            out[nonempty] = mx.sum(axis=0) / len(q)
+        return out
+
+    def score(self, queries: Any, ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """MaxSim of query i with documents ``ids[i]`` (unknown ids -> nan)."""
+        qs = _as_list(queries, "queries", self.m)
+        out = []
+        for q, doc_ids in zip(qs, ids):
+            rows = self.idmap.rows(doc_ids)
+            s = np.full(len(rows), np.nan, np.float32)
+            ok = rows >= 0
+            s[ok] = self._maxsim_rows(q, rows[ok])
+            out.append(s)
+        return out
+
+    def rerank(self, queries: Any, candidates: Sequence[Sequence[str]], k: int | None = None) -> Hits:
+        """Re-rank each query's candidate ids by MaxSim (unknown ids dropped)."""
+        scores = self.score(queries, candidates)
+        ids_out, sc_out = [], []
+        for cand, s in zip(candidates, scores):
+            ok = ~np.isnan(s)
+            c = [c for c, o in zip(cand, ok) if o]
+            s = s[ok]
+            order = np.argsort(-s, kind="stable")[: k or len(c)]
+            ids_out.append([c[i] for i in order])
+            sc_out.append([float(s[i]) for i in order])
+        return Hits(ids=ids_out, scores=sc_out)
+
+    def search_rows(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Brute-force MaxSim over every document (for small corpora)."""
+        k = check_k(k)
+        qs = _as_list(queries, "queries", self.m)
+        v, s, off = self.store
+        n = self.idmap.n_rows
+        scores = np.zeros((len(qs), n), np.float32)
+        lens = np.diff(off)
+        qcat = np.concatenate(qs) if qs else np.zeros((0, self.m or 0), np.float32)  # (sum T_q, M)
+        qoff = np.concatenate([[0], np.cumsum([len(q) for q in qs])]).astype(np.int64)
+        qlen = np.diff(qoff)
+        # block of whole documents so that the (sum T_q, block tokens) similarity stays small
+        budget = max(1024, min(self.chunk_tokens, 32_000_000 // max(1, len(qcat))))
+        a = 0
+        while a < n and len(qcat):
+            b = int(np.searchsorted(off, off[a] + budget, side="right")) - 1
+            b = min(max(b, a + 1), n)
+            ta, tb = int(off[a]), int(off[b])
+            nonempty = lens[a:b] > 0
+            if tb > ta:
+                block = self._decode(v[ta:tb], None if s is None else s[ta:tb])
+                mx = np.maximum.reduceat(qcat @ block.T, (off[a:b] - ta)[nonempty], axis=1)  # (sum T_q, docs)
+                per_q = np.add.reduceat(mx, qoff[:-1][qlen > 0], axis=0)  # (queries with tokens, docs)
+                scores[np.ix_(np.flatnonzero(qlen > 0), a + np.flatnonzero(nonempty))] = (
+                    per_q / qlen[qlen > 0, None]
+                )
+            a = b
+        scores[:, ~self.idmap.alive] = -np.inf
+        return topk(scores, k)
+
+    def search(self, queries: Any, k: int = 10) -> Hits:
+        rows, vals = self.search_rows(queries, k)
+        return hits_from_rows(self.idmap, rows, vals)
+
+    def compact(self) -> None:
+        keep = np.flatnonzero(self.idmap.alive)
+        if len(keep) == self.idmap.n_rows:
+            return
+        docs = [self.doc_vectors(int(r)) for r in keep]
+        ids = [self.idmap.ids[r] for r in keep]
+        self.idmap, self._store, self._pending = IdMap(), None, []
+        self.add(ids, docs)
+
+    # ---- persistence --------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "chunk_tokens": self.chunk_tokens}
+
+    def _write(self, d: Path) -> None:
+        v, s, off = self.store
+        save_array(d, "vectors", v)
+        save_array(d, "offsets", off)
+        if s is not None:
+            save_array(d, "scales", s)
+        self.idmap.save(d)
+        write_manifest(d, self.kind, self.config(), dim=self.m, count=len(self))
+
+    @classmethod
+    def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> MultiVectorIndex:
+        idx = cls(**manifest["config"])
+        idx.idmap = IdMap.load(d)
+        idx.m = manifest.get("dim")
+        v = load_array(d, "vectors", mmap)
+        off = np.asarray(load_array(d, "offsets", False))
+        s = load_array(d, "scales", mmap) if idx.dtype == "int8" else None
+        if len(off) != idx.idmap.n_rows + 1 or int(off[-1]) != len(v):
+            raise CheckpointError(
+                f"{d}: offsets.npy does not match vectors.npy/ids.json; the index is corrupt, rebuild it"
+            )
+        idx._store = (v, s, off)
+        return idx

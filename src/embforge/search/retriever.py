@@ -1,0 +1,128 @@
+"""Texts in, ranked ids out: an ``Encoder`` plus a ``HybridIndex``.
+
+``build_index`` encodes a corpus in blocks and adds it to a hybrid index that
+remembers which model (and Matryoshka dim / max length) made it, so that
+``Retriever.load(index_dir)`` encodes queries the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from embforge.errors import ConfigError
+from embforge.index.ann import HNSWIndex, IVFPQIndex
+from embforge.index.base import load_index
+from embforge.index.dense import ExactDenseIndex
+from embforge.index.multivector import MultiVectorIndex
+from embforge.index.sparse import SparseIndex
+from embforge.registry import Registry
+from embforge.search.hybrid import HybridIndex
+from embforge.types import HEADS, Hits
+
+__all__ = ["DENSE_BACKENDS", "Retriever", "build_index", "make_hybrid"]
+
+DENSE_BACKENDS: Registry = Registry("dense index")
+DENSE_BACKENDS.add("exact", lambda dim: ExactDenseIndex(dim=dim))
+DENSE_BACKENDS.add("int8", lambda dim: ExactDenseIndex(dim=dim, quantization="int8"))
+DENSE_BACKENDS.add("binary", lambda dim: ExactDenseIndex(dim=dim, quantization="binary"))
+DENSE_BACKENDS.add("hnsw", lambda dim: HNSWIndex(dim=dim))
+DENSE_BACKENDS.add("ivfpq", lambda dim: IVFPQIndex(dim=dim))
+
+
+def make_hybrid(
+    heads: Sequence[str],
+    dense: str = "exact",
+    dim: int | None = None,
+    multivector_dtype: str = "float16",
+    **hybrid: Any,
+) -> HybridIndex:
+    """An empty ``HybridIndex`` with one component per head."""
+    bad = [h for h in heads if h not in HEADS]
+    if bad or not heads:
+        raise ConfigError(f"unknown head {bad[0] if bad else ''!r}; choose from: {', '.join(HEADS)}")
+    return HybridIndex(
+        dense=DENSE_BACKENDS.get(dense)(dim) if "dense" in heads else None,
+        sparse=SparseIndex() if "sparse" in heads else None,
+        multivector=MultiVectorIndex(dtype=multivector_dtype) if "multivector" in heads else None,
+        **hybrid,
+    )
+
+
+def build_index(
+    encoder: Any,
+    ids: Sequence[str],
+    texts: Sequence[str],
+    heads: Sequence[str] = ("dense",),
+    dense: str = "exact",
+    dim: int | None = None,
+    multivector_dtype: str = "float16",
+    model: str | None = None,
+    block: int = 4096,
+    encode_kwargs: dict[str, Any] | None = None,
+    progress: Any = None,
+) -> HybridIndex:
+    """Encode ``texts`` (role "document") in blocks of ``block`` and index them.
+
+    ``model`` (path or hub id) is recorded in the index so ``Retriever.load`` can
+    encode queries with the same model; ``encode_kwargs`` go to ``encoder.encode``.
+    """
+    kw = dict(encode_kwargs or {})
+    # the dense index truncates too, so full-size query vectors (e.g. from the server) also fit
+    index = make_hybrid(heads, dense=dense, dim=dim, multivector_dtype=multivector_dtype)
+    index.meta = {
+        "encoder": {"model": model, "heads": list(heads), "dim": dim, "max_length": kw.get("max_length")}
+    }
+    for a in range(0, len(texts), block):
+        emb = encoder.encode(list(texts[a : a + block]), role="document", heads=tuple(heads), dim=dim, **kw)
+        index.add(list(ids[a : a + block]), emb)
+        if progress is not None:
+            progress(min(len(texts), a + block), len(texts))
+    return index
+
+
+class Retriever:
+    """Encode queries with ``encoder`` and search ``index``.
+
+    Example:
+        >>> r = Retriever.load("my_index")                     # doctest: +SKIP
+        >>> hits = r.search(["who wrote hamlet?"], k=10)        # doctest: +SKIP
+    """
+
+    def __init__(
+        self, encoder: Any, index: HybridIndex, dim: int | None = None, max_length: int | None = None
+    ):
+        self.encoder, self.index, self.dim, self.max_length = encoder, index, dim, max_length
+
+    @classmethod
+    def load(cls, index_dir: str | os.PathLike, model: str | None = None, mmap: bool = True) -> Retriever:
+        """Open ``index_dir`` and the model recorded in it (or ``model``)."""
+        from embforge.model.encoder import Encoder
+
+        index = load_index(Path(index_dir), mmap=mmap)
+        if not isinstance(index, HybridIndex):
+            index = HybridIndex(**{index.heads[0]: index})
+        info = (getattr(index, "meta", None) or {}).get("encoder", {})
+        encoder = Encoder.from_pretrained(model or info.get("model"), heads=index.heads)
+        return cls(encoder, index, dim=info.get("dim"), max_length=info.get("max_length"))
+
+    def encode_queries(self, texts: Iterable[str], **kw: Any):
+        kw.setdefault("max_length", self.max_length)
+        return self.encoder.encode(list(texts), role="query", heads=self.index.heads, dim=self.dim, **kw)
+
+    def search(
+        self, texts: Iterable[str], k: int = 10, block: int = 1024, encode_kwargs=None, **search_kw: Any
+    ) -> Hits:
+        """Top-``k`` ids per query text; ``search_kw`` go to ``HybridIndex.search`` (weights, fusion, candidates)."""
+        texts = list(texts)
+        out = Hits(ids=[], scores=[], per_head={h: [] for h in self.index.heads})
+        for a in range(0, len(texts), block):
+            q = self.encode_queries(texts[a : a + block], **(encode_kwargs or {}))
+            h = self.index.search(q, k=k, **search_kw)
+            out.ids.extend(h.ids)
+            out.scores.extend(h.scores)
+            for name, v in h.per_head.items():
+                out.per_head.setdefault(name, []).extend(v)
+        return out

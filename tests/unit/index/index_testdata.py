@@ -1,0 +1,37 @@
+"""Helpers shared by the index tests: random but text-like data (fixed seeds)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embforge.types import SparseVectors
+
+
+def clustered(n: int, d: int, seed: int, n_clusters: int = 40, spread: float = 0.7) -> np.ndarray:
+    """Unit vectors around random cluster centres (embeddings of text are clustered, not uniform)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, d))
+    x = centres[rng.integers(0, n_clusters, n)] + spread * rng.standard_normal((n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def random_sparse(n: int, vocab: int, seed: int, max_terms: int = 30) -> SparseVectors:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        t = rng.choice(vocab, int(rng.integers(1, max_terms)), replace=False)
+        rows.append({int(a): float(w) for a, w in zip(t, rng.random(len(t)) + 0.01)})
+    return SparseVectors.from_dicts(rows, vocab)
+
+
+def random_multivector(n: int, m: int, seed: int, max_tokens: int = 12) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        x = rng.standard_normal((int(rng.integers(1, max_tokens)), m))
+        out.append((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32))
+    return out
+
+
+def recall(got: list[list[str]], ref: list[list[str]]) -> float:
+    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(got, ref)]))
