@@ -64,6 +64,10 @@ def mine_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for --sampling range."),
     query_batch: int = typer.Option(512, "--query-batch", help="Queries per chunk (bounds memory)."),
+    index: str = typer.Option(
+        "flat", "--index", help="Corpus index: flat (exact) | hnsw (approximate, for millions of documents)."
+    ),
+    ef_search: int = typer.Option(256, "--ef-search", help="HNSW search breadth (higher = better recall)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Texts per teacher forward pass."),
     max_length: Optional[int] = typer.Option(
         None, "--max-length", help="Token limit per text (default: model's)."
@@ -92,6 +96,8 @@ def mine_command(
         rank_range=_rank_range(rank_range),
         seed=seed,
         query_batch=query_batch,
+        index=index,
+        ef_search=ef_search,
     )
     teacher_heads = tuple(h.strip() for h in heads.split(","))
     encoder = Encoder.from_pretrained(model, heads=teacher_heads)
