@@ -184,3 +184,28 @@ def test_unknown_format_and_future_version(tiny_m3, tmp_path):
     (out / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="format_version 99 is not supported"):
         Encoder.from_pretrained(str(out))
+
+
+def test_embforge_weights_with_wrong_shapes_are_a_clear_error(tiny_m3, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "e"
+    tiny_m3.save_pretrained(str(out))
+    sd = load_file(str(out / "model.safetensors"))
+    sd["sparse_head.linear.weight"] = torch.zeros(1, 7)
+    save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="model.safetensors: tensor shapes do not match config.json"):
+        Encoder.from_pretrained(str(out))
+
+
+def test_unsupported_sentence_transformers_pooling_is_named(minilm, tmp_path):
+    import json
+
+    out = tmp_path / "st"
+    minilm.save_pretrained(str(out), format="sentence-transformers")
+    pc = json.loads((out / "1_Pooling" / "config.json").read_text())
+    pc.update(pooling_mode_mean_tokens=False, pooling_mode_max_tokens=True)
+    (out / "1_Pooling" / "config.json").write_text(json.dumps(pc))
+    (out / "embforge_encoder.json").unlink()
+    with pytest.raises(CheckpointError, match=r"pooling modes \['max_tokens'\] are not supported"):
+        Encoder.from_pretrained(str(out), heads=("dense",))
