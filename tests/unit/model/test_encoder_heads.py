@@ -58,9 +58,14 @@ def test_encode_keeps_input_order_regardless_of_batching(tiny_m3):
     assert a.num_tokens[3] == len(tiny_m3.tokenizer("a")["input_ids"])
 
 
-def test_bf16_is_close_to_fp32(tiny_m3):
+def test_bf16_is_close_to_fp32(tiny_m3, caplog, monkeypatch):
+    import embforge.model.encode as enc_mod
+
+    monkeypatch.setattr(enc_mod, "cpu_has_bf16", lambda: False)
     a = tiny_m3.encode(TEXTS).dense
-    b = tiny_m3.encode(TEXTS, dtype="bf16").dense
+    with caplog.at_level(logging.WARNING, logger="embforge"):
+        b = tiny_m3.encode(TEXTS, dtype="bf16").dense
+    assert "without AVX512-BF16/AMX: bf16 matmul is emulated" in caplog.text
     assert b.dtype == np.float32
     assert (np.sum(a * b, axis=1) > 0.99).all()
     with pytest.raises(ConfigError, match="unknown dtype 'int8'; choose from: fp32, bf16, fp16"):
