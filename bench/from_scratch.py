@@ -278,6 +278,15 @@ def main() -> None:
     ]
     for name, row in table.items():
         lines.append(f"| {name} | " + " | ".join(f"{row[x]:.4f}" for x in eval_langs) + " |")
+    if args.pooling != "cls":
+        lines += [
+            "",
+            f"Why {args.pooling} pooling: in a development run on the same pairs (xlmr-mini, random init, "
+            "CLS pooling, lr 1e-4, tau 0.05) the contrastive loss fell to ln(32) = 3.466 (all in-batch "
+            "scores equal) and stayed there for 40 steps, while mean pooling learned (loss 3.37 -> ~2.3 by "
+            "step 40). A random model's first token carries little of the text, so a CPU-sized run uses "
+            "mean pooling for every model here; M3/Arctic use CLS on pretrained backbones.",
+        ]
     lines += [
         "",
         "Wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()),
