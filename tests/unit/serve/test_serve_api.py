@@ -382,3 +382,20 @@ def test_any_model_accepts_other_names(fake_encoder, make_server):
     url = make_server(create_app(fake_encoder, config=ServeConfig(model_name="fake", any_model=True)))
     r = httpx.post(url + "/v1/embeddings", json={"input": "x", "model": "text-embedding-3-small"})
     assert r.status_code == 200 and r.json()["model"] == "fake"
+
+
+def test_parallel_big_and_small_requests_share_the_tokenizer_safely(fake_encoder, make_server):
+    url = make_server(create_app(fake_encoder, config=ServeConfig(max_wait_ms=1)))
+    big = {"input": [("lorem ipsum dolor sit amet " * 40) + str(i) for i in range(20)], "truncate": True}
+    small = {"input": "a short one", "encoding_format": "base64"}
+    codes = []
+
+    def post(body):
+        codes.append(httpx.post(url + "/v1/embeddings", json=body, timeout=60).status_code)
+
+    threads = [threading.Thread(target=post, args=(big if i % 2 else small,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert codes == [200] * 16
