@@ -218,7 +218,10 @@ def _validation_message(errors: list[dict]) -> tuple[str, str | None]:
     if first.get("type") == "json_invalid":
         return f"the request body is not valid JSON ({first.get('msg')}); send a JSON object", None
     if not loc and first.get("type") in ("missing", "model_attributes_type", "dict_type"):
-        return 'the request body must be a JSON object such as {"input": "some text"}', None
+        return (
+            'the request body must be a JSON object (Content-Type: application/json) such as {"input": "some text"}',
+            None,
+        )
     if loc and loc[0] in ("input", "query"):
         field = loc[0]
         got = first.get("input")

@@ -111,9 +111,7 @@ class EncoderEngine:
         """Tokens per text as the encoder will see them (role prefix and special tokens included)."""
         prefix = self.prefixes.get(role, "")
         with self._tok() as tok:
-            enc = tok(
-                [prefix + t for t in texts], add_special_tokens=True, truncation=False, verbose=False
-            )
+            enc = tok([prefix + t for t in texts], add_special_tokens=True, truncation=False, verbose=False)
         return [len(x) for x in enc["input_ids"]]
 
     def ids_to_text(self, ids: Sequence[int]) -> str:
