@@ -133,12 +133,15 @@ class ModelConfig:
         heads: heads to train, from dense, sparse, multivector.
         pooling: dense pooling override ("cls" or "mean"); None = the checkpoint's own.
         gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
+        device: "cpu", "cuda", "cuda:1", ...; None = the local GPU when there is one (under
+            torchrun: cuda:LOCAL_RANK), else cpu.
     """
 
     path: str | None = None
     heads: list[str] = field(default_factory=lambda: ["dense"])
     pooling: str | None = None
     gradient_checkpointing: bool = False
+    device: str | None = None
 
     def validate(self) -> list[str]:
         errs = [

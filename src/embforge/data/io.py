@@ -143,22 +143,34 @@ def _check_exists(path: PathLike) -> None:
         raise DataError(f"{path}: no such file; check the path")
 
 
+def _open_binary(path: PathLike) -> IO[bytes]:
+    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
+
+
 def _iter_jsonl(path: PathLike, bad: BadLines | None) -> Iterator[tuple[int, Any]]:
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    """Lines are decoded one by one, so a non-UTF-8 line is reported with its number too."""
+    with _open_binary(path) as fh:
+        for lineno, raw in enumerate(fh, 1):
             try:
-                yield lineno, json.loads(line)
+                line = raw.decode("utf-8")
+                if lineno == 1:
+                    line = line.lstrip("\ufeff")  # a UTF-8 byte-order mark is not part of the record
+                if not line.strip():
+                    continue
+                obj = json.loads(line)
+            except UnicodeDecodeError as e:
+                msg = f"{path}:{lineno}: not UTF-8 text (byte {e.start}); re-encode the file as UTF-8"
+                if bad is None:
+                    raise DataError(msg) from None
+                bad.add(path, lineno, raw.decode("utf-8", "replace"), msg)
+                continue
             except json.JSONDecodeError as e:
                 msg = f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno}); fix or remove the line"
                 if bad is None:
                     raise DataError(msg) from None
                 bad.add(path, lineno, line, msg)
-            except UnicodeDecodeError as e:  # pragma: no cover - raised by the wrapper before us
-                raise DataError(
-                    f"{path}:{lineno}: not UTF-8 text ({e}); re-encode the file as UTF-8"
-                ) from None
+                continue
+            yield lineno, obj
 
 
 def _iter_parquet(path: PathLike, batch_size: int) -> Iterator[tuple[int, Any]]:

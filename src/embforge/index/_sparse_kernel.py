@@ -54,7 +54,6 @@ def search_kernel(q_indptr, q_indices, q_values, col_ptr, doc_rows, weights, ali
     per = (nq + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         acc = np.zeros(n_docs, np.float32)
-        seen = np.zeros(n_docs, np.bool_)
         touched = np.empty(n_docs, np.int64)
         hv = np.empty(k, np.float32)
         hr = np.empty(k, np.int64)
@@ -63,19 +62,19 @@ def search_kernel(q_indptr, q_indices, q_values, col_ptr, doc_rows, weights, ali
             for p in range(q_indptr[qi], q_indptr[qi + 1]):
                 t = q_indices[p]
                 wq = q_values[p]
+                if wq <= 0.0 or t < 0 or t >= len(col_ptr) - 1:
+                    continue
                 for j in range(col_ptr[t], col_ptr[t + 1]):
                     d = doc_rows[j]
-                    acc[d] += wq * weights[j]
-                    if not seen[d]:
-                        seen[d] = True
+                    if acc[d] == 0.0:  # weights are > 0, so 0 means "not touched yet"
                         touched[nt] = d
                         nt += 1
+                    acc[d] += wq * weights[j]
             size = 0
             for u in range(nt):
                 d = touched[u]
                 v = acc[d]
                 acc[d] = 0.0
-                seen[d] = False
                 if not alive[d]:
                     continue
                 if size < k:

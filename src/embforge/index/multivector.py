@@ -47,6 +47,8 @@ def _as_list(x: Any, what: str, expect: int | None) -> list[np.ndarray]:
     out = []
     for i, a in enumerate(x):
         a = np.asarray(a, dtype=np.float32)
+        if expect is None and a.ndim == 2:
+            expect = a.shape[1]  # every array of one call must agree
         if a.ndim != 2:
             raise DataError(f"multi-vector {what}[{i}] must be a (T, M) array, got shape {a.shape}")
         if expect is not None and a.shape[1] != expect:
@@ -98,8 +100,14 @@ class MultiVectorIndex(BaseIndex):
 
     def add(self, ids: Sequence[str], vectors: Any) -> None:
         """Add (or replace) documents: a list of (T_i, M) arrays or Embeddings with a multivector head."""
+        self.commit(*self.prepare(ids, vectors))
+
+    def prepare(self, ids: Sequence[str], vectors: Any) -> tuple[list[str], list[np.ndarray]]:
+        """Validate an ``add`` without changing the index (``commit`` applies it)."""
         xs = _as_list(vectors, "documents", self.m)
-        ids = self.idmap.check_new(ids, len(xs), "token-vector arrays")
+        return self.idmap.check_new(ids, len(xs), "token-vector arrays"), xs
+
+    def commit(self, ids: list[str], xs: list[np.ndarray]) -> None:
         if xs:
             self.m = xs[0].shape[1]
         self.idmap.append(ids)
@@ -133,6 +141,29 @@ class MultiVectorIndex(BaseIndex):
         return self._decode(v[a:b], None if s is None else s[a:b])
 
     # ---- scoring ------------------------------------------------------------------
+    def _gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Token vectors of ``rows`` concatenated (float32) and each row's start in them."""
+        v, s, off = self.store
+        starts, ends = np.asarray(off)[rows], np.asarray(off)[rows + 1]
+        lens = ends - starts
+        seg = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+        total = int(lens.sum())
+        idx = np.repeat(starts - seg, lens) + np.arange(total)
+        return self._decode(v[idx], None if s is None else s[idx]), seg
+
+    def _maxsim_rows(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """MaxSim of one query with each of ``rows`` (one matmul over their tokens)."""
+        out = np.zeros(len(rows), np.float32)
+        if len(q) == 0 or len(rows) == 0:
+            return out
+        tok, seg = self._gather(rows)
+        off = np.asarray(self.store[2])
+        nonempty = off[rows + 1] > off[rows]
+        if tok.shape[0]:
+            mx = np.maximum.reduceat(q @ tok.T, seg[nonempty], axis=1)  # (T_q, docs)
+            out[nonempty] = mx.sum(axis=0) / len(q)
+        return out
+
     def score(self, queries: Any, ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """MaxSim of query i with documents ``ids[i]`` (unknown ids -> nan)."""
         qs = _as_list(queries, "queries", self.m)
@@ -140,9 +171,8 @@ class MultiVectorIndex(BaseIndex):
         for q, doc_ids in zip(qs, ids):
             rows = self.idmap.rows(doc_ids)
             s = np.full(len(rows), np.nan, np.float32)
-            for j, r in enumerate(rows):
-                if r >= 0:
-                    s[j] = maxsim(q, self.doc_vectors(int(r)))
+            ok = rows >= 0
+            s[ok] = self._maxsim_rows(q, rows[ok])
             out.append(s)
         return out
 
@@ -167,21 +197,24 @@ class MultiVectorIndex(BaseIndex):
         n = self.idmap.n_rows
         scores = np.zeros((len(qs), n), np.float32)
         lens = np.diff(off)
+        qcat = np.concatenate(qs) if qs else np.zeros((0, self.m or 0), np.float32)  # (sum T_q, M)
+        qoff = np.concatenate([[0], np.cumsum([len(q) for q in qs])]).astype(np.int64)
+        qlen = np.diff(qoff)
+        # block of whole documents so that the (sum T_q, block tokens) similarity stays small
+        budget = max(1024, min(self.chunk_tokens, 32_000_000 // max(1, len(qcat))))
         a = 0
-        while a < n:  # blocks of whole documents, about chunk_tokens tokens each
-            b = int(np.searchsorted(off, off[a] + self.chunk_tokens, side="right")) - 1
+        while a < n and len(qcat):
+            b = int(np.searchsorted(off, off[a] + budget, side="right")) - 1
             b = min(max(b, a + 1), n)
             ta, tb = int(off[a]), int(off[b])
             nonempty = lens[a:b] > 0
             if tb > ta:
                 block = self._decode(v[ta:tb], None if s is None else s[ta:tb])
-                seg_starts = (off[a:b] - ta)[nonempty]
-                cols = a + np.flatnonzero(nonempty)
-                for qi, q in enumerate(qs):
-                    if len(q):
-                        sim = q @ block.T  # (T_q, tokens in block)
-                        mx = np.maximum.reduceat(sim, seg_starts, axis=1)  # (T_q, docs)
-                        scores[qi, cols] = mx.sum(axis=0) / len(q)
+                mx = np.maximum.reduceat(qcat @ block.T, (off[a:b] - ta)[nonempty], axis=1)  # (sum T_q, docs)
+                per_q = np.add.reduceat(mx, qoff[:-1][qlen > 0], axis=0)  # (queries with tokens, docs)
+                scores[np.ix_(np.flatnonzero(qlen > 0), a + np.flatnonzero(nonempty))] = (
+                    per_q / qlen[qlen > 0, None]
+                )
             a = b
         scores[:, ~self.idmap.alive] = -np.inf
         return topk(scores, k)

@@ -42,12 +42,32 @@ def _kernel():
     return search_kernel
 
 
+def _positive(x: SparseVectors, what: str) -> SparseVectors:
+    """Drop zero weights (they never score); negative weights are an error (ReLU outputs are >= 0)."""
+    v = np.asarray(x.values)
+    if (v < 0).any():
+        raise DataError(
+            f"sparse {what} hold negative weights (min {float(v.min()):.3g}); term weights must be >= 0"
+        )
+    if (v > 0).all():
+        return x
+    keep = v > 0
+    counts = np.add.reduceat(keep.astype(np.int64), x.indptr[:-1]) if len(v) else np.zeros(len(x), np.int64)
+    counts = np.where(np.diff(x.indptr) > 0, counts, 0)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return SparseVectors(indptr, np.asarray(x.indices)[keep], v[keep], x.vocab_size)
+
+
 def _check_queries(q: Any, vocab_size: int | None) -> SparseVectors:
     q = check_sparse(as_field(q, "sparse"), "sparse queries")
     if vocab_size is not None and q.vocab_size != vocab_size:
         raise DataError(
             f"sparse queries have vocab_size {q.vocab_size} but the index was built with vocab_size "
             f"{vocab_size}; encode queries with the same model/tokenizer as the index"
+        )
+    if len(q.values) and float(np.min(q.values)) < 0:
+        raise DataError(
+            f"sparse queries hold negative weights (min {float(np.min(q.values)):.3g}); term weights must be >= 0"
         )
     return q
 
@@ -87,14 +107,22 @@ class SparseIndex(BaseIndex):
     # ---- data ---------------------------------------------------------------------
     def add(self, ids: Sequence[str], vectors: Any) -> None:
         """Add (or replace) documents: ``SparseVectors`` or Embeddings with a sparse head."""
-        x = (
-            _check_queries(vectors, self.vocab_size)
-            if self.vocab_size
-            else check_sparse(as_field(vectors, "sparse"), "sparse documents")
-        )
+        self.commit(*self.prepare(ids, vectors))
+
+    def prepare(self, ids: Sequence[str], vectors: Any) -> tuple[list[str], SparseVectors]:
+        """Validate an ``add`` without changing the index (``commit`` applies it)."""
+        x = check_sparse(as_field(vectors, "sparse"), "sparse documents")
+        if self.vocab_size is not None and x.vocab_size != self.vocab_size:
+            raise DataError(
+                f"sparse documents have vocab_size {x.vocab_size} but the index holds vocab_size "
+                f"{self.vocab_size}; encode every document with the same model/tokenizer"
+            )
         ids = self.idmap.check_new(ids, len(x), "sparse vectors")
         if len(x.indices) and (int(x.indices.min()) < 0 or int(x.indices.max()) >= x.vocab_size):
             raise DataError(f"sparse documents hold term ids outside [0, vocab_size={x.vocab_size})")
+        return ids, _positive(x, "documents")
+
+    def commit(self, ids: list[str], x: SparseVectors) -> None:
         self.vocab_size = x.vocab_size
         self.idmap.append(ids)
         self._pending.append(x)
@@ -209,17 +237,26 @@ class SparseIndex(BaseIndex):
     def score(self, queries: Any, ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Lexical scores of query i with documents ``ids[i]`` (unknown ids -> nan)."""
         q = _check_queries(queries, self.vocab_size)
-        m = self._matrix()
+        indptr, indices, values = self.csr
+        indptr = np.asarray(indptr)
         out = []
         for i, doc_ids in enumerate(ids):
             rows = self.idmap.rows(doc_ids)
             s = np.full(len(rows), np.nan, np.float32)
-            ok = rows >= 0
-            if ok.any():
-                a, b = q.indptr[i], q.indptr[i + 1]
-                qv = np.zeros(self.vocab_size, np.float32)
-                qv[q.indices[a:b]] = q.values[a:b]
-                s[ok] = m[rows[ok]] @ qv
+            ok = np.flatnonzero(rows >= 0)
+            a, b = int(q.indptr[i]), int(q.indptr[i + 1])
+            order = np.argsort(q.indices[a:b])
+            qt, qw = np.asarray(q.indices[a:b])[order], np.asarray(q.values[a:b], np.float32)[order]
+            if len(ok):
+                r = rows[ok]
+                starts, lens = indptr[r], indptr[r + 1] - indptr[r]
+                seg = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+                nz = np.repeat(starts - seg, lens) + np.arange(int(lens.sum()))
+                terms, w = np.asarray(indices)[nz], np.asarray(values)[nz]
+                pos = np.clip(np.searchsorted(qt, terms), 0, max(0, len(qt) - 1))
+                hit = (qt[pos] == terms) if len(qt) else np.zeros(len(terms), bool)
+                prod = np.where(hit, w * (qw[pos] if len(qt) else 0.0), 0.0).astype(np.float32)
+                s[ok] = np.add.reduceat(np.r_[prod, 0.0], seg)[: len(ok)] * (lens > 0) if len(prod) else 0.0
             out.append(s)
         return out
 

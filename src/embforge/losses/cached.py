@@ -14,23 +14,28 @@ Memory Limited Setup" (GradCache); the same idea as sentence-transformers'
 Peak activation memory is that of one sub-batch; the parameter gradients equal
 those of the plain large-batch step (``plain_step``), up to float rounding.
 The encoder is passed in as a function: losses never own the model.
+
+Both steps encode rows **grouped by length** (``length_groups``): rows are sorted by
+token count and cut where a row is shorter than half the group's longest, so a few
+long texts no longer pad a whole batch of short ones. The batch itself (and so the
+in-batch negatives) is unchanged; only the padding goes away.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import torch
 
-from embforge.losses.ops import cat_outputs, map_output, num_rows, tensor_fields
+from embforge.losses.ops import cat_outputs, map_output, pad_tokens, tensor_fields
 from embforge.types import Batch, EmbeddingOutput, LossOutput
 
-__all__ = ["plain_step", "cached_step", "sub_batches"]
+__all__ = ["plain_step", "cached_step", "sub_batches", "length_groups", "encode_grouped"]
 
 EncodeFn = Callable[[Batch], EmbeddingOutput]
 LossFn = Callable[[EmbeddingOutput, EmbeddingOutput], LossOutput]
 _GRAD_FIELDS = ("dense", "sparse", "multivector")
+_TOKEN_FIELDS = ("sparse", "multivector", "multivector_mask")
 
 
 def _detach(out: LossOutput) -> LossOutput:
@@ -38,12 +43,68 @@ def _detach(out: LossOutput) -> LossOutput:
 
 
 def plain_step(
-    encode: EncodeFn, q_batch: Batch, d_batch: Batch, loss_fn: LossFn, backward_scale: float = 1.0
+    encode: EncodeFn,
+    q_batch: Batch,
+    d_batch: Batch,
+    loss_fn: LossFn,
+    backward_scale: float = 1.0,
+    group_by_length: bool = True,
 ) -> LossOutput:
-    """Encode queries and documents with a graph, compute the loss, backpropagate."""
-    out = loss_fn(encode(q_batch), encode(d_batch))
+    """Encode queries and documents with a graph, compute the loss, backpropagate.
+
+    ``group_by_length`` encodes rows in length groups (same result, less padding).
+    """
+    if group_by_length:
+        q, d = encode_grouped(encode, q_batch), encode_grouped(encode, d_batch)
+    else:
+        q, d = encode(q_batch), encode(d_batch)
+    out = loss_fn(q, d)
     (out.total * backward_scale).backward()
     return _detach(out)
+
+
+def length_groups(batch: Batch, max_rows: int | None = None, ratio: float = 0.5) -> list[torch.Tensor]:
+    """Row indices sorted by length (longest first) and cut into groups.
+
+    A new group starts when a row is shorter than ``ratio`` times the group's longest row
+    or when the group holds ``max_rows`` rows.
+
+    Example:
+        >>> m = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0]])
+        >>> [g.tolist() for g in length_groups(Batch(m, m))]
+        [[0, 2, 3], [1]]
+    """
+    lengths = batch.attention_mask.sum(1).tolist()
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups, start = [], 0
+    for i in range(1, len(order) + 1):
+        if (
+            i == len(order)
+            or (max_rows and i - start >= max_rows)
+            or lengths[order[i]] < ratio * lengths[order[start]]
+        ):
+            groups.append(torch.tensor(order[start:i], dtype=torch.long))
+            start = i
+    return groups
+
+
+def _take(batch: Batch, rows: torch.Tensor) -> Batch:
+    rows = rows.to(batch.input_ids.device)
+    pm = None if batch.pool_mask is None else batch.pool_mask[rows]
+    return _trim(Batch(batch.input_ids[rows], batch.attention_mask[rows], pm))
+
+
+def _reorder(out: EmbeddingOutput, groups: list[torch.Tensor], batch: Batch) -> EmbeddingOutput:
+    inv = torch.argsort(torch.cat(groups))
+    return _pad_like(map_output(out, lambda _k, v: v[inv.to(v.device)]), batch)
+
+
+def encode_grouped(encode: EncodeFn, batch: Batch, max_rows: int | None = None) -> EmbeddingOutput:
+    """``encode(batch)`` computed per length group, in the batch's row order (keeps the graph)."""
+    groups = length_groups(batch, max_rows)
+    if len(groups) == 1:
+        return _pad_like(encode(_trim(batch)), batch)
+    return _reorder(cat_outputs([encode(_take(batch, g)) for g in groups]), groups, batch)
 
 
 def _trim(batch: Batch) -> Batch:
@@ -76,13 +137,17 @@ def _set_rng_state(state: tuple) -> None:
         torch.cuda.set_rng_state_all(state[1])
 
 
-def _embed_no_grad(encode: EncodeFn, parts: list[Batch]) -> tuple[EmbeddingOutput, list[tuple]]:
-    states, outs = [], []
+def _embed_no_grad(
+    encode: EncodeFn, batch: Batch, groups: list[torch.Tensor]
+) -> tuple[EmbeddingOutput, list[Batch], list[tuple]]:
+    states, outs, parts = [], [], []
     with torch.no_grad():
-        for b in parts:
+        for g in groups:
+            b = _take(batch, g)
+            parts.append(b)
             states.append(_rng_state())
             outs.append(encode(b))
-    return cat_outputs(outs), states
+    return _reorder(cat_outputs(outs), groups, batch), parts, states
 
 
 def _leaf(out: EmbeddingOutput) -> EmbeddingOutput:
@@ -90,27 +155,28 @@ def _leaf(out: EmbeddingOutput) -> EmbeddingOutput:
 
 
 def _backprop_cached(
-    encode: EncodeFn, parts: list[Batch], states: list[tuple], leaf: EmbeddingOutput
+    encode: EncodeFn,
+    parts: list[Batch],
+    groups: list[torch.Tensor],
+    states: list[tuple],
+    leaf: EmbeddingOutput,
 ) -> None:
     grads = {k: v.grad for k, v in tensor_fields(leaf).items() if k in _GRAD_FIELDS and v.grad is not None}
     if not grads:
         return
-    row = 0
-    for b, state in zip(parts, states):
+    for b, rows, state in zip(parts, groups, states):
         _set_rng_state(state)
         out = encode(b)
-        n = num_rows(out)
         surrogate = None
         for k, g in grads.items():
             x = getattr(out, k)
             if x is None:
                 continue
-            gs = g[row : row + n]
+            gs = g[rows.to(g.device)]
             if x.dim() >= 2 and k != "dense":  # token axis: the sub-batch may be shorter
                 gs = gs[:, : x.shape[1]]
             term = (x.float() * gs.float()).sum()
             surrogate = term if surrogate is None else surrogate + term
-        row += n
         if surrogate is not None and surrogate.requires_grad:
             surrogate.backward()
 
@@ -129,31 +195,35 @@ def cached_step(
         encode: model forward (with the caller's autocast / train mode) -> EmbeddingOutput.
         q_batch: (Q, T) queries; d_batch: (Q*G, T') documents grouped per query.
         loss_fn: maps (query, document) EmbeddingOutputs to a LossOutput (may all-gather).
-        sub_batch_size: texts per forward pass with a graph.
+        sub_batch_size: at most this many texts per forward pass (sub-batches are length groups).
         backward_scale: multiply the loss by this before backpropagating.
     """
-    q_parts, d_parts = sub_batches(q_batch, sub_batch_size), sub_batches(d_batch, sub_batch_size)
-    q_emb, q_states = _embed_no_grad(encode, q_parts)
-    d_emb, d_states = _embed_no_grad(encode, d_parts)
+    q_groups = length_groups(q_batch, sub_batch_size)
+    d_groups = length_groups(d_batch, sub_batch_size)
+    q_emb, q_parts, q_states = _embed_no_grad(encode, q_batch, q_groups)
+    d_emb, d_parts, d_states = _embed_no_grad(encode, d_batch, d_groups)
     after = _rng_state()
-    # the concatenated outputs align with the full batch's padding (token axes padded back)
-    q_emb = _pad_like(q_emb, q_batch)
-    d_emb = _pad_like(d_emb, d_batch)
     q_leaf, d_leaf = _leaf(q_emb), _leaf(d_emb)
     out = loss_fn(q_leaf, d_leaf)
     (out.total * backward_scale).backward()
-    _backprop_cached(encode, q_parts, q_states, q_leaf)
-    _backprop_cached(encode, d_parts, d_states, d_leaf)
+    _backprop_cached(encode, q_parts, q_groups, q_states, q_leaf)
+    _backprop_cached(encode, d_parts, d_groups, d_states, d_leaf)
     _set_rng_state(after)
     return _detach(out)
 
 
 def _pad_like(out: EmbeddingOutput, batch: Batch) -> EmbeddingOutput:
-    """Restore the full batch's input_ids / attention_mask (cat pads them with zeros)."""
+    """Align token axes with the full batch: pad them to its length and restore its ids / mask."""
     t = batch.input_ids.shape[1]
-    changes = {}
-    if out.input_ids is not None and out.input_ids.shape[1] <= t:
-        changes["input_ids"] = batch.input_ids.to(out.input_ids.device)
-    if out.attention_mask is not None and out.attention_mask.shape[1] <= t:
-        changes["attention_mask"] = batch.attention_mask.to(out.attention_mask.device)
-    return replace(out, **changes) if changes else out
+    t_out = out.input_ids.shape[1] if out.input_ids is not None else t
+
+    def fix(k: str, v: torch.Tensor) -> torch.Tensor:
+        if k == "input_ids":
+            return batch.input_ids.to(v.device)
+        if k == "attention_mask":
+            return batch.attention_mask.to(v.device)
+        if k in _TOKEN_FIELDS:
+            return pad_tokens(v, t - (t_out - v.shape[1]))
+        return v
+
+    return map_output(out, fix)

@@ -7,7 +7,8 @@
 - ``build_tiny_m3_checkpoint(dir)``: a tiny XLM-R saved in the BGE-M3 layout (HF weights +
   ``sparse_linear.pt`` + ``colbert_linear.pt``) that FlagEmbedding's ``BGEM3FlagModel`` also loads.
 
-Issue 7 adds named sizes here.
+- ``XLMR_SIZES`` / ``xlmr_config`` / ``build_masked_lm``: named XLM-R sizes (tiny .. large) built
+  from scratch for a freshly trained tokenizer (pretraining, issue 7).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -27,6 +29,10 @@ __all__ = [
     "tiny_xlmr",
     "build_tiny_m3_checkpoint",
     "cached_tiny_m3_checkpoint",
+    "XLMRSize",
+    "XLMR_SIZES",
+    "xlmr_config",
+    "build_masked_lm",
 ]
 
 
@@ -193,3 +199,82 @@ def cached_tiny_m3_checkpoint(cache_root: str | Path | None = None, **kwargs) ->
     except OSError:  # another session won the race
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+# ------------------------------------------------------------------ named sizes (issue 7)
+# XLM-R-style models from scratch for a freshly trained tokenizer (``embforge pretrain build``).
+# "xlmr-base"/"xlmr-large" are XLM-R's own sizes (large = BGE-M3's backbone); all use XLM-R's
+# position numbering (``pad + 1``), so ``max_length`` tokens need ``max_length + 2`` rows.
+
+
+@dataclass(frozen=True)
+class XLMRSize:
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+
+
+XLMR_SIZES: dict[str, XLMRSize] = {
+    "xlmr-tiny": XLMRSize(64, 2, 2, 256),  # tests, CPU smoke runs
+    "xlmr-mini": XLMRSize(128, 4, 2, 512),
+    "xlmr-small": XLMRSize(256, 4, 4, 1024),
+    "xlmr-medium": XLMRSize(512, 8, 8, 2048),
+    "xlmr-base": XLMRSize(768, 12, 12, 3072),  # XLM-R base
+    "xlmr-large": XLMRSize(1024, 24, 16, 4096),  # XLM-R large (BGE-M3's backbone)
+}
+
+
+def xlmr_config(size: str, tokenizer=None, vocab_size: int | None = None, max_length: int = 512, **overrides):
+    """An ``XLMRobertaConfig`` of a named size whose vocabulary and special ids match ``tokenizer``.
+
+    Args:
+        size: one of ``XLMR_SIZES``.
+        tokenizer: the tokenizer the model will use (vocab size, pad/bos/eos ids).
+        vocab_size: instead of ``tokenizer``.
+        max_length: longest input in tokens (the table gets ``max_length + pad_id + 1`` rows).
+        overrides: any other ``XLMRobertaConfig`` field (e.g. ``hidden_dropout_prob``).
+
+    Example:
+        >>> cfg = xlmr_config("xlmr-large", vocab_size=250002)
+        >>> cfg.hidden_size, cfg.num_hidden_layers, cfg.max_position_embeddings
+        (1024, 24, 514)
+    """
+    from transformers import XLMRobertaConfig
+
+    from embforge.errors import ConfigError
+
+    if size not in XLMR_SIZES:
+        raise ConfigError(f"unknown model size {size!r}; choose from: {', '.join(XLMR_SIZES)}")
+    if tokenizer is None and vocab_size is None:
+        raise ConfigError("give a tokenizer or vocab_size to size the embedding table")
+    ids: dict[str, int] = {}
+    if tokenizer is not None:
+        vocab_size = len(tokenizer)
+        bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+        eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+        ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": bos, "eos_token_id": eos}
+    pad = ids.get("pad_token_id", 1)
+    return XLMRobertaConfig(
+        vocab_size=int(vocab_size),
+        max_position_embeddings=int(max_length) + int(pad) + 1,
+        type_vocab_size=1,
+        **asdict(XLMR_SIZES[size]),
+        **{**ids, **overrides},
+    )
+
+
+def build_masked_lm(
+    size: str,
+    tokenizer=None,
+    vocab_size: int | None = None,
+    max_length: int = 512,
+    seed: int = 0,
+    **overrides,
+):
+    """A randomly initialised ``XLMRobertaForMaskedLM`` of a named size (seeded), for MLM/RetroMAE."""
+    from transformers import XLMRobertaForMaskedLM
+
+    config = xlmr_config(size, tokenizer, vocab_size, max_length, **overrides)
+    torch.manual_seed(int(seed))
+    return XLMRobertaForMaskedLM(config)

@@ -6,6 +6,7 @@ sources smaller than a batch) is checked before the first step.
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from embforge.train.loop import Trainer, TrainResult
 from embforge.train.recipes.contrastive import ContrastiveConfig, total_steps
 from embforge.types import Batch
 
-__all__ = ["run_contrastive", "seed_everything", "Tokenize", "enable_checkpointing"]
+__all__ = ["run_contrastive", "seed_everything", "Tokenize", "enable_checkpointing", "pick_device"]
 
 
 def seed_everything(seed: int) -> None:
@@ -55,7 +56,7 @@ class Tokenize:
 def _load_encoder(cfg: ContrastiveConfig):
     from embforge.model.encoder import Encoder
 
-    enc = Encoder.from_pretrained(cfg.model.path, heads=cfg.model.heads)
+    enc = Encoder.from_pretrained(cfg.model.path, heads=cfg.model.heads).to(pick_device(cfg.model.device))
     missing = [h for h in cfg.model.heads if h not in enc.heads]
     if missing:
         raise ConfigError(
@@ -70,6 +71,15 @@ def _load_encoder(cfg: ContrastiveConfig):
     if cfg.model.gradient_checkpointing:
         enable_checkpointing(enc.backbone)
     return enc
+
+
+def pick_device(device: str | None) -> torch.device:
+    """``device`` or the local GPU (``cuda:LOCAL_RANK`` under torchrun) when there is one, else cpu."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    return torch.device("cpu")
 
 
 def enable_checkpointing(backbone) -> None:
@@ -115,6 +125,8 @@ def run_contrastive(cfg: ContrastiveConfig, config_dict: dict[str, Any] | None =
         one_source_per_batch=cfg.data.one_source_per_batch,
     )
     loss = cfg.loss.build(list(cfg.model.heads))
+    warm = cfg.loss.self_distill_start_step if cfg.loss.name == "m3" else 0
+    warm_loss = cfg.loss.build(list(cfg.model.heads), step=0) if warm else loss
     heads = tuple(cfg.model.heads)
     group = 1 + n_neg
     unsup = cfg.loss.name == "simcse_unsup"
@@ -132,8 +144,10 @@ def run_contrastive(cfg: ContrastiveConfig, config_dict: dict[str, Any] | None =
         db = tok(docs, "document", cfg.data.doc_max_length)
         t = None if teacher is None else du.gather_with_grad(torch.tensor(teacher, device=device))
 
+        step_loss = warm_loss if step <= warm else loss
+
         def loss_fn(q, d):
-            return loss(du.gather_output(q), du.gather_output(d), group_size=group, teacher_scores=t)
+            return step_loss(du.gather_output(q), du.gather_output(d), group_size=group, teacher_scores=t)
 
         if cfg.loop.sub_batch_size:
             return cached_step(encode, qb, db, loss_fn, cfg.loop.sub_batch_size)

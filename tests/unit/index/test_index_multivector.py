@@ -80,3 +80,12 @@ def test_multivector_delete_add_and_errors(tmp_path):
     assert len(loaded) == 100 and loaded.search(qs[:1], k=1).ids == [["new"]]
     with pytest.raises(DataError, match="dim 4 but the index holds dim 8"):
         idx.search([np.ones((2, 4), np.float32)], k=1)
+
+
+def test_empty_token_lists_score_zero():
+    idx = MultiVectorIndex(dtype="float32")
+    idx.add(["empty", "one"], [np.zeros((0, 4), np.float32), np.eye(4, dtype=np.float32)[:1]])
+    q = [np.eye(4, dtype=np.float32)[:2]]
+    np.testing.assert_allclose(idx.score(q, [["empty", "one"]])[0], [0.0, 0.5])
+    hits = idx.search(q, k=2)
+    assert hits.ids == [["one", "empty"]] and hits.scores == [[0.5, 0.0]]

@@ -120,3 +120,16 @@ def test_term_counts_with_hf_tokenizer():
     row = c.row(0)
     assert row[tok.convert_tokens_to_ids("the")] == 2.0
     assert tok.cls_token_id not in row and c.vocab_size == len(tok)
+
+
+def test_zero_weights_dropped_negative_rejected():
+    idx = SparseIndex()
+    idx.add(["a", "b"], SparseVectors.from_dicts([{1: 0.0, 2: 1.0}, {1: 0.5}], 5))
+    hits = idx.search(SparseVectors.from_dicts([{1: 1.0, 2: 1.0}], 5), k=5)
+    assert hits.ids == [["a", "b"]] and hits.scores == [[1.0, 0.5]]
+    with pytest.raises(DataError, match="negative weights"):
+        idx.add(["c"], SparseVectors.from_dicts([{1: -0.5}], 5))
+    with pytest.raises(DataError, match="negative weights"):
+        idx.search(SparseVectors.from_dicts([{1: -1.0}], 5))
+    with pytest.raises(DataError, match="vocab_size 6 but the index holds vocab_size 5"):
+        idx.add(["d"], SparseVectors.from_dicts([{1: 0.5}], 6))

@@ -25,7 +25,17 @@ def iter_delimited(
     with open_text(path) as fh:
         reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
         start = 1
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError:
+                raise DataError(
+                    f"{path}: not UTF-8 text at or after line {start}; re-encode the file as UTF-8"
+                ) from None
+            except csv.Error as e:
+                raise DataError(f"{path}:{start}: malformed {delimiter!r}-separated row ({e})") from None
             lineno, start = start, reader.line_num + 1
             if skip_header and lineno == 1:
                 continue

@@ -1,0 +1,381 @@
+"""Recipe ``nv-embed``: two-stage contrastive instruction tuning of a decoder LLM (NV-Embed).
+
+SPEC.md section 4 (Lee et al., 2024, "NV-Embed"):
+
+- the backbone is a decoder LLM made bidirectional, trained with LoRA;
+- pooling is latent attention over the last hidden states (mean / last-token for ablations);
+- queries carry ``Instruct: {task}\\nQuery: `` (per data source), documents do not;
+  instruction tokens are excluded from pooling;
+- **stage 1**: retrieval data, InfoNCE with in-batch negatives + hard negatives;
+- **stage 2**: retrieval blended with non-retrieval data (STS pairs with score >= 4,
+  NLI triples, ...), in-batch negatives **off** (batch-mates of the same class would be
+  false negatives): each query is scored against its own positive and hard negatives only.
+
+Run: ``embforge train configs/nv-embed.yaml [key=value ...]``.
+The loss is :class:`embforge.losses.InfoNCELoss` (``in_batch_negatives`` per stage).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from embforge.config import LoopConfig, OptimConfig, ScheduleConfig, config_to_dict, register_recipe
+from embforge.model.instructions import instruction_prefix
+from embforge.model.lora import DECODER_TARGET_MODULES
+from embforge.train.nv_embed_data import SourceConfig, TrainBatch
+
+__all__ = ["NVEmbedConfig", "NVModelConfig", "LoraSection", "StageConfig", "run", "build_model", "stage_loss"]
+
+logger = logging.getLogger("embforge")
+
+DEFAULT_TASK = "Given a question, retrieve passages that answer the question"
+
+
+@dataclass
+class LoraSection:
+    """LoRA on the backbone (NV-Embed: r=16, alpha=32, dropout=0.1, all projections)."""
+
+    enabled: bool = True
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.1
+    target_modules: list[str] = field(default_factory=lambda: list(DECODER_TARGET_MODULES))
+
+    def validate(self) -> list[str]:
+        from embforge.model.lora import LoraSettings
+
+        return (
+            []
+            if not self.enabled
+            else LoraSettings(self.r, self.alpha, self.dropout, self.target_modules).validate()
+        )
+
+
+@dataclass
+class NVModelConfig:
+    """The NV-Embed encoder.
+
+    Attributes:
+        backbone: path or hub id of a decoder LLM (Llama / Mistral / Qwen2 style); null = a
+            tiny random decoder (``tiny_*`` sizes) with the bundled MiniLM tokenizer, for smoke runs.
+        tokenizer: tokenizer path (null = the backbone's own).
+        tiny_arch, tiny_hidden_size, tiny_layers, tiny_heads: the tiny random decoder.
+        pooling: latent_attention (NV-Embed), mean or last_token (EOS).
+        num_latents, num_heads: latent-attention sizes (paper: 512 latents, 8 heads).
+        bidirectional: remove the causal mask (NV-Embed: true).
+        task: the default query instruction stored with the model (used by encode / the server).
+        max_length: token limit per text in training.
+        lora: LoRA settings (enabled: false trains every backbone weight).
+        gradient_checkpointing: recompute the backbone's activations in backward.
+    """
+
+    backbone: str | None = None
+    tokenizer: str | None = None
+    tiny_arch: Literal["llama", "mistral", "qwen2"] = "llama"
+    tiny_hidden_size: int = 64
+    tiny_layers: int = 2
+    tiny_heads: int = 4
+    pooling: Literal["latent_attention", "mean", "last_token"] = "latent_attention"
+    num_latents: int = 512
+    num_heads: int = 8
+    bidirectional: bool = True
+    task: str = DEFAULT_TASK
+    max_length: int = 256
+    lora: LoraSection = field(default_factory=LoraSection)
+    gradient_checkpointing: bool = False
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.max_length < 4:
+            errs.append(f"max_length: must be >= 4, got {self.max_length}")
+        if self.num_latents < 1:
+            errs.append(f"num_latents: must be >= 1, got {self.num_latents}")
+        if self.backbone is None and self.tiny_hidden_size % self.tiny_heads:
+            errs.append(
+                f"tiny_hidden_size: {self.tiny_hidden_size} is not divisible by tiny_heads {self.tiny_heads}"
+            )
+        if (
+            self.backbone is None
+            and self.pooling == "latent_attention"
+            and self.tiny_hidden_size % self.num_heads
+        ):
+            errs.append(
+                f"num_heads: {self.num_heads} does not divide tiny_hidden_size {self.tiny_hidden_size}"
+            )
+        return errs
+
+
+@dataclass
+class StageConfig:
+    """One training stage.
+
+    Attributes:
+        name: label for logs and the stage's folder (``<loop.output_dir>/stage<i>-<name>``).
+        in_batch_negatives: score each query against every document of the batch (stage 1)
+            or only against its own positive and hard negatives (stage 2).
+        steps: optimizer steps.
+        batch_size: queries per step (every source needs at least this many examples).
+        negatives: hard negatives per query (own ones first, then random same-source documents).
+        sources: the data sources (one source per batch, drawn in proportion to size).
+        optim: AdamW settings of this stage (NV-Embed: lr 2e-5).
+        schedule: learning-rate schedule of this stage.
+    """
+
+    name: str = "stage"
+    in_batch_negatives: bool = True
+    steps: int = 100
+    batch_size: int = 16
+    negatives: int = 1
+    sources: list[SourceConfig] = field(default_factory=list)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5, weight_decay=0.0))
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(warmup_ratio=0.1))
+
+    def validate(self) -> list[str]:
+        errs = []
+        for k in ("steps", "batch_size"):
+            if getattr(self, k) < 1:
+                errs.append(f"{k}: must be >= 1, got {getattr(self, k)}")
+        if self.negatives < 0:
+            errs.append(f"negatives: must be >= 0, got {self.negatives}")
+        if not self.in_batch_negatives and self.negatives < 1:
+            errs.append("negatives: with in_batch_negatives false each query needs >= 1 hard negative")
+        if not self.sources:
+            errs.append("sources: list at least one data source")
+        return errs
+
+
+@dataclass
+class NVEmbedConfig:
+    """The ``nv-embed`` recipe (see the module docstring and configs/nv-embed.yaml).
+
+    ``loop`` holds what all stages share (output_dir, seed, precision, sub_batch_size for
+    GradCache, checkpointing, resume, threads); each stage sets its own steps and batch
+    size, so ``loop.max_steps`` / ``loop.batch_size`` / ``loop.epochs`` are not used.
+    """
+
+    recipe: str = "nv-embed"
+    model: NVModelConfig = field(default_factory=NVModelConfig)
+    stages: list[StageConfig] = field(default_factory=list)
+    temperature: float = 0.02
+    save_lora: Literal["merged", "adapter"] = "merged"
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(output_dir="runs/nv-embed", log_every=10))
+
+    def validate(self) -> list[str]:
+        errs = []
+        if not self.stages:
+            errs.append("stages: list at least one stage (NV-Embed: retrieval, then blend)")
+        if self.temperature <= 0:
+            errs.append(f"temperature: must be > 0, got {self.temperature}")
+        names = [st.name for st in self.stages]
+        if len(set(names)) != len(names):
+            errs.append(f"stages: names must differ (they name the stage folders), got {names}")
+        return errs
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def _tiny_backbone(m: NVModelConfig, vocab_size: int, seed: int):
+    import torch
+    from transformers import AutoModel, LlamaConfig, MistralConfig, Qwen2Config
+
+    cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config}[m.tiny_arch]
+    cfg = cls(
+        hidden_size=m.tiny_hidden_size,
+        intermediate_size=2 * m.tiny_hidden_size,
+        num_hidden_layers=m.tiny_layers,
+        num_attention_heads=m.tiny_heads,
+        num_key_value_heads=max(1, m.tiny_heads // 2),
+        vocab_size=vocab_size,
+        max_position_embeddings=max(512, m.max_length),
+        pad_token_id=0,
+    )
+    torch.manual_seed(seed)
+    return AutoModel.from_config(cfg)
+
+
+def build_model(m: NVModelConfig, seed: int = 0):
+    """The NV-Embed ``Encoder`` described by ``m`` (tiny random decoder when ``backbone`` is null)."""
+    from transformers import AutoTokenizer
+
+    from embforge.model.lora import LoraSettings
+    from embforge.model.nv_embed import build_nv_embed
+
+    lora = (
+        LoraSettings(m.lora.r, m.lora.alpha, m.lora.dropout, list(m.lora.target_modules))
+        if m.lora.enabled
+        else None
+    )
+    if m.backbone is None:
+        from embforge.model.checkpoint import default_model_path
+
+        tok = AutoTokenizer.from_pretrained(m.tokenizer or default_model_path())
+        backbone = _tiny_backbone(m, len(tok), seed)
+    else:
+        backbone = m.backbone
+        tok = AutoTokenizer.from_pretrained(m.tokenizer) if m.tokenizer else None
+    enc = build_nv_embed(
+        backbone,
+        tok,
+        pooling=m.pooling,
+        num_latents=m.num_latents,
+        num_heads=m.num_heads,
+        task=m.task,
+        bidirectional=m.bidirectional,
+        lora=lora,
+        max_length=m.max_length,
+        seed=seed,
+    )
+    if m.gradient_checkpointing:
+        from embforge.train.contrastive import enable_checkpointing
+
+        enable_checkpointing(enc.backbone)
+    return enc
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+def tokenize_with_prefix(enc, texts: list[str], prefix: str, max_length: int):
+    """Texts with ``prefix`` -> ``Batch`` whose pool mask leaves out the prefix (when the model says so)."""
+    from embforge.text import collate, tokenize_texts
+
+    tok = tokenize_texts(enc.tokenizer, [prefix + t for t in texts], max_length)
+    batch = collate(tok.ids, enc.pad_id, getattr(enc.tokenizer, "padding_side", "right"))
+    return enc.mask_prefix(batch, tok.ids, prefix)
+
+
+def stage_loss(enc, batch: TrainBatch, loss_fn, max_length: int):  # used by tests and benchmarks
+    """Encode a ``TrainBatch`` (instruction on the queries) and apply the contrastive loss -> LossOutput."""
+    pre = instruction_prefix(batch.instruction)
+    qb = tokenize_with_prefix(enc, batch.queries, pre, max_length).to(enc.device)
+    db = tokenize_with_prefix(enc, batch.documents, pre if batch.symmetric else "", max_length).to(enc.device)
+    q = enc(qb, heads=("dense",))  # dense (Q, H)
+    d = enc(db, heads=("dense",))  # dense (Q*G, H)
+    return loss_fn(q, d, group_size=batch.group_size)
+
+
+def _dedupe(batch: TrainBatch) -> TrainBatch:
+    """Drop queries whose positive is another kept query's document (a false in-batch negative)."""
+    g = batch.group_size
+    keep, docs_seen, positives = [], set(), set()
+    for i in range(len(batch.queries)):
+        group = batch.documents[i * g : (i + 1) * g]
+        if group[0] in docs_seen or positives.intersection(group[1:]):
+            continue
+        keep.append(i)
+        positives.add(group[0])
+        docs_seen.update(group)
+    if len(keep) == len(batch.queries):
+        return batch
+    docs = [t for i in keep for t in batch.documents[i * g : (i + 1) * g]]
+    return dataclasses.replace(batch, queries=[batch.queries[i] for i in keep], documents=docs)
+
+
+def run_stage(enc, stage: StageConfig, cfg: NVEmbedConfig, index: int) -> dict[str, Any]:
+    """Train one stage with the shared ``Trainer`` (resumable); returns a summary."""
+    from embforge.data.samplers import SourceBatchSampler
+    from embforge.losses import InfoNCELoss
+    from embforge.losses.cached import cached_step, plain_step
+    from embforge.train.loop import Trainer
+    from embforge.train.nv_embed_data import add_negatives, load_source
+
+    seed = cfg.loop.seed + 1000 * index
+    examples, sources, specs = [], {}, []
+    for j, src in enumerate(stage.sources):
+        exs = add_negatives(load_source(src), stage.negatives, seed + j)
+        sources[src.label] = list(range(len(examples), len(examples) + len(exs)))
+        examples += exs
+        specs += [src] * len(exs)
+    sampler = SourceBatchSampler(sources, stage.batch_size, seed=seed)
+    loss = InfoNCELoss(("dense",), temperature=cfg.temperature, in_batch_negatives=stage.in_batch_negatives)
+    group, max_len, device = 1 + stage.negatives, cfg.model.max_length, enc.device
+
+    def encode(b):
+        return enc(b.to(device), heads=("dense",))
+
+    def step_fn(idx, step: int):
+        src = specs[int(idx[0])]
+        chosen = [examples[int(i)] for i in idx]
+        docs = [t for e in chosen for t in (e.positive, *e.negatives)]
+        batch = TrainBatch(src.label, [e.query for e in chosen], docs, group, src.instruction, src.symmetric)
+        if stage.in_batch_negatives:
+            batch = _dedupe(batch)
+        pre = instruction_prefix(batch.instruction)
+        qb = tokenize_with_prefix(enc, batch.queries, pre, max_len)
+        db = tokenize_with_prefix(enc, batch.documents, pre if batch.symmetric else "", max_len)
+
+        def loss_fn(q, d):
+            return loss(q, d, group_size=group)
+
+        if cfg.loop.sub_batch_size:
+            return cached_step(encode, qb, db, loss_fn, cfg.loop.sub_batch_size)
+        return plain_step(encode, qb, db, loss_fn)
+
+    loop = dataclasses.replace(
+        cfg.loop,
+        output_dir=str(Path(cfg.loop.output_dir) / f"stage{index + 1}-{stage.name}"),
+        batch_size=stage.batch_size,
+        max_steps=stage.steps,
+    )
+    trainer = Trainer(enc, step_fn, sampler, loop, stage.optim, stage.schedule, stage.steps, stage.batch_size)
+    result = trainer.fit()
+    enc.eval()
+    losses = [r["loss"] for r in result.log]
+    return {
+        "stage": stage.name,
+        "steps": stage.steps,
+        "in_batch_negatives": stage.in_batch_negatives,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "examples": {k: len(v) for k, v in sources.items()},
+        "log": str(result.output_dir / "log.jsonl"),
+    }
+
+
+@register_recipe(
+    "nv-embed",
+    NVEmbedConfig,
+    "NV-Embed: bidirectional decoder + latent attention, 2-stage instruction tuning",
+)
+def run(cfg: NVEmbedConfig):
+    """Train every stage in order; the model goes to ``<loop.output_dir>/final``.
+
+    Also writes ``log.jsonl`` (all stages) and ``summary.json``; returns a ``TrainResult``.
+    """
+    import torch
+
+    from embforge.model.nv_embed import save_nv_embed
+    from embforge.train.contrastive import seed_everything
+    from embforge.train.loop import TrainResult
+
+    if cfg.loop.threads:
+        torch.set_num_threads(cfg.loop.threads)
+    seed_everything(cfg.loop.seed)
+    out = Path(cfg.loop.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=1), encoding="utf-8")
+    enc = build_model(cfg.model, cfg.loop.seed)
+    n_train = sum(p.numel() for p in enc.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in enc.parameters())
+    logger.info("nv-embed: %d of %d parameters train", n_train, n_all)
+    stages = [run_stage(enc, st, cfg, i) for i, st in enumerate(cfg.stages)]
+    save_nv_embed(enc, out / "final", lora=cfg.save_lora)
+    log = []  # one log over the stages: every row tagged with its stage
+    for st in stages:
+        for line in Path(st["log"]).read_text(encoding="utf-8").splitlines():
+            log.append({"stage": st["stage"], **json.loads(line)})
+    (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log), encoding="utf-8")
+    summary = {
+        "model_dir": str(out / "final"),
+        "trainable_params": n_train,
+        "params": n_all,
+        "stages": stages,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return TrainResult(sum(st.steps for st in cfg.stages), log, out)
