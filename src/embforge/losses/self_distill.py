@@ -43,6 +43,7 @@ def self_distill_loss(
     score_weights: Sequence[float] = (1.0, 0.3, 1.0),
     loss_weights: Sequence[float] = (1.0, 0.1, 1.0),
     weighted: bool = True,
+    distill: bool = True,
 ) -> LossOutput:
     """The M3 unified loss on per-head candidate scores.
 
@@ -53,6 +54,8 @@ def self_distill_loss(
         score_weights: w1, w2, w3 of the teacher ``s_inter`` (weighted variant).
         loss_weights: l1, l2, l3 of the per-head losses (weighted variant).
         weighted: False = the unweighted variant (all weights 1, sums instead of means).
+        distill: False = only ``L`` (the warm-up before self-distillation starts, as
+            FlagEmbedding's ``self_distill_start_step``).
 
     Returns:
         LossOutput with parts infonce/{dense,sparse,multivector,inter} and kd/{dense,sparse,multivector}.
@@ -66,9 +69,11 @@ def self_distill_loss(
     for name, s in zip(_HEADS, scores):
         parts[f"infonce/{name}"] = F.cross_entropy(s, labels)
     parts["infonce/inter"] = F.cross_entropy(s_inter, labels)
+    hard = sum(lw[i] * parts[f"infonce/{h}"] for i, h in enumerate(_HEADS)) + parts["infonce/inter"]
+    if not distill:
+        return LossOutput(hard / 4 if weighted else hard, parts)
     for name, s in zip(_HEADS, scores):
         parts[f"kd/{name}"] = -(teacher * torch.log_softmax(s, dim=-1)).sum(-1).mean()
-    hard = sum(lw[i] * parts[f"infonce/{h}"] for i, h in enumerate(_HEADS)) + parts["infonce/inter"]
     soft = sum(lw[i] * parts[f"kd/{h}"] for i, h in enumerate(_HEADS))
     total = (hard / 4 + soft / 3) / 2 if weighted else hard + soft
     return LossOutput(total, parts)
@@ -86,6 +91,7 @@ class M3SelfDistillLoss:
         loss_weights: Sequence[float] = (1.0, 0.1, 1.0),
         weighted: bool = True,
         in_batch_negatives: bool = True,
+        distill: bool = True,
     ) -> None:
         for name, v in (("score_weights", score_weights), ("loss_weights", loss_weights)):
             if len(v) != 3:
@@ -95,6 +101,7 @@ class M3SelfDistillLoss:
         self.loss_weights = tuple(loss_weights)
         self.weighted = weighted
         self.in_batch_negatives = in_batch_negatives
+        self.distill = distill
 
     def __call__(
         self,
@@ -113,4 +120,5 @@ class M3SelfDistillLoss:
             score_weights=self.score_weights,
             loss_weights=self.loss_weights,
             weighted=self.weighted,
+            distill=self.distill,
         )

@@ -23,6 +23,7 @@ import torch
 from embforge.errors import CheckpointError
 
 __all__ = [
+    "collect_rng_states",
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
@@ -62,8 +63,12 @@ def save_checkpoint(
     scheduler,
     sampler_state: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    rng_states: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write checkpoint ``step`` atomically; returns its folder."""
+    """Write checkpoint ``step`` atomically; returns its folder.
+
+    ``rng_states``: one generator state per process (``collect_rng_states``); None = this process's.
+    """
     from safetensors.torch import save_model
 
     root = Path(output_dir) / "checkpoints"
@@ -74,7 +79,7 @@ def save_checkpoint(
     tmp.mkdir()
     save_model(model, str(tmp / "model.safetensors"))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(_rng_state(), tmp / "rng.pt")
+    torch.save({"per_rank": rng_states or [_rng_state()]}, tmp / "rng.pt")
     state = {
         "version": CHECKPOINT_VERSION,
         "step": step,
@@ -103,8 +108,22 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer, scheduler) -> dict[str, Any]:
-    """Restore model, optimizer, scheduler and RNG states; returns ``trainer_state.json``."""
+def collect_rng_states() -> list[dict[str, Any]]:
+    """Every process's generator states (a collective call under torchrun; rank order)."""
+    import torch.distributed as dist
+
+    mine = _rng_state()
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return [mine]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, mine)
+    return out
+
+
+def load_checkpoint(
+    path: str | Path, model: torch.nn.Module, optimizer, scheduler, rank: int = 0
+) -> dict[str, Any]:
+    """Restore model, optimizer, scheduler and this ``rank``'s RNG states; returns ``trainer_state.json``."""
     from safetensors.torch import load_model
 
     p = Path(path)
@@ -129,7 +148,8 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer, schedul
         )
     optimizer.load_state_dict(torch.load(p / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(state["scheduler"])
-    _set_rng_state(torch.load(p / "rng.pt", weights_only=True))
+    per_rank = torch.load(p / "rng.pt", weights_only=True)["per_rank"]
+    _set_rng_state(per_rank[rank if rank < len(per_rank) else 0])
     return state
 
 

@@ -125,6 +125,8 @@ def run_contrastive(cfg: ContrastiveConfig, config_dict: dict[str, Any] | None =
         one_source_per_batch=cfg.data.one_source_per_batch,
     )
     loss = cfg.loss.build(list(cfg.model.heads))
+    warm = cfg.loss.self_distill_start_step if cfg.loss.name == "m3" else 0
+    warm_loss = cfg.loss.build(list(cfg.model.heads), step=0) if warm else loss
     heads = tuple(cfg.model.heads)
     group = 1 + n_neg
     unsup = cfg.loss.name == "simcse_unsup"
@@ -142,8 +144,10 @@ def run_contrastive(cfg: ContrastiveConfig, config_dict: dict[str, Any] | None =
         db = tok(docs, "document", cfg.data.doc_max_length)
         t = None if teacher is None else du.gather_with_grad(torch.tensor(teacher, device=device))
 
+        step_loss = warm_loss if step <= warm else loss
+
         def loss_fn(q, d):
-            return loss(du.gather_output(q), du.gather_output(d), group_size=group, teacher_scores=t)
+            return step_loss(du.gather_output(q), du.gather_output(d), group_size=group, teacher_scores=t)
 
         if cfg.loop.sub_batch_size:
             return cached_step(encode, qb, db, loss_fn, cfg.loop.sub_batch_size)

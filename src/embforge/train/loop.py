@@ -29,7 +29,13 @@ import torch
 
 from embforge.config import LoopConfig, OptimConfig, ScheduleConfig
 from embforge.train import distributed as dist_utils
-from embforge.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from embforge.train.checkpoint import (
+    collect_rng_states,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from embforge.train.schedules import build_scheduler
 from embforge.types import LossOutput
 
@@ -118,7 +124,7 @@ class Trainer:
             if self.is_main and self.log_path.exists():
                 self.log_path.unlink()  # a fresh run starts a fresh log
             return 0
-        state = load_checkpoint(ckpt, self.model, self.optimizer, self.scheduler)
+        state = load_checkpoint(ckpt, self.model, self.optimizer, self.scheduler, rank=dist_utils.rank())
         self.batches.load_state_dict(state["sampler"])
         step = int(state["step"])
         if self.is_main:
@@ -200,11 +206,19 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{rec['loss']:.4f}")
                 every = self.loop.checkpoint_every
-                if self.is_main and ((every and step % every == 0) or step == self.total_steps):
-                    save_checkpoint(
-                        self.out, step, self.model, self.optimizer, self.scheduler, self.batches.state_dict()
-                    )
-                    prune_checkpoints(self.out, self.loop.keep_checkpoints)
+                if (every and step % every == 0) or step == self.total_steps:
+                    rng = collect_rng_states()  # collective: every rank's dropout stream is restored
+                    if self.is_main:
+                        save_checkpoint(
+                            self.out,
+                            step,
+                            self.model,
+                            self.optimizer,
+                            self.scheduler,
+                            self.batches.state_dict(),
+                            rng_states=rng,
+                        )
+                        prune_checkpoints(self.out, self.loop.keep_checkpoints)
                 if hang and step == hang:
                     print(f"EMBFORGE_HANG {step}", file=sys.stderr, flush=True)
                     time.sleep(3600)

@@ -222,3 +222,19 @@ def test_registry_names_and_unknown_loss():
 
     with pytest.raises(ConfigError, match="unknown loss 'infonc'; choose from: distill, infonce"):
         build_loss("infonc")
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+def test_m3_before_self_distillation_starts(weighted):
+    sd, sl, sm = [0.9, 0.2], [3.0, 4.0], [0.5, 0.7]
+    t = [torch.tensor([v]) for v in (sd, sl, sm)]
+    out = self_distill_loss(*t, torch.tensor([0]), temperature=1.0, weighted=weighted, distill=False)
+    w, lw = ((1, 0.3, 1), (1, 0.1, 1)) if weighted else ((1, 1, 1), (1, 1, 1))
+    si = [w[0] * a + w[1] * b + w[2] * c for a, b, c in zip(sd, sl, sm)]
+
+    def ce(s):
+        return -s[0] + lse(*s)
+
+    hard = lw[0] * ce(sd) + lw[1] * ce(sl) + lw[2] * ce(sm) + ce(si)
+    assert float(out.total) == pytest.approx(hard / 4 if weighted else hard, rel=1e-6)
+    assert not any(k.startswith("kd/") for k in out.parts)

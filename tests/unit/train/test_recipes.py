@@ -111,3 +111,33 @@ def test_gradient_checkpointing_is_enabled_on_the_backbone():
     assert not getattr(backbone, name)
     enable_checkpointing(backbone)
     assert getattr(backbone, name)
+
+
+@pytest.mark.parametrize(
+    "extra,parts",
+    [
+        (["loss.name=distill", "loss.infonce_weight=0.5"], {"kd/dense", "infonce/dense"}),
+        (["loss.in_batch_negatives=false"], {"infonce/dense", "infonce/dense@16"}),
+    ],
+    ids=["distill-teacher-scores", "in-batch-off"],
+)
+def test_loss_variants_run(extra, parts, tiny, tmp_path):
+    model, data = tiny
+    ov = tiny_overrides("arctic-finetune", model, data, tmp_path / "run") + [
+        "loss.matryoshka_dims=[16]",
+        *extra,
+    ]
+    recipe, cfg = load_config(ROOT / "configs" / "arctic-finetune.yaml", ov)
+    recipe.run(cfg)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert parts <= set(log[-1]) and len(log) == 2
+
+
+def test_m3_self_distillation_joins_after_start_step(tiny, tmp_path):
+    model, data = tiny
+    ov = tiny_overrides("m3-finetune", model, data, tmp_path / "run") + ["loss.self_distill_start_step=1"]
+    recipe, cfg = load_config(ROOT / "configs" / "m3-finetune.yaml", ov)
+    recipe.run(cfg)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert "kd/dense" not in log[0] and "infonce/inter" in log[0]
+    assert "kd/dense" in log[1]

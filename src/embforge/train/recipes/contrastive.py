@@ -64,11 +64,12 @@ class LossConfig:
         temperature: tau; None = the loss's paper default (0.02, SimCSE 0.05).
         in_batch_negatives: False = own positive + own hard negatives only (NV-Embed stage 2).
         head_weights: infonce: weight per head.
-        matryoshka_dims: infonce: extra truncation dims of the dense head (Arctic: [256]).
+        matryoshka_dims: infonce and m3: extra truncation dims of the dense head (Arctic: [256]).
         matryoshka_weights: one weight per matryoshka dim (default 1 each).
         score_weights: m3: w1, w2, w3 of the teacher score.
         loss_weights: m3: l1, l2, l3 of the per-head losses.
         weighted: m3: False = the unweighted variant.
+        self_distill_start_step: m3: steps before self-distillation joins (only ``L`` until then).
         teacher_temperature: distill: tau of the teacher scores.
         infonce_weight: distill: weight of an added InfoNCE term.
     """
@@ -82,11 +83,14 @@ class LossConfig:
     score_weights: list[float] = field(default_factory=lambda: [1.0, 0.3, 1.0])
     loss_weights: list[float] = field(default_factory=lambda: [1.0, 0.1, 1.0])
     weighted: bool = True
+    self_distill_start_step: int = 0
     teacher_temperature: float = 1.0
     infonce_weight: float = 0.0
 
     def validate(self) -> list[str]:
         errs = []
+        if self.self_distill_start_step < 0:
+            errs.append(f"self_distill_start_step: must be >= 0, got {self.self_distill_start_step}")
         if self.temperature is not None and self.temperature <= 0:
             errs.append(f"temperature: must be > 0, got {self.temperature}")
         if self.matryoshka_weights is not None and len(self.matryoshka_weights) != len(self.matryoshka_dims):
@@ -99,7 +103,8 @@ class LossConfig:
                 errs.append(f"{k}: needs 3 values (dense, sparse, multivector), got {getattr(self, k)}")
         return errs
 
-    def build(self, heads: list[str]):
+    def build(self, heads: list[str], step: int | None = None):
+        """The loss object; for m3, ``step <= self_distill_start_step`` gives the loss without L'."""
         from embforge.losses import build_loss
 
         tau = {} if self.temperature is None else {"temperature": self.temperature}
@@ -114,13 +119,21 @@ class LossConfig:
                 **tau,
             )
         if self.name == "m3":
-            return build_loss(
+            m3 = build_loss(
                 "m3",
                 score_weights=self.score_weights,
                 loss_weights=self.loss_weights,
                 weighted=self.weighted,
                 in_batch_negatives=self.in_batch_negatives,
+                distill=step is None or step > self.self_distill_start_step,
                 **tau,
+            )
+            if not self.matryoshka_dims:
+                return m3
+            from embforge.losses.matryoshka import WithMatryoshka  # M3 + Matryoshka (issue 6 quickstart)
+
+            return WithMatryoshka(
+                m3, self.matryoshka_dims, self.matryoshka_weights, m3.temperature, self.in_batch_negatives
             )
         if self.name == "distill":
             return build_loss(
