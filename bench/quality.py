@@ -234,7 +234,7 @@ def run_stage(stage: str, args, work: Path):
 
 
 def _mean(run: dict, head: str) -> float:
-    vals = [r["heads"][head]["ndcg@10"] for r in run["retrieval"].values() if head in r["heads"]]
+    vals = [r["heads"][head]["ndcg@10"] for r in run.get("retrieval", {}).values() if head in r["heads"]]
     return float(np.mean(vals)) if vals else float("nan")
 
 
@@ -245,9 +245,15 @@ def write_results(args, work: Path) -> None:
 
     from embforge import __version__
 
-    loaded = {k: json.loads((work / f"{k}.json").read_text()) for k in ("mine", "base", "st", "embforge")}
-    runs = {NAMES[k]: loaded[k]["result"] for k in ("base", "st", "embforge")}
-    mining = loaded["mine"]["result"]
+    loaded = {
+        k: json.loads((work / f"{k}.json").read_text())
+        for k in ("mine", "base", "st", "embforge")
+        if (work / f"{k}.json").exists()
+    }
+    missing = [NAMES[k] for k in ("base", "st", "embforge") if k not in loaded]
+    empty = {"retrieval": {}, "sts": {}, "bitext": {}}
+    runs = {NAMES[k]: (loaded[k]["result"] if k in loaded else empty) for k in ("base", "st", "embforge")}
+    mining = loaded["mine"]["result"] if "mine" in loaded else {}
     n_records = sum(
         1 for x in (work / "train_mined.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()
     )
@@ -258,7 +264,7 @@ def write_results(args, work: Path) -> None:
             seconds[f"{k} training only"] = float(f.read_text())
     total = sum(loaded[k]["seconds"] for k in loaded)
     cmd = "python bench/quality.py " + shlex.join(a for a in sys.argv[1:] if not a.startswith("--stage"))
-    sets = list(next(iter(runs.values()))["retrieval"])
+    sets = list(next(r for r in runs.values() if r["retrieval"])["retrieval"])
     cols = [
         ("base (no fine-tuning)", "dense"),
         ("base (no fine-tuning)", "hybrid"),
@@ -298,12 +304,17 @@ def write_results(args, work: Path) -> None:
     for s in sets:
         cells = []
         for r, h in cols:
-            m = runs[r]["retrieval"][s]["heads"].get(h)
-            cells.append(f"{m['ndcg@10']:.4f}" if m else "")
+            m = runs[r]["retrieval"].get(s, {"heads": {}})["heads"].get(h)
+            cells.append(f"{m['ndcg@10']:.4f}" if m else "n/a")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines.append("| **mean** | " + " | ".join(f"**{_mean(runs[r], h):.4f}**" for r, h in cols) + " |")
+    if missing:
+        lines += [
+            "",
+            f"**Not measured: {', '.join(missing)}** (see the note above; n/a / nan in the tables).",
+        ]
     lines += ["", "## STS (Spearman of the dense cosine) and bitext (accuracy@1, dense)", ""]
-    names = list(runs)
+    names = [n for n in runs if runs[n]["retrieval"]]
     lines.append("| set | " + " | ".join(short[n] for n in names) + " |")
     lines.append("|---" * (len(names) + 1) + "|")
     for s in next(iter(runs.values())).get("sts", {}):
@@ -317,7 +328,7 @@ def write_results(args, work: Path) -> None:
     lines.append("|---|---|---|---|---|")
     for s in sets:
         vals = [
-            runs[r]["retrieval"][s]["heads"][h]["recall@100"]
+            runs[r]["retrieval"].get(s, {"heads": {}})["heads"].get(h, {}).get("recall@100", float("nan"))
             for r, h in (
                 ("base (no fine-tuning)", "dense"),
                 ("sentence-transformers MNRL", "dense"),
