@@ -102,6 +102,10 @@ def best_of(fn, repeat: int = 3):
     return best, out
 
 
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def timed(fn):
     t = time.perf_counter()
     out = fn()
@@ -261,8 +265,12 @@ def bench_ivfpq(x, q, ref, k, rows, label):
     from embforge.index import IVFPQIndex
 
     ids = [str(i) for i in range(len(x))]
+    import faiss
+
     iv = IVFPQIndex()
+    faiss.omp_set_num_threads(1)  # faiss k-means with 2 OpenMP threads crawls on this oversubscribed box
     t_b, _ = timed(lambda: (iv.add(ids, x), iv._build()))
+    faiss.omp_set_num_threads(THREADS)
     t, (r, _) = best_of(lambda: iv.search_rows(q, k))
     cfg = iv.config()
     rows.append(
@@ -272,7 +280,7 @@ def bench_ivfpq(x, q, ref, k, rows, label):
             t_b,
             len(q) / t,
             recall_at([list(a) for a in r], ref),
-            "",
+            "trained with 1 faiss thread (2 threads crawl on this loaded machine)",
         )
     )
 
@@ -401,12 +409,16 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(get_model_path())
     rows: list[tuple] = []
     load = os.getloadavg()[0]
+    log(f"corpus {len(texts)} docs, {len(qtexts)} queries; load {load:.1f}")
     counts, qcounts, _, sstats = bench_sparse(tok, texts, qtexts, args.k, rows)
+    log(f"sparse done: {rows[-3:]}")
     x, q = projected_dense(counts, qcounts)
     ref, shipped = bench_dense(x, q, args.k, rows, f"dense {len(x) // 1000}k projected")
     if args.ivfpq:
         bench_ivfpq(x, q, ref, args.k, rows, f"dense {len(x) // 1000}k projected")
+    log(f"dense done: {rows[-6:]}")
     bench_hybrid(x, q, counts, qcounts, args.k, rows)
+    log(f"hybrid done: {rows[-1]}")
     real_note = "skipped"
     if args.real:
         rx, rq, cached = real_embeddings(texts, qtexts, args.real)

@@ -46,6 +46,8 @@ class QuickstartConfig:
         perc_pos: TopK-PercPos threshold: drop candidates scoring above perc_pos * positive.
         lr: peak learning rate.
         temperature: InfoNCE temperature of the M3 loss.
+        matryoshka_dims: extra dense truncation dims trained with the M3 loss (dims not below
+            the model's dense size are skipped).
         query_max_length, doc_max_length: token limits while training and evaluating.
         threads: torch threads (None = torch's default).
         examples: example searches to print.
@@ -63,6 +65,7 @@ class QuickstartConfig:
     perc_pos: float | None = 0.95
     lr: float = 5e-5
     temperature: float = 0.05
+    matryoshka_dims: tuple[int, ...] = (64, 128)
     query_max_length: int = 48
     doc_max_length: int = 192
     threads: int | None = None
@@ -134,7 +137,7 @@ def _mine(encoder, cfg: QuickstartConfig, out: Path, echo) -> tuple[Path, dict[s
     return path, stats.as_dict()
 
 
-def _train(cfg: QuickstartConfig, train_file: Path, out: Path, echo) -> Path:
+def _train(cfg: QuickstartConfig, train_file: Path, out: Path, echo, full_dim: int = 10**9) -> Path:
     from embforge.config import RECIPES, build_config, load_recipes
 
     load_recipes()
@@ -148,7 +151,11 @@ def _train(cfg: QuickstartConfig, train_file: Path, out: Path, echo) -> Path:
             "query_max_length": cfg.query_max_length,
             "doc_max_length": cfg.doc_max_length,
         },
-        "loss": {"name": "m3", "temperature": cfg.temperature},
+        "loss": {
+            "name": "m3",
+            "temperature": cfg.temperature,
+            "matryoshka_dims": [d for d in cfg.matryoshka_dims if d < full_dim],
+        },
         "optim": {"lr": cfg.lr},
         "schedule": {"name": "warmup_linear", "warmup_ratio": 0.1},
         "loop": {
@@ -261,14 +268,15 @@ def run_quickstart(
     before = clock.stage(
         "1/6 evaluate the base model (held-apart questions)", lambda: _evaluate(base, sets, cfg, echo)
     )
+    full_dim = base.hidden_size
     train_file, mining = clock.stage(
         f"2/6 mine hard negatives (TopK-PercPos, perc_pos={cfg.perc_pos})",
         lambda: _mine(base, cfg, out, echo),
     )
     base = None  # free the base model before training
     model_dir = clock.stage(
-        f"3/6 fine-tune with the M3 recipe ({cfg.steps} steps x {cfg.batch_size} queries)",
-        lambda: _train(cfg, train_file, out, echo),
+        f"3/6 fine-tune with the M3 recipe + Matryoshka ({cfg.steps} steps x {cfg.batch_size} queries)",
+        lambda: _train(cfg, train_file, out, echo, full_dim),
     )
     tuned = Encoder.from_pretrained(str(model_dir))
     after = clock.stage("4/6 evaluate the fine-tuned model", lambda: _evaluate(tuned, sets, cfg, echo))

@@ -61,3 +61,29 @@ def test_eval_cli_errors_name_the_fix(tmp_path):
     assert "choose a split from: test, train" in str(r.exception)
     r = CliRunner().invoke(app, ["eval"])
     assert "nothing to evaluate" in str(r.exception)
+
+
+def test_eval_cli_on_a_saved_index(tmp_path, tiny_m3_path):
+    r = CliRunner().invoke(
+        app, ["index", str(DEMO / "xquad-en"), str(tmp_path / "idx"), "--model", str(tiny_m3_path)]
+    )
+    assert r.exit_code == 0, r.output + str(r.exception)
+    r = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--index",
+            str(tmp_path / "idx"),
+            "--beir",
+            str(DEMO / "xquad-en"),
+            "--max-queries",
+            "15",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert r.exit_code == 0, r.output + str(r.exception)
+    rep = json.loads((tmp_path / "out/report.json").read_text())
+    got = rep["runs"]["index"]["retrieval"]["xquad-en"]
+    assert got["num_queries"] == 15 and got["ids_not_in_corpus"] == 0
+    assert 0 <= got["heads"]["index"]["ndcg@10"] <= 1 and "--index" in rep["command"]

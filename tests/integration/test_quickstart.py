@@ -23,6 +23,7 @@ def test_quickstart_runs_every_stage_on_a_tiny_model(tiny_m3_path, tmp_path):
         doc_max_length=64,
         query_max_length=24,
         examples=2,
+        matryoshka_dims=(16,),
         perc_pos=None,  # a random model scores everything alike: PercPos would drop every candidate
     )
     res = run_quickstart(cfg, echo=lines.append)
@@ -38,6 +39,8 @@ def test_quickstart_runs_every_stage_on_a_tiny_model(tiny_m3_path, tmp_path):
     md = (tmp_path / "demo/report/report.md").read_text()
     assert "base vs fine-tuned" in md and "languages.png" in md
     assert (tmp_path / "demo/train/final").is_dir() and (tmp_path / "demo/index").is_dir()
+    log = [json.loads(x) for x in (tmp_path / "demo/train/log.jsonl").read_text().splitlines()]
+    assert any("infonce/dense@16" in r for r in log) and any("kd/sparse" in str(r) for r in log)
     # the fine-tuned model really changed: its dense scores differ from the base model's
     b = res["before"]["retrieval"]["xquad-en"]["heads"]["dense"]
     a = res["after"]["retrieval"]["xquad-en"]["heads"]["dense"]

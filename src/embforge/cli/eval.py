@@ -95,6 +95,12 @@ def eval_command(
         help="Model directory or hub id (embforge, BGE-M3 or sentence-transformers layout). "
         "Default: the bundled all-MiniLM-L6-v2.",
     ),
+    index: Optional[Path] = typer.Option(
+        None,
+        "--index",
+        help="Evaluate a saved index (from `embforge index`) on the --beir sets instead of "
+        "exact per-head search; queries are encoded with --model or the model recorded in the index.",
+    ),
     beir: list[Path] = typer.Option(
         [], "--beir", help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv). Repeatable."
     ),
@@ -147,6 +153,26 @@ def eval_command(
         bitext_sets.append(load_bitext(parts[0], parts[1], max_pairs=max_pairs))
     retrieval_sets = [load_beir(p, split=split, max_queries=max_queries) for p in beir]
     sts_sets = [load_sts(p) for p in sts]
+    if index is not None:
+        if not retrieval_sets:
+            raise ConfigError("--index needs at least one --beir DIR with the queries and qrels to evaluate")
+        from embforge.eval.runner import evaluate_index
+        from embforge.search.retriever import Retriever
+
+        retriever = Retriever.load(index, model=model)
+        run = {"retrieval": {}}
+        for data in retrieval_sets:
+            run["retrieval"][data.name] = evaluate_index(retriever, data, batch_size=batch_size)
+        typer.echo(format_run_table(run))
+        report = build_report(
+            {"index": run},
+            command=command_line("eval", ctx.params),
+            model={"index": str(index), "query_model": model or "recorded in the index"},
+            data={"beir": [{"path": str(p), "split": split} for p in beir], "max_queries": max_queries},
+        )
+        files = write_report(report, out, plots=plots)
+        typer.echo(f"wrote {files['json']} and {files['md']}")
+        return
     encoder = _load_encoder(model, head_t)
     typer.echo(f"evaluating {model or 'all-MiniLM-L6-v2 (bundled)'} with heads {', '.join(head_t)}")
     run = evaluate_all(

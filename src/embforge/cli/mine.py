@@ -64,9 +64,19 @@ def mine_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for --sampling range."),
     query_batch: int = typer.Option(512, "--query-batch", help="Queries per chunk (bounds memory)."),
+    index: str = typer.Option(
+        "flat", "--index", help="Corpus index: flat (exact) | hnsw (approximate, for millions of documents)."
+    ),
+    ef_search: int = typer.Option(256, "--ef-search", help="HNSW search breadth (higher = better recall)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Texts per teacher forward pass."),
     max_length: Optional[int] = typer.Option(
         None, "--max-length", help="Token limit per text (default: model's)."
+    ),
+    short: str = typer.Option(
+        "keep",
+        "--short",
+        help="Queries with fewer negatives than asked: keep (in the output) | "
+        "separate (to OUTPUT.short.jsonl, so the output has exactly --negatives each).",
     ),
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Write malformed input lines to OUTPUT.bad.jsonl instead of stopping."
@@ -83,6 +93,8 @@ def mine_command(
     from embforge.data.teachers import EncoderTeacher
     from embforge.model.encoder import Encoder
 
+    if short not in ("keep", "separate"):
+        raise ConfigError(f"--short {short!r}: choose from: keep, separate")
     cfg = MiningConfig(
         top_k=top_k,
         n_negatives=negatives,
@@ -92,17 +104,22 @@ def mine_command(
         rank_range=_rank_range(rank_range),
         seed=seed,
         query_batch=query_batch,
+        index=index,
+        ef_search=ef_search,
     )
     teacher_heads = tuple(h.strip() for h in heads.split(","))
     encoder = Encoder.from_pretrained(model, heads=teacher_heads)
     teacher = EncoderTeacher(encoder, teacher_heads, batch_size=batch_size, max_length=max_length)
     bad = BadLines(output.with_name(output.name + ".bad.jsonl")) if skip_bad else None
     try:
-        stats = mine_file(input_path, output, teacher, cfg, corpus, beir_split, bad, progress)
+        short_path = output.with_name(output.name + ".short.jsonl") if short == "separate" else None
+        stats = mine_file(input_path, output, teacher, cfg, corpus, beir_split, bad, progress, short_path)
     finally:
         if bad is not None:
             bad.close()
     typer.echo(f"{output}: {stats.summary()}")
+    if short_path is not None and stats.short_queries:
+        typer.echo(f"{stats.short_queries} examples with fewer negatives written to {short_path}")
     if bad is not None:
         typer.echo(bad.summary(), err=True)
 

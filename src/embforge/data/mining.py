@@ -1,6 +1,7 @@
 """Hard-negative mining with false-negative filtering (TopK-PercPos, NV-Retriever).
 
-For each query: the teacher ranks the corpus (exact inner product in a faiss index),
+For each query: the teacher ranks the corpus (inner product in a faiss index: exact
+``IndexFlatIP`` by default, HNSW for large corpora),
 positives are removed, likely false negatives are dropped, and ``n_negatives`` are
 sampled from what is left:
 
@@ -45,6 +46,7 @@ from embforge.errors import ConfigError, DataError
 
 __all__ = [
     "SAMPLINGS",
+    "INDEX_KINDS",
     "MiningConfig",
     "MiningQuery",
     "MiningStats",
@@ -58,6 +60,7 @@ __all__ = [
 ]
 
 SAMPLINGS = ("top", "range")
+INDEX_KINDS = ("flat", "hnsw")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class MiningConfig:
         seed: seed of the "range" sampling.
         query_batch: queries per chunk (memory is bounded by it, not by the query count).
         corpus_batch: texts per teacher call while indexing the corpus.
+        index: "flat" (exact) or "hnsw" (approximate, for large corpora).
+        ef_search: HNSW search breadth.
     """
 
     top_k: int = 100
@@ -85,6 +90,8 @@ class MiningConfig:
     seed: int = 0
     query_batch: int = 512
     corpus_batch: int = 4096
+    index: str = "flat"
+    ef_search: int = 256
 
     def __post_init__(self) -> None:
         errors = []
@@ -101,6 +108,8 @@ class MiningConfig:
         lo, hi = self.rank_range
         if self.sampling == "range" and not 0 <= lo < hi <= self.top_k:
             errors.append(f"rank_range={self.rank_range} must satisfy 0 <= lo < hi <= top_k ({self.top_k})")
+        if self.index not in INDEX_KINDS:
+            errors.append(f"unknown index {self.index!r}; choose from: {', '.join(INDEX_KINDS)}")
         if self.query_batch < 1 or self.corpus_batch < 1:
             errors.append("query_batch and corpus_batch must be >= 1")
         if errors:
@@ -153,44 +162,71 @@ class MiningStats:
 
 
 class CorpusIndex:
-    """Unique corpus texts and their teacher vectors in a faiss ``IndexFlatIP`` (exact).
+    """Unique corpus texts and their teacher vectors in a faiss inner-product index.
 
     Args:
         texts: corpus texts (streamed; duplicates are kept once).
         teacher: embeds them with role "document", ``batch`` texts per call.
+        kind: ``"flat"`` (exact ``IndexFlatIP``, default) or ``"hnsw"`` (``IndexHNSWFlat``,
+            approximate, for corpora where exact search per query is too slow).
+        hnsw_m, ef_search: HNSW graph degree and search breadth (recall grows with ef_search).
     """
 
     def __init__(
-        self, texts: Iterable[str], teacher: Teacher, batch: int = 4096, progress: bool = False
+        self,
+        texts: Iterable[str],
+        teacher: Teacher,
+        batch: int = 4096,
+        progress: bool = False,
+        kind: str = "flat",
+        hnsw_m: int = 32,
+        ef_search: int = 256,
     ) -> None:
-        import faiss
         from tqdm import tqdm
 
+        if kind not in INDEX_KINDS:
+            raise ConfigError(f"unknown mining index {kind!r}; choose from: {', '.join(INDEX_KINDS)}")
+        self.kind, self.hnsw_m, self.ef_search = kind, hnsw_m, ef_search
         self.texts: list[str] = []
         self.pos: dict[str, int] = {}
         self.index = None
         bar = tqdm(desc="embed corpus", unit="doc", disable=not progress, file=sys.stderr)
         it = iter(texts)
-        while chunk := [t for t in islice(it, batch) if t not in self.pos]:
-            chunk = list(dict.fromkeys(chunk))
+        while batch_texts := list(islice(it, batch)):
+            chunk = [t for t in dict.fromkeys(batch_texts) if t not in self.pos]
+            if not chunk:  # every text of this batch was seen before
+                continue
             for t in chunk:
                 self.pos[t] = len(self.texts)
                 self.texts.append(t)
-            emb = teacher.embed(chunk, "document")
+            emb = np.ascontiguousarray(teacher.embed(chunk, "document"), dtype=np.float32)
             if self.index is None:
-                self.index = faiss.IndexFlatIP(emb.shape[1])
-            self.index.add(np.ascontiguousarray(emb, dtype=np.float32))
+                self.index = self._new_index(emb.shape[1])
+            self.index.add(emb)
             bar.update(len(chunk))
         bar.close()
         if self.index is None:
             raise DataError("the mining corpus is empty; give a corpus with at least one text")
+
+    def _new_index(self, dim: int):
+        import faiss
+
+        if self.kind == "flat":
+            return faiss.IndexFlatIP(dim)
+        index = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = max(2 * self.hnsw_m, 200)
+        index.hnsw.efSearch = self.ef_search
+        return index
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(Q, D) queries -> scores (Q, k) and corpus positions (Q, k), -1 where fewer than k."""
-        return self.index.search(np.ascontiguousarray(q, dtype=np.float32), min(k, len(self)))
+        k = min(k, len(self))
+        if self.kind == "hnsw":
+            self.index.hnsw.efSearch = max(self.ef_search, k)
+        return self.index.search(np.ascontiguousarray(q, dtype=np.float32), k)
 
     def vectors(self, positions: list[int]) -> np.ndarray:
         return self.index.reconstruct_batch(np.asarray(positions, dtype=np.int64))
@@ -383,6 +419,7 @@ def mine_file(
     beir_split: str | None = None,
     bad: BadLines | None = None,
     progress: bool = False,
+    short_path: str | os.PathLike | None = None,
 ) -> MiningStats:
     """Mine a whole file (or BEIR directory) into an example JSONL, written atomically.
 
@@ -392,7 +429,11 @@ def mine_file(
         teacher: a :class:`~embforge.data.teachers.Teacher`.
         corpus: a JSONL/parquet of ``{"text": ...}`` rows (e.g. a BEIR corpus) to mine from;
             default: the BEIR corpus, or the positives and negatives of the input file.
+        short_path: if given, examples with fewer than ``n_negatives`` negatives go to this
+            file instead of the output (training recipes that need exactly n can then use the
+            output as is); their count is ``stats.short_queries`` either way.
     """
+    import contextlib
     import json
 
     from tqdm import tqdm
@@ -401,7 +442,8 @@ def mine_file(
     if beir_split is None and inp.is_dir():
         raise DataError(f"{inp} is a directory: give a BEIR split (--beir-split) or a record file")
     stats = MiningStats()
-    index = CorpusIndex(_corpus_texts(corpus, inp, beir_split, bad), teacher, cfg.corpus_batch, progress)
+    texts = _corpus_texts(corpus, inp, beir_split, bad)
+    index = CorpusIndex(texts, teacher, cfg.corpus_batch, progress, cfg.index, ef_search=cfg.ef_search)
     if beir_split is not None:
         queries = queries_from_beir(inp, beir_split, None, bad, stats)
         total = None
@@ -409,8 +451,11 @@ def mine_file(
         queries = queries_from_records(inp, bad)
         total = count_rows(inp) if progress else None
     bar = tqdm(total=total, desc="mine", unit="q", disable=not progress, file=sys.stderr)
-    with atomic_write(output_path) as fh:
+    with contextlib.ExitStack() as stack:
+        fh = stack.enter_context(atomic_write(output_path))
+        short_fh = stack.enter_context(atomic_write(short_path)) if short_path is not None else None
         for ex in mine(queries, index, teacher, cfg, stats, bar):
-            fh.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+            out = short_fh if short_fh is not None and len(ex.neg) < cfg.n_negatives else fh
+            out.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
     bar.close()
     return stats

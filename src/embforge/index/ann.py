@@ -67,8 +67,14 @@ class _FaissDenseIndex(BaseIndex):
 
     def add(self, ids: Sequence[str], vectors: Any) -> None:
         """Add (or replace) documents; the faiss structure is updated lazily at search/save."""
+        self.commit(*self.prepare(ids, vectors))
+
+    def prepare(self, ids: Sequence[str], vectors: Any) -> tuple[list[str], np.ndarray]:
+        """Validate an ``add`` without changing the index (``commit`` applies it)."""
         x = prepare_dense(vectors, self.dim, self.d, "documents")
-        ids = self.idmap.check_new(ids, len(x), "vectors")
+        return self.idmap.check_new(ids, len(x), "vectors"), x
+
+    def commit(self, ids: list[str], x: np.ndarray) -> None:
         self.d = x.shape[1]
         self.idmap.append(ids)
         self._pending.append(x)

@@ -137,8 +137,14 @@ class ExactDenseIndex(BaseIndex):
 
     def add(self, ids: Sequence[str], vectors: Any) -> None:
         """Add (or replace) documents: ``vectors`` (N, D) or Embeddings with a dense head."""
+        self.commit(*self.prepare(ids, vectors))
+
+    def prepare(self, ids: Sequence[str], vectors: Any) -> tuple[list[str], np.ndarray]:
+        """Validate an ``add`` without changing the index (``commit`` applies it)."""
         x = prepare_dense(vectors, self.dim, self.d, "documents")
-        ids = self.idmap.check_new(ids, len(x), "vectors")
+        return self.idmap.check_new(ids, len(x), "vectors"), x
+
+    def commit(self, ids: list[str], x: np.ndarray) -> None:
         self.d = x.shape[1]
         self.idmap.append(ids)
         self._chunks.append(x)
@@ -208,7 +214,7 @@ class ExactDenseIndex(BaseIndex):
         self._ensure_codes()
         if self.quantization == "none":
             return self._scan(q, k, self._float_block)
-        shortlist = min(self.idmap.n_rows, k * self.rescore + self.idmap.n_dead)
+        shortlist = min(self.idmap.n_rows, k * self.rescore)  # dead rows are -inf in the scan
         block = self._int8_block if self.quantization == "int8" else self._binary_block
         cand, _ = self._scan(q, shortlist, block)
         return self._rescore(q, cand, k)

@@ -47,6 +47,8 @@ def _as_list(x: Any, what: str, expect: int | None) -> list[np.ndarray]:
     out = []
     for i, a in enumerate(x):
         a = np.asarray(a, dtype=np.float32)
+        if expect is None and a.ndim == 2:
+            expect = a.shape[1]  # every array of one call must agree
         if a.ndim != 2:
             raise DataError(f"multi-vector {what}[{i}] must be a (T, M) array, got shape {a.shape}")
         if expect is not None and a.shape[1] != expect:
@@ -98,8 +100,14 @@ class MultiVectorIndex(BaseIndex):
 
     def add(self, ids: Sequence[str], vectors: Any) -> None:
         """Add (or replace) documents: a list of (T_i, M) arrays or Embeddings with a multivector head."""
+        self.commit(*self.prepare(ids, vectors))
+
+    def prepare(self, ids: Sequence[str], vectors: Any) -> tuple[list[str], list[np.ndarray]]:
+        """Validate an ``add`` without changing the index (``commit`` applies it)."""
         xs = _as_list(vectors, "documents", self.m)
-        ids = self.idmap.check_new(ids, len(xs), "token-vector arrays")
+        return self.idmap.check_new(ids, len(xs), "token-vector arrays"), xs
+
+    def commit(self, ids: list[str], xs: list[np.ndarray]) -> None:
         if xs:
             self.m = xs[0].shape[1]
         self.idmap.append(ids)

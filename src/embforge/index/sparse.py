@@ -107,6 +107,10 @@ class SparseIndex(BaseIndex):
     # ---- data ---------------------------------------------------------------------
     def add(self, ids: Sequence[str], vectors: Any) -> None:
         """Add (or replace) documents: ``SparseVectors`` or Embeddings with a sparse head."""
+        self.commit(*self.prepare(ids, vectors))
+
+    def prepare(self, ids: Sequence[str], vectors: Any) -> tuple[list[str], SparseVectors]:
+        """Validate an ``add`` without changing the index (``commit`` applies it)."""
         x = check_sparse(as_field(vectors, "sparse"), "sparse documents")
         if self.vocab_size is not None and x.vocab_size != self.vocab_size:
             raise DataError(
@@ -116,7 +120,9 @@ class SparseIndex(BaseIndex):
         ids = self.idmap.check_new(ids, len(x), "sparse vectors")
         if len(x.indices) and (int(x.indices.min()) < 0 or int(x.indices.max()) >= x.vocab_size):
             raise DataError(f"sparse documents hold term ids outside [0, vocab_size={x.vocab_size})")
-        x = _positive(x, "documents")
+        return ids, _positive(x, "documents")
+
+    def commit(self, ids: list[str], x: SparseVectors) -> None:
         self.vocab_size = x.vocab_size
         self.idmap.append(ids)
         self._pending.append(x)

@@ -100,8 +100,10 @@ class HybridIndex(BaseIndex):
                 f"HybridIndex.add needs Embeddings with heads {self.heads}, got {type(vectors).__name__}"
             )
         ids = self.idmap.check_new(ids, len(vectors), "embeddings")
-        for c in self.components.values():
-            c.add(ids, vectors)
+        # validate every head first, so a bad head never leaves the components out of step
+        prepared = [(c, c.prepare(ids, vectors)) for c in self.components.values()]
+        for c, p in prepared:
+            c.commit(*p)
         self.idmap.append(ids)
 
     def delete(self, ids: Sequence[str]) -> int:

@@ -219,3 +219,46 @@ def test_mining_memory_is_bounded_whatever_the_query_count(tmp_path):
     # 20x the queries: the peak stays put (chunks of 256 queries), far below holding the output
     assert big < 2_000_000, big
     assert big < small * 1.25 + 200_000, (small, big)
+
+
+def test_corpus_batches_of_only_seen_texts_do_not_end_indexing():
+    teacher = _hash_teacher(8)
+    texts = ["a", "b"] * 10 + ["c", "d"]  # batches of 4: the middle ones hold only repeats
+    index = CorpusIndex(iter(texts), teacher, batch=4)
+    assert index.texts == ["a", "b", "c", "d"] and len(index) == 4
+
+
+def test_hnsw_index_finds_the_same_negatives_as_exact():
+    rng = np.random.default_rng(5)
+    docs = rng.standard_normal((3000, 16)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    vec = {f"d{i}": docs[i] for i in range(len(docs))}
+    vec.update({f"q{i}": docs[i] + 0.3 * rng.standard_normal(16).astype(np.float32) for i in range(200)})
+    teacher = DenseTeacher(lambda texts, role: np.stack([vec[t] for t in texts]))
+    queries = [MiningQuery(f"q{i}", (f"d{i}",)) for i in range(200)]
+    got = {}
+    for kind in ("flat", "hnsw"):
+        cfg = MiningConfig(top_k=20, n_negatives=5, index=kind)
+        index = CorpusIndex(list(vec)[:3000], teacher, kind=kind, ef_search=cfg.ef_search)
+        got[kind] = [ex.neg for ex in mine(queries, index, teacher, cfg)]
+    same = sum(a == b for a, b in zip(got["flat"], got["hnsw"]))
+    assert same >= 190, same
+    with pytest.raises(ConfigError, match="unknown index 'ivf'"):
+        MiningConfig(index="ivf")
+
+
+def test_short_examples_can_go_to_a_side_file(tmp_path):
+    vecs, teacher = _planted()
+    write_jsonl(
+        tmp_path / "in.jsonl", [{"query": "q", "positive": "pos"}, {"query": "neg0", "positive": "neg1"}]
+    )
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in vecs if t != "q"))
+    cfg = MiningConfig(top_k=8, n_negatives=6, perc_pos=0.95)
+    stats = mine_file(
+        tmp_path / "in.jsonl", tmp_path / "out.jsonl", teacher, cfg, corpus=tmp_path / "corpus.jsonl",
+        short_path=tmp_path / "short.jsonl",
+    )  # fmt: skip
+    full = list(read_records(tmp_path / "out.jsonl"))
+    short = list(read_records(tmp_path / "short.jsonl"))
+    assert [e.query for e in full] == ["q"] and len(full[0].neg) == 6
+    assert [e.query for e in short] == ["neg0"] and stats.short_queries == 1

@@ -105,3 +105,19 @@ def test_multivector_only_hybrid_searches_brute_force(docs, queries, doc_ids):
     hits = idx.search(Embeddings(multivector=queries.multivector), k=3)
     _, _, mul = reference_scores(queries, docs)
     assert hits.ids[0] == [doc_ids[j] for j in np.argsort(-mul[0], kind="stable")[:3]]
+
+
+def test_bad_head_in_add_changes_nothing(docs, doc_ids):
+    from embforge.errors import DataError
+    from embforge.types import SparseVectors
+
+    idx = make(docs, doc_ids)
+    bad = Embeddings(
+        dense=docs.dense[:2],
+        sparse=SparseVectors.from_dicts([{1: 1.0}, {2: 1.0}], vocab_size=7),  # wrong vocabulary
+        multivector=docs.multivector[:2],
+    )
+    with pytest.raises(DataError, match="vocab_size 7 but the index holds vocab_size 300"):
+        idx.add(["new1", "new2"], bad)
+    assert len(idx) == len(doc_ids)
+    assert all(len(c) == len(doc_ids) and "new1" not in c.idmap.row_of for c in idx.components.values())

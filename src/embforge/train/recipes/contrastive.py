@@ -64,7 +64,7 @@ class LossConfig:
         temperature: tau; None = the loss's paper default (0.02, SimCSE 0.05).
         in_batch_negatives: False = own positive + own hard negatives only (NV-Embed stage 2).
         head_weights: infonce: weight per head.
-        matryoshka_dims: infonce: extra truncation dims of the dense head (Arctic: [256]).
+        matryoshka_dims: infonce and m3: extra truncation dims of the dense head (Arctic: [256]).
         matryoshka_weights: one weight per matryoshka dim (default 1 each).
         score_weights: m3: w1, w2, w3 of the teacher score.
         loss_weights: m3: l1, l2, l3 of the per-head losses.
@@ -119,7 +119,7 @@ class LossConfig:
                 **tau,
             )
         if self.name == "m3":
-            return build_loss(
+            m3 = build_loss(
                 "m3",
                 score_weights=self.score_weights,
                 loss_weights=self.loss_weights,
@@ -127,6 +127,13 @@ class LossConfig:
                 in_batch_negatives=self.in_batch_negatives,
                 distill=step is None or step > self.self_distill_start_step,
                 **tau,
+            )
+            if not self.matryoshka_dims:
+                return m3
+            from embforge.losses.matryoshka import WithMatryoshka  # M3 + Matryoshka (issue 6 quickstart)
+
+            return WithMatryoshka(
+                m3, self.matryoshka_dims, self.matryoshka_weights, m3.temperature, self.in_batch_negatives
             )
         if self.name == "distill":
             return build_loss(
