@@ -38,7 +38,8 @@ def register(app: typer.Typer) -> None:
         """The quickstart: evaluate the bundled model (dense, sparse, multi-vector, hybrid, BM25) on
         held-apart XQuAD questions, mine hard negatives (TopK-PercPos), fine-tune with the M3 recipe,
         evaluate again, build a hybrid index, run example searches, print a before/after table and
-        write a report with plots (demo_out/report/report.md). About 10 minutes on 2 CPU cores."""
+        write a report with plots (demo_out/report/report.md). Sized for a 2-core CPU (see docs/eval.md
+        for measured times)."""
         if quick:
             from embforge.demo import run_demo
 
