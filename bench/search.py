@@ -199,7 +199,7 @@ def projected_dense(counts, qcounts, dim: int = 384, seed: int = 0):
     return norm(np.asarray(w @ r)), norm(np.asarray(q @ r))
 
 
-def bench_dense(x, q, k, rows, label, hnsw_sweep=(64, 128, 256)):
+def bench_dense(x, q, k, rows, label, hnsw_sweep=(64, 128, 256, 512)):
     import faiss
 
     from embforge.index import ExactDenseIndex, HNSWIndex
