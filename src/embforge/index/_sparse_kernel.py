@@ -75,7 +75,7 @@ def search_kernel(q_indptr, q_indices, q_values, col_ptr, doc_rows, weights, ali
     per = (nq + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         acc = np.zeros(n_docs, np.float32)
-        touched = np.empty(n_docs, np.int64)
+        touched = np.empty(n_docs, np.int32)
         hv = np.empty(k, np.float32)
         hr = np.empty(k, np.int64)
         for qi in range(c * per, min(nq, (c + 1) * per)):
@@ -112,12 +112,16 @@ def search_kernel(q_indptr, q_indices, q_values, col_ptr, doc_rows, weights, ali
                         continue
                     for j in range(col_ptr[t], col_ptr[t + 1]):
                         acc[doc_rows[j]] += wq * weights[j]
+                # rows ascend, so a later equal score never beats a kept one: "v > thr" is exact;
+                # the reset is unconditional and the branch is almost never taken (predictable)
+                thr = np.float32(0.0)
                 for d in range(n_docs):
                     v = acc[d]
-                    if v > 0.0:
-                        acc[d] = 0.0
-                        if alive[d]:
-                            size = _offer(hv, hr, size, k, v, d)
+                    acc[d] = 0.0
+                    if v > thr and alive[d]:
+                        size = _offer(hv, hr, size, k, v, d)
+                        if size == k:
+                            thr = hv[0]
             for pos in range(size - 1, -1, -1):  # pop worst first, fill from the back
                 out_v[qi, pos] = hv[0]
                 out_r[qi, pos] = hr[0]
