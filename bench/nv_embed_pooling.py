@@ -191,11 +191,11 @@ def _mean(rows, pooling, key):
 
 
 def write_report(rows, args, n_train, n_queries, n_docs) -> None:
-    cmd = "flock /tmp/embforge-bench.lock python bench/nv_embed_pooling.py " + " ".join(sys.argv[1:])
+    cmd = "python bench/nv_embed_pooling.py " + " ".join(sys.argv[1:])
     lines = [
         "# NV-Embed pooling ablation (tiny decoder, same budget)",
         "",
-        f"Command: `{cmd.strip()}`",
+        f"Command: `{cmd.strip()}` (normally under `flock /tmp/embforge-bench.lock`)",
         "",
         f"Model: random Llama-style decoder, hidden {args.hidden}, {args.layers} layers, 4 heads, MiniLM "
         f"WordPiece vocabulary, bidirectional; trained from scratch with the `nv-embed` recipe: stage 1 "
