@@ -75,3 +75,26 @@ def test_convert_skip_bad_cli(tmp_path):
     side = [json.loads(x) for x in (tmp_path / "t.jsonl.bad.jsonl").read_text().splitlines()]
     assert side[0]["line"] == 4 and side[0]["raw"] == "a\td\tmaybe"
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_validate_cli(tmp_path):
+    r = _run("validate", DATA / "dbpedia_subset")
+    assert r.exit_code == 0, r.output
+    assert "5000 documents, 50 queries, 3709 qrels" in r.output
+    assert "40 queries with a relevant document" in r.output
+    p = tmp_path / "mixed.jsonl"
+    p.write_text(
+        '{"query": "a", "positive": "b", "source": "s1", "lang": "en"}\n'
+        '{"query": "a", "positive": "b", "negative": "c", "source": "s2"}\n'
+        '{"query": "a"}\n'
+        "[1]\n"
+    )
+    r = _run("validate", p)
+    assert isinstance(r.exception, DataError) and "mixed.jsonl:3: cannot tell the record kind" in str(
+        r.exception
+    )
+    r = _run("validate", p, "--all-errors")
+    assert r.exit_code == 1
+    assert "2 valid records" in r.output and "'pair': 1, 'triple': 1" in r.output
+    assert "skipped 2 bad line(s)" in r.output
+    assert len((tmp_path / "mixed.jsonl.bad.jsonl").read_text().splitlines()) == 2

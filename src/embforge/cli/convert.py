@@ -175,7 +175,8 @@ def tatoeba(
         out = out_dir / f"{code}-eng.jsonl"
         with _bad_sink(skip_bad, out) as bad:
             total += write_jsonl(out, read_bitext(src, eng, f"{code}-eng", "tatoeba", bad))
-        _report_bad(bad) if bad is not None and bad.count else None
+        if bad is not None and bad.count:
+            _report_bad(bad)
     typer.echo(f"{out_dir}: {total} pairs in {len(found)} language pairs")
 
 

@@ -72,6 +72,12 @@ def mine_command(
     max_length: Optional[int] = typer.Option(
         None, "--max-length", help="Token limit per text (default: model's)."
     ),
+    short: str = typer.Option(
+        "keep",
+        "--short",
+        help="Queries with fewer negatives than asked: keep (in the output) | "
+        "separate (to OUTPUT.short.jsonl, so the output has exactly --negatives each).",
+    ),
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Write malformed input lines to OUTPUT.bad.jsonl instead of stopping."
     ),
@@ -87,6 +93,8 @@ def mine_command(
     from embforge.data.teachers import EncoderTeacher
     from embforge.model.encoder import Encoder
 
+    if short not in ("keep", "separate"):
+        raise ConfigError(f"--short {short!r}: choose from: keep, separate")
     cfg = MiningConfig(
         top_k=top_k,
         n_negatives=negatives,
@@ -104,11 +112,14 @@ def mine_command(
     teacher = EncoderTeacher(encoder, teacher_heads, batch_size=batch_size, max_length=max_length)
     bad = BadLines(output.with_name(output.name + ".bad.jsonl")) if skip_bad else None
     try:
-        stats = mine_file(input_path, output, teacher, cfg, corpus, beir_split, bad, progress)
+        short_path = output.with_name(output.name + ".short.jsonl") if short == "separate" else None
+        stats = mine_file(input_path, output, teacher, cfg, corpus, beir_split, bad, progress, short_path)
     finally:
         if bad is not None:
             bad.close()
     typer.echo(f"{output}: {stats.summary()}")
+    if short_path is not None and stats.short_queries:
+        typer.echo(f"{stats.short_queries} examples with fewer negatives written to {short_path}")
     if bad is not None:
         typer.echo(bad.summary(), err=True)
 

@@ -75,6 +75,11 @@ def serve(
     threads: Optional[int] = typer.Option(
         None, "--threads", help="torch CPU threads (default: torch's choice)."
     ),
+    keep_alive: float = typer.Option(
+        30.0,
+        "--timeout-keep-alive",
+        help="Seconds an idle keep-alive connection stays open (uvicorn's default is 5).",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve MODEL over HTTP: POST /v1/embeddings (OpenAI-compatible, plus sparse, multivector
@@ -107,7 +112,9 @@ def serve(
     )
     head_list = [h.strip() for h in heads.split(",") if h.strip()] if heads else None
     app = create_app(model, index=index, config=config, heads=head_list)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(
+        app, host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=keep_alive
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,6 @@
 """Consistency filtering of (query, document) pairs (Arctic-Embed 2.0).
 
-Split the pairs into shards of ``shard_size`` (Arctic: about 3M), embed queries and
+Split each source's pairs into shards of ``shard_size`` (Arctic: about 3M per dataset), embed queries and
 documents with a small model, and keep a pair only if its own document ranks in the
 top ``top_k`` (Arctic: 20) for its query among all documents of the shard. Rank =
 number of other shard documents scoring higher than the pair's own document (ties
@@ -37,12 +37,15 @@ class FilterConfig:
     shard_size: pairs per shard (documents compete within a shard).
     top_k: keep a pair if fewer than ``top_k`` shard documents outscore its own.
     query_block, doc_block: tile sizes of the rank computation (memory ~ q x d x 4 bytes).
+    by_source: shard each ``source`` separately (Arctic: per dataset); memory then holds up
+        to one partial shard per source.
     """
 
     shard_size: int = 3_000_000
     top_k: int = 20
     query_block: int = 1024
     doc_block: int = 16384
+    by_source: bool = True
 
     def __post_init__(self) -> None:
         bad = [
@@ -125,6 +128,22 @@ def _embed_unique(texts: list[str], teacher: Teacher, role: str) -> np.ndarray:
     return teacher.embed(list(pos), role)[inverse]
 
 
+def _shards(records: Iterable[Record], size: int, by_source: bool) -> Iterator[list[Record]]:
+    """Shards of ``size`` records; with ``by_source`` each shard holds one source only."""
+    it = iter(records)
+    if not by_source:
+        while shard := list(islice(it, size)):
+            yield shard
+        return
+    buffers: dict[str, list[Record]] = {}
+    for rec in it:
+        buf = buffers.setdefault(rec.source, [])
+        buf.append(rec)
+        if len(buf) == size:
+            yield buffers.pop(rec.source)
+    yield from (buf for buf in buffers.values() if buf)
+
+
 def filter_records(
     records: Iterable[Record],
     teacher: Teacher,
@@ -132,13 +151,15 @@ def filter_records(
     stats: FilterStats | None = None,
     progress=None,
 ) -> Iterator[tuple[Record, bool, int]]:
-    """Yield ``(record, kept, rank)`` for every record, in input order, one shard at a time.
+    """Yield ``(record, kept, rank)`` for every record, one shard at a time.
 
-    The pair is (query, first positive) for every record kind.
+    The pair is (query, first positive) for every record kind. With ``cfg.by_source``
+    (default, as Arctic shards each dataset separately) a shard holds one source, and
+    records come out grouped by shard (input order within a source); otherwise shards
+    are consecutive input records and the order is the input order.
     """
     st = stats if stats is not None else FilterStats()
-    it = iter(records)
-    while shard := list(islice(it, cfg.shard_size)):
+    for shard in _shards(records, cfg.shard_size, cfg.by_source):
         st.shards += 1
         texts = [_pair_texts(r) for r in shard]
         q = _embed_unique([t[0] for t in texts], teacher, "query")

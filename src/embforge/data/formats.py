@@ -298,6 +298,9 @@ def parse_record(obj: Any, where: str = "<record>", kind: str | None = None) -> 
     Raises:
         DataError: naming ``where``, the bad field and the fix.
     """
+    if isinstance(obj, dict) and any(v is None for v in obj.values()):
+        # null = absent (a parquet file holding several kinds has null columns per row)
+        obj = {k: v for k, v in obj.items() if v is not None}
     found = detect_kind(obj, where)
     if kind is not None and found != kind:
         if kind not in KINDS:

@@ -419,6 +419,7 @@ def mine_file(
     beir_split: str | None = None,
     bad: BadLines | None = None,
     progress: bool = False,
+    short_path: str | os.PathLike | None = None,
 ) -> MiningStats:
     """Mine a whole file (or BEIR directory) into an example JSONL, written atomically.
 
@@ -428,7 +429,11 @@ def mine_file(
         teacher: a :class:`~embforge.data.teachers.Teacher`.
         corpus: a JSONL/parquet of ``{"text": ...}`` rows (e.g. a BEIR corpus) to mine from;
             default: the BEIR corpus, or the positives and negatives of the input file.
+        short_path: if given, examples with fewer than ``n_negatives`` negatives go to this
+            file instead of the output (training recipes that need exactly n can then use the
+            output as is); their count is ``stats.short_queries`` either way.
     """
+    import contextlib
     import json
 
     from tqdm import tqdm
@@ -446,8 +451,11 @@ def mine_file(
         queries = queries_from_records(inp, bad)
         total = count_rows(inp) if progress else None
     bar = tqdm(total=total, desc="mine", unit="q", disable=not progress, file=sys.stderr)
-    with atomic_write(output_path) as fh:
+    with contextlib.ExitStack() as stack:
+        fh = stack.enter_context(atomic_write(output_path))
+        short_fh = stack.enter_context(atomic_write(short_path)) if short_path is not None else None
         for ex in mine(queries, index, teacher, cfg, stats, bar):
-            fh.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+            out = short_fh if short_fh is not None and len(ex.neg) < cfg.n_negatives else fh
+            out.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
     bar.close()
     return stats

@@ -18,11 +18,23 @@ from embforge.model.heads import truncate_dense
 from embforge.text import check_texts, collate, token_budget_batches, tokenize_texts
 from embforge.types import Embeddings, SparseVectors
 
-__all__ = ["DTYPES", "LONG_INPUTS", "encode"]
+__all__ = ["DTYPES", "LONG_INPUTS", "cpu_has_bf16", "encode"]
 
 logger = logging.getLogger("embforge")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 LONG_INPUTS = ("truncate", "mcls")
+
+
+def cpu_has_bf16() -> bool:
+    """True if this CPU has bf16 matrix instructions (AMX or AVX512-BF16)."""
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        fn = getattr(torch.cpu, probe, None)
+        try:
+            if fn is not None and fn():
+                return True
+        except RuntimeError:  # pragma: no cover - very old torch
+            pass
+    return False
 
 
 def _choice(value: str, choices: Iterable[str], what: str) -> str:
@@ -79,6 +91,11 @@ def encode(
     if mcls and enc.tokenizer.cls_token_id is None:
         raise ConfigError(
             "long_inputs='mcls' needs a tokenizer with a [CLS] token; use long_inputs='truncate'"
+        )
+    if dtype == "bf16" and enc.device.type == "cpu" and not cpu_has_bf16():
+        logger.warning(
+            "dtype='bf16' on a CPU without AVX512-BF16/AMX: bf16 matmul is emulated and usually SLOWER than fp32 "
+            "here; use dtype='fp32' on this machine (bf16 pays off on AMX CPUs and GPUs)"
         )
     pre = enc.prefix(role)
     tok = tokenize_texts(enc.tokenizer, [pre + t for t in texts], limit, mcls_stride=mcls)

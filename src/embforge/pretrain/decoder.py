@@ -123,10 +123,9 @@ class EnhancedDecoderLayer(nn.Module):
             self._split(self.key(content)),
             self._split(self.value(content)),
         )
-        bias = torch.zeros(visible.shape, dtype=q.dtype, device=q.device)
-        bias = bias.masked_fill(~visible, torch.finfo(q.dtype).min)[:, None]  # (B, 1, T, T)
         p = self.config.attention_dropout if self.training else 0.0
-        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
+        # boolean mask: True = may attend (every row keeps position 0, so no row is empty)
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None], dropout_p=p)
         ctx = ctx.transpose(1, 2).reshape(B, T, H)
         x = self.attn_norm(self.dropout(self.attn_out(ctx)) + query)
         return self.ffn_norm(self.dropout(self.ffn_out(self.act(self.ffn_in(x)))) + x)

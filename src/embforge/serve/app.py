@@ -78,6 +78,7 @@ def create_app(
     encoder = load_encoder(model, heads=heads) if model is None or isinstance(model, (str, Path)) else model
     engine = EncoderEngine(encoder, dtype=config.dtype, batch_tokens=config.max_batch_tokens)
     dense_dim = None
+    engine.count_tokens(["warm-up"], "document")  # copies the tokenizer for this thread
     if "dense" in engine.heads:  # warm-up, and the dense size for `dimensions` checks
         dense_dim = int(engine.encode(["warm-up"], "document", ("dense",), None).dense.shape[1])
     metrics = Metrics()
@@ -217,7 +218,10 @@ def _validation_message(errors: list[dict]) -> tuple[str, str | None]:
     if first.get("type") == "json_invalid":
         return f"the request body is not valid JSON ({first.get('msg')}); send a JSON object", None
     if not loc and first.get("type") in ("missing", "model_attributes_type", "dict_type"):
-        return 'the request body must be a JSON object such as {"input": "some text"}', None
+        return (
+            'the request body must be a JSON object (Content-Type: application/json) such as {"input": "some text"}',
+            None,
+        )
     if loc and loc[0] in ("input", "query"):
         field = loc[0]
         got = first.get("input")

@@ -8,6 +8,7 @@ heads the checkpoint carries, its maximum length and per-role text prefixes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import threading
@@ -44,13 +45,12 @@ class EncoderEngine:
     def __init__(self, encoder: Any, *, dtype: str = "fp32", batch_tokens: int | None = None) -> None:
         self.encoder = encoder
         self.dtype = dtype
-        # A private copy under a lock: HF fast tokenizers raise "Already borrowed" when
-        # one object is used from several threads (the encoder's runs in the encode thread).
-        try:
-            self.tokenizer = copy.deepcopy(encoder.tokenizer)
-        except Exception:  # pragma: no cover - exotic tokenizers: share it, still locked here
-            self.tokenizer = encoder.tokenizer
-        self._lock = threading.Lock()
+        # One private copy per thread: HF fast tokenizers raise "Already borrowed" when one
+        # object is used from several threads (the encoder's own copy runs in the encode
+        # thread; counting runs on the event loop and, for big requests, in worker threads).
+        self.tokenizer = encoder.tokenizer
+        self._local = threading.local()
+        self._shared_lock = threading.Lock()  # only for tokenizers that cannot be copied
         cfg = getattr(encoder, "config", None)
         heads = getattr(encoder, "heads", None)  # Encoder.heads: what it can compute
         if not isinstance(heads, (tuple, list)):
@@ -92,23 +92,36 @@ class EncoderEngine:
         return 512
 
     # ------------------------------------------------------------------ tokens
+    @contextlib.contextmanager
+    def _tok(self):
+        """This thread's copy of the tokenizer (the shared one under a lock if it cannot be copied)."""
+        tok = getattr(self._local, "tok", None)
+        if tok is None:
+            try:
+                tok = self._local.tok = copy.deepcopy(self.tokenizer)
+            except Exception:  # pragma: no cover - exotic tokenizers
+                tok = self._local.tok = False
+        if tok is False:
+            with self._shared_lock:
+                yield self.tokenizer
+        else:
+            yield tok
+
     def count_tokens(self, texts: Sequence[str], role: str) -> list[int]:
         """Tokens per text as the encoder will see them (role prefix and special tokens included)."""
         prefix = self.prefixes.get(role, "")
-        with self._lock:
-            enc = self.tokenizer(
-                [prefix + t for t in texts], add_special_tokens=True, truncation=False, verbose=False
-            )
+        with self._tok() as tok:
+            enc = tok([prefix + t for t in texts], add_special_tokens=True, truncation=False, verbose=False)
         return [len(x) for x in enc["input_ids"]]
 
     def ids_to_text(self, ids: Sequence[int]) -> str:
         """Text of a token-id input (special tokens dropped); re-tokenized by ``encode``."""
-        with self._lock:
-            return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        with self._tok() as tok:
+            return tok.decode(list(ids), skip_special_tokens=True)
 
     def token_strings(self, ids: Sequence[int]) -> list[str]:
-        with self._lock:
-            return list(self.tokenizer.convert_ids_to_tokens([int(i) for i in ids]))
+        with self._tok() as tok:
+            return list(tok.convert_ids_to_tokens([int(i) for i in ids]))
 
     # ------------------------------------------------------------------ encode
     def encode(

@@ -11,21 +11,27 @@ import base64
 
 import numpy as np
 
-__all__ = ["quantize", "encode_vector", "encode_matrix", "dequantize_int8"]
+__all__ = ["quantize", "int8_scale", "encode_vector", "encode_matrix", "dequantize_int8"]
+
+
+def int8_scale(x: np.ndarray) -> np.ndarray:
+    """Per-vector (last axis) symmetric scale: ``max|x| / 127`` (1 for all-zero vectors)."""
+    m = np.abs(np.asarray(x, dtype=np.float32)).max(axis=-1) / 127.0
+    return np.where(m > 0, m, 1.0).astype(np.float32)
 
 
 def quantize(x: np.ndarray, kind: str) -> np.ndarray:
-    """Quantize L2-normalised vectors (last axis).
+    """Quantize vectors (last axis); the same schemes as embforge's dense index.
 
     - ``float32``: unchanged (as little-endian float32).
-    - ``int8``: ``round(127 * x)`` clipped to [-127, 127] (components of unit vectors
-      lie in [-1, 1]; ``dequantize_int8`` maps back).
+    - ``int8``: symmetric per vector, ``round(x / s)`` with ``s = max|x| / 127``, values
+      in [-127, 127]; ``x ~= codes * s`` (``int8_scale`` gives s; the API returns it).
     - ``binary``: 1 bit per component (x > 0), packed 8 per byte, big-endian bit
       order as ``numpy.packbits``; the last byte is zero-padded.
 
     Example:
         >>> quantize(np.array([0.6, -0.8], dtype=np.float32), "int8").tolist()
-        [76, -102]
+        [95, -127]
         >>> quantize(np.array([0.5, -0.5, 0.1], dtype=np.float32), "binary").tolist()
         [160]
     """
@@ -33,14 +39,16 @@ def quantize(x: np.ndarray, kind: str) -> np.ndarray:
     if kind == "float32":
         return x.astype("<f4", copy=False)
     if kind == "int8":
-        return np.clip(np.rint(x * 127.0), -127, 127).astype(np.int8)
+        s = int8_scale(x)
+        return np.clip(np.rint(x / s[..., None]), -127, 127).astype(np.int8)
     if kind == "binary":
         return np.packbits(x > 0, axis=-1)
     raise ValueError(f"unknown quantization {kind!r}; choose from: binary, float32, int8")
 
 
-def dequantize_int8(q: np.ndarray) -> np.ndarray:
-    return np.asarray(q, dtype=np.float32) / 127.0
+def dequantize_int8(codes: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
+    """Back to float: ``codes * scale`` (scale per vector)."""
+    return np.asarray(codes, dtype=np.float32) * np.asarray(scale, dtype=np.float32)[..., None]
 
 
 def encode_vector(x: np.ndarray, quantization: str, encoding_format: str) -> list | str:

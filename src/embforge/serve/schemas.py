@@ -44,9 +44,10 @@ class EmbeddingRequest(BaseModel):
     - ``sparse``: also return ``sparse_embedding`` = {token id: weight}.
     - ``sparse_tokens``: with ``sparse``, also ``sparse_tokens`` = {token string: weight}.
     - ``multivector``: also return ``multivector_embedding`` (one vector per token).
-    - ``quantization``: ``"float32"`` (default), ``"int8"`` (round(127 * x), values
-      in [-127, 127]) or ``"binary"`` (sign bits packed 8 per byte, big-endian bit
-      order, as numpy.packbits; ceil(D / 8) uint8 values).
+    - ``quantization``: ``"float32"`` (default), ``"int8"`` (symmetric per vector:
+      codes in [-127, 127] with ``x ~= codes * scale``, the scale returned in
+      ``embedding_scale`` / ``multivector_scale``) or ``"binary"`` (sign bits packed 8
+      per byte, big-endian bit order, as numpy.packbits; ceil(D / 8) uint8 values).
     - ``truncate``: cut inputs longer than the per-input token limit instead of
       rejecting them with 400.
     """
@@ -81,10 +82,12 @@ class EmbeddingItem(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
     embedding: list[float] | list[int] | str
+    embedding_scale: float | None = None
     sparse_embedding: dict[str, float] | None = None
     sparse_tokens: dict[str, float] | None = None
     multivector_embedding: list[list[float]] | list[list[int]] | str | None = None
     multivector_shape: list[int] | None = None
+    multivector_scale: list[float] | None = None
 
 
 class EmbeddingResponse(BaseModel):

@@ -18,7 +18,7 @@ from embforge.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull, Que
 from embforge.serve.config import ApiError, ServeConfig
 from embforge.serve.engine import EncoderEngine, truncate_dense
 from embforge.serve.metrics import Metrics
-from embforge.serve.output import encode_matrix, encode_vector
+from embforge.serve.output import encode_matrix, encode_vector, int8_scale
 from embforge.serve.schemas import EmbeddingRequest, SearchRequest
 from embforge.types import Embeddings, SparseVectors
 
@@ -250,7 +250,10 @@ class EmbeddingService:
         fmt, quant = req.encoding_format, req.quantization
         item: dict[str, Any] = {"object": "embedding", "index": i}
         if req.dense:
-            item["embedding"] = encode_vector(truncate_dense(row.dense, req.dimensions), quant, fmt)
+            dense = truncate_dense(row.dense, req.dimensions)
+            item["embedding"] = encode_vector(dense, quant, fmt)
+            if quant == "int8":
+                item["embedding_scale"] = float(int8_scale(dense))
         else:
             item["embedding"] = "" if fmt == "base64" else []
         if sparse:
@@ -262,6 +265,8 @@ class EmbeddingService:
         if req.multivector:
             mv = np.asarray(row.multivector, dtype=np.float32)
             item["multivector_embedding"] = encode_matrix(mv, quant, fmt)
+            if quant == "int8":
+                item["multivector_scale"] = int8_scale(mv).tolist()
             item["multivector_shape"] = list(mv.shape)
         return item
 

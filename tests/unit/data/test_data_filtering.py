@@ -37,12 +37,31 @@ def _planted(n: int = 60, dim: int = 32):
 def test_keeps_planted_good_pair_drops_mismatched_one():
     pairs, teacher = _planted()
     stats = FilterStats()
-    out = list(filter_records(pairs, teacher, FilterConfig(shard_size=25, top_k=3), stats))
+    out = list(filter_records(pairs, teacher, FilterConfig(shard_size=25, top_k=3, by_source=False), stats))
+    assert [r.query for r, _, _ in out] == [p.query for p in pairs]  # input order
     kept = {r.query: (k, rank) for r, k, rank in out}
     assert kept["query7"] == (True, 0)
     assert kept["off-topic query"][0] is False and kept["off-topic query"][1] >= 20  # rank in its shard of 25
     assert stats.shards == 3 and sum(stats.kept.values()) == 59 and stats.dropped == {"a": 1}
     assert "| a | 29 | 1 | 96.7 |" in stats.table()
+
+
+def test_by_source_shards_hold_one_source():
+    pairs, teacher = _planted()
+    seen_shards = []
+
+    def embed(texts, role):
+        if role == "query":
+            seen_shards.append({t[-1] for t in texts if t.startswith("query")})
+        return teacher.embed(texts, role)
+
+    stats = FilterStats()
+    out = list(filter_records(pairs, DenseTeacher(embed), FilterConfig(shard_size=20, top_k=3), stats))
+    assert stats.shards == 4  # a: 20 + 10, b: 20 + 10
+    odd, even = set("13579"), set("02468")  # source a = odd i, b = even i
+    assert all(s <= odd or s <= even for s in seen_shards)
+    assert sorted(r.query for r, _, _ in out) == sorted(p.query for p in pairs)
+    assert stats.dropped == {"a": 1}
 
 
 def test_filter_file_writes_kept_and_dropped(tmp_path):
@@ -58,7 +77,7 @@ def test_filter_file_writes_kept_and_dropped(tmp_path):
     assert len(list(read_records(tmp_path / "out.jsonl"))) == 59
     dropped = [json.loads(x) for x in (tmp_path / "drop.jsonl").read_text().splitlines()]
     assert [d["query"] for d in dropped] == ["off-topic query"] and dropped[0]["rank"] >= 20
-    assert stats.shards == 1
+    assert stats.shards == 2  # one per source
 
 
 def test_filter_config_errors():

@@ -204,3 +204,17 @@ def test_non_utf8_line_and_bom(tmp_path):
     with BadLines(tmp_path / "bad.jsonl") as bad:
         assert len(list(read_records(p, bad=bad))) == 1
     assert bad.count == 1
+
+
+def test_parquet_with_several_kinds_treats_null_as_absent(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        {"query": "q", "positive": "p", "negative": None, "pos": None, "lang": None},
+        {"query": "q", "positive": "p", "negative": "n", "pos": None, "lang": "en"},
+        {"query": "q", "positive": None, "negative": None, "pos": ["p"], "lang": None},
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "mixed.parquet")
+    got = list(read_records(tmp_path / "mixed.parquet"))
+    assert got == [Pair("q", "p"), Triple("q", "p", "n", lang="en"), Example("q", ["p"])]

@@ -245,3 +245,20 @@ def test_hnsw_index_finds_the_same_negatives_as_exact():
     assert same >= 190, same
     with pytest.raises(ConfigError, match="unknown index 'ivf'"):
         MiningConfig(index="ivf")
+
+
+def test_short_examples_can_go_to_a_side_file(tmp_path):
+    vecs, teacher = _planted()
+    write_jsonl(
+        tmp_path / "in.jsonl", [{"query": "q", "positive": "pos"}, {"query": "neg0", "positive": "neg1"}]
+    )
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in vecs if t != "q"))
+    cfg = MiningConfig(top_k=8, n_negatives=6, perc_pos=0.95)
+    stats = mine_file(
+        tmp_path / "in.jsonl", tmp_path / "out.jsonl", teacher, cfg, corpus=tmp_path / "corpus.jsonl",
+        short_path=tmp_path / "short.jsonl",
+    )  # fmt: skip
+    full = list(read_records(tmp_path / "out.jsonl"))
+    short = list(read_records(tmp_path / "short.jsonl"))
+    assert [e.query for e in full] == ["q"] and len(full[0].neg) == 6
+    assert [e.query for e in short] == ["neg0"] and stats.short_queries == 1

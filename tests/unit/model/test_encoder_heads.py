@@ -58,9 +58,14 @@ def test_encode_keeps_input_order_regardless_of_batching(tiny_m3):
     assert a.num_tokens[3] == len(tiny_m3.tokenizer("a")["input_ids"])
 
 
-def test_bf16_is_close_to_fp32(tiny_m3):
+def test_bf16_is_close_to_fp32(tiny_m3, caplog, monkeypatch):
+    import embforge.model.encode as enc_mod
+
+    monkeypatch.setattr(enc_mod, "cpu_has_bf16", lambda: False)
     a = tiny_m3.encode(TEXTS).dense
-    b = tiny_m3.encode(TEXTS, dtype="bf16").dense
+    with caplog.at_level(logging.WARNING, logger="embforge"):
+        b = tiny_m3.encode(TEXTS, dtype="bf16").dense
+    assert "without AVX512-BF16/AMX: bf16 matmul is emulated" in caplog.text
     assert b.dtype == np.float32
     assert (np.sum(a * b, axis=1) > 0.99).all()
     with pytest.raises(ConfigError, match="unknown dtype 'int8'; choose from: fp32, bf16, fp16"):
@@ -184,3 +189,28 @@ def test_unknown_format_and_future_version(tiny_m3, tmp_path):
     (out / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="format_version 99 is not supported"):
         Encoder.from_pretrained(str(out))
+
+
+def test_embforge_weights_with_wrong_shapes_are_a_clear_error(tiny_m3, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "e"
+    tiny_m3.save_pretrained(str(out))
+    sd = load_file(str(out / "model.safetensors"))
+    sd["sparse_head.linear.weight"] = torch.zeros(1, 7)
+    save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="model.safetensors: tensor shapes do not match config.json"):
+        Encoder.from_pretrained(str(out))
+
+
+def test_unsupported_sentence_transformers_pooling_is_named(minilm, tmp_path):
+    import json
+
+    out = tmp_path / "st"
+    minilm.save_pretrained(str(out), format="sentence-transformers")
+    pc = json.loads((out / "1_Pooling" / "config.json").read_text())
+    pc.update(pooling_mode_mean_tokens=False, pooling_mode_max_tokens=True)
+    (out / "1_Pooling" / "config.json").write_text(json.dumps(pc))
+    (out / "embforge_encoder.json").unlink()
+    with pytest.raises(CheckpointError, match=r"pooling modes \['max_tokens'\] are not supported"):
+        Encoder.from_pretrained(str(out), heads=("dense",))

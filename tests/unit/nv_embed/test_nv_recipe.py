@@ -173,3 +173,44 @@ def test_two_stage_run_on_cpu(tmp_path):
     RECIPES.get("nv-embed").run(cfg)
     again = Encoder.from_pretrained(str(tmp_path / "run" / "final"))
     np.testing.assert_allclose(again.encode(["who wrote the book?"], role="query").dense, q, atol=1e-6)
+
+
+def test_cached_step_equals_plain_step_with_instructions():
+    """GradCache sub-batches keep the instruction pool mask: same loss and gradients as one big step."""
+    from embforge.losses.cached import cached_step, plain_step
+    from embforge.model.instructions import instruction_prefix
+    from embforge.train.recipes.nv_embed import tokenize_with_prefix
+
+    enc = _tiny_encoder()
+    enc.train()
+    for m in enc.modules():  # dropout off: both paths must see the same function
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    qs = ["a short question", "what is the longest river in the world today", "why"]
+    ds = ["p one", "n one is long enough", "p two", "n two", "p three words", "n3"]
+    qb = tokenize_with_prefix(enc, qs, instruction_prefix("find it"), 32)
+    db = tokenize_with_prefix(enc, ds, "", 32)
+    loss = InfoNCELoss(("dense",), temperature=0.05, in_batch_negatives=False)
+
+    def run(step):
+        enc.zero_grad(set_to_none=True)
+        out = step(lambda b: enc(b, heads=("dense",)), qb, db, lambda q, d: loss(q, d, group_size=2))
+        grads = {n: p.grad.clone() for n, p in enc.named_parameters() if p.grad is not None}
+        return out.total, grads
+
+    plain, g1 = run(plain_step)
+    cached, g2 = run(lambda *a: cached_step(*a, 2))
+    torch.testing.assert_close(cached, plain, atol=1e-5, rtol=1e-5)
+    assert g1.keys() == g2.keys() and any("latents" in n for n in g1)
+    for n in g1:
+        torch.testing.assert_close(g2[n], g1[n], atol=1e-5, rtol=1e-4)
+
+
+def test_recipe_module_does_not_import_torch():
+    """``embforge train --check`` loads every recipe; the nv-embed one must stay light."""
+    import subprocess
+    import sys
+
+    code = "import sys; import embforge.train.recipes.nv_embed; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -118,10 +118,18 @@ def test_multivector_base64_and_quantized_outputs(server):
             item["multivector_shape"]
         )
         np.testing.assert_array_equal(mv, ref.multivector[i])
-    q8 = httpx.post(url + "/v1/embeddings", json={"input": TEXTS, "quantization": "int8"}).json()
+    q8 = httpx.post(
+        url + "/v1/embeddings", json={"input": TEXTS, "quantization": "int8", "multivector": True}
+    ).json()
     got = np.array([d["embedding"] for d in q8["data"]])
-    assert got.dtype.kind == "i" and np.abs(got).max() <= 127
-    np.testing.assert_array_equal(got, np.clip(np.rint(ref.dense * 127), -127, 127))
+    scale = np.float32([d["embedding_scale"] for d in q8["data"]])
+    assert got.dtype.kind == "i" and np.abs(got).max(axis=1).tolist() == [127] * 3
+    np.testing.assert_allclose(scale, np.abs(ref.dense).max(axis=1) / 127, rtol=1e-6)
+    np.testing.assert_array_equal(got, np.rint(ref.dense / scale[:, None]))
+    np.testing.assert_allclose(got * scale[:, None], ref.dense, atol=scale.max() / 2 + 1e-7)
+    for i, d in enumerate(q8["data"]):
+        mv = np.array(d["multivector_embedding"]) * np.float32(d["multivector_scale"])[:, None]
+        np.testing.assert_allclose(mv, ref.multivector[i], atol=max(d["multivector_scale"]) / 2 + 1e-7)
     qb = httpx.post(
         url + "/v1/embeddings", json={"input": TEXTS, "quantization": "binary", "encoding_format": "base64"}
     ).json()
@@ -382,3 +390,28 @@ def test_any_model_accepts_other_names(fake_encoder, make_server):
     url = make_server(create_app(fake_encoder, config=ServeConfig(model_name="fake", any_model=True)))
     r = httpx.post(url + "/v1/embeddings", json={"input": "x", "model": "text-embedding-3-small"})
     assert r.status_code == 200 and r.json()["model"] == "fake"
+
+
+def test_parallel_big_and_small_requests_share_the_tokenizer_safely(fake_encoder, make_server):
+    url = make_server(create_app(fake_encoder, config=ServeConfig(max_wait_ms=1)))
+    big = {"input": [("lorem ipsum dolor sit amet " * 40) + str(i) for i in range(20)], "truncate": True}
+    small = {"input": "a short one", "encoding_format": "base64"}
+    codes = []
+
+    def post(body):
+        codes.append(httpx.post(url + "/v1/embeddings", json=body, timeout=60).status_code)
+
+    threads = [threading.Thread(target=post, args=(big if i % 2 else small,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert codes == [200] * 16
+
+
+def test_body_that_is_not_a_json_object(server):
+    url, _ = server
+    for content, headers in ((b"x", {}), (b"[1, 2]", {"content-type": "application/json"})):
+        r = httpx.post(url + "/v1/embeddings", content=content, headers=headers)
+        assert r.status_code == 400, r.text
+        assert "must be a JSON object" in r.json()["error"]["message"] or "not valid JSON" in r.json()["error"]["message"]
