@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from embforge.losses.ops import cat_outputs, map_output, pad_tokens, tensor_fields
+from embforge.losses.ops import cat_outputs, map_output, pad_tokens, slice_output, tensor_fields
 from embforge.types import Batch, EmbeddingOutput, LossOutput
 
 __all__ = ["plain_step", "cached_step", "sub_batches", "length_groups", "encode_grouped"]
@@ -52,15 +52,43 @@ def plain_step(
 ) -> LossOutput:
     """Encode queries and documents with a graph, compute the loss, backpropagate.
 
-    ``group_by_length`` encodes rows in length groups (same result, less padding).
+    ``group_by_length`` encodes the queries and documents together in length groups
+    (same result, less padding, fewer forward calls).
     """
-    if group_by_length:
+    both = _union(q_batch, d_batch) if group_by_length else None
+    if both is not None:
+        q, d = _split(encode_grouped(encode, both), q_batch, d_batch)
+    elif group_by_length:
         q, d = encode_grouped(encode, q_batch), encode_grouped(encode, d_batch)
     else:
         q, d = encode(q_batch), encode(d_batch)
     out = loss_fn(q, d)
     (out.total * backward_scale).backward()
     return _detach(out)
+
+
+def _right_padded(b: Batch) -> bool:
+    return bool(b.attention_mask[:, 0].all())
+
+
+def _union(q: Batch, d: Batch) -> Batch | None:
+    """Queries and documents in one right-padded batch (None when a side is left-padded)."""
+    if not (_right_padded(q) and _right_padded(d)):
+        return None
+    t = max(q.input_ids.shape[1], d.input_ids.shape[1])
+    ids = torch.cat([pad_tokens(q.input_ids, t), pad_tokens(d.input_ids, t)])
+    mask = torch.cat([pad_tokens(q.attention_mask, t), pad_tokens(d.attention_mask, t)])
+    pm = None
+    if q.pool_mask is not None or d.pool_mask is not None:
+        pm = torch.cat(
+            [pad_tokens(b.attention_mask if b.pool_mask is None else b.pool_mask, t) for b in (q, d)]
+        )
+    return Batch(ids, mask, pm)
+
+
+def _split(out: EmbeddingOutput, q: Batch, d: Batch) -> tuple[EmbeddingOutput, EmbeddingOutput]:
+    n = len(q)
+    return _pad_like(slice_output(out, 0, n), q), _pad_like(slice_output(out, n, n + len(d)), d)
 
 
 def length_groups(batch: Batch, max_rows: int | None = None, ratio: float = 0.5) -> list[torch.Tensor]:
@@ -154,14 +182,21 @@ def _leaf(out: EmbeddingOutput) -> EmbeddingOutput:
     return map_output(out, lambda k, v: v.detach().requires_grad_(True) if k in _GRAD_FIELDS else v)
 
 
+def _grads(leaf: EmbeddingOutput) -> dict[str, torch.Tensor]:
+    return {k: v.grad for k, v in tensor_fields(leaf).items() if k in _GRAD_FIELDS and v.grad is not None}
+
+
+def _grad_or_zero(grads: dict[str, torch.Tensor], k: str, leaf: EmbeddingOutput) -> torch.Tensor:
+    return grads[k] if k in grads else torch.zeros_like(getattr(leaf, k))
+
+
 def _backprop_cached(
     encode: EncodeFn,
     parts: list[Batch],
     groups: list[torch.Tensor],
     states: list[tuple],
-    leaf: EmbeddingOutput,
+    grads: dict[str, torch.Tensor],
 ) -> None:
-    grads = {k: v.grad for k, v in tensor_fields(leaf).items() if k in _GRAD_FIELDS and v.grad is not None}
     if not grads:
         return
     for b, rows, state in zip(parts, groups, states):
@@ -198,16 +233,33 @@ def cached_step(
         sub_batch_size: at most this many texts per forward pass (sub-batches are length groups).
         backward_scale: multiply the loss by this before backpropagating.
     """
-    q_groups = length_groups(q_batch, sub_batch_size)
-    d_groups = length_groups(d_batch, sub_batch_size)
-    q_emb, q_parts, q_states = _embed_no_grad(encode, q_batch, q_groups)
-    d_emb, d_parts, d_states = _embed_no_grad(encode, d_batch, d_groups)
+    both = _union(q_batch, d_batch)
+    if both is None:  # left padding: keep the two sides apart
+        q_groups, d_groups = length_groups(q_batch, sub_batch_size), length_groups(d_batch, sub_batch_size)
+        q_emb, q_parts, q_states = _embed_no_grad(encode, q_batch, q_groups)
+        d_emb, d_parts, d_states = _embed_no_grad(encode, d_batch, d_groups)
+    else:
+        groups = length_groups(both, sub_batch_size)
+        emb, parts, states = _embed_no_grad(encode, both, groups)
+        q_emb, d_emb = _split(emb, q_batch, d_batch)
     after = _rng_state()
     q_leaf, d_leaf = _leaf(q_emb), _leaf(d_emb)
     out = loss_fn(q_leaf, d_leaf)
     (out.total * backward_scale).backward()
-    _backprop_cached(encode, q_parts, q_groups, q_states, q_leaf)
-    _backprop_cached(encode, d_parts, d_groups, d_states, d_leaf)
+    if both is None:
+        _backprop_cached(encode, q_parts, q_groups, q_states, _grads(q_leaf))
+        _backprop_cached(encode, d_parts, d_groups, d_states, _grads(d_leaf))
+    else:
+        t = both.input_ids.shape[1]
+        qg, dg = _grads(q_leaf), _grads(d_leaf)
+        merged = {}
+        for k in set(qg) | set(dg):
+            side = [_grad_or_zero(g, k, leaf) for g, leaf in ((qg, q_leaf), (dg, d_leaf))]
+            if k != "dense":
+                off = q_batch.input_ids.shape[1] - side[0].shape[1]
+                side = [pad_tokens(x, t - off) for x in side]
+            merged[k] = torch.cat(side)
+        _backprop_cached(encode, parts, groups, states, merged)
     _set_rng_state(after)
     return _detach(out)
 
@@ -223,7 +275,8 @@ def _pad_like(out: EmbeddingOutput, batch: Batch) -> EmbeddingOutput:
         if k == "attention_mask":
             return batch.attention_mask.to(v.device)
         if k in _TOKEN_FIELDS:
-            return pad_tokens(v, t - (t_out - v.shape[1]))
+            target = t - (t_out - v.shape[1])
+            return pad_tokens(v, target) if v.shape[1] < target else v[:, :target]
         return v
 
     return map_output(out, fix)

@@ -76,3 +76,27 @@ def test_sub_batches_trim_right_padding_only():
     assert [p.input_ids.shape[1] for p in parts] == [3, 4]
     left = Batch(torch.tensor([[0, 0, 1, 2]]), torch.tensor([[0, 0, 1, 1]]))
     assert sub_batches(left, 1)[0].input_ids.shape[1] == 4
+
+
+def _left_pad(b: Batch) -> Batch:
+    ids, mask = torch.zeros_like(b.input_ids), torch.zeros_like(b.attention_mask)
+    for i, n in enumerate(b.attention_mask.sum(1).tolist()):
+        ids[i, ids.shape[1] - n :] = b.input_ids[i, :n]
+        mask[i, mask.shape[1] - n :] = 1
+    return Batch(ids, mask)
+
+
+def test_left_padded_batches_keep_sides_apart_and_match():
+    model = TinyThreeHead(seed=1)
+    q, d = _left_pad(random_batch(4, 8, seed=6)), _left_pad(random_batch(8, 12, seed=7))
+    loss = InfoNCELoss(("dense", "sparse"), temperature=0.1)
+    fn = lambda a, b: loss(a, b, group_size=2)  # noqa: E731
+    ref = plain_step(model, q, d, fn, group_by_length=False)
+    g_ref = _grads(model)
+    model.zero_grad(set_to_none=True)
+    out = cached_step(model, q, d, fn, sub_batch_size=3)
+    g = _grads(model)
+    assert float(out.total) == pytest.approx(float(ref.total), rel=1e-5)
+    for n in g_ref:
+        scale = float(g_ref[n].abs().max())
+        assert torch.allclose(g_ref[n], g[n], rtol=1e-4, atol=1e-5 * scale + 1e-8), n
