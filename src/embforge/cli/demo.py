@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         languages: str = typer.Option(
             "en,de,es", help="Bundled XQuAD languages, comma-separated (en, de, es)."
         ),
-        steps: int = typer.Option(60, help="Fine-tuning steps (M3 recipe)."),
+        steps: int = typer.Option(40, help="Fine-tuning steps (M3 recipe + Matryoshka)."),
         batch_size: int = typer.Option(16, help="Queries per fine-tuning step."),
         max_eval_queries: Optional[int] = typer.Option(
             None, help="Held-apart questions per language (default all 296)."
