@@ -263,7 +263,11 @@ def write_results(args, work: Path) -> None:
         if f.exists():
             seconds[f"{k} training only"] = float(f.read_text())
     total = sum(loaded[k]["seconds"] for k in loaded)
-    cmd = "python bench/quality.py " + shlex.join(a for a in sys.argv[1:] if not a.startswith("--stage"))
+    argv = list(sys.argv[1:])
+    if "--stage" in argv:
+        i = argv.index("--stage")
+        del argv[i : i + 2]
+    cmd = "python bench/quality.py " + shlex.join(argv)
     sets = list(next(r for r in runs.values() if r["retrieval"])["retrieval"])
     cols = [
         ("base (no fine-tuning)", "dense"),
@@ -313,10 +317,11 @@ def write_results(args, work: Path) -> None:
             "",
             f"**Not measured: {', '.join(missing)}** (see the note above; n/a / nan in the tables).",
         ]
-    lines += ["", "## STS (Spearman of the dense cosine) and bitext (accuracy@1, dense)", ""]
     names = [n for n in runs if runs[n]["retrieval"]]
-    lines.append("| set | " + " | ".join(short[n] for n in names) + " |")
-    lines.append("|---" * (len(names) + 1) + "|")
+    if any(runs[n].get("sts") or runs[n].get("bitext") for n in names):
+        lines += ["", "## STS (Spearman of the dense cosine) and bitext (accuracy@1, dense)", ""]
+        lines.append("| set | " + " | ".join(short[n] for n in names) + " |")
+        lines.append("|---" * (len(names) + 1) + "|")
     for s in next(iter(runs.values())).get("sts", {}):
         lines.append(f"| {s} | " + " | ".join(f"{runs[n]['sts'][s]['spearman']:.4f}" for n in names) + " |")
     for s in next(iter(runs.values())).get("bitext", {}):

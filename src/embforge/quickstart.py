@@ -32,7 +32,7 @@ DEMO_ROOT = Path(__file__).parent / "resources" / "demo"
 
 @dataclass
 class QuickstartConfig:
-    """Settings of the quickstart (defaults: about 10 minutes on 2 CPU cores).
+    """Settings of the quickstart (defaults sized for 2 CPU cores; docs/eval.md has measured times).
 
     Attributes:
         model: base model directory or hub id; None = the bundled all-MiniLM-L6-v2.
