@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/encode.py
 	$(PY) bench/search.py
 	$(PY) bench/train.py
+	$(PY) bench/quality.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

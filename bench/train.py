@@ -275,6 +275,7 @@ def main() -> None:
     ap.add_argument("--worker")
     ap.add_argument("--pairs")
     ap.add_argument("--steps", type=int, default=4, help="steps per bs-32 configuration")
+    ap.add_argument("--report-only", action="store_true", help="rewrite train.md from train_runs.json")
     ap.add_argument(
         "--only",
         default="main,cached,bf16,big",
@@ -285,7 +286,7 @@ def main() -> None:
     if a.worker:
         worker(json.loads(a.worker), Path(a.pairs))
         return
-    keys = [k for item in a.only.split(",") for k in GROUPS.get(item, [item])]
+    keys = [] if a.report_only else [k for item in a.only.split(",") for k in GROUPS.get(item, [item])]
     unknown = [k for k in keys if k not in SPECS]
     if unknown:
         raise SystemExit(f"unknown --only entries {unknown}; choose from {sorted(GROUPS)} or {sorted(SPECS)}")
@@ -328,15 +329,16 @@ def write_report(runs: dict, pad: dict, n: int) -> None:
         "steps 2..N (step 1 pays one-time costs). **The 2-core machine was shared with 7 other engineers' "
         "jobs (load average column): absolute numbers are noisy; compare rows measured back to back.**",
         "",
-        "| configuration | pairs/s | vs ST MNRL bs32 | peak RSS MiB | steps | load avg | measured |",
+        "| configuration | pairs/s | vs its ST row (same group, back to back) | peak RSS MiB | steps | load avg | measured |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    base = pps("st32")
+    peer = {"ef32": "st32", "ef32r": "st32", "ef128c": "st128c", "ef32bf16": "st32bf16"}
     for k, spec in SPECS.items():
         if k not in runs:
             continue
         r = runs[k]
         ps = r["pairs_per_s"]
+        base = pps(peer.get(k, k))
         cells = f"{ps:.1f} | {ps / base:.2f}x" if ps == ps else "memory only (1 step) | -"
         lines.append(
             f"| {spec['name']} | {cells} | {r['peak_rss_mib']:.0f} | {r['steps']} | {r['load_avg']} | "
@@ -356,8 +358,8 @@ def write_report(runs: dict, pad: dict, n: int) -> None:
         f"negatives of similar length); the grouped forward changes nothing but padding. bf16 autocast is "
         f"not faster here: this CPU has AVX2 only (no AVX-512 BF16 / AMX).",
         "",
-        "The bs 1,024 row measures memory only (one GradCache step, sub-batches of 32 texts); it may be run "
-        "at `nice -n 19` outside the benchmark lock, since peak RSS does not depend on CPU contention. "
+        "The bs 1,024 row measures memory only (one GradCache step, sub-batches of 32 texts); it was run "
+        "outside the benchmark lock, since peak RSS does not depend on CPU contention. "
         "Peak RSS includes the Python process, torch, transformers and the model (about 0.4 GiB before training starts).",
         "",
         f"RESULT train_vs_st={ratio:.2f} peak_rss_bs1024_mib={rss1024:.0f}",

@@ -32,7 +32,7 @@ DEMO_ROOT = Path(__file__).parent / "resources" / "demo"
 
 @dataclass
 class QuickstartConfig:
-    """Settings of the quickstart (defaults: about 10 minutes on 2 CPU cores).
+    """Settings of the quickstart (defaults sized for 2 CPU cores; docs/eval.md has measured times).
 
     Attributes:
         model: base model directory or hub id; None = the bundled all-MiniLM-L6-v2.
@@ -59,15 +59,15 @@ class QuickstartConfig:
     out_dir: str = "demo_out"
     max_eval_queries: int | None = None
     max_train_queries: int | None = None
-    steps: int = 60
+    steps: int = 40
     batch_size: int = 16
-    n_negatives: int = 3
+    n_negatives: int = 1
     perc_pos: float | None = 0.95
     lr: float = 5e-5
     temperature: float = 0.05
     matryoshka_dims: tuple[int, ...] = (64, 128)
-    query_max_length: int = 48
-    doc_max_length: int = 192
+    query_max_length: int = 32
+    doc_max_length: int = 128
     threads: int | None = None
     examples: int = 3
     seed: int = 0

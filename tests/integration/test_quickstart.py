@@ -45,3 +45,12 @@ def test_quickstart_runs_every_stage_on_a_tiny_model(tiny_m3_path, tmp_path):
     b = res["before"]["retrieval"]["xquad-en"]["heads"]["dense"]
     a = res["after"]["retrieval"]["xquad-en"]["heads"]["dense"]
     assert b != a
+
+
+def test_demo_cli_rejects_unknown_language():
+    from typer.testing import CliRunner
+
+    from embforge.cli.app import app
+
+    r = CliRunner().invoke(app, ["demo", "--languages", "en,ko"])
+    assert r.exit_code != 0 and "choose from: de, en, es" in str(r.exception)

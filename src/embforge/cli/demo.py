@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         languages: str = typer.Option(
             "en,de,es", help="Bundled XQuAD languages, comma-separated (en, de, es)."
         ),
-        steps: int = typer.Option(60, help="Fine-tuning steps (M3 recipe)."),
+        steps: int = typer.Option(40, help="Fine-tuning steps (M3 recipe + Matryoshka)."),
         batch_size: int = typer.Option(16, help="Queries per fine-tuning step."),
         max_eval_queries: Optional[int] = typer.Option(
             None, help="Held-apart questions per language (default all 296)."
@@ -35,10 +35,12 @@ def register(app: typer.Typer) -> None:
             200, "--queries", help="--quick: how many bundled questions to search with."
         ),
     ) -> None:
-        """The quickstart: evaluate the bundled model (dense, sparse, multi-vector, hybrid, BM25) on
-        held-apart XQuAD questions, mine hard negatives (TopK-PercPos), fine-tune with the M3 recipe,
-        evaluate again, build a hybrid index, run example searches, print a before/after table and
-        write a report with plots (demo_out/report/report.md). About 10 minutes on 2 CPU cores."""
+        """The quickstart: evaluate, mine negatives, fine-tune (M3), evaluate again, index, search, report.
+
+        Evaluates the bundled model (dense, sparse, multi-vector, hybrid, BM25) on held-apart XQuAD
+        questions, mines hard negatives (TopK-PercPos), fine-tunes with the M3 recipe + Matryoshka,
+        evaluates again, builds a hybrid index, runs example searches, prints a before/after table
+        and writes demo_out/report/report.md with plots. Sized for a 2-core CPU (docs/eval.md)."""
         if quick:
             from embforge.demo import run_demo
 

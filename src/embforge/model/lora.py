@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from embforge.errors import CheckpointError, ConfigError, MissingDependencyError
+
+if TYPE_CHECKING:  # torch stays unimported until a function runs (recipes load fast)
+    from torch import nn
 
 __all__ = [
     "DECODER_TARGET_MODULES",
@@ -88,6 +90,8 @@ def apply_lora(backbone: nn.Module, settings: LoraSettings) -> nn.Module:
     Raises:
         ConfigError: invalid settings, or a target module name matching nothing in the model.
     """
+    from torch import nn
+
     errs = settings.validate()
     names = {n.rsplit(".", 1)[-1] for n, m in backbone.named_modules() if isinstance(m, nn.Linear)}
     missing = [t for t in settings.target_modules if t not in names]

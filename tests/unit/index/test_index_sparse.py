@@ -22,9 +22,13 @@ IDS = [f"d{i}" for i in range(2000)]
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("backend", ["numba", "scipy"])
-def test_sparse_equals_brute_force(backend):
-    docs, q = random_sparse(2000, 500, seed=0), random_sparse(25, 500, seed=1, max_terms=6)
+@pytest.mark.parametrize(
+    "backend,q_terms",
+    [("numba", 2), ("numba", 6), ("scipy", 6)],
+    ids=["numba-touched-list", "numba-full-scan", "scipy"],  # the kernel's two selection paths
+)
+def test_sparse_equals_brute_force(backend, q_terms):
+    docs, q = random_sparse(2000, 500, seed=0), random_sparse(25, 500, seed=1, max_terms=q_terms)
     idx = SparseIndex(backend=backend)
     idx.add(IDS[:700], SparseVectors(docs.indptr[:701], docs.indices, docs.values, 500))
     rest = docs.indptr[700:] - docs.indptr[700]

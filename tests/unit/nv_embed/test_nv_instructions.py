@@ -40,3 +40,8 @@ def test_pool_mask_rows():
     pm = instruction_pool_mask(am, [2, 3], start=1)
     assert pm.tolist() == [[1, 0, 0, 1, 0], [1, 0, 0, 0, 1]]
     assert am.tolist()[0] == [1, 1, 1, 1, 0]  # input untouched
+
+
+def test_pool_mask_left_padding():
+    am = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    assert instruction_pool_mask(am, [2, 2], start=1).tolist() == [[0, 0, 1, 0, 0, 1], [1, 0, 0, 1, 1, 1]]

@@ -204,3 +204,13 @@ def test_cached_step_equals_plain_step_with_instructions():
     assert g1.keys() == g2.keys() and any("latents" in n for n in g1)
     for n in g1:
         torch.testing.assert_close(g2[n], g1[n], atol=1e-5, rtol=1e-4)
+
+
+def test_recipe_module_does_not_import_torch():
+    """``embforge train --check`` loads every recipe; the nv-embed one must stay light."""
+    import subprocess
+    import sys
+
+    code = "import sys; import embforge.train.recipes.nv_embed; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

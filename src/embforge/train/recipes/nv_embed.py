@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from embforge.config import LoopConfig, OptimConfig, ScheduleConfig, config_to_dict, register_recipe
-from embforge.model.instructions import instruction_prefix
 from embforge.model.lora import DECODER_TARGET_MODULES
 from embforge.train.nv_embed_data import SourceConfig, TrainBatch
 
@@ -252,6 +251,8 @@ def tokenize_with_prefix(enc, texts: list[str], prefix: str, max_length: int):
 
 def stage_loss(enc, batch: TrainBatch, loss_fn, max_length: int):  # used by tests and benchmarks
     """Encode a ``TrainBatch`` (instruction on the queries) and apply the contrastive loss -> LossOutput."""
+    from embforge.model.instructions import instruction_prefix
+
     pre = instruction_prefix(batch.instruction)
     qb = tokenize_with_prefix(enc, batch.queries, pre, max_length).to(enc.device)
     db = tokenize_with_prefix(enc, batch.documents, pre if batch.symmetric else "", max_length).to(enc.device)
@@ -282,6 +283,7 @@ def run_stage(enc, stage: StageConfig, cfg: NVEmbedConfig, index: int) -> dict[s
     from embforge.data.samplers import SourceBatchSampler
     from embforge.losses import InfoNCELoss
     from embforge.losses.cached import cached_step, plain_step
+    from embforge.model.instructions import instruction_prefix
     from embforge.train.loop import Trainer
     from embforge.train.nv_embed_data import add_negatives, load_source
 
