@@ -101,6 +101,7 @@ def timed(fn, repeats: int):
         if wall < best:
             best = wall
             CPU_SECONDS[id(fn)] = time.process_time() - c
+    print(f"[progress] {getattr(fn, '__name__', 'run')}: best wall {best:.2f}s", file=sys.stderr, flush=True)
     return best, out
 
 

@@ -329,15 +329,16 @@ def write_report(runs: dict, pad: dict, n: int) -> None:
         "steps 2..N (step 1 pays one-time costs). **The 2-core machine was shared with 7 other engineers' "
         "jobs (load average column): absolute numbers are noisy; compare rows measured back to back.**",
         "",
-        "| configuration | pairs/s | vs ST MNRL bs32 | peak RSS MiB | steps | load avg | measured |",
+        "| configuration | pairs/s | vs its ST row (same group, back to back) | peak RSS MiB | steps | load avg | measured |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    base = pps("st32")
+    peer = {"ef32": "st32", "ef32r": "st32", "ef128c": "st128c", "ef32bf16": "st32bf16"}
     for k, spec in SPECS.items():
         if k not in runs:
             continue
         r = runs[k]
         ps = r["pairs_per_s"]
+        base = pps(peer.get(k, k))
         cells = f"{ps:.1f} | {ps / base:.2f}x" if ps == ps else "memory only (1 step) | -"
         lines.append(
             f"| {spec['name']} | {cells} | {r['peak_rss_mib']:.0f} | {r['steps']} | {r['load_avg']} | "

@@ -93,6 +93,21 @@ def enable_checkpointing(backbone) -> None:
         raise ConfigError("model.gradient_checkpointing: this backbone does not support it; set it false")
 
 
+def _check_lengths(cfg: ContrastiveConfig, limit: int) -> None:
+    """Token limits above the model's position limit fail here, before any step (not mid-run)."""
+    bad = [
+        f"data.{k} = {getattr(cfg.data, k)} exceeds the model's limit of {limit} tokens"
+        for k in ("query_max_length", "doc_max_length")
+        if getattr(cfg.data, k) > limit
+    ]
+    if bad:
+        raise ConfigError(
+            "; ".join(bad)
+            + f"; set it to at most {limit} (e.g. data.doc_max_length={limit}) or extend the model's "
+            "positions first with `embforge pretrain extend-positions`"
+        )
+
+
 def run_contrastive(cfg: ContrastiveConfig, config_dict: dict[str, Any] | None = None) -> TrainResult:
     """Run the ``contrastive`` recipe (see ``embforge.train.recipes.contrastive``)."""
     du.init_from_env()
@@ -111,6 +126,7 @@ def run_contrastive(cfg: ContrastiveConfig, config_dict: dict[str, Any] | None =
     need_teacher = cfg.loss.name == "distill"
     check_examples(examples, n_neg, need_teacher)
     enc = _load_encoder(cfg)
+    _check_lengths(cfg, enc.model_limit)
     tok = Tokenize(enc)
     lengths = (
         tok.lengths([e.pos[0] for e in examples], cfg.data.doc_max_length)

@@ -141,3 +141,14 @@ def test_m3_self_distillation_joins_after_start_step(tiny, tmp_path):
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert "kd/dense" not in log[0] and "infonce/inter" in log[0]
     assert "kd/dense" in log[1]
+
+
+def test_token_limit_above_the_model_limit_fails_before_a_step(tiny, tmp_path):
+    model, data = tiny
+    ov = tiny_overrides("m3-finetune", model, data, tmp_path / "run") + ["data.doc_max_length=100000"]
+    recipe, cfg = load_config(ROOT / "configs" / "m3-finetune.yaml", ov)
+    with pytest.raises(
+        ConfigError, match=r"data.doc_max_length = 100000 exceeds the model's limit of \d+ tokens"
+    ):
+        recipe.run(cfg)
+    assert not (tmp_path / "run" / "log.jsonl").exists()
