@@ -15,17 +15,15 @@ shortlist (0.95 on the same set).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from embforge.errors import CheckpointError, ConfigError
-from embforge.index.base import INDEXES, BaseIndex, IdMap, check_k, hits_from_rows, topk
-from embforge.index.dense import _check_rows, prepare_dense
+from embforge.index.base import INDEXES, IdMap, check_k, topk
+from embforge.index.dense import DenseRows, _check_rows, prepare_dense
 from embforge.index.storage import load_array, save_array, write_manifest
-from embforge.types import Hits
 
 __all__ = ["HNSWIndex", "IVFPQIndex"]
 
@@ -40,17 +38,15 @@ def _faiss():
     return faiss
 
 
-class _FaissDenseIndex(BaseIndex):
-    heads = ("dense",)
-
+class _FaissDenseIndex(DenseRows):
     def __init__(self, dim: int | None = None) -> None:
-        super().__init__()
-        self.dim = dim
-        self.d: int | None = None
-        self._vectors: np.ndarray | None = None
-        self._pending: list[np.ndarray] = []
+        super().__init__(dim)
         self._faiss = None  # the faiss index, rows [0, _n_built)
         self._n_built = 0
+
+    def _rows_changed(self, compacted: bool) -> None:
+        if compacted:  # appended rows are added to faiss lazily; compacted ones need a rebuild
+            self._faiss, self._n_built = None, 0
 
     # subclasses: _new_index(d, n) -> faiss index (untrained ok); _params(sel) -> SearchParameters
     def _new_index(self, d: int, n: int):
@@ -58,28 +54,6 @@ class _FaissDenseIndex(BaseIndex):
 
     def _params(self, sel):
         raise NotImplementedError
-
-    @property
-    def vectors(self) -> np.ndarray:
-        if self._pending:
-            parts = ([self._vectors] if self._vectors is not None else []) + self._pending
-            self._vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            self._pending = []
-        return self._vectors if self._vectors is not None else np.zeros((0, self.d or 0), np.float32)
-
-    def add(self, ids: Sequence[str], vectors: Any) -> None:
-        """Add (or replace) documents; the faiss structure is updated lazily at search/save."""
-        self.commit(*self.prepare(ids, vectors))
-
-    def prepare(self, ids: Sequence[str], vectors: Any) -> tuple[list[str], np.ndarray]:
-        """Validate an ``add`` without changing the index (``commit`` applies it)."""
-        x = prepare_dense(vectors, self.dim, self.d, "documents")
-        return self.idmap.check_new(ids, len(x), "vectors"), x
-
-    def commit(self, ids: list[str], x: np.ndarray) -> None:
-        self.d = x.shape[1]
-        self.idmap.append(ids)
-        self._pending.append(x)
 
     def _build(self) -> None:
         v = self.vectors
@@ -110,34 +84,6 @@ class _FaissDenseIndex(BaseIndex):
         rows, vals = self._faiss_search(q, k)
         vals = np.where(rows >= 0, vals, -np.inf).astype(np.float32)
         return rows, vals
-
-    def search(self, queries: Any, k: int = 10) -> Hits:
-        """Approximate top-``k`` by inner product for each query row."""
-        rows, vals = self.search_rows(queries, k)
-        return hits_from_rows(self.idmap, rows, vals)
-
-    def score(self, queries: Any, ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """Exact inner products of query i with documents ``ids[i]`` (unknown ids -> nan)."""
-        q = prepare_dense(queries, self.dim, self.d, "queries")
-        v = self.vectors
-        out = []
-        for qi, doc_ids in zip(q, ids):
-            rows = self.idmap.rows(doc_ids)
-            s = np.full(len(rows), np.nan, np.float32)
-            ok = rows >= 0
-            if ok.any():
-                s[ok] = np.asarray(v[rows[ok]]) @ qi
-            out.append(s)
-        return out
-
-    def compact(self) -> None:
-        """Drop tombstones: rebuild the faiss structure from the live vectors."""
-        keep = self.idmap.alive
-        if keep.all():
-            return
-        v = np.asarray(self.vectors)[keep]
-        self.idmap = IdMap([i for i, a in zip(self.idmap.ids, keep) if a])
-        self._vectors, self._pending, self._faiss, self._n_built = v, [], None, 0
 
     def _write(self, d: Path) -> None:
         self._build()

@@ -71,8 +71,88 @@ def _binary_codes(x: np.ndarray) -> np.ndarray:
     return np.packbits(x > 0, axis=1)
 
 
+class DenseRows(BaseIndex):
+    """Shared by every dense index (exact and faiss): float32 rows appended in chunks
+    and concatenated lazily, validation of ``add``, exact ``score`` and tombstone ``compact``.
+
+    Subclasses implement ``search_rows(queries, k) -> (rows, scores)`` and may override
+    ``_rows_changed`` to drop structures derived from the rows (codes, a faiss graph).
+    """
+
+    heads = ("dense",)
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+        self.d: int | None = None
+        self._chunks: list[np.ndarray] = []  # float32 vectors, concatenated lazily
+        self._vectors: np.ndarray | None = None
+
+    def _rows_changed(self, compacted: bool) -> None:
+        """Hook called when rows were concatenated (``compacted=False``) or compacted."""
+
+    # ---- data ---------------------------------------------------------------------
+    @property
+    def vectors(self) -> np.ndarray:
+        """(rows, D) float32 vectors of every row (dead rows included)."""
+        if self._chunks:
+            parts = ([self._vectors] if self._vectors is not None else []) + self._chunks
+            self._vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            self._chunks = []
+            self._rows_changed(compacted=False)
+        if self._vectors is None:
+            return np.zeros((0, self.d or 0), np.float32)
+        return self._vectors
+
+    def add(self, ids: Sequence[str], vectors: Any) -> None:
+        """Add (or replace) documents: ``vectors`` (N, D) or Embeddings with a dense head."""
+        self.commit(*self.prepare(ids, vectors))
+
+    def prepare(self, ids: Sequence[str], vectors: Any) -> tuple[list[str], np.ndarray]:
+        """Validate an ``add`` without changing the index (``commit`` applies it)."""
+        x = prepare_dense(vectors, self.dim, self.d, "documents")
+        return self.idmap.check_new(ids, len(x), "vectors"), x
+
+    def commit(self, ids: list[str], x: np.ndarray) -> None:
+        self.d = x.shape[1]
+        self.idmap.append(ids)
+        self._chunks.append(x)
+
+    def search_rows(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def search(self, queries: Any, k: int = 10) -> Hits:
+        """Top-``k`` documents by inner product for each query row."""
+        rows, vals = self.search_rows(queries, k)
+        return hits_from_rows(self.idmap, rows, vals)
+
+    def score(self, queries: Any, ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Exact inner products of query i with the documents ``ids[i]`` (unknown ids -> nan)."""
+        q = prepare_dense(queries, self.dim, self.d, "queries")
+        v = self.vectors
+        out = []
+        for qi, doc_ids in zip(q, ids):
+            rows = self.idmap.rows(doc_ids)
+            s = np.full(len(rows), np.nan, np.float32)
+            ok = rows >= 0
+            if ok.any():
+                s[ok] = np.asarray(v[rows[ok]]) @ qi
+            out.append(s)
+        return out
+
+    def compact(self) -> None:
+        """Drop tombstoned rows (rebuilds the arrays and whatever is derived from them)."""
+        keep = self.idmap.alive
+        if keep.all():
+            return
+        v = np.asarray(self.vectors)[keep]
+        self.idmap = IdMap([i for i, a in zip(self.idmap.ids, keep) if a])
+        self._vectors, self._chunks = v, []
+        self._rows_changed(compacted=True)
+
+
 @INDEXES.register("dense-exact")
-class ExactDenseIndex(BaseIndex):
+class ExactDenseIndex(DenseRows):
     """Brute-force inner-product search, exact (``quantization="none"``) or over
     compressed codes (int8 / binary) with exact float rescoring of the best
     ``rescore * k`` candidates.
@@ -94,7 +174,6 @@ class ExactDenseIndex(BaseIndex):
     """
 
     kind = "dense-exact"
-    heads = ("dense",)
 
     def __init__(
         self,
@@ -103,7 +182,7 @@ class ExactDenseIndex(BaseIndex):
         rescore: int | None = None,
         chunk_size: int = 65536,
     ) -> None:
-        super().__init__()
+        super().__init__(dim)
         if quantization not in QUANTIZATIONS:
             raise ConfigError(
                 f"unknown quantization {quantization!r}; choose from: {', '.join(QUANTIZATIONS)}"
@@ -112,42 +191,14 @@ class ExactDenseIndex(BaseIndex):
             rescore = 40 if quantization == "binary" else 10
         if rescore < 1:
             raise ConfigError(f"rescore must be >= 1 (shortlist = rescore * k), got {rescore}")
-        self.dim = dim
         self.quantization = quantization
         self.rescore = int(rescore)
         self.chunk_size = int(chunk_size)
-        self.d: int | None = None
-        self._chunks: list[np.ndarray] = []  # float32 vectors, concatenated lazily
-        self._vectors: np.ndarray | None = None
         self._codes: np.ndarray | None = None
         self._scales: np.ndarray | None = None
 
-    # ---- data ---------------------------------------------------------------------
-    @property
-    def vectors(self) -> np.ndarray:
-        """(rows, D) float32 vectors of every row (dead rows included)."""
-        if self._chunks:
-            parts = ([self._vectors] if self._vectors is not None else []) + self._chunks
-            self._vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            self._chunks = []
-            self._codes = self._scales = None
-        if self._vectors is None:
-            return np.zeros((0, self.d or 0), np.float32)
-        return self._vectors
-
-    def add(self, ids: Sequence[str], vectors: Any) -> None:
-        """Add (or replace) documents: ``vectors`` (N, D) or Embeddings with a dense head."""
-        self.commit(*self.prepare(ids, vectors))
-
-    def prepare(self, ids: Sequence[str], vectors: Any) -> tuple[list[str], np.ndarray]:
-        """Validate an ``add`` without changing the index (``commit`` applies it)."""
-        x = prepare_dense(vectors, self.dim, self.d, "documents")
-        return self.idmap.check_new(ids, len(x), "vectors"), x
-
-    def commit(self, ids: list[str], x: np.ndarray) -> None:
-        self.d = x.shape[1]
-        self.idmap.append(ids)
-        self._chunks.append(x)
+    def _rows_changed(self, compacted: bool) -> None:
+        self._codes = self._scales = None
 
     def _ensure_codes(self) -> None:
         v = self.vectors
@@ -219,37 +270,6 @@ class ExactDenseIndex(BaseIndex):
         cand, _ = self._scan(q, shortlist, block)
         return self._rescore(q, cand, k)
 
-    def search(self, queries: Any, k: int = 10) -> Hits:
-        """Top-``k`` documents by inner product for each query row."""
-        rows, vals = self.search_rows(queries, k)
-        return hits_from_rows(self.idmap, rows, vals)
-
-    def score(self, queries: Any, ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """Exact inner products of query i with the documents ``ids[i]`` (unknown ids -> nan)."""
-        q = prepare_dense(queries, self.dim, self.d, "queries")
-        v = self.vectors
-        out = []
-        for qi, doc_ids in zip(q, ids):
-            rows = self.idmap.rows(doc_ids)
-            s = np.full(len(rows), np.nan, np.float32)
-            ok = rows >= 0
-            if ok.any():
-                s[ok] = np.asarray(v[rows[ok]]) @ qi
-            out.append(s)
-        return out
-
-    def compact(self) -> None:
-        """Drop tombstoned rows (rebuilds the arrays)."""
-        keep = self.idmap.alive
-        if keep.all():
-            return
-        v = np.asarray(self.vectors)[keep]
-        ids = [i for i, a in zip(self.idmap.ids, keep) if a]
-        self.idmap = IdMap(ids)
-        self._vectors, self._chunks = v, []
-        self._codes = self._scales = None
-
-    # ---- persistence --------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         return {
             "dim": self.dim,
