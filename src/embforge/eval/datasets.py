@@ -14,8 +14,6 @@ Readers name the file and line of anything malformed (``DataError``).
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,72 +119,33 @@ def load_beir(
     )
 
 
-def _float(x: str, where: str) -> float:
-    try:
-        return float(x)
-    except ValueError:
-        raise DataError(
-            f"{where}: score {x!r} is not a number; STS files need a numeric score column"
-        ) from None
-
-
 def load_sts(path: str | Path, name: str | None = None, language: str | None = None) -> StsSet:
-    """Read an STS pair file (format detected; see the module docstring)."""
+    """Read an STS pair file (format detected; see the module docstring).
+
+    One reader per format in the whole package: tabular files go through
+    :func:`embforge.data.convert.sts.read_sts`, JSONL through :func:`embforge.data.io.read_records`.
+    """
+    from embforge.data.convert.sts import read_sts
+    from embforge.data.formats import ScoredPair
+    from embforge.data.io import read_records
+
     p = Path(path)
     if not p.exists():
         raise DataError(f"STS file {p} does not exist")
-    s1, s2, sc = [], [], []
-    with open(p, encoding="utf-8", newline="") as f:
-        first = f.readline()
-        f.seek(0)
-        cols = first.rstrip("\n").split("\t")
-        if p.suffix in (".jsonl", ".json"):
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    r = json.loads(line)
-                    s1.append(r["sentence1"])
-                    s2.append(r["sentence2"])
-                    sc.append(_float(str(r["score"]), f"{p}:{i}"))
-                except (json.JSONDecodeError, KeyError) as e:
-                    raise DataError(
-                        f"{p}:{i}: expected JSON with sentence1, sentence2, score ({e})"
-                    ) from None
-        elif "sentence1" in cols and "score" in cols:  # KorSTS: header line
-            i1, i2, isc = cols.index("sentence1"), cols.index("sentence2"), cols.index("score")
-            for i, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
-                if i == 1 or not row:
-                    continue
-                if len(row) <= max(i1, i2, isc):
-                    raise DataError(f"{p}:{i}: {len(row)} columns, expected at least {max(i1, i2, isc) + 1}")
-                s1.append(row[i1])
-                s2.append(row[i2])
-                sc.append(_float(row[isc], f"{p}:{i}"))
-        elif len(cols) >= 7:  # STS Benchmark: genre file year id score s1 s2 [extra]
-            for i, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
-                if not row:
-                    continue
-                if len(row) < 7:
-                    raise DataError(
-                        f"{p}:{i}: {len(row)} columns; STS Benchmark lines have 7 (score at column 5)"
-                    )
-                sc.append(_float(row[4], f"{p}:{i}"))
-                s1.append(row[5])
-                s2.append(row[6])
-        else:  # stsb_multi_mt: s1,s2,score
-            for i, row in enumerate(csv.reader(f), 1):
-                if not row:
-                    continue
-                if len(row) != 3:
-                    raise DataError(f"{p}:{i}: {len(row)} columns; expected s1,s2,score (stsb_multi_mt CSV)")
-                s1.append(row[0])
-                s2.append(row[1])
-                sc.append(_float(row[2], f"{p}:{i}"))
-    if not sc:
+    if p.name.endswith((".jsonl", ".jsonl.gz", ".json", ".parquet")):
+        recs = list(read_records(p, kind=ScoredPair.kind))
+    else:
+        recs = list(read_sts(p))
+    if not recs:
         raise DataError(f"STS file {p} holds no pairs")
     name = name or p.stem
-    return StsSet(name, s1, s2, sc, language if language is not None else guess_language(name))
+    return StsSet(
+        name,
+        [r.sentence1 for r in recs],
+        [r.sentence2 for r in recs],
+        [float(r.score) for r in recs],
+        language if language is not None else guess_language(name),
+    )
 
 
 def load_bitext(
