@@ -119,6 +119,7 @@ def test_tokenizer_retromae_contrastive_finetune_from_raw_text(tmp_path):
             f"model.path={tmp_path / 'contrastive/final'}",
             f"data.train_files=[{tmp_path / 'ex.jsonl'}]",
             "data.num_negatives=2",
+            "data.query_max_length=64",  # within the model's 128 positions (checked before step 1)
             "data.doc_max_length=128",
             "loop.sub_batch_size=null",
             f"loop.output_dir={tmp_path / 'finetune'}",
