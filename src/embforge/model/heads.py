@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embforge.scoring.matryoshka import truncate_dense
+
 __all__ = ["DenseHead", "SparseHead", "MultiVectorHead", "truncate_dense", "init_linear_"]
 
 
@@ -23,14 +25,6 @@ def init_linear_(linear: nn.Linear, seed: int) -> nn.Linear:
         if linear.bias is not None:
             linear.bias.zero_()
     return linear
-
-
-def truncate_dense(x: torch.Tensor, dim: int | None, normalize: bool = True) -> torch.Tensor:
-    """Matryoshka truncation: keep the first ``dim`` dims of (B, D) and L2-renormalise."""
-    if dim is None or dim >= x.shape[-1]:
-        return x
-    x = x[..., :dim]
-    return F.normalize(x, dim=-1) if normalize else x
 
 
 class DenseHead(nn.Module):

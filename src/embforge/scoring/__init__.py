@@ -1,6 +1,7 @@
-"""Pure scoring functions: dense inner product, lexical match, MaxSim, weighted hybrid."""
+"""Pure scoring functions: dense inner product, lexical match, MaxSim, Matryoshka truncation, hybrid."""
 
 from embforge.scoring.functions import (
+    DEFAULT_WEIGHTS,
     HYBRID_WEIGHTS,
     dense_scores,
     hybrid_scores,
@@ -11,8 +12,10 @@ from embforge.scoring.functions import (
     sparse_vector_scores,
     term_weights,
 )
+from embforge.scoring.matryoshka import truncate_dense
 
 __all__ = [
+    "DEFAULT_WEIGHTS",
     "HYBRID_WEIGHTS",
     "dense_scores",
     "hybrid_scores",
@@ -22,4 +25,5 @@ __all__ = [
     "pad_multivectors",
     "sparse_vector_scores",
     "term_weights",
+    "truncate_dense",
 ]

@@ -5,6 +5,9 @@ Shapes: Q queries, N documents, D dense dim, T tokens, M multi-vector dim.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import numpy as np
 import torch
 
@@ -20,9 +23,16 @@ __all__ = [
     "multivector_list_scores",
     "hybrid_scores",
     "HYBRID_WEIGHTS",
+    "DEFAULT_WEIGHTS",
 ]
 
-HYBRID_WEIGHTS: tuple[float, float, float] = (1.0, 0.3, 1.0)
+#: BGE-M3's hybrid weights w1*s_dense + w2*s_lex + w3*s_mul (Chen et al., 2024): the one definition.
+DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType({"dense": 1.0, "sparse": 0.3, "multivector": 1.0})
+HYBRID_WEIGHTS: tuple[float, float, float] = (
+    DEFAULT_WEIGHTS["dense"],
+    DEFAULT_WEIGHTS["sparse"],
+    DEFAULT_WEIGHTS["multivector"],
+)
 
 
 def dense_scores(q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
