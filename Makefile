@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.embforge-installed
 
-.PHONY: demo test test-slow lint bench install clean
+.PHONY: demo test test-slow lint bench install clean reference
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,5 +34,14 @@ bench: $(STAMP)
 	$(PY) bench/train.py
 	$(PY) bench/quality.py
 
+# FlagEmbedding 1.4.2 needs transformers 4.x: record its outputs in a pinned environment
+# (tests/parity/test_m3_reference.py compares embforge against them on every `make test`).
+REF_VENV := .venv-ref
+reference:
+	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(REF_VENV)/bin/python -m pip install -q "transformers==4.57.*" "FlagEmbedding==1.4.2" numpy safetensors
+	$(REF_VENV)/bin/python scripts/record_reference.py
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) $(REF_VENV) build dist src/*.egg-info
