@@ -12,6 +12,12 @@ the YAML file, finds the recipe in ``embforge.train.recipes.RECIPES`` and calls
 adding a loss or a pooling never edits a schema. This module knows no recipe and
 imports nothing of the training stack.
 
+Why not pydantic (measured on a contrastive config with four mistakes): pydantic 2's
+``TypeAdapter`` on the same dataclasses reports 2 of the 4 (it ignores an unknown key
+and a registry choice unless every class is configured), names neither the file nor the
+command line, and offers no "did you mean"; matching this checker's messages needs a
+wrapper about its size. Checking takes ~0.5 ms here, which no user notices.
+
 Example:
     >>> from dataclasses import dataclass, field
     >>> @dataclass

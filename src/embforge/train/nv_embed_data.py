@@ -46,7 +46,7 @@ class SourceConfig:
         instruction: task description put in front of this source's queries ("" = none).
         symmetric: also put the instruction in front of the documents (STS-style tasks
             where both sides are the same kind of text); default False.
-        min_score: sts only: keep pairs with score >= this (NV-Embed/SPEC: 4 on 0-5).
+        min_score: sts only: keep pairs with score >= this (NV-Embed, Lee et al. 2024: 4 on 0-5).
         split: nli with SNLI line files: dev or test.
         limit: keep at most this many examples (None = all).
         skip: drop the first ``skip`` examples (e.g. hold out the start of a file).
