@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import torch
 import torch.distributed as dist
 
-from embforge.losses.ops import map_output, pad_tokens
+from embforge.train.outputs import map_output, pad_tokens
 from embforge.types import EmbeddingOutput
 
 __all__ = [

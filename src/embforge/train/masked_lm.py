@@ -120,7 +120,6 @@ def rate_errors(name: str, v: float, lo: float, hi: float) -> list[str]:
     return [] if lo <= v <= hi else [f"{name}: must be within [{lo}, {hi}], got {v}"]
 
 
-
 def load_masked_lm(
     model_cfg: PretrainModelConfig, max_length: int, seed: int = 0
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

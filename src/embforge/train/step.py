@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 
-from embforge.losses.ops import cat_outputs, map_output, pad_tokens, slice_output, tensor_fields
 from embforge.train.distributed import gather_output
+from embforge.train.outputs import cat_outputs, map_output, pad_tokens, slice_output, tensor_fields
 from embforge.types import Batch, EmbeddingOutput, LossOutput
 
 __all__ = [

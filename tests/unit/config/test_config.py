@@ -121,7 +121,10 @@ def test_choices_come_from_the_registries():
         build_config(ContrastiveConfig, data, source="c.yaml")
     msg = str(e.value)
     assert msg.startswith("3 config errors:")
-    assert "c.yaml: loss.name: 'infonse' is not allowed; did you mean 'infonce'? (allowed: distill, infonce, m3" in msg
+    assert (
+        "c.yaml: loss.name: 'infonse' is not allowed; did you mean 'infonce'? (allowed: distill, infonce, m3"
+        in msg
+    )
     assert "c.yaml: model.pooling: 'maen' is not allowed; did you mean 'mean'? (allowed: " in msg
     assert "c.yaml: schedule.name: 'wds' is not allowed; did you mean 'wsd'?" in msg
     pre = {"data": {"train_files": ["x.txt"]}, "model": {"position_init": "rand", "save_format": "bge_m3"}}

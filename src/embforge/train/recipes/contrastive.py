@@ -260,7 +260,9 @@ class ContrastiveStep:
         db = self.tok(docs, "document", data.doc_max_length)
         t = None if teacher is None else du.gather_with_grad(torch.tensor(teacher, device=self.enc.device))
         loss = self.warm_loss if step <= self.warm else self.loss
-        return contrastive_step(self.encode, qb, db, gathered_loss(loss, self.group, t), cfg.loop.sub_batch_size)
+        return contrastive_step(
+            self.encode, qb, db, gathered_loss(loss, self.group, t), cfg.loop.sub_batch_size
+        )
 
 
 def run(cfg: ContrastiveConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:

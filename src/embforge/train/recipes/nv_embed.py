@@ -356,7 +356,15 @@ def run_stage(
         max_steps=stage.steps,
     )
     trainer = Trainer(
-        enc, step, sampler, loop, stage.optim, stage.schedule, stage.steps, stage.batch_size, callbacks=callbacks
+        enc,
+        step,
+        sampler,
+        loop,
+        stage.optim,
+        stage.schedule,
+        stage.steps,
+        stage.batch_size,
+        callbacks=callbacks,
     )
     result = trainer.fit()
     enc.eval()
