@@ -69,7 +69,8 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Ada
     Uses the fused kernel where torch has one for the parameters' device (CPU and CUDA
     since torch 2.4): about 7x faster than the for-each loop on CPU for MiniLM's 22M weights.
     """
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for _, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.dim() < 2 else decay).append(p)
@@ -234,7 +235,7 @@ class Trainer:
             for step in range(start + 1, self.total_steps + 1):
                 rec = self._train_step(next(it), step, device)
                 log.append(rec)
-                if self.is_main and (step % self.loop.log_every == 0 or step == self.total_steps):
+                if fh is not None and (step % self.loop.log_every == 0 or step == self.total_steps):
                     fh.write(json.dumps(rec) + "\n")
                     fh.flush()
                 if bar is not None:
