@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from embforge.config import Recipe
 from embforge.config import load_config as _load_config
@@ -32,5 +32,4 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Recipe
         (the recipe, its config instance); run it with ``recipe.run(cfg)``.
     """
     recipe, cfg = _load_config(path, overrides, recipes=RECIPES)
-    assert recipe is not None  # recipes= given: the file's recipe was found
-    return recipe, cfg
+    return cast(Recipe, recipe), cfg  # never None: the file's recipe was found in RECIPES
