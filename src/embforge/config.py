@@ -5,37 +5,42 @@ every key and value against the schema and reports *all* problems at once
 (file, dotted key, what is wrong, "did you mean ...").
 
 A *recipe* is a named training entry point: a schema dataclass plus a ``run``
-function. ``embforge train CONFIG`` reads the ``recipe:`` key of the YAML file,
-finds the recipe in :data:`RECIPES` and calls ``run(cfg)``. Recipes live in
-modules under ``embforge.train.recipes`` (discovered automatically) and register
-themselves with :func:`register_recipe`; adding a recipe never edits this file.
+function (:class:`Recipe`). ``embforge train CONFIG`` reads the ``recipe:`` key of
+the YAML file, finds the recipe in ``embforge.train.recipes.RECIPES`` and calls
+``run(cfg)``. Named choices (loss, pooling, schedule, ...) are ``str`` fields marked
+``Annotated[str, Choice(REGISTRY)]``: they are checked against the registry, so
+adding a loss or a pooling never edits a schema. This module knows no recipe and
+imports nothing of the training stack.
+
+Why not pydantic (measured on a contrastive config with four mistakes): pydantic 2's
+``TypeAdapter`` on the same dataclasses reports 2 of the 4 (it ignores an unknown key
+and a registry choice unless every class is configured), names neither the file nor the
+command line, and offers no "did you mean"; matching this checker's messages needs a
+wrapper about its size. Checking takes ~0.5 ms here, which no user notices.
 
 Example:
-    >>> from dataclasses import dataclass, field
-    >>> @dataclass
-    ... class Opt:
-    ...     lr: float = 1e-5
+    >>> from dataclasses import field
     >>> @dataclass
     ... class Cfg:
     ...     recipe: str = "demo"
-    ...     optim: Opt = field(default_factory=Opt)
-    >>> cfg = build_config(Cfg, apply_overrides({}, ["optim.lr=3e-4"]))
-    >>> cfg.optim.lr
-    0.0003
+    ...     lr: float = 1e-5
+    ...     heads: list[str] = field(default_factory=lambda: ["dense"])
+    >>> cfg = build_config(Cfg, apply_overrides({}, ["lr=3e-4", "heads=[dense, sparse]"]))
+    >>> cfg.lr, cfg.heads
+    (0.0003, ['dense', 'sparse'])
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
-import importlib
-import pkgutil
 import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 
@@ -44,13 +49,7 @@ from embforge.registry import Registry
 
 __all__ = [
     "Recipe",
-    "RECIPES",
-    "register_recipe",
-    "load_recipes",
-    "ModelConfig",
-    "OptimConfig",
-    "ScheduleConfig",
-    "LoopConfig",
+    "Choice",
     "read_yaml",
     "parse_overrides",
     "apply_overrides",
@@ -64,7 +63,7 @@ T = TypeVar("T")
 COMMAND_LINE = "command line"
 
 
-# ----------------------------------------------------------------------------- recipes
+# ----------------------------------------------------------------------------- recipes and choices
 
 
 @dataclass(frozen=True)
@@ -73,205 +72,34 @@ class Recipe:
 
     name: str
     schema: type
-    run: Callable[[Any], Any]
+    run: Callable[..., Any]
     description: str = ""
 
 
-RECIPES: Registry[Recipe] = Registry("recipe")
+@dataclass(frozen=True)
+class Choice:
+    """Marks a ``str`` field whose value must be a name of a registry.
 
-
-def register_recipe(name: str, schema: type, description: str = "") -> Callable:
-    """Decorator registering ``run(cfg)`` as recipe ``name`` with config class ``schema``.
-
-    Keep heavy imports (torch, transformers) inside ``run`` so that loading and
-    validating a config stays fast.
+    Use as ``Annotated[str, Choice(LOSSES)]``: the allowed values, and the "did you
+    mean" hint, are read from the registry when the config is checked, so a newly
+    registered loss / pooling / schedule is accepted without editing any schema.
 
     Example:
         >>> @dataclass
-        ... class HelloConfig:
-        ...     recipe: str = "hello-doc"
-        ...     name: str = "world"
-        >>> @register_recipe("hello-doc", HelloConfig, "print a greeting")
-        ... def run_hello(cfg):
-        ...     return f"hello {cfg.name}"
-        >>> RECIPES.get("hello-doc").run(HelloConfig())
-        'hello world'
+        ... class K:
+        ...     kind: Annotated[str, Choice(("alpha", "beta"))] = "alpha"
+        >>> build_config(K, {"kind": "alpah"})
+        Traceback (most recent call last):
+        ...
+        embforge.errors.ConfigError: 1 config error:
+          <config>: kind: 'alpah' is not allowed; did you mean 'alpha'? (allowed: alpha, beta)
     """
 
-    def deco(run: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        RECIPES.add(name, Recipe(name, schema, run, description))
-        return run
+    source: Registry[Any] | Sequence[str]
 
-    return deco
-
-
-_LOADED = False
-
-
-def load_recipes() -> None:
-    """Import every module of ``embforge.train.recipes`` so its recipes register (idempotent)."""
-    global _LOADED
-    if _LOADED:
-        return
-    import embforge.train.recipes as pkg
-
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{pkg.__name__}.{info.name}")
-    _LOADED = True
-
-
-# ----------------------------------------------------------------------------- shared blocks
-
-
-@dataclass
-class ModelConfig:
-    """Which encoder to train.
-
-    Attributes:
-        path: local directory or hub id; None = the bundled all-MiniLM-L6-v2.
-        heads: heads to train, from dense, sparse, multivector.
-        pooling: dense pooling override ("cls" or "mean"); None = the checkpoint's own.
-        gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
-        device: "cpu", "cuda", "cuda:1", ...; None = the local GPU when there is one (under
-            torchrun: cuda:LOCAL_RANK), else cpu.
-    """
-
-    path: str | None = None
-    heads: list[str] = field(default_factory=lambda: ["dense"])
-    pooling: str | None = None
-    gradient_checkpointing: bool = False
-    device: str | None = None
-
-    def validate(self) -> list[str]:
-        errs = [
-            f"heads: unknown head {h!r}; choose from: dense, multivector, sparse"
-            for h in self.heads
-            if h not in ("dense", "sparse", "multivector")
-        ]
-        if not self.heads:
-            errs.append("heads: must name at least one head (dense, sparse, multivector)")
-        if len(set(self.heads)) != len(self.heads):
-            errs.append(f"heads: {self.heads} names a head twice; list each head once")
-        return errs
-
-
-@dataclass
-class OptimConfig:
-    """AdamW settings (decoupled weight decay, Loshchilov & Hutter 2019).
-
-    Attributes:
-        lr: peak learning rate.
-        weight_decay: applied to all weights except biases and LayerNorm weights.
-        betas: Adam betas.
-        eps: Adam epsilon.
-        max_grad_norm: clip the global gradient norm to this; 0 disables clipping.
-    """
-
-    lr: float = 2e-5
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    max_grad_norm: float = 1.0
-
-    def validate(self) -> list[str]:
-        errs = []
-        if self.lr <= 0:
-            errs.append(f"lr: must be > 0, got {self.lr}")
-        if self.max_grad_norm < 0:
-            errs.append(f"max_grad_norm: must be >= 0 (0 disables clipping), got {self.max_grad_norm}")
-        return errs
-
-
-@dataclass
-class ScheduleConfig:
-    """Learning-rate schedule, as a multiplier of ``optim.lr`` per step.
-
-    Names:
-        constant: optional warmup, then flat.
-        warmup_linear: linear warmup over ``warmup_ratio`` (or ``warmup_steps``) of the
-            steps, then linear decay to ``min_lr_ratio`` at the last step (M3 stage 2).
-        wsd: warmup-stable-decay (Arctic-Embed pretraining): warmup, flat, then a linear
-            decay over the last ``decay_ratio`` of the steps.
-        linear_decay: no warmup; linear decay from the peak to ``min_lr_ratio`` over the
-            first ``decay_steps`` steps, then flat (Arctic-Embed fine-tuning: 6,000 of 9,342).
-
-    Attributes:
-        name: one of the names above.
-        warmup_ratio: warmup length as a fraction of the total steps.
-        warmup_steps: warmup length in steps (overrides ``warmup_ratio`` when set).
-        decay_ratio: wsd only: fraction of steps spent decaying.
-        decay_steps: linear_decay only: number of decay steps (None = all steps).
-        min_lr_ratio: final multiplier.
-    """
-
-    name: Literal["constant", "warmup_linear", "wsd", "linear_decay"] = "warmup_linear"
-    warmup_ratio: float = 0.0
-    warmup_steps: int | None = None
-    decay_ratio: float = 0.1
-    decay_steps: int | None = None
-    min_lr_ratio: float = 0.0
-
-    def validate(self) -> list[str]:
-        errs = []
-        for k in ("warmup_ratio", "decay_ratio", "min_lr_ratio"):
-            v = getattr(self, k)
-            if not 0.0 <= v <= 1.0:
-                errs.append(f"{k}: must be within [0, 1], got {v}")
-        if self.name == "linear_decay" and (self.warmup_ratio or self.warmup_steps):
-            errs.append("warmup_ratio/warmup_steps: linear_decay has no warmup; use warmup_linear or wsd")
-        return errs
-
-
-@dataclass
-class LoopConfig:
-    """The training loop (shared by every recipe that uses ``embforge.train.loop``).
-
-    Attributes:
-        output_dir: where checkpoints, the JSONL log and the final model go.
-        max_steps: optimizer steps to run (None = ``epochs`` passes over the data).
-        epochs: passes over the data when ``max_steps`` is None.
-        batch_size: global batch (queries per step, over all processes).
-        sub_batch_size: GradCache sub-batch (texts per forward with graph); None = no caching.
-        precision: fp32 or bf16 (autocast; fast on GPUs and AMX CPUs only).
-        seed: seeds data order, negative sampling, dropout and initialisation.
-        log_every: write a JSONL log line every this many steps.
-        checkpoint_every: save a resumable checkpoint every this many steps (0 = only at the end).
-        keep_checkpoints: how many step checkpoints to keep.
-        resume: continue from the newest checkpoint in ``output_dir`` if there is one.
-        progress: show a tqdm progress bar.
-        threads: torch intra-op threads (None = torch's default).
-    """
-
-    output_dir: str = "runs/embforge"
-    max_steps: int | None = None
-    epochs: float = 1.0
-    batch_size: int = 32
-    sub_batch_size: int | None = None
-    precision: Literal["fp32", "bf16"] = "fp32"
-    seed: int = 42
-    log_every: int = 1
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    resume: bool = True
-    progress: bool = True
-    threads: int | None = None
-
-    def validate(self) -> list[str]:
-        errs = []
-        if self.batch_size < 1:
-            errs.append(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.sub_batch_size is not None and self.sub_batch_size < 1:
-            errs.append(f"sub_batch_size: must be >= 1 or null (no caching), got {self.sub_batch_size}")
-        if self.max_steps is not None and self.max_steps < 1:
-            errs.append(f"max_steps: must be >= 1 or null (use epochs), got {self.max_steps}")
-        if self.max_steps is None and self.epochs <= 0:
-            errs.append(f"epochs: must be > 0 when max_steps is null, got {self.epochs}")
-        if self.checkpoint_every < 0:
-            errs.append(f"checkpoint_every: must be >= 0, got {self.checkpoint_every}")
-        if self.keep_checkpoints < 1:
-            errs.append(f"keep_checkpoints: must be >= 1, got {self.keep_checkpoints}")
-        return errs
+    def names(self) -> list[str]:
+        src = self.source
+        return src.names() if isinstance(src, Registry) else list(src)
 
 
 # ----------------------------------------------------------------------------- files and overrides
@@ -316,8 +144,6 @@ def parse_overrides(overrides: Iterable[str]) -> list[tuple[list[str], Any]]:
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Return a copy of ``data`` with dotted overrides applied (intermediate mappings created)."""
-    import copy
-
     data = copy.deepcopy(data)
     for keys, value in parse_overrides(overrides):
         node = data
@@ -360,7 +186,7 @@ class _Checker:
         if not isinstance(data, dict):
             self.err(path, f"expected a mapping for {cls.__name__}, got {data!r}")
             return None
-        hints = typing.get_type_hints(cls)
+        hints = typing.get_type_hints(cls, include_extras=True)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
         for key in data:
             if key not in fields:
@@ -388,11 +214,21 @@ class _Checker:
                     self.err(path, msg)
         return obj
 
+    def _annotated(self, args: tuple, v: Any, path: str) -> Any:
+        """``Annotated[T, Choice(...)]``: a ``T`` that is also one of the choice's names."""
+        out = self.value(args[0], v, path)
+        for meta in args[1:]:
+            if isinstance(meta, Choice) and isinstance(out, str) and out not in meta.names():
+                self.err(path, f"{out!r} is not allowed; {_suggest(out, meta.names())}")
+        return out
+
     def value(self, tp: Any, v: Any, path: str) -> Any:  # noqa: C901 - one branch per type kind
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
         if tp is Any:
             return v
+        if origin is Annotated:
+            return self._annotated(args, v, path)
         if origin in (typing.Union, types.UnionType):
             if v is None and type(None) in args:
                 return None
@@ -411,7 +247,7 @@ class _Checker:
                 self.err(path, f"{v!r} is not allowed; {_suggest(str(v), [str(a) for a in args])}")
             return v
         if dataclasses.is_dataclass(tp):
-            return self.dataclass_(tp, v, path)
+            return self.dataclass_(typing.cast(type, tp), v, path)
         if origin in (list, tuple, Sequence):
             if not isinstance(v, (list, tuple)):
                 self.err(path, f"expected a list, got {v!r}")
@@ -472,7 +308,10 @@ def build_config(
 
 
 def load_config(
-    path: str | Path, overrides: Sequence[str] = (), schema: type | None = None
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    schema: type | None = None,
+    recipes: Registry[Recipe] | None = None,
 ) -> tuple[Recipe | None, Any]:
     """Load a YAML recipe, apply ``key=value`` overrides and check it.
 
@@ -480,7 +319,8 @@ def load_config(
         path: the YAML file.
         overrides: dotted ``key=value`` strings (command-line overrides win).
         schema: check against this dataclass; None = look up the file's ``recipe:`` key
-            in :data:`RECIPES`.
+            in ``recipes`` (``embforge.train.recipes.load_config`` passes the training recipes).
+        recipes: the recipe registry to look the ``recipe:`` key up in.
 
     Returns:
         (recipe or None when ``schema`` was given, the config instance).
@@ -489,16 +329,16 @@ def load_config(
     cli_keys = {".".join(k) for k, _ in parse_overrides(overrides)}
     recipe = None
     if schema is None:
+        if recipes is None:
+            raise TypeError("load_config: pass schema= or recipes=")
         name = data.get("recipe")
         if not isinstance(name, str):
-            load_recipes()
             raise ConfigError(
                 f"{path}: missing the 'recipe:' key naming what to run; "
-                f"choose from: {', '.join(RECIPES.names())}"
+                f"choose from: {', '.join(recipes.names())}"
             )
-        load_recipes()
         try:
-            recipe = RECIPES.get(name)
+            recipe = recipes.get(name)
         except ConfigError as e:
             raise ConfigError(f"{path}: recipe: {e}") from None
         schema = recipe.schema

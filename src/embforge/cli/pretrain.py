@@ -6,6 +6,9 @@
 
 Training itself runs through ``embforge train CONFIG`` (recipes ``retromae``, ``mlm``,
 ``contrastive``).
+
+Each command imports what it runs inside its function: torch, transformers and the
+pretraining modules are heavy, and `embforge --help` must not load them.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import yaml
 
 
 def register(app: typer.Typer) -> None:
@@ -27,9 +28,10 @@ def register(app: typer.Typer) -> None:
 
         Multi-process: torchrun --nproc_per_node 2 -m embforge.cli.app train CONFIG ...
         """
-        import yaml
-
-        from embforge.config import config_to_dict, load_config
+        # imported here, not at the top: the recipes pull in torch and transformers, which
+        # `embforge --help` and the other subcommands must not pay for
+        from embforge.config import config_to_dict
+        from embforge.train.recipes import load_config
 
         recipe, cfg = load_config(config, overrides or [])
         if check:

@@ -1,9 +1,11 @@
 """Losses on embeddings and scores (never on the model).
 
-Every loss is called as ``loss(q, d, group_size=G, teacher_scores=None) -> LossOutput``
-with ``q`` an ``EmbeddingOutput`` of Q queries and ``d`` one of Q*G documents
-grouped per query (positive first). ``LOSSES`` maps config names to builders;
-add a loss by registering a builder, nothing else changes.
+Every loss is a pure function of embeddings and scores, called as
+``loss(q, d, group_size=G, teacher_scores=None) -> LossOutput`` with ``q`` an
+``EmbeddingOutput`` of Q queries and ``d`` one of Q*G documents grouped per query
+(positive first). Losses never call the model nor backpropagate: the step
+(``embforge.train.step``) does. ``LOSSES`` maps config names to builders; add a
+loss by registering a builder here; ``loss.name`` in configs accepts it at once.
 
 | name          | what                                                      | paper |
 | ------------- | --------------------------------------------------------- | ----- |
@@ -16,11 +18,11 @@ add a loss by registering a builder, nothing else changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from embforge.losses.distill import DistillKLLoss, kl_distill_loss
-from embforge.losses.infonce import InfoNCELoss, candidate_logits, info_nce
+from embforge.losses.infonce import InfoNCELoss, WithMatryoshka, candidate_logits, info_nce
 from embforge.losses.matryoshka import matryoshka_dense, matryoshka_loss
 from embforge.losses.self_distill import M3SelfDistillLoss, self_distill_loss
 from embforge.losses.simcse import SimCSELoss, simcse_sup_loss, simcse_unsup_loss
@@ -35,6 +37,7 @@ __all__ = [
     "M3SelfDistillLoss",
     "SimCSELoss",
     "DistillKLLoss",
+    "WithMatryoshka",
     "info_nce",
     "candidate_logits",
     "self_distill_loss",
@@ -55,13 +58,95 @@ class ContrastiveLoss(Protocol):
 
 
 LOSSES: Registry[Callable[..., ContrastiveLoss]] = Registry("loss")
-LOSSES.add("infonce", InfoNCELoss)
-LOSSES.add("m3", M3SelfDistillLoss)
-LOSSES.add("simcse_unsup", lambda temperature=0.05, **_: SimCSELoss(False, temperature))
-LOSSES.add("simcse_sup", lambda temperature=0.05, **_: SimCSELoss(True, temperature))
-LOSSES.add("distill", DistillKLLoss)
 
 
-def build_loss(name: str, **kwargs: Any) -> ContrastiveLoss:
-    """Build the loss registered as ``name`` (``unknown loss ...; choose from`` otherwise)."""
-    return LOSSES.get(name)(**kwargs)
+def _tau(temperature: float | None) -> dict[str, float]:
+    """The temperature keyword, or none so that the loss keeps its paper default."""
+    return {} if temperature is None else {"temperature": temperature}
+
+
+# Each builder takes every loss setting by keyword (``LossConfig``'s fields, ``heads`` and,
+# for m3, ``distill``) and keeps the ones its loss uses.
+
+
+@LOSSES.register("infonce")
+def _infonce(
+    *,
+    heads: Sequence[str] = ("dense",),
+    temperature: float | None = None,
+    in_batch_negatives: bool = True,
+    head_weights: dict[str, float] | None = None,
+    matryoshka_dims: Sequence[int] = (),
+    matryoshka_weights: Sequence[float] | None = None,
+    **_: Any,
+) -> ContrastiveLoss:
+    return InfoNCELoss(
+        heads=heads,
+        in_batch_negatives=in_batch_negatives,
+        head_weights=head_weights,
+        matryoshka_dims=matryoshka_dims,
+        matryoshka_weights=matryoshka_weights,
+        **_tau(temperature),
+    )
+
+
+@LOSSES.register("m3")
+def _m3(
+    *,
+    temperature: float | None = None,
+    score_weights: Sequence[float] = (1.0, 0.3, 1.0),
+    loss_weights: Sequence[float] = (1.0, 0.1, 1.0),
+    weighted: bool = True,
+    in_batch_negatives: bool = True,
+    distill: bool = True,
+    matryoshka_dims: Sequence[int] = (),
+    matryoshka_weights: Sequence[float] | None = None,
+    **_: Any,
+) -> ContrastiveLoss:
+    m3 = M3SelfDistillLoss(
+        score_weights=score_weights,
+        loss_weights=loss_weights,
+        weighted=weighted,
+        in_batch_negatives=in_batch_negatives,
+        distill=distill,
+        **_tau(temperature),
+    )
+    if not matryoshka_dims:
+        return m3
+    return WithMatryoshka(m3, matryoshka_dims, matryoshka_weights, m3.temperature, in_batch_negatives)
+
+
+@LOSSES.register("simcse_unsup")
+def _simcse_unsup(*, temperature: float | None = None, **_: Any) -> ContrastiveLoss:
+    return SimCSELoss(False, **_tau(temperature))
+
+
+@LOSSES.register("simcse_sup")
+def _simcse_sup(*, temperature: float | None = None, **_: Any) -> ContrastiveLoss:
+    return SimCSELoss(True, **_tau(temperature))
+
+
+@LOSSES.register("distill")
+def _distill(
+    *,
+    heads: Sequence[str] = ("dense",),
+    temperature: float | None = None,
+    teacher_temperature: float = 1.0,
+    infonce_weight: float = 0.0,
+    **_: Any,
+) -> ContrastiveLoss:
+    return DistillKLLoss(
+        heads=heads,
+        teacher_temperature=teacher_temperature,
+        infonce_weight=infonce_weight,
+        **_tau(temperature),
+    )
+
+
+def build_loss(name: str, **settings: Any) -> ContrastiveLoss:
+    """Build the loss registered as ``name`` (``unknown loss ...; choose from`` otherwise).
+
+    ``settings`` are keyword settings (``heads``, ``temperature``, ...); each loss takes
+    the ones it uses and ignores the rest. ``temperature=None`` keeps the paper default.
+    """
+    return LOSSES.get(name)(**settings)

@@ -21,7 +21,8 @@ Siblings: ``self_distill`` (M3), ``matryoshka``, ``simcse``, ``distill`` (KL).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,7 @@ from embforge.losses.matryoshka import matryoshka_dense
 from embforge.losses.scores import head_scores
 from embforge.types import EmbeddingOutput, LossOutput
 
-__all__ = ["candidate_logits", "info_nce", "InfoNCELoss"]
+__all__ = ["candidate_logits", "info_nce", "InfoNCELoss", "WithMatryoshka"]
 
 
 def candidate_logits(
@@ -129,6 +130,48 @@ class InfoNCELoss:
         for dim, w in zip(self.matryoshka_dims, self.matryoshka_weights):
             qd, dd = matryoshka_dense(q.dense, dim), matryoshka_dense(d.dense, dim)
             loss = info_nce(qd @ dd.T, group_size, self.temperature, self.in_batch_negatives)
+            parts[f"infonce/dense@{dim}"] = loss
+            total = total + w * loss
+        return LossOutput(total, parts)
+
+
+class WithMatryoshka:
+    """Add Matryoshka InfoNCE terms on the dense head to another loss (e.g. M3 self-distillation).
+
+    ``total = base(q, d).total + sum_k w_k * InfoNCE(trunc(q, dims[k]), trunc(d, dims[k]))``;
+    the parts gain ``infonce/dense@<dim>``. The base loss already trains the full dimension.
+    """
+
+    def __init__(
+        self,
+        base: Callable[..., LossOutput],
+        dims: Sequence[int],
+        weights: Sequence[float] | None = None,
+        temperature: float = 0.02,
+        in_batch_negatives: bool = True,
+    ) -> None:
+        self.base = base
+        self.dims = tuple(int(x) for x in dims)
+        self.weights = tuple(weights or [1.0] * len(self.dims))
+        if len(self.weights) != len(self.dims):
+            raise ValueError(
+                f"{len(self.weights)} matryoshka weights for {len(self.dims)} dims; give one per dim"
+            )
+        self.temperature = temperature
+        self.in_batch_negatives = in_batch_negatives
+
+    def __call__(
+        self, q: EmbeddingOutput, d: EmbeddingOutput, *, group_size: int, teacher_scores: Any = None
+    ) -> LossOutput:
+        out = self.base(q, d, group_size=group_size, teacher_scores=teacher_scores)
+        total, parts = out.total, dict(out.parts)
+        for dim, w in zip(self.dims, self.weights):
+            loss = info_nce(
+                matryoshka_dense(q.dense, dim) @ matryoshka_dense(d.dense, dim).T,
+                group_size,
+                self.temperature,
+                self.in_batch_negatives,
+            )
             parts[f"infonce/dense@{dim}"] = loss
             total = total + w * loss
         return LossOutput(total, parts)

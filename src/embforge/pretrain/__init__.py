@@ -1,4 +1,4 @@
-"""Pretraining before embedding fine-tuning (SPEC sections 1-3).
+"""Pretraining before embedding fine-tuning: RetroMAE (Xiao et al. 2022) and MLM (Devlin et al. 2019).
 
 Modules (import what you need; nothing heavy is imported here):
 
@@ -11,9 +11,9 @@ Modules (import what you need; nothing heavy is imported here):
 * ``collate`` / ``batches`` - texts -> masked batches; a resumable batch source.
 * ``positions`` - extend absolute position embeddings (e.g. 514 -> 8194).
 * ``export`` - save the pretrained backbone alone as an embforge ``Encoder``.
-* ``run`` - the ``retromae`` / ``mlm`` recipes' run on the shared Trainer.
 
-Named model sizes for models from scratch live in ``embforge.model.builders``.
+Named model sizes for models from scratch live in ``embforge.model.builders``; the recipes
+that train these models are ``embforge.train.recipes.retromae`` and ``.mlm``.
 """
 
 __all__: list[str] = []

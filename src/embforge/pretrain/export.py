@@ -13,6 +13,9 @@ from pathlib import Path
 
 from torch import nn
 
+from embforge.model.config import EncoderConfig
+from embforge.model.encoder import Encoder
+
 __all__ = ["save_pretrained_encoder"]
 
 
@@ -28,9 +31,6 @@ def save_pretrained_encoder(
         format: "embforge" | "bge-m3" | "sentence-transformers" (see ``Encoder.save_pretrained``).
         pooling: dense pooling of the saved encoder; RetroMAE trains "cls".
     """
-    from embforge.model.config import EncoderConfig
-    from embforge.model.encoder import Encoder
-
     path = Path(path)
     enc = Encoder(backbone, tokenizer, EncoderConfig(heads=["dense"], pooling=pooling))
     enc.save_pretrained(str(path), format=format)

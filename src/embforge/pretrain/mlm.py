@@ -14,6 +14,7 @@ from torch import nn
 
 from embforge.losses.mlm import mlm_loss
 from embforge.pretrain.collate import MLMBatch
+from embforge.pretrain.export import save_pretrained_encoder
 from embforge.pretrain.mlm_parts import backbone_of, mlm_head_of
 from embforge.types import LossOutput
 
@@ -48,8 +49,6 @@ class MaskedLM(nn.Module):
 
     def save_encoder(self, path: str | Path, tokenizer, format: str = "embforge") -> Path:
         """Save the encoder alone (no MLM head, no decoder) as an embforge encoder ([CLS] dense head)."""
-        from embforge.pretrain.export import save_pretrained_encoder
-
         return save_pretrained_encoder(self.backbone, tokenizer, path, format=format)
 
     @torch.no_grad()

@@ -1,6 +1,7 @@
 """RetroMAE pretraining model: MLM encoder + one-layer enhanced decoder.
 
-Xiao et al. 2022 (SPEC.md section 3). The encoder is any transformers
+Xiao et al. 2022, "RetroMAE: Pre-Training Retrieval-oriented Language Models Via
+Masked Auto-Encoder". The encoder is any transformers
 masked-LM; its first-token hidden state is the sentence embedding ``h``. The
 decoder rebuilds every token from ``h`` and a position-specific random sample
 of the (unmasked) context, so the sentence content has to pass through ``h``.
@@ -19,6 +20,7 @@ from torch import nn
 
 from embforge.losses.retromae import retromae_loss
 from embforge.pretrain.decoder import DecoderConfig, EnhancedDecoderLayer
+from embforge.pretrain.export import save_pretrained_encoder
 from embforge.pretrain.mlm_parts import (
     backbone_of,
     embeddings_accept_position_ids,
@@ -153,6 +155,4 @@ class RetroMAE(nn.Module):
 
     def save_encoder(self, path: str | Path, tokenizer, format: str = "embforge") -> Path:
         """Save the encoder alone (no MLM head, no decoder) as an embforge encoder ([CLS] dense head)."""
-        from embforge.pretrain.export import save_pretrained_encoder
-
         return save_pretrained_encoder(self.backbone, tokenizer, path, format=format)

@@ -14,6 +14,18 @@ import itertools
 from collections.abc import Iterable
 from pathlib import Path
 
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+from transformers import XLMRobertaTokenizerFast
+
 from embforge.errors import ConfigError
 
 __all__ = ["SPECIAL_TOKENS", "train_tokenizer"]
@@ -47,18 +59,6 @@ def train_tokenizer(
         >>> tok.convert_ids_to_tokens([0, 1, 2, 3, 4])
         ['<s>', '<pad>', '</s>', '<unk>', '<mask>']
     """
-    from tokenizers import (
-        Regex,
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
-    from transformers import XLMRobertaTokenizerFast
-
     if int(vocab_size) <= len(SPECIAL_TOKENS):
         raise ConfigError(
             f"vocab_size={vocab_size} is too small; use more than {len(SPECIAL_TOKENS)} (e.g. 8000)"

@@ -1,4 +1,5 @@
-"""Training: one explicit loop (``loop``), GradCache (``embforge.losses.cached``),
-multi-process gather (``distributed``), schedules, checkpoints, and recipes
-(``train/recipes/<name>.py``: a config dataclass + ``run(cfg)``, registered in
-``embforge.config.RECIPES``)."""
+"""Training: one explicit loop (``loop.Trainer``), one step module (``step``: plain and
+GradCache steps, backward, cross-device gather), shared config blocks (``settings``),
+schedules, checkpoints, multi-process helpers (``distributed``), and the recipes
+(``train/recipes/<name>.py``: a config schema + ``run(cfg)``, listed in
+``embforge.train.recipes.RECIPES``)."""

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from safetensors.torch import load_model, save_model
 
 from embforge.errors import CheckpointError
 
@@ -69,8 +71,6 @@ def save_checkpoint(
 
     ``rng_states``: one generator state per process (``collect_rng_states``); None = this process's.
     """
-    from safetensors.torch import save_model
-
     root = Path(output_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{_PREFIX}{step:08d}"
@@ -110,8 +110,6 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 
 def collect_rng_states() -> list[dict[str, Any]]:
     """Every process's generator states (a collective call under torchrun; rank order)."""
-    import torch.distributed as dist
-
     mine = _rng_state()
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return [mine]
@@ -124,8 +122,6 @@ def load_checkpoint(
     path: str | Path, model: torch.nn.Module, optimizer, scheduler, rank: int = 0
 ) -> dict[str, Any]:
     """Restore model, optimizer, scheduler and this ``rank``'s RNG states; returns ``trainer_state.json``."""
-    from safetensors.torch import load_model
-
     p = Path(path)
     try:
         state = json.loads((p / "trainer_state.json").read_text(encoding="utf-8"))

@@ -102,7 +102,7 @@ def sources_of(examples: Sequence[TrainExample]) -> dict[str, list[int]]:
 
 def group_texts(
     examples: Sequence[TrainExample],
-    idx: Sequence[int],
+    idx: Sequence[int] | np.ndarray,
     num_negatives: int,
     seed: int,
     step: int,

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import torch
 import torch.distributed as dist
 
-from embforge.losses.ops import map_output, pad_tokens
+from embforge.train.outputs import map_output, pad_tokens
 from embforge.types import EmbeddingOutput
 
 __all__ = [
@@ -109,15 +109,17 @@ def sync_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     if not is_distributed():
         return
     ps = [p for p in params if p.requires_grad]
+    grads = []
     for p in ps:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in ps])
+        grads.append(p.grad)
+    flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     i = 0
-    for p in ps:
-        n = p.numel()
-        p.grad.copy_(flat[i : i + n].view_as(p.grad))
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[i : i + n].view_as(g))
         i += n
 
 

@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from embforge.data.convert.nli import nli_triples, read_nli_lines, read_nli_tsv
+from embforge.data.convert.squad import read_squad
+from embforge.data.convert.sts import read_sts
+from embforge.data.io import read_records
 from embforge.errors import DataError
 
 __all__ = ["SourceConfig", "Example", "TrainBatch", "load_source", "add_negatives"]
@@ -42,7 +46,7 @@ class SourceConfig:
         instruction: task description put in front of this source's queries ("" = none).
         symmetric: also put the instruction in front of the documents (STS-style tasks
             where both sides are the same kind of text); default False.
-        min_score: sts only: keep pairs with score >= this (NV-Embed/SPEC: 4 on 0-5).
+        min_score: sts only: keep pairs with score >= this (NV-Embed, Lee et al. 2024: 4 on 0-5).
         split: nli with SNLI line files: dev or test.
         limit: keep at most this many examples (None = all).
         skip: drop the first ``skip`` examples (e.g. hold out the start of a file).
@@ -95,8 +99,6 @@ class TrainBatch:
 
 
 def _xquad(cfg: SourceConfig) -> list[Example]:
-    from embforge.data.convert.squad import read_squad
-
     paras = read_squad(cfg.path)
     by_title: dict[str, list[str]] = {}
     for p in paras:
@@ -109,14 +111,10 @@ def _xquad(cfg: SourceConfig) -> list[Example]:
 
 
 def _sts(cfg: SourceConfig) -> list[Example]:
-    from embforge.data.convert.sts import read_sts
-
     return [Example(r.sentence1, r.sentence2) for r in read_sts(cfg.path) if r.score >= cfg.min_score]
 
 
 def _nli(cfg: SourceConfig) -> list[Example]:
-    from embforge.data.convert.nli import nli_triples, read_nli_lines, read_nli_tsv
-
     p = Path(cfg.path)
     if p.is_dir():
         rows = read_nli_lines(p / f"s1.{cfg.split}", p / f"s2.{cfg.split}", p / f"labels.{cfg.split}")
@@ -126,8 +124,6 @@ def _nli(cfg: SourceConfig) -> list[Example]:
 
 
 def _records(cfg: SourceConfig) -> list[Example]:
-    from embforge.data.io import read_records
-
     out = []
     for rec in read_records(cfg.path):
         if rec.kind == "scored_pair" and rec.score < cfg.min_score:

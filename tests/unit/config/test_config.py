@@ -8,10 +8,6 @@ from typing import Literal
 import pytest
 
 from embforge.config import (
-    LoopConfig,
-    ModelConfig,
-    OptimConfig,
-    ScheduleConfig,
     apply_overrides,
     build_config,
     config_to_dict,
@@ -20,6 +16,11 @@ from embforge.config import (
     read_yaml,
 )
 from embforge.errors import ConfigError
+from embforge.losses import LOSSES, InfoNCELoss
+from embforge.train import recipes
+from embforge.train.recipes.contrastive import ContrastiveConfig, LossConfig
+from embforge.train.recipes.mlm import MLMRecipeConfig
+from embforge.train.settings import LoopConfig, ModelConfig, OptimConfig, ScheduleConfig
 
 
 @dataclass
@@ -95,10 +96,10 @@ def test_unknown_recipe_lists_choices(tmp_path):
     p = tmp_path / "r.yaml"
     p.write_text("recipe: nosuch\n")
     with pytest.raises(ConfigError, match="recipe: unknown recipe 'nosuch'; choose from:"):
-        load_config(p)
+        recipes.load_config(p)
     p.write_text("loop: {}\n")
     with pytest.raises(ConfigError, match="missing the 'recipe:' key"):
-        load_config(p)
+        recipes.load_config(p)
 
 
 def test_schedule_validation():
@@ -106,3 +107,47 @@ def test_schedule_validation():
         build_config(ScheduleConfig, {"name": "linear_decay", "warmup_ratio": 0.1})
     with pytest.raises(ConfigError, match="'wds' is not allowed; did you mean 'wsd'"):
         build_config(ScheduleConfig, {"name": "wds"})
+
+
+def test_choices_come_from_the_registries():
+    """loss, pooling, schedule, position init and save format are checked against their registries."""
+    data = {
+        "data": {"train_files": ["x.jsonl"]},
+        "loss": {"name": "infonse"},
+        "model": {"pooling": "maen"},
+        "schedule": {"name": "wds"},
+    }
+    with pytest.raises(ConfigError) as e:
+        build_config(ContrastiveConfig, data, source="c.yaml")
+    msg = str(e.value)
+    assert msg.startswith("3 config errors:")
+    assert (
+        "c.yaml: loss.name: 'infonse' is not allowed; did you mean 'infonce'? (allowed: distill, infonce, m3"
+        in msg
+    )
+    assert "c.yaml: model.pooling: 'maen' is not allowed; did you mean 'mean'? (allowed: " in msg
+    assert "c.yaml: schedule.name: 'wds' is not allowed; did you mean 'wsd'?" in msg
+    pre = {"data": {"train_files": ["x.txt"]}, "model": {"position_init": "rand", "save_format": "bge_m3"}}
+    with pytest.raises(ConfigError) as e:
+        build_config(MLMRecipeConfig, pre)
+    msg = str(e.value)
+    assert "model.position_init: 'rand' is not allowed; did you mean 'random'? (allowed: copy, random)" in msg
+    assert "model.save_format: 'bge_m3' is not allowed; did you mean 'bge-m3'?" in msg
+    assert "model.pooling: 'cls'" not in msg  # null pooling (the checkpoint's own) stays valid
+
+
+def test_a_registered_loss_is_a_valid_choice_without_schema_edits():
+    name = "test_only_infonce_copy"
+    LOSSES.add(name, lambda **kw: InfoNCELoss(heads=kw["heads"]))
+    try:
+        cfg = build_config(ContrastiveConfig, {"data": {"train_files": ["x"]}, "loss": {"name": name}})
+        assert isinstance(cfg.loss.build(["dense"]), InfoNCELoss)
+    finally:
+        LOSSES._items.pop(name)
+
+
+def test_loss_config_builds_every_registered_loss():
+    for name in ("infonce", "m3", "simcse_unsup", "simcse_sup", "distill"):
+        loss = LossConfig(name=name, temperature=0.1).build(["dense", "sparse", "multivector"])
+        assert loss.temperature == 0.1
+    assert LossConfig(name="simcse_sup").build(["dense"]).temperature == 0.05  # the paper default kept

@@ -3,8 +3,8 @@
 import torch
 
 from embforge.losses import build_loss
-from embforge.losses.infonce import info_nce
-from embforge.losses.matryoshka import WithMatryoshka, matryoshka_dense
+from embforge.losses.infonce import WithMatryoshka, info_nce
+from embforge.losses.matryoshka import matryoshka_dense
 from embforge.train.recipes.contrastive import LossConfig
 from embforge.types import EmbeddingOutput
 

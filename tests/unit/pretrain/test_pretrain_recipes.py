@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from embforge.config import load_config
+from embforge.train.recipes import load_config
 from embforge.errors import ConfigError
 from embforge.pretrain.batches import TextBatches
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from embforge.losses import InfoNCELoss, M3SelfDistillLoss
-from embforge.losses.cached import cached_step, length_groups, plain_step, sub_batches
+from embforge.train.step import cached_step, length_groups, plain_step, sub_batches
 from embforge.types import Batch
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make the sibling helper importable

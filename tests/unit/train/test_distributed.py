@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make the sibli
 from tiny_heads import TinyThreeHead, distributed_worker, global_batches  # noqa: E402
 
 from embforge.losses import M3SelfDistillLoss  # noqa: E402
-from embforge.losses.cached import plain_step  # noqa: E402
+from embforge.train.step import plain_step  # noqa: E402
 
 
 def test_two_process_gloo_equals_single_process(tmp_path):

@@ -11,8 +11,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: sibling helpers
 from train_fixtures import build_tiny_encoder, tiny_overrides, write_data  # noqa: E402
 
-from embforge.config import load_config  # noqa: E402
 from embforge.errors import ConfigError, DataError  # noqa: E402
+from embforge.train.recipes import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -100,7 +100,7 @@ def test_cross_field_checks():
 
 def test_gradient_checkpointing_is_enabled_on_the_backbone():
     from embforge.model.builders import tiny_bert
-    from embforge.train.contrastive import enable_checkpointing
+    from embforge.train.runtime import enable_checkpointing
 
     backbone, _ = tiny_bert()
     name = (

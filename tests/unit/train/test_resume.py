@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: sibling helpers
 from train_fixtures import build_tiny_encoder, tiny_overrides, write_data  # noqa: E402
 
-from embforge.config import load_config  # noqa: E402
+from embforge.train.recipes import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "configs" / "simcse-unsup.yaml"  # dropout on: the RNG state must be restored too
@@ -29,6 +29,20 @@ def _overrides(model, data, out):
     ]
 
 
+_HANG_AFTER_STEP = """
+import sys, time
+from embforge.train.recipes import load_config
+
+def hang(step, record):
+    if step == 3:
+        print("HANG 3", file=sys.stderr, flush=True)
+        time.sleep(3600)
+
+recipe, cfg = load_config({config!r}, {overrides!r})
+recipe.run(cfg, callbacks=[hang])
+"""
+
+
 def _losses(out: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())]
 
@@ -42,12 +56,14 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     assert len(reference) == 6
 
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "embforge.cli.app", "train", str(CONFIG), *_overrides(model, data, out)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "EMBFORGE_TEST_HANG_AT_STEP": "3"}
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    overrides = _overrides(model, data, out)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    # the first run stops itself after step 3 through a Trainer callback (test code, not library code)
+    hang = _HANG_AFTER_STEP.format(config=str(CONFIG), overrides=overrides)
+    proc = subprocess.Popen([sys.executable, "-c", hang], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     for line in proc.stderr:  # wait until step 3 ran (checkpoint of step 2 is on disk)
-        if line.startswith("EMBFORGE_HANG 3") or time.time() > deadline:
+        if line.startswith("HANG 3") or time.time() > deadline:
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -55,7 +71,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     assert [s for s, _ in _losses(out)] == [1, 2, 3]  # step 3 ran but was never checkpointed
     assert (out / "checkpoints" / "step-00000002").is_dir()
 
-    env.pop("EMBFORGE_TEST_HANG_AT_STEP")
+    cmd = [sys.executable, "-m", "embforge.cli.app", "train", str(CONFIG), *overrides]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resumed from" in done.stderr and "at step 2" in done.stderr

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from embforge.config import OptimConfig, ScheduleConfig
 from embforge.train.loop import build_optimizer
 from embforge.train.schedules import build_scheduler, lr_multiplier
+from embforge.train.settings import OptimConfig, ScheduleConfig
 
 
 def test_arctic_finetune_linear_decay_over_6000_of_9342():

@@ -76,8 +76,8 @@ def distributed_worker(rank: int, world: int, init_file: str, out_file: str) -> 
     import torch.distributed as dist
 
     from embforge.losses import M3SelfDistillLoss
-    from embforge.losses.cached import cached_step, plain_step
     from embforge.train.distributed import gather_output, local_rows, sync_gradients
+    from embforge.train.step import cached_step, plain_step
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)

@@ -8,20 +8,29 @@ in data, loss and schedule only. See ``configs/*.yaml``.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Annotated
 
-from embforge.config import (
-    LoopConfig,
-    ModelConfig,
-    OptimConfig,
-    ScheduleConfig,
-    config_to_dict,
-    register_recipe,
-)
+import numpy as np
+import torch
 
-__all__ = ["DataConfig", "LossConfig", "ContrastiveConfig", "run"]
+from embforge.config import Choice, Recipe, config_to_dict
+from embforge.data.samplers import SourceBatchSampler
+from embforge.errors import ConfigError
+from embforge.losses import LOSSES, ContrastiveLoss, build_loss
+from embforge.model.encoder import Encoder
+from embforge.model.pooling import build_pooling
+from embforge.train import distributed as du
+from embforge.train.data import TrainExample, check_examples, group_texts, read_examples, sources_of
+from embforge.train.loop import Callback, Trainer, TrainResult
+from embforge.train.runtime import Tokenize, enable_checkpointing, pick_device, seed_everything, total_steps
+from embforge.train.settings import LoopConfig, ModelConfig, OptimConfig, ScheduleConfig
+from embforge.train.step import contrastive_step, gathered_loss
+from embforge.types import Batch, LossOutput
+
+__all__ = ["DataConfig", "LossConfig", "ContrastiveConfig", "RECIPE", "run", "total_steps"]
 
 
 @dataclass
@@ -60,7 +69,7 @@ class LossConfig:
     """The loss (see ``embforge.losses``).
 
     Attributes:
-        name: infonce | m3 | simcse_unsup | simcse_sup | distill.
+        name: a loss of ``embforge.losses.LOSSES``: infonce | m3 | simcse_unsup | simcse_sup | distill.
         temperature: tau; None = the loss's paper default (0.02, SimCSE 0.05).
         in_batch_negatives: False = own positive + own hard negatives only (NV-Embed stage 2).
         head_weights: infonce: weight per head.
@@ -74,7 +83,7 @@ class LossConfig:
         infonce_weight: distill: weight of an added InfoNCE term.
     """
 
-    name: Literal["infonce", "m3", "simcse_unsup", "simcse_sup", "distill"] = "infonce"
+    name: Annotated[str, Choice(LOSSES)] = "infonce"
     temperature: float | None = None
     in_batch_negatives: bool = True
     head_weights: dict[str, float] = field(default_factory=dict)
@@ -103,47 +112,14 @@ class LossConfig:
                 errs.append(f"{k}: needs 3 values (dense, sparse, multivector), got {getattr(self, k)}")
         return errs
 
-    def build(self, heads: list[str], step: int | None = None):
-        """The loss object; for m3, ``step <= self_distill_start_step`` gives the loss without L'."""
-        from embforge.losses import build_loss
+    def build(self, heads: Sequence[str], step: int | None = None) -> ContrastiveLoss:
+        """The loss object; for m3, ``step <= self_distill_start_step`` gives the loss without L'.
 
-        tau = {} if self.temperature is None else {"temperature": self.temperature}
-        if self.name == "infonce":
-            return build_loss(
-                "infonce",
-                heads=heads,
-                in_batch_negatives=self.in_batch_negatives,
-                head_weights=self.head_weights,
-                matryoshka_dims=self.matryoshka_dims,
-                matryoshka_weights=self.matryoshka_weights,
-                **tau,
-            )
-        if self.name == "m3":
-            m3 = build_loss(
-                "m3",
-                score_weights=self.score_weights,
-                loss_weights=self.loss_weights,
-                weighted=self.weighted,
-                in_batch_negatives=self.in_batch_negatives,
-                distill=step is None or step > self.self_distill_start_step,
-                **tau,
-            )
-            if not self.matryoshka_dims:
-                return m3
-            from embforge.losses.matryoshka import WithMatryoshka  # M3 + Matryoshka (issue 6 quickstart)
-
-            return WithMatryoshka(
-                m3, self.matryoshka_dims, self.matryoshka_weights, m3.temperature, self.in_batch_negatives
-            )
-        if self.name == "distill":
-            return build_loss(
-                "distill",
-                heads=heads,
-                teacher_temperature=self.teacher_temperature,
-                infonce_weight=self.infonce_weight,
-                **tau,
-            )
-        return build_loss(self.name, **tau)
+        Every setting goes to the loss's registered builder, which keeps the ones it uses.
+        """
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
+        distill = step is None or step > self.self_distill_start_step
+        return build_loss(self.name, heads=list(heads), distill=distill, **settings)
 
 
 @dataclass
@@ -188,20 +164,143 @@ class ContrastiveConfig:
         return errs
 
 
-@register_recipe(
+# ----------------------------------------------------------------------------- run
+
+
+def _load_encoder(cfg: ContrastiveConfig) -> Encoder:
+    enc = Encoder.from_pretrained(cfg.model.path, heads=cfg.model.heads).to(pick_device(cfg.model.device))
+    missing = [h for h in cfg.model.heads if h not in enc.heads]
+    if missing:
+        raise ConfigError(
+            f"model.heads: the encoder at {cfg.model.path or 'the bundled model'} has no "
+            f"{missing} head; it has {list(enc.heads)}"
+        )
+    if cfg.model.pooling is not None and cfg.model.pooling != enc.config.pooling:
+        enc.config.pooling = cfg.model.pooling
+        enc.dense_head.pooling = build_pooling(cfg.model.pooling, enc.hidden_size)
+    if cfg.model.gradient_checkpointing:
+        enable_checkpointing(enc.backbone)
+    return enc
+
+
+def _check_lengths(cfg: ContrastiveConfig, limit: int) -> None:
+    """Token limits above the model's position limit fail here, before any step (not mid-run)."""
+    bad = [
+        f"data.{k} = {getattr(cfg.data, k)} exceeds the model's limit of {limit} tokens"
+        for k in ("query_max_length", "doc_max_length")
+        if getattr(cfg.data, k) > limit
+    ]
+    if bad:
+        raise ConfigError(
+            "; ".join(bad)
+            + f"; set it to at most {limit} (e.g. data.doc_max_length={limit}) or extend the model's "
+            "positions first with `embforge pretrain extend-positions`"
+        )
+
+
+def _check_world(cfg: ContrastiveConfig) -> None:
+    world = du.world_size()
+    if cfg.loop.batch_size % world:
+        raise ConfigError(
+            f"loop.batch_size {cfg.loop.batch_size} does not split over {world} processes; "
+            f"use a multiple of {world}"
+        )
+
+
+def _sampler(cfg: ContrastiveConfig, examples: list[TrainExample], tok: Tokenize) -> SourceBatchSampler:
+    lengths = (
+        tok.lengths([e.pos[0] for e in examples], cfg.data.doc_max_length)
+        if cfg.data.group_by_length
+        else None
+    )
+    return SourceBatchSampler(
+        sources_of(examples),
+        cfg.loop.batch_size,
+        lengths=lengths,
+        seed=cfg.loop.seed,
+        one_source_per_batch=cfg.data.one_source_per_batch,
+    )
+
+
+@dataclass
+class ContrastiveStep:
+    """One optimisation step of the contrastive recipe: texts -> batches -> (cached) step.
+
+    Called by the ``Trainer`` with the global row indices of one batch; this process
+    takes its share of the rows, the loss sees every process's rows (``gathered_loss``).
+    """
+
+    cfg: ContrastiveConfig
+    enc: Encoder
+    examples: list[TrainExample]
+    tok: Tokenize
+
+    def __post_init__(self) -> None:
+        heads = list(self.cfg.model.heads)
+        self.loss = self.cfg.loss.build(heads)
+        loss_cfg = self.cfg.loss
+        self.warm = loss_cfg.self_distill_start_step if loss_cfg.name == "m3" else 0
+        self.warm_loss = loss_cfg.build(heads, step=0) if self.warm else self.loss
+        self.heads = tuple(heads)
+        self.group = 1 + self.cfg.data.num_negatives
+        self.need_teacher = loss_cfg.name == "distill"
+
+    def encode(self, b: Batch):
+        return self.enc(b.to(self.enc.device), heads=self.heads)
+
+    def __call__(self, global_idx: np.ndarray, step: int) -> LossOutput:
+        cfg, data = self.cfg, self.cfg.data
+        idx = global_idx[du.local_rows(len(global_idx))]
+        queries, docs, teacher = group_texts(
+            self.examples, idx, data.num_negatives, cfg.loop.seed, step, self.need_teacher
+        )
+        if cfg.loss.name == "simcse_unsup":
+            docs = list(queries)  # SimCSE: the same text twice, two dropout masks
+        qb = self.tok(queries, "query", data.query_max_length)
+        db = self.tok(docs, "document", data.doc_max_length)
+        t = None if teacher is None else du.gather_with_grad(torch.tensor(teacher, device=self.enc.device))
+        loss = self.warm_loss if step <= self.warm else self.loss
+        return contrastive_step(
+            self.encode, qb, db, gathered_loss(loss, self.group, t), cfg.loop.sub_batch_size
+        )
+
+
+def run(cfg: ContrastiveConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.data``; everything about the inputs is checked before step 1."""
+    du.init_from_env()
+    seed_everything(cfg.loop.seed)
+    if cfg.loop.threads:
+        torch.set_num_threads(cfg.loop.threads)
+    _check_world(cfg)
+    examples = read_examples(cfg.data.train_files)
+    check_examples(examples, cfg.data.num_negatives, cfg.loss.name == "distill")
+    enc = _load_encoder(cfg)
+    _check_lengths(cfg, enc.model_limit)
+    tok = Tokenize(enc)
+    sampler = _sampler(cfg, examples, tok)
+
+    def save_final(path: Path) -> None:
+        enc.save_pretrained(str(path))
+
+    trainer = Trainer(
+        enc,
+        ContrastiveStep(cfg, enc, examples, tok),
+        sampler,
+        cfg.loop,
+        cfg.optim,
+        cfg.schedule,
+        total_steps(cfg.loop, len(sampler)),
+        items_per_step=cfg.loop.batch_size,
+        save_model=save_final,
+        config=config_to_dict(cfg),
+        callbacks=callbacks,
+    )
+    return trainer.fit()
+
+
+RECIPE = Recipe(
     "contrastive",
     ContrastiveConfig,
+    run,
     "InfoNCE / M3 self-distillation / SimCSE / KL distillation on an Encoder",
 )
-def run(cfg: ContrastiveConfig) -> Any:
-    """Train ``cfg.model`` on ``cfg.data``; returns ``TrainResult``."""
-    from embforge.train.contrastive import run_contrastive
-
-    return run_contrastive(cfg, config_to_dict(cfg))
-
-
-def total_steps(loop: LoopConfig, batches_per_epoch: int) -> int:
-    """``loop.max_steps`` or ``ceil(epochs * batches_per_epoch)``."""
-    if loop.max_steps is not None:
-        return loop.max_steps
-    return max(1, math.ceil(loop.epochs * batches_per_epoch))

@@ -1,6 +1,7 @@
 """Recipe ``nv-embed``: two-stage contrastive instruction tuning of a decoder LLM (NV-Embed).
 
-SPEC.md section 4 (Lee et al., 2024, "NV-Embed"):
+Lee et al. 2024, "NV-Embed: Improved Techniques for Training LLMs as Generalist
+Embedding Models":
 
 - the backbone is a decoder LLM made bidirectional, trained with LoRA;
 - pooling is latent attention over the last hidden states (mean / last-token for ablations);
@@ -20,15 +21,43 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from embforge.config import LoopConfig, OptimConfig, ScheduleConfig, config_to_dict, register_recipe
-from embforge.model.lora import DECODER_TARGET_MODULES
-from embforge.train.nv_embed_data import SourceConfig, TrainBatch
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer, LlamaConfig, MistralConfig, Qwen2Config
 
-__all__ = ["NVEmbedConfig", "NVModelConfig", "LoraSection", "StageConfig", "run", "build_model", "stage_loss"]
+from embforge.config import Choice, Recipe, config_to_dict
+from embforge.data.samplers import SourceBatchSampler
+from embforge.losses import InfoNCELoss
+from embforge.model.checkpoint import default_model_path
+from embforge.model.encoder import Encoder
+from embforge.model.instructions import instruction_prefix
+from embforge.model.lora import DECODER_TARGET_MODULES, LoraSettings
+from embforge.model.nv_embed import NV_POOLINGS, build_nv_embed, save_nv_embed
+from embforge.text import collate, tokenize_texts
+from embforge.train.loop import Callback, Trainer, TrainResult
+from embforge.train.nv_embed_data import Example, SourceConfig, TrainBatch, add_negatives, load_source
+from embforge.train.runtime import enable_checkpointing, seed_everything
+from embforge.train.settings import LoopConfig, OptimConfig, ScheduleConfig
+from embforge.train.step import contrastive_step
+from embforge.types import Batch, LossOutput
+
+__all__ = [
+    "NVEmbedConfig",
+    "NVModelConfig",
+    "LoraSection",
+    "StageConfig",
+    "RECIPE",
+    "run",
+    "run_stage",
+    "build_model",
+    "stage_loss",
+    "tokenize_with_prefix",
+]
 
 logger = logging.getLogger("embforge")
 
@@ -46,8 +75,6 @@ class LoraSection:
     target_modules: list[str] = field(default_factory=lambda: list(DECODER_TARGET_MODULES))
 
     def validate(self) -> list[str]:
-        from embforge.model.lora import LoraSettings
-
         return (
             []
             if not self.enabled
@@ -79,7 +106,7 @@ class NVModelConfig:
     tiny_hidden_size: int = 64
     tiny_layers: int = 2
     tiny_heads: int = 4
-    pooling: Literal["latent_attention", "mean", "last_token"] = "latent_attention"
+    pooling: Annotated[str, Choice(NV_POOLINGS)] = "latent_attention"
     num_latents: int = 512
     num_heads: int = 8
     bidirectional: bool = True
@@ -179,10 +206,7 @@ class NVEmbedConfig:
 # ----------------------------------------------------------------------------- model
 
 
-def _tiny_backbone(m: NVModelConfig, vocab_size: int, seed: int):
-    import torch
-    from transformers import AutoModel, LlamaConfig, MistralConfig, Qwen2Config
-
+def _tiny_backbone(m: NVModelConfig, vocab_size: int, seed: int) -> torch.nn.Module:
     cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config}[m.tiny_arch]
     cfg = cls(
         hidden_size=m.tiny_hidden_size,
@@ -198,21 +222,14 @@ def _tiny_backbone(m: NVModelConfig, vocab_size: int, seed: int):
     return AutoModel.from_config(cfg)
 
 
-def build_model(m: NVModelConfig, seed: int = 0):
+def build_model(m: NVModelConfig, seed: int = 0) -> Encoder:
     """The NV-Embed ``Encoder`` described by ``m`` (tiny random decoder when ``backbone`` is null)."""
-    from transformers import AutoTokenizer
-
-    from embforge.model.lora import LoraSettings
-    from embforge.model.nv_embed import build_nv_embed
-
     lora = (
         LoraSettings(m.lora.r, m.lora.alpha, m.lora.dropout, list(m.lora.target_modules))
         if m.lora.enabled
         else None
     )
     if m.backbone is None:
-        from embforge.model.checkpoint import default_model_path
-
         tok = AutoTokenizer.from_pretrained(m.tokenizer or default_model_path())
         backbone = _tiny_backbone(m, len(tok), seed)
     else:
@@ -231,8 +248,6 @@ def build_model(m: NVModelConfig, seed: int = 0):
         seed=seed,
     )
     if m.gradient_checkpointing:
-        from embforge.train.contrastive import enable_checkpointing
-
         enable_checkpointing(enc.backbone)
     return enc
 
@@ -240,19 +255,15 @@ def build_model(m: NVModelConfig, seed: int = 0):
 # ----------------------------------------------------------------------------- one step
 
 
-def tokenize_with_prefix(enc, texts: list[str], prefix: str, max_length: int):
+def tokenize_with_prefix(enc: Encoder, texts: list[str], prefix: str, max_length: int) -> Batch:
     """Texts with ``prefix`` -> ``Batch`` whose pool mask leaves out the prefix (when the model says so)."""
-    from embforge.text import collate, tokenize_texts
-
     tok = tokenize_texts(enc.tokenizer, [prefix + t for t in texts], max_length)
     batch = collate(tok.ids, enc.pad_id, getattr(enc.tokenizer, "padding_side", "right"))
     return enc.mask_prefix(batch, tok.ids, prefix)
 
 
-def stage_loss(enc, batch: TrainBatch, loss_fn, max_length: int):  # used by tests and benchmarks
-    """Encode a ``TrainBatch`` (instruction on the queries) and apply the contrastive loss -> LossOutput."""
-    from embforge.model.instructions import instruction_prefix
-
+def stage_loss(enc: Encoder, batch: TrainBatch, loss_fn: InfoNCELoss, max_length: int) -> LossOutput:
+    """Encode a ``TrainBatch`` (instruction on the queries) and apply the contrastive loss (tests, benchmarks)."""
     pre = instruction_prefix(batch.instruction)
     qb = tokenize_with_prefix(enc, batch.queries, pre, max_length).to(enc.device)
     db = tokenize_with_prefix(enc, batch.documents, pre if batch.symmetric else "", max_length).to(enc.device)
@@ -278,54 +289,83 @@ def _dedupe(batch: TrainBatch) -> TrainBatch:
     return dataclasses.replace(batch, queries=[batch.queries[i] for i in keep], documents=docs)
 
 
-def run_stage(enc, stage: StageConfig, cfg: NVEmbedConfig, index: int) -> dict[str, Any]:
-    """Train one stage with the shared ``Trainer`` (resumable); returns a summary."""
-    from embforge.data.samplers import SourceBatchSampler
-    from embforge.losses import InfoNCELoss
-    from embforge.losses.cached import cached_step, plain_step
-    from embforge.model.instructions import instruction_prefix
-    from embforge.train.loop import Trainer
-    from embforge.train.nv_embed_data import add_negatives, load_source
-
-    seed = cfg.loop.seed + 1000 * index
-    examples, sources, specs = [], {}, []
+def _stage_data(
+    stage: StageConfig, seed: int
+) -> tuple[list[Example], dict[str, list[int]], list[SourceConfig]]:
+    """Every source's examples (with negatives), the rows of each source, and each row's source."""
+    examples: list[Example] = []
+    sources: dict[str, list[int]] = {}
+    specs: list[SourceConfig] = []
     for j, src in enumerate(stage.sources):
         exs = add_negatives(load_source(src), stage.negatives, seed + j)
         sources[src.label] = list(range(len(examples), len(examples) + len(exs)))
         examples += exs
         specs += [src] * len(exs)
+    return examples, sources, specs
+
+
+@dataclass
+class StageStep:
+    """One step of a stage: one-source batch -> instruction-prefixed texts -> (cached) contrastive step."""
+
+    enc: Encoder
+    stage: StageConfig
+    examples: list[Example]
+    specs: list[SourceConfig]
+    loss: InfoNCELoss
+    max_length: int
+    sub_batch_size: int | None
+
+    def encode(self, b: Batch):
+        return self.enc(b.to(self.enc.device), heads=("dense",))
+
+    def batch(self, idx: np.ndarray) -> TrainBatch:
+        src = self.specs[int(idx[0])]
+        chosen = [self.examples[int(i)] for i in idx]
+        docs = [t for e in chosen for t in (e.positive, *e.negatives)]
+        group = 1 + self.stage.negatives
+        batch = TrainBatch(src.label, [e.query for e in chosen], docs, group, src.instruction, src.symmetric)
+        return _dedupe(batch) if self.stage.in_batch_negatives else batch
+
+    def __call__(self, idx: np.ndarray, step: int) -> LossOutput:
+        batch = self.batch(idx)
+        pre = instruction_prefix(batch.instruction)
+        qb = tokenize_with_prefix(self.enc, batch.queries, pre, self.max_length)
+        db = tokenize_with_prefix(self.enc, batch.documents, pre if batch.symmetric else "", self.max_length)
+        group = 1 + self.stage.negatives
+
+        def loss_fn(q, d):  # one process: NV-Embed's batches are not gathered across devices
+            return self.loss(q, d, group_size=group)
+
+        return contrastive_step(self.encode, qb, db, loss_fn, self.sub_batch_size)
+
+
+def run_stage(
+    enc: Encoder, stage: StageConfig, cfg: NVEmbedConfig, index: int, callbacks: Sequence[Callback] = ()
+) -> dict[str, Any]:
+    """Train one stage with the shared ``Trainer`` and step (resumable); returns a summary."""
+    seed = cfg.loop.seed + 1000 * index
+    examples, sources, specs = _stage_data(stage, seed)
     sampler = SourceBatchSampler(sources, stage.batch_size, seed=seed)
     loss = InfoNCELoss(("dense",), temperature=cfg.temperature, in_batch_negatives=stage.in_batch_negatives)
-    group, max_len, device = 1 + stage.negatives, cfg.model.max_length, enc.device
-
-    def encode(b):
-        return enc(b.to(device), heads=("dense",))
-
-    def step_fn(idx, step: int):
-        src = specs[int(idx[0])]
-        chosen = [examples[int(i)] for i in idx]
-        docs = [t for e in chosen for t in (e.positive, *e.negatives)]
-        batch = TrainBatch(src.label, [e.query for e in chosen], docs, group, src.instruction, src.symmetric)
-        if stage.in_batch_negatives:
-            batch = _dedupe(batch)
-        pre = instruction_prefix(batch.instruction)
-        qb = tokenize_with_prefix(enc, batch.queries, pre, max_len)
-        db = tokenize_with_prefix(enc, batch.documents, pre if batch.symmetric else "", max_len)
-
-        def loss_fn(q, d):
-            return loss(q, d, group_size=group)
-
-        if cfg.loop.sub_batch_size:
-            return cached_step(encode, qb, db, loss_fn, cfg.loop.sub_batch_size)
-        return plain_step(encode, qb, db, loss_fn)
-
+    step = StageStep(enc, stage, examples, specs, loss, cfg.model.max_length, cfg.loop.sub_batch_size)
     loop = dataclasses.replace(
         cfg.loop,
         output_dir=str(Path(cfg.loop.output_dir) / f"stage{index + 1}-{stage.name}"),
         batch_size=stage.batch_size,
         max_steps=stage.steps,
     )
-    trainer = Trainer(enc, step_fn, sampler, loop, stage.optim, stage.schedule, stage.steps, stage.batch_size)
+    trainer = Trainer(
+        enc,
+        step,
+        sampler,
+        loop,
+        stage.optim,
+        stage.schedule,
+        stage.steps,
+        stage.batch_size,
+        callbacks=callbacks,
+    )
     result = trainer.fit()
     enc.eval()
     losses = [r["loss"] for r in result.log]
@@ -340,22 +380,21 @@ def run_stage(enc, stage: StageConfig, cfg: NVEmbedConfig, index: int) -> dict[s
     }
 
 
-@register_recipe(
-    "nv-embed",
-    NVEmbedConfig,
-    "NV-Embed: bidirectional decoder + latent attention, 2-stage instruction tuning",
-)
-def run(cfg: NVEmbedConfig):
+def _write_log(out: Path, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One log over the stages: every row tagged with its stage."""
+    log = []
+    for st in stages:
+        for line in Path(st["log"]).read_text(encoding="utf-8").splitlines():
+            log.append({"stage": st["stage"], **json.loads(line)})
+    (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log), encoding="utf-8")
+    return log
+
+
+def run(cfg: NVEmbedConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train every stage in order; the model goes to ``<loop.output_dir>/final``.
 
     Also writes ``log.jsonl`` (all stages) and ``summary.json``; returns a ``TrainResult``.
     """
-    import torch
-
-    from embforge.model.nv_embed import save_nv_embed
-    from embforge.train.contrastive import seed_everything
-    from embforge.train.loop import TrainResult
-
     if cfg.loop.threads:
         torch.set_num_threads(cfg.loop.threads)
     seed_everything(cfg.loop.seed)
@@ -366,13 +405,9 @@ def run(cfg: NVEmbedConfig):
     n_train = sum(p.numel() for p in enc.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in enc.parameters())
     logger.info("nv-embed: %d of %d parameters train", n_train, n_all)
-    stages = [run_stage(enc, st, cfg, i) for i, st in enumerate(cfg.stages)]
+    stages = [run_stage(enc, st, cfg, i, callbacks) for i, st in enumerate(cfg.stages)]
     save_nv_embed(enc, out / "final", lora=cfg.save_lora)
-    log = []  # one log over the stages: every row tagged with its stage
-    for st in stages:
-        for line in Path(st["log"]).read_text(encoding="utf-8").splitlines():
-            log.append({"stage": st["stage"], **json.loads(line)})
-    (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log), encoding="utf-8")
+    log = _write_log(out, stages)
     summary = {
         "model_dir": str(out / "final"),
         "trainable_params": n_train,
@@ -381,3 +416,11 @@ def run(cfg: NVEmbedConfig):
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return TrainResult(sum(st.steps for st in cfg.stages), log, out)
+
+
+RECIPE = Recipe(
+    "nv-embed",
+    NVEmbedConfig,
+    run,
+    "NV-Embed: bidirectional decoder + latent attention, 2-stage instruction tuning",
+)

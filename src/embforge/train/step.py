@@ -1,4 +1,10 @@
-"""GradCache: large contrastive batches in small memory, for all heads at once.
+"""The optimisation step shared by every recipe: forward, loss, backward.
+
+Losses are pure functions of embeddings and scores; this module owns everything
+that touches the model in a step: the plain step, the GradCache step, the
+backward pass and the cross-device gather of the outputs before the loss.
+
+GradCache: large contrastive batches in small memory, for all heads at once.
 
 Gao, Zhang, Han & Callan 2021, "Scaling Deep Contrastive Learning Batch Size under
 Memory Limited Setup" (GradCache); the same idea as sentence-transformers'
@@ -13,7 +19,7 @@ Memory Limited Setup" (GradCache); the same idea as sentence-transformers'
 
 Peak activation memory is that of one sub-batch; the parameter gradients equal
 those of the plain large-batch step (``plain_step``), up to float rounding.
-The encoder is passed in as a function: losses never own the model.
+The encoder is passed in as a function (``encode(batch) -> EmbeddingOutput``).
 
 Both steps encode rows **grouped by length** (``length_groups``): rows are sorted by
 token count and cut where a row is shorter than half the group's longest, so a few
@@ -24,13 +30,25 @@ in-batch negatives) is unchanged; only the padding goes away.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from embforge.losses.ops import cat_outputs, map_output, pad_tokens, slice_output, tensor_fields
+from embforge.train.distributed import gather_output
+from embforge.train.outputs import cat_outputs, map_output, pad_tokens, slice_output, tensor_fields
 from embforge.types import Batch, EmbeddingOutput, LossOutput
 
-__all__ = ["plain_step", "cached_step", "sub_batches", "length_groups", "encode_grouped"]
+__all__ = [
+    "plain_step",
+    "cached_step",
+    "contrastive_step",
+    "forward_backward",
+    "backward",
+    "gathered_loss",
+    "sub_batches",
+    "length_groups",
+    "encode_grouped",
+]
 
 EncodeFn = Callable[[Batch], EmbeddingOutput]
 LossFn = Callable[[EmbeddingOutput, EmbeddingOutput], LossOutput]
@@ -40,6 +58,41 @@ _TOKEN_FIELDS = ("sparse", "multivector", "multivector_mask")
 
 def _detach(out: LossOutput) -> LossOutput:
     return LossOutput(out.total.detach(), {k: v.detach() for k, v in out.parts.items()})
+
+
+def backward(out: LossOutput, scale: float = 1.0) -> LossOutput:
+    """Backpropagate ``scale * out.total``; return the loss detached (for the log)."""
+    (out.total * scale).backward()
+    return _detach(out)
+
+
+def forward_backward(forward: Callable[[Any], LossOutput], batch: Any) -> LossOutput:
+    """The step of models that return their own ``LossOutput`` (MLM, RetroMAE): forward, backward."""
+    return backward(forward(batch))
+
+
+def gathered_loss(
+    loss: Callable[..., LossOutput], group_size: int, teacher_scores: torch.Tensor | None = None
+) -> LossFn:
+    """``loss`` on the outputs of every process (in-batch negatives across devices).
+
+    Each process's queries and documents are all-gathered (with gradient to the local
+    rows) before the loss; in one process this is the identity.
+    """
+
+    def loss_fn(q: EmbeddingOutput, d: EmbeddingOutput) -> LossOutput:
+        return loss(gather_output(q), gather_output(d), group_size=group_size, teacher_scores=teacher_scores)
+
+    return loss_fn
+
+
+def contrastive_step(
+    encode: EncodeFn, q_batch: Batch, d_batch: Batch, loss_fn: LossFn, sub_batch_size: int | None
+) -> LossOutput:
+    """``cached_step`` when ``sub_batch_size`` is set, else ``plain_step`` (same gradients)."""
+    if sub_batch_size:
+        return cached_step(encode, q_batch, d_batch, loss_fn, sub_batch_size)
+    return plain_step(encode, q_batch, d_batch, loss_fn)
 
 
 def plain_step(
@@ -62,9 +115,7 @@ def plain_step(
         q, d = encode_grouped(encode, q_batch), encode_grouped(encode, d_batch)
     else:
         q, d = encode(q_batch), encode(d_batch)
-    out = loss_fn(q, d)
-    (out.total * backward_scale).backward()
-    return _detach(out)
+    return backward(loss_fn(q, d), backward_scale)
 
 
 def _right_padded(b: Batch) -> bool:
