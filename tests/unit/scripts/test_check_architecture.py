@@ -87,7 +87,10 @@ def test_cycle_fires_through_a_function_level_import(arch, tmp_path):
 def test_cycle_with_a_top_level_module_and_from_embforge_import(arch, tmp_path):
     root = make_tree(
         tmp_path,
-        {"demo.py": "from embforge.model import builders\n", "model/builders.py": "from embforge import demo\n"},
+        {
+            "demo.py": "from embforge.model import builders\n",
+            "model/builders.py": "from embforge import demo\n",
+        },
     )
     assert rules(arch.check(root)) == ["cycle", "cycle"]
 
@@ -192,13 +195,9 @@ def test_length_rule_fires_over_80_lines(arch, tmp_path):
 
 def test_length_rule_counts_a_typer_command_body_only(arch, tmp_path):
     signature = "\n" + "".join(f"    a{i}: int = typer.Option(1),\n" for i in range(20))
-    root = make_tree(
-        tmp_path, {"cli/cmd.py": "import typer\n" + _function("command", 80, signature)}
-    )
+    root = make_tree(tmp_path, {"cli/cmd.py": "import typer\n" + _function("command", 80, signature)})
     assert arch.check(root) == []
-    root2 = make_tree(
-        tmp_path / "b", {"cli/cmd.py": "import typer\n" + _function("command", 81, signature)}
-    )
+    root2 = make_tree(tmp_path / "b", {"cli/cmd.py": "import typer\n" + _function("command", 81, signature)})
     assert rules(arch.check(root2)) == ["length"]
 
 
