@@ -16,6 +16,15 @@ cycle
     embforge import x`` is an edge to ``x`` when ``x`` is a subpackage/module, else to ``embforge``.
     Each cycle is reported once, one line per edge, at the edge's first import.
 
+layer
+    Each package imports only the packages below it, as listed in ``ALLOWED`` (the arrows of
+    docs/architecture.md): errors/types/registry at the bottom, then text and scoring, index,
+    data, model, losses, config, train, search, eval, serve, and the entry points (demo,
+    quickstart, cli) on top. Runtime imports only (``TYPE_CHECKING`` blocks are exempt, as for
+    cycles); ``from embforge import __version__`` (the node ``embforge``) is allowed everywhere.
+    A package missing from ``ALLOWED`` is a violation too: a new package says where it sits.
+    Reported once per forbidden arrow, at its first import, with the number of imports.
+
 scoring
     No second definition of the retrieval maths outside ``src/embforge/scoring/``:
     * a ``def`` (function, method or nested) whose name, without leading underscores, is a public
@@ -60,6 +69,32 @@ SCORING_PATTERNS = ("*maxsim*", "rrf", "rrf_*", "*_rrf", "truncate_dense*")
 ALLOWED_DEFS = {("head_scores", "model/heads")}
 LAZY_EXEMPT_DIRS = ("cli/",)
 LAZY_MARK = "# lazy-import:"
+
+_BASE = {"errors", "types", "registry"}
+_CORE = _BASE | {"text", "scoring", "index", "data", "model", "losses"}
+# package -> the packages it may import (the arrows of docs/architecture.md).
+ALLOWED: dict[str, set[str]] = {
+    "embforge": set(),  # the root __init__ resolves its public names lazily (PEP 562)
+    "errors": set(),
+    "types": {"errors"},
+    "registry": {"errors"},
+    "text": _BASE,
+    "scoring": _BASE,
+    "index": _BASE | {"scoring"},
+    "data": _BASE | {"text", "scoring", "index"},
+    "model": _BASE | {"text", "scoring", "data"},
+    "nv_embed": _BASE | {"text", "scoring", "data", "model"},
+    "losses": _BASE | {"scoring", "model"},
+    "config": _CORE,
+    "pretrain": _CORE | {"config"},  # building blocks (masking, collators, decoders)
+    "train": _CORE | {"config", "nv_embed", "pretrain"},  # recipes assemble them
+    "search": _BASE | {"scoring", "index", "model", "text"},
+    "eval": _CORE | {"search"},
+    "serve": _CORE | {"search", "config"},
+    "demo": _CORE,
+    "quickstart": _CORE | {"config", "train", "pretrain", "search", "eval", "demo"},
+}
+ALLOWED["cli"] = set(ALLOWED) - {"cli"}
 
 
 @dataclass(frozen=True)
@@ -138,20 +173,23 @@ def _resolve(mod: Module, node: ast.ImportFrom) -> str:
     return ".".join([*base, node.module] if node.module else base)
 
 
+def _sites(mod: Module, node: ast.Import | ast.ImportFrom) -> list[tuple[int, str]]:
+    """(line, dotted target) of the ``embforge`` names one import statement brings in."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    else:
+        base = _resolve(mod, node)
+        names = [f"{base}.{a.name}" for a in node.names]
+    return [(node.lineno, n) for n in names if n == "embforge" or n.startswith("embforge.")]
+
+
 def iter_imports(mod: Module) -> Iterator[ImportSite]:
     """Every import of an ``embforge`` name in ``mod``, with where it sits."""
 
     def visit(node: ast.AST, in_fn: bool, in_tc: bool) -> Iterator[ImportSite]:
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name == "embforge" or alias.name.startswith("embforge."):
-                    yield ImportSite(mod.rel, node.lineno, alias.name, in_fn, in_tc)
-            return
-        if isinstance(node, ast.ImportFrom):
-            base = _resolve(mod, node)
-            if base == "embforge" or base.startswith("embforge."):
-                for alias in node.names:
-                    yield ImportSite(mod.rel, node.lineno, f"{base}.{alias.name}", in_fn, in_tc)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for line, target in _sites(mod, node):
+                yield ImportSite(mod.rel, line, target, in_fn, in_tc)
             return
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             for child in node.body:
@@ -191,39 +229,40 @@ def package_graph(modules: list[Module]) -> dict[str, dict[str, ImportSite]]:
     return graph
 
 
-def strongly_connected(graph: dict[str, dict[str, ImportSite]]) -> list[list[str]]:
-    """Tarjan's strongly connected components with more than one node, each sorted."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    out: list[list[str]] = []
+class _Tarjan:
+    """Tarjan's (1972) strongly connected components of a package graph."""
 
-    def connect(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in sorted(graph.get(v, {})):
-            if w not in index:
-                connect(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
+    def __init__(self, graph: dict[str, dict[str, ImportSite]]) -> None:
+        self.graph = graph
+        self.index: dict[str, int] = {}
+        self.low: dict[str, int] = {}
+        self.stack: list[str] = []
+        self.out: list[list[str]] = []
+
+    def connect(self, v: str) -> None:
+        self.index[v] = self.low[v] = len(self.index)
+        self.stack.append(v)
+        for w in sorted(self.graph.get(v, {})):
+            if w not in self.index:
+                self.connect(w)
+                self.low[v] = min(self.low[v], self.low[w])
+            elif w in self.stack:
+                self.low[v] = min(self.low[v], self.index[w])
+        if self.low[v] == self.index[v]:
+            comp: list[str] = []
+            while not comp or comp[-1] != v:
+                comp.append(self.stack.pop())
             if len(comp) > 1:
-                out.append(sorted(comp))
+                self.out.append(sorted(comp))
 
+
+def strongly_connected(graph: dict[str, dict[str, ImportSite]]) -> list[list[str]]:
+    """The strongly connected components with more than one node, each sorted."""
+    t = _Tarjan(graph)
     for v in sorted(graph):
-        if v not in index:
-            connect(v)
-    return sorted(out)
+        if v not in t.index:
+            t.connect(v)
+    return sorted(t.out)
 
 
 def shortest_cycle(graph: dict[str, dict[str, ImportSite]], comp: list[str]) -> list[str]:
@@ -258,6 +297,33 @@ def check_cycles(modules: list[Module]) -> list[Violation]:
                 done.add((a, b))
                 site = graph[a][b]
                 out.append(Violation(site.path, site.line, "cycle", f"{a} -> {b} closes {text}"))
+    return out
+
+
+def check_layers(modules: list[Module]) -> list[Violation]:
+    """Rule ``layer``: every runtime import follows an arrow of ``ALLOWED``."""
+    names = {m.name.split(".")[1] for m in modules if m.name.count(".") >= 1}
+    first: dict[tuple[str, str], ImportSite] = {}
+    count: dict[tuple[str, str], int] = {}
+    out = []
+    for mod in modules:
+        src = node_of(mod.name, names)
+        if src not in ALLOWED:
+            msg = f"package {src} has no entry in ALLOWED (scripts/check_architecture.py): say what it may import"
+            out.append(Violation(mod.rel, 1, "layer", msg))
+            continue
+        for site in iter_imports(mod):
+            dst = node_of(site.target, names)
+            if site.type_checking or dst in (src, "embforge") or dst in ALLOWED[src]:
+                continue
+            key = (src, dst)
+            count[key] = count.get(key, 0) + 1
+            if key not in first or (first[key].path, first[key].line) > (site.path, site.line):
+                first[key] = site
+    for (src, dst), site in first.items():
+        n = count[(src, dst)]
+        msg = f"{src} must not import {dst} ({n} import{'s' if n > 1 else ''}; see docs/architecture.md)"
+        out.append(Violation(site.path, site.line, "layer", msg))
     return out
 
 
@@ -379,6 +445,7 @@ def check(root: Path) -> list[Violation]:
     modules = load_modules(root)
     found = [
         *check_cycles(modules),
+        *check_layers(modules),
         *check_scoring(modules),
         *check_length(modules),
         *check_lazy_imports(modules),
@@ -396,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     if found:
         print(f"check_architecture: {len(found)} violation(s)", file=sys.stderr)
         return 1
-    print("check_architecture: ok (cycle, scoring, length, lazy-import)")
+    print("check_architecture: ok (cycle, layer, scoring, length, lazy-import)")
     return 0
 
 

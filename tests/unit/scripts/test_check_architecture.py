@@ -75,8 +75,9 @@ def test_cycle_fires_through_a_function_level_import(arch, tmp_path):
             "search/fusion.py": "def f():\n    from ..index import base  # lazy-import: test\n    return base\n",
         },
     )
-    found = arch.check(root)
-    assert rules(found) == ["cycle", "cycle"]
+    found = [v for v in arch.check(root) if v.rule == "cycle"]
+    assert len(found) == 2
+    assert "layer" in rules(arch.check(root))  # index must not import search either
     assert {(v.path, v.line) for v in found} == {
         ("src/embforge/index/base.py", 1),
         ("src/embforge/search/fusion.py", 2),
@@ -92,20 +93,53 @@ def test_cycle_with_a_top_level_module_and_from_embforge_import(arch, tmp_path):
             "model/builders.py": "from embforge import demo\n",
         },
     )
-    assert rules(arch.check(root)) == ["cycle", "cycle"]
+    assert rules(arch.check(root)) == ["cycle", "cycle", "layer"]  # model must not import demo
 
 
-def test_type_checking_imports_are_exempt_from_cycles(arch, tmp_path):
+def test_type_checking_imports_are_exempt_from_cycles_and_layers(arch, tmp_path):
     root = make_tree(
         tmp_path,
         {
-            "index/base.py": "from embforge.search import fusion\n",
-            "search/fusion.py": (
-                "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from embforge.index.base import X\n"
+            "search/fusion.py": "from embforge.index import base\n",
+            "index/base.py": (
+                "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from embforge.search.fusion import X\n"
             ),
         },
     )
     assert arch.check(root) == []
+
+
+def test_layer_rule_fires_on_a_forbidden_arrow_once_per_arrow(arch, tmp_path):
+    root = make_tree(
+        tmp_path,
+        {
+            "model/builders.py": "from embforge.train import loop\n",
+            "model/encoder.py": "def f():\n    from embforge.train import loop  # lazy-import: test\n",
+            "train/loop.py": "from embforge.model import encoder\n",
+        },
+    )
+    found = [v for v in arch.check(root) if v.rule == "layer"]
+    assert [(v.path, v.line) for v in found] == [("src/embforge/model/builders.py", 1)]
+    assert "model must not import train (2 imports" in found[0].message
+
+
+def test_layer_rule_wants_every_package_placed(arch, tmp_path):
+    root = make_tree(tmp_path, {"newpkg/thing.py": "X = 1\n"})
+    assert [(v.rule, v.path) for v in arch.check(root)] == [
+        ("layer", "src/embforge/newpkg/__init__.py"),
+        ("layer", "src/embforge/newpkg/thing.py"),
+    ]
+
+
+def test_cli_may_import_every_package(arch, tmp_path):
+    files = {f"{pkg}/mod.py": "X = 1\n" for pkg in arch.ALLOWED if pkg not in ("embforge", "cli")}
+    body = "".join(
+        f"    from embforge.{pkg} import mod as m{i}\n"
+        for i, pkg in enumerate(sorted(arch.ALLOWED))
+        if pkg not in ("embforge", "cli")
+    )
+    files["cli/app.py"] = "def main():\n" + body
+    assert arch.check(make_tree(tmp_path, files)) == []
 
 
 def test_scoring_rule_fires_on_names_and_weights(arch, tmp_path):
