@@ -19,14 +19,23 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/embforge demo
 
+# tests/ plus the >>> examples in src/ (offline: src/conftest.py, tests/conftest.py).
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -q --doctest-modules src/embforge
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m "slow" -q
 
+# ruff (style, complexity, argument counts), mypy basic mode on src/, and the architecture rules
+# (package cycles, one scoring core, function length, imports at module top): see
+# docs/architecture.md. Every tool runs; the target fails if any failed.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	@status=0; \
+	$(VENV)/bin/ruff check src tests bench scripts || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	$(PY) scripts/check_architecture.py || status=1; \
+	exit $$status
 
 bench: $(STAMP)
 	$(PY) bench/encode.py

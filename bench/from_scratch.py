@@ -77,7 +77,7 @@ def run_recipe(config: str | dict, overrides: list[str]):
     """Load a config exactly as `embforge train` does and run its recipe."""
     import yaml
 
-    from embforge.config import load_config
+    from embforge.train.recipes import load_config
 
     if isinstance(config, dict):
         tmp = Path(tempfile.mkstemp(suffix=".yaml")[1])

@@ -157,10 +157,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from embforge.config import RECIPES, build_config, load_recipes
+    from embforge.config import build_config
+    from embforge.train.recipes import RECIPES
     from embforge.train.recipes.nv_embed import NVEmbedConfig
 
-    load_recipes()
     n_train, doc_ids, docs, queries, qrels = split_xquad()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -238,53 +238,54 @@ def _mean(run: dict, head: str) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def write_results(args, work: Path) -> None:
-    import platform
+COLS = [
+    ("base (no fine-tuning)", "dense"),
+    ("base (no fine-tuning)", "hybrid"),
+    ("base (no fine-tuning)", "bm25"),
+    ("sentence-transformers MNRL", "dense"),
+    ("embforge M3", "dense"),
+    ("embforge M3", "sparse"),
+    ("embforge M3", "multivector"),
+    ("embforge M3", "hybrid"),
+]
+SHORT = {
+    "base (no fine-tuning)": "base",
+    "sentence-transformers MNRL": "ST MNRL",
+    "embforge M3": "embforge M3",
+}
 
-    import sentence_transformers
 
-    from embforge import __version__
-
+def _load_stages(work: Path) -> tuple[dict, list[str], dict[str, float], float]:
+    """(stage results by key, names of missing runs, seconds per stage, total seconds)."""
     loaded = {
         k: json.loads((work / f"{k}.json").read_text())
         for k in ("mine", "base", "st", "embforge")
         if (work / f"{k}.json").exists()
     }
     missing = [NAMES[k] for k in ("base", "st", "embforge") if k not in loaded]
-    empty = {"retrieval": {}, "sts": {}, "bitext": {}}
-    runs = {NAMES[k]: (loaded[k]["result"] if k in loaded else empty) for k in ("base", "st", "embforge")}
-    mining = loaded["mine"]["result"] if "mine" in loaded else {}
-    n_records = sum(
-        1 for x in (work / "train_mined.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()
-    )
     seconds = {f"{k} (stage)": loaded[k]["seconds"] for k in loaded}
     for k in ("st", "embforge"):
         f = work / f"{k}_train_seconds.txt"
         if f.exists():
             seconds[f"{k} training only"] = float(f.read_text())
     total = sum(loaded[k]["seconds"] for k in loaded)
+    return loaded, missing, seconds, total
+
+
+def _header(args, n_records: int, mining: dict) -> list[str]:
+    """Title, command and the setup paragraph of the results file."""
+    import platform
+
+    import sentence_transformers  # the peer, installed with the dev extras only
+
+    from embforge import __version__
+
     argv = list(sys.argv[1:])
     if "--stage" in argv:
         i = argv.index("--stage")
         del argv[i : i + 2]
     cmd = "python bench/quality.py " + shlex.join(argv)
-    sets = list(next(r for r in runs.values() if r["retrieval"])["retrieval"])
-    cols = [
-        ("base (no fine-tuning)", "dense"),
-        ("base (no fine-tuning)", "hybrid"),
-        ("base (no fine-tuning)", "bm25"),
-        ("sentence-transformers MNRL", "dense"),
-        ("embforge M3", "dense"),
-        ("embforge M3", "sparse"),
-        ("embforge M3", "multivector"),
-        ("embforge M3", "hybrid"),
-    ]
-    short = {
-        "base (no fine-tuning)": "base",
-        "sentence-transformers MNRL": "ST MNRL",
-        "embforge M3": "embforge M3",
-    }
-    lines = [
+    return [
         "# Fine-tuning quality: sentence-transformers MNRL vs embforge M3 recipe",
         "",
         f"Command: `{cmd}`",
@@ -300,27 +301,39 @@ def write_results(args, work: Path) -> None:
         "(load average 12-16) and without the bench lock, so the wall times below are not comparable "
         "speed measurements; only the quality numbers are.",
         "",
+    ]
+
+
+def _ndcg_table(runs: dict, sets: list[str], missing: list[str]) -> list[str]:
+    """The nDCG@10 table, one row per set and a mean row; a note on runs not measured."""
+    lines = [
         "## nDCG@10 (retrieval; held-apart XQuAD articles; ro/tr never trained on; dbpedia out of domain)",
         "",
-        "| set | " + " | ".join(f"{short[r]} {h}" for r, h in cols) + " |",
-        "|---" * (len(cols) + 1) + "|",
+        "| set | " + " | ".join(f"{SHORT[r]} {h}" for r, h in COLS) + " |",
+        "|---" * (len(COLS) + 1) + "|",
     ]
     for s in sets:
         cells = []
-        for r, h in cols:
+        for r, h in COLS:
             m = runs[r]["retrieval"].get(s, {"heads": {}})["heads"].get(h)
             cells.append(f"{m['ndcg@10']:.4f}" if m else "n/a")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    lines.append("| **mean** | " + " | ".join(f"**{_mean(runs[r], h):.4f}**" for r, h in cols) + " |")
+    lines.append("| **mean** | " + " | ".join(f"**{_mean(runs[r], h):.4f}**" for r, h in COLS) + " |")
     if missing:
         lines += [
             "",
             f"**Not measured: {', '.join(missing)}** (see the note above; n/a / nan in the tables).",
         ]
+    return lines
+
+
+def _sts_bitext_table(runs: dict) -> list[str]:
+    """STS Spearman and bitext accuracy@1 rows (dense), when any run has them."""
+    lines = []
     names = [n for n in runs if runs[n]["retrieval"]]
     if any(runs[n].get("sts") or runs[n].get("bitext") for n in names):
         lines += ["", "## STS (Spearman of the dense cosine) and bitext (accuracy@1, dense)", ""]
-        lines.append("| set | " + " | ".join(short[n] for n in names) + " |")
+        lines.append("| set | " + " | ".join(SHORT[n] for n in names) + " |")
         lines.append("|---" * (len(names) + 1) + "|")
     for s in next(iter(runs.values())).get("sts", {}):
         lines.append(f"| {s} | " + " | ".join(f"{runs[n]['sts'][s]['spearman']:.4f}" for n in names) + " |")
@@ -328,7 +341,11 @@ def write_results(args, work: Path) -> None:
         lines.append(
             f"| {s} | " + " | ".join(f"{runs[n]['bitext'][s]['accuracy@1']:.4f}" for n in names) + " |"
         )
-    lines += ["", "## Recall@100 (dense / hybrid)", ""]
+    return lines
+
+
+def _recall_table(runs: dict, sets: list[str]) -> list[str]:
+    lines = ["", "## Recall@100 (dense / hybrid)", ""]
     lines.append("| set | base dense | ST MNRL dense | embforge M3 dense | embforge M3 hybrid |")
     lines.append("|---|---|---|---|---|")
     for s in sets:
@@ -342,6 +359,20 @@ def write_results(args, work: Path) -> None:
             )
         ]
         lines.append(f"| {s} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
+    return lines
+
+
+def write_results(args, work: Path) -> None:
+    loaded, missing, seconds, total = _load_stages(work)
+    empty = {"retrieval": {}, "sts": {}, "bitext": {}}
+    runs = {NAMES[k]: (loaded[k]["result"] if k in loaded else empty) for k in ("base", "st", "embforge")}
+    mining = loaded["mine"]["result"] if "mine" in loaded else {}
+    n_records = sum(
+        1 for x in (work / "train_mined.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()
+    )
+    sets = list(next(r for r in runs.values() if r["retrieval"])["retrieval"])
+    lines = _header(args, n_records, mining) + _ndcg_table(runs, sets, missing)
+    lines += _sts_bitext_table(runs) + _recall_table(runs, sets)
     lines += ["", "## Wall time (seconds)", "", "| stage | s |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in seconds.items()] + [f"| sum of stages | {total:.0f} |", ""]
     st, ed, eh = (

@@ -121,8 +121,8 @@ def run_st(spec: dict, pairs: Path, tmp: Path) -> dict:
 
 
 def run_embforge(spec: dict, pairs: Path, tmp: Path) -> dict:
-    from embforge.config import LoopConfig, ModelConfig, OptimConfig, ScheduleConfig
-    from embforge.train.contrastive import run_contrastive
+    from embforge.train.recipes.contrastive import run as run_contrastive
+    from embforge.train.settings import LoopConfig, ModelConfig, OptimConfig, ScheduleConfig
     from embforge.train.recipes.contrastive import ContrastiveConfig, DataConfig, LossConfig
 
     cfg = ContrastiveConfig(
@@ -193,7 +193,7 @@ def padding_stats(pairs: Path, bs: int, steps: int) -> dict[str, float]:
             return int(lengths.max() * len(lengths))
         total, srt = 0, sorted(lengths.tolist(), reverse=True)
         start = 0
-        for i in range(1, len(srt) + 1):  # the rule of embforge.losses.cached.length_groups
+        for i in range(1, len(srt) + 1):  # the rule of embforge.train.step.length_groups
             if i == len(srt) or srt[i] < 0.5 * srt[start]:
                 total += srt[start] * (i - start)
                 start = i
@@ -351,7 +351,7 @@ def write_report(runs: dict, pad: dict, n: int) -> None:
         f"processed. Real / processed tokens at bs 32: {pad['st']:.2f} for sentence-transformers "
         f"(random batches, each side padded to its longest text), {pad['random_grouped_forward']:.2f} "
         f"for embforge on the same kind of random batches (each side encoded in length groups, "
-        f"`embforge.losses.cached.length_groups`), {pad['embforge']:.2f} for embforge's default "
+        f"`embforge.train.step.length_groups`), {pad['embforge']:.2f} for embforge's default "
         f"(length-grouped sampler + grouped forward). Mean tokens: query {pad['mean_q']:.1f}, positive "
         f"{pad['mean_p']:.1f}. Queries and documents are encoded together in these groups, and AdamW "
         f"uses torch's fused kernel (sentence-transformers' trainer does too). The length-grouped sampler changes which pairs share a batch (in-batch "

@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _shared_data() -> Path:
+    """The ``shared/data`` folder beside the repository (or above it, for a git worktree)."""
+    repo = Path(__file__).resolve().parents[1]
+    for base in [repo, *repo.parents]:
+        if (base / "shared" / "data").is_dir():
+            return base / "shared" / "data"
+    return repo.parent / "shared" / "data"
+
+
+# Library code takes the shared data folder as an argument or from this variable, never from a
+# machine path written in src/ (model/builders.py reads it for the tiny test models' corpora).
+os.environ.setdefault("EMBFORGE_SHARED_DATA", str(_shared_data()))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared data folder (``$EMBFORGE_SHARED_DATA``): corpora for tiny tokenizers and demos."""
+    return Path(os.environ["EMBFORGE_SHARED_DATA"])
 
 
 @pytest.fixture(scope="session")

@@ -1,41 +1,25 @@
-"""The quickstart behind ``embforge demo``: encode a bundled corpus, search it, report quality.
+"""The short demo behind ``embforge demo --quick``: encode a bundled corpus, search it, report quality.
 
-Bundled data: XQuAD English paragraphs and questions (CC BY-SA 4.0, see
-``resources/demo/ATTRIBUTION.txt``). Issue 6 grows this into the full quickstart; keep
-``run_demo`` returning its numbers so callers and tests can check them.
+Bundled data: XQuAD English paragraphs and questions (read by ``embforge.data.bundled``). The
+full quickstart (mine, fine-tune, compare) is ``embforge.quickstart``; ``run_demo`` returns its
+numbers so callers and tests can check them. Scores: dense inner product, lexical matching and
+MaxSim as in BGE-M3 (Chen et al., 2024, "BGE M3-Embedding: Multi-Lingual, Multi-Functionality,
+Multi-Granularity Text Embeddings Through Self-Knowledge Distillation"), from ``embforge.scoring``.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
+import torch
+
+from embforge.data.bundled import demo_dir, load_demo_corpus
+from embforge.model.encoder import Encoder
+from embforge.scoring import hybrid_scores, multivector_list_scores, sparse_vector_scores
 
 __all__ = ["demo_dir", "load_demo_corpus", "run_demo"]
-
-
-def demo_dir(name: str = "xquad-en") -> Path:
-    return Path(__file__).parent / "resources" / "demo" / name
-
-
-def load_demo_corpus(name: str = "xquad-en", split: str = "test"):
-    """(docs [{_id, title, text}], queries [{_id, text}], qrels {qid: {docid: rel}}) of a bundled set."""
-    root = demo_dir(name)
-    docs = [
-        json.loads(x) for x in (root / "corpus.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()
-    ]
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (root / "qrels" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-        q, d, r = line.split("\t")
-        qrels.setdefault(q, {})[d] = int(r)
-    queries = [
-        json.loads(x) for x in (root / "queries.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()
-    ]
-    queries = [q for q in queries if q["_id"] in qrels]
-    return docs, queries, qrels
 
 
 def _rank_metrics(scores: np.ndarray, doc_ids: list[str], queries: list[dict], qrels) -> dict[str, float]:
@@ -58,11 +42,6 @@ def run_demo(
     echo: Callable[[str], None] = print,
 ) -> dict[str, dict[str, float]]:
     """Encode the bundled corpus, search it with every head and the hybrid, print and return metrics."""
-    import torch
-
-    from embforge.model.encoder import Encoder
-    from embforge.scoring import hybrid_scores, multivector_list_scores, sparse_vector_scores
-
     docs, queries, qrels = load_demo_corpus(name)
     queries = queries[:max_queries]
     enc = Encoder.from_pretrained(model, heads=heads)
@@ -74,16 +53,16 @@ def run_demo(
     )
     q = enc.encode([x["text"] for x in queries], role="query", heads=heads)
     dt = time.perf_counter() - t0
-    n_tok = int(d.num_tokens.sum() + q.num_tokens.sum())
+    n_tok = sum(int(e.num_tokens.sum()) for e in (d, q) if e.num_tokens is not None)
     echo(
         f"encoded {len(docs) + len(queries)} texts ({n_tok} tokens) in {dt:.1f}s on {torch.get_num_threads()} threads"
     )
     scores = {}
-    if d.dense is not None:
+    if d.dense is not None and q.dense is not None:
         scores["dense"] = q.dense @ d.dense.T
-    if d.sparse is not None:
+    if d.sparse is not None and q.sparse is not None:
         scores["sparse"] = sparse_vector_scores(q.sparse, d.sparse)
-    if d.multivector is not None:
+    if d.multivector is not None and q.multivector is not None:
         scores["multivector"] = multivector_list_scores(q.multivector, d.multivector)
     if len(scores) > 1:
         scores["hybrid"] = hybrid_scores(scores.get("dense"), scores.get("sparse"), scores.get("multivector"))

@@ -22,12 +22,30 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
-__all__ = ["QuickstartConfig", "run_quickstart", "DEMO_ROOT"]
+import torch
 
-DEMO_ROOT = Path(__file__).parent / "resources" / "demo"
+from embforge.config import build_config
+from embforge.train.recipes import RECIPES
+from embforge.data.bundled import DEMO_ROOT
+from embforge.data.io import read_corpus
+from embforge.data.mining import CorpusIndex, MiningConfig, MiningStats, mine, queries_from_beir
+from embforge.data.teachers import EncoderTeacher
+from embforge.errors import DataError
+from embforge.eval.datasets import RetrievalSet, load_beir
+from embforge.eval.report import build_report, write_report
+from embforge.eval.runner import evaluate_all
+from embforge.index.base import load_index
+from embforge.index.dense import ExactDenseIndex
+from embforge.index.multivector import MultiVectorIndex
+from embforge.index.sparse import SparseIndex
+from embforge.model.encoder import Encoder
+from embforge.search.hybrid import HybridIndex
+
+__all__ = ["QuickstartConfig", "run_quickstart", "DEMO_ROOT"]
 
 
 @dataclass
@@ -76,7 +94,8 @@ class QuickstartConfig:
 
 class _Clock:
     def __init__(self, echo: Callable[[str], None]) -> None:
-        self.echo, self.t0, self.stages = echo, time.perf_counter(), {}
+        self.echo, self.t0 = echo, time.perf_counter()
+        self.stages: dict[str, float] = {}
 
     def stage(self, name: str, fn: Callable[[], Any]) -> Any:
         self.echo(f"\n== {name}")
@@ -87,9 +106,7 @@ class _Clock:
         return out
 
 
-def _eval_sets(cfg: QuickstartConfig):
-    from embforge.eval.datasets import load_beir
-
+def _eval_sets(cfg: QuickstartConfig) -> list[RetrievalSet]:
     return [
         load_beir(DEMO_ROOT / f"xquad-{lang}", split="test", max_queries=cfg.max_eval_queries, language=lang)
         for lang in cfg.languages
@@ -97,20 +114,12 @@ def _eval_sets(cfg: QuickstartConfig):
 
 
 def _evaluate(encoder, sets, cfg: QuickstartConfig, echo) -> dict[str, Any]:
-    from embforge.eval.runner import evaluate_all
-
     return evaluate_all(
         encoder, sets, log=echo, mrl_dims=None, bm25=True, batch_size=32, max_length=cfg.doc_max_length
     )
 
 
 def _mine(encoder, cfg: QuickstartConfig, out: Path, echo) -> tuple[Path, dict[str, int]]:
-    from itertools import islice
-
-    from embforge.data.io import read_corpus
-    from embforge.data.mining import CorpusIndex, MiningConfig, MiningStats, mine, queries_from_beir
-    from embforge.data.teachers import EncoderTeacher
-
     teacher = EncoderTeacher(encoder, heads=("dense",), batch_size=32, max_length=cfg.doc_max_length)
     mcfg = MiningConfig(top_k=30, n_negatives=cfg.n_negatives, perc_pos=cfg.perc_pos, seed=cfg.seed)
     stats = MiningStats()
@@ -126,8 +135,6 @@ def _mine(encoder, cfg: QuickstartConfig, out: Path, echo) -> tuple[Path, dict[s
                 rows.append(json.dumps({**ex.to_dict(), "lang": lang}, ensure_ascii=False))
     echo("   " + stats.summary())
     if not rows:
-        from embforge.errors import DataError
-
         raise DataError(
             f"mining kept no query with {cfg.n_negatives} negatives (perc_pos={cfg.perc_pos}): the teacher "
             "scores every candidate close to the positive; use a trained base model, or perc_pos=None"
@@ -138,9 +145,6 @@ def _mine(encoder, cfg: QuickstartConfig, out: Path, echo) -> tuple[Path, dict[s
 
 
 def _train(cfg: QuickstartConfig, train_file: Path, out: Path, echo, full_dim: int = 10**9) -> Path:
-    from embforge.config import RECIPES, build_config, load_recipes
-
-    load_recipes()
     recipe = RECIPES.get("contrastive")
     data = {
         "recipe": "contrastive",
@@ -170,7 +174,7 @@ def _train(cfg: QuickstartConfig, train_file: Path, out: Path, echo, full_dim: i
         },
     }
     for dotted, val in cfg.extra_train.items():  # e.g. {"loss.matryoshka_dims": [128, 256]}
-        node = data
+        node: dict[str, Any] = data
         *parents, leaf = dotted.split(".")
         for p in parents:
             node = node.setdefault(p, {})
@@ -183,13 +187,6 @@ def _train(cfg: QuickstartConfig, train_file: Path, out: Path, echo, full_dim: i
 
 
 def _index_and_search(encoder, cfg: QuickstartConfig, out: Path, echo) -> dict[str, Any]:
-    from embforge.eval.datasets import load_beir
-    from embforge.index.base import load_index
-    from embforge.index.dense import ExactDenseIndex
-    from embforge.index.multivector import MultiVectorIndex
-    from embforge.index.sparse import SparseIndex
-    from embforge.search.hybrid import HybridIndex
-
     lang = cfg.languages[0]
     data = load_beir(DEMO_ROOT / f"xquad-{lang}", split="test")
     heads = ("dense", "sparse", "multivector")
@@ -199,7 +196,7 @@ def _index_and_search(encoder, cfg: QuickstartConfig, out: Path, echo) -> dict[s
     index = HybridIndex(dense=ExactDenseIndex(), sparse=SparseIndex(), multivector=MultiVectorIndex())
     index.add(data.doc_ids, emb)
     path = index.save(out / "index")
-    index = load_index(path)
+    loaded = load_index(path)
     echo(f"   hybrid index of {len(data.doc_ids)} passages saved to {path} and loaded back")
     qi = list(range(0, len(data.query_ids), max(1, len(data.query_ids) // max(cfg.examples, 1))))[
         : cfg.examples
@@ -207,7 +204,7 @@ def _index_and_search(encoder, cfg: QuickstartConfig, out: Path, echo) -> dict[s
     q = encoder.encode(
         [data.query_texts[i] for i in qi], role="query", heads=heads, max_length=cfg.query_max_length
     )
-    hits = index.search(q, k=3)
+    hits = loaded.search(q, k=3)
     text = dict(zip(data.doc_ids, data.doc_texts))
     shown = []
     for n, i in enumerate(qi):
@@ -243,59 +240,42 @@ def _mean_metric(run: dict, head: str, metric: str = "ndcg@10") -> float:
     return sum(vals) / len(vals) if vals else float("nan")
 
 
-def run_quickstart(
-    cfg: QuickstartConfig | None = None, echo: Callable[[str], None] = print
-) -> dict[str, Any]:
-    """Run the whole quickstart; returns ``{"before", "after", "stages", "report", ...}``."""
-    import torch
-
-    from embforge.eval.report import build_report, write_report
-    from embforge.model.encoder import Encoder
-
-    cfg = cfg or QuickstartConfig()
+def _start(cfg: QuickstartConfig, echo: Callable[[str], None]) -> Path:
+    """Threads, seed and output folder; prints the run's one-line summary."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    clock = _Clock(echo)
     echo(
         f"embforge quickstart: model {cfg.model or 'bundled all-MiniLM-L6-v2'}, "
         f"languages {', '.join(cfg.languages)}, {torch.get_num_threads()} threads, output {out}/"
     )
+    return out
+
+
+def _before_training(cfg: QuickstartConfig, sets, out: Path, clock: _Clock, echo):
+    """Stages 1-2 on the base model: evaluate it, mine with it; the model is freed on return."""
     base = Encoder.from_pretrained(cfg.model, heads=("dense", "sparse", "multivector"))
-    sets = _eval_sets(cfg)
     before = clock.stage(
         "1/6 evaluate the base model (held-apart questions)", lambda: _evaluate(base, sets, cfg, echo)
     )
-    full_dim = base.hidden_size
     train_file, mining = clock.stage(
         f"2/6 mine hard negatives (TopK-PercPos, perc_pos={cfg.perc_pos})",
         lambda: _mine(base, cfg, out, echo),
     )
-    base = None  # free the base model before training
-    model_dir = clock.stage(
-        f"3/6 fine-tune with the M3 recipe + Matryoshka ({cfg.steps} steps x {cfg.batch_size} queries)",
-        lambda: _train(cfg, train_file, out, echo, full_dim),
-    )
-    tuned = Encoder.from_pretrained(str(model_dir))
-    after = clock.stage("4/6 evaluate the fine-tuned model", lambda: _evaluate(tuned, sets, cfg, echo))
-    search = clock.stage(
-        "5/6 hybrid index + example searches", lambda: _index_and_search(tuned, cfg, out, echo)
-    )
-    table = before_after_table(before, after)
-    echo("\n== 6/6 before / after\n" + table)
-    summary = {
-        h: (_mean_metric(before, h), _mean_metric(after, h))
-        for h in before["retrieval"][sets[0].name]["heads"]
-    }
+    return before, train_file, mining, base.hidden_size
+
+
+def _report(cfg: QuickstartConfig, runs: dict[str, dict], model_dir: Path, extra: dict, out: Path):
+    """Write ``report.json`` / ``report.md`` with plots; returns their paths."""
     notes = [
         "Held-apart questions: XQuAD articles with index % 4 == 3, never used for training or mining.",
         "all-MiniLM-L6-v2 ships no sparse / multi-vector weights: those heads start from the explicit "
         "initialisation (every token weighs 1; identity projection) and are trained by the M3 recipe.",
     ]
     report = build_report(
-        {"base": before, "fine-tuned": after},
+        runs,
         title="embforge quickstart: base vs fine-tuned (M3 recipe)",
         model={"base": cfg.model or "bundled all-MiniLM-L6-v2", "fine_tuned": str(model_dir)},
         data={
@@ -305,9 +285,36 @@ def run_quickstart(
         },
         command="embforge demo",
         notes=notes,
-        extra={"config": asdict(cfg), "mining": mining, "stages_seconds": clock.stages, "search": search},
+        extra={"config": asdict(cfg), **extra},
     )
-    files = write_report(report, out / "report")
+    return write_report(report, out / "report")
+
+
+def run_quickstart(
+    cfg: QuickstartConfig | None = None, echo: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run the whole quickstart; returns ``{"before", "after", "stages", "report", ...}``."""
+    cfg = cfg or QuickstartConfig()
+    out = _start(cfg, echo)
+    clock = _Clock(echo)
+    sets = _eval_sets(cfg)
+    before, train_file, mining, full_dim = _before_training(cfg, sets, out, clock, echo)
+    model_dir = clock.stage(
+        f"3/6 fine-tune with the M3 recipe + Matryoshka ({cfg.steps} steps x {cfg.batch_size} queries)",
+        lambda: _train(cfg, train_file, out, echo, full_dim),
+    )
+    tuned = Encoder.from_pretrained(str(model_dir))
+    after = clock.stage("4/6 evaluate the fine-tuned model", lambda: _evaluate(tuned, sets, cfg, echo))
+    search = clock.stage(
+        "5/6 hybrid index + example searches", lambda: _index_and_search(tuned, cfg, out, echo)
+    )
+    echo("\n== 6/6 before / after\n" + before_after_table(before, after))
+    summary = {
+        h: (_mean_metric(before, h), _mean_metric(after, h))
+        for h in before["retrieval"][sets[0].name]["heads"]
+    }
+    extra = {"mining": mining, "stages_seconds": clock.stages, "search": search}
+    files = _report(cfg, {"base": before, "fine-tuned": after}, model_dir, extra, out)
     total = time.perf_counter() - clock.t0
     echo(
         "\nmean nDCG@10 base -> fine-tuned: "

@@ -1,15 +1,12 @@
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "eval"))
-from fake_encoder import FakeEncoder  # noqa: E402
-
 from embforge.cli import eval as eval_cli  # noqa: E402
 from embforge.cli.app import app  # noqa: E402
+from helpers.fake_encoder import FakeEncoder
 
 DEMO = Path(__file__).parents[2] / "src/embforge/resources/demo"
 pytestmark = pytest.mark.integration

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "train"))
-from train_fixtures import build_tiny_encoder, tiny_overrides, write_data  # noqa: E402
+from helpers.train_fixtures import build_tiny_encoder, tiny_overrides, write_data
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

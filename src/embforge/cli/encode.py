@@ -125,4 +125,7 @@ def register(app: typer.Typer) -> None:
             long_inputs=long_inputs,
         )
         write_outputs(output, ids, emb, head_list)
-        typer.echo(f"encoded {len(texts)} texts ({int(emb.num_tokens.sum())} tokens) -> {output}", err=True)
+        typer.echo(
+            f"encoded {len(texts)} texts ({0 if emb.num_tokens is None else int(emb.num_tokens.sum())} tokens) -> {output}",
+            err=True,
+        )

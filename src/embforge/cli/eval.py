@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Optional
 
@@ -69,8 +70,6 @@ def format_run_table(run: dict, metric: str = "ndcg@10") -> str:
 
 def command_line(name: str, params: dict) -> str:
     """A reproducible ``embforge <name> --opt value ...`` line from a click context's params."""
-    import shlex
-
     parts = ["embforge", name]
     for key, val in params.items():
         flag = "--" + key.replace("_", "-")
@@ -138,49 +137,31 @@ def eval_command(
     Example:
         embforge eval --beir src/embforge/resources/demo/xquad-en --sts sts-dev.csv -o runs/eval
     """
-    from embforge.eval.datasets import load_beir, load_bitext, load_sts
-    from embforge.eval.report import build_report, write_report
-    from embforge.eval.runner import evaluate_all
-
     if not (beir or sts or bitext):
         raise ConfigError("nothing to evaluate: give at least one --beir DIR, --sts FILE or --bitext SRC,TGT")
     head_t = _parse_heads(heads)
-    bitext_sets = []
-    for spec in bitext:
-        parts = spec.split(",")
-        if len(parts) != 2:
-            raise ConfigError(f"--bitext {spec!r}: give two files separated by a comma: SOURCE,TARGET")
-        bitext_sets.append(load_bitext(parts[0], parts[1], max_pairs=max_pairs))
-    retrieval_sets = [load_beir(p, split=split, max_queries=max_queries) for p in beir]
-    sts_sets = [load_sts(p) for p in sts]
+    retrieval_sets, sts_sets, bitext_sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs)
+    command = command_line("eval", ctx.params)
+    beir_info = [{"path": str(p), "split": split} for p in beir]
     if index is not None:
         if not retrieval_sets:
             raise ConfigError("--index needs at least one --beir DIR with the queries and qrels to evaluate")
-        from embforge.eval.runner import evaluate_index
-        from embforge.search.retriever import Retriever
-
-        retriever = Retriever.load(index, model=model)
-        run = {"retrieval": {}}
-        for data in retrieval_sets:
-            run["retrieval"][data.name] = evaluate_index(retriever, data, batch_size=batch_size)
+        run = _evaluate_index(index, model, retrieval_sets, batch_size)
         typer.echo(format_run_table(run))
-        report = build_report(
+        _write(
             {"index": run},
-            command=command_line("eval", ctx.params),
+            command=command,
             model={"index": str(index), "query_model": model or "recorded in the index"},
-            data={"beir": [{"path": str(p), "split": split} for p in beir], "max_queries": max_queries},
+            data={"beir": beir_info, "max_queries": max_queries},
+            out=out,
+            plots=plots,
         )
-        files = write_report(report, out, plots=plots)
-        typer.echo(f"wrote {files['json']} and {files['md']}")
         return
     encoder = _load_encoder(model, head_t)
     typer.echo(f"evaluating {model or 'all-MiniLM-L6-v2 (bundled)'} with heads {', '.join(head_t)}")
-    run = evaluate_all(
+    run = _evaluate_model(
         encoder,
-        retrieval_sets,
-        sts_sets,
-        bitext_sets,
-        log=typer.echo,
+        (retrieval_sets, sts_sets, bitext_sets),
         heads=head_t,
         hybrid=hybrid,
         weights=_parse_weights(weights),
@@ -190,17 +171,69 @@ def eval_command(
         max_length=max_length,
     )
     typer.echo(format_run_table(run))
-    report = build_report(
+    data = {
+        "beir": beir_info,
+        "sts": [str(p) for p in sts],
+        "bitext": list(bitext),
+        "max_queries": max_queries,
+    }
+    _write(
         {"model": run},
-        command=command_line("eval", ctx.params),
+        command=command,
         model={"path": model or "bundled all-MiniLM-L6-v2", "heads": list(head_t)},
-        data={
-            "beir": [{"path": str(p), "split": split} for p in beir],
-            "sts": [str(p) for p in sts],
-            "bitext": list(bitext),
-            "max_queries": max_queries,
-        },
+        data=data,
+        out=out,
+        plots=plots,
     )
+
+
+def _load_sets(
+    beir: list[Path],
+    split: str,
+    max_queries: int | None,
+    sts: list[Path],
+    bitext: list[str],
+    max_pairs: int | None,
+) -> tuple[list, list, list]:
+    """(retrieval sets, STS sets, bitext sets) read from the command's paths; bad --bitext fails first."""
+    from embforge.eval.datasets import load_beir, load_bitext, load_sts
+
+    bitext_sets = []
+    for spec in bitext:
+        parts = spec.split(",")
+        if len(parts) != 2:
+            raise ConfigError(f"--bitext {spec!r}: give two files separated by a comma: SOURCE,TARGET")
+        bitext_sets.append(load_bitext(parts[0], parts[1], max_pairs=max_pairs))
+    retrieval_sets = [load_beir(p, split=split, max_queries=max_queries) for p in beir]
+    sts_sets = [load_sts(p) for p in sts]
+    return retrieval_sets, sts_sets, bitext_sets
+
+
+def _evaluate_index(index: Path, model: str | None, retrieval_sets: list, batch_size: int) -> dict:
+    """Retrieval metrics of a saved index (queries encoded by ``model`` or the index's own)."""
+    from embforge.eval.runner import evaluate_index
+    from embforge.search.retriever import Retriever
+
+    retriever = Retriever.load(index, model=model)
+    run: dict[str, dict] = {"retrieval": {}}
+    for data in retrieval_sets:
+        run["retrieval"][data.name] = evaluate_index(retriever, data, batch_size=batch_size)
+    return run
+
+
+def _evaluate_model(encoder, sets: tuple[list, list, list], **options) -> dict:
+    """``evaluate_all`` on (retrieval, STS, bitext) sets, logging to the terminal."""
+    from embforge.eval.runner import evaluate_all
+
+    retrieval_sets, sts_sets, bitext_sets = sets
+    return evaluate_all(encoder, retrieval_sets, sts_sets, bitext_sets, log=typer.echo, **options)
+
+
+def _write(runs: dict, *, command: str, model: dict, data: dict, out: Path, plots: bool) -> None:
+    """report.json + report.md (+ plots) under ``out``."""
+    from embforge.eval.report import build_report, write_report
+
+    report = build_report(runs, command=command, model=model, data=data)
     files = write_report(report, out, plots=plots)
     typer.echo(f"wrote {files['json']} and {files['md']}")
 

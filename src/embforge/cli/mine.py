@@ -1,4 +1,8 @@
-"""`embforge mine`: hard negatives with TopK-PercPos false-negative filtering."""
+"""`embforge mine`: hard negatives with TopK-PercPos false-negative filtering.
+
+TopK-PercPos (Moreira et al., 2024, "NV-Retriever: Improving text embedding models with effective
+hard-negative mining") drops candidates that score above a share of the positive's score.
+"""
 
 from __future__ import annotations
 
@@ -88,10 +92,7 @@ def mine_command(
     The corpus is embedded into an exact faiss inner-product index; queries stream in chunks, so
     memory does not grow with the number of queries. Prints how many candidates were dropped.
     """
-    from embforge.data.io import BadLines
-    from embforge.data.mining import MiningConfig, mine_file
-    from embforge.data.teachers import EncoderTeacher
-    from embforge.model.encoder import Encoder
+    from embforge.data.mining import MiningConfig
 
     if short not in ("keep", "separate"):
         raise ConfigError(f"--short {short!r}: choose from: keep, separate")
@@ -107,12 +108,29 @@ def mine_command(
         index=index,
         ef_search=ef_search,
     )
+    teacher = _teacher(model, heads, batch_size, max_length)
+    short_path = output.with_name(output.name + ".short.jsonl") if short == "separate" else None
+    _mine(input_path, output, teacher, cfg, (corpus, beir_split), skip_bad, progress, short_path)
+
+
+def _teacher(model: str | None, heads: str, batch_size: int, max_length: int | None):
+    """The teacher encoder with the requested heads (comma-separated)."""
+    from embforge.data.teachers import EncoderTeacher
+    from embforge.model.encoder import Encoder
+
     teacher_heads = tuple(h.strip() for h in heads.split(","))
     encoder = Encoder.from_pretrained(model, heads=teacher_heads)
-    teacher = EncoderTeacher(encoder, teacher_heads, batch_size=batch_size, max_length=max_length)
+    return EncoderTeacher(encoder, teacher_heads, batch_size=batch_size, max_length=max_length)
+
+
+def _mine(input_path, output, teacher, cfg, source, skip_bad, progress, short_path) -> None:
+    """Run the mining, bad lines to OUTPUT.bad.jsonl with --skip-bad, and print the counts."""
+    from embforge.data.io import BadLines
+    from embforge.data.mining import mine_file
+
+    corpus, beir_split = source
     bad = BadLines(output.with_name(output.name + ".bad.jsonl")) if skip_bad else None
     try:
-        short_path = output.with_name(output.name + ".short.jsonl") if short == "separate" else None
         stats = mine_file(input_path, output, teacher, cfg, corpus, beir_split, bad, progress, short_path)
     finally:
         if bad is not None:

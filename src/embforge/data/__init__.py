@@ -7,6 +7,7 @@ Submodules:
     mining: hard-negative mining with TopK-PercPos false-negative filtering.
     filtering: consistency filtering of pairs with a small embedding model.
     dedup: exact-duplicate removal, streaming and hash-based.
+    bundled: the small BEIR-layout sets bundled in resources/demo (demo, quickstart, tiny tokenizers).
     samplers: batch samplers (owned by the training issue).
 """
 

@@ -104,7 +104,7 @@ def open_text(path: PathLike, mode: str = "r") -> IO[str]:
     """Open a text file, gzip-compressed if the name ends in ``.gz`` (UTF-8)."""
     p = str(path)
     if p.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(p, mode.replace("t", "") + "b"), encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.GzipFile(p, mode.replace("t", "") + "b"), encoding="utf-8", newline="")
     return open(p, mode, encoding="utf-8", newline="")
 
 
@@ -143,7 +143,7 @@ def _check_exists(path: PathLike) -> None:
         raise DataError(f"{path}: no such file; check the path")
 
 
-def _open_binary(path: PathLike) -> IO[bytes]:
+def _open_binary(path: PathLike) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
 
 

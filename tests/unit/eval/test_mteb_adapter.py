@@ -1,17 +1,14 @@
 """mteb (v2) evaluates an embforge model through the adapter, on tasks built from local files."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_encoder import FakeEncoder  # noqa: E402
-
 from embforge.eval import metrics as M  # noqa: E402
 from embforge.eval import runner as R  # noqa: E402
 from embforge.eval.datasets import load_beir, load_sts  # noqa: E402
+from helpers.fake_encoder import FakeEncoder
 
 mteb = pytest.importorskip("mteb")
 from embforge.eval.mteb_adapter import EmbforgeMTEBModel, local_retrieval_task, local_sts_task  # noqa: E402

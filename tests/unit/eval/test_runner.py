@@ -1,15 +1,12 @@
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_encoder import FakeEncoder  # noqa: E402
-
 from embforge.eval import metrics as M  # noqa: E402
 from embforge.eval import runner as R  # noqa: E402
 from embforge.eval.datasets import load_beir, load_bitext, load_sts  # noqa: E402
+from helpers.fake_encoder import FakeEncoder
 
 DEMO = Path(__file__).parents[3] / "src/embforge/resources/demo"
 

@@ -1,17 +1,11 @@
-"""Fixtures for the index tests; helpers live in index_testdata.py (importable via sys.path)."""
+"""Fixtures for the index tests; helpers live in tests/helpers/index_testdata.py."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from index_testdata import clustered, random_multivector, random_sparse  # noqa: E402
-
 from embforge.types import Embeddings  # noqa: E402
+from helpers.index_testdata import clustered, random_multivector, random_sparse
 
 
 @pytest.fixture

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from index_testdata import clustered, recall
 
 from embforge.errors import CheckpointError, ConfigError, DataError
 from embforge.index import ExactDenseIndex, HNSWIndex, IVFPQIndex, load_index
+from helpers.index_testdata import clustered, recall
 
 
 def brute(q: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from index_testdata import random_multivector
 
 from embforge.errors import DataError
 from embforge.index import MultiVectorIndex, load_index, maxsim
+from helpers.index_testdata import random_multivector
 
 IDS = [f"d{i}" for i in range(400)]
 

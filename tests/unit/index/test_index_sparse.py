@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from index_testdata import random_sparse
 
 from embforge.errors import ConfigError, DataError
 from embforge.index import BM25Index, SparseIndex, bm25_weights, counts_from_ids, load_index
 from embforge.types import SparseVectors
+from helpers.index_testdata import random_sparse
 
 
 def brute(q: SparseVectors, d: SparseVectors, k: int, alive=None):

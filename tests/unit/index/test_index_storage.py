@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index_testdata import clustered
 
 import embforge.index.storage as storage
 from embforge.errors import CheckpointError
 from embforge.index import ExactDenseIndex, load_index
+from helpers.index_testdata import clustered
 
 
 def build(n: int, seed: int) -> ExactDenseIndex:

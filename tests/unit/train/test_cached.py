@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from embforge.losses import InfoNCELoss, M3SelfDistillLoss
 from embforge.train.step import cached_step, length_groups, plain_step, sub_batches
 from embforge.types import Batch
-
-sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make the sibling helper importable
-from tiny_heads import TinyThreeHead, random_batch  # noqa: E402
+from helpers.tiny_heads import TinyThreeHead, random_batch
 
 
 def _grads(model):

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make the sibling helper importable
-from tiny_heads import TinyThreeHead, distributed_worker, global_batches  # noqa: E402
-
 from embforge.losses import M3SelfDistillLoss  # noqa: E402
 from embforge.train.step import plain_step  # noqa: E402
+from helpers.tiny_heads import TinyThreeHead, distributed_worker, global_batches
 
 
 def test_two_process_gloo_equals_single_process(tmp_path):

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: sibling helpers
-from train_fixtures import build_tiny_encoder, tiny_overrides, write_data  # noqa: E402
-
 from embforge.errors import ConfigError, DataError  # noqa: E402
 from embforge.train.recipes import load_config  # noqa: E402
+from helpers.train_fixtures import build_tiny_encoder, tiny_overrides, write_data
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

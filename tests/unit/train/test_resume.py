@@ -10,10 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: sibling helpers
-from train_fixtures import build_tiny_encoder, tiny_overrides, write_data  # noqa: E402
-
 from embforge.train.recipes import load_config  # noqa: E402
+from helpers.train_fixtures import build_tiny_encoder, tiny_overrides, write_data
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "configs" / "simcse-unsup.yaml"  # dropout on: the RNG state must be restored too

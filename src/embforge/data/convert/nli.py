@@ -113,17 +113,10 @@ def read_nli_lines(
             yield a.strip(), b.strip(), label
 
 
-def nli_triples(
-    rows: Iterable[tuple[str, str, str]],
-    pairing: str = "first",
-    source: str = "",
-    lang: str = "",
-    stats: NliStats | None = None,
-) -> Iterator[Triple]:
-    """Group NLI pairs by premise and emit (premise, entailment, contradiction) triples."""
-    if pairing not in PAIRINGS:
-        raise DataError(f"unknown NLI pairing {pairing!r}; choose from: {', '.join(PAIRINGS)}")
-    st = stats if stats is not None else NliStats()
+def _group_by_premise(
+    rows: Iterable[tuple[str, str, str]], st: NliStats
+) -> dict[str, tuple[list[str], list[str]]]:
+    """premise -> (entailed hypotheses, contradicting hypotheses), counting labels into ``st``."""
     groups: dict[str, tuple[list[str], list[str]]] = {}
     for premise, hyp, label in rows:
         st.pairs += 1
@@ -136,17 +129,40 @@ def nli_triples(
             ent.append(hyp)
         elif label == "contradiction":
             con.append(hyp)
+    return groups
+
+
+def _pairs(ent: list[str], con: list[str], pairing: str) -> list[tuple[str, str]]:
+    """(entailment, contradiction) pairs of one premise: first of each, zipped, or all combinations."""
+    if pairing == "first":
+        return [(ent[0], con[0])]
+    if pairing == "zip":
+        return list(zip(ent, con))
+    return [(e, c) for e in ent for c in con]
+
+
+def nli_triples(
+    rows: Iterable[tuple[str, str, str]],
+    pairing: str = "first",
+    source: str = "",
+    lang: str = "",
+    stats: NliStats | None = None,
+) -> Iterator[Triple]:
+    """Group NLI pairs by premise and emit (premise, entailment, contradiction) triples.
+
+    The construction of supervised SimCSE (Gao et al., 2021, "SimCSE: Simple Contrastive Learning
+    of Sentence Embeddings"): the entailed hypothesis is the positive, the contradicting one a hard
+    negative; premises without both are counted and skipped.
+    """
+    if pairing not in PAIRINGS:
+        raise DataError(f"unknown NLI pairing {pairing!r}; choose from: {', '.join(PAIRINGS)}")
+    st = stats if stats is not None else NliStats()
+    groups = _group_by_premise(rows, st)
     st.premises += len(groups)
     for premise, (ent, con) in groups.items():
         if not ent or not con:
             st.premises_without_triple += 1
             continue
-        if pairing == "first":
-            combos = [(ent[0], con[0])]
-        elif pairing == "zip":
-            combos = list(zip(ent, con))
-        else:
-            combos = [(e, c) for e in ent for c in con]
-        for e, c in combos:
+        for e, c in _pairs(ent, con, pairing):
             st.triples += 1
             yield Triple(premise, e, c, source=source, lang=lang)

@@ -18,10 +18,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from embforge.data.formats import CorpusDoc, Pair, Qrel, Query
 from embforge.data.io import write_beir, write_jsonl
 from embforge.errors import DataError
+
+T = TypeVar("T")
 
 __all__ = [
     "SquadParagraph",
@@ -41,7 +44,7 @@ class SquadParagraph:
     questions: tuple[tuple[str, str], ...]  # (question id, question text)
 
 
-def _get(obj: object, key: str, typ: type, where: str) -> object:
+def _get(obj: object, key: str, typ: type[T], where: str) -> T:
     if not isinstance(obj, dict) or key not in obj:
         raise DataError(f"{where}: missing {key!r}; expected SQuAD v1.1 layout")
     v = obj[key]
@@ -61,16 +64,16 @@ def read_squad(path: str | os.PathLike) -> list[SquadParagraph]:
         raise DataError(f"{p}:{e.lineno}: invalid JSON ({e.msg}); expected a SQuAD v1.1 file") from None
     out: list[SquadParagraph] = []
     seen: set[str] = set()
-    for a, art in enumerate(_get(root, "data", list, str(p))):  # type: ignore[arg-type]
+    for a, art in enumerate(_get(root, "data", list, str(p))):
         wa = f"{p}: data[{a}]"
         title = art.get("title", "") if isinstance(art, dict) else ""
-        for j, para in enumerate(_get(art, "paragraphs", list, wa)):  # type: ignore[arg-type]
+        for j, para in enumerate(_get(art, "paragraphs", list, wa)):
             wp = f"{wa}.paragraphs[{j}]"
             context = str(_get(para, "context", str, wp))
             if not context.strip():
                 raise DataError(f"{wp}: empty context")
             qs = []
-            for k, qa in enumerate(_get(para, "qas", list, wp)):  # type: ignore[arg-type]
+            for k, qa in enumerate(_get(para, "qas", list, wp)):
                 wq = f"{wp}.qas[{k}]"
                 qid, question = str(_get(qa, "id", str, wq)), str(_get(qa, "question", str, wq))
                 if not question.strip():

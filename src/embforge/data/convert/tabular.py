@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterator
+from typing import Literal
 
 from embforge.data.io import BadLines, open_text
 from embforge.errors import DataError
@@ -13,7 +14,10 @@ __all__ = ["iter_delimited", "fail_or_skip"]
 
 
 def iter_delimited(
-    path: str | os.PathLike, delimiter: str, quoting: int = csv.QUOTE_MINIMAL, skip_header: bool = False
+    path: str | os.PathLike,
+    delimiter: str,
+    quoting: Literal[0, 1, 2, 3] = csv.QUOTE_MINIMAL,
+    skip_header: bool = False,
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line_number, fields)``; the number is the row's first physical line (1-based).
 
@@ -48,4 +52,11 @@ def fail_or_skip(bad: BadLines | None, path: str | os.PathLike, lineno: int, raw
     """Raise ``DataError(msg)`` or, with a BadLines sink, record the line and return."""
     if bad is None:
         raise DataError(msg)
-    bad.add(path, lineno, raw if isinstance(raw, str) else "\t".join(map(str, raw)), msg)  # type: ignore[arg-type]
+    text = (
+        raw
+        if isinstance(raw, str)
+        else "\t".join(map(str, raw))
+        if isinstance(raw, (list, tuple))
+        else str(raw)
+    )
+    bad.add(path, lineno, text, msg)
