@@ -40,7 +40,7 @@ def _kernel():
 
     Lazy on purpose: importing numba costs ~1.5 s, paid only by the numba backend.
     """
-    from embforge.index._sparse_kernel import search_kernel
+    from embforge.index._sparse_kernel import search_kernel  # lazy-import: numba, ~1.5 s, this backend only
 
     return search_kernel
 
