@@ -13,7 +13,7 @@ language (1,010 queries). Tokenizer: all-MiniLM-L6-v2's (BERT WordPiece, 30,522 
   BM25-weighted bag of token ids (neighbours follow real shared vocabulary). Real all-MiniLM-L6-v2
   embeddings were too slow to compute for 100k texts on the shared 2-core machine (measured about
   17-200 texts/s depending on load); a real-embedding subset (``--real N``) is benchmarked too.
-* hybrid: embforge ``HybridIndex`` (exact dense + sparse, 100 candidates each, weights 1 and 0.3)
+* hybrid: embforge ``HybridIndex`` (exact dense + sparse, 100 candidates each, ``DEFAULT_WEIGHTS``: 1 and 0.3)
   with recall@10 against the exhaustive fused ranking over all documents.
 
 Run:  flock /tmp/embforge-bench.lock python bench/search.py    (writes bench/results/search.md)
@@ -40,6 +40,22 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from embforge.index import (  # noqa: E402
+    ExactDenseIndex,
+    HNSWIndex,
+    HybridIndex,
+    IVFPQIndex,
+    MultiVectorIndex,
+    SparseIndex,
+    bm25_weights,
+    counts_from_ids,
+    term_counts,
+)
+from embforge.model.encoder import Encoder  # noqa: E402
+from embforge.scoring import DEFAULT_WEIGHTS, weighted_parts  # noqa: E402
+from embforge.types import Embeddings, SparseVectors  # noqa: E402
+
 DATA = Path(os.environ.get("EMBFORGE_DATA", ROOT.parent / "shared" / "data"))
 if not DATA.exists():
     DATA = Path("/work/shared/data")
@@ -124,8 +140,6 @@ def bench_sparse(tok, texts, qtexts, k, rows, time_it=True):
     import bm25s
     import numba
 
-    from embforge.index import SparseIndex, bm25_weights, counts_from_ids, term_counts
-
     numba.set_num_threads(THREADS)
     t_tok, counts = timed(lambda: term_counts(tok, texts))
     q_ids = tok(qtexts, add_special_tokens=False)["input_ids"]
@@ -202,8 +216,6 @@ def bench_sparse(tok, texts, qtexts, k, rows, time_it=True):
 # ----------------------------------------------------------------------------- dense
 def projected_dense(counts, qcounts, dim: int = 384, seed: int = 0):
     """Text-like dense vectors: normalised random projection of BM25-weighted token bags."""
-    from embforge.index import bm25_weights
-
     w = bm25_weights(counts).to_scipy()
     n = counts.to_scipy().shape[0]
     df = np.bincount(counts.indices, minlength=counts.vocab_size)
@@ -216,8 +228,6 @@ def projected_dense(counts, qcounts, dim: int = 384, seed: int = 0):
 
 def bench_dense(x, q, k, rows, label, hnsw_sweep=(64, 128, 256, 512)):
     import faiss
-
-    from embforge.index import ExactDenseIndex, HNSWIndex
 
     faiss.omp_set_num_threads(THREADS)
     ids = [str(i) for i in range(len(x))]
@@ -282,10 +292,9 @@ def bench_dense(x, q, k, rows, label, hnsw_sweep=(64, 128, 256, 512)):
 
 
 def bench_ivfpq(x, q, ref, k, rows, label):
-    from embforge.index import IVFPQIndex
+    import faiss
 
     ids = [str(i) for i in range(len(x))]
-    import faiss
 
     iv = IVFPQIndex()
     faiss.omp_set_num_threads(1)  # faiss k-means with 2 OpenMP threads crawls on this oversubscribed box
@@ -307,10 +316,6 @@ def bench_ivfpq(x, q, ref, k, rows, label):
 
 # ----------------------------------------------------------------------------- hybrid
 def bench_hybrid(x, q, counts, qcounts, k, rows):
-    from embforge.index import ExactDenseIndex, SparseIndex, bm25_weights
-    from embforge.search import HybridIndex
-    from embforge.types import Embeddings
-
     ids = [str(i) for i in range(len(x))]
     w = bm25_weights(counts)
     hy = HybridIndex(dense=ExactDenseIndex(), sparse=SparseIndex(n_threads=THREADS), candidates=100)
@@ -318,12 +323,14 @@ def bench_hybrid(x, q, counts, qcounts, k, rows):
     qe = Embeddings(dense=q, sparse=qcounts)
     hy.search(Embeddings(dense=q[:4], sparse=_rows(qcounts, 4)), k=k)
     t, hits = best_of(lambda: hy.search(qe, k=k), repeat=2)
-    # exhaustive fused ranking (1 * dense + 0.3 * lexical) over all documents, in query blocks
+    # exhaustive fused ranking (w_dense * dense + w_sparse * lexical) over all documents, in query blocks
     wm = w.to_scipy().T.tocsc()
     qm = qcounts.to_scipy()
     kth = []
     for a in range(0, len(q), 100):
-        s = q[a : a + 100] @ x.T + 0.3 * (qm[a : a + 100] @ wm).toarray()
+        s = weighted_parts(
+            {"dense": q[a : a + 100] @ x.T, "sparse": (qm[a : a + 100] @ wm).toarray()}, DEFAULT_WEIGHTS
+        )
         kth += list(-np.partition(-s, k - 1, axis=1)[:, k - 1])
     rows.append(
         (
@@ -340,15 +347,11 @@ def bench_hybrid(x, q, counts, qcounts, k, rows):
 
 
 def _rows(sv, n):
-    from embforge.types import SparseVectors
-
     return SparseVectors(sv.indptr[: n + 1], sv.indices, sv.values, sv.vocab_size)
 
 
 # ----------------------------------------------------------------------------- multi-vector
 def bench_multivector(k, rows, n_docs=20000, m=128, seed=0):
-    from embforge.index import MultiVectorIndex
-
     rng = np.random.default_rng(seed)
     lens = rng.integers(8, 40, n_docs)
     centres = rng.standard_normal((512, m)).astype(np.float32)
@@ -396,8 +399,6 @@ def real_embeddings(texts, qtexts, n):
     if path.exists():
         z = np.load(path)
         return z["docs"], z["queries"], True
-    from embforge.model.encoder import Encoder
-
     enc = Encoder.from_pretrained(heads=("dense",))
     d = enc.encode(texts[:n], role="document", batch_size=64, max_length=128).dense
     qv = enc.encode(qtexts, role="query", batch_size=64, max_length=128).dense

@@ -14,6 +14,7 @@ computed in (query block x document block) tiles. Choose ``shard_size`` to fit m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -22,11 +23,13 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
+from tqdm import tqdm
 
 from embforge.data.formats import Record
 from embforge.data.io import BadLines, atomic_write, read_records
 from embforge.data.teachers import Teacher
 from embforge.errors import ConfigError
+from embforge.scoring import dense_scores
 
 __all__ = ["FilterConfig", "FilterStats", "consistency_ranks", "filter_records", "filter_file"]
 
@@ -108,7 +111,7 @@ def consistency_ranks(
         thr = own[a : a + len(qb), None] + tie_tol * np.maximum(np.abs(own[a : a + len(qb), None]), 1.0)
         rows = np.arange(a, a + len(qb))
         for b in range(0, len(d), doc_block):
-            higher = qb @ d[b : b + doc_block].T > thr  # (q, n)
+            higher = dense_scores(qb, d[b : b + doc_block]) > thr  # (q, n)
             own_col = rows - b
             inside = (own_col >= 0) & (own_col < higher.shape[1])
             higher[np.nonzero(inside)[0], own_col[inside]] = False  # a document never outranks itself
@@ -184,10 +187,6 @@ def filter_file(
 ) -> FilterStats:
     """Filter a record file; kept records go to ``output_path``, dropped ones (with their
     ``rank``) to ``dropped_path`` if given. Both written atomically."""
-    import contextlib
-
-    from tqdm import tqdm
-
     stats = FilterStats()
     bar = tqdm(desc="filter", unit="pair", disable=not progress, file=sys.stderr)
     with contextlib.ExitStack() as stack:

@@ -21,6 +21,8 @@ queries. Output records are :class:`~embforge.data.formats.Example` with teacher
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -29,6 +31,7 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from embforge.data.formats import Example
 from embforge.data.io import (
@@ -43,6 +46,7 @@ from embforge.data.io import (
 )
 from embforge.data.teachers import Teacher
 from embforge.errors import ConfigError, DataError
+from embforge.index.ann import new_flat_ip, new_hnsw_ip
 
 __all__ = [
     "SAMPLINGS",
@@ -182,8 +186,6 @@ class CorpusIndex:
         hnsw_m: int = 32,
         ef_search: int = 256,
     ) -> None:
-        from tqdm import tqdm
-
         if kind not in INDEX_KINDS:
             raise ConfigError(f"unknown mining index {kind!r}; choose from: {', '.join(INDEX_KINDS)}")
         self.kind, self.hnsw_m, self.ef_search = kind, hnsw_m, ef_search
@@ -209,14 +211,9 @@ class CorpusIndex:
             raise DataError("the mining corpus is empty; give a corpus with at least one text")
 
     def _new_index(self, dim: int):
-        import faiss
-
         if self.kind == "flat":
-            return faiss.IndexFlatIP(dim)
-        index = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = max(2 * self.hnsw_m, 200)
-        index.hnsw.efSearch = self.ef_search
-        return index
+            return new_flat_ip(dim)
+        return new_hnsw_ip(dim, self.hnsw_m, max(2 * self.hnsw_m, 200), self.ef_search)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -433,11 +430,6 @@ def mine_file(
             file instead of the output (training recipes that need exactly n can then use the
             output as is); their count is ``stats.short_queries`` either way.
     """
-    import contextlib
-    import json
-
-    from tqdm import tqdm
-
     inp = Path(input_path)
     if beir_split is None and inp.is_dir():
         raise DataError(f"{inp} is a directory: give a BEIR split (--beir-split) or a record file")

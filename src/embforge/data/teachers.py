@@ -6,7 +6,8 @@ A teacher has two parts:
   (inner product in a faiss index; L2-normalise them for cosine).
 * ``rescore(queries, docs) -> list of (len(docs[i]),) arrays`` (optional, when
   ``rescores`` is True): the final teacher score of each query against its own
-  candidate list, e.g. the M3 hybrid ``w1*dense + w2*lexical + w3*multivector``.
+  candidate list, e.g. the BGE-M3 hybrid ``w1*dense + w2*lexical + w3*multivector``
+  (Chen et al., 2024), scored by :mod:`embforge.scoring`.
 
 :class:`DenseTeacher` wraps a plain function (tests plant embeddings with it);
 :class:`EncoderTeacher` wraps any embforge ``Encoder`` (dense, or hybrid with rescoring).
@@ -14,14 +15,15 @@ A teacher has two parts:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from embforge.errors import ConfigError
+from embforge.scoring import DEFAULT_WEIGHTS, hybrid_scores, maxsim_rerank, sparse_vector_scores, stack_tokens
 
-__all__ = ["Teacher", "DenseTeacher", "EncoderTeacher", "pairwise_lexical", "pairwise_maxsim"]
+__all__ = ["Teacher", "DenseTeacher", "EncoderTeacher"]
 
 
 @runtime_checkable
@@ -66,14 +68,15 @@ class EncoderTeacher:
             returning ``types.Embeddings``.
         heads: ``("dense",)`` = dense teacher; more heads = candidates from dense search,
             then rescored with ``w1*dense + w2*lexical + w3*multivector``.
-        weights: the hybrid weights (M3 paper: 1, 0.3, 1).
+        weights: head -> hybrid weight (or a (dense, sparse, multivector) triple);
+            default ``embforge.scoring.DEFAULT_WEIGHTS`` (BGE-M3, Chen et al., 2024).
     """
 
     def __init__(
         self,
         encoder: Any,
         heads: Sequence[str] = ("dense",),
-        weights: tuple[float, float, float] = (1.0, 0.3, 1.0),
+        weights: Mapping[str, float] | Sequence[float] = DEFAULT_WEIGHTS,
         batch_size: int = 64,
         max_length: int | None = None,
     ) -> None:
@@ -98,38 +101,26 @@ class EncoderTeacher:
     def rescore(self, queries: list[str], docs: list[list[str]]) -> list[np.ndarray]:
         uniq = list(dict.fromkeys(t for ds in docs for t in ds))
         pos = {t: i for i, t in enumerate(uniq)}
+        rows = [np.array([pos[t] for t in ds], dtype=np.int64) for ds in docs]
         q = self._encode(queries, "query", self.heads)
         d = self._encode(uniq, "document", self.heads) if uniq else None
-        w1, w2, w3 = self.weights
+        lex = sparse_vector_scores(q.sparse, d.sparse) if d is not None and "sparse" in self.heads else None
+        mul = None
+        if d is not None and "multivector" in self.heads:
+            lens = np.array([len(x) for x in d.multivector], np.int64)
+            mul = maxsim_rerank(
+                q.multivector, rows, lens, lambda r: stack_tokens([d.multivector[i] for i in r])[0]
+            )
         out = []
-        for i, ds in enumerate(docs):
-            j = np.array([pos[t] for t in ds], dtype=np.int64)
-            s = w1 * (d.dense[j] @ q.dense[i]) if len(j) else np.zeros(0, np.float32)
-            if "sparse" in self.heads and len(j):
-                s = s + w2 * pairwise_lexical(q.sparse.row(i), [d.sparse.row(int(k)) for k in j])
-            if "multivector" in self.heads and len(j):
-                s = s + w3 * pairwise_maxsim(q.multivector[i], [d.multivector[int(k)] for k in j])
+        for i, j in enumerate(rows):
+            if not len(j):
+                out.append(np.zeros(0, np.float32))
+                continue
+            s = hybrid_scores(
+                d.dense[j] @ q.dense[i],
+                None if lex is None else lex[i, j],
+                None if mul is None else mul[i],
+                weights=self.weights,
+            )
             out.append(np.asarray(s, dtype=np.float32))
         return out
-
-
-def pairwise_lexical(q: dict[int, float], docs: list[dict[int, float]]) -> np.ndarray:
-    """``s_lex = sum over shared terms of w_q * w_d`` for one query against each doc.
-
-    Example:
-        >>> pairwise_lexical({1: 2.0, 5: 1.0}, [{1: 0.5}, {7: 1.0}])
-        array([1., 0.], dtype=float32)
-    """
-    return np.array([sum(w * d[t] for t, w in q.items() if t in d) for d in docs], dtype=np.float32)
-
-
-def pairwise_maxsim(q: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
-    """ColBERT ``(1/Nq) sum_i max_j <q_i, d_j>`` for one query (Tq, M) against each doc (Td, M).
-
-    Example:
-        >>> pairwise_maxsim(np.eye(2, dtype=np.float32), [np.array([[1.0, 0.0]], np.float32)])
-        array([0.5], dtype=float32)
-    """
-    if len(q) == 0:
-        return np.zeros(len(docs), np.float32)
-    return np.array([float((q @ d.T).max(1).mean()) if len(d) else 0.0 for d in docs], dtype=np.float32)

@@ -18,6 +18,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embforge.data.convert.sts import read_sts
+from embforge.data.formats import ScoredPair
+from embforge.data.io import load_qrels, read_corpus, read_queries, read_records
 from embforge.errors import DataError
 
 __all__ = ["RetrievalSet", "StsSet", "BitextSet", "load_beir", "load_sts", "load_bitext", "guess_language"]
@@ -74,7 +77,6 @@ def load_beir(
     max_queries: int | None = None,
 ) -> RetrievalSet:
     """Read a BEIR directory; keep the queries judged in ``qrels/<split>.tsv``."""
-    from embforge.data.io import load_qrels, read_corpus, read_queries
 
     root = Path(path)
     for f in ("corpus.jsonl", "queries.jsonl"):
@@ -125,9 +127,6 @@ def load_sts(path: str | Path, name: str | None = None, language: str | None = N
     One reader per format in the whole package: tabular files go through
     :func:`embforge.data.convert.sts.read_sts`, JSONL through :func:`embforge.data.io.read_records`.
     """
-    from embforge.data.convert.sts import read_sts
-    from embforge.data.formats import ScoredPair
-    from embforge.data.io import read_records
 
     p = Path(path)
     if not p.exists():

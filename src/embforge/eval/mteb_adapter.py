@@ -21,13 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from embforge.errors import MissingDependencyError
+from embforge.eval.datasets import load_beir, load_sts
+from embforge.model.encoder import Encoder
 
 __all__ = ["EmbforgeMTEBModel", "local_retrieval_task", "local_sts_task"]
 
 
 def _mteb():
+    """mteb and its ``datasets`` are optional (dev) dependencies: imported only here and in the task builders."""
     try:
         import mteb
     except ImportError as e:  # pragma: no cover - mteb is a dev dependency
@@ -74,8 +78,6 @@ class EmbforgeMTEBModel:
         **kwargs: Any,
     ) -> None:
         if encoder is None or isinstance(encoder, (str, Path)):
-            from embforge.model.encoder import Encoder
-
             label = str(encoder) if encoder is not None else "all-MiniLM-L6-v2"
             encoder = Encoder.from_pretrained(
                 None if encoder is None else str(encoder), heads=("dense",), device=device
@@ -123,14 +125,10 @@ class EmbforgeMTEBModel:
 
     def similarity(self, embeddings1, embeddings2):
         """(N1, N2) cosine similarities (torch tensor, as mteb expects)."""
-        import torch
-
         return torch.from_numpy(self._norm(embeddings1) @ self._norm(embeddings2).T)
 
     def similarity_pairwise(self, embeddings1, embeddings2):
         """(N,) cosine similarity of each pair."""
-        import torch
-
         return torch.from_numpy((self._norm(embeddings1) * self._norm(embeddings2)).sum(1))
 
 
@@ -163,8 +161,6 @@ def local_retrieval_task(
     from mteb.abstasks.retrieval import AbsTaskRetrieval
     from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
     from mteb.abstasks.task_metadata import TaskMetadata
-
-    from embforge.eval.datasets import load_beir
 
     data = load_beir(path, split=split, max_queries=max_queries)
     task_name = name or f"Embforge{data.name.replace('-', '').title()}Retrieval"
@@ -204,8 +200,6 @@ def local_sts_task(path: str | Path, name: str | None = None, min_score: float =
     from datasets import Dataset, DatasetDict
     from mteb.abstasks.sts import AbsTaskSTS
     from mteb.abstasks.task_metadata import TaskMetadata
-
-    from embforge.eval.datasets import load_sts
 
     data = load_sts(path)
     task_name = name or f"Embforge{data.name.replace('-', '').title()}STS"

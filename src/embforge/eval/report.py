@@ -16,6 +16,7 @@ leaves a half-written report behind. Plots use matplotlib's Agg backend (no disp
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -24,8 +25,13 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from embforge import __version__
 
 __all__ = [
     "SCHEMA",
@@ -66,8 +72,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def _versions() -> dict[str, str]:
-    from importlib import metadata
-
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for pkg in ("embforge", "torch", "transformers", "numpy", "faiss-cpu", "bm25s", "sentence-transformers"):
         try:
@@ -75,8 +79,6 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     if "embforge" not in out:
-        from embforge import __version__
-
         out["embforge"] = __version__
     return out
 
@@ -228,7 +230,7 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
 
 
 def _new_figure(width: float, height: float):
-    import matplotlib
+    import matplotlib  # optional heavy dependency (plots only): imported when a plot is drawn
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -240,8 +242,6 @@ def _new_figure(width: float, height: float):
 
 
 def _save(plt, fig, path: Path) -> None:
-    import io
-
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -250,8 +250,6 @@ def _save(plt, fig, path: Path) -> None:
 
 
 def _grouped_bars(ax, groups: list[str], series: dict[str, list[float]]) -> None:
-    import numpy as np
-
     n = max(len(series), 1)
     width = 0.8 / n
     x = np.arange(len(groups))

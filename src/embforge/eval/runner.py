@@ -1,9 +1,10 @@
 """Evaluate an encoder: retrieval per head + hybrid + Matryoshka curve + BM25, STS, bitext.
 
 Retrieval is exact (brute force): queries are encoded once with every head; the corpus
-is encoded in chunks, each chunk is scored against all queries per head, the hybrid score
-``w1*dense + w2*sparse + w3*multivector`` is formed on the same chunk, and a running
-top-k per head keeps memory at O(Q * k) whatever the corpus size.
+is encoded in chunks, each chunk is scored against all queries per head (``embforge.scoring``),
+the BGE-M3 hybrid score ``w1*dense + w2*sparse + w3*multivector`` (Chen et al., 2024) is
+formed on the same chunk, and a running top-k per head keeps memory at O(Q * k) whatever
+the corpus size. The Matryoshka curve (Kusupati et al., 2022) truncates the dense vectors.
 
 The encoder is anything with ``encode(texts, role=..., heads=..., batch_size=...,
 max_length=...) -> embforge.types.Embeddings`` (``embforge.model.encoder.Encoder``).
@@ -12,30 +13,29 @@ max_length=...) -> embforge.types.Embeddings`` (``embforge.model.encoder.Encoder
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from embforge.eval import metrics as M
 from embforge.eval.datasets import BitextSet, RetrievalSet, StsSet
+from embforge.index.bm25 import BM25Index, counts_from_ids
+from embforge.scoring import DEFAULT_WEIGHTS, dense_scores, embedding_scores, truncate_dense, weighted_parts
 from embforge.types import Embeddings
 
 __all__ = [
-    "HYBRID_WEIGHTS",
     "TopK",
-    "maxsim",
-    "head_scores",
     "evaluate_retrieval",
     "evaluate_sts",
     "evaluate_bitext",
-    "bm25_scores",
+    "bm25_run",
     "default_mrl_dims",
     "evaluate_all",
     "evaluate_index",
 ]
 
-HYBRID_WEIGHTS: dict[str, float] = {"dense": 1.0, "sparse": 0.3, "multivector": 1.0}
 K_VALUES = (1, 3, 5, 10, 20, 100)
 
 
@@ -65,85 +65,32 @@ class TopK:
         }
 
 
-def maxsim(q: list[np.ndarray], d: list[np.ndarray], block: int = 8_000_000) -> np.ndarray:
-    """ColBERT late interaction ``(1/Nq) sum_i max_j <q_i, d_j>``: Q and N token matrices -> (Q, N).
-
-    All token vectors are stacked so one BLAS product scores a block of queries against
-    every document token; ``np.maximum.reduceat`` / ``np.add.reduceat`` then take the
-    per-document max and per-query mean. ``block`` bounds the temporary (tokens x tokens).
-    """
-    out = np.zeros((len(q), len(d)), dtype=np.float32)
-    if not q or not d:
-        return out
-    dl = np.array([len(x) for x in d])
-    keep = dl > 0  # a document without tokens scores 0
-    if not keep.any():
-        return out
-    dflat = np.concatenate([x for x in d if len(x)]).astype(np.float32)  # (sum Td, M)
-    dstarts = np.r_[0, np.cumsum(dl[keep])[:-1]]
-    i = 0
-    while i < len(q):
-        j, tokens = i, 0
-        while j < len(q) and (j == i or (tokens + len(q[j])) * len(dflat) <= block):
-            tokens += len(q[j])
-            j += 1
-        ql = np.array([len(x) for x in q[i:j]])
-        if tokens:
-            sim = (
-                np.concatenate([x for x in q[i:j] if len(x)]).astype(np.float32) @ dflat.T
-            )  # (sum Tq, sum Td)
-            best = np.maximum.reduceat(sim, dstarts, axis=1)  # (sum Tq, N kept)
-            qstarts = np.r_[0, np.cumsum(ql[ql > 0])[:-1]]
-            sums = np.add.reduceat(best, qstarts, axis=0) / ql[ql > 0][:, None]
-            rows = np.flatnonzero(ql > 0) + i
-            out[np.ix_(rows, np.flatnonzero(keep))] = sums
-        i = j
-    return out
-
-
-def head_scores(q: Embeddings, d: Embeddings, heads: Sequence[str]) -> dict[str, np.ndarray]:
-    """Exact (Q, N) scores per head from numpy embeddings."""
-    out: dict[str, np.ndarray] = {}
-    if "dense" in heads:
-        out["dense"] = q.dense @ d.dense.T
-    if "sparse" in heads:
-        out["sparse"] = np.asarray((q.sparse.to_scipy() @ d.sparse.to_scipy().T).todense(), dtype=np.float32)
-    if "multivector" in heads:
-        out["multivector"] = maxsim(q.multivector, d.multivector)
-    return out
-
-
-def _trunc(x: np.ndarray, dim: int) -> np.ndarray:
-    y = x[:, :dim]
-    return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
-
-
 def default_mrl_dims(full: int) -> list[int]:
     """Powers of two from 32 below ``full``, plus ``full`` (e.g. 384 -> 32, 64, 128, 256, 384)."""
     dims = [d for d in (32, 64, 128, 256, 512, 768, 1024, 2048) if d < full]
     return dims + [full]
 
 
-def bm25_scores(
-    tokenize, queries: Sequence[str], docs: Sequence[str], k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """BM25 (bm25s, Lucene variant, k1=1.5, b=0.75) on the model's own tokenizer.
+def bm25_run(tokenize: Callable[[str], list[str]], data: RetrievalSet, k: int) -> dict[str, dict[str, float]]:
+    """BM25 (Robertson and Zaragoza, 2009; Lucene variant, k1=1.5, b=0.75) on the model's own
+    tokenizer, as the BGE-M3 paper's baseline, through :class:`embforge.index.BM25Index`.
 
     Args:
         tokenize: text -> list of token strings (e.g. ``encoder.tokenizer.tokenize``).
 
     Returns:
-        (Q, k) doc positions and (Q, k) scores.
+        The top-``k`` run ``{query_id: {doc_id: score}}``.
     """
-    import bm25s
+    vocab: dict[str, int] = {}
 
-    retriever = bm25s.BM25()
-    retriever.index([tokenize(t) for t in docs], show_progress=False)
-    k = min(k, len(docs))
-    idx, sc = retriever.retrieve(
-        [tokenize(t) or ["[UNK]"] for t in queries], k=k, show_progress=False, n_threads=1
-    )
-    return np.asarray(idx), np.asarray(sc)
+    def ids(texts: Sequence[str]) -> list[list[int]]:
+        return [[vocab.setdefault(t, len(vocab)) for t in tokenize(x)] for x in texts]
+
+    docs, queries = ids(data.doc_texts), ids(data.query_texts)
+    index = BM25Index(backend="numpy", n_threads=1)
+    index.add(list(data.doc_ids), counts_from_ids(docs, max(len(vocab), 1)))
+    hits = index.search(counts_from_ids(queries, max(len(vocab), 1)), k=min(k, len(data.doc_ids)))
+    return hits.to_run(list(data.query_ids))
 
 
 def _encode(encoder, texts, role, heads, batch_size, max_length) -> Embeddings:
@@ -152,13 +99,57 @@ def _encode(encoder, texts, role, heads, batch_size, max_length) -> Embeddings:
     )
 
 
+@dataclass
+class _RetrievalRuns:
+    """Running top-k per head, for the hybrid and per Matryoshka dim, over corpus chunks."""
+
+    heads: tuple[str, ...]
+    weights: dict[str, float]
+    queries: Embeddings
+    tops: dict[str, TopK]
+    mrl_tops: dict[int, TopK]
+    q_trunc: dict[int, np.ndarray] = field(default_factory=dict)
+    pos_vecs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add_chunk(self, de: Embeddings, start: int) -> None:
+        """Score one encoded corpus chunk (its first document is corpus position ``start``)."""
+        sc = {h: embedding_scores(self.queries, de, h) for h in self.heads}  # head -> (Q, n)
+        for h, s in sc.items():
+            self.tops[h].add(s, start)
+        if "hybrid" in self.tops:
+            self.tops["hybrid"].add(weighted_parts(sc, self.weights), start)
+        for dim, top in self.mrl_tops.items():
+            top.add(self.q_trunc[dim] @ truncate_dense(de.dense, dim).T, start)
+
+
+def _start_runs(
+    qe: Embeddings,
+    heads: tuple[str, ...],
+    weights: dict[str, float],
+    hybrid: bool,
+    mrl_dims: Sequence[int] | None,
+    k: int,
+) -> _RetrievalRuns:
+    nq = len(qe)
+    full_dim = qe.dense.shape[1] if qe.dense is not None else 0
+    if mrl_dims is None and full_dim:
+        mrl_dims = default_mrl_dims(full_dim)
+    dims = [int(x) for x in (mrl_dims or []) if "dense" in heads and int(x) <= full_dim]
+    tops = {h: TopK(nq, k) for h in heads}
+    if hybrid and len(heads) > 1:
+        tops["hybrid"] = TopK(nq, k)
+    runs = _RetrievalRuns(heads, weights, qe, tops, {dim: TopK(nq, k) for dim in dims})
+    runs.q_trunc = {dim: truncate_dense(qe.dense, dim) for dim in dims}
+    return runs
+
+
 def evaluate_retrieval(
     encoder,
     data: RetrievalSet,
     *,
     heads: Sequence[str] = ("dense", "sparse", "multivector"),
     hybrid: bool = True,
-    weights: dict[str, float] | None = None,
+    weights: Mapping[str, float] | None = None,
     mrl_dims: Sequence[int] | None = (),
     bm25: bool = True,
     k_values: Sequence[int] = K_VALUES,
@@ -170,6 +161,7 @@ def evaluate_retrieval(
     """Evaluate every head, the hybrid, the Matryoshka dims and BM25 on one retrieval set.
 
     Args:
+        weights: hybrid weights per head (default ``embforge.scoring.DEFAULT_WEIGHTS``).
         mrl_dims: dense dims for the Matryoshka curve; ``None`` = :func:`default_mrl_dims`,
             ``()`` = no curve.
 
@@ -179,61 +171,46 @@ def evaluate_retrieval(
     """
     t0 = time.perf_counter()
     heads = tuple(heads)
-    w = dict(HYBRID_WEIGHTS if weights is None else weights)
+    w = dict(DEFAULT_WEIGHTS if weights is None else weights)
     k = max(k_values)
-    nq = len(data.query_ids)
     qe = _encode(encoder, data.query_texts, "query", heads, batch_size, max_length)
-    full_dim = qe.dense.shape[1] if qe.dense is not None else 0
-    if mrl_dims is None and full_dim:
-        mrl_dims = default_mrl_dims(full_dim)
-    mrl_dims = [int(x) for x in (mrl_dims or []) if "dense" in heads and int(x) <= full_dim]
-    tops = {h: TopK(nq, k) for h in heads}
-    if hybrid and len(heads) > 1:
-        tops["hybrid"] = TopK(nq, k)
-    mrl_tops = {dim: TopK(nq, k) for dim in mrl_dims}
-    q_trunc = {dim: _trunc(qe.dense, dim) for dim in mrl_dims}
+    runs = _start_runs(qe, heads, w, hybrid, mrl_dims, k)
     pos_docs = {d for rel in data.qrels.values() for d, r in rel.items() if r > 0}
-    pos_vecs: dict[str, np.ndarray] = {}
     for start in range(0, len(data.doc_texts), chunk_size):
         de = _encode(
             encoder, data.doc_texts[start : start + chunk_size], "document", heads, batch_size, max_length
         )
-        sc = head_scores(qe, de, heads)
-        for h, s in sc.items():
-            tops[h].add(s, start)
-        if "hybrid" in tops:
-            tops["hybrid"].add(sum(w.get(h, 0.0) * s for h, s in sc.items()), start)
-        for dim in mrl_dims:
-            mrl_tops[dim].add(q_trunc[dim] @ _trunc(de.dense, dim).T, start)
+        runs.add_chunk(de, start)
         if health and de.dense is not None:
             for j, did in enumerate(data.doc_ids[start : start + chunk_size]):
                 if did in pos_docs:
-                    pos_vecs[did] = de.dense[j]
-    res: dict[str, Any] = {
-        "language": data.language,
-        "num_queries": nq,
-        "num_docs": len(data.doc_ids),
-        "heads": {},
-        "hybrid_weights": {h: w.get(h, 0.0) for h in heads} if "hybrid" in tops else {},
-    }
-    for h, top in tops.items():
-        res["heads"][h] = M.evaluate(data.qrels, top.run(data.query_ids, data.doc_ids), k_values)
+                    runs.pos_vecs[did] = de.dense[j]
+    res = _retrieval_report(runs, data, k_values)
     if bm25 and hasattr(encoder, "tokenizer"):
-        idx, sc = bm25_scores(encoder.tokenizer.tokenize, data.query_texts, data.doc_texts, k)
-        run = {
-            q: {data.doc_ids[j]: float(s) for j, s in zip(idx[i], sc[i])}
-            for i, q in enumerate(data.query_ids)
-        }
-        res["heads"]["bm25"] = M.evaluate(data.qrels, run, k_values)
-    if mrl_dims:
+        res["heads"]["bm25"] = M.evaluate(data.qrels, bm25_run(encoder.tokenizer.tokenize, data, k), k_values)
+    if runs.mrl_tops:
         res["mrl"] = {
             str(dim): M.evaluate(data.qrels, t.run(data.query_ids, data.doc_ids), (10,))["ndcg@10"]
-            for dim, t in mrl_tops.items()
+            for dim, t in runs.mrl_tops.items()
         }
-    if health and qe.dense is not None and pos_vecs:
-        res["health"] = _health(qe.dense, data, pos_vecs)
+    if health and qe.dense is not None and runs.pos_vecs:
+        res["health"] = _health(qe.dense, data, runs.pos_vecs)
     res["seconds"] = round(time.perf_counter() - t0, 2)
     return res
+
+
+def _retrieval_report(runs: _RetrievalRuns, data: RetrievalSet, k_values: Sequence[int]) -> dict[str, Any]:
+    """The report entry's header and per-head metrics (hybrid included)."""
+    return {
+        "language": data.language,
+        "num_queries": len(data.query_ids),
+        "num_docs": len(data.doc_ids),
+        "heads": {
+            h: M.evaluate(data.qrels, top.run(data.query_ids, data.doc_ids), k_values)
+            for h, top in runs.tops.items()
+        },
+        "hybrid_weights": {h: runs.weights.get(h, 0.0) for h in runs.heads} if "hybrid" in runs.tops else {},
+    }
 
 
 def _health(qdense: np.ndarray, data: RetrievalSet, pos_vecs: dict[str, np.ndarray]) -> dict[str, float]:
@@ -267,7 +244,7 @@ def evaluate_bitext(
     """Bitext mining accuracy@1 (source -> target and back) with the dense head."""
     s = _encode(encoder, data.source, "query", ("dense",), batch_size, max_length).dense
     t = _encode(encoder, data.target, "query", ("dense",), batch_size, max_length).dense
-    sim = s @ t.T
+    sim = dense_scores(s, t)  # (N, N)
     return {
         "language": data.language,
         "accuracy@1": M.accuracy_at_1(sim),

@@ -1,16 +1,18 @@
 """Retrieval indexes over arrays: dense (exact, int8/binary, faiss HNSW/IVF-PQ),
-learned-sparse inverted index, BM25 (bm25s), multi-vector MaxSim store.
+learned-sparse inverted index, BM25 (bm25s), multi-vector MaxSim store, and the
+hybrid index that retrieves with some and re-ranks with all of them.
 
 Every backend follows the ``Index`` protocol (add / delete / search / save / load)
 and is registered in ``INDEXES`` by name; ``load_index(dir)`` opens any saved one.
-The hybrid index that combines them lives in ``embforge.search``.
+Scores come from :mod:`embforge.scoring`; ``embforge.search`` builds on this package.
 """
 
 from embforge.index.ann import HNSWIndex, IVFPQIndex
 from embforge.index.base import INDEXES, BaseIndex, IdMap, Index, load_index, topk
 from embforge.index.bm25 import BM25Index, bm25_weights, counts_from_ids, term_counts
 from embforge.index.dense import ExactDenseIndex, prepare_dense
-from embforge.index.multivector import MultiVectorIndex, maxsim
+from embforge.index.hybrid import HybridIndex
+from embforge.index.multivector import MultiVectorIndex
 from embforge.index.sparse import SparseIndex
 from embforge.index.storage import FORMAT_VERSION
 
@@ -32,5 +34,5 @@ __all__ = [
     "term_counts",
     "counts_from_ids",
     "MultiVectorIndex",
-    "maxsim",
+    "HybridIndex",
 ]

@@ -20,22 +20,42 @@ from typing import Any
 
 import numpy as np
 
-from embforge.errors import CheckpointError, ConfigError
+from embforge.errors import CheckpointError, ConfigError, MissingDependencyError
 from embforge.index.base import INDEXES, IdMap, check_k, topk
 from embforge.index.dense import DenseRows, _check_rows, prepare_dense
 from embforge.index.storage import load_array, save_array, write_manifest
 
-__all__ = ["HNSWIndex", "IVFPQIndex"]
+__all__ = ["HNSWIndex", "IVFPQIndex", "faiss_module", "new_flat_ip", "new_hnsw_ip"]
 
 
-def _faiss():
+def faiss_module():
+    """The faiss module, imported on first use: importing it costs ~0.7 s, paid only by
+    the faiss backends (and mining), not by every ``import embforge.index``."""
     try:
         import faiss
     except ImportError:  # pragma: no cover - faiss-cpu is a core dependency
-        from embforge.errors import MissingDependencyError
-
         raise MissingDependencyError("faiss-cpu", "approximate dense search") from None
     return faiss
+
+
+_faiss = faiss_module
+
+
+def new_flat_ip(d: int):
+    """An exact inner-product faiss index (``IndexFlatIP``) for (N, d) float32 vectors."""
+    return faiss_module().IndexFlatIP(d)
+
+
+def new_hnsw_ip(d: int, m: int, ef_construction: int, ef_search: int | None = None):
+    """A faiss HNSW graph (``IndexHNSWFlat``, inner product) of degree ``m`` (Malkov and
+    Yashunin, 2018, "Efficient and robust approximate nearest neighbor search using
+    Hierarchical Navigable Small World graphs")."""
+    faiss = faiss_module()
+    index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = ef_construction
+    if ef_search is not None:
+        index.hnsw.efSearch = ef_search
+    return index
 
 
 class _FaissDenseIndex(DenseRows):
@@ -140,10 +160,7 @@ class HNSWIndex(_FaissDenseIndex):
         self.m, self.ef_construction, self.ef_search = int(m), int(ef_construction), int(ef_search)
 
     def _new_index(self, d: int, n: int):
-        faiss = _faiss()
-        index = faiss.IndexHNSWFlat(d, self.m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = self.ef_construction
-        return index
+        return new_hnsw_ip(d, self.m, self.ef_construction)
 
     def _params(self, sel):
         p = _faiss().SearchParametersHNSW()

@@ -208,9 +208,8 @@ class BaseIndex:
 
 def load_index(path: str | os.PathLike, mmap: bool = True) -> Index:
     """Load any embforge index directory, dispatching on the ``kind`` in its ``index.json``."""
-    import embforge.index  # noqa: F401  (registers the single-head backends)
-    import embforge.search  # noqa: F401  (registers "hybrid")
-
+    # every backend, "hybrid" included, is registered by ``embforge/index/__init__.py``,
+    # which Python runs before this module
     manifest = read_manifest(path)
     try:
         cls = INDEXES.get(manifest["kind"])

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from embforge.errors import ConfigError, DataError
+from embforge.errors import CheckpointError, ConfigError, DataError
 from embforge.index.base import INDEXES, BaseIndex, IdMap, as_field, check_k, hits_from_rows, topk
 from embforge.index.storage import load_array, save_array, write_manifest
+from embforge.scoring.matryoshka import truncate_dense
 from embforge.types import Hits
 
 __all__ = ["ExactDenseIndex", "prepare_dense", "QUANTIZATIONS"]
@@ -45,9 +46,7 @@ def prepare_dense(x: Any, dim: int | None, expect: int | None, what: str) -> np.
                 f"dense {what} have dim {x.shape[1]} but the index truncates to dim={dim}; "
                 f"use vectors with at least {dim} dims or an index with a smaller dim"
             )
-        x = x[:, :dim]
-        norm = np.linalg.norm(x, axis=1, keepdims=True)
-        x = x / np.maximum(norm, 1e-12)
+        x = truncate_dense(x, dim)  # Matryoshka prefix, renormalised (unchanged when dim == D)
     if expect is not None and x.shape[1] != expect:
         raise DataError(
             f"dense {what} have dim {x.shape[1]} but the index holds dim {expect} vectors; "
@@ -304,7 +303,6 @@ class ExactDenseIndex(DenseRows):
 
 
 def _check_rows(d: Path, arr: np.ndarray, idmap: IdMap) -> None:
-    from embforge.errors import CheckpointError
 
     if len(arr) != idmap.n_rows:
         raise CheckpointError(

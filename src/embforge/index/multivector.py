@@ -1,7 +1,8 @@
 """Multi-vector (ColBERT late-interaction) store: token vectors on disk, MaxSim.
 
-``s_mul(q, p) = (1/N_q) * sum_i max_j <E_q[i], E_p[j]>`` (SPEC section 1; BGE-M3 /
-FlagEmbedding ``colbert_score`` divides by the number of query tokens).
+``s_mul(q, p) = (1/N_q) * sum_i max_j <E_q[i], E_p[j]>`` (Khattab and Zaharia, 2020,
+"ColBERT"; BGE-M3, Chen et al., 2024, divides by the number of query tokens), computed
+by :mod:`embforge.scoring.maxsim`.
 
 All documents' token vectors are concatenated into one (T_total, M) array with
 ``offsets`` (N+1,) marking each document's rows; stored as float16 (default) or
@@ -20,24 +21,12 @@ import numpy as np
 from embforge.errors import CheckpointError, ConfigError, DataError
 from embforge.index.base import INDEXES, BaseIndex, IdMap, as_field, check_k, hits_from_rows, topk
 from embforge.index.storage import load_array, save_array, write_manifest
+from embforge.scoring.maxsim import maxsim_flat, maxsim_rerank
 from embforge.types import Hits
 
-__all__ = ["MultiVectorIndex", "maxsim", "MULTIVECTOR_DTYPES"]
+__all__ = ["MultiVectorIndex", "MULTIVECTOR_DTYPES"]
 
 MULTIVECTOR_DTYPES = ("float16", "int8", "float32")
-
-
-def maxsim(q: np.ndarray, d: np.ndarray) -> float:
-    """MaxSim of one query (T_q, M) and one document (T_d, M), divided by T_q.
-
-    Example:
-        >>> import numpy as np
-        >>> maxsim(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32)[:1])
-        0.5
-    """
-    if len(q) == 0 or len(d) == 0:
-        return 0.0
-    return float((q @ d.T).max(axis=1).sum() / len(q))
 
 
 def _as_list(x: Any, what: str, expect: int | None) -> list[np.ndarray]:
@@ -141,38 +130,25 @@ class MultiVectorIndex(BaseIndex):
         return self._decode(v[a:b], None if s is None else s[a:b])
 
     # ---- scoring ------------------------------------------------------------------
-    def _gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Token vectors of ``rows`` concatenated (float32) and each row's start in them."""
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        """Token vectors of ``rows`` concatenated in that order, float32 (sum T_d, M)."""
         v, s, off = self.store
         starts, ends = np.asarray(off)[rows], np.asarray(off)[rows + 1]
         lens = ends - starts
         seg = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
-        total = int(lens.sum())
-        idx = np.repeat(starts - seg, lens) + np.arange(total)
-        return self._decode(v[idx], None if s is None else s[idx]), seg
-
-    def _maxsim_rows(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """MaxSim of one query with each of ``rows`` (one matmul over their tokens)."""
-        out = np.zeros(len(rows), np.float32)
-        if len(q) == 0 or len(rows) == 0:
-            return out
-        tok, seg = self._gather(rows)
-        off = np.asarray(self.store[2])
-        nonempty = off[rows + 1] > off[rows]
-        if tok.shape[0]:
-            mx = np.maximum.reduceat(q @ tok.T, seg[nonempty], axis=1)  # (T_q, docs)
-            out[nonempty] = mx.sum(axis=0) / len(q)
-        return out
+        idx = np.repeat(starts - seg, lens) + np.arange(int(lens.sum()))
+        return self._decode(v[idx], None if s is None else s[idx])
 
     def score(self, queries: Any, ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """MaxSim of query i with documents ``ids[i]`` (unknown ids -> nan)."""
+        """MaxSim of query i with documents ``ids[i]`` (unknown ids -> nan), batched per query block."""
         qs = _as_list(queries, "queries", self.m)
+        rows = [self.idmap.rows(doc_ids) for doc_ids in ids][: len(qs)]
+        known = [r[r >= 0] for r in rows]
+        scores = maxsim_rerank(qs[: len(rows)], known, np.diff(np.asarray(self.store[2])), self._gather)
         out = []
-        for q, doc_ids in zip(qs, ids):
-            rows = self.idmap.rows(doc_ids)
-            s = np.full(len(rows), np.nan, np.float32)
-            ok = rows >= 0
-            s[ok] = self._maxsim_rows(q, rows[ok])
+        for r, sc in zip(rows, scores):
+            s = np.full(len(r), np.nan, np.float32)
+            s[r >= 0] = sc
             out.append(s)
         return out
 
@@ -196,10 +172,8 @@ class MultiVectorIndex(BaseIndex):
         v, s, off = self.store
         n = self.idmap.n_rows
         scores = np.zeros((len(qs), n), np.float32)
-        lens = np.diff(off)
         qcat = np.concatenate(qs) if qs else np.zeros((0, self.m or 0), np.float32)  # (sum T_q, M)
         qoff = np.concatenate([[0], np.cumsum([len(q) for q in qs])]).astype(np.int64)
-        qlen = np.diff(qoff)
         # block of whole documents so that the (sum T_q, block tokens) similarity stays small
         budget = max(1024, min(self.chunk_tokens, 32_000_000 // max(1, len(qcat))))
         a = 0
@@ -207,14 +181,9 @@ class MultiVectorIndex(BaseIndex):
             b = int(np.searchsorted(off, off[a] + budget, side="right")) - 1
             b = min(max(b, a + 1), n)
             ta, tb = int(off[a]), int(off[b])
-            nonempty = lens[a:b] > 0
             if tb > ta:
                 block = self._decode(v[ta:tb], None if s is None else s[ta:tb])
-                mx = np.maximum.reduceat(qcat @ block.T, (off[a:b] - ta)[nonempty], axis=1)  # (sum T_q, docs)
-                per_q = np.add.reduceat(mx, qoff[:-1][qlen > 0], axis=0)  # (queries with tokens, docs)
-                scores[np.ix_(np.flatnonzero(qlen > 0), a + np.flatnonzero(nonempty))] = (
-                    per_q / qlen[qlen > 0, None]
-                )
+                scores[:, a:b] = maxsim_flat(qcat, qoff, block, off[a : b + 1] - ta)  # (Q, b - a)
             a = b
         scores[:, ~self.idmap.alive] = -np.inf
         return topk(scores, k)

@@ -1,6 +1,6 @@
 """Inverted index over learned term weights (BGE-M3 lexical head, SPLADE-like).
 
-``s_lex(q, p) = sum over terms t in q and p of w_qt * w_pt`` (SPEC section 1).
+``s_lex(q, p) = sum over terms t in q and p of w_qt * w_pt`` (BGE-M3, Chen et al., 2024).
 Documents are stored twice: forward CSR (rows -> terms, for re-ranking given
 candidates) and an inverted CSC (term -> postings, for search). Search walks the
 postings of each query term, accumulating into a per-thread score buffer and
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from embforge.errors import ConfigError, DataError
+from embforge.errors import CheckpointError, ConfigError, DataError
 from embforge.index.base import (
     INDEXES,
     BaseIndex,
@@ -36,8 +36,11 @@ SPARSE_BACKENDS = ("numba", "scipy")
 
 
 def _kernel():
-    """The numba search kernel (imported on first search; compiled once, cached on disk)."""
-    from embforge.index._sparse_kernel import search_kernel
+    """The numba search kernel (imported on first search; compiled once, cached on disk).
+
+    Lazy on purpose: importing numba costs ~1.5 s, paid only by the numba backend.
+    """
+    from embforge.index._sparse_kernel import search_kernel  # lazy-import: numba, ~1.5 s, this backend only
 
     return search_kernel
 
@@ -151,7 +154,7 @@ class SparseIndex(BaseIndex):
         return self._csr
 
     def _matrix(self):
-        import scipy.sparse as sp
+        import scipy.sparse as sp  # lazy: ~1 s to import, only the scipy paths need it
 
         indptr, indices, values = self.csr
         return sp.csr_matrix((values, indices, indptr), shape=(self.idmap.n_rows, self.vocab_size or 0))
@@ -178,7 +181,7 @@ class SparseIndex(BaseIndex):
         return self._search_numba(q, k)
 
     def _search_numba(self, q: SparseVectors, k: int) -> tuple[np.ndarray, np.ndarray]:
-        import numba
+        import numba  # lazy: ~1.5 s to import, only this backend needs it
 
         kernel = _kernel()
         col_ptr, rows, weights = self.csc
@@ -284,8 +287,6 @@ class SparseIndex(BaseIndex):
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> SparseIndex:
-        from embforge.errors import CheckpointError
-
         idx = cls(**manifest["config"])
         idx.idmap = IdMap.load(d)
         idx.vocab_size = manifest.get("vocab_size")

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from embforge import __version__
 from embforge.errors import CheckpointError
 
 __all__ = [
@@ -57,8 +58,6 @@ def load_array(directory: Path, name: str, mmap: bool = True) -> np.ndarray:
 
 
 def write_manifest(directory: Path, kind: str, config: dict[str, Any], **extra: Any) -> None:
-    from embforge import __version__
-
     data = {"format_version": FORMAT_VERSION, "kind": kind, "embforge_version": __version__}
     data.update(extra)
     data["config"] = config

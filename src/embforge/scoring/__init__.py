@@ -1,29 +1,68 @@
-"""Pure scoring functions: dense inner product, lexical match, MaxSim, Matryoshka truncation, hybrid."""
+"""The scoring core: every retrieval score function of embforge, written once.
+
+Dense inner product, lexical match, MaxSim (torch and numpy forms), Matryoshka
+truncation, score fusion (weighted, normalised, RRF) and the default hybrid weights.
+Training, evaluation, the indexes, mining teachers and serving all call these.
+"""
 
 from embforge.scoring.functions import (
-    DEFAULT_WEIGHTS,
-    HYBRID_WEIGHTS,
+    EMBEDDING_SCORES,
     dense_scores,
+    embedding_scores,
     hybrid_scores,
     lexical_scores,
-    maxsim_scores,
-    multivector_list_scores,
-    pad_multivectors,
     sparse_vector_scores,
     term_weights,
 )
+from embforge.scoring.fusion import (
+    DEFAULT_WEIGHTS,
+    FUSIONS,
+    RRF_K,
+    minmax_fusion,
+    minmax_normalize,
+    ranks,
+    rrf,
+    weighted_parts,
+    weighted_sum,
+    zscore_fusion,
+    zscore_normalize,
+)
 from embforge.scoring.matryoshka import truncate_dense
+from embforge.scoring.maxsim import (
+    MAXSIM_BLOCK,
+    maxsim_flat,
+    maxsim_rerank,
+    maxsim_scores,
+    multivector_list_scores,
+    pad_multivectors,
+    stack_tokens,
+)
 
 __all__ = [
     "DEFAULT_WEIGHTS",
-    "HYBRID_WEIGHTS",
+    "EMBEDDING_SCORES",
+    "FUSIONS",
+    "MAXSIM_BLOCK",
+    "RRF_K",
     "dense_scores",
+    "embedding_scores",
     "hybrid_scores",
     "lexical_scores",
+    "maxsim_flat",
+    "maxsim_rerank",
     "maxsim_scores",
+    "minmax_fusion",
+    "minmax_normalize",
     "multivector_list_scores",
     "pad_multivectors",
+    "ranks",
+    "rrf",
     "sparse_vector_scores",
+    "stack_tokens",
     "term_weights",
     "truncate_dense",
+    "weighted_parts",
+    "weighted_sum",
+    "zscore_fusion",
+    "zscore_normalize",
 ]

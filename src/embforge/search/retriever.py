@@ -16,10 +16,11 @@ from embforge.errors import ConfigError
 from embforge.index.ann import HNSWIndex, IVFPQIndex
 from embforge.index.base import load_index
 from embforge.index.dense import ExactDenseIndex
+from embforge.index.hybrid import HybridIndex
 from embforge.index.multivector import MultiVectorIndex
 from embforge.index.sparse import SparseIndex
+from embforge.model.encoder import Encoder
 from embforge.registry import Registry
-from embforge.search.hybrid import HybridIndex
 from embforge.types import HEADS, Hits
 
 __all__ = ["DENSE_BACKENDS", "Retriever", "build_index", "make_hybrid"]
@@ -99,8 +100,6 @@ class Retriever:
     @classmethod
     def load(cls, index_dir: str | os.PathLike, model: str | None = None, mmap: bool = True) -> Retriever:
         """Open ``index_dir`` and the model recorded in it (or ``model``)."""
-        from embforge.model.encoder import Encoder
-
         index = load_index(Path(index_dir), mmap=mmap)
         if not isinstance(index, HybridIndex):
             index = HybridIndex(**{index.heads[0]: index})

@@ -6,6 +6,7 @@ import pytest
 from embforge.eval import metrics as M  # noqa: E402
 from embforge.eval import runner as R  # noqa: E402
 from embforge.eval.datasets import load_beir, load_bitext, load_sts  # noqa: E402
+from embforge.scoring import embedding_scores, multivector_list_scores  # noqa: E402
 from helpers.fake_encoder import FakeEncoder
 
 DEMO = Path(__file__).parents[3] / "src/embforge/resources/demo"
@@ -32,9 +33,11 @@ def test_maxsim_brute_force():
     rng = np.random.default_rng(1)
     q = [rng.normal(size=(n, 4)).astype(np.float32) for n in (2, 3)]
     d = [rng.normal(size=(n, 4)).astype(np.float32) for n in (1, 5, 2)]
-    np.testing.assert_allclose(R.maxsim(q, d, block=1), R.maxsim(q, d), rtol=1e-6)
+    np.testing.assert_allclose(
+        multivector_list_scores(q, d, block=1), multivector_list_scores(q, d), rtol=1e-6
+    )
     ref = np.array([[np.mean([max(float(a @ b) for b in dj) for a in qi]) for dj in d] for qi in q])
-    np.testing.assert_allclose(R.maxsim(q, d), ref, rtol=1e-5)
+    np.testing.assert_allclose(multivector_list_scores(q, d), ref, rtol=1e-5)
 
 
 def test_chunked_retrieval_equals_exact_full_matrix(small):
@@ -43,7 +46,7 @@ def test_chunked_retrieval_equals_exact_full_matrix(small):
     res = R.evaluate_retrieval(enc, small, heads=heads, mrl_dims=None, chunk_size=50, k_values=(1, 10, 100))
     qe = enc.encode(small.query_texts, "query", heads)
     de = enc.encode(small.doc_texts, "document", heads)
-    full = R.head_scores(qe, de, heads)
+    full = {h: embedding_scores(qe, de, h) for h in heads}
     for h in heads:
         ref = M.evaluate(
             small.qrels, M.run_from_scores(full[h], small.query_ids, small.doc_ids, 100), (1, 10, 100)

@@ -78,10 +78,24 @@ def test_per_query_weights_and_rrf(docs, queries, doc_ids):
             dict.fromkeys(("dense", "sparse", "multivector"), 1.0),
         )
         np.testing.assert_allclose(r.scores[i], np.sort(fused)[::-1][:5], rtol=1e-9)
-    with pytest.raises(ConfigError, match="unknown fusion 'max'; choose from: rrf, weighted"):
+    with pytest.raises(ConfigError, match="unknown fusion 'max'; choose from: minmax, rrf, weighted, zscore"):
         idx.search(queries, k=5, fusion="max")
     with pytest.raises(ConfigError, match="unknown head 'colbert' in weights"):
         idx.search(queries, k=5, weights={"colbert": 1.0})
+
+
+@pytest.mark.parametrize("fusion", ["minmax", "zscore"])
+def test_normalised_fusions_over_whole_pool(docs, queries, doc_ids, fusion):
+    from embforge.scoring import DEFAULT_WEIGHTS, FUSIONS
+
+    idx = make(docs, doc_ids, candidates=600)
+    dense, lex, mul = reference_scores(queries, docs)
+    r = idx.search(queries, k=5, fusion=fusion)
+    for i in range(len(queries)):
+        fused = FUSIONS.get(fusion)(
+            {"dense": dense[i], "sparse": lex[i], "multivector": mul[i]}, DEFAULT_WEIGHTS
+        )
+        np.testing.assert_allclose(r.scores[i], np.sort(fused)[::-1][:5], rtol=1e-5, atol=1e-6)
 
 
 def test_hybrid_save_load_delete(tmp_path, docs, queries, doc_ids):

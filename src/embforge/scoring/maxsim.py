@@ -1,0 +1,209 @@
+"""MaxSim, the late-interaction score of ColBERT (Khattab and Zaharia, 2020, "ColBERT:
+Efficient and Effective Passage Search via Contextualized Late Interaction over BERT"),
+as BGE-M3 uses it for its multi-vector head (Chen et al., 2024):
+
+    s_mul(q, p) = (1 / N_q) * sum_i max_j <E_q[i], E_p[j]>
+
+N_q is the number of (real) query tokens; padding never wins the max; a query or a
+document without tokens scores 0. Every MaxSim in embforge is one of these forms:
+
+* :func:`maxsim_scores` (torch, differentiable): padded (Q, Tq, M) x (N, Td, M) + masks.
+* :func:`maxsim_flat` (numpy): token vectors concatenated with row offsets, one BLAS
+  product per block; the kernel of the other numpy forms.
+* :func:`multivector_list_scores` (numpy): lists of (T_i, M) arrays, all pairs (Q, N).
+* :func:`maxsim_rerank` (numpy): each query against its own candidate rows, gathered
+  once per query block (the multi-vector index and the mining teachers re-rank with it).
+
+Shapes: Q queries, N documents, T tokens, M multi-vector dim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "maxsim_scores",
+    "pad_multivectors",
+    "maxsim_flat",
+    "stack_tokens",
+    "multivector_list_scores",
+    "maxsim_rerank",
+    "MAXSIM_BLOCK",
+]
+
+#: Bound on the (query tokens x document tokens) similarity block of the numpy forms (elements).
+MAXSIM_BLOCK = 8_000_000
+
+
+def maxsim_scores(
+    q: torch.Tensor, q_mask: torch.Tensor, d: torch.Tensor, d_mask: torch.Tensor, chunk: int = 256
+) -> torch.Tensor:
+    """MaxSim of padded token tensors (torch, differentiable).
+
+    Args:
+        q: (Q, Tq, M), q_mask: (Q, Tq) 1 = real query token (N_q = its sum per query).
+        d: (N, Td, M), d_mask: (N, Td) 1 = real document token; padding never wins the max.
+        chunk: documents per step (bounds memory at Q*Tq*chunk*Td).
+
+    Returns:
+        (Q, N) scores.
+
+    Example:
+        >>> q = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]); d = torch.tensor([[[1.0, 0.0]]])
+        >>> maxsim_scores(q, torch.ones(1, 2), d, torch.ones(1, 1))
+        tensor([[0.5000]])
+    """
+    qm = q_mask.to(q.dtype)
+    n_q = qm.sum(-1, keepdim=True).clamp(min=1.0)  # (Q, 1)
+    out = []
+    for s in range(0, d.shape[0], chunk):
+        dc, dm = d[s : s + chunk], d_mask[s : s + chunk].bool()
+        sim = torch.einsum("qim,njm->qinj", q, dc)  # (Q, Tq, n, Td)
+        sim = sim.masked_fill(~dm[None, None], float("-inf"))
+        best = sim.max(-1).values  # (Q, Tq, n)
+        best = torch.where(torch.isfinite(best), best, torch.zeros_like(best))
+        out.append((best * qm.unsqueeze(-1)).sum(1) / n_q)
+    if not out:
+        return q.new_zeros(q.shape[0], 0)
+    return torch.cat(out, dim=1)
+
+
+def pad_multivectors(vecs: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """N arrays (T_i, M) -> padded (N, T, M) tensor and (N, T) mask (the input of :func:`maxsim_scores`)."""
+    t = max((len(v) for v in vecs), default=0)
+    m = vecs[0].shape[1] if len(vecs) else 0
+    x = torch.zeros(len(vecs), max(t, 1), m)
+    mask = torch.zeros(len(vecs), max(t, 1))
+    for i, v in enumerate(vecs):
+        x[i, : len(v)] = torch.from_numpy(np.asarray(v, dtype=np.float32))
+        mask[i, : len(v)] = 1
+    return x, mask
+
+
+def stack_tokens(vecs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """N arrays (T_i, M) -> (sum T_i, M) float32 tokens and (N+1,) int64 row offsets."""
+    lens = np.array([len(v) for v in vecs], np.int64)
+    off = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    nonempty = [v for v in vecs if len(v)]
+    if not nonempty:
+        m = vecs[0].shape[1] if len(vecs) and np.ndim(vecs[0]) == 2 else 0
+        return np.zeros((0, m), np.float32), off
+    return np.concatenate(nonempty).astype(np.float32), off
+
+
+def maxsim_flat(q_tok: np.ndarray, q_off: np.ndarray, d_tok: np.ndarray, d_off: np.ndarray) -> np.ndarray:
+    """MaxSim of concatenated token vectors: one product, then per-document max and per-query mean.
+
+    Args:
+        q_tok: (sum Tq, M) query tokens, q_off: (Q+1,) offsets (query i = rows q_off[i]:q_off[i+1]).
+        d_tok: (sum Td, M) document tokens, d_off: (N+1,) offsets.
+
+    Returns:
+        (Q, N) float32; a query or document without tokens scores 0.
+
+    Example:
+        >>> q = np.eye(2, dtype=np.float32); d = np.array([[1.0, 0.0]], np.float32)
+        >>> maxsim_flat(q, np.array([0, 2]), d, np.array([0, 1]))
+        array([[0.5]], dtype=float32)
+    """
+    q_off, d_off = np.asarray(q_off), np.asarray(d_off)
+    qlen, dlen = np.diff(q_off), np.diff(d_off)
+    out = np.zeros((len(qlen), len(dlen)), dtype=np.float32)
+    qk, dk = qlen > 0, dlen > 0
+    if not qk.any() or not dk.any():
+        return out
+    a, b = int(d_off[0]), int(d_off[-1])
+    sim = q_tok[int(q_off[0]) : int(q_off[-1])] @ d_tok[a:b].T  # (sum Tq, sum Td)
+    best = np.maximum.reduceat(sim, (d_off[:-1] - a)[dk], axis=1)  # (sum Tq, N with tokens)
+    sums = np.add.reduceat(best, (q_off[:-1] - q_off[0])[qk], axis=0)  # (Q with tokens, N with tokens)
+    out[np.ix_(np.flatnonzero(qk), np.flatnonzero(dk))] = sums / qlen[qk][:, None]
+    return out
+
+
+def _query_blocks(qlen: np.ndarray, doc_tokens: int, block: int) -> list[tuple[int, int]]:
+    """Consecutive query ranges [i, j) whose (query tokens x doc_tokens) stays under ``block``."""
+    spans, i = [], 0
+    while i < len(qlen):
+        j, tokens = i, 0
+        while j < len(qlen) and (j == i or (tokens + qlen[j]) * doc_tokens <= block):
+            tokens += qlen[j]
+            j += 1
+        spans.append((i, j))
+        i = j
+    return spans
+
+
+def multivector_list_scores(
+    q: Sequence[np.ndarray], d: Sequence[np.ndarray], block: int = MAXSIM_BLOCK
+) -> np.ndarray:
+    """MaxSim between lists of (T_i, M) token matrices (e.g. ``Embeddings.multivector``): (Q, N) float32.
+
+    Queries are scored in blocks so the (query tokens x all document tokens) temporary
+    stays under ``block`` elements.
+
+    Example:
+        >>> multivector_list_scores([np.eye(2, dtype=np.float32)], [np.array([[1.0, 0.0]], np.float32)])
+        array([[0.5]], dtype=float32)
+    """
+    out = np.zeros((len(q), len(d)), dtype=np.float32)
+    if not len(q) or not len(d):
+        return out
+    d_tok, d_off = stack_tokens(d)
+    qlen = np.array([len(x) for x in q], np.int64)
+    for i, j in _query_blocks(qlen, len(d_tok), block):
+        q_tok, q_off = stack_tokens(q[i:j])
+        out[i:j] = maxsim_flat(q_tok, q_off, d_tok, d_off)
+    return out
+
+
+def maxsim_rerank(
+    q: Sequence[np.ndarray],
+    candidates: Sequence[np.ndarray],
+    doc_lengths: np.ndarray,
+    gather: Callable[[np.ndarray], np.ndarray],
+    block: int = MAXSIM_BLOCK,
+) -> list[np.ndarray]:
+    """MaxSim of each query against its own candidate documents (batched candidate re-rank).
+
+    A block of queries gathers the union of its candidates' token vectors once and
+    scores them with one :func:`maxsim_flat` product; each query then reads its own columns.
+
+    Args:
+        q: Q query token matrices (Tq_i, M).
+        candidates: Q arrays of document rows (valid rows, any order, repeats allowed).
+        doc_lengths: (N,) token count of every document row.
+        gather: sorted unique rows (R,) -> their token vectors concatenated in that order
+            (sum of their lengths, M), float32.
+        block: bound on the (query tokens x gathered tokens) product of one block.
+
+    Returns:
+        Q arrays (len(candidates[i]),) float32.
+
+    Example:
+        >>> docs = [np.array([[1.0, 0.0]], np.float32), np.array([[0.0, 1.0]], np.float32)]
+        >>> gather = lambda rows: np.concatenate([docs[r] for r in rows])
+        >>> maxsim_rerank([np.eye(2, dtype=np.float32)], [np.array([1, 0])], np.array([1, 1]), gather)
+        [array([0.5, 0.5], dtype=float32)]
+    """
+    doc_lengths = np.asarray(doc_lengths, np.int64)
+    qlen = np.array([len(x) for x in q], np.int64)
+    out: list[np.ndarray] = [np.zeros(len(c), np.float32) for c in candidates]
+    i = 0
+    while i < len(q):
+        j, rows = i + 1, np.unique(np.asarray(candidates[i], np.int64))
+        while j < len(q):  # grow the block while the product stays small
+            more = np.union1d(rows, np.asarray(candidates[j], np.int64))
+            if qlen[i : j + 1].sum() * doc_lengths[more].sum() > block:
+                break
+            rows, j = more, j + 1
+        if len(rows):
+            q_tok, q_off = stack_tokens(q[i:j])
+            d_off = np.concatenate([[0], np.cumsum(doc_lengths[rows])]).astype(np.int64)
+            scores = maxsim_flat(q_tok, q_off, gather(rows), d_off)  # (j - i, len(rows))
+            for a in range(i, j):
+                out[a] = scores[a - i, np.searchsorted(rows, np.asarray(candidates[a], np.int64))]
+        i = j
+    return out
