@@ -43,7 +43,7 @@ from embforge.index.dense import ExactDenseIndex
 from embforge.index.multivector import MultiVectorIndex
 from embforge.index.sparse import SparseIndex
 from embforge.model.encoder import Encoder
-from embforge.search.hybrid import HybridIndex
+from embforge.index import HybridIndex
 
 __all__ = ["QuickstartConfig", "run_quickstart", "DEMO_ROOT"]
 

@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         """
         import time
 
-        from embforge.search.fusion import FUSIONS
+        from embforge.scoring import FUSIONS
         from embforge.search.retriever import Retriever
         from embforge.search.runs import run_format, write_run
 
