@@ -1,15 +1,10 @@
-"""The encoder: HF backbone + dense / sparse / multi-vector heads, checkpoints, fast encode.
+"""The encoder: HF backbone + a mapping of heads (``embforge.model.heads``), checkpoints, fast encode.
 
-Import the pieces from their modules (``embforge.model.encoder.Encoder``, ...); this package
-imports nothing heavy on its own.
+``Encoder`` (``embforge.model.encoder``) holds the backbone and ``head_modules``; the head
+registry ``HEADS`` and ``head_scores`` live in ``embforge.model.heads``.
 """
 
-__all__ = ["Encoder"]
+from embforge.model.encoder import Encoder
+from embforge.model.heads import HEADS, Head, head_scores
 
-
-def __getattr__(name: str):
-    if name == "Encoder":
-        from embforge.model.encoder import Encoder
-
-        return Encoder
-    raise AttributeError(name)
+__all__ = ["HEADS", "Encoder", "Head", "head_scores"]

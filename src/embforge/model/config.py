@@ -71,5 +71,7 @@ class EncoderConfig:
         try:
             HEAD_REGISTRY.ordered(d.get("heads", []))
         except ConfigError as e:
-            raise CheckpointError(f"{source}: {e} (a plugin head must be registered before loading)") from None
+            raise CheckpointError(
+                f"{source}: {e} (a plugin head must be registered before loading)"
+            ) from None
         return cls(**d)

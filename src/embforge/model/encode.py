@@ -17,7 +17,14 @@ import torch
 from tqdm.auto import tqdm
 
 from embforge.errors import ConfigError
-from embforge.text import TokenizedTexts, check_texts, collate, token_budget_batches, tokenize_texts, warn_truncated
+from embforge.text import (
+    TokenizedTexts,
+    check_texts,
+    collate,
+    token_budget_batches,
+    tokenize_texts,
+    warn_truncated,
+)
 from embforge.types import Embeddings
 
 if TYPE_CHECKING:

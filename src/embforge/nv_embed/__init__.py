@@ -22,7 +22,12 @@ from embforge.nv_embed.decoder import (
     load_decoder,
     set_bidirectional,
 )
-from embforge.nv_embed.latent_attention import LastTokenPooling, LatentAttentionPooling, last_token, masked_mean
+from embforge.nv_embed.latent_attention import (
+    LastTokenPooling,
+    LatentAttentionPooling,
+    last_token,
+    masked_mean,
+)
 from embforge.nv_embed.lora import LoraSettings, apply_lora, is_lora, load_adapter, merge_lora, save_adapter
 from embforge.nv_embed.model import (
     DEFAULT_TASK,

@@ -86,7 +86,7 @@ def tokenize_texts(
 
     Truncation keeps the special tokens and cuts the content on the tokenizer's
     ``truncation_side`` (exactly what HF ``truncation=True`` gives). With ``mcls_stride``
-    a [CLS] id is inserted every ``mcls_stride`` tokens (MCLS, SPEC section 1).
+    a [CLS] id is inserted every ``mcls_stride`` tokens (MCLS: Chen et al., 2024, "BGE M3-Embedding").
     """
     lay = SpecialLayout.of(tokenizer)
     full = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]

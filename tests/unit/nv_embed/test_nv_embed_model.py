@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from embforge.errors import CheckpointError, ConfigError
-from embforge.model.decoder import is_bidirectional
+from embforge.nv_embed.decoder import is_bidirectional
 from embforge.model.encoder import Encoder
-from embforge.model.latent_attention import masked_mean
-from embforge.model.lora import LoraSettings, is_lora
-from embforge.model.nv_embed import build_nv_embed, prepare_decoder_tokenizer, save_nv_embed
+from embforge.nv_embed.latent_attention import masked_mean
+from embforge.nv_embed.lora import LoraSettings, is_lora
+from embforge.nv_embed.model import build_nv_embed, prepare_decoder_tokenizer, save_nv_embed
 
 TEXTS = ["what is the capital of france", "how many legs does a spider have?", "hi"]
 TASK = "Given a question, retrieve passages that answer it"

@@ -128,7 +128,9 @@ class HeadRegistry(Registry):
 
         def wrap(cls: type[Head]) -> type[Head]:
             if not (isinstance(cls, type) and issubclass(cls, Head)):
-                raise TypeError(f"head {name!r}: expected a subclass of embforge.model.heads.Head, got {cls!r}")
+                raise TypeError(
+                    f"head {name!r}: expected a subclass of embforge.model.heads.Head, got {cls!r}"
+                )
             deco(cls)
             cls.name = name
             self._order.append(name)

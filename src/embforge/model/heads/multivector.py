@@ -37,7 +37,9 @@ class MultiVectorHead(Head):
     def build(cls, hidden_size: int, tokenizer: Any, config: Any) -> MultiVectorHead:
         return cls(hidden_size, config.multivector_dim)
 
-    def vectors(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def vectors(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised vectors (B, T-1, M) and their mask (B, T-1)."""
         mask = attention_mask[:, 1:]  # (B, T-1)
         v = self.linear(hidden[:, 1:]) * mask.unsqueeze(-1).to(hidden.dtype)
