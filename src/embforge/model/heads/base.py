@@ -35,7 +35,15 @@ from embforge.types import Batch, EmbeddingOutput, Embeddings
 if TYPE_CHECKING:
     from embforge.model.config import EncoderConfig
 
-__all__ = ["HEADS", "Head", "HeadOptions", "HeadRegistry", "head_scores", "init_linear_"]
+__all__ = [
+    "HEADS",
+    "Head",
+    "HeadOptions",
+    "HeadRegistry",
+    "head_scores",
+    "init_linear_",
+    "numpy_dense_scores",
+]
 
 
 @dataclass(frozen=True)
@@ -113,7 +121,7 @@ class Head(nn.Module):
     def score_numpy(cls, q: Embeddings, d: Embeddings) -> np.ndarray:
         """(Q, N) float32 scores between two encoded ``Embeddings`` (default: inner product)."""
         qa, da = _need(q, d, cls.name)
-        return np.asarray(dense_scores(qa, da), dtype=np.float32)
+        return numpy_dense_scores(qa, da)
 
 
 class HeadRegistry(Registry):
@@ -167,6 +175,13 @@ def head_scores(q: Any, d: Any, head: str) -> Any:
         f"head_scores takes two EmbeddingOutput (torch) or two Embeddings (numpy), "
         f"got {type(q).__name__} and {type(d).__name__}"
     )
+
+
+def numpy_dense_scores(q: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``scoring.dense_scores`` on numpy (Q, D) x (N, D) -> (Q, N) float32."""
+    qt = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
+    dt = torch.from_numpy(np.ascontiguousarray(d, dtype=np.float32))
+    return dense_scores(qt, dt).numpy()
 
 
 def _need(q: Any, d: Any, head: str) -> tuple[Any, Any]:

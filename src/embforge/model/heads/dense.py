@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embforge.model.heads.base import Head, HeadOptions, _need
+from embforge.model.heads.base import Head, HeadOptions, _need, numpy_dense_scores
 from embforge.model.pooling import build_pooling
 from embforge.scoring import dense_scores, truncate_dense
 from embforge.types import Batch, EmbeddingOutput, Embeddings
@@ -65,4 +65,4 @@ class DenseHead(Head):
     @classmethod
     def score_numpy(cls, q: Embeddings, d: Embeddings) -> np.ndarray:
         qa, da = _need(q, d, "dense")
-        return np.asarray(dense_scores(qa, da), dtype=np.float32)
+        return numpy_dense_scores(qa, da)
