@@ -76,7 +76,8 @@ class EmbeddingOutput:
         multivector_mask: (B, T-1) 1 for real (non-padding) multi-vector tokens.
         input_ids: (B, T) the token ids the outputs align with.
         attention_mask: (B, T).
-        extra: outputs of plugin heads, by head name (a registered head's own tensors).
+        extra: outputs of plugin heads, by head name (a registered head's own tensors); None when
+            no plugin head ran, so code that walks the tensor fields sees only tensors.
 
     ``output(name)`` and ``outputs`` read every head alike, built-in or plugin.
     """
@@ -87,7 +88,7 @@ class EmbeddingOutput:
     multivector_mask: torch.Tensor | None = None
     input_ids: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] | None = None
 
     def output(self, head: str) -> Any:
         """The output of ``head`` (None when it was not computed)."""
@@ -158,7 +159,8 @@ class Embeddings:
         sparse: lexical weights as ``SparseVectors``.
         multivector: N arrays of shape (T_i, M), float32, L2-normalised rows.
         num_tokens: (N,) int tokens per text after truncation (for usage counts).
-        extra: outputs of plugin heads, by head name (N rows each, e.g. an (N, D') array).
+        extra: outputs of plugin heads, by head name (N rows each, e.g. an (N, D') array); None when
+            no plugin head ran.
 
     ``output(name)`` and ``outputs`` read every head alike, built-in or plugin.
     """
@@ -167,10 +169,10 @@ class Embeddings:
     sparse: SparseVectors | None = None
     multivector: list[np.ndarray] | None = None
     num_tokens: np.ndarray | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] | None = None
 
     def __len__(self) -> int:
-        for x in (self.dense, self.sparse, self.multivector, self.num_tokens, *self.extra.values()):
+        for x in (self.dense, self.sparse, self.multivector, self.num_tokens, *(self.extra or {}).values()):
             if x is not None:
                 return len(x)
         return 0
@@ -193,12 +195,12 @@ class Embeddings:
 def _output(obj: EmbeddingOutput | Embeddings, head: str) -> Any:
     if head in HEADS:
         return getattr(obj, head)
-    return obj.extra.get(head)
+    return (obj.extra or {}).get(head)
 
 
 def _outputs(obj: EmbeddingOutput | Embeddings) -> dict[str, Any]:
     out = {h: getattr(obj, h) for h in HEADS if getattr(obj, h) is not None}
-    out.update({h: v for h, v in obj.extra.items() if v is not None})
+    out.update({h: v for h, v in (obj.extra or {}).items() if v is not None})
     return out
 
 
@@ -206,7 +208,7 @@ def _from_parts(cls, parts: Mapping[str, Any], fields: dict[str, Any]):
     names = {f for f in cls.__dataclass_fields__ if f != "extra"}
     known = {k: v for k, v in parts.items() if k in names}
     extra = {k: v for k, v in parts.items() if k not in names}
-    return cls(**known, **fields, extra=extra)
+    return cls(**known, **fields, extra=extra or None)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 from torch import nn
 
+from embforge.errors import ConfigError
 from embforge.model.builders import tiny_bert
 from embforge.model.config import EncoderConfig
 from embforge.model.encoder import Encoder
@@ -61,12 +62,16 @@ class Dense2Head(Head):
         return dense_scores(q2, d2).numpy()
 
 
-if "dense2" not in HEADS:
+@pytest.fixture(scope="module", autouse=True)
+def registered():
+    """Register the toy head for this module only (other tests see the built-in registry)."""
     HEADS.add("dense2", Dense2Head)
+    yield
+    HEADS.unregister("dense2")
 
 
 @pytest.fixture(scope="module")
-def enc() -> Encoder:
+def enc(registered) -> Encoder:
     backbone, tok = tiny_bert(seed=3)
     e = Encoder(backbone, tok, EncoderConfig(heads=["dense", "dense2"], pooling="mean"))
     torch.manual_seed(5)
@@ -81,6 +86,13 @@ def _by_hand(enc: Encoder, texts: list[str]) -> np.ndarray:
         h = enc.hidden_states(b)
         m = b.attention_mask.unsqueeze(-1).float()
         return enc.head_modules["dense2"].linear((h * m).sum(1) / m.sum(1)).numpy()
+
+
+def test_unknown_heads_are_named_from_the_registry():
+    with pytest.raises(
+        ConfigError, match="unknown head 'dense3'; choose from: dense, dense2, multivector, sparse"
+    ):
+        HEADS.get("dense3")
 
 
 def test_encoder_has_the_plugin_head(enc):

@@ -146,6 +146,12 @@ class HeadRegistry(Registry):
 
         return wrap
 
+    def unregister(self, name: str) -> None:
+        """Remove a head (a test that registers a toy head removes it again)."""
+        self.get(name)
+        del self._items[name]  # Registry's storage
+        self._order.remove(name)
+
     def ordered(self, names: Sequence[str] | None = None) -> tuple[str, ...]:
         """``names`` (checked: unknown -> "choose from" error) in registration order; None = all."""
         if names is None:
