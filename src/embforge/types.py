@@ -193,7 +193,7 @@ class Embeddings:
 
 
 def _output(obj: EmbeddingOutput | Embeddings, head: str) -> Any:
-    if head in HEADS:
+    if head in HEADS or (head != "extra" and head in obj.__dataclass_fields__):
         return getattr(obj, head)
     return (obj.extra or {}).get(head)
 

@@ -170,7 +170,8 @@ def _load_hf(path: Path, model_dir: Path, cfg: EncoderConfig, heads, factory: En
         w = _torch_load(path / "colbert_linear.pt").get("weight")
         cfg.multivector_dim = int(w.shape[0]) if w is not None and w.dim() == 2 else None
     enc = factory(backbone, tokenizer, cfg)
-    for name, head in enc.head_modules.items():
+    for name in enc.heads:
+        head = enc.head(name)
         if head.bge_m3_file is not None:
             _load_head_file(head, path / head.bge_m3_file, name)
     return enc.eval()
@@ -305,9 +306,9 @@ def _load_weights(enc: Encoder, weights: Path, skip_backbone: bool) -> None:
             f"{weights}: tensor shapes do not match config.json ({str(e).splitlines()[0][:300]}...); "
             "the weights and config come from different models: re-export the checkpoint"
         ) from None
-    for name, head in enc.head_modules.items():
+    for name in enc.heads:
         pre = f"head_modules.{name}."
-        if any(k.startswith(pre) for k in missing) and _init_missing(head, name, weights):
+        if any(k.startswith(pre) for k in missing) and _init_missing(enc.head(name), name, weights):
             missing = [k for k in missing if not k.startswith(pre)]
     if skip_backbone:  # the backbone came from its own loader, not model.safetensors
         missing = [k for k in missing if not k.startswith("backbone.")]
@@ -342,7 +343,7 @@ def save_encoder(enc: Encoder, path: str | os.PathLike, format: str = "embforge"
         (out / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
         return
     enc.backbone.save_pretrained(str(out), safe_serialization=True)
-    for head in enc.head_modules.values():
+    for head in map(enc.head, enc.heads):
         if head.bge_m3_file is not None:
             sd = {k: v.detach().cpu().clone() for k, v in head.file_module().state_dict().items()}
             torch.save(sd, out / head.bge_m3_file)

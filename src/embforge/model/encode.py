@@ -108,7 +108,7 @@ def encode(
     if show_progress is None:
         show_progress = len(texts) > 2000
     rows = _run(enc, plan, len(texts), show_progress)
-    parts = {h: enc.head_modules[h].stack(rows[h], enc.vocab_size) for h in plan.heads}
+    parts = {h: enc.head(h).stack(rows[h], enc.vocab_size) for h in plan.heads}
     return Embeddings.from_parts(parts, num_tokens=plan.lengths)
 
 
@@ -163,12 +163,12 @@ def _run(enc: Encoder, plan: _Plan, n: int, show_progress: bool) -> dict[str, li
             for idx in plan.batches:
                 ids = [tok.ids[i] for i in idx]
                 batch = enc.mask_prefix(collate(ids, enc.pad_id, pad_side), ids, plan.prefix).to(device)
-                cls_pos = [tok.cls_positions[i] for i in idx] if plan.mcls else None
+                cls_pos = [tok.cls_positions[i] for i in idx] if plan.mcls and tok.cls_positions else None
                 with torch.autocast(device.type, dtype=plan.autocast, enabled=plan.autocast is not None):
                     hidden = enc.hidden_states(batch)  # (B, T, H)
                     out = enc.head_outputs(hidden, batch, plan.heads, plan.dim, cls_pos)
                 for h in plan.heads:
-                    values = enc.head_modules[h].to_numpy(out, batch, plan.lengths[idx])
+                    values = enc.head(h).to_numpy(out, batch, plan.lengths[idx])
                     for j, i in enumerate(idx):
                         rows[h][i] = values[j]
                 bar.update(len(idx))

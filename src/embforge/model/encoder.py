@@ -13,8 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -52,7 +52,7 @@ class Encoder(nn.Module):
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.config = config or EncoderConfig()
-        model_type = getattr(getattr(backbone, "config", None), "model_type", None)
+        model_type = str(getattr(getattr(backbone, "config", None), "model_type", ""))
         if model_type in BACKBONE_ADAPTERS:  # e.g. a decoder LLM made bidirectional (NV-Embed plugin)
             import_attr(BACKBONE_ADAPTERS.get(model_type))(backbone, tokenizer, self.config)
         names = HEADS.ordered(["dense", *self.config.heads])
@@ -62,9 +62,13 @@ class Encoder(nn.Module):
         self.register_load_state_dict_pre_hook(_rename_legacy_keys)
 
     # ----------------------------------------------------------------- heads
+    def head(self, name: str) -> Head:
+        """The head module ``name`` (KeyError if this encoder has none)."""
+        return cast(Head, self.head_modules[name])
+
     @property
     def dense_head(self) -> Head:
-        return self.head_modules["dense"]
+        return self.head("dense")
 
     @dense_head.setter
     def dense_head(self, head: Head) -> None:
@@ -72,11 +76,11 @@ class Encoder(nn.Module):
 
     @property
     def sparse_head(self) -> Head | None:
-        return self.head_modules["sparse"] if "sparse" in self.head_modules else None
+        return self.head("sparse") if "sparse" in self.head_modules else None
 
     @property
     def multivector_head(self) -> Head | None:
-        return self.head_modules["multivector"] if "multivector" in self.head_modules else None
+        return self.head("multivector") if "multivector" in self.head_modules else None
 
     # ----------------------------------------------------------------- properties
     @property
@@ -253,12 +257,12 @@ class Encoder(nn.Module):
         return encode(self, texts, role=role, **kwargs)
 
 
-def _rename_legacy_keys(module: nn.Module, state_dict: Mapping[str, Any], prefix: str, *_: Any) -> None:
+def _rename_legacy_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
     """Load-time remap of old state-dict keys (``sparse_head.linear.weight`` ->
     ``head_modules.sparse.linear.weight``), so old checkpoints and training states keep loading."""
     for key in list(state_dict):
         rest = key[len(prefix) :] if key.startswith(prefix) else None
         for old, new in LEGACY_HEAD_PREFIXES.items():
             if rest is not None and rest.startswith(old):
-                state_dict[prefix + new + rest[len(old) :]] = state_dict.pop(key)  # type: ignore[attr-defined]
+                state_dict[prefix + new + rest[len(old) :]] = state_dict.pop(key)
                 break

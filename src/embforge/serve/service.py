@@ -238,11 +238,12 @@ class EmbeddingService:
                 param=unknown[0],
                 code="invalid_request",
             )
-        bad = [k for k, v in (req.model_extra or {}).items() if not isinstance(v, bool)]
+        extra = req.model_extra or {}
+        bad = [k for k, v in extra.items() if not isinstance(v, bool)]
         if bad:
             raise ApiError(
                 400,
-                f"{bad[0]}: must be true or false (got {_show(req.model_extra[bad[0]])})",
+                f"{bad[0]}: must be true or false (got {_show(extra[bad[0]])})",
                 param=bad[0],
                 code="invalid_request",
             )

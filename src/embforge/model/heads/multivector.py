@@ -80,7 +80,8 @@ class MultiVectorHead(Head):
     @classmethod
     def score(cls, q: EmbeddingOutput, d: EmbeddingOutput) -> torch.Tensor:
         qv, dv = _need(q, d, "multivector")
-        return maxsim_scores(qv, q.multivector_mask, dv, d.multivector_mask)
+        qm, dm = _need(q, d, "multivector_mask")
+        return maxsim_scores(qv, qm, dv, dm)
 
     @classmethod
     def score_numpy(cls, q: Embeddings, d: Embeddings) -> np.ndarray:

@@ -27,6 +27,7 @@ class SparseHead(Head):
     """Lexical weights: (B, T, H) -> (B, T); ``special_ids`` and padding get weight 0."""
 
     bge_m3_file = "sparse_linear.pt"
+    special_ids: torch.Tensor  # (S,) sorted special token ids (a buffer)
 
     def __init__(self, hidden_size: int, special_ids: list[int]) -> None:
         super().__init__()
