@@ -11,8 +11,9 @@ Inference/retrieval side (numpy, no graph): ``Encoder.encode`` -> ``Embeddings``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 Head = Literal["dense", "sparse", "multivector"]
+#: The built-in BGE-M3 heads (Chen et al., 2024, "BGE M3-Embedding"), in their canonical order.
+#: Plugin heads live in ``embforge.model.heads.HEADS`` (the head registry) next to these.
 HEADS: tuple[str, ...] = ("dense", "sparse", "multivector")
 Role = Literal["query", "document"]
 
@@ -73,6 +76,10 @@ class EmbeddingOutput:
         multivector_mask: (B, T-1) 1 for real (non-padding) multi-vector tokens.
         input_ids: (B, T) the token ids the outputs align with.
         attention_mask: (B, T).
+        extra: outputs of plugin heads, by head name (a registered head's own tensors); None when
+            no plugin head ran, so code that walks the tensor fields sees only tensors.
+
+    ``output(name)`` and ``outputs`` read every head alike, built-in or plugin.
     """
 
     dense: torch.Tensor | None = None
@@ -81,6 +88,21 @@ class EmbeddingOutput:
     multivector_mask: torch.Tensor | None = None
     input_ids: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
+    extra: Mapping[str, Any] | None = None
+
+    def output(self, head: str) -> Any:
+        """The output of ``head`` (None when it was not computed)."""
+        return _output(self, head)
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Head name -> output, for every head that was computed."""
+        return _outputs(self)
+
+    @classmethod
+    def from_parts(cls, parts: Mapping[str, Any], **fields: Any) -> EmbeddingOutput:
+        """Build from ``{field or head name: value}``: known fields go to attributes, the rest to ``extra``."""
+        return _from_parts(cls, parts, fields)
 
 
 @dataclass(frozen=True)
@@ -137,18 +159,56 @@ class Embeddings:
         sparse: lexical weights as ``SparseVectors``.
         multivector: N arrays of shape (T_i, M), float32, L2-normalised rows.
         num_tokens: (N,) int tokens per text after truncation (for usage counts).
+        extra: outputs of plugin heads, by head name (N rows each, e.g. an (N, D') array); None when
+            no plugin head ran.
+
+    ``output(name)`` and ``outputs`` read every head alike, built-in or plugin.
     """
 
     dense: np.ndarray | None = None
     sparse: SparseVectors | None = None
     multivector: list[np.ndarray] | None = None
     num_tokens: np.ndarray | None = None
+    extra: Mapping[str, Any] | None = None
 
     def __len__(self) -> int:
-        for x in (self.dense, self.sparse, self.multivector, self.num_tokens):
+        for x in (self.dense, self.sparse, self.multivector, self.num_tokens, *(self.extra or {}).values()):
             if x is not None:
                 return len(x)
         return 0
+
+    def output(self, head: str) -> Any:
+        """The output of ``head`` (None when it was not computed)."""
+        return _output(self, head)
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Head name -> output, for every head that was computed."""
+        return _outputs(self)
+
+    @classmethod
+    def from_parts(cls, parts: Mapping[str, Any], **fields: Any) -> Embeddings:
+        """Build from ``{field or head name: value}``: known fields go to attributes, the rest to ``extra``."""
+        return _from_parts(cls, parts, fields)
+
+
+def _output(obj: EmbeddingOutput | Embeddings, head: str) -> Any:
+    if head in HEADS or (head != "extra" and head in obj.__dataclass_fields__):
+        return getattr(obj, head)
+    return (obj.extra or {}).get(head)
+
+
+def _outputs(obj: EmbeddingOutput | Embeddings) -> dict[str, Any]:
+    out = {h: getattr(obj, h) for h in HEADS if getattr(obj, h) is not None}
+    out.update({h: v for h, v in (obj.extra or {}).items() if v is not None})
+    return out
+
+
+def _from_parts(cls, parts: Mapping[str, Any], fields: dict[str, Any]):
+    names = {f for f in cls.__dataclass_fields__ if f != "extra"}
+    known = {k: v for k, v in parts.items() if k in names}
+    extra = {k: v for k, v in parts.items() if k not in names}
+    return cls(**known, **fields, extra=extra or None)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """Tiny random models for tests and smoke runs (offline, fixed seeds, seconds to build).
 
+- ``shared_data_dir(path)``: the shared data folder (KLUE, XQuAD, ...), from the argument or
+  ``$EMBFORGE_SHARED_DATA``; ``require_shared_data`` raises a clear error when neither is set.
+
 - ``tiny_bert(...)``: a random ``BertModel`` + the bundled all-MiniLM-L6-v2 tokenizer.
 - ``train_unigram_tokenizer(...)``: a unigram tokenizer trained with ``tokenizers`` on real
   multilingual text (vocab 4,000 covers the Korean of KLUE), wrapped as ``XLMRobertaTokenizerFast``.
@@ -8,21 +11,29 @@
   ``sparse_linear.pt`` + ``colbert_linear.pt``) that FlagEmbedding's ``BGEM3FlagModel`` also loads.
 
 - ``XLMR_SIZES`` / ``xlmr_config`` / ``build_masked_lm``: named XLM-R sizes (tiny .. large) built
-  from scratch for a freshly trained tokenizer (pretraining, issue 7).
+  from scratch for a freshly trained tokenizer (RetroMAE / MLM pretraining).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from embforge.errors import ConfigError
+from embforge.model.checkpoint import default_model_path
+
 __all__ = [
+    "DATA_ENV",
     "shared_data_dir",
+    "require_shared_data",
     "tokenizer_corpus",
     "train_unigram_tokenizer",
     "tiny_bert",
@@ -36,19 +47,49 @@ __all__ = [
 ]
 
 
-def shared_data_dir() -> Path | None:
-    """``$EMBFORGE_DATA`` or the first existing ``shared/data`` folder (repo's sibling, /work/shared/data)."""
-    env = os.environ.get("EMBFORGE_DATA")
-    cands = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    cands += [p / "shared" / "data" for p in here.parents] + [Path("/work/shared/data")]
-    return next((p for p in cands if p.is_dir()), None)
+#: Environment variable naming the shared data folder (``xquad/``, ``raw/klue_ko_sentences/``, ...).
+DATA_ENV = "EMBFORGE_SHARED_DATA"
+_LEGACY_DATA_ENV = "EMBFORGE_DATA"  # older spelling, still read when DATA_ENV is unset
+_DEMO_CORPUS = Path(__file__).resolve().parents[1] / "resources" / "demo" / "xquad-en" / "corpus.jsonl"
 
 
-def tokenizer_corpus(max_lines: int = 3000) -> Iterator[str]:
-    """Real multilingual text: KLUE Korean sentences and XQuAD contexts (or the bundled demo corpus)."""
+def shared_data_dir(path: str | os.PathLike | None = None) -> Path | None:
+    """The shared data folder: ``path``, else ``$EMBFORGE_SHARED_DATA``, else None (not configured).
+
+    Raises:
+        ConfigError: the folder given (argument or environment) does not exist.
+    """
+    where = "the data_dir argument"
+    if path is None:
+        env = os.environ.get(DATA_ENV) or os.environ.get(_LEGACY_DATA_ENV)
+        if not env:
+            return None
+        path, where = env, f"${DATA_ENV}"
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise ConfigError(
+            f"shared data folder {str(p)!r} (from {where}) is not a directory; set {DATA_ENV} to the folder "
+            "that holds xquad/ and raw/klue_ko_sentences/, or unset it"
+        )
+    return p
+
+
+def require_shared_data(path: str | os.PathLike | None = None) -> Path:
+    """``shared_data_dir(path)``, raising a ConfigError that says what to set when it is not configured."""
+    p = shared_data_dir(path)
+    if p is None:
+        raise ConfigError(
+            f"no shared data folder: pass data_dir=... or set {DATA_ENV} to the folder that holds xquad/ "
+            "and raw/klue_ko_sentences/ (the test suite's conftest sets it)"
+        )
+    return p
+
+
+def tokenizer_corpus(max_lines: int = 3000, data_dir: str | os.PathLike | None = None) -> Iterator[str]:
+    """Real multilingual text: KLUE Korean sentences and XQuAD contexts from the shared data folder
+    (``shared_data_dir(data_dir)``), or the bundled English demo corpus when none is configured."""
     n = 0
-    data = shared_data_dir()
+    data = shared_data_dir(data_dir)
     if data is not None:
         for f in sorted((data / "raw" / "klue_ko_sentences").glob("*.tsv")):
             for line in f.read_text(encoding="utf-8").splitlines():
@@ -65,14 +106,21 @@ def tokenizer_corpus(max_lines: int = 3000) -> Iterator[str]:
                         yield p["context"]
                         n += 1
     if n == 0:
-        from embforge.demo import load_demo_corpus
+        for line in _DEMO_CORPUS.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                yield json.loads(line)["text"]
 
-        for d in load_demo_corpus()[0]:
-            yield d["text"]
 
+def train_unigram_tokenizer(
+    out_dir: str | Path,
+    vocab_size: int = 4000,
+    texts: list[str] | None = None,
+    data_dir: str | os.PathLike | None = None,
+):
+    """Train a unigram (sentencepiece-style) tokenizer and save it as ``XLMRobertaTokenizerFast``.
 
-def train_unigram_tokenizer(out_dir: str | Path, vocab_size: int = 4000, texts: list[str] | None = None):
-    """Train a unigram (sentencepiece-style) tokenizer and save it as ``XLMRobertaTokenizerFast``."""
+    ``texts`` default: ``tokenizer_corpus(data_dir=data_dir)``.
+    """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import XLMRobertaTokenizerFast
 
@@ -82,7 +130,8 @@ def train_unigram_tokenizer(out_dir: str | Path, vocab_size: int = 4000, texts: 
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>")
-    tok.train_from_iterator(texts if texts is not None else tokenizer_corpus(), trainer=trainer)
+    corpus = texts if texts is not None else tokenizer_corpus(data_dir=data_dir)
+    tok.train_from_iterator(corpus, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
     )
@@ -96,8 +145,6 @@ def train_unigram_tokenizer(out_dir: str | Path, vocab_size: int = 4000, texts: 
 def tiny_bert(hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0):
     """(random BertModel, all-MiniLM-L6-v2 tokenizer) with fixed seed."""
     from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from embforge.model.checkpoint import default_model_path
 
     tok = AutoTokenizer.from_pretrained(default_model_path())
     cfg = BertConfig(
@@ -143,11 +190,13 @@ def build_tiny_m3_checkpoint(
     vocab_size: int = 4000,
     tokenizer_dir: str | Path | None = None,
     with_heads: bool = True,
+    data_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Write a tiny random XLM-R in the BGE-M3 layout to ``out_dir`` and return the path.
 
     ``tokenizer_dir`` reuses an already-trained tokenizer (training takes a few seconds).
-    ``with_heads=False`` omits ``sparse_linear.pt``/``colbert_linear.pt``.
+    ``with_heads=False`` omits ``sparse_linear.pt``/``colbert_linear.pt``. ``data_dir``: the shared
+    data folder the tokenizer is trained on (default ``$EMBFORGE_SHARED_DATA``; see ``tokenizer_corpus``).
     """
     from transformers import AutoTokenizer
 
@@ -157,7 +206,7 @@ def build_tiny_m3_checkpoint(
         tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         tok.save_pretrained(str(out))
     else:
-        tok = train_unigram_tokenizer(out, vocab_size=vocab_size)
+        tok = train_unigram_tokenizer(out, vocab_size=vocab_size, data_dir=data_dir)
     model = tiny_xlmr(tok, hidden, layers, heads, seed)
     model.save_pretrained(str(out))
     if with_heads:
@@ -175,14 +224,13 @@ def build_tiny_m3_checkpoint(
 def cached_tiny_m3_checkpoint(cache_root: str | Path | None = None, **kwargs) -> Path:
     """``build_tiny_m3_checkpoint`` once per machine: cached under ``$TMPDIR/embforge-test-cache``.
 
-    The cache key holds the arguments; a build goes to a private folder that is renamed into
-    place (atomic), so parallel test sessions never see a half-written checkpoint.
+    The cache key holds the arguments and the tokenizer's data folder; a build goes to a private
+    folder that is renamed into place (atomic), so parallel test sessions never see a half-written
+    checkpoint.
     """
-    import hashlib
-    import shutil
-    import tempfile
-
     root = Path(cache_root or Path(tempfile.gettempdir()) / "embforge-test-cache")
+    data = shared_data_dir(kwargs.pop("data_dir", None))
+    kwargs["data_dir"] = str(data) if data is not None else None
     key = hashlib.sha1(json.dumps({"v": 1, **kwargs}, sort_keys=True).encode()).hexdigest()[:12]
     target = root / f"tiny-m3-{key}"
     if (
@@ -201,7 +249,7 @@ def cached_tiny_m3_checkpoint(cache_root: str | Path | None = None, **kwargs) ->
     return target
 
 
-# ------------------------------------------------------------------ named sizes (issue 7)
+# ------------------------------------------------------------------ named sizes (pretraining)
 # XLM-R-style models from scratch for a freshly trained tokenizer (``embforge pretrain build``).
 # "xlmr-base"/"xlmr-large" are XLM-R's own sizes (large = BGE-M3's backbone); all use XLM-R's
 # position numbering (``pad + 1``), so ``max_length`` tokens need ``max_length + 2`` rows.
@@ -241,8 +289,6 @@ def xlmr_config(size: str, tokenizer=None, vocab_size: int | None = None, max_le
         (1024, 24, 514)
     """
     from transformers import XLMRobertaConfig
-
-    from embforge.errors import ConfigError
 
     if size not in XLMR_SIZES:
         raise ConfigError(f"unknown model size {size!r}; choose from: {', '.join(XLMR_SIZES)}")

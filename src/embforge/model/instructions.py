@@ -1,7 +1,8 @@
 """NV-Embed instructions: a task description in front of queries, left out of pooling.
 
 Queries are prefixed ``"Instruct: {task}\\nQuery: "``; documents get no
-instruction (SPEC.md section 4). The instruction tokens take part in the
+instruction (Lee et al., 2024, "NV-Embed: Improved Techniques for Training LLMs as
+Generalist Embedding Models"). The instruction tokens take part in the
 decoder's self-attention but are excluded from pooling (``Batch.pool_mask``).
 
 The prefixes are stored with the model (``EncoderConfig.query_prefix`` /
@@ -20,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from embforge.errors import ConfigError
+from embforge.text.tokenize import SpecialLayout
 from embforge.types import Batch
 
 __all__ = [
@@ -98,8 +100,6 @@ def with_instruction_pool_mask(tokenizer, batch: Batch, ids: list[list[int]], pr
     """
     if not prefix:
         return batch
-    from embforge.text.tokenize import SpecialLayout
-
     start = SpecialLayout.of(tokenizer).prefix
     counts = instruction_token_counts(tokenizer, prefix, ids, start)
     return Batch(

@@ -1,10 +1,11 @@
 """Pooling: (B, T, H) hidden states + (B, T) mask -> (B, H) one vector per text.
 
 Poolings are small ``nn.Module``s in the ``POOLINGS`` registry, built by
-``POOLINGS.get(name)(hidden_size, **options)``. Add one (e.g. latent attention,
-last token for decoders) with ``@POOLINGS.register("name")`` on a class whose
+``build_pooling(name, hidden_size, **options)``. An entry is a class whose
 ``__init__(hidden_size, **options)`` and ``forward(hidden, mask)`` follow the shapes
-above; the encoder and checkpoints pick it up by name.
+above, or a lazy ``"module:attr"`` string naming one in a plugin package (the
+NV-Embed poolings: the core never imports ``embforge.nv_embed`` until such a pooling
+is built). Registration is explicit, at the bottom of this module.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from embforge.model.plugins import import_attr
 from embforge.registry import Registry
 
 __all__ = ["POOLINGS", "ClsPooling", "MeanPooling", "build_pooling"]
@@ -19,7 +21,6 @@ __all__ = ["POOLINGS", "ClsPooling", "MeanPooling", "build_pooling"]
 POOLINGS: Registry = Registry("pooling")
 
 
-@POOLINGS.register("cls")
 class ClsPooling(nn.Module):
     """The first token's hidden state ``H[0]`` (BGE-M3, RetroMAE)."""
 
@@ -30,7 +31,6 @@ class ClsPooling(nn.Module):
         return hidden[:, 0]  # (B, H)
 
 
-@POOLINGS.register("mean")
 class MeanPooling(nn.Module):
     """Average of the hidden states of the masked-in tokens (sentence-transformers' mean)."""
 
@@ -45,8 +45,11 @@ class MeanPooling(nn.Module):
 
 def build_pooling(name: str, hidden_size: int, **options: object) -> nn.Module:
     """Build the pooling module registered as ``name`` (raises "unknown pooling ... choose from")."""
-    return POOLINGS.get(name)(hidden_size, **options)
+    return import_attr(POOLINGS.get(name))(hidden_size, **options)
 
 
-# decoder poolings ("latent_attention", "last_token") register themselves on import
-from embforge.model import latent_attention as _latent_attention  # noqa: E402,F401
+POOLINGS.add("cls", ClsPooling)
+POOLINGS.add("mean", MeanPooling)
+# NV-Embed (Lee et al., 2024) decoder poolings, in the plugin package, imported on first use
+POOLINGS.add("latent_attention", "embforge.nv_embed.latent_attention:LatentAttentionPooling")
+POOLINGS.add("last_token", "embforge.nv_embed.latent_attention:LastTokenPooling")

@@ -1,4 +1,4 @@
-"""The FastAPI application: ``create_app(...)`` builds it; importing does no work.
+"""The FastAPI application: ``create_app(...)`` builds it; importing loads nothing but code.
 
 Routes: ``POST /v1/embeddings`` (OpenAI-compatible + extensions), ``POST /v1/search``,
 ``GET /v1/models``, ``GET /healthz``, ``GET /metrics`` (Prometheus text).
@@ -15,8 +15,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+
+from embforge.index import load_index
+from embforge.serve.batcher import DynamicBatcher
 from embforge.serve.config import ApiError, ServeConfig
+from embforge.serve.engine import EncoderEngine, load_encoder
+from embforge.serve.metrics import Metrics
 from embforge.serve.schemas import EmbeddingRequest, EmbeddingResponse, SearchRequest, SearchResponse
+from embforge.serve.service import EmbeddingService
 
 __all__ = ["create_app"]
 
@@ -36,8 +47,6 @@ def _model_name(model: Any, config: ServeConfig) -> str:
 def _load_index(index: Any) -> Any:
     if index is None or not isinstance(index, (str, Path)):
         return index
-    from embforge.index import load_index
-
     return load_index(str(index))
 
 
@@ -67,14 +76,36 @@ def create_app(
         >>> from embforge.serve import create_app, ServeConfig   # doctest: +SKIP
         >>> app = create_app("BAAI/bge-m3", config=ServeConfig(api_key="s3cret"))  # doctest: +SKIP
     """
-    from fastapi import FastAPI
-
-    from embforge.serve.batcher import DynamicBatcher
-    from embforge.serve.engine import EncoderEngine, load_encoder
-    from embforge.serve.metrics import Metrics
-    from embforge.serve.service import EmbeddingService
-
     config = config or ServeConfig()
+    service = _build_service(model, index, config, heads)
+    batcher = service.batcher
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(
+        title="embforge",
+        description="OpenAI-compatible embeddings with sparse and multi-vector outputs, and hybrid search.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.metrics = service.metrics
+    app.state.batcher = batcher
+    _add_middleware(app, config, service.metrics)
+    _add_error_handlers(app)
+    _add_routes(app, service, service.metrics)
+    return app
+
+
+def _build_service(
+    model: Any, index: Any, config: ServeConfig, heads: Sequence[str] | None
+) -> EmbeddingService:
+    """Load the encoder (if a path), warm it up, and wire engine, batcher, metrics and index."""
     encoder = load_encoder(model, heads=heads) if model is None or isinstance(model, (str, Path)) else model
     engine = EncoderEngine(encoder, dtype=config.dtype, batch_tokens=config.max_batch_tokens)
     dense_dim = None
@@ -100,30 +131,9 @@ def create_app(
         metrics=metrics,
         dense_dim=dense_dim,
     )
-
     if service.index is not None:
         service.check_index()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        await batcher.start()
-        try:
-            yield
-        finally:
-            await batcher.stop()
-
-    app = FastAPI(
-        title="embforge",
-        description="OpenAI-compatible embeddings with sparse and multi-vector outputs, and hybrid search.",
-        lifespan=lifespan,
-    )
-    app.state.service = service
-    app.state.metrics = metrics
-    app.state.batcher = batcher
-    _add_middleware(app, config, metrics)
-    _add_error_handlers(app)
-    _add_routes(app, service, metrics)
-    return app
+    return service
 
 
 class _GuardAndMeasure:
@@ -138,9 +148,6 @@ class _GuardAndMeasure:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from starlette.requests import Request
-        from starlette.responses import JSONResponse
-
         t0 = time.perf_counter()
         status = 500
 
@@ -242,10 +249,6 @@ def _validation_message(errors: list[dict]) -> tuple[str, str | None]:
 
 
 def _add_error_handlers(app) -> None:
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
     @app.exception_handler(ApiError)
     async def api_error(request, exc: ApiError):
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
@@ -275,8 +278,6 @@ def _add_error_handlers(app) -> None:
 
 
 def _add_routes(app, service, metrics) -> None:
-    from fastapi.responses import JSONResponse, PlainTextResponse
-
     @app.post("/v1/embeddings", response_model=EmbeddingResponse)
     async def embeddings(req: EmbeddingRequest):
         """OpenAI-compatible embeddings (plus sparse / multivector / quantized extensions)."""

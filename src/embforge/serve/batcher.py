@@ -21,10 +21,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from embforge.model.heads import HEADS
+from embforge.serve.heads import order_heads
 from embforge.serve.metrics import Metrics
+from embforge.types import HEADS as BGE_M3_HEADS
 from embforge.types import Embeddings
 
 __all__ = ["DynamicBatcher", "Row", "QueueFull", "QueueTimeout", "BatcherClosed"]
@@ -48,11 +52,16 @@ class BatcherClosed(Exception):
 @dataclass(frozen=True)
 class Row:
     """One text's outputs (numpy): dense (D,) at full dim, sparse {id: weight},
-    multivector (T_i, M)."""
+    multivector (T_i, M), and plugin heads' values in ``extra`` (by head name)."""
 
     dense: np.ndarray | None = None
     sparse: dict[int, float] | None = None
     multivector: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, head: str) -> Any:
+        """This text's value of ``head`` (None if not computed)."""
+        return getattr(self, head) if head in BGE_M3_HEADS else self.extra.get(head)
 
 
 @dataclass
@@ -237,7 +246,7 @@ class DynamicBatcher:
 
     async def _encode(self, batch: list[_Item]) -> None:
         role, max_length = batch[0].key
-        heads = tuple(h for h in ("dense", "sparse", "multivector") if any(h in it.heads for it in batch))
+        heads = order_heads(h for it in batch for h in it.heads)
         texts = [it.text for it in batch]
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_tokens.observe(len(batch) * max(it.tokens for it in batch))
@@ -264,15 +273,13 @@ class DynamicBatcher:
 
 def split_rows(emb: Embeddings, n: int) -> list[Row]:
     """Per-text rows of a batch's ``Embeddings`` (checks the encoder returned n of each)."""
-    for name in ("dense", "sparse", "multivector"):
-        x = getattr(emb, name)
-        if x is not None and len(x) != n:
+    outputs = emb.outputs
+    for name, x in outputs.items():
+        if len(x) != n:
             raise RuntimeError(f"the encoder returned {len(x)} {name} outputs for {n} texts")
-    return [
-        Row(
-            dense=None if emb.dense is None else emb.dense[i],
-            sparse=None if emb.sparse is None else emb.sparse.row(i),
-            multivector=None if emb.multivector is None else emb.multivector[i],
-        )
-        for i in range(n)
-    ]
+    rows = []
+    for i in range(n):
+        values = {h: HEADS.get(h).row(x, i) for h, x in outputs.items()}
+        builtin = {h: values.pop(h) for h in BGE_M3_HEADS if h in values}
+        rows.append(Row(**builtin, extra=values))
+    return rows

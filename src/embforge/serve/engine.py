@@ -15,8 +15,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
+from embforge.model.encoder import Encoder
+from embforge.serve.heads import order_heads
 from embforge.types import HEADS, Embeddings
 
 __all__ = ["EncoderEngine", "load_encoder"]
@@ -27,8 +27,6 @@ _UNBOUNDED = 1_000_000  # HF uses a huge int for "no limit"
 def load_encoder(model: str | None, *, heads: Sequence[str] | None = None) -> Any:
     """Load an ``Encoder`` by path or hub id (None = the bundled all-MiniLM-L6-v2);
     ``heads`` limits the heads built (None = all the checkpoint has)."""
-    from embforge.model.encoder import Encoder
-
     return Encoder.from_pretrained(str(model) if model else None, heads=tuple(heads) if heads else None)
 
 
@@ -55,7 +53,7 @@ class EncoderEngine:
         heads = getattr(encoder, "heads", None)  # Encoder.heads: what it can compute
         if not isinstance(heads, (tuple, list)):
             heads = getattr(cfg, "heads", None)
-        self.heads: tuple[str, ...] = tuple(h for h in HEADS if heads is None or h in heads)
+        self.heads: tuple[str, ...] = order_heads(HEADS if heads is None else heads)
         self.prefixes = {role: self._prefix(role, cfg) for role in ("query", "document")}
         self.max_length = self._model_max_length(cfg)
         self.num_ids = len(self.tokenizer)  # valid token ids of inputs: 0 .. num_ids-1
@@ -138,13 +136,3 @@ class EncoderEngine:
             dtype=self.dtype,
             **self._extra,
         )
-
-
-def truncate_dense(v: np.ndarray, dim: int | None) -> np.ndarray:
-    """Matryoshka: keep the first ``dim`` values and L2-renormalise (float32)."""
-    v = np.asarray(v, dtype=np.float32)
-    if dim is None or dim >= v.shape[-1]:
-        return v
-    out = v[..., :dim]
-    n = np.linalg.norm(out, axis=-1, keepdims=True)
-    return (out / np.maximum(n, 1e-12)).astype(np.float32)

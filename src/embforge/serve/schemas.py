@@ -50,9 +50,12 @@ class EmbeddingRequest(BaseModel):
       per byte, big-endian bit order, as numpy.packbits; ceil(D / 8) uint8 values).
     - ``truncate``: cut inputs longer than the per-input token limit instead of
       rejecting them with 400.
+    - ``<head>``: ``true`` also returns a plugin head's output as ``<head>_embedding``
+      (any head registered in ``embforge.model.heads.HEADS`` that the model has); other
+      unknown fields are refused.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
     input: EmbeddingInput
     model: StrictStr | None = None

@@ -12,15 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from embforge.errors import CheckpointError
+from embforge.model.heads import HEADS
 from embforge.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull, QueueTimeout, Row
 from embforge.serve.config import ApiError, ServeConfig
-from embforge.serve.engine import EncoderEngine, truncate_dense
+from embforge.serve.engine import EncoderEngine
+from embforge.serve.heads import head_fields, requested_heads, unknown_fields
 from embforge.serve.metrics import Metrics
-from embforge.serve.output import encode_matrix, encode_vector, int8_scale
 from embforge.serve.schemas import EmbeddingRequest, SearchRequest
-from embforge.types import Embeddings, SparseVectors
+from embforge.types import Embeddings
 
 __all__ = ["EmbeddingService", "Prepared"]
 
@@ -215,10 +215,39 @@ class EmbeddingService:
     async def embeddings(self, req: EmbeddingRequest) -> dict:
         self.check_model(req.model)
         role = req.role or self.config.default_role
-        sparse = req.sparse or req.sparse_tokens
-        heads = [
-            h for h, on in (("dense", req.dense), ("sparse", sparse), ("multivector", req.multivector)) if on
-        ]
+        heads = self._requested(req)
+        prep = await self._prepare(req.input, role, req.truncate, "input")
+        rows = await self.run(prep, role, heads)
+        data = [self._item(i, r, req, heads) for i, r in enumerate(rows)]
+        self.metrics.tokens.inc(prep.total, endpoint="/v1/embeddings")
+        self.metrics.inputs.inc(len(prep.texts), endpoint="/v1/embeddings")
+        return {
+            "object": "list",
+            "data": data,
+            "model": self.model_name,
+            "usage": {"prompt_tokens": prep.total, "total_tokens": prep.total},
+        }
+
+    def _requested(self, req: EmbeddingRequest) -> list[str]:
+        """The heads to compute for ``req`` (checked against the request fields and the model)."""
+        unknown = unknown_fields(req)
+        if unknown:
+            raise ApiError(
+                400,
+                f"unknown field {unknown[0]!r} (check its spelling; see docs/serving.md for the fields)",
+                param=unknown[0],
+                code="invalid_request",
+            )
+        extra = req.model_extra or {}
+        bad = [k for k, v in extra.items() if not isinstance(v, bool)]
+        if bad:
+            raise ApiError(
+                400,
+                f"{bad[0]}: must be true or false (got {_show(extra[bad[0]])})",
+                param=bad[0],
+                code="invalid_request",
+            )
+        heads = requested_heads(req)
         if not heads:
             raise ApiError(
                 400,
@@ -234,40 +263,15 @@ class EmbeddingService:
                 param="dimensions",
                 code="invalid_dimensions",
             )
-        prep = await self._prepare(req.input, role, req.truncate, "input")
-        rows = await self.run(prep, role, heads)
-        data = [self._item(i, r, req, sparse) for i, r in enumerate(rows)]
-        self.metrics.tokens.inc(prep.total, endpoint="/v1/embeddings")
-        self.metrics.inputs.inc(len(prep.texts), endpoint="/v1/embeddings")
-        return {
-            "object": "list",
-            "data": data,
-            "model": self.model_name,
-            "usage": {"prompt_tokens": prep.total, "total_tokens": prep.total},
-        }
+        return heads
 
-    def _item(self, i: int, row: Row, req: EmbeddingRequest, sparse: bool) -> dict:
-        fmt, quant = req.encoding_format, req.quantization
+    def _item(self, i: int, row: Row, req: EmbeddingRequest, heads: Sequence[str]) -> dict:
         item: dict[str, Any] = {"object": "embedding", "index": i}
-        if req.dense:
-            dense = truncate_dense(row.dense, req.dimensions)
-            item["embedding"] = encode_vector(dense, quant, fmt)
-            if quant == "int8":
-                item["embedding_scale"] = float(int8_scale(dense))
-        else:
-            item["embedding"] = "" if fmt == "base64" else []
-        if sparse:
-            w = row.sparse or {}
-            item["sparse_embedding"] = {str(t): float(x) for t, x in w.items()}
-            if req.sparse_tokens:
-                toks = self.engine.token_strings(list(w))
-                item["sparse_tokens"] = {s: float(x) for s, x in zip(toks, w.values())}
-        if req.multivector:
-            mv = np.asarray(row.multivector, dtype=np.float32)
-            item["multivector_embedding"] = encode_matrix(mv, quant, fmt)
-            if quant == "int8":
-                item["multivector_scale"] = int8_scale(mv).tolist()
-            item["multivector_shape"] = list(mv.shape)
+        item["embedding"] = (
+            "" if req.encoding_format == "base64" else []
+        )  # OpenAI's field, even without dense
+        for h in heads:
+            item.update(head_fields(h, row.get(h), req, self.engine.token_strings))
         return item
 
     # ------------------------------------------------------------ search
@@ -313,8 +317,6 @@ class EmbeddingService:
     def check_index(self) -> None:
         """At start-up: the model has every head the index holds, and one query searches
         (this also compiles numba kernels before the first request). Raises CheckpointError."""
-        from embforge.errors import CheckpointError
-
         index_heads = tuple(getattr(self.index, "heads", None) or ())
         missing = [h for h in index_heads if h not in self.engine.heads]
         if missing:
@@ -341,10 +343,7 @@ class EmbeddingService:
         return self.index.search(emb, **kw)
 
     def _stack(self, rows: list[Row], heads: Sequence[str]) -> Embeddings:
-        return Embeddings(
-            dense=np.stack([r.dense for r in rows]).astype(np.float32) if "dense" in heads else None,
-            sparse=SparseVectors.from_dicts([r.sparse or {} for r in rows], self.engine.vocab_size)
-            if "sparse" in heads
-            else None,
-            multivector=[r.multivector for r in rows] if "multivector" in heads else None,
+        vocab = self.engine.vocab_size
+        return Embeddings.from_parts(
+            {h: HEADS.get(h).from_rows([r.get(h) for r in rows], vocab) for h in heads}
         )

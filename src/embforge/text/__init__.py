@@ -2,7 +2,7 @@
 
 from embforge.text.batching import collate, token_budget_batches
 from embforge.text.inputs import check_texts
-from embforge.text.tokenize import SpecialLayout, TokenizedTexts, tokenize_texts
+from embforge.text.tokenize import SpecialLayout, TokenizedTexts, tokenize_texts, warn_truncated
 
 __all__ = [
     "SpecialLayout",
@@ -11,4 +11,5 @@ __all__ = [
     "collate",
     "token_budget_batches",
     "tokenize_texts",
+    "warn_truncated",
 ]

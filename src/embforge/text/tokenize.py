@@ -6,11 +6,14 @@ content) is read off the tokenizer by comparing its output with and without spec
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SpecialLayout", "TokenizedTexts", "tokenize_texts"]
+__all__ = ["SpecialLayout", "TokenizedTexts", "tokenize_texts", "warn_truncated"]
+
+logger = logging.getLogger("embforge")
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def tokenize_texts(
 
     Truncation keeps the special tokens and cuts the content on the tokenizer's
     ``truncation_side`` (exactly what HF ``truncation=True`` gives). With ``mcls_stride``
-    a [CLS] id is inserted every ``mcls_stride`` tokens (MCLS, SPEC section 1).
+    a [CLS] id is inserted every ``mcls_stride`` tokens (MCLS: Chen et al., 2024, "BGE M3-Embedding").
     """
     lay = SpecialLayout.of(tokenizer)
     full = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
@@ -100,3 +103,18 @@ def tokenize_texts(
             truncated.append(i)
         ids.append(out)
     return TokenizedTexts(ids, truncated, cls_pos)
+
+
+def warn_truncated(idx: list[int], n: int, limit: int, model_limit: int) -> None:
+    """One warning for the ``idx`` texts (of ``n``) cut to ``limit`` tokens (none if ``idx`` is empty)."""
+    if not idx:
+        return
+    logger.warning(
+        "%d of %d texts are longer than max_length=%d tokens and were truncated (first: text %d). "
+        "Pass a larger max_length (this model allows up to %d) or long_inputs='mcls' to encode() to keep more.",
+        len(idx),
+        n,
+        limit,
+        idx[0],
+        model_limit,
+    )

@@ -110,7 +110,7 @@ def test_bad_texts_are_named(tiny_m3, bad, match):
 
 
 def test_bad_options_are_named(tiny_m3):
-    with pytest.raises(ConfigError, match="unknown head 'colbert'; choose from: dense, sparse, multivector"):
+    with pytest.raises(ConfigError, match="unknown head 'colbert'; choose from: dense, multivector, sparse"):
         tiny_m3.encode(TEXTS, heads=("colbert",))
     with pytest.raises(ConfigError, match="unknown role 'passage'; choose from: document, query"):
         tiny_m3.encode(TEXTS, role="passage")

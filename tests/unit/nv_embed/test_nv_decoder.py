@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from embforge.errors import ConfigError
-from embforge.model.decoder import is_bidirectional, is_decoder_config, set_bidirectional
+from embforge.nv_embed.decoder import is_bidirectional, is_decoder_config, set_bidirectional
 
 KINDS = ("llama", "mistral", "qwen2")
 
@@ -70,7 +70,7 @@ def test_per_instance_not_global(make_decoder_config):
 
 
 def test_save_load_keeps_bidirectional(make_decoder, tmp_path):
-    from embforge.model.decoder import load_decoder
+    from embforge.nv_embed.decoder import load_decoder
 
     m = set_bidirectional(make_decoder("qwen2"))
     m.save_pretrained(tmp_path)

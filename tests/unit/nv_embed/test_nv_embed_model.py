@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from embforge.errors import CheckpointError, ConfigError
-from embforge.model.decoder import is_bidirectional
 from embforge.model.encoder import Encoder
-from embforge.model.latent_attention import masked_mean
-from embforge.model.lora import LoraSettings, is_lora
-from embforge.model.nv_embed import build_nv_embed, prepare_decoder_tokenizer, save_nv_embed
+from embforge.nv_embed.decoder import is_bidirectional
+from embforge.nv_embed.latent_attention import masked_mean
+from embforge.nv_embed.lora import LoraSettings, is_lora
+from embforge.nv_embed.model import build_nv_embed, prepare_decoder_tokenizer, save_nv_embed
 
 TEXTS = ["what is the capital of france", "how many legs does a spider have?", "hi"]
 TASK = "Given a question, retrieve passages that answer it"
@@ -132,3 +132,25 @@ def test_bad_inputs(decoder_dir, tmp_path, make_decoder, minilm_tokenizer):
         save_nv_embed(enc, tmp_path / "x", lora="adapter")
     with pytest.raises(ConfigError, match="choose from: adapter, merged"):
         save_nv_embed(enc, tmp_path / "x", lora="both")
+
+
+def test_core_loads_an_nv_embed_checkpoint_without_importing_the_plugin_up_front(decoder_dir, tmp_path):
+    """The core names the plugin only in lazy registry entries: importing it imports no NV-Embed code;
+    loading an NV-Embed checkpoint imports exactly what the checkpoint needs, and works."""
+    import subprocess
+    import sys
+
+    enc = _build(decoder_dir, "llama")
+    ref = enc.encode(TEXTS, role="query").dense
+    save_nv_embed(enc, tmp_path / "m", lora="merged")
+    np.save(tmp_path / "ref.npy", ref)
+    code = f"""
+import sys, numpy as np
+import embforge.model, embforge.model.checkpoint, embforge.model.pooling, embforge.serve
+assert not [m for m in sys.modules if m.startswith("embforge.nv_embed")], "core imported the plugin"
+back = embforge.model.Encoder.from_pretrained({str(tmp_path / "m")!r})
+assert "embforge.nv_embed.latent_attention" in sys.modules
+np.testing.assert_allclose(back.encode({TEXTS!r}, role="query").dense, np.load({str(tmp_path / "ref.npy")!r}), atol=1e-5)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

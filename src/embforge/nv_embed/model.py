@@ -1,13 +1,14 @@
 """NV-Embed encoders: a decoder LLM + latent-attention pooling + instructions (+ LoRA).
 
-Assembles the pieces of SPEC.md section 4 into an ordinary
+NV-Embed (Lee et al., 2024, "NV-Embed: Improved Techniques for Training LLMs as Generalist
+Embedding Models"). Assembles its pieces into an ordinary
 :class:`~embforge.model.encoder.Encoder`, so ``encode``, indexes, evaluation and
 the server work unchanged:
 
 - backbone: a Llama / Mistral / Qwen2-style decoder, made bidirectional
-  (:mod:`embforge.model.decoder`), optionally wrapped with LoRA (:mod:`embforge.model.lora`);
+  (:mod:`embforge.nv_embed.decoder`), optionally wrapped with LoRA (:mod:`embforge.nv_embed.lora`);
 - dense head: ``"latent_attention"`` pooling (or ``"mean"`` / ``"last_token"`` for
-  comparison, :mod:`embforge.model.latent_attention`), L2-normalised;
+  comparison, :mod:`embforge.nv_embed.latent_attention`), L2-normalised;
 - instructions: the query prefix ``"Instruct: {task}\\nQuery: "`` is stored in the
   encoder config (``query_prefix``) with ``pool_prefix=False``, so instruction tokens
   are attended to but not pooled; documents get no prefix.
@@ -28,21 +29,23 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from embforge.errors import CheckpointError, ConfigError
-from embforge.model.decoder import is_decoder_config, load_decoder, set_bidirectional
+from embforge.model.config import FORMAT_VERSION, EncoderConfig
+from embforge.model.encoder import Encoder
 from embforge.model.instructions import instruction_prefix
-from embforge.model.lora import LoraSettings, apply_lora, is_lora, load_adapter, merge_lora, save_adapter
+from embforge.nv_embed.decoder import is_decoder_config, load_decoder, set_bidirectional
+from embforge.nv_embed.lora import LoraSettings, apply_lora, is_lora, load_adapter, merge_lora, save_adapter
+from embforge.text.tokenize import SpecialLayout
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from embforge.model.encoder import Encoder
-
 __all__ = [
     "DEFAULT_TASK",
     "NV_POOLINGS",
+    "adapt_decoder_backbone",
     "build_nv_embed",
     "prepare_decoder_tokenizer",
     "save_nv_embed",
@@ -81,8 +84,6 @@ def prepare_decoder_tokenizer(tokenizer):
             f"{type(tokenizer).__name__} is a slow tokenizer that does not append EOS; "
             "load the fast tokenizer (tokenizer.json) for NV-Embed"
         )
-    from embforge.text.tokenize import SpecialLayout
-
     lead_ids = probe[: SpecialLayout.of(tokenizer).prefix]  # keep the leading specials (BOS / [CLS])
     bos = tokenizer.bos_token_id
     if hasattr(tokenizer, "add_eos_token") and bos is not None and lead_ids in ([], [bos]):
@@ -105,6 +106,13 @@ def prepare_decoder_tokenizer(tokenizer):
             f"could not make {type(tokenizer).__name__} append its EOS token {tokenizer.eos_token!r}"
         )
     return tokenizer
+
+
+def adapt_decoder_backbone(backbone: nn.Module, tokenizer: Any, config: EncoderConfig) -> None:
+    """The backbone adapter of decoder LLM families (``embforge.model.plugins.BACKBONE_ADAPTERS``):
+    right padding and EOS on the tokenizer, causal mask on or off per ``config.bidirectional``."""
+    prepare_decoder_tokenizer(tokenizer)
+    set_bidirectional(backbone, config.bidirectional)
 
 
 def _check_pooling(pooling: str) -> None:
@@ -139,9 +147,6 @@ def build_nv_embed(
         max_length: default token limit per text.
         seed: seed of the fresh latent-attention weights.
     """
-    from embforge.model.config import EncoderConfig
-    from embforge.model.encoder import Encoder
-
     _check_pooling(pooling)
     base_model = None
     if isinstance(backbone, (str, Path)):
@@ -208,8 +213,6 @@ def save_nv_embed(enc: Encoder, path: str | Path, lora: str = "merged") -> None:
 
 def _save_adapter_layout(enc: Encoder, out: Path) -> None:
     from safetensors.torch import save_file
-
-    from embforge.model.config import FORMAT_VERSION
 
     out.mkdir(parents=True, exist_ok=True)
     enc.tokenizer.save_pretrained(str(out))

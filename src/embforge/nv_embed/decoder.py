@@ -1,6 +1,7 @@
 """Decoder-only LLMs (Llama, Mistral, Qwen2 style) as bidirectional encoders (NV-Embed).
 
-NV-Embed (SPEC.md section 4) removes the causal mask of a decoder LLM during
+NV-Embed (Lee et al., 2024, "NV-Embed: Improved Techniques for Training LLMs as
+Generalist Embedding Models") removes the causal mask of a decoder LLM during
 contrastive training so that every token attends to every token. In
 transformers 5.x the causal structure lives in three places; all three are
 switched off:
@@ -39,6 +40,7 @@ import copy
 from typing import TYPE_CHECKING
 
 from embforge.errors import ConfigError
+from embforge.model.plugins import DECODER_MODEL_TYPES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -51,10 +53,6 @@ __all__ = [
     "load_decoder",
     "set_bidirectional",
 ]
-
-# model_type values tested here (tiny random configs of each); other decoder
-# families that build their masks through masking_utils work the same way.
-DECODER_MODEL_TYPES: tuple[str, ...] = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
 
 
 def is_decoder_config(config) -> bool:

@@ -1,6 +1,7 @@
 """Poolings for decoder embedders: NV-Embed latent attention and last token (EOS).
 
-NV-Embed (Lee et al., 2024; SPEC.md section 4) pools the last hidden states
+NV-Embed (Lee et al., 2024, "NV-Embed: Improved Techniques for Training LLMs as Generalist
+Embedding Models") pools the last hidden states
 ``O`` (B, T, H) of a bidirectional decoder with *latent attention*: ``O`` are
 the queries, a trainable latent array ``L`` (r, H) (r = 512) is keys and values,
 
@@ -19,8 +20,8 @@ reaches the embedding only through the decoder's own self-attention.
 
 These classes follow the pooling protocol of ``embforge.model.pooling``
 (``__init__(hidden_size, **options)``, ``forward(hidden (B,T,H), mask (B,T)) -> (B,H)``,
-mask = the tokens to pool) and are registered in its ``POOLINGS`` registry as
-``"latent_attention"`` and ``"last_token"``. Outputs are not normalised (the dense
+mask = the tokens to pool) and are named in its ``POOLINGS`` registry as lazy entries
+``"latent_attention"`` and ``"last_token"`` (imported on first use). Outputs are not normalised (the dense
 head does that).
 """
 
@@ -32,7 +33,6 @@ import torch
 from torch import nn
 
 from embforge.errors import ConfigError
-from embforge.model.pooling import POOLINGS
 
 __all__ = ["LatentAttentionPooling", "LastTokenPooling", "masked_mean", "last_token"]
 
@@ -66,7 +66,6 @@ def last_token(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
 
 
-@POOLINGS.register("last_token")
 class LastTokenPooling(nn.Module):
     """The last pooled token's hidden state: EOS pooling of decoder embedders (no parameters).
 
@@ -80,7 +79,6 @@ class LastTokenPooling(nn.Module):
         return last_token(hidden, mask)  # (B, H)
 
 
-@POOLINGS.register("latent_attention")
 class LatentAttentionPooling(nn.Module):
     """NV-Embed latent-attention pooling (trainable).
 
