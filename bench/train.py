@@ -121,9 +121,9 @@ def run_st(spec: dict, pairs: Path, tmp: Path) -> dict:
 
 
 def run_embforge(spec: dict, pairs: Path, tmp: Path) -> dict:
+    from embforge.train.recipes.contrastive import ContrastiveConfig, DataConfig, LossConfig
     from embforge.train.recipes.contrastive import run as run_contrastive
     from embforge.train.settings import LoopConfig, ModelConfig, OptimConfig, ScheduleConfig
-    from embforge.train.recipes.contrastive import ContrastiveConfig, DataConfig, LossConfig
 
     cfg = ContrastiveConfig(
         data=DataConfig(

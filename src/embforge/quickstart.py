@@ -29,7 +29,6 @@ from typing import Any
 import torch
 
 from embforge.config import build_config
-from embforge.train.recipes import RECIPES
 from embforge.data.bundled import DEMO_ROOT
 from embforge.data.io import read_corpus
 from embforge.data.mining import CorpusIndex, MiningConfig, MiningStats, mine, queries_from_beir
@@ -38,12 +37,13 @@ from embforge.errors import DataError
 from embforge.eval.datasets import RetrievalSet, load_beir
 from embforge.eval.report import build_report, write_report
 from embforge.eval.runner import evaluate_all
+from embforge.index import HybridIndex
 from embforge.index.base import load_index
 from embforge.index.dense import ExactDenseIndex
 from embforge.index.multivector import MultiVectorIndex
 from embforge.index.sparse import SparseIndex
 from embforge.model.encoder import Encoder
-from embforge.index import HybridIndex
+from embforge.train.recipes import RECIPES
 
 __all__ = ["QuickstartConfig", "run_quickstart", "DEMO_ROOT"]
 

@@ -22,7 +22,8 @@ import numpy as np
 from embforge.eval import metrics as M
 from embforge.eval.datasets import BitextSet, RetrievalSet, StsSet
 from embforge.index.bm25 import BM25Index, counts_from_ids
-from embforge.scoring import DEFAULT_WEIGHTS, dense_scores, embedding_scores, truncate_dense, weighted_parts
+from embforge.model.heads import head_scores
+from embforge.scoring import DEFAULT_WEIGHTS, dense_scores, truncate_dense, weighted_parts
 from embforge.types import Embeddings
 
 __all__ = [
@@ -113,7 +114,7 @@ class _RetrievalRuns:
 
     def add_chunk(self, de: Embeddings, start: int) -> None:
         """Score one encoded corpus chunk (its first document is corpus position ``start``)."""
-        sc = {h: embedding_scores(self.queries, de, h) for h in self.heads}  # head -> (Q, n)
+        sc = {h: head_scores(self.queries, de, h) for h in self.heads}  # head -> (Q, n), any registered head
         for h, s in sc.items():
             self.tops[h].add(s, start)
         if "hybrid" in self.tops:

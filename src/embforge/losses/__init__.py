@@ -27,6 +27,7 @@ from embforge.losses.matryoshka import matryoshka_dense, matryoshka_loss
 from embforge.losses.self_distill import M3SelfDistillLoss, self_distill_loss
 from embforge.losses.simcse import SimCSELoss, simcse_sup_loss, simcse_unsup_loss
 from embforge.registry import Registry
+from embforge.scoring import M3_SCORE_WEIGHTS
 from embforge.types import EmbeddingOutput, LossOutput
 
 __all__ = [
@@ -94,7 +95,7 @@ def _infonce(
 def _m3(
     *,
     temperature: float | None = None,
-    score_weights: Sequence[float] = (1.0, 0.3, 1.0),
+    score_weights: Sequence[float] = M3_SCORE_WEIGHTS,
     loss_weights: Sequence[float] = (1.0, 0.1, 1.0),
     weighted: bool = True,
     in_batch_negatives: bool = True,

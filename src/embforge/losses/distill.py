@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from embforge.losses.infonce import candidate_logits, info_nce
-from embforge.losses.scores import head_scores
+from embforge.model.heads import head_scores
 from embforge.types import EmbeddingOutput, LossOutput
 
 __all__ = ["kl_distill_loss", "DistillKLLoss"]

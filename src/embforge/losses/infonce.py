@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from embforge.losses.matryoshka import matryoshka_dense
-from embforge.losses.scores import head_scores
+from embforge.model.heads import head_scores
 from embforge.types import EmbeddingOutput, LossOutput
 
 __all__ = ["candidate_logits", "info_nce", "InfoNCELoss", "WithMatryoshka"]

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from embforge.losses.infonce import candidate_logits
-from embforge.losses.scores import head_scores
+from embforge.model.heads import head_scores
+from embforge.scoring import M3_SCORE_WEIGHTS
 from embforge.types import EmbeddingOutput, LossOutput
 
 __all__ = ["self_distill_loss", "M3SelfDistillLoss"]
@@ -40,7 +41,7 @@ def self_distill_loss(
     s_mul: torch.Tensor,
     labels: torch.Tensor,
     temperature: float = 0.02,
-    score_weights: Sequence[float] = (1.0, 0.3, 1.0),
+    score_weights: Sequence[float] = M3_SCORE_WEIGHTS,
     loss_weights: Sequence[float] = (1.0, 0.1, 1.0),
     weighted: bool = True,
     distill: bool = True,
@@ -87,7 +88,7 @@ class M3SelfDistillLoss:
     def __init__(
         self,
         temperature: float = 0.02,
-        score_weights: Sequence[float] = (1.0, 0.3, 1.0),
+        score_weights: Sequence[float] = M3_SCORE_WEIGHTS,
         loss_weights: Sequence[float] = (1.0, 0.1, 1.0),
         weighted: bool = True,
         in_batch_negatives: bool = True,

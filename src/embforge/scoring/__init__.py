@@ -17,6 +17,7 @@ from embforge.scoring.functions import (
 from embforge.scoring.fusion import (
     DEFAULT_WEIGHTS,
     FUSIONS,
+    M3_SCORE_WEIGHTS,
     RRF_K,
     minmax_fusion,
     minmax_normalize,
@@ -40,6 +41,7 @@ from embforge.scoring.maxsim import (
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "M3_SCORE_WEIGHTS",
     "EMBEDDING_SCORES",
     "FUSIONS",
     "MAXSIM_BLOCK",

@@ -28,6 +28,7 @@ from embforge.registry import Registry
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "M3_SCORE_WEIGHTS",
     "FUSIONS",
     "RRF_K",
     "weighted_sum",
@@ -42,6 +43,12 @@ __all__ = [
 
 #: BGE-M3's hybrid weights w1*s_dense + w2*s_lex + w3*s_mul (Chen et al., 2024): the one definition.
 DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType({"dense": 1.0, "sparse": 0.3, "multivector": 1.0})
+#: the same weights as a (w1, w2, w3) tuple in the paper's order (dense, sparse, multi-vector), for the M3 loss.
+M3_SCORE_WEIGHTS: tuple[float, float, float] = (
+    DEFAULT_WEIGHTS["dense"],
+    DEFAULT_WEIGHTS["sparse"],
+    DEFAULT_WEIGHTS["multivector"],
+)
 
 #: The RRF constant of Cormack et al. (2009).
 RRF_K = 60

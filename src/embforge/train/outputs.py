@@ -18,14 +18,34 @@ __all__ = ["tensor_fields", "map_output", "cat_outputs", "slice_output", "num_ro
 _TOKEN_AXIS = {"sparse", "multivector", "multivector_mask", "input_ids", "attention_mask"}
 
 
+_EXTRA = "extra:"  # prefix of plugin-head outputs (``EmbeddingOutput.extra``) in the flat field map
+
+
 def tensor_fields(out: EmbeddingOutput) -> dict[str, torch.Tensor]:
-    """The non-None tensor fields of ``out``."""
-    return {f.name: getattr(out, f.name) for f in fields(out) if getattr(out, f.name) is not None}
+    """The non-None tensor fields of ``out``; plugin-head outputs appear as ``"extra:<head>"``."""
+    flat = {
+        f.name: getattr(out, f.name)
+        for f in fields(out)
+        if f.name != "extra" and getattr(out, f.name) is not None
+    }
+    for head, value in (out.extra or {}).items():
+        if isinstance(value, torch.Tensor):
+            flat[_EXTRA + head] = value
+    return flat
+
+
+def _rebuild(out: EmbeddingOutput, flat: dict[str, torch.Tensor]) -> EmbeddingOutput:
+    """``out`` with the fields of ``flat`` (the layout of :func:`tensor_fields`) replaced."""
+    plain = {k: v for k, v in flat.items() if not k.startswith(_EXTRA)}
+    extra = {k[len(_EXTRA) :]: v for k, v in flat.items() if k.startswith(_EXTRA)}
+    if extra:
+        plain["extra"] = {**(out.extra or {}), **extra}
+    return replace(out, **plain)
 
 
 def map_output(out: EmbeddingOutput, fn: Callable[[str, torch.Tensor], torch.Tensor]) -> EmbeddingOutput:
-    """Apply ``fn(name, tensor)`` to every tensor field."""
-    return replace(out, **{k: fn(k, v) for k, v in tensor_fields(out).items()})
+    """Apply ``fn(name, tensor)`` to every tensor field (plugin-head outputs included)."""
+    return _rebuild(out, {k: fn(k, v) for k, v in tensor_fields(out).items()})
 
 
 def num_rows(out: EmbeddingOutput) -> int:
@@ -44,16 +64,21 @@ def pad_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def cat_outputs(outs: Sequence[EmbeddingOutput]) -> EmbeddingOutput:
-    """Concatenate along the batch axis, padding token axes to the longest."""
-    names = tensor_fields(outs[0]).keys()
+    """Concatenate along the batch axis, padding token axes to the longest.
+
+    Built-in token-axis fields are padded by name; a plugin head's tensors are padded on dim 1
+    when the parts differ there (a per-token output), else concatenated as they are.
+    """
+    flats = [tensor_fields(o) for o in outs]
     merged = {}
-    for k in names:
-        parts = [getattr(o, k) for o in outs]
-        if k in _TOKEN_AXIS:
+    for k in flats[0]:
+        parts = [f[k] for f in flats]
+        ragged = k.startswith(_EXTRA) and len({p.shape[1:] for p in parts}) > 1
+        if k in _TOKEN_AXIS or ragged:
             t = max(p.shape[1] for p in parts)
             parts = [pad_tokens(p, t) for p in parts]
         merged[k] = torch.cat(parts, dim=0)
-    return replace(outs[0], **merged)
+    return _rebuild(outs[0], merged)
 
 
 def slice_output(out: EmbeddingOutput, start: int, stop: int) -> EmbeddingOutput:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from embforge.config import Choice
+from embforge.config import Choice, _suggest
+from embforge.model.heads import HEADS
 from embforge.model.pooling import POOLINGS
 from embforge.train.schedules import ScheduleConfig
 
@@ -36,13 +37,14 @@ class ModelConfig:
     device: str | None = None
 
     def validate(self) -> list[str]:
+        known = HEADS.names()
         errs = [
-            f"heads: unknown head {h!r}; choose from: dense, multivector, sparse"
+            f"heads: unknown head {h!r}; {_suggest(h, known)}"
             for h in self.heads
-            if h not in ("dense", "sparse", "multivector")
+            if h not in known
         ]
         if not self.heads:
-            errs.append("heads: must name at least one head (dense, sparse, multivector)")
+            errs.append(f"heads: must name at least one head ({', '.join(known)})")
         if len(set(self.heads)) != len(self.heads):
             errs.append(f"heads: {self.heads} names a head twice; list each head once")
         return errs

@@ -229,16 +229,21 @@ def _embed_no_grad(
     return _reorder(cat_outputs(outs), groups, batch), parts, states
 
 
+def _wants_grad(k: str, v: torch.Tensor) -> bool:
+    """Head outputs that carry gradient: the built-in heads' and every floating plugin-head output."""
+    return k in _GRAD_FIELDS or (k.startswith("extra:") and v.is_floating_point())
+
+
 def _leaf(out: EmbeddingOutput) -> EmbeddingOutput:
-    return map_output(out, lambda k, v: v.detach().requires_grad_(True) if k in _GRAD_FIELDS else v)
+    return map_output(out, lambda k, v: v.detach().requires_grad_(True) if _wants_grad(k, v) else v)
 
 
 def _grads(leaf: EmbeddingOutput) -> dict[str, torch.Tensor]:
-    return {k: v.grad for k, v in tensor_fields(leaf).items() if k in _GRAD_FIELDS and v.grad is not None}
+    return {k: v.grad for k, v in tensor_fields(leaf).items() if _wants_grad(k, v) and v.grad is not None}
 
 
 def _grad_or_zero(grads: dict[str, torch.Tensor], k: str, leaf: EmbeddingOutput) -> torch.Tensor:
-    return grads[k] if k in grads else torch.zeros_like(getattr(leaf, k))
+    return grads[k] if k in grads else torch.zeros_like(tensor_fields(leaf)[k])
 
 
 def _backprop_cached(
@@ -255,11 +260,11 @@ def _backprop_cached(
         out = encode(b)
         surrogate = None
         for k, g in grads.items():
-            x = getattr(out, k)
+            x = tensor_fields(out).get(k)
             if x is None:
                 continue
             gs = g[rows.to(g.device)]
-            if x.dim() >= 2 and k != "dense":  # token axis: the sub-batch may be shorter
+            if k in _TOKEN_FIELDS:  # token axis: the sub-batch may be shorter
                 gs = gs[:, : x.shape[1]]
             term = (x.float() * gs.float()).sum()
             surrogate = term if surrogate is None else surrogate + term
@@ -306,7 +311,7 @@ def cached_step(
         merged = {}
         for k in set(qg) | set(dg):
             side = [_grad_or_zero(g, k, leaf) for g, leaf in ((qg, q_leaf), (dg, d_leaf))]
-            if k != "dense":
+            if k in _TOKEN_FIELDS:
                 off = q_batch.input_ids.shape[1] - side[0].shape[1]
                 side = [pad_tokens(x, t - off) for x in side]
             merged[k] = torch.cat(side)

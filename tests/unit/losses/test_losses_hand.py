@@ -23,7 +23,7 @@ from embforge.losses import (
     simcse_sup_loss,
     simcse_unsup_loss,
 )
-from embforge.losses.scores import lexical_scores, maxsim_scores
+from embforge.scoring import lexical_scores, maxsim_scores
 from embforge.types import EmbeddingOutput
 
 

@@ -6,8 +6,13 @@ import pytest
 import torch
 
 from embforge.errors import ConfigError
-from embforge.model.latent_attention import LastTokenPooling, LatentAttentionPooling, last_token, masked_mean
 from embforge.model.pooling import POOLINGS, build_pooling
+from embforge.nv_embed.latent_attention import (
+    LastTokenPooling,
+    LatentAttentionPooling,
+    last_token,
+    masked_mean,
+)
 
 
 def _head(h=32, **kw):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from embforge.errors import CheckpointError, ConfigError
-from embforge.model.decoder import is_bidirectional, set_bidirectional
-from embforge.model.lora import LoraSettings, apply_lora, is_lora, load_adapter, merge_lora, save_adapter
+from embforge.nv_embed.decoder import is_bidirectional, set_bidirectional
+from embforge.nv_embed.lora import LoraSettings, apply_lora, is_lora, load_adapter, merge_lora, save_adapter
 
 
 def _ids():

@@ -148,8 +148,8 @@ def _two_stage_data(out: Path) -> dict:
 
 @needs_data
 def test_two_stage_run_on_cpu(tmp_path):
-    from embforge.model.decoder import is_bidirectional
     from embforge.model.encoder import Encoder
+    from embforge.nv_embed.decoder import is_bidirectional
 
     cfg = build_config(NVEmbedConfig, _two_stage_data(tmp_path / "run"))
     result = RECIPES.get("nv-embed").run(cfg)

@@ -8,7 +8,7 @@ import numpy as np
 def test_server_applies_instruction_per_role(make_decoder, minilm_tokenizer):
     from fastapi.testclient import TestClient
 
-    from embforge.model.nv_embed import build_nv_embed
+    from embforge.nv_embed.model import build_nv_embed
     from embforge.serve import ServeConfig, create_app
 
     enc = build_nv_embed(

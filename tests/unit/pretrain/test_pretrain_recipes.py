@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from embforge.train.recipes import load_config
 from embforge.errors import ConfigError
 from embforge.pretrain.batches import TextBatches
+from embforge.train.recipes import load_config
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -22,6 +22,7 @@ from embforge.errors import ConfigError
 from embforge.losses import LOSSES, ContrastiveLoss, build_loss
 from embforge.model.encoder import Encoder
 from embforge.model.pooling import build_pooling
+from embforge.scoring import M3_SCORE_WEIGHTS
 from embforge.train import distributed as du
 from embforge.train.data import TrainExample, check_examples, group_texts, read_examples, sources_of
 from embforge.train.loop import Callback, Trainer, TrainResult
@@ -89,7 +90,7 @@ class LossConfig:
     head_weights: dict[str, float] = field(default_factory=dict)
     matryoshka_dims: list[int] = field(default_factory=list)
     matryoshka_weights: list[float] | None = None
-    score_weights: list[float] = field(default_factory=lambda: [1.0, 0.3, 1.0])
+    score_weights: list[float] = field(default_factory=lambda: list(M3_SCORE_WEIGHTS))
     loss_weights: list[float] = field(default_factory=lambda: [1.0, 0.1, 1.0])
     weighted: bool = True
     self_distill_start_step: int = 0

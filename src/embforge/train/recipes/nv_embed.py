@@ -36,8 +36,8 @@ from embforge.losses import InfoNCELoss
 from embforge.model.checkpoint import default_model_path
 from embforge.model.encoder import Encoder
 from embforge.model.instructions import instruction_prefix
-from embforge.model.lora import DECODER_TARGET_MODULES, LoraSettings
-from embforge.model.nv_embed import NV_POOLINGS, build_nv_embed, save_nv_embed
+from embforge.nv_embed.lora import DECODER_TARGET_MODULES, LoraSettings
+from embforge.nv_embed.model import NV_POOLINGS, build_nv_embed, save_nv_embed
 from embforge.text import collate, tokenize_texts
 from embforge.train.loop import Callback, Trainer, TrainResult
 from embforge.train.nv_embed_data import Example, SourceConfig, TrainBatch, add_negatives, load_source
