@@ -6,6 +6,8 @@ product through ``embforge.scoring.dense_scores``. Nothing in ``src/`` names it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,7 @@ from embforge.scoring import dense_scores
 from embforge.serve import ServeConfig, create_app
 from embforge.types import Batch, EmbeddingOutput, Embeddings
 
+ROOT = Path(__file__).resolve().parents[3]
 TEXTS = ["the dog runs in the park", "a cat sleeps", "planes fly over the sea", "hello"]
 DIM = 16
 
@@ -168,3 +171,44 @@ def test_the_server_returns_it(enc):
         r = client.post("/v1/embeddings", json={"input": "x", "sparse": True})
         assert r.status_code == 400 and r.json()["error"]["code"] == "head_not_available"
         assert client.get("/healthz").json()["heads"] == ["dense", "dense2"]
+
+
+@pytest.mark.parametrize("sub_batch", ["null", "3"])
+def test_the_contrastive_recipe_trains_it(enc, tmp_path, sub_batch):
+    """InfoNCE on every configured head, plain and GradCache steps: the plugin head's weights move."""
+    from embforge.train.recipes import load_config
+    from helpers.train_fixtures import tiny_overrides, write_data
+
+    model_dir = tmp_path / "model"
+    enc.save_pretrained(str(model_dir))
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "run"
+    ov = tiny_overrides("arctic-finetune", model_dir, data, out)
+    ov += ["model.heads=[dense,dense2]", "loss.name=infonce", "loss.matryoshka_dims=[]", "loss.matryoshka_weights=null"]
+    ov += [f"loop.sub_batch_size={sub_batch}", "model.gradient_checkpointing=false"]
+    recipe, cfg = load_config(ROOT / "configs" / "arctic-finetune.yaml", ov)
+    result = recipe.run(cfg)
+    assert result.steps == 2
+    assert all("infonce/dense2" in row for row in result.log if "loss" in row)
+    trained = Encoder.from_pretrained(str(out / "final"))
+    assert trained.heads == ("dense", "dense2")
+    before = enc.head_modules["dense2"].linear.weight
+    after = trained.head_modules["dense2"].linear.weight
+    assert not torch.allclose(before, after)
+
+
+def test_an_index_searches_it(enc, tmp_path):
+    """The plugin head's vectors go into a saved exact index; search == brute force ``head_scores``."""
+    from embforge.index import ExactDenseIndex, load_index
+
+    docs = enc.encode(TEXTS, heads=("dense2",))
+    queries = enc.encode(TEXTS[:2], role="query", heads=("dense2",))
+    idx = ExactDenseIndex()
+    idx.add([f"d{i}" for i in range(len(TEXTS))], docs.output("dense2"))
+    idx.save(tmp_path / "idx")
+    hits = load_index(tmp_path / "idx").search(queries.output("dense2"), k=len(TEXTS))
+    brute = head_scores(queries, docs, "dense2")
+    for qi in range(2):
+        order = np.argsort(-brute[qi], kind="stable")
+        assert hits.ids[qi] == [f"d{j}" for j in order]
+        np.testing.assert_allclose(hits.scores[qi], brute[qi][order], rtol=1e-5, atol=1e-5)
