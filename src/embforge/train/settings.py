@@ -6,10 +6,11 @@ checking machinery (types, "did you mean", all errors at once) is ``embforge.con
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from embforge.config import Choice, _suggest
+from embforge.config import Choice
 from embforge.model.heads import HEADS
 from embforge.model.pooling import POOLINGS
 from embforge.train.schedules import ScheduleConfig
@@ -39,7 +40,7 @@ class ModelConfig:
     def validate(self) -> list[str]:
         known = HEADS.names()
         errs = [
-            f"heads: unknown head {h!r}; {_suggest(h, known)}"
+            f"heads: unknown head {h!r}; choose from: {', '.join(known)}{_did_you_mean(h, known)}"
             for h in self.heads
             if h not in known
         ]
@@ -126,3 +127,9 @@ class LoopConfig:
         if self.keep_checkpoints < 1:
             errs.append(f"keep_checkpoints: must be >= 1, got {self.keep_checkpoints}")
         return errs
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
