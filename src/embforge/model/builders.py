@@ -122,7 +122,9 @@ def train_unigram_tokenizer(
     ``texts`` default: ``tokenizer_corpus(data_dir=data_dir)``.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import XLMRobertaTokenizerFast
+
+    # transformers 5 keeps this name only as a runtime alias (of XLMRobertaTokenizer); 4.x has the class
+    from transformers import XLMRobertaTokenizerFast  # type: ignore[attr-defined]  # see above
 
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # ids 0..4 as in XLM-R (cls, pad, eos, unk)
     tok = Tokenizer(models.Unigram())
@@ -292,14 +294,14 @@ def xlmr_config(size: str, tokenizer=None, vocab_size: int | None = None, max_le
 
     if size not in XLMR_SIZES:
         raise ConfigError(f"unknown model size {size!r}; choose from: {', '.join(XLMR_SIZES)}")
-    if tokenizer is None and vocab_size is None:
-        raise ConfigError("give a tokenizer or vocab_size to size the embedding table")
     ids: dict[str, int] = {}
     if tokenizer is not None:
         vocab_size = len(tokenizer)
         bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
         eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
         ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": bos, "eos_token_id": eos}
+    if vocab_size is None:
+        raise ConfigError("give a tokenizer or vocab_size to size the embedding table")
     pad = ids.get("pad_token_id", 1)
     return XLMRobertaConfig(
         vocab_size=int(vocab_size),
