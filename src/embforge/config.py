@@ -331,7 +331,7 @@ def build_config(
     if checker.errors:
         n = len(checker.errors)
         raise ConfigError(f"{n} config error{'s' if n > 1 else ''}:\n  " + "\n  ".join(checker.errors))
-    return obj  # type: ignore[return-value]
+    return obj
 
 
 def load_config(

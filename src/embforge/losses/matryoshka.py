@@ -63,4 +63,4 @@ def matryoshka_loss(
         raise ValueError(f"{len(weights)} matryoshka weights for {len(dims)} dims; give one per dim")
     terms = {int(k): loss_fn(matryoshka_dense(q, k), matryoshka_dense(d, k)) for k in dims}
     total = sum(w * terms[int(k)] for k, w in zip(dims, weights))
-    return total, terms  # type: ignore[return-value]
+    return total, terms  # type: ignore[return-value]  # sum() of tensors types as int | Tensor
