@@ -22,7 +22,7 @@ from embforge.types import Embeddings, Hits, SparseVectors
 
 __all__ = ["Index", "INDEXES", "IdMap", "BaseIndex", "topk", "load_index", "as_field"]
 
-INDEXES: Registry[type] = Registry("index backend")
+INDEXES: Registry[type[BaseIndex]] = Registry("index backend")
 
 
 @runtime_checkable
@@ -91,7 +91,8 @@ class IdMap:
             raise DataError(f"add() got {len(ids)} ids for {n} {what}; pass one id per vector")
         if len(set(ids)) != len(ids):
             seen: set[str] = set()
-            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            # set.add returns None: ``or seen.add(i)`` records i and keeps the test false
+            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]  # see above
             raise DataError(f"add() got the id {dup!r} more than once in one call; ids must be unique")
         return ids
 
@@ -184,6 +185,14 @@ class BaseIndex:
     def delete(self, ids: Sequence[str]) -> int:
         """Delete ``ids`` (unknown ids are ignored); returns how many were deleted."""
         return self.idmap.delete(ids)
+
+    # every backend overrides these (the ``Index`` protocol); declared here so that a
+    # ``BaseIndex`` from ``load_index`` types as an ``Index``
+    def add(self, ids: Sequence[str], vectors: Any) -> None:
+        raise NotImplementedError
+
+    def search(self, queries: Any, k: int = 10) -> Hits:
+        raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
         raise NotImplementedError
