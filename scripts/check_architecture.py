@@ -78,6 +78,7 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "types": {"errors"},
     "registry": {"errors"},
+    "resources": {"errors"},  # paths of the files shipped with the package (demo_path)
     "text": _BASE,
     "scoring": _BASE,
     "index": _BASE | {"scoring"},

@@ -23,6 +23,16 @@ _LAZY: dict[str, str] = {
     "Hits": "embforge.types:Hits",
     "LossOutput": "embforge.types:LossOutput",
     "EmbforgeError": "embforge.errors:EmbforgeError",
+    "Retriever": "embforge.search.retriever:Retriever",
+    "build_index": "embforge.search.retriever:build_index",
+    "demo_path": "embforge.resources:demo_path",
+    "load_beir": "embforge.eval.datasets:load_beir",
+    "evaluate_retrieval": "embforge.eval.runner:evaluate_retrieval",
+    "dense_scores": "embforge.scoring:dense_scores",
+    "lexical_scores": "embforge.scoring:lexical_scores",
+    "maxsim_scores": "embforge.scoring:maxsim_scores",
+    "hybrid_scores": "embforge.scoring:hybrid_scores",
+    "embedding_scores": "embforge.scoring:embedding_scores",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -113,3 +113,22 @@ def test_index_matryoshka_hnsw_and_errors(tiny_m3_path, beir, tmp_path):
         app, ["search", str(tmp_path / "nope"), str(beir), "-o", str(tmp_path / "r.trec")]
     )
     assert r.exit_code != 0 and "does not exist" in str(r.exception)
+
+
+def test_index_built_in_one_folder_searches_from_another(tiny_m3_path, beir, tmp_path, monkeypatch):
+    """Issue 18: the model is recorded as an absolute path, not as typed (relative)."""
+    import shutil
+
+    build = tmp_path / "build"
+    shutil.copytree(tiny_m3_path, build / "model")
+    monkeypatch.chdir(build)
+    r = CliRunner().invoke(app, ["index", str(beir), "-o", "idx", "-m", "model", "--heads", "dense"])
+    assert r.exit_code == 0, r.output + str(r.exception)
+    assert load_index(build / "idx").meta["encoder"]["model"] == str((build / "model").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    r = CliRunner().invoke(app, ["search", str(build / "idx"), str(beir), "-o", "run.trec", "-k", "2"])
+    assert r.exit_code == 0, r.output + str(r.exception)
+    assert f"queries encoded with {(build / 'model').resolve()}" in r.output
+    assert len((elsewhere / "run.trec").read_text().splitlines()) == 4

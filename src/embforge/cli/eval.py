@@ -88,7 +88,15 @@ def command_line(name: str, params: dict) -> str:
 
 def eval_command(
     ctx: typer.Context,
-    model: Optional[str] = model_option(),
+    model: Optional[list[str]] = model_option(
+        "Model directory or hub id (embforge, BGE-M3 or sentence-transformers layout); repeat it to "
+        "compare models side by side (e.g. base and fine-tuned). Default: the bundled all-MiniLM-L6-v2."
+    ),
+    name: Optional[list[str]] = typer.Option(
+        None,
+        "--name",
+        help="Label of each --model in the report (repeat, same order); default: folder names.",
+    ),
     index: Optional[Path] = typer.Option(
         None,
         "--index",
@@ -126,61 +134,72 @@ def eval_command(
     plots: bool = typer.Option(True, help="Write PNG plots next to report.md."),
     threads: Optional[int] = threads_option(),
 ) -> None:
-    """Evaluate a model: retrieval per head + hybrid + BM25 + Matryoshka curve, STS, bitext; write a report.
+    """Evaluate models: retrieval per head + hybrid + BM25 + Matryoshka curve, STS, bitext; write a report.
+
+    With several --model, the report puts them side by side (with the change against the first)
+    and plots one bar per model.
 
     Example:
-        embforge eval --beir xquad-en/ --sts sts-dev.csv -o runs/eval
+        embforge eval -m base/ -m tuned/ --beir xquad-en/ --sts sts-dev.csv -o runs/eval
     """
     if not (beir or sts or bitext):
         raise ConfigError("nothing to evaluate: give at least one --beir DIR, --sts FILE or --bitext SRC,TGT")
+    models: list[str | None] = list(model or []) or [None]
+    labels = _model_labels(models, list(name or []))
     head_p = parse_heads(heads)
-    retrieval_sets, sts_sets, bitext_sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs)
+    if index is not None and len(models) > 1:
+        raise ConfigError("--index evaluates one index: give at most one --model (its query encoder)")
+    sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs)
     command = command_line("eval", ctx.params)
-    beir_info = [{"path": str(p), "split": split} for p in beir]
-    set_threads(threads)
-    if index is not None:
-        if not retrieval_sets:
-            raise ConfigError("--index needs at least one --beir DIR with the queries and qrels to evaluate")
-        run = _evaluate_index(index, model, retrieval_sets, batch_size)
-        typer.echo(format_run_table(run))
-        _write(
-            {"index": run},
-            command=command,
-            model={"index": str(index), "query_model": model or "recorded in the index"},
-            data={"beir": beir_info, "max_queries": max_queries},
-            out=output,
-            plots=plots,
-        )
-        return
-    head_t = head_p or resolve_heads(heads, model)
-    encoder = _load_encoder(model, head_t)
-    typer.echo(f"evaluating {model or 'all-MiniLM-L6-v2 (bundled)'} with heads {', '.join(head_t)}")
-    run = _evaluate_model(
-        encoder,
-        (retrieval_sets, sts_sets, bitext_sets),
-        heads=head_t,
-        hybrid=hybrid,
-        weights=_parse_weights(weights),
-        mrl_dims=_parse_dims(mrl_dims),
-        bm25=bm25,
-        batch_size=batch_size,
-        max_length=max_length,
-    )
-    typer.echo(format_run_table(run))
     data = {
-        "beir": beir_info,
+        "beir": [{"path": str(p), "split": split} for p in beir],
         "sts": [str(p) for p in sts],
         "bitext": list(bitext),
         "max_queries": max_queries,
     }
-    _write(
-        {"model": run},
-        command=command,
-        model={"path": model or "bundled all-MiniLM-L6-v2", "heads": list(head_t)},
-        data=data,
-        out=output,
-        plots=plots,
-    )
+    set_threads(threads)
+    if index is not None:
+        if not sets[0]:
+            raise ConfigError("--index needs at least one --beir DIR with the queries and qrels to evaluate")
+        run = _evaluate_index(index, models[0], sets[0], batch_size)
+        typer.echo(format_run_table(run))
+        index_info = {"index": str(index), "query_model": models[0] or "recorded in the index"}
+        _write({"index": run}, command=command, model=index_info, data=data, out=output, plots=plots)
+        return
+    runs: dict[str, dict] = {}
+    info: dict[str, dict[str, object]] = {}
+    for label, m in zip(labels, models):
+        head_t = head_p or resolve_heads(heads, m)
+        typer.echo(f"evaluating {label} ({m or 'bundled'}) with heads {', '.join(head_t)}")
+        runs[label] = _evaluate_model(
+            _load_encoder(m, head_t),
+            sets,
+            heads=head_t,
+            hybrid=hybrid,
+            weights=_parse_weights(weights),
+            mrl_dims=_parse_dims(mrl_dims),
+            bm25=bm25,
+            batch_size=batch_size,
+            max_length=max_length,
+        )
+        info[label] = {"path": m or "bundled all-MiniLM-L6-v2", "heads": list(head_t)}
+        typer.echo(format_run_table(runs[label]))
+    _write(runs, command=command, model=info, data=data, out=output, plots=plots)
+
+
+def _model_labels(models: list[str | None], names: list[str]) -> list[str]:
+    """One unique label per --model: its --name, else the model folder's name (parent/name when
+    two share a name), so no model's results overwrite another's."""
+    from embforge.eval.report import unique_labels
+
+    if names and len(names) != len(models):
+        raise ConfigError(f"--name given {len(names)} times for {len(models)} --model: give one per model")
+    if names:
+        if len(set(names)) != len(names):
+            raise ConfigError(f"--name {names}: the labels must differ")
+        return names
+    paths = [m or "all-MiniLM-L6-v2" for m in models]
+    return unique_labels([Path(p.rstrip("/")).name or p for p in paths], paths)
 
 
 def _load_sets(
@@ -193,16 +212,30 @@ def _load_sets(
 ) -> tuple[list, list, list]:
     """(retrieval sets, STS sets, bitext sets) read from the command's paths; bad --bitext fails first."""
     from embforge.eval.datasets import load_beir, load_bitext, load_sts
+    from embforge.eval.report import unique_labels
 
-    bitext_sets = []
-    for spec in bitext:
-        parts = spec.split(",")
+    pairs = [spec.split(",") for spec in bitext]
+    for spec, parts in zip(bitext, pairs):
         if len(parts) != 2:
             raise ConfigError(f"--bitext {spec!r}: give two files separated by a comma: SOURCE,TARGET")
-        bitext_sets.append(load_bitext(parts[0], parts[1], max_pairs=max_pairs))
-    retrieval_sets = [load_beir(p, split=split, max_queries=max_queries) for p in beir]
-    sts_sets = [load_sts(p) for p in sts]
+    # results are keyed by these names: two files called sts-dev.csv become dir1/sts-dev, dir2/sts-dev
+    bnames = unique_labels([Path(p[0]).name for p in pairs], [p[0] for p in pairs])
+    bitext_sets = [load_bitext(p[0], p[1], name=n, max_pairs=max_pairs) for p, n in zip(pairs, bnames)]
+    rnames = unique_labels([Path(p).resolve().name for p in beir], [str(Path(p).resolve()) for p in beir])
+    retrieval_sets = [
+        load_beir(p, split=split, name=n, max_queries=max_queries) for p, n in zip(beir, rnames)
+    ]
+    snames = unique_labels([_stem(p) for p in sts], [str(Path(p).resolve()) for p in sts])
+    sts_sets = [load_sts(p, name=n) for p, n in zip(sts, snames)]
     return retrieval_sets, sts_sets, bitext_sets
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for ext in (".jsonl.gz", ".tsv.gz", ".csv.gz"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return path.stem
 
 
 def _evaluate_index(index: Path, model: str | None, retrieval_sets: list, batch_size: int) -> dict:
@@ -226,10 +259,12 @@ def _evaluate_model(encoder, sets: tuple[list, list, list], **options) -> dict:
 
 
 def _write(runs: dict, *, command: str, model: dict, data: dict, out: Path, plots: bool) -> None:
-    """report.json + report.md (+ plots) under ``out``."""
-    from embforge.eval.report import build_report, write_report
+    """report.json + report.md (+ plots) under ``out``; several runs are printed side by side."""
+    from embforge.eval.report import build_report, format_comparison, write_report
 
     report = build_report(runs, command=command, model=model, data=data)
+    if len(runs) > 1:
+        typer.echo(format_comparison(report))
     files = write_report(report, out, plots=plots)
     typer.echo(f"wrote {files['json']} and {files['md']}")
 

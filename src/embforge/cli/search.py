@@ -105,6 +105,7 @@ def register(app: typer.Typer) -> None:
         qids, texts = read_query_texts(queries)
         set_threads(threads)
         r = Retriever.load(index_dir, model=model)
+        typer.echo(f"queries encoded with {r.model_source or 'the bundled all-MiniLM-L6-v2'}", err=True)
         enc_kw = {"batch_size": batch_size, "dtype": dtype, "show_progress": show_progress(progress)}
         if max_length is not None:
             enc_kw["max_length"] = max_length

@@ -41,6 +41,10 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_bytes",
     "comparison_rows",
+    "comparison_table",
+    "format_comparison",
+    "merge_reports",
+    "unique_labels",
 ]
 
 SCHEMA = "embforge.report/1"
@@ -185,6 +189,87 @@ def _run_tables(label: str, run: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def comparison_table(report: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, str, list[float]]]]:
+    """Side by side, every run: (run labels, rows of (data set, measure, one value per run)).
+
+    Retrieval cells are nDCG@10 per head, STS cells Spearman, bitext cells accuracy@1; a run
+    without a cell has NaN there. Rows keep the order of first appearance.
+    """
+    labels = list(report["runs"])
+    cells: dict[tuple[str, str], dict[str, float]] = {}
+    for label, run in report["runs"].items():
+        for ds, res in run.get("retrieval", {}).items():
+            for h in _heads_sorted(res["heads"]):
+                if MAIN_METRIC in res["heads"][h]:
+                    cells.setdefault((ds, f"{h} {MAIN_METRIC}"), {})[label] = float(
+                        res["heads"][h][MAIN_METRIC]
+                    )
+        for kind, metric in (("sts", "spearman"), ("bitext", "accuracy@1")):
+            for name, r in run.get(kind, {}).items():
+                if metric in r:
+                    cells.setdefault((name, f"{kind} {metric}"), {})[label] = float(r[metric])
+    nan = float("nan")
+    return labels, [(ds, m, [v.get(lab, nan) for lab in labels]) for (ds, m), v in cells.items()]
+
+
+def _cell(x: float) -> str:
+    return "" if x != x else f"{x:.3f}"
+
+
+def _delta(x: float, base: float) -> str:
+    return "" if x != x or base != base else f"{x - base:+.3f}"
+
+
+def format_comparison(report: Mapping[str, Any], markdown: bool = False) -> str:
+    """The side-by-side table of :func:`comparison_table` with the change of every run against
+    the first, as Markdown or as aligned plain text (3 decimals)."""
+    labels, rows = comparison_table(report)
+    head = ["data", "measure", *labels, *[f"{lab} - {labels[0]}" for lab in labels[1:]]]
+    body = [[ds, m, *map(_cell, v), *[_delta(x, v[0]) for x in v[1:]]] for ds, m, v in rows]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
+    widths = [max(len(str(r[i])) for r in [head, *body]) for i in range(len(head))]
+    fmt = [(str.ljust if i < 2 else str.rjust) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(fmt[i](str(c), widths[i]) for i, c in enumerate(r)).rstrip() for r in [head, *body]
+    )
+
+
+def unique_labels(names: list[str], paths: list[str] | None = None) -> list[str]:
+    """Labels that never collide: a repeated name becomes ``parent/name`` (from ``paths``), then
+    ``name#2``, ``name#3``, ... so no result overwrites another."""
+    paths = paths or names
+    out: list[str] = []
+    for name, path in zip(names, paths):
+        label = name
+        if names.count(name) > 1 and Path(path).parent.name:
+            label = f"{Path(path).parent.name}/{name}"
+        n = 2
+        base = label
+        while label in out:
+            label, n = f"{base}#{n}", n + 1
+        out.append(label)
+    return out
+
+
+def merge_reports(reports: list[Mapping[str, Any]], names: list[str], command: str) -> dict[str, Any]:
+    """One report holding every run of ``reports`` (e.g. several ``report.json`` files), runs
+    labelled ``names[i]`` (a report with several runs: ``names[i]/run``); labels stay unique."""
+    runs: list[tuple[str, Mapping[str, Any]]] = []
+    for name, rep in zip(names, reports):
+        own = rep.get("runs", {})
+        runs += [(name if len(own) == 1 else f"{name}/{k}", r) for k, r in own.items()]
+    labels = unique_labels([k for k, _ in runs])
+    return build_report(
+        {lab: r for lab, (_, r) in zip(labels, runs)},
+        title="embforge comparison",
+        command=command,
+        model={lab: rep.get("model") for lab, rep in zip(unique_labels(names), reports)},
+        data=[rep.get("data") for rep in reports],
+    )
+
+
 def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None = None) -> str:
     """The human-readable report; ``plots`` maps a caption to a PNG file name next to it."""
     v = report.get("versions", {})
@@ -199,19 +284,8 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
         "",
     ]
     labels = list(report["runs"])
-    if len(labels) >= 2:
-        b, a = labels[0], labels[-1]
-        rows = comparison_rows(report, b, a)
-        if rows:
-            lines += [
-                f"## {b} vs {a} (nDCG@10)",
-                "",
-                f"| data | head | {b} | {a} | change |",
-                "|---|---|---|---|---|",
-            ]
-            for ds, h, x, y in rows:
-                lines.append(f"| {ds} | {h} | {x:.4f} | {y:.4f} | {y - x:+.4f} |")
-            lines.append("")
+    if len(labels) >= 2 and comparison_table(report)[1]:
+        lines += [f"## {' vs '.join(labels)}", "", format_comparison(report, markdown=True), ""]
     for note in report.get("notes", []):
         lines.append(f"> {note}")
     if report.get("notes"):
@@ -258,7 +332,7 @@ def _grouped_bars(ax, groups: list[str], series: dict[str, list[float]]) -> None
         for bar, val in zip(bars, vals):
             if val == val:  # not NaN
                 ax.annotate(
-                    f"{val:.2f}",
+                    f"{val:.3f}",
                     (bar.get_x() + bar.get_width() / 2, val),
                     ha="center",
                     va="bottom",
@@ -360,6 +434,26 @@ def plot_languages(report: Mapping[str, Any], path: Path, head: str = "dense") -
     return True
 
 
+def plot_comparison(report: Mapping[str, Any], path: Path) -> bool:
+    """Every cell of :func:`comparison_table` as grouped bars, one colour per run (legend = the
+    run labels), values printed on the bars with 3 decimals; drawn for two runs or more."""
+    labels, rows = comparison_table(report)
+    if len(labels) < 2 or not rows:
+        return False
+    groups = [f"{ds}\n{m}" for ds, m, _ in rows]
+    series = {lab: [v[i] for _, _, v in rows] for i, lab in enumerate(labels)}
+    width = max(6.0, (0.35 * len(labels) + 0.5) * len(rows) + 2)
+    plt, fig, ax = _new_figure(min(width, 40.0), 4.2)
+    _grouped_bars(ax, groups, series)
+    top = max((x for s in series.values() for x in s if x == x), default=1.0)
+    ax.set_ylim(0, min(1.1, top * 1.15 + 0.02) if top <= 1 else top * 1.15)
+    ax.set_ylabel("score (nDCG@10, Spearman, accuracy@1)")
+    ax.set_title(" vs ".join(labels))
+    ax.legend(fontsize=8, loc="lower right")
+    _save(plt, fig, path)
+    return True
+
+
 def _safe_name(s: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)
 
@@ -377,6 +471,8 @@ def write_report(
     written: dict[str, Path] = {}
     figs: dict[str, str] = {}
     if plots:
+        if plot_comparison(report, out / "comparison.png"):
+            figs["Side by side (" + " vs ".join(report["runs"]) + ")"] = "comparison.png"
         datasets: list[str] = []
         for run in report["runs"].values():
             datasets += [d for d in run.get("retrieval", {}) if d not in datasets]

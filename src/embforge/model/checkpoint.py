@@ -58,8 +58,10 @@ def default_model_path() -> str:
 
 
 def resolve_path(path_or_id: str | os.PathLike | None) -> Path:
-    """Local directory for a path or hub id (downloads hub ids with ``huggingface_hub``)."""
-    if path_or_id is None:
+    """Local directory for a path or hub id (downloads hub ids with ``huggingface_hub``).
+
+    ``None`` or ``"bundled"`` is the bundled all-MiniLM-L6-v2 (``embforge eval -m bundled -m tuned/``)."""
+    if path_or_id is None or str(path_or_id) == "bundled":
         return Path(default_model_path())
     p = Path(path_or_id).expanduser()
     if p.is_dir():

@@ -26,8 +26,12 @@ from embforge.model.encode import encode
 from embforge.model.heads import HEADS, Head, HeadOptions
 from embforge.model.instructions import with_instruction_pool_mask
 from embforge.model.plugins import BACKBONE_ADAPTERS, import_attr
+from embforge.scoring import embedding_scores
 from embforge.text import check_texts, collate, tokenize_texts, warn_truncated
 from embforge.types import Batch, EmbeddingOutput, Embeddings
+
+# FlagEmbedding's names for the BGE-M3 heads, accepted where they are unambiguous.
+HEAD_ALIASES = {"colbert": "multivector", "colbert_vecs": "multivector", "lexical_weights": "sparse", "lexical": "sparse"}
 
 __all__ = ["Encoder", "LEGACY_HEAD_PREFIXES"]
 
@@ -256,6 +260,21 @@ class Encoder(nn.Module):
     def encode(self, texts: str | Iterable[str], role: str = "document", **kwargs) -> Embeddings:
         """Fast inference to numpy; see :func:`embforge.model.encode.encode` for the options."""
         return encode(self, texts, role=role, **kwargs)
+
+    def similarity(
+        self, a: str | Iterable[str] | Embeddings, b: str | Iterable[str] | Embeddings, head: str = "dense"
+    ) -> Any:
+        """All-pairs scores (A, B) of one head, like sentence-transformers' ``similarity``.
+
+        ``a`` and ``b`` are ``Embeddings`` (from :meth:`encode`) or texts, encoded here as queries
+        (``a``) and documents (``b``). ``head``: dense, sparse or multivector, or FlagEmbedding's
+        names ``colbert`` (= multivector) and ``lexical_weights`` / ``lexical`` (= sparse).
+        Scores come from :func:`embforge.scoring.embedding_scores` (Chen et al., 2024, BGE M3).
+        """
+        name = HEAD_ALIASES.get(head, head)
+        qa = a if isinstance(a, Embeddings) else self.encode(a, role="query", heads=(name,))
+        qb = b if isinstance(b, Embeddings) else self.encode(b, role="document", heads=(name,))
+        return embedding_scores(qa, qb, name)
 
 
 def _rename_legacy_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:

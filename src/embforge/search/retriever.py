@@ -68,13 +68,19 @@ def build_index(
     """Encode ``texts`` (role "document") in blocks of ``block`` and index them.
 
     ``model`` (path or hub id) is recorded in the index so ``Retriever.load`` can
-    encode queries with the same model; ``encode_kwargs`` go to ``encoder.encode``.
+    encode queries with the same model (a local folder as an absolute path, so the index works
+    from any folder); ``encode_kwargs`` go to ``encoder.encode``.
     """
     kw = dict(encode_kwargs or {})
     # the dense index truncates too, so full-size query vectors (e.g. from the server) also fit
     index = make_hybrid(heads, dense=dense, dim=dim, multivector_dtype=multivector_dtype)
     index.meta = {
-        "encoder": {"model": model, "heads": list(heads), "dim": dim, "max_length": kw.get("max_length")}
+        "encoder": {
+            "model": recorded_model(model),
+            "heads": list(heads),
+            "dim": dim,
+            "max_length": kw.get("max_length"),
+        }
     }
     for a in range(0, len(texts), block):
         emb = encoder.encode(list(texts[a : a + block]), role="document", heads=tuple(heads), dim=dim, **kw)
@@ -82,6 +88,24 @@ def build_index(
         if progress is not None:
             progress(min(len(texts), a + block), len(texts))
     return index
+
+
+def recorded_model(model: str | os.PathLike | None) -> str | None:
+    """What an index records as its model: a local folder as an absolute path (so the index
+    searches from any folder), a hub id or None (the bundled model) as given."""
+    if model is None:
+        return None
+    p = Path(model).expanduser()
+    return str(p.resolve()) if p.is_dir() else str(model)
+
+
+def query_model(index_dir: str | os.PathLike, recorded: str | None) -> str | None:
+    """The model that encodes an index's queries: the recorded one; an older index's relative
+    path is tried relative to the index folder, then as given (relative to the current folder)."""
+    if recorded is None or Path(recorded).is_absolute():
+        return recorded
+    beside = Path(index_dir) / recorded
+    return str(beside) if beside.is_dir() else recorded
 
 
 class Retriever:
@@ -96,6 +120,7 @@ class Retriever:
         self, encoder: Any, index: HybridIndex, dim: int | None = None, max_length: int | None = None
     ):
         self.encoder, self.index, self.dim, self.max_length = encoder, index, dim, max_length
+        self.model_source: str | None = None  # the path or hub id the encoder came from, if known
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike, model: str | None = None, mmap: bool = True) -> Retriever:
@@ -107,18 +132,22 @@ class Retriever:
             component: dict[str, Any] = {loaded.heads[0]: loaded}
             index = HybridIndex(**component)
         info = (getattr(index, "meta", None) or {}).get("encoder", {})
-        encoder = Encoder.from_pretrained(model or info.get("model"), heads=index.heads)
-        return cls(encoder, index, dim=info.get("dim"), max_length=info.get("max_length"))
+        source = model or query_model(index_dir, info.get("model"))
+        encoder = Encoder.from_pretrained(source, heads=index.heads)
+        retriever = cls(encoder, index, dim=info.get("dim"), max_length=info.get("max_length"))
+        retriever.model_source = source
+        return retriever
 
     def encode_queries(self, texts: Iterable[str], **kw: Any):
         kw.setdefault("max_length", self.max_length)
         return self.encoder.encode(list(texts), role="query", heads=self.index.heads, dim=self.dim, **kw)
 
     def search(
-        self, texts: Iterable[str], k: int = 10, block: int = 1024, encode_kwargs=None, **search_kw: Any
+        self, texts: str | Iterable[str], k: int = 10, block: int = 1024, encode_kwargs=None, **search_kw: Any
     ) -> Hits:
-        """Top-``k`` ids per query text; ``search_kw`` go to ``HybridIndex.search`` (weights, fusion, candidates)."""
-        texts = list(texts)
+        """Top-``k`` ids per query text (one string counts as one query, as in ``encode``);
+        ``search_kw`` go to ``HybridIndex.search`` (weights, fusion, candidates)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
         out = Hits(ids=[], scores=[], per_head={h: [] for h in self.index.heads})
         for a in range(0, len(texts), block):
             q = self.encode_queries(texts[a : a + block], **(encode_kwargs or {}))

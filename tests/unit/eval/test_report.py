@@ -44,9 +44,11 @@ def test_write_report_json_md_and_plots(tmp_path):
         0.55
     )
     md = (tmp_path / "report.md").read_text()
-    assert "| xquad-en | dense | 0.4500 | 0.5500 | +0.1000 |" in md
+    assert "| data | measure | base | fine-tuned | fine-tuned - base |" in md
+    assert "| xquad-en | dense ndcg@10 | 0.450 | 0.550 | +0.100 |" in md
+    assert "![Side by side (base vs fine-tuned)](comparison.png)" in md
     assert "![Matryoshka curve (nDCG@10 vs dim)](mrl_curve.png)" in md
-    for name in ("heads_xquad-en.png", "mrl_curve.png", "languages.png"):
+    for name in ("heads_xquad-en.png", "mrl_curve.png", "languages.png", "comparison.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {p.name for p in files.values()} >= {"report.json", "report.md", "languages.png"}
     assert not list(tmp_path.glob(".*.tmp"))
