@@ -65,3 +65,19 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         R.atomic_write_text(p, "new")
     assert p.read_text() == "old" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_unique_labels_never_collide():
+    assert R.unique_labels(["sts-dev", "sts-dev", "x"], ["a/sts-dev.csv", "b/sts-dev.csv", "x.csv"]) == [
+        "a/sts-dev",
+        "b/sts-dev",
+        "x",
+    ]
+    assert R.unique_labels(["m", "m"], ["m", "m"]) == ["m", "m#2"]
+
+
+def test_format_comparison_shows_every_run_and_the_change():
+    rep = R.build_report({"base": _run(0.0), "tuned": _run(0.1), "other": _run(-0.1)}, command="x")
+    text = R.format_comparison(rep)
+    head = text.splitlines()[0].split()
+    assert head[:5] == ["data", "measure", "base", "tuned", "other"] and "+0.100" in text and "-0.100" in text
