@@ -95,7 +95,9 @@ def test_eval_compares_models_and_keeps_same_named_sts_files(tmp_path, monkeypat
     monkeypatch.setattr(eval_cli, "_load_encoder", lambda model, heads: loaded.append(model) or FakeEncoder())
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
-        (tmp_path / d / "sts-dev.csv").write_text("a cat sat,a cat sat,5.0\nthe dog,the sky,0.5\nred car,a red car,4.0\n")
+        (tmp_path / d / "sts-dev.csv").write_text(
+            "a cat sat,a cat sat,5.0\nthe dog,the sky,0.5\nred car,a red car,4.0\n"
+        )
     r = CliRunner().invoke(
         app,
         [
@@ -116,7 +118,9 @@ def test_eval_compares_models_and_keeps_same_named_sts_files(tmp_path, monkeypat
     assert "| data | measure | base | tuned | tuned - base |" in md and "| b/sts-dev | sts spearman |" in md
     assert (tmp_path / "out/comparison.png").read_bytes()[:4] == b"\x89PNG"
 
-    r = CliRunner().invoke(app, ["eval", "-m", "x", "-m", "y", "--name", "one", "--beir", str(DEMO / "xquad-en")])
+    r = CliRunner().invoke(
+        app, ["eval", "-m", "x", "-m", "y", "--name", "one", "--beir", str(DEMO / "xquad-en")]
+    )
     assert r.exit_code != 0 and "give one per model" in str(r.exception)
 
 
@@ -126,10 +130,21 @@ def test_compare_reports(tmp_path, monkeypatch):
         args = ["eval", "--beir", str(DEMO / "xquad-en"), "--max-queries", "10", "--mrl-dims", "none"]
         r = CliRunner().invoke(app, [*args, "-o", str(tmp_path / d)])
         assert r.exit_code == 0, r.output + str(r.exception)
-    r = CliRunner().invoke(app, ["compare", str(tmp_path / "base"), str(tmp_path / "tuned/report.json"), "-o", str(tmp_path / "cmp")])
+    r = CliRunner().invoke(
+        app,
+        ["compare", str(tmp_path / "base"), str(tmp_path / "tuned/report.json"), "-o", str(tmp_path / "cmp")],
+    )
     assert r.exit_code == 0, r.output + str(r.exception)
     rep = json.loads((tmp_path / "cmp/report.json").read_text())
     assert list(rep["runs"]) == ["base", "tuned"] and "tuned - base" in r.output
     assert (tmp_path / "cmp/comparison.png").exists()
     r = CliRunner().invoke(app, ["compare", str(tmp_path / "nope.json")])
+    assert r.exit_code != 0 and "does not exist" in str(r.exception)
+
+
+def test_missing_inputs_say_does_not_exist_before_a_model_loads(tmp_path, monkeypatch):
+    monkeypatch.setattr(eval_cli, "_load_encoder", lambda model, heads: pytest.fail("model loaded first"))
+    r = CliRunner().invoke(app, ["eval", "--beir", str(tmp_path / "papers_beir"), "--heads", "dense"])
+    assert r.exit_code != 0 and "does not exist" in str(r.exception) and "corpus.jsonl" in str(r.exception)
+    r = CliRunner().invoke(app, ["mine", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o.jsonl")])
     assert r.exit_code != 0 and "does not exist" in str(r.exception)

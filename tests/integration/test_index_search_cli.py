@@ -36,7 +36,16 @@ def test_index_then_search_matches_scoring_functions(tiny_m3_path, tiny_m3, beir
     out = tmp_path / "idx"
     r = CliRunner().invoke(
         app,
-        ["index", str(beir), "-o", str(out), "--model", str(tiny_m3_path), "--heads", "dense,sparse,multivector"],
+        [
+            "index",
+            str(beir),
+            "-o",
+            str(out),
+            "--model",
+            str(tiny_m3_path),
+            "--heads",
+            "dense,sparse,multivector",
+        ],
     )
     assert r.exit_code == 0, r.output
     idx = load_index(out)
@@ -109,9 +118,7 @@ def test_index_matryoshka_hnsw_and_errors(tiny_m3_path, beir, tmp_path):
         app, ["search", str(out), str(beir), "-o", str(tmp_path / "r.trec"), "--weights", "1,2"]
     )
     assert r.exit_code != 0 and "--weights must be three numbers" in str(r.exception)
-    r = CliRunner().invoke(
-        app, ["search", str(tmp_path / "nope"), str(beir), "-o", str(tmp_path / "r.trec")]
-    )
+    r = CliRunner().invoke(app, ["search", str(tmp_path / "nope"), str(beir), "-o", str(tmp_path / "r.trec")])
     assert r.exit_code != 0 and "does not exist" in str(r.exception)
 
 

@@ -24,7 +24,7 @@ from embforge.cli._common import (
     split_option,
     threads_option,
 )
-from embforge.errors import ConfigError
+from embforge.errors import ConfigError, DataError
 
 
 def _rank_range(text: str) -> tuple[int, int]:
@@ -116,6 +116,8 @@ def mine_command(
         index="flat" if dense_index == "exact" else dense_index,
         ef_search=ef_search,
     )
+    if not input_path.exists():  # checked before the teacher model loads
+        raise DataError(f"input {str(input_path)!r} does not exist; pass a record file or a BEIR folder")
     set_threads(threads)
     teacher = _teacher(model, heads, batch_size, max_length)
     short_path = output.with_name(output.name + ".short.jsonl") if short == "separate" else None

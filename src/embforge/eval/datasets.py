@@ -80,6 +80,11 @@ def load_beir(
     """Read a BEIR directory; keep the queries judged in ``qrels/<split>.tsv``."""
 
     root = Path(path)
+    if not root.is_dir():
+        what = "is a file, not a BEIR folder" if root.exists() else "does not exist"
+        raise DataError(
+            f"BEIR folder {str(root)!r} {what}; pass the folder holding corpus.jsonl, queries.jsonl, qrels/"
+        )
     for f in ("corpus.jsonl", "queries.jsonl"):
         if not (root / f).exists() and not (root / (f + ".gz")).exists():
             raise DataError(

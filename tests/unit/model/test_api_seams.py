@@ -34,7 +34,9 @@ def test_similarity_accepts_flagembedding_names(tiny_m3):
     got = tiny_m3.similarity(a, b, head="colbert")
     assert got.shape == (2, 3)
     np.testing.assert_allclose(got, embedding_scores(qa, qb, "multivector"), rtol=1e-5)
-    np.testing.assert_allclose(tiny_m3.similarity(qa, qb, head="lexical_weights"), embedding_scores(qa, qb, "sparse"))
+    np.testing.assert_allclose(
+        tiny_m3.similarity(qa, qb, head="lexical_weights"), embedding_scores(qa, qb, "sparse")
+    )
 
 
 def test_retriever_search_takes_one_string(tiny_m3):

@@ -1,0 +1,24 @@
+"""Docs numbers come from bench/results (issue 18): the generated blocks are current."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+_spec = importlib.util.spec_from_file_location("bench_table", ROOT / "scripts" / "bench_table.py")
+assert _spec is not None and _spec.loader is not None
+bench_table = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_table)
+
+
+def test_generated_blocks_are_current():
+    assert bench_table.main(["--check"]) == 0
+
+
+def test_a_typed_number_is_replaced_by_the_results_file():
+    doc = ROOT / "docs" / "training.md"
+    stale = "<!-- generated: table bench/results/train.md -->\n| typed | 2.2x |\n<!-- end generated -->"
+    out = bench_table.render(doc, stale)
+    assert "2.2x" not in out and "| configuration | pairs/s |" in out
+    assert "](../bench/results/train.md)" in out
