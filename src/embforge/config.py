@@ -127,14 +127,16 @@ class _StrictLoader(yaml.SafeLoader):
 
 def _safe_load(text: str, name: str) -> Any:
     """Parse YAML text strictly; every failure is a ConfigError naming ``name`` (and the line)."""
-    loader = _StrictLoader(text)
-    loader.name = name
+    loader = None
     try:
+        loader = _StrictLoader(text)  # the reader refuses control characters here already
+        loader.name = name
         return loader.get_single_data()  # type: ignore[no-untyped-call]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{name}:{mark.line + 1}" if mark is not None else name
-        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+        what = " ".join(str(getattr(e, "problem", None) or getattr(e, "reason", None) or e).split())
+        raise ConfigError(f"{where}: invalid YAML: {what[:120]}") from None
     except RecursionError:
         raise ConfigError(f"{name}: YAML nested too deeply to read; flatten it") from None
     except ValueError as e:  # ConfigError (duplicate key) passes; int(...) beyond the digit limit
@@ -142,7 +144,8 @@ def _safe_load(text: str, name: str) -> Any:
             raise
         raise ConfigError(f"{name}: unreadable YAML value ({str(e)[:80]}); fix the value") from None
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        if loader is not None:
+            loader.dispose()  # type: ignore[no-untyped-call]
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

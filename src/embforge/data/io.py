@@ -16,6 +16,7 @@ import contextlib
 import gzip
 import io
 import json
+import logging
 import os
 import re
 import tempfile
@@ -56,6 +57,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+logger = logging.getLogger("embforge")
 PathLike = str | os.PathLike
 
 
@@ -118,8 +120,15 @@ def read_error(path: PathLike, exc: BaseException, lineno: int | None = None) ->
     if isinstance(exc, gzip.BadGzipFile):
         return DataError(f"{path}: not a gzip file although its name ends in .gz; gzip it or rename it")
     if isinstance(exc, (EOFError, zlib.error)):
-        return DataError(f"{where}: truncated or corrupt gzip data ({exc}); re-download or re-compress the file")
-    return DataError(f"{where}: cannot read the file ({type(exc).__name__}: {exc}); check the file")
+        return DataError(
+            f"{where}: truncated or corrupt gzip data ({_brief(exc)}); re-download or re-compress the file"
+        )
+    return DataError(f"{where}: cannot read the file ({type(exc).__name__}: {_brief(exc)}); check the file")
+
+
+def _brief(exc: BaseException, limit: int = 120) -> str:
+    """An exception's text on one line, shortened (library messages can span lines)."""
+    return " ".join(str(exc).split())[:limit]
 
 
 _READ_ERRORS = (UnicodeDecodeError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -231,7 +240,7 @@ def loads_json(text: str, where: str) -> Any:
     except RecursionError:
         raise DataError(f"{where}: JSON nested too deeply to read; flatten the record") from None
     except ValueError as e:  # e.g. an integer beyond sys.get_int_max_str_digits()
-        raise DataError(f"{where}: unreadable JSON value ({str(e)[:80]}); fix the value") from None
+        raise DataError(f"{where}: unreadable JSON value ({_brief(e, 80)}); fix the value") from None
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         check_strings(obj, where)
     return obj
@@ -317,7 +326,7 @@ def _iter_parquet(path: PathLike, batch_size: int) -> Iterator[tuple[int, Any]]:
                 yield row, rec
     except (pa.ArrowException, OSError) as e:
         raise DataError(
-            f"{path}: not a readable parquet file (after row {row}: {str(e)[:120]}); "
+            f"{path}: not a readable parquet file (after row {row}: {_brief(e)}); "
             "re-export it or use JSONL"
         ) from None
 
@@ -338,16 +347,32 @@ def iter_rows(
 
 
 def _parsed(
-    path: PathLike, parse: Callable[[Any, str], T], bad: BadLines | None, parquet_batch_size: int = 1024
+    path: PathLike,
+    parse: Callable[[Any, str], T],
+    bad: BadLines | None,
+    parquet_batch_size: int = 1024,
+    key: Callable[[T], str] | None = None,
 ) -> Iterator[T]:
+    """Parse each row; with ``key``, a repeated id is a DataError naming both lines."""
+    seen: dict[str, int] = {}
     for lineno, obj in iter_rows(path, bad, parquet_batch_size):
         where = f"{path}:{lineno}"
         try:
-            yield parse(obj, where)
+            item = parse(obj, where)
+            if key is not None:
+                k = key(item)
+                if k in seen:
+                    raise DataError(
+                        f"{where}: id {k!r} already used on line {seen[k]}; ids must be unique "
+                        "(a repeated id would silently replace the first record); rename or drop one"
+                    )
+                seen[k] = lineno
         except DataError as e:
             if bad is None:
                 raise
             bad.add(path, lineno, obj, str(e))
+            continue
+        yield item
 
 
 def read_records(
@@ -398,7 +423,7 @@ def count_rows(path: PathLike) -> int:
         try:
             return int(pq.ParquetFile(str(path)).metadata.num_rows)
         except (pa.ArrowException, OSError) as e:
-            raise DataError(f"{path}: not a readable parquet file ({str(e)[:120]}); re-export it") from None
+            raise DataError(f"{path}: not a readable parquet file ({_brief(e)}); re-export it") from None
     with open_text(path) as fh:
         return sum(1 for line in fh if line.strip())
 
@@ -407,13 +432,23 @@ def count_rows(path: PathLike) -> int:
 
 
 def read_corpus(path: PathLike, bad: BadLines | None = None) -> Iterator[CorpusDoc]:
-    """Stream a BEIR ``corpus.jsonl`` (or parquet with the same columns)."""
-    return _parsed(path, parse_corpus_doc, bad)
+    """Stream a BEIR ``corpus.jsonl`` (or parquet with the same columns).
+
+    Document ids must be unique (a DataError names the second line). Documents with an
+    empty title and text are kept (public collections have them; they never match) and
+    counted in one warning when the file has been read.
+    """
+    empty = 0
+    for doc in _parsed(path, parse_corpus_doc, bad, key=lambda d: d.id):
+        empty += not (doc.text.strip() or doc.title.strip())
+        yield doc
+    if empty:
+        logger.warning("%s: %d document(s) with empty title and text kept (they never match)", path, empty)
 
 
 def read_queries(path: PathLike, bad: BadLines | None = None) -> Iterator[Query]:
-    """Stream a BEIR ``queries.jsonl``."""
-    return _parsed(path, parse_query, bad)
+    """Stream a BEIR ``queries.jsonl``; query ids must be unique."""
+    return _parsed(path, parse_query, bad, key=lambda q: q.id)
 
 
 def _qrels_lines(path: PathLike) -> Iterator[tuple[int, str]]:
