@@ -324,7 +324,7 @@ def _iter_parquet(path: PathLike, batch_size: int) -> Iterator[tuple[int, Any]]:
             for rec in batch.to_pylist():
                 row += 1
                 yield row, rec
-    except (pa.ArrowException, OSError) as e:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # a string column may hold non-UTF-8
         raise DataError(
             f"{path}: not a readable parquet file (after row {row}: {_brief(e)}); "
             "re-export it or use JSONL"

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from embforge.errors import ConfigError, DataError
+from embforge.errors import CheckpointError, ConfigError, DataError
 from embforge.index.base import INDEXES, BaseIndex, IdMap, check_k, hits_from_rows
-from embforge.index.storage import load_array, save_array, write_manifest
+from embforge.index.storage import check_array, check_bounds, check_offsets, load_array, save_array, write_manifest
 from embforge.types import Hits, SparseVectors
 
 __all__ = ["BM25Index", "term_counts", "bm25_weights", "counts_from_ids"]
@@ -239,9 +239,15 @@ class BM25Index(BaseIndex):
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> BM25Index:
-        idx = cls(**manifest["config"])
+        idx = cls._from_config(d, manifest)
         idx.idmap = IdMap.load(d)
-        idx.vocab_size = int(manifest.get("vocab_size") or 0)
+        vocab = manifest.get("vocab_size") or 0
+        if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 0:
+            raise CheckpointError(f"{d / 'index.json'}: vocab_size must be a non-negative integer, got {vocab!r}")
+        idx.vocab_size = vocab
         arrs = [np.asarray(load_array(d, n, mmap)) for n in ("indptr", "indices", "counts")]
+        check_offsets(d, "indptr", arrs[0], idx.idmap.n_rows, len(arrs[1]))
+        check_bounds(d, "indices", arrs[1], vocab)
+        check_array(d, "counts", arrs[2], "fiu", 1, len(arrs[1]))
         idx._counts = [SparseVectors(*arrs, idx.vocab_size)]
         return idx
