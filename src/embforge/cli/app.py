@@ -12,8 +12,15 @@ import pkgutil
 import typer
 
 import embforge.cli as _pkg
+from embforge.cli import _outputs
+
+
+def _succeeded(*_: object, **__: object) -> None:
+    _outputs.succeeded()
+
 
 app = typer.Typer(
+    result_callback=_succeeded,
     name="embforge",
     help="Multilingual dense, sparse and multi-vector embeddings: encode, train, index, search, evaluate, serve.",
     no_args_is_help=True,
@@ -33,8 +40,9 @@ def _load_commands() -> None:
 
 
 @app.callback()
-def _root() -> None:
+def _root(ctx: typer.Context) -> None:
     """embforge: encode, train, index, search, evaluate and serve text embeddings."""
+    ctx.call_on_close(_outputs.finish)  # a failed command leaves no output folder it created
 
 
 @app.command("version")

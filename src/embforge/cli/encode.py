@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._outputs import claim
 from embforge.errors import DataError
 
 
@@ -107,6 +108,9 @@ def register(app: typer.Typer) -> None:
         from embforge.model.encoder import Encoder
 
         head_list = tuple(h.strip() for h in heads.split(",") if h.strip())
+        claim(output, inputs=[input])
+        if output.suffix not in (".npy", ".jsonl"):
+            raise DataError(f"output {str(output)!r}: unknown extension {output.suffix!r}; use .npy (dense) or .jsonl")
         if output.suffix == ".npy" and head_list != ("dense",):
             raise DataError(f"{output}: .npy holds only the dense head; ask --heads dense or write .jsonl")
         ids, texts = read_texts(input, text_field)

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._outputs import claim
 from embforge.errors import DataError
 
 
@@ -81,6 +82,7 @@ def register(app: typer.Typer) -> None:
 
         head_list = tuple(h.strip() for h in heads.split(",") if h.strip())
         DENSE_BACKENDS.get(dense_index)  # fail before loading anything
+        claim(out_dir, directory=True, inputs=[corpus])
         ids, texts = read_corpus_texts(corpus)
         t0 = time.perf_counter()
         enc = Encoder.from_pretrained(model, heads=head_list)

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._outputs import claim
 from embforge.errors import ConfigError, DataError
 
 
@@ -87,6 +88,7 @@ def register(app: typer.Typer) -> None:
         from embforge.search.runs import run_format, write_run
 
         run_format(out)  # fail before loading anything
+        claim(out, inputs=[queries, index_dir])
         if fusion is not None:
             FUSIONS.get(fusion)
         w = parse_weights(weights)

@@ -54,6 +54,8 @@ __all__ = [
     "check_strings",
     "read_error",
     "read_text_file",
+    "check_output",
+    "precheck_records",
 ]
 
 T = TypeVar("T")
@@ -270,6 +272,54 @@ def atomic_write(path: PathLike) -> Iterator[IO[str]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_output(path: PathLike, *, directory: bool = False, inputs: Iterable[PathLike | None] = ()) -> None:
+    """Refuse an output path before any work: an existing file where a folder goes (or the
+    reverse), a file on the way to it, or an input of the same command (``mine X X``).
+
+    Raises:
+        DataError: naming the path and the fix (the CLI exits with code 2).
+    """
+    out = Path(path)
+    for inp in inputs:
+        if inp is not None and out.resolve() == Path(inp).resolve():
+            raise DataError(f"{out}: the output is also an input of this command; write to another path")
+    if directory and out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is a file, but the output is a folder; remove it or pick another path")
+    if not directory and out.is_dir():
+        raise DataError(f"{out}: is a folder, but the output is a file; pick a file name")
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"{out}: {parent} is a file, so nothing can be written under it; pick another path")
+            break
+
+
+def precheck_records(
+    path: PathLike, beir_split: str | None = None, corpus: PathLike | None = None
+) -> None:
+    """Read an input once, only to check it, before a command loads a model.
+
+    A record file is parsed whole; a BEIR folder (with ``beir_split``) has its corpus,
+    queries and qrels checked together (unknown or duplicate ids included). The first
+    problem is a DataError naming file:line; nothing is kept in memory but the ids.
+    """
+    p = Path(path)
+    if corpus is not None:
+        for _lineno, obj in iter_rows(corpus):
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise DataError(f"{corpus}:{_lineno}: every corpus line needs a 'text' string (BEIR layout)")
+    if p.is_dir():
+        if beir_split is None:
+            return
+        docs = {d.id for d in read_corpus(p / "corpus.jsonl")}
+        queries = {q.id for q in read_queries(p / "queries.jsonl")}
+        for _ in read_qrels(p / "qrels" / f"{beir_split}.tsv", None, queries, docs):
+            pass
+        return
+    for _ in read_records(p):
+        pass
 
 
 def _is_parquet(path: PathLike) -> bool:

@@ -17,7 +17,14 @@ import numpy as np
 
 from embforge.errors import CheckpointError, ConfigError, DataError
 from embforge.index.base import INDEXES, BaseIndex, IdMap, check_k, hits_from_rows
-from embforge.index.storage import check_array, check_bounds, check_offsets, load_array, save_array, write_manifest
+from embforge.index.storage import (
+    check_array,
+    check_bounds,
+    check_offsets,
+    load_array,
+    save_array,
+    write_manifest,
+)
 from embforge.types import Hits, SparseVectors
 
 __all__ = ["BM25Index", "term_counts", "bm25_weights", "counts_from_ids"]

@@ -27,7 +27,14 @@ from embforge.index.base import (
     hits_from_rows,
     topk,
 )
-from embforge.index.storage import check_array, check_bounds, check_offsets, load_array, save_array, write_manifest
+from embforge.index.storage import (
+    check_array,
+    check_bounds,
+    check_offsets,
+    load_array,
+    save_array,
+    write_manifest,
+)
 from embforge.types import Hits, SparseVectors
 
 __all__ = ["SparseIndex", "SPARSE_BACKENDS"]

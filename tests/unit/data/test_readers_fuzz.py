@@ -19,7 +19,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers.fuzz import BUDGETS, byte_files, check_reader, gzipped, parquet_files, tsv_files
 from hypothesis import strategies as st
 
 from embforge.config import read_yaml
@@ -30,6 +29,7 @@ from embforge.data.convert.sts import read_sts
 from embforge.data.io import count_rows, read_corpus, read_qrels, read_queries, read_records
 from embforge.eval.datasets import load_beir, load_bitext, load_sts
 from embforge.pretrain.corpus import read_texts
+from helpers.fuzz import BUDGETS, byte_files, check_reader, gzipped, parquet_files, tsv_files
 
 RECORD_KEYS = ["query", "positive", "negative", "pos", "neg", "pos_scores", "neg_scores",
                "sentence1", "sentence2", "score", "source", "lang", "id"]

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.fuzz import BUDGETS, check_reader
-from helpers.index_testdata import clustered, random_multivector, random_sparse
 from hypothesis import strategies as st
 
 from embforge.errors import CheckpointError
@@ -25,6 +23,8 @@ from embforge.index import (
     load_index,
 )
 from embforge.types import Embeddings
+from helpers.fuzz import BUDGETS, check_reader
+from helpers.index_testdata import clustered, random_multivector, random_sparse
 
 N = 20
 

@@ -12,7 +12,6 @@ SQuAD JSON is one document (``{"data": [{"title", "paragraphs": [{"context", "qa
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator
