@@ -111,7 +111,7 @@ class BM25Index(BaseIndex):
             int(n_threads),
         )
         self._counts: list[SparseVectors] = []
-        self._bm25 = None
+        self._bm25: Any = None  # a bm25s.BM25 (bm25s ships no type stubs)
         self._live_rows: np.ndarray | None = None
         self._vocab: dict[int, int] = {}
         self.vocab_size = 0
@@ -192,15 +192,18 @@ class BM25Index(BaseIndex):
         k = check_k(k)
         if self._bm25 is None:
             self._build()
+        live_rows = self._live_rows
+        if live_rows is None:
+            raise RuntimeError("BM25Index: the bm25s index was built without its live rows")
         qids = self._query_ids(queries)
-        n_live = len(self._live_rows)
+        n_live = len(live_rows)
         if n_live == 0:
             return np.full((len(qids), 0), -1, np.int64), np.zeros((len(qids), 0), np.float32)
         kk = min(k, n_live)
         empty = len(self._vocab)
         qids = [q if q else [empty] for q in qids]
         res = self._bm25.retrieve(qids, k=kk, show_progress=False, n_threads=self.n_threads)
-        rows = self._live_rows[np.asarray(res.documents, np.int64)]
+        rows = live_rows[np.asarray(res.documents, np.int64)]
         return rows, np.asarray(res.scores, np.float32)
 
     def search(self, queries: Any, k: int = 10) -> Hits:
@@ -252,9 +255,9 @@ class BM25Index(BaseIndex):
         if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 0:
             raise CheckpointError(f"{d / 'index.json'}: vocab_size must be a non-negative integer, got {vocab!r}")
         idx.vocab_size = vocab
-        arrs = [np.asarray(load_array(d, n, mmap)) for n in ("indptr", "indices", "counts")]
-        check_offsets(d, "indptr", arrs[0], idx.idmap.n_rows, len(arrs[1]))
-        check_bounds(d, "indices", arrs[1], vocab)
-        check_array(d, "counts", arrs[2], "fiu", 1, len(arrs[1]))
-        idx._counts = [SparseVectors(*arrs, idx.vocab_size)]
+        indptr, indices, counts = (np.asarray(load_array(d, n, mmap)) for n in ("indptr", "indices", "counts"))
+        check_offsets(d, "indptr", indptr, idx.idmap.n_rows, len(indices))
+        check_bounds(d, "indices", indices, vocab)
+        check_array(d, "counts", counts, "fiu", 1, len(indices))
+        idx._counts = [SparseVectors(indptr, indices, counts, idx.vocab_size)]
         return idx

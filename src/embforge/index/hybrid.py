@@ -210,7 +210,7 @@ class HybridIndex(BaseIndex):
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> HybridIndex:
-        comps = {h: load_index(_component_dir(d, h), mmap=mmap) for h in _components(d, manifest)}
+        comps: dict[str, Any] = {h: load_index(_component_dir(d, h), mmap=mmap) for h in _components(d, manifest)}
         config = manifest.get("config") or {}
         bad = sorted(set(config) - {"retrieve", "candidates", "fusion", "weights", "rrf_k"})
         if bad:
