@@ -17,13 +17,18 @@ _CLAIMED: list[Path] = []
 
 
 def claim(path: str | Path, *, directory: bool = False, inputs: Iterable[str | Path | None] = ()) -> None:
-    """Check ``path`` (see :func:`embforge.data.io.check_output`); remember a folder that does not exist yet."""
+    """Check ``path`` (see :func:`embforge.data.io.check_output`); remember the folders it will create."""
     from embforge.data.io import check_output
 
     check_output(path, directory=directory, inputs=inputs)
     out = Path(path).absolute()
-    if directory and not out.exists():
-        _CLAIMED.append(out)
+    missing = None  # the topmost folder on the way to the output that does not exist yet
+    for folder in [out, *out.parents] if directory else list(out.parents):
+        if folder.exists():
+            break
+        missing = folder
+    if missing is not None:
+        _CLAIMED.append(missing)
 
 
 def succeeded() -> None:
