@@ -113,7 +113,13 @@ def serve(
     head_list = [h.strip() for h in heads.split(",") if h.strip()] if heads else None
     app = create_app(model, index=index, config=config, heads=head_list)
     uvicorn.run(
-        app, host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=keep_alive
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        # uvicorn annotates int but only hands it to asyncio's call_later, where fractions of a second work
+        timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # see above
     )
 
 

@@ -92,7 +92,9 @@ def tokenize_texts(
     left = getattr(tokenizer, "truncation_side", "right") == "left"
     texts, capped = cap_chars(texts, max_length, left)
     full = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-    ids, truncated, cls_pos = [], [], [] if mcls_stride else None
+    ids: list[list[int]] = []
+    truncated: list[int] = []
+    cls_pos: list[list[int]] = []  # filled with MCLS only
     for i, x in enumerate(full):
         if mcls_stride:
             out, pos, cut = _mcls(x, lay, max_length, tokenizer.cls_token_id, mcls_stride)
@@ -103,7 +105,7 @@ def tokenize_texts(
         if cut or i in capped:
             truncated.append(i)
         ids.append(out)
-    return TokenizedTexts(ids, truncated, cls_pos)
+    return TokenizedTexts(ids, truncated, cls_pos if mcls_stride else None)
 
 
 CHARS_PER_TOKEN = 64  # longer than any token of the usual vocabularies: the cap does not change what is kept
