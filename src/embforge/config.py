@@ -114,7 +114,7 @@ class _StrictLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]  # PyYAML is untyped
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 raise ConfigError(
                     f"{self.name}:{key_node.start_mark.line + 1}: key {key!r} is written twice "
@@ -131,7 +131,7 @@ def _safe_load(text: str, name: str) -> Any:
     try:
         loader = _StrictLoader(text)  # the reader refuses control characters here already
         loader.name = name
-        return loader.get_single_data()  # type: ignore[no-untyped-call]
+        return loader.get_single_data()  # type: ignore[no-untyped-call]  # PyYAML is untyped
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{name}:{mark.line + 1}" if mark is not None else name
@@ -145,7 +145,7 @@ def _safe_load(text: str, name: str) -> Any:
         raise ConfigError(f"{name}: unreadable YAML value ({str(e)[:80]}); fix the value") from None
     finally:
         if loader is not None:
-            loader.dispose()  # type: ignore[no-untyped-call]
+            loader.dispose()  # type: ignore[no-untyped-call]  # PyYAML is untyped
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
