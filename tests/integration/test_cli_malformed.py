@@ -51,7 +51,7 @@ def test_malformed_record_files_exit_2_in_every_command(tmp_path, monkeypatch, c
     path = tmp_path / name
     path.write_bytes(CORRUPT_RECORDS[name])
     out = tmp_path / "out.jsonl"
-    args = [command, path] if command == "validate" else [command, path, out]
+    args = [command, path] if command == "validate" else [command, path, "-o", out]
     if command in ("mine", "filter"):  # the input must fail before the model is loaded
         args += ["--model", tmp_path / "no-such-model"]
     line = _expect_user_error(monkeypatch, capsys, str(path), *args)
@@ -78,10 +78,10 @@ def test_malformed_converter_inputs_exit_2(tmp_path, monkeypatch, capsys, comman
     first = src / next(iter(files))
     out = tmp_path / "out"
     args = {
-        "sts": ["convert", "sts", first, out / "x.jsonl"],
+        "sts": ["convert", "sts", first, "-o", out / "x.jsonl"],
         "nli": ["convert", "nli", first, "-o", out / "x.jsonl"],
-        "squad": ["convert", "squad", first, out],
-        "tatoeba": ["convert", "tatoeba", src, out],
+        "squad": ["convert", "squad", first, "-o", out],
+        "tatoeba": ["convert", "tatoeba", src, "-o", out],
     }[command]
     _expect_user_error(monkeypatch, capsys, str(src), *args)
     assert not out.exists(), "a failed command must not leave its output folder behind"
@@ -154,14 +154,14 @@ def test_malformed_outputs_are_refused_before_work(tmp_path, monkeypatch, capsys
     data = tmp_path / "pairs.jsonl"
     data.write_bytes(PAIR)
     nope = tmp_path / "no-such-model"
-    _expect_user_error(monkeypatch, capsys, "also an input", "mine", data, data, "--model", nope)
+    _expect_user_error(monkeypatch, capsys, "also an input", "mine", data, "-o", data, "--model", nope)
     assert data.read_bytes() == PAIR
-    _expect_user_error(monkeypatch, capsys, "also an input", "dedup", data, data)
+    _expect_user_error(monkeypatch, capsys, "also an input", "dedup", data, "-o", data)
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    _expect_user_error(monkeypatch, capsys, "is a file", "index", data, a_file, "--model", nope)
+    _expect_user_error(monkeypatch, capsys, "is a file", "index", data, "-o", a_file, "--model", nope)
     _expect_user_error(monkeypatch, capsys, "is a file", "eval", "--beir", tmp_path, "-o", a_file)
-    _expect_user_error(monkeypatch, capsys, "is a folder", "convert", "sts", data, tmp_path)
+    _expect_user_error(monkeypatch, capsys, "is a folder", "convert", "sts", data, "-o", tmp_path)
     _expect_user_error(monkeypatch, capsys, "is a file", "encode", data, "-o", a_file / "x.npy", "-m", nope)
 
 

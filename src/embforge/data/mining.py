@@ -436,7 +436,7 @@ def mine_file(
     """
     inp = Path(input_path)
     if beir_split is None and inp.is_dir():
-        raise DataError(f"{inp} is a directory: give a BEIR split (--beir-split) or a record file")
+        raise DataError(f"{inp} is a directory: give a BEIR split (--split) or a record file")
     check_output(output_path, inputs=[input_path, corpus])  # `mine X X` would overwrite its input
     stats = MiningStats()
     texts = _corpus_texts(corpus, inp, beir_split, bad)
