@@ -30,7 +30,7 @@ def test_hostile_huge_record_is_capped_before_tokenization(tiny_m3, side) -> Non
     old = tok.truncation_side
     tok.truncation_side = side
     try:
-        huge = "word " * 400_000 + "tail"  # 2 MB
+        huge = "word " * 40_000 + "tail"  # 200 kB, 100x the cap
         rec = _Recorder(tok)
         out = tokenize_texts(rec, ["short one", huge], max_length=32)
         assert rec.longest <= 32 * CHARS_PER_TOKEN
