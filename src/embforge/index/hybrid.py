@@ -174,7 +174,9 @@ class HybridIndex(BaseIndex):
                 out[h] = np.where(rows >= 0, np.asarray(c.score(queries, ids), np.float32), np.nan)
         return out
 
-    def _fuse(self, fusion: str, head_scores: dict[str, np.ndarray], per_query: list[dict[str, float]]) -> np.ndarray:
+    def _fuse(
+        self, fusion: str, head_scores: dict[str, np.ndarray], per_query: list[dict[str, float]]
+    ) -> np.ndarray:
         """(Q, C) fused scores, one fusion call per distinct weight setting (usually one)."""
         fuse = FUSIONS.get(fusion)
         nq = len(per_query)
@@ -186,7 +188,9 @@ class HybridIndex(BaseIndex):
         for w_items, qs in groups.items():
             sel = np.asarray(qs)
             if c:
-                fused[sel] = fuse({h: s[sel] for h, s in head_scores.items()}, dict(w_items), rrf_k=self.rrf_k)
+                fused[sel] = fuse(
+                    {h: s[sel] for h, s in head_scores.items()}, dict(w_items), rrf_k=self.rrf_k
+                )
         return fused
 
     def search(
