@@ -139,7 +139,7 @@ class HybridIndex(BaseIndex):
             self._maps_key = key
         return self._maps
 
-    def _candidate_rows(self, queries: Embeddings, n: int) -> np.ndarray:
+    def candidate_rows(self, queries: Embeddings, n: int) -> np.ndarray:
         """(Q, C) union of the retrieving heads' top-``n`` rows (hybrid rows), first occurrence
         kept in head order, -1 where a repeat or a missing hit was."""
         sources = [h for h in self.retrieve if h in self.components]
@@ -161,7 +161,7 @@ class HybridIndex(BaseIndex):
         np.put_along_axis(repeat, order, dup, axis=1)
         return np.where(repeat, -1, cand)
 
-    def _head_scores(self, queries: Embeddings, cand: np.ndarray) -> dict[str, np.ndarray]:
+    def score_rows(self, queries: Embeddings, cand: np.ndarray) -> dict[str, np.ndarray]:
         """head -> (Q, C) exact scores of the candidate rows (nan where -1)."""
         maps, out = self._row_maps(), {}
         for h, c in self.components.items():
@@ -228,8 +228,8 @@ class HybridIndex(BaseIndex):
             per_query = [_weights(w, base) for w in weights]
         else:
             per_query = [_weights(weights, base)] * nq  # type: ignore[arg-type]
-        cand = self._candidate_rows(queries, max(k, candidates or self.candidates))
-        head_scores = self._head_scores(queries, cand)
+        cand = self.candidate_rows(queries, max(k, candidates or self.candidates))
+        head_scores = self.score_rows(queries, cand)
         fused = np.where(cand >= 0, self._fuse(fusion, head_scores, per_query), -np.inf)
         order = np.argsort(-fused, axis=1, kind="stable")[:, :k]
         top = np.take_along_axis(fused, order, axis=1)
