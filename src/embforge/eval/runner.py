@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from embforge.errors import ConfigError
 from embforge.eval import metrics as M
 from embforge.eval.datasets import BitextSet, RetrievalSet, StsSet
 from embforge.index.bm25 import BM25Index, counts_from_ids
@@ -33,7 +34,6 @@ from embforge.index.hybrid import HybridIndex
 from embforge.index.multivector import MultiVectorIndex
 from embforge.index.sparse import SparseIndex
 from embforge.model.heads import head_scores
-from embforge.errors import ConfigError
 from embforge.scoring import DEFAULT_WEIGHTS, FUSIONS, dense_scores, truncate_dense, weighted_parts
 from embforge.types import Embeddings
 
@@ -203,7 +203,7 @@ def _start_runs(
     return runs
 
 
-def evaluate_retrieval(
+def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embforge eval` flag
     encoder,
     data: RetrievalSet,
     *,
