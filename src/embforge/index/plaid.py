@@ -93,7 +93,8 @@ class PlaidIndex(MultiVectorIndex):
         self._built_rows = -1
 
     # ---- build --------------------------------------------------------------------
-    def _train(self, v: np.ndarray) -> None:
+    def _train(self, v: np.ndarray) -> np.ndarray:
+        """Train the centroids (faiss k-means) and the residual PQ on a sample; returns the centroids."""
         faiss = faiss_module()
         m = v.shape[1]
         rng = np.random.default_rng(0)
@@ -110,6 +111,7 @@ class PlaidIndex(MultiVectorIndex):
         pq.train(np.ascontiguousarray(sample - cent[self._assign(cent, sample)]))
         self.pq_m, self._pq = pq.M, pq
         self._codes = {"centroids": cent}
+        return cent
 
     @staticmethod
     def _assign(cent: np.ndarray, x: np.ndarray, block: int = 65536) -> np.ndarray:
@@ -125,8 +127,9 @@ class PlaidIndex(MultiVectorIndex):
         if self._codes is not None and self._built_rows == self.idmap.n_rows:
             return self._codes
         if self._codes is None or self._pq is None:
-            self._train(self._decode(v, s) if s is not None else v)
-        cent = self._codes["centroids"]  # type: ignore[index]
+            cent = self._train(self._decode(v, s) if s is not None else v)
+        else:
+            cent = self._codes["centroids"]
         cid = np.empty(len(v), np.int32)
         codes = np.empty((len(v), self._pq.code_size), np.uint8)
         for a in range(0, len(v), 65536):
