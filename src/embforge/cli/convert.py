@@ -180,5 +180,56 @@ def tatoeba(
     typer.echo(f"{out_dir}: {total} pairs in {len(found)} language pairs")
 
 
+@convert_app.command("mix")
+def mix(
+    data_dir: Path = typer.Argument(..., help="Shared data folder with xquad/, nli/, sts/ and tatoeba/."),
+    out_dir: Path = typer.Argument(..., help="Output: train.jsonl, short.jsonl, eval/, manifest.json."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Mining teacher (default: the bundled all-MiniLM-L6-v2)."
+    ),
+    per_group: Optional[int] = typer.Option(
+        None, "--per-group", help="At most this many queries per (source, language) group; default all."
+    ),
+    max_corpus: Optional[int] = typer.Option(
+        None, "--max-corpus", help="At most this many mining candidates per group; default all."
+    ),
+    negatives: int = typer.Option(1, "--negatives", "-n", help="Hard negatives per query."),
+    top_k: int = typer.Option(30, "--top-k", help="Candidates retrieved per query."),
+    perc_pos: float = typer.Option(0.95, "--perc-pos", help="TopK-PercPos threshold (NV-Retriever: 0.95)."),
+    min_sts_score: float = typer.Option(
+        4.0, "--min-sts-score", help="STS pairs at least this are positives."
+    ),
+    xquad_lang: Optional[list[str]] = typer.Option(
+        None, "--xquad-lang", help="XQuAD languages (repeat); default every xquad.<lang>.json."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seeds the per-group sampling and the shuffle."),
+    max_length: int = typer.Option(128, "--max-length", help="Teacher token limit per text."),
+) -> None:
+    """The multilingual fine-tuning mix (XQuAD, NLI, STS >= 4, Tatoeba), mined with TopK-PercPos.
+
+    Held apart for evaluation (written to OUT_DIR/eval/): XQuAD articles with index % 4 == 3 in every
+    language, Tatoeba lines with index % 4 == 3. See embforge.data.mix for the sources.
+    """
+    from embforge.data.mining import MiningConfig
+    from embforge.data.mix import MixConfig, build_mix
+    from embforge.data.teachers import EncoderTeacher
+    from embforge.model.encoder import Encoder
+
+    cfg = MixConfig(
+        xquad_langs=tuple(xquad_lang) if xquad_lang else None,
+        min_sts_score=min_sts_score,
+        per_group=per_group,
+        max_corpus=max_corpus,
+        seed=seed,
+        mining=MiningConfig(top_k=top_k, n_negatives=negatives, perc_pos=perc_pos, seed=seed),
+    )
+    teacher = EncoderTeacher(Encoder.from_pretrained(model, heads=("dense",)), max_length=max_length)
+    manifest = build_mix(data_dir, out_dir, teacher, cfg, log=typer.echo)
+    typer.echo(
+        f"{out_dir / 'train.jsonl'}: {manifest['train']} examples; {manifest['short_of_negatives']} "
+        f"queries short of {negatives} negatives in {out_dir / 'short.jsonl'}; held-apart sets in {out_dir / 'eval'}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(convert_app, name="convert")
