@@ -78,6 +78,19 @@ VARIANTS = {
     "m3_warmup": "(e) M3 warm-up then self-distillation",
 }
 COLS = ("dense", "sparse", "multivector", "hybrid")
+# The sparse head of a model trained without it (base, (a), (b)) is untrained: set it to the recipe's
+# "balanced" init (W_lex = 0, b = 0.4; issue 13a) whatever the embforge version loads, so that every
+# hybrid column uses the same lexical scale. The sparse head's own ranking does not depend on b.
+UNTRAINED_SPARSE_BIAS = 0.4
+
+
+def balanced_sparse(enc) -> None:
+    import torch
+
+    head = enc.sparse_head
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.fill_(UNTRAINED_SPARSE_BIAS)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -317,6 +330,7 @@ def base_stage(args, work: Path) -> dict[str, Any]:
 
     sets = eval_sets(args, work)
     enc = Encoder.from_pretrained(base_model(), heads=HEADS)
+    balanced_sparse(enc)
     res = evaluate(enc, sets, args, bm25=True)
     res["dense_bm25_rrf"] = dense_bm25_rrf(enc, sets[0], args)
     res["sets"] = describe_sets(sets)
@@ -418,6 +432,8 @@ def variant_stage(variant: str, seed: int, args, work: Path) -> dict[str, Any]:
         model_dir, log = train_embforge(variant, seed, args, work)
     train_s = round(time.perf_counter() - t, 1)
     enc = Encoder.from_pretrained(str(model_dir), heads=HEADS)
+    if variant in ("st", "infonce"):
+        balanced_sparse(enc)
     res = evaluate(enc, eval_sets(args, work), args)
     res.update(train_seconds=train_s, train_log=log, model_dir=str(model_dir))
     return res
