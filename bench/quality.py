@@ -356,6 +356,7 @@ def train_config(variant: str, seed: int, args, work: Path) -> dict[str, Any]:
             "num_negatives": 1,
             "query_max_length": args.query_max_length,
             "doc_max_length": args.doc_max_length,
+            "one_source_per_batch": False,  # mixed batches, as sentence-transformers draws them
         },
         "loss": loss,
         "optim": {"lr": args.lr},
