@@ -85,7 +85,7 @@ def checks(sm: dict, fixed: dict, sets: list[str], shipped: str) -> list[str]:
     def mark(ok: bool | None) -> str:
         return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
-    for v in ps:
+    for v in [v for v in VARIANTS if v in ps]:
         bad = [d for d in sets if ps[v][d]["hybrid"][0] < max(ps[v][d][h][0] for h in COLS[:3]) - 1e-12]
         lines.append(
             f"- {mark(not bad)} {VARIANTS[v]}: hybrid >= best single head on every set (fails: {', '.join(bad) or 'none'})"
@@ -179,7 +179,7 @@ def sts_bitext(fixed: dict, runs: dict) -> list[str]:
     for v in VARIANTS:
         if v in runs:
             lines.append(row(VARIANTS[v], [x["result"] for x in runs[v].values()]))
-    lines += ["", "Tatoeba per language (base -> each variant's mean): " + "; ".join(
+    lines += ["", "Tatoeba accuracy@1 per language, base model: " + "; ".join(
         f"{x} {base['bitext'][x]['accuracy@1']:.2f}" for x in tat), ""]  # fmt: skip
     return lines
 
