@@ -27,7 +27,7 @@ def test_convert_mix_cli(tmp_path):
     (root / "sts").symlink_to(DATA / "sts")
     (root / "tatoeba").symlink_to(DATA / "tatoeba")
     out = tmp_path / "mix"
-    args = ["convert", "mix", root, out, "--model", cached_tiny_m3_checkpoint(), "--per-group", "2",
+    args = ["convert", "mix", root, "--output", out, "--model", cached_tiny_m3_checkpoint(), "--per-group", "2",
             "--max-corpus", "8", "--max-length", "32"]  # fmt: skip
     r = CliRunner().invoke(app, list(map(str, args)))
     assert r.exit_code == 0, r.output

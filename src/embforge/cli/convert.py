@@ -8,7 +8,15 @@ from typing import Optional
 
 import typer
 
-from embforge.cli._common import lang_option, languages_option, output_option, split_list
+from embforge.cli._common import (
+    DEFAULT_MODEL_HELP,
+    lang_option,
+    languages_option,
+    max_length_option,
+    model_option,
+    output_option,
+    split_list,
+)
 from embforge.errors import DataError
 
 convert_app = typer.Typer(
@@ -185,10 +193,8 @@ def tatoeba(
 @convert_app.command("mix")
 def mix(
     data_dir: Path = typer.Argument(..., help="Shared data folder with xquad/, nli/, sts/ and tatoeba/."),
-    out_dir: Path = typer.Argument(..., help="Output: train.jsonl, short.jsonl, eval/, manifest.json."),
-    model: Optional[str] = typer.Option(
-        None, "--model", "-m", help="Mining teacher (default: the bundled all-MiniLM-L6-v2)."
-    ),
+    out_dir: Path = output_option("Output folder: train.jsonl, short.jsonl, eval/, manifest.json."),
+    model: Optional[str] = model_option("Mining teacher: " + DEFAULT_MODEL_HELP),
     per_group: Optional[int] = typer.Option(
         None, "--per-group", help="At most this many queries per (source, language) group; default all."
     ),
@@ -196,16 +202,16 @@ def mix(
         None, "--max-corpus", help="At most this many mining candidates per group; default all."
     ),
     negatives: int = typer.Option(1, "--negatives", "-n", help="Hard negatives per query."),
-    top_k: int = typer.Option(30, "--top-k", help="Candidates retrieved per query."),
+    top_k: int = typer.Option(30, "--top-k", "-k", help="Candidates retrieved per query."),
     perc_pos: float = typer.Option(0.95, "--perc-pos", help="TopK-PercPos threshold (NV-Retriever: 0.95)."),
     min_sts_score: float = typer.Option(
         4.0, "--min-sts-score", help="STS pairs at least this are positives."
     ),
-    xquad_lang: Optional[list[str]] = typer.Option(
-        None, "--xquad-lang", help="XQuAD languages (repeat); default every xquad.<lang>.json."
+    languages: Optional[list[str]] = languages_option(
+        "XQuAD languages (repeat or comma-separate); default all."
     ),
     seed: int = typer.Option(0, "--seed", help="Seeds the per-group sampling and the shuffle."),
-    max_length: int = typer.Option(128, "--max-length", help="Teacher token limit per text."),
+    max_length: Optional[int] = max_length_option(),
 ) -> None:
     """The multilingual fine-tuning mix (XQuAD, NLI, STS >= 4, Tatoeba), mined with TopK-PercPos.
 
@@ -218,7 +224,7 @@ def mix(
     from embforge.model.encoder import Encoder
 
     cfg = MixConfig(
-        xquad_langs=tuple(xquad_lang) if xquad_lang else None,
+        xquad_langs=tuple(split_list(languages)) or None,
         min_sts_score=min_sts_score,
         per_group=per_group,
         max_corpus=max_corpus,
