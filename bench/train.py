@@ -5,10 +5,16 @@ Same pairs (XQuAD-en question -> paragraph and SNLI premise -> entailment from
 seq <= 128, 2 threads, contrastive loss with in-batch negatives (scale 20 = tau 0.05).
 Every configuration runs in its own subprocess so its peak RSS is clean.
 
-    flock /tmp/embforge-bench.lock python bench/train.py [--steps 4] [--only main,cached,bf16,big]
+    flock /tmp/embforge-bench.lock python bench/train.py [--steps 4] [--only main,cached,bf16,long,big]
+
+The bf16 rows run only where the CPU computes bf16 natively (AMX-BF16 or AVX512-BF16 in
+/proc/cpuinfo, the same test as ``loop.precision: auto``); elsewhere they are skipped with the
+reason. The ``long`` row trains 8 x 4,096-token passages per step on a tiny XLM-R with
+``loop.memory_budget_gib`` (the memory planner picks the GradCache sub-batches) and reports peak
+RSS against the budget. Each row records the load average sampled while it ran.
 
 Writes bench/results/train.md; the last printed line is
-``RESULT train_vs_st=<ratio> peak_rss_bs1024_mib=<n>``.
+``RESULT train_vs_st=<ratio> peak_rss_bs1024_mib=<n> cached128_vs_st=<x> bf16_vs_fp32=<y or skipped>``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("EMBFORGE_SHARED_DATA", "/work/shared/data"))
 THREADS = 2
 SEQ = 128
+LONG = {"tokens": 4096, "rows": 8, "budget_gib": 2.0, "hidden": 64, "layers": 2, "heads": 2}
 
 
 # ----------------------------------------------------------------------------- data
@@ -129,12 +137,14 @@ def run_embforge(spec: dict, pairs: Path, tmp: Path) -> dict:
         data=DataConfig(
             train_files=[str(pairs)],
             num_negatives=0,
-            query_max_length=SEQ,
-            doc_max_length=SEQ,
+            query_max_length=spec.get("qlen", SEQ),
+            doc_max_length=spec.get("dlen", SEQ),
             group_by_length=spec.get("group", True),
             one_source_per_batch=False,
         ),
-        model=ModelConfig(path=None, heads=["dense"]),
+        model=ModelConfig(
+            path=spec.get("model"), heads=["dense"], gradient_checkpointing=spec.get("ckpt", False)
+        ),
         loss=LossConfig(name="infonce", temperature=0.05),
         optim=OptimConfig(lr=2e-5),
         schedule=ScheduleConfig(name="constant"),
@@ -143,6 +153,7 @@ def run_embforge(spec: dict, pairs: Path, tmp: Path) -> dict:
             max_steps=spec["steps"],
             batch_size=spec["bs"],
             sub_batch_size=spec.get("sub"),
+            memory_budget_gib=spec.get("budget_gib"),
             precision=spec.get("precision", "fp32"),
             seed=0,
             checkpoint_every=0,
@@ -154,7 +165,29 @@ def run_embforge(spec: dict, pairs: Path, tmp: Path) -> dict:
     res = run_contrastive(cfg)
     # log "time" is relative to the loop start; shift to absolute like the ST stamps
     start = t0 + (res.log[0]["time"] - res.log[0]["step_s"]) if res.log else t0
-    return {"stamps": [start + r["time"] for r in res.log]}
+    return {"stamps": [start + r["time"] for r in res.log], "first_step_s": res.log[0]["step_s"]}
+
+
+def build_long(tmp: Path, pairs: Path) -> tuple[Path, Path]:
+    """A tiny random XLM-R with 4,096+2 positions and (question, ~4,096-token passage) pairs."""
+    from embforge.model.builders import tiny_xlmr, train_unigram_tokenizer
+    from embforge.model.config import EncoderConfig
+    from embforge.model.encoder import Encoder
+
+    tok = train_unigram_tokenizer(tmp / "tok", vocab_size=4000)
+    tok.model_max_length = LONG["tokens"]
+    backbone = tiny_xlmr(
+        tok, LONG["hidden"], LONG["layers"], LONG["heads"], seed=0, max_positions=LONG["tokens"] + 2
+    )
+    model = tmp / "tiny-xlmr-4k"
+    Encoder(backbone, tok, EncoderConfig(heads=["dense"], pooling="cls")).save_pretrained(str(model))
+    q, p = read_pairs(pairs)
+    long_pairs = tmp / "long.jsonl"
+    with open(long_pairs, "w", encoding="utf-8") as f:
+        for i in range(LONG["rows"] * 4):
+            passage = " ".join(p[(i * 40 + j) % len(p)] for j in range(40))  # ~5k tokens, truncated at 4,096
+            f.write(json.dumps({"query": q[i], "positive": passage}) + "\n")
+    return model, long_pairs
 
 
 def worker(spec: dict, pairs: Path) -> None:
@@ -166,6 +199,8 @@ def worker(spec: dict, pairs: Path) -> None:
     # throughput over steps 2..N (step 1 pays one-time costs: allocations, caches)
     secs = s[-1] - s[0] if len(s) > 1 else float("nan")
     pairs_s = spec["bs"] * (len(s) - 1) / secs if len(s) > 1 else float("nan")
+    if spec.get("long") and len(s) == 1:  # one step: time it from the loop start
+        secs, pairs_s = out["first_step_s"], spec["bs"] / out["first_step_s"]
     print(
         "WORKER "
         + json.dumps({"pairs_per_s": pairs_s, "peak_rss_mib": peak_rss_mib(), "steps": len(s), "secs": secs}),
@@ -220,6 +255,55 @@ def padding_stats(pairs: Path, bs: int, steps: int) -> dict[str, float]:
 # ----------------------------------------------------------------------------- driver
 
 
+class LoadSampler:
+    """The 1-minute load average, sampled every 2 s while a row runs (measured, not typed)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(os.getloadavg()[0])
+            self._stop.wait(2.0)
+
+    def __enter__(self) -> LoadSampler:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+
+    def summary(self) -> str:
+        s = self.samples or [os.getloadavg()[0]]
+        return f"{sum(s) / len(s):.1f} (max {max(s):.1f})"
+
+
+def cpu_report() -> tuple[bool, str]:
+    """(native bf16?, the measured evidence): /proc/cpuinfo flags and torch's CPU capability."""
+    import torch
+
+    from embforge.train.precision import cpu_flags, cpu_has_native_bf16
+
+    flags = cpu_flags()
+    native, why = cpu_has_native_bf16(flags)
+    shown = sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512f", "avx2", "avx512_vnni")))
+    model = next(
+        (
+            x.split(":", 1)[1].strip()
+            for x in Path("/proc/cpuinfo").read_text().splitlines()
+            if x.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    return native, (
+        f"{model}; flags (from /proc/cpuinfo): {' '.join(shown) or 'none of amx/avx512/avx2'}; "
+        f"torch {torch.__version__} CPU capability {torch.backends.cpu.get_cpu_capability()}; {why}"
+    )
+
+
 def spawn(spec: dict, pairs: Path) -> dict:
     env = {
         **os.environ,
@@ -229,16 +313,20 @@ def spawn(spec: dict, pairs: Path) -> dict:
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    cmd = [sys.executable, __file__, "--worker", json.dumps(spec), "--pairs", str(pairs)]
+    cmd = [sys.executable, __file__, "--worker", json.dumps(spec), "--pairs", spec.get("pairs", str(pairs))]
     t = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    with LoadSampler() as load:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     line = [x for x in done.stdout.splitlines() if x.startswith("WORKER ")]
     if done.returncode or not line:
         raise RuntimeError(f"{spec} failed:\n{done.stderr[-3000:]}")
     res = json.loads(line[-1][7:])
     res["wall_s"] = time.perf_counter() - t
+    res["load_avg"] = load.summary()
+    res["log"] = [x for x in done.stderr.splitlines() if x.startswith(("precision:", "memory plan:"))]
     print(
-        f"  {spec['name']:<34} {res['pairs_per_s']:8.1f} pairs/s  peak RSS {res['peak_rss_mib']:7.0f} MiB",
+        f"  {spec['name']:<34} {res['pairs_per_s']:8.2f} pairs/s  peak RSS {res['peak_rss_mib']:7.0f} MiB"
+        f"  load {res['load_avg']}",
         flush=True,
     )
     return res
@@ -254,17 +342,47 @@ SPECS = {
         "bs": 128,
         "cached": True,
         "sub": 32,
-        "steps": 2,
+        "steps": 3,
     },
-    "ef128c": {"name": "embforge cached bs128 (sub 32)", "lib": "ef", "bs": 128, "sub": 32, "steps": 2},
-    "st32bf16": {"name": "ST MNRL bs32 bf16", "lib": "st", "bs": 32, "precision": "bf16"},
-    "ef32bf16": {"name": "embforge bs32 bf16", "lib": "ef", "bs": 32, "precision": "bf16"},
+    "ef128c": {"name": "embforge cached bs128 (sub 32)", "lib": "ef", "bs": 128, "sub": 32, "steps": 3},
+    "ef128cr": {
+        "name": "embforge cached bs128 (sub 32) random batches",
+        "lib": "ef",
+        "bs": 128,
+        "sub": 32,
+        "steps": 3,
+        "group": False,
+    },
+    "st32bf16": {"name": "ST MNRL bs32 bf16", "lib": "st", "bs": 32, "precision": "bf16", "bf16": True},
+    "ef32f": {"name": "embforge bs32 fp32 (bf16 pair)", "lib": "ef", "bs": 32, "precision": "fp32"},
+    "ef32bf16": {"name": "embforge bs32 bf16", "lib": "ef", "bs": 32, "precision": "bf16", "bf16": True},
+    "ef128cbf16": {
+        "name": "embforge cached bs128 (sub 32) bf16",
+        "lib": "ef",
+        "bs": 128,
+        "sub": 32,
+        "steps": 3,
+        "precision": "bf16",
+        "bf16": True,
+    },
+    "long": {
+        "name": f"embforge long: {LONG['rows']} x {LONG['tokens']} tokens, tiny XLM-R, budget {LONG['budget_gib']} GiB",
+        "lib": "ef",
+        "bs": LONG["rows"],
+        "long": True,
+        "steps": 1,
+        "ckpt": True,
+        "qlen": 64,
+        "dlen": LONG["tokens"],
+        "budget_gib": LONG["budget_gib"],
+    },
     "ef1024c": {"name": "embforge cached bs1024 (sub 32)", "lib": "ef", "bs": 1024, "sub": 32, "steps": 1},
 }
 GROUPS = {
     "main": ["st32", "ef32", "ef32r"],
     "cached": ["st128c", "ef128c"],
-    "bf16": ["st32bf16", "ef32bf16"],
+    "bf16": ["ef32f", "ef32bf16"],
+    "long": ["long"],
     "big": ["ef1024c"],
 }
 RUNS = ROOT / "bench" / "results" / "train_runs.json"
@@ -278,7 +396,7 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="rewrite train.md from train_runs.json")
     ap.add_argument(
         "--only",
-        default="main,cached,bf16,big",
+        default="main,cached,bf16,long,big",
         help=f"comma-separated groups {sorted(GROUPS)} or keys {sorted(SPECS)}; results of earlier "
         "invocations are kept in bench/results/train_runs.json and all go into the report",
     )
@@ -294,18 +412,24 @@ def main() -> None:
     pairs = tmp / "pairs.jsonl"
     n = build_pairs(pairs)
     print(f"{n} pairs; {THREADS} threads; seq <= {SEQ}", flush=True)
+    native_bf16, cpu = cpu_report()
+    print(cpu, flush=True)
     runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
     for k in keys:
         spec = {"steps": a.steps, **SPECS[k]}
-        res = spawn(spec, pairs)
-        res.update(
-            load_avg=round(os.getloadavg()[0], 1),
-            when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            steps=spec["steps"],
-            only=a.only,
-        )
+        if spec.get("long"):  # built here, so the worker's peak RSS is the training run's alone
+            model, long_pairs = build_long(tmp, pairs)
+            spec = {**spec, "model": str(model), "pairs": str(long_pairs)}
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        if spec.get("bf16") and not native_bf16:
+            res = {"skipped": f"bf16 emulated on this CPU ({cpu})", "steps": 0, "load_avg": "-", "when": when}
+            print(f"  {spec['name']:<34} skipped: {res['skipped']}", flush=True)
+        else:
+            res = spawn(spec, pairs)
+            res.update(when=when, steps=spec["steps"], only=a.only)
         runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}  # merge with parallel invocations
         runs[k] = res
+        runs["_cpu"] = cpu
         RUNS.parent.mkdir(parents=True, exist_ok=True)
         RUNS.write_text(json.dumps(runs, indent=1))
     write_report(runs, padding_stats(pairs, 32, a.steps), n)

@@ -7,9 +7,10 @@ of one GradCache sub-batch (the representation pass keeps none, ``embforge.train
 Activations per token and layer follow Korthikanti et al. 2023, "Reducing Activation
 Recomputation in Large Transformer Models" (eq. 1): ``34 h + 5 a s`` bytes in 16-bit
 precision (h hidden size, a attention heads, s sequence length; the ``5 a s`` term is the
-attention matrix, its softmax and dropout mask); twice that in fp32. With activation
-checkpointing a layer keeps only its input (``2 h`` bytes in 16-bit) and one layer's full
-activations are live during its recomputation. The plan is a token budget per sub-batch,
+attention matrix, its softmax and dropout mask); twice that in fp32. Backward adds the working
+set of the layer it is in (its activations' gradients, about one more layer's activations). With
+activation checkpointing a layer keeps only its input (``2 h`` bytes in 16-bit) and one layer's
+full activations and their gradients are live during its recomputation. The plan is a token budget per sub-batch,
 computed at the longest sequence (the attention term grows with s, so shorter sub-batches fit
 too); ``embforge.train.step.length_groups`` cuts sub-batches by it, so short texts share a pass
 with many and long texts with few (M3's length-bucketed batch sizes, Chen et al. 2024).
@@ -60,10 +61,8 @@ def _activation_bytes_per_token(
     hidden: int, layers: int, heads: int, seq: int, precision: str, checkpointing: bool
 ) -> float:
     per_layer = 34 * hidden + 5 * heads * seq  # bytes per token in 16-bit (Korthikanti et al.)
-    if checkpointing:
-        total = layers * 2 * hidden + per_layer
-    else:
-        total = layers * per_layer
+    stored = layers * 2 * hidden if checkpointing else layers * per_layer
+    total = stored + (2 * per_layer if checkpointing else per_layer)  # + backward's working set
     return total * (1.0 if precision == "bf16" else 2.0)
 
 
