@@ -435,63 +435,93 @@ def main() -> None:
     write_report(runs, padding_stats(pairs, 32, a.steps), n)
 
 
+def _row(spec: dict, r: dict, base: float) -> str:
+    if "skipped" in r:
+        return f"| {spec['name']} | skipped: {r['skipped']} | - | - | - | - | {r['when']} |"
+    ps = r["pairs_per_s"]
+    cells = f"{ps:.2f} | {ps / base:.2f}x" if ps == ps else "memory only (1 step) | -"
+    return f"| {spec['name']} | {cells} | {r['peak_rss_mib']:.0f} | {r['steps']} | {r['load_avg']} | {r['when']} |"
+
+
 def write_report(runs: dict, pad: dict, n: int) -> None:
     def pps(k: str) -> float:
-        return runs[k]["pairs_per_s"] if k in runs else float("nan")
+        return runs[k].get("pairs_per_s", float("nan")) if k in runs else float("nan")
 
     ratio = pps("ef32") / pps("st32")
+    cached = pps("ef128c") / pps("st128c")
+    skipped = "skipped" in runs.get("ef32bf16", {})
+    bf16 = "skipped" if skipped else f"{pps('ef32bf16') / pps('ef32f'):.2f}"
     rss1024 = runs.get("ef1024c", {}).get("peak_rss_mib", float("nan"))
     lines = [
         "# Training throughput: sentence-transformers vs embforge",
         "",
-        "Command: `flock /tmp/embforge-bench.lock python bench/train.py --only main,cached,bf16,big` (groups "
-        "may be run in separate invocations; each group runs its ST and embforge rows back to back).",
+        "Command: `flock /tmp/embforge-bench.lock python bench/train.py --only main,cached,bf16,long,big` "
+        "(groups may be run in separate invocations; each group runs its rows back to back).",
+        "",
+        f"CPU (measured by the bench): {runs.get('_cpu', 'not recorded')}. No GPU was lent to this "
+        "session, so there is no GPU row (tokens/s and peak memory of a 12-layer XLM-R at 8,192 tokens).",
         "",
         f"Model all-MiniLM-L6-v2 (mean pooling), {n} pairs (XQuAD-en question->paragraph + SNLI "
         f"premise->entailment, shuffled together), seq <= {SEQ}, in-batch negatives, scale 20 (tau 0.05), "
         f"{THREADS} threads, each configuration in its own process (clean peak RSS). Throughput over "
         "steps 2..N (step 1 pays one-time costs). **The 2-core machine was shared with 7 other engineers' "
-        "jobs (load average column): absolute numbers are noisy; compare rows measured back to back.**",
+        "jobs (load average sampled every 2 s while each row ran: mean (max)): absolute numbers are noisy; "
+        "compare rows measured back to back.**",
         "",
-        "| configuration | pairs/s | vs its ST row (same group, back to back) | peak RSS MiB | steps | load avg | measured |",
+        "| configuration | pairs/s | vs its peer row (same group, back to back) | peak RSS MiB | steps | load avg | measured |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    peer = {"ef32": "st32", "ef32r": "st32", "ef128c": "st128c", "ef32bf16": "st32bf16"}
-    for k, spec in SPECS.items():
-        if k not in runs:
-            continue
-        r = runs[k]
-        ps = r["pairs_per_s"]
-        base = pps(peer.get(k, k))
-        cells = f"{ps:.1f} | {ps / base:.2f}x" if ps == ps else "memory only (1 step) | -"
-        lines.append(
-            f"| {spec['name']} | {cells} | {r['peak_rss_mib']:.0f} | {r['steps']} | {r['load_avg']} | "
-            f"{r['when']} |"
-        )
+    peer = {
+        "ef32": "st32",
+        "ef32r": "st32",
+        "ef128c": "st128c",
+        "ef128cr": "st128c",
+        "ef32bf16": "ef32f",
+        "ef128cbf16": "ef128c",
+    }
+    lines += [_row(spec, runs[k], pps(peer.get(k, k))) for k, spec in SPECS.items() if k in runs]
     lines += [
         "",
-        f"Where the time goes: the model math per processed token is the same in both libraries (same "
-        f"HF BertModel with SDPA attention, same AdamW), so throughput follows the number of tokens "
-        f"processed. Real / processed tokens at bs 32: {pad['st']:.2f} for sentence-transformers "
-        f"(random batches, each side padded to its longest text), {pad['random_grouped_forward']:.2f} "
-        f"for embforge on the same kind of random batches (each side encoded in length groups, "
-        f"`embforge.train.step.length_groups`), {pad['embforge']:.2f} for embforge's default "
-        f"(length-grouped sampler + grouped forward). Mean tokens: query {pad['mean_q']:.1f}, positive "
-        f"{pad['mean_p']:.1f}. Queries and documents are encoded together in these groups, and AdamW "
-        f"uses torch's fused kernel (sentence-transformers' trainer does too). The length-grouped sampler changes which pairs share a batch (in-batch "
-        f"negatives of similar length); the grouped forward changes nothing but padding. bf16 autocast is "
-        f"not faster here: this CPU has AVX2 only (no AVX-512 BF16 / AMX).",
+        *_notes(runs, pad),
         "",
-        "The bs 1,024 row measures memory only (one GradCache step, sub-batches of 32 texts); it was run "
-        "outside the benchmark lock, since peak RSS does not depend on CPU contention. "
-        "Peak RSS includes the Python process, torch, transformers and the model (about 0.4 GiB before training starts).",
-        "",
-        f"RESULT train_vs_st={ratio:.2f} peak_rss_bs1024_mib={rss1024:.0f}",
+        f"RESULT train_vs_st={ratio:.2f} peak_rss_bs1024_mib={rss1024:.0f} "
+        f"cached128_vs_st={cached:.2f} bf16_vs_fp32={bf16}",
     ]
     out = ROOT / "bench" / "results" / "train.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines[-12:]))
+
+
+def _notes(runs: dict, pad: dict) -> list[str]:
+    long = runs.get("long", {})
+    plan = "; ".join(long.get("log", [])) or "not run"
+    return [
+        f"Where the time goes: the model math per processed token is the same in both libraries (same "
+        f"HF BertModel with SDPA attention, same AdamW), so throughput follows the number of tokens "
+        f"processed. Real / processed tokens at bs 32: {pad['st']:.2f} for sentence-transformers "
+        f"(random batches, each side padded to its longest text), {pad['random_grouped_forward']:.2f} "
+        f"for embforge on the same kind of random batches (length groups, "
+        f"`embforge.train.step.length_groups`), {pad['embforge']:.2f} for embforge's default "
+        f"(length-grouped sampler + grouped forward). Mean tokens: query {pad['mean_q']:.1f}, positive "
+        f"{pad['mean_p']:.1f}. The GradCache rows encode in length-grouped sub-batches (the representation "
+        "pass under `inference_mode`); the length-grouped sampler makes some steps all-XQuAD (long) and "
+        "some all-SNLI (short), so few-step rows depend on which batches they drew: the "
+        "`random batches` rows use sentence-transformers' batch composition.",
+        "",
+        "bf16 rows: autocast bf16 vs fp32 on the same batches (same seed), back to back; they run only "
+        "where /proc/cpuinfo shows amx_bf16 or avx512_bf16 (the test of `loop.precision: auto`).",
+        "",
+        f"Long-input row: {LONG['rows']} passages of {LONG['tokens']} tokens (+ {LONG['rows']} queries) per "
+        f"step on a random XLM-R (hidden {LONG['hidden']}, {LONG['layers']} layers, {LONG['heads']} heads, "
+        f"{LONG['tokens'] + 2} positions) with activation checkpointing and `loop.memory_budget_gib="
+        f"{LONG['budget_gib']}`; the planner's log: {plan}. Peak RSS "
+        f"{long.get('peak_rss_mib', float('nan')):.0f} MiB against a budget of {LONG['budget_gib'] * 1024:.0f} MiB.",
+        "",
+        "The bs 1,024 row measures memory only (one GradCache step, sub-batches of 32 texts); "
+        "peak RSS includes the Python process, torch, transformers and the model (about 0.4 GiB before "
+        "training starts).",
+    ]
 
 
 if __name__ == "__main__":
