@@ -451,6 +451,8 @@ def write_report(runs: dict, pad: dict, n: int) -> None:
     cached = pps("ef128c") / pps("st128c")
     skipped = "skipped" in runs.get("ef32bf16", {})
     bf16 = "skipped" if skipped else f"{pps('ef32bf16') / pps('ef32f'):.2f}"
+    if "ef32bf16" not in runs or "ef32f" not in runs:
+        bf16 = "not-measured"
     rss1024 = runs.get("ef1024c", {}).get("peak_rss_mib", float("nan"))
     lines = [
         "# Training throughput: sentence-transformers vs embforge",
