@@ -229,6 +229,7 @@ def mix(
     from embforge.data.teachers import EncoderTeacher
     from embforge.model.encoder import Encoder
 
+    claim(out_dir, directory=True, inputs=[data_dir])
     cfg = MixConfig(
         xquad_langs=tuple(split_list(languages)) or None,
         min_sts_score=min_sts_score,
