@@ -8,7 +8,15 @@ from typing import Optional
 
 import typer
 
-from embforge.cli._common import lang_option, languages_option, output_option, split_list
+from embforge.cli._common import (
+    DEFAULT_MODEL_HELP,
+    lang_option,
+    languages_option,
+    max_length_option,
+    model_option,
+    output_option,
+    split_list,
+)
 from embforge.errors import DataError
 
 convert_app = typer.Typer(
@@ -180,6 +188,55 @@ def tatoeba(
         if bad is not None and bad.count:
             _report_bad(bad)
     typer.echo(f"{out_dir}: {total} pairs in {len(found)} language pairs")
+
+
+@convert_app.command("mix")
+def mix(
+    data_dir: Path = typer.Argument(..., help="Shared data folder with xquad/, nli/, sts/ and tatoeba/."),
+    out_dir: Path = output_option("Output folder: train.jsonl, short.jsonl, eval/, manifest.json."),
+    model: Optional[str] = model_option("Mining teacher: " + DEFAULT_MODEL_HELP),
+    per_group: Optional[int] = typer.Option(
+        None, "--per-group", help="At most this many queries per (source, language) group; default all."
+    ),
+    max_corpus: Optional[int] = typer.Option(
+        None, "--max-corpus", help="At most this many mining candidates per group; default all."
+    ),
+    negatives: int = typer.Option(1, "--negatives", "-n", help="Hard negatives per query."),
+    top_k: int = typer.Option(30, "--top-k", "-k", help="Candidates retrieved per query."),
+    perc_pos: float = typer.Option(0.95, "--perc-pos", help="TopK-PercPos threshold (NV-Retriever: 0.95)."),
+    min_sts_score: float = typer.Option(
+        4.0, "--min-sts-score", help="STS pairs at least this are positives."
+    ),
+    languages: Optional[list[str]] = languages_option(
+        "XQuAD languages (repeat or comma-separate); default all."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seeds the per-group sampling and the shuffle."),
+    max_length: Optional[int] = max_length_option(),
+) -> None:
+    """The multilingual fine-tuning mix (XQuAD, NLI, STS >= 4, Tatoeba), mined with TopK-PercPos.
+
+    Held apart for evaluation (written to OUT_DIR/eval/): XQuAD articles with index % 4 == 3 in every
+    language, Tatoeba lines with index % 4 == 3. See embforge.data.mix for the sources.
+    """
+    from embforge.data.mining import MiningConfig
+    from embforge.data.mix import MixConfig, build_mix
+    from embforge.data.teachers import EncoderTeacher
+    from embforge.model.encoder import Encoder
+
+    cfg = MixConfig(
+        xquad_langs=tuple(split_list(languages)) or None,
+        min_sts_score=min_sts_score,
+        per_group=per_group,
+        max_corpus=max_corpus,
+        seed=seed,
+        mining=MiningConfig(top_k=top_k, n_negatives=negatives, perc_pos=perc_pos, seed=seed),
+    )
+    teacher = EncoderTeacher(Encoder.from_pretrained(model, heads=("dense",)), max_length=max_length)
+    manifest = build_mix(data_dir, out_dir, teacher, cfg, log=typer.echo)
+    typer.echo(
+        f"{out_dir / 'train.jsonl'}: {manifest['train']} examples; {manifest['short_of_negatives']} "
+        f"queries short of {negatives} negatives in {out_dir / 'short.jsonl'}; held-apart sets in {out_dir / 'eval'}"
+    )
 
 
 def register(app: typer.Typer) -> None:
