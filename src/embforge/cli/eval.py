@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 from pathlib import Path
 from typing import Optional
@@ -21,6 +22,7 @@ from embforge.cli._common import (
     split_option,
     threads_option,
 )
+from embforge.cli._outputs import claim
 from embforge.errors import ConfigError
 
 
@@ -32,6 +34,8 @@ def _parse_weights(weights: str) -> dict[str, float]:
         vals = [float(x) for x in parts]
     except ValueError:
         raise ConfigError(f"--weights {weights!r}: not numbers; e.g. --weights 1,0.3,1") from None
+    if not all(math.isfinite(v) for v in vals):
+        raise ConfigError(f"--weights {weights!r}: NaN and infinity are not weights; e.g. --weights 1,0.3,1")
     return dict(zip(HEAD_CHOICES, vals))
 
 
@@ -124,6 +128,12 @@ def eval_command(
         "auto", help="Matryoshka curve dims: 'auto' (32, 64, ... full), 'none', or e.g. 64,128,256."
     ),
     bm25: bool = typer.Option(True, help="Add a BM25 baseline row on the model's own tokenizer."),
+    rerank_top: Optional[int] = typer.Option(
+        None,
+        min=1,
+        help="Re-rank the top N dense + top N sparse candidates with every head and the hybrid "
+        "(as BGE-M3 evaluates) instead of scoring every head against the whole corpus (exact, default).",
+    ),
     max_queries: Optional[int] = typer.Option(
         None, help="Evaluate only the first N judged queries of each BEIR set."
     ),
@@ -149,6 +159,8 @@ def eval_command(
     head_p = parse_heads(heads)
     if index is not None and len(models) > 1:
         raise ConfigError("--index evaluates one index: give at most one --model (its query encoder)")
+    hybrid_weights = _parse_weights(weights)  # every option is checked before data or model load
+    claim(output, directory=True, inputs=[*beir, *sts])
     sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs)
     command = command_line("eval", ctx.params)
     data = {
@@ -176,11 +188,12 @@ def eval_command(
             sets,
             heads=head_t,
             hybrid=hybrid,
-            weights=_parse_weights(weights),
+            weights=hybrid_weights,
             mrl_dims=_parse_dims(mrl_dims),
             bm25=bm25,
             batch_size=batch_size,
             max_length=max_length,
+            rerank_top=rerank_top,
         )
         info[label] = {"path": m or "bundled all-MiniLM-L6-v2", "heads": list(head_t)}
         typer.echo(format_run_table(runs[label]))

@@ -15,7 +15,7 @@ import numpy as np
 
 from embforge.errors import CheckpointError, ConfigError, DataError
 from embforge.index.base import INDEXES, BaseIndex, IdMap, as_field, check_k, hits_from_rows, topk
-from embforge.index.storage import load_array, save_array, write_manifest
+from embforge.index.storage import check_array, load_array, save_array, write_manifest
 from embforge.scoring.matryoshka import truncate_dense
 from embforge.types import Hits
 
@@ -124,6 +124,23 @@ class DenseRows(BaseIndex):
         """Top-``k`` documents by inner product for each query row."""
         rows, vals = self.search_rows(queries, k)
         return hits_from_rows(self.idmap, rows, vals)
+
+    def score_rows(self, queries: Any, rows: np.ndarray, block: int = 4_000_000) -> np.ndarray:
+        """(Q, C) exact inner products of query i with document rows ``rows[i]`` (-1 or dead -> nan).
+
+        Gathers each query block's candidate vectors once and scores them with one batched product.
+        """
+        q = prepare_dense(queries, self.dim, self.d, "queries")
+        rows = np.asarray(rows, np.int64).reshape(len(q), -1)
+        v = self.vectors
+        ok = (rows >= 0) & self.idmap.alive[np.maximum(rows, 0)] if self.idmap.n_rows else rows < -1
+        out = np.full(rows.shape, np.nan, np.float32)
+        step = max(1, block // max(1, rows.shape[1] * v.shape[1]))
+        for a in range(0, len(q) if v.shape[0] else 0, step):
+            g = np.take(v, np.where(ok[a : a + step], rows[a : a + step], 0), axis=0)  # (B, C, D)
+            s = np.matmul(g, q[a : a + step, :, None])[..., 0]
+            out[a : a + step] = np.where(ok[a : a + step], s, np.nan)
+        return out
 
     def score(self, queries: Any, ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Exact inner products of query i with the documents ``ids[i]`` (unknown ids -> nan)."""
@@ -300,15 +317,20 @@ class ExactDenseIndex(DenseRows):
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> ExactDenseIndex:
-        idx = cls(**manifest["config"])
+        idx = cls._from_config(d, manifest)
         idx.idmap = IdMap.load(d)
         idx._vectors = load_array(d, "vectors", mmap)
+        _check_rows(d, idx._vectors, idx.idmap)
+        check_array(d, "vectors", idx._vectors, "f", 2, idx.idmap.n_rows)
         idx.d = manifest.get("d_model") or idx._vectors.shape[1]
+        if idx.d != idx._vectors.shape[1] and idx.idmap.n_rows:
+            raise CheckpointError(f"{d}: index.json says d_model {idx.d} but vectors.npy has dim {idx._vectors.shape[1]}")
         if idx.quantization in ("int8", "binary"):
             idx._codes = np.asarray(load_array(d, "codes", mmap))
+            check_array(d, "codes", idx._codes, "i" if idx.quantization == "int8" else "u", 2, idx.idmap.n_rows)
         if idx.quantization == "int8":
             idx._scales = np.asarray(load_array(d, "scales", mmap))
-        _check_rows(d, idx._vectors, idx.idmap)
+            check_array(d, "scales", idx._scales, "f", 1, idx.idmap.n_rows)
         return idx
 
 

@@ -27,7 +27,14 @@ from embforge.index.base import (
     hits_from_rows,
     topk,
 )
-from embforge.index.storage import load_array, save_array, write_manifest
+from embforge.index.storage import (
+    check_array,
+    check_bounds,
+    check_offsets,
+    load_array,
+    save_array,
+    write_manifest,
+)
 from embforge.types import Hits, SparseVectors
 
 __all__ = ["SparseIndex", "SPARSE_BACKENDS"]
@@ -238,6 +245,38 @@ class SparseIndex(BaseIndex):
         rows, vals = self.search_rows(queries, k)
         return hits_from_rows(self.idmap, rows, vals)
 
+    def score_rows(self, queries: Any, rows: np.ndarray) -> np.ndarray:
+        """(Q, C) lexical scores of query i with document rows ``rows[i]`` (-1 or dead -> nan).
+
+        Vectorised over all (query, candidate) pairs: each candidate's terms are looked up
+        in its query's sorted terms with one ``searchsorted`` over ``query * V + term`` keys.
+        """
+        q = _check_queries(queries, self.vocab_size)
+        rows = np.asarray(rows, np.int64).reshape(len(q), -1)
+        nq, c = rows.shape
+        ok = (rows >= 0) & self.idmap.alive[np.maximum(rows, 0)] if self.idmap.n_rows else rows < -1
+        out = np.full(rows.shape, np.nan, np.float32)
+        if not ok.any():
+            return out
+        indptr, indices, values = self.csr
+        indptr, v = np.asarray(indptr), np.int64(q.vocab_size)
+        qi = np.repeat(np.arange(nq, dtype=np.int64), np.diff(np.asarray(q.indptr)))
+        qkey = qi * v + np.asarray(q.indices, np.int64)
+        order = np.argsort(qkey, kind="stable")
+        qkey, qw = qkey[order], np.asarray(q.values, np.float32)[order]
+        pair = np.flatnonzero(ok.reshape(-1))  # (P,) flat (query, candidate) positions
+        r = rows.reshape(-1)[pair]
+        starts, lens = indptr[r], indptr[r + 1] - indptr[r]
+        seg = np.repeat(np.cumsum(lens) - lens, lens)
+        nz = np.repeat(starts, lens) + np.arange(int(lens.sum())) - seg
+        dkey = np.repeat(pair // c, lens) * v + np.asarray(indices, np.int64)[nz]
+        pos = np.minimum(np.searchsorted(qkey, dkey), max(0, len(qkey) - 1))
+        hit = qkey[pos] == dkey if len(qkey) else np.zeros(len(dkey), bool)
+        prod = np.where(hit, np.asarray(values, np.float32)[nz] * qw[pos] if len(qkey) else 0.0, 0.0)
+        sums = np.bincount(np.repeat(np.arange(len(pair)), lens), weights=prod, minlength=len(pair))
+        out.reshape(-1)[pair] = sums
+        return out
+
     def score(self, queries: Any, ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Lexical scores of query i with documents ``ids[i]`` (unknown ids -> nan)."""
         q = _check_queries(queries, self.vocab_size)
@@ -288,7 +327,7 @@ class SparseIndex(BaseIndex):
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> SparseIndex:
-        idx = cls(**manifest["config"])
+        idx = cls._from_config(d, manifest)
         idx.idmap = IdMap.load(d)
         idx.vocab_size = manifest.get("vocab_size")
         indptr, indices, values = (load_array(d, n, mmap) for n in ("indptr", "indices", "values"))
@@ -298,4 +337,22 @@ class SparseIndex(BaseIndex):
             raise CheckpointError(
                 f"{d}: indptr.npy does not match ids.json; the index is corrupt, rebuild it"
             )
+        _check_postings(d, idx.vocab_size, idx.idmap.n_rows, idx._csr, idx._csc)
         return idx
+
+
+def _check_postings(d: Path, vocab: Any, n_rows: int, csr: tuple, csc: tuple) -> None:
+    """Shapes, dtypes and bounds of both matrices: the numba kernel indexes them unchecked
+    (a ``doc_rows`` entry out of range is a segfault, a negative one a silently wrong score)."""
+    if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 0:
+        raise CheckpointError(f"{d / 'index.json'}: vocab_size must be a non-negative integer, got {vocab!r}")
+    (indptr, indices, values), (col_ptr, doc_rows, weights) = csr, csc
+    nnz = len(indices)
+    check_offsets(d, "indptr", indptr, n_rows, nnz)
+    check_bounds(d, "indices", indices, vocab)
+    check_array(d, "values", values, "f", 1, nnz)
+    check_offsets(d, "col_ptr", col_ptr, vocab, len(doc_rows))
+    check_bounds(d, "doc_rows", doc_rows, n_rows)
+    check_array(d, "weights", weights, "f", 1, len(doc_rows))
+    if len(doc_rows) != nnz:
+        raise CheckpointError(f"{d}: doc_rows.npy has {len(doc_rows)} postings but indices.npy {nnz}; rebuild it")
