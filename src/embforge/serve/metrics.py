@@ -174,8 +174,14 @@ class Metrics:
         self.rejected = self._add(
             Counter,
             f"{p}_rejected_total",
-            "Texts refused by the batcher, by reason (queue_full, timeout, closed).",
+            "Texts refused or dropped by the batcher, by reason (queue_full, timeout, closed, disconnected).",
             ("reason",),
+        )
+        self.encoder_texts = self._add(
+            Counter,
+            f"{p}_encoder_texts_total",
+            "Texts handed to the encoder, counted when their micro-batch starts.",
+            (),
         )
 
     def _add(self, cls, name, help, labels, **kw):
