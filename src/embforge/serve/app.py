@@ -355,7 +355,6 @@ def _add_error_handlers(app) -> None:
         return JSONResponse(err.body(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
-
 def _add_routes(app, service, metrics) -> None:
     @app.post("/v1/embeddings", response_model=EmbeddingResponse)
     async def embeddings(req: EmbeddingRequest):

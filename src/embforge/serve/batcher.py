@@ -38,6 +38,8 @@ from embforge.serve.metrics import Metrics
 from embforge.types import HEADS as BGE_M3_HEADS
 from embforge.types import Embeddings
 
+_SHORT = 32  # tokens: texts this short always share a batch
+
 __all__ = ["DynamicBatcher", "Row", "QueueFull", "QueueTimeout", "BatcherClosed"]
 
 # encode_fn(inputs, role, heads, max_length) -> Embeddings, called in the worker thread; the
@@ -209,7 +211,8 @@ class DynamicBatcher:
     def _select(self) -> tuple[list[_Item], bool]:
         """The next batch and whether it is full: led by the next request after the last leader
         (round robin in arrival order), filled one text per request in turn among the requests
-        of the leader's kind, FIFO within a request, within the token and size budgets."""
+        of the leader's kind, FIFO within a request, within the token and size budgets; texts
+        over twice the leader's length (and ``_SHORT``) wait for a turn of their own."""
         by_request: dict[int, deque[_Item]] = {}
         for it in self._queue:
             by_request.setdefault(it.request, deque()).append(it)
@@ -219,15 +222,17 @@ class DynamicBatcher:
         key = by_request[lead][0].key
         turns = [by_request[r] for r in order[order.index(lead) :] + order[: order.index(lead)]]
         turns = [q for q in turns if q[0].key == key]
+        # a short leader does not wait for long texts' padding: texts up to 2x its length join
+        cap = 2 * max(by_request[lead][0].tokens, _SHORT)
         batch: list[_Item] = []
         longest, full = 0, False
         while turns and not full:
             for q in list(turns):
                 it = q[0]
                 new_longest = max(longest, it.tokens)
-                if batch and (len(batch) + 1) * new_longest > self.max_batch_tokens:
+                if batch and ((len(batch) + 1) * new_longest > self.max_batch_tokens or it.tokens > cap):
                     turns.remove(q)  # this request's next text does not fit; others may
-                    full = True
+                    full = full or it.tokens <= cap
                     continue
                 batch.append(q.popleft())
                 longest = new_longest

@@ -23,6 +23,7 @@ from embforge.types import HEADS, Embeddings
 __all__ = ["EncoderEngine", "load_encoder"]
 
 _UNBOUNDED = 1_000_000  # HF uses a huge int for "no limit"
+_COUNT_CHUNK = 32  # texts per tokenizer call when counting (a big request never holds the GIL long)
 
 
 def load_encoder(model: str | None, *, heads: Sequence[str] | None = None) -> Any:
@@ -109,9 +110,13 @@ class EncoderEngine:
     def count_tokens(self, texts: Sequence[str], role: str) -> list[int]:
         """Tokens per text as the encoder will see them (role prefix and special tokens included)."""
         prefix = self.prefixes.get(role, "")
+        counts: list[int] = []
         with self._tok() as tok:
-            enc = tok([prefix + t for t in texts], add_special_tokens=True, truncation=False, verbose=False)
-        return [len(x) for x in enc["input_ids"]]
+            for i in range(0, len(texts), _COUNT_CHUNK):  # short calls: other threads get the GIL between
+                chunk = [prefix + t for t in texts[i : i + _COUNT_CHUNK]]
+                enc = tok(chunk, add_special_tokens=True, truncation=False, verbose=False)
+                counts += [len(x) for x in enc["input_ids"]]
+        return counts
 
     @property
     def accepts_ids(self) -> bool:

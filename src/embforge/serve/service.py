@@ -107,7 +107,7 @@ class EmbeddingService:
         return ApiError(
             400,
             f"{where} has {n} {what}, more than the limit of {self.max_chars} per input (checked before "
-            f"tokenizing; --max-chars-per-input); shorten or split it, or send \"truncate\": true to keep "
+            f'tokenizing; --max-chars-per-input); shorten or split it, or send "truncate": true to keep '
             f"its first {self.max_chars}",
             param=where,
             code="input_too_long",
