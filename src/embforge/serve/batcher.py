@@ -10,8 +10,8 @@ grow with load and latency stays low when idle.
 
 Fairness: requests take turns. Each micro-batch is led by the next request in arrival order
 after the one that led the previous batch (round robin), and is filled one text per request in
-turn among the requests of the same kind, so a request of 2,048 long texts cannot hold a small
-request behind it: a text waits at most for the batch already encoding when it arrived plus its own
+turn among the requests of the same kind (a batch led by a short text leaves out texts over
+twice its length), so a request of 2,048 long texts cannot hold a small request behind it: a text waits at most for the batch already encoding when it arrived plus its own
 batch, each at most ``max_batch_tokens`` padded tokens (plus ``max_wait_s``), whatever else is queued.
 A request whose client went away has its queued texts dropped, never encoded.
 
