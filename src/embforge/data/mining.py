@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -191,7 +192,7 @@ class CorpusIndex:
         self.kind, self.hnsw_m, self.ef_search = kind, hnsw_m, ef_search
         self.texts: list[str] = []
         self.pos: dict[str, int] = {}
-        self.index = None
+        self.index: Any = None  # a faiss index (faiss ships no type stubs); set below, never None after
         bar = tqdm(desc="embed corpus", unit="doc", disable=not progress, file=sys.stderr)
         it = iter(texts)
         while batch_texts := list(islice(it, batch)):
@@ -249,7 +250,7 @@ def select_negatives(
     stats: MiningStats,
 ) -> tuple[list[str], list[float]]:
     """Filter and sample one query's candidates (given best first)."""
-    ranked = []  # (rank among non-positive candidates, text, score)
+    ranked: list[tuple[int, str, float]] = []  # (rank among non-positive candidates, text, score)
     for text, score in zip(cand_texts, cand_scores):
         if text in positives:
             stats.dropped_positive += 1
@@ -273,6 +274,8 @@ def select_negatives(
         lo, hi = cfg.rank_range
         window = [s for s in survivors if lo <= s[0] < hi]
         take = min(cfg.n_negatives, len(window))
+        if rng is None:
+            raise ValueError("select_negatives: sampling 'range' needs a random generator (rng)")
         idx = sorted(rng.choice(len(window), size=take, replace=False)) if take else []
         chosen = [window[i] for i in idx]
     stats.negatives += len(chosen)
@@ -375,9 +378,9 @@ def queries_from_beir(
         corpus if corpus is not None else {doc.id: doc.text for doc in read_corpus(d / "corpus.jsonl", bad)}
     )
     rel: dict[str, list[str]] = {}
-    for q in read_qrels(d / "qrels" / f"{split}.tsv", bad, doc_ids=set(texts)):
-        if q.score > 0:
-            rel.setdefault(q.query_id, []).append(texts[q.doc_id])
+    for qrel in read_qrels(d / "qrels" / f"{split}.tsv", bad, doc_ids=set(texts)):
+        if qrel.score > 0:
+            rel.setdefault(qrel.query_id, []).append(texts[qrel.doc_id])
     for q in read_queries(d / "queries.jsonl", bad):
         if q.id in rel:
             yield MiningQuery(q.text, tuple(dict.fromkeys(rel[q.id])), q.id, d.name)

@@ -110,7 +110,7 @@ class SourceBatchSampler:
         if self.lengths is None:
             return [perm[a : a + bs] for a in range(0, n, bs)]
         mega = bs * self.group_factor
-        batches = []
+        batches: list[np.ndarray] = []
         for a in range(0, len(perm), mega):
             chunk = perm[a : a + mega]
             chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]

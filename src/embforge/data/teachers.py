@@ -116,6 +116,8 @@ class EncoderTeacher:
             if not len(j):
                 out.append(np.zeros(0, np.float32))
                 continue
+            if d is None:
+                raise RuntimeError("candidate rows were given but no documents were encoded")
             s = hybrid_scores(
                 d.dense[j] @ q.dense[i],
                 None if lex is None else lex[i, j],

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from embforge.data.convert.sts import read_sts
 from embforge.data.formats import ScoredPair
@@ -132,7 +133,8 @@ def load_sts(path: str | Path, name: str | None = None, language: str | None = N
     if not p.exists():
         raise DataError(f"STS file {p} does not exist")
     if p.name.endswith((".jsonl", ".jsonl.gz", ".json", ".parquet")):
-        recs = list(read_records(p, kind=ScoredPair.kind))
+        # kind= makes read_records parse every line as a ScoredPair (or fail on it)
+        recs = cast(list[ScoredPair], list(read_records(p, kind=ScoredPair.kind)))
     else:
         recs = list(read_sts(p))
     if not recs:

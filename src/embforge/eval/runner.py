@@ -100,6 +100,13 @@ def _encode(encoder, texts, role, heads, batch_size, max_length) -> Embeddings:
     )
 
 
+def _encode_dense(encoder, texts, batch_size, max_length) -> np.ndarray:
+    dense = _encode(encoder, texts, "query", ("dense",), batch_size, max_length).dense
+    if dense is None:
+        raise ValueError(f"{type(encoder).__name__}.encode(heads=('dense',)) returned no dense embeddings")
+    return dense
+
+
 @dataclass
 class _RetrievalRuns:
     """Running top-k per head, for the hybrid and per Matryoshka dim, over corpus chunks."""
@@ -119,6 +126,10 @@ class _RetrievalRuns:
             self.tops[h].add(s, start)
         if "hybrid" in self.tops:
             self.tops["hybrid"].add(weighted_parts(sc, self.weights), start)
+        if not self.mrl_tops:
+            return
+        if de.dense is None:
+            raise ValueError("Matryoshka dims are scored on the dense head; encode the corpus with it")
         for dim, top in self.mrl_tops.items():
             top.add(self.q_trunc[dim] @ truncate_dense(de.dense, dim).T, start)
 
@@ -140,7 +151,8 @@ def _start_runs(
     if hybrid and len(heads) > 1:
         tops["hybrid"] = TopK(nq, k)
     runs = _RetrievalRuns(heads, weights, qe, tops, {dim: TopK(nq, k) for dim in dims})
-    runs.q_trunc = {dim: truncate_dense(qe.dense, dim) for dim in dims}
+    if qe.dense is not None:  # dims is empty without a dense head
+        runs.q_trunc = {dim: truncate_dense(qe.dense, dim) for dim in dims}
     return runs
 
 
@@ -230,8 +242,8 @@ def evaluate_sts(
     encoder, data: StsSet, *, batch_size: int = 64, max_length: int | None = None
 ) -> dict[str, Any]:
     """Spearman / Pearson of the dense cosine vs the gold scores."""
-    e1 = _encode(encoder, data.sentences1, "query", ("dense",), batch_size, max_length).dense
-    e2 = _encode(encoder, data.sentences2, "query", ("dense",), batch_size, max_length).dense
+    e1 = _encode_dense(encoder, data.sentences1, batch_size, max_length)
+    e2 = _encode_dense(encoder, data.sentences2, batch_size, max_length)
     out: dict[str, Any] = {"language": data.language}
     out.update(M.sts_correlations(e1, e2, np.asarray(data.scores)))
     both = np.concatenate([e1, e2])
@@ -243,8 +255,8 @@ def evaluate_bitext(
     encoder, data: BitextSet, *, batch_size: int = 64, max_length: int | None = None
 ) -> dict[str, Any]:
     """Bitext mining accuracy@1 (source -> target and back) with the dense head."""
-    s = _encode(encoder, data.source, "query", ("dense",), batch_size, max_length).dense
-    t = _encode(encoder, data.target, "query", ("dense",), batch_size, max_length).dense
+    s = _encode_dense(encoder, data.source, batch_size, max_length)
+    t = _encode_dense(encoder, data.target, batch_size, max_length)
     sim = dense_scores(s, t)  # (N, N)
     return {
         "language": data.language,
@@ -279,14 +291,14 @@ def evaluate_all(
         if log:
             best = ", ".join(f"{h} {m['ndcg@10']:.3f}" for h, m in res["heads"].items())
             log(f"  {data.name}: nDCG@10 {best} ({res['seconds']:.0f}s)")
-    for data in sts:
-        run["sts"][data.name] = evaluate_sts(encoder, data, batch_size=bs, max_length=ml)
+    for sts_set in sts:
+        run["sts"][sts_set.name] = evaluate_sts(encoder, sts_set, batch_size=bs, max_length=ml)
         if log:
-            log(f"  {data.name}: Spearman {run['sts'][data.name]['spearman']:.4f}")
-    for data in bitext:
-        run["bitext"][data.name] = evaluate_bitext(encoder, data, batch_size=bs, max_length=ml)
+            log(f"  {sts_set.name}: Spearman {run['sts'][sts_set.name]['spearman']:.4f}")
+    for pairs in bitext:
+        run["bitext"][pairs.name] = evaluate_bitext(encoder, pairs, batch_size=bs, max_length=ml)
         if log:
-            log(f"  {data.name}: accuracy@1 {run['bitext'][data.name]['accuracy@1']:.4f}")
+            log(f"  {pairs.name}: accuracy@1 {run['bitext'][pairs.name]['accuracy@1']:.4f}")
     return {k: v for k, v in run.items() if v}
 
 

@@ -61,7 +61,7 @@ def new_hnsw_ip(d: int, m: int, ef_construction: int, ef_search: int | None = No
 class _FaissDenseIndex(DenseRows):
     def __init__(self, dim: int | None = None) -> None:
         super().__init__(dim)
-        self._faiss = None  # the faiss index, rows [0, _n_built)
+        self._faiss: Any = None  # the faiss index (faiss ships no type stubs), rows [0, _n_built)
         self._n_built = 0
 
     def _rows_changed(self, compacted: bool) -> None:
@@ -79,6 +79,8 @@ class _FaissDenseIndex(DenseRows):
         v = self.vectors
         n = len(v)
         if self._faiss is None and n:
+            if self.d is None:
+                raise RuntimeError(f"{type(self).__name__} holds {n} rows but no vector dimension")
             self._faiss = self._new_index(self.d, n)
             if not self._faiss.is_trained:
                 self._faiss.train(np.ascontiguousarray(v))

@@ -22,7 +22,7 @@ from embforge.types import Embeddings, Hits, SparseVectors
 
 __all__ = ["Index", "INDEXES", "IdMap", "BaseIndex", "topk", "load_index", "as_field"]
 
-INDEXES: Registry[type] = Registry("index backend")
+INDEXES: Registry[type[BaseIndex]] = Registry("index backend")
 
 
 @runtime_checkable
@@ -184,6 +184,14 @@ class BaseIndex:
     def delete(self, ids: Sequence[str]) -> int:
         """Delete ``ids`` (unknown ids are ignored); returns how many were deleted."""
         return self.idmap.delete(ids)
+
+    # every backend overrides these (the ``Index`` protocol); declared here so that a
+    # ``BaseIndex`` from ``load_index`` types as an ``Index``
+    def add(self, ids: Sequence[str], vectors: Any) -> None:
+        raise NotImplementedError
+
+    def search(self, queries: Any, k: int = 10) -> Hits:
+        raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -104,7 +104,7 @@ class BM25Index(BaseIndex):
             int(n_threads),
         )
         self._counts: list[SparseVectors] = []
-        self._bm25 = None
+        self._bm25: Any = None  # a bm25s.BM25 (bm25s ships no type stubs)
         self._live_rows: np.ndarray | None = None
         self._vocab: dict[int, int] = {}
         self.vocab_size = 0
@@ -185,15 +185,18 @@ class BM25Index(BaseIndex):
         k = check_k(k)
         if self._bm25 is None:
             self._build()
+        live_rows = self._live_rows
+        if live_rows is None:
+            raise RuntimeError("BM25Index: the bm25s index was built without its live rows")
         qids = self._query_ids(queries)
-        n_live = len(self._live_rows)
+        n_live = len(live_rows)
         if n_live == 0:
             return np.full((len(qids), 0), -1, np.int64), np.zeros((len(qids), 0), np.float32)
         kk = min(k, n_live)
         empty = len(self._vocab)
         qids = [q if q else [empty] for q in qids]
         res = self._bm25.retrieve(qids, k=kk, show_progress=False, n_threads=self.n_threads)
-        rows = self._live_rows[np.asarray(res.documents, np.int64)]
+        rows = live_rows[np.asarray(res.documents, np.int64)]
         return rows, np.asarray(res.scores, np.float32)
 
     def search(self, queries: Any, k: int = 10) -> Hits:
@@ -242,6 +245,6 @@ class BM25Index(BaseIndex):
         idx = cls(**manifest["config"])
         idx.idmap = IdMap.load(d)
         idx.vocab_size = int(manifest.get("vocab_size") or 0)
-        arrs = [np.asarray(load_array(d, n, mmap)) for n in ("indptr", "indices", "counts")]
-        idx._counts = [SparseVectors(*arrs, idx.vocab_size)]
+        indptr, indices, counts = (np.asarray(load_array(d, n, mmap)) for n in ("indptr", "indices", "counts"))
+        idx._counts = [SparseVectors(indptr, indices, counts, idx.vocab_size)]
         return idx

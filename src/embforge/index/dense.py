@@ -206,6 +206,16 @@ class ExactDenseIndex(DenseRows):
         elif self.quantization == "binary" and self._codes is None:
             self._codes = _binary_codes(np.asarray(v))
 
+    def _built_codes(self) -> np.ndarray:
+        if self._codes is None:
+            raise RuntimeError(f"the {self.quantization} codes are not built; call _ensure_codes() first")
+        return self._codes
+
+    def _built_scales(self) -> np.ndarray:
+        if self._scales is None:
+            raise RuntimeError("the int8 scales are not built; call _ensure_codes() first")
+        return self._scales
+
     # ---- search -------------------------------------------------------------------
     def _scan(self, q: np.ndarray, k: int, score_block) -> tuple[np.ndarray, np.ndarray]:
         """Running top-k over document blocks; ``score_block(q, a, b)`` -> (Q, b-a) scores."""
@@ -230,12 +240,12 @@ class ExactDenseIndex(DenseRows):
         return q @ np.asarray(self.vectors[a:b]).T
 
     def _int8_block(self, q: np.ndarray, a: int, b: int) -> np.ndarray:
-        codes = self._codes[a:b].astype(np.float32)
-        return (q @ codes.T) * self._scales[a:b][None, :]
+        codes = self._built_codes()[a:b].astype(np.float32)
+        return (q @ codes.T) * self._built_scales()[a:b][None, :]
 
     def _binary_block(self, q: np.ndarray, a: int, b: int) -> np.ndarray:
         # asymmetric: float query against +-1 document bits (better than Hamming between bit codes)
-        bits = np.unpackbits(self._codes[a:b], axis=1, count=q.shape[1]).astype(np.float32)
+        bits = np.unpackbits(self._built_codes()[a:b], axis=1, count=q.shape[1]).astype(np.float32)
         return q @ (2.0 * bits - 1.0).T
 
     def _rescore(self, q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -281,10 +291,10 @@ class ExactDenseIndex(DenseRows):
         self._ensure_codes()
         save_array(d, "vectors", self.vectors)
         if self.quantization == "int8":
-            save_array(d, "codes", self._codes)
-            save_array(d, "scales", self._scales)
+            save_array(d, "codes", self._built_codes())
+            save_array(d, "scales", self._built_scales())
         elif self.quantization == "binary":
-            save_array(d, "codes", self._codes)
+            save_array(d, "codes", self._built_codes())
         self.idmap.save(d)
         write_manifest(d, self.kind, self.config(), d_model=self.d, count=len(self))
 

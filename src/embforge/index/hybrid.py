@@ -205,5 +205,5 @@ class HybridIndex(BaseIndex):
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> HybridIndex:
-        comps = {h: load_index(d / h, mmap=mmap) for h in manifest.get("components", {})}
+        comps: dict[str, Any] = {h: load_index(d / h, mmap=mmap) for h in manifest.get("components", {})}
         return cls(**comps, **manifest["config"], meta=manifest.get("meta"))

@@ -106,7 +106,7 @@ class MultiVectorIndex(BaseIndex):
     def store(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """(vectors (T_total, M), scales (T_total,) or None, offsets (rows+1,))."""
         if self._pending:
-            flat = np.concatenate(self._pending) if self._pending else np.zeros((0, self.m), np.float32)
+            flat = np.concatenate(self._pending)
             codes, scales = self._encode(flat)
             lens = np.array([len(a) for a in self._pending], np.int64)
             if self._store is None:

@@ -187,7 +187,8 @@ class SparseIndex(BaseIndex):
         col_ptr, rows, weights = self.csc
         old = numba.get_num_threads()
         if self.n_threads:
-            numba.set_num_threads(min(self.n_threads, numba.config.NUMBA_NUM_THREADS))
+            cap = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # numba.config sets it at import
+            numba.set_num_threads(min(self.n_threads, cap))
         try:
             n_chunks = max(1, min(len(q), 4 * numba.get_num_threads()))
             return kernel(
@@ -290,8 +291,9 @@ class SparseIndex(BaseIndex):
         idx = cls(**manifest["config"])
         idx.idmap = IdMap.load(d)
         idx.vocab_size = manifest.get("vocab_size")
-        idx._csr = tuple(load_array(d, n, mmap) for n in ("indptr", "indices", "values"))
-        idx._csc = tuple(load_array(d, n, mmap) for n in ("col_ptr", "doc_rows", "weights"))
+        indptr, indices, values = (load_array(d, n, mmap) for n in ("indptr", "indices", "values"))
+        col_ptr, doc_rows, weights = (load_array(d, n, mmap) for n in ("col_ptr", "doc_rows", "weights"))
+        idx._csr, idx._csc = (indptr, indices, values), (col_ptr, doc_rows, weights)
         if len(idx._csr[0]) != idx.idmap.n_rows + 1:
             raise CheckpointError(
                 f"{d}: indptr.npy does not match ids.json; the index is corrupt, rebuild it"

@@ -124,15 +124,28 @@ def hybrid_scores(
     return total
 
 
+def _missing(head: str) -> ValueError:
+    return ValueError(
+        f"scoring the {head!r} head needs {head} embeddings for queries and documents; "
+        f"encode both with heads including {head!r}"
+    )
+
+
 def _dense(q: Embeddings, d: Embeddings) -> np.ndarray:
+    if q.dense is None or d.dense is None:
+        raise _missing("dense")
     return dense_scores(q.dense, d.dense)
 
 
 def _sparse(q: Embeddings, d: Embeddings) -> np.ndarray:
+    if q.sparse is None or d.sparse is None:
+        raise _missing("sparse")
     return sparse_vector_scores(q.sparse, d.sparse)
 
 
 def _multivector(q: Embeddings, d: Embeddings) -> np.ndarray:
+    if q.multivector is None or d.multivector is None:
+        raise _missing("multivector")
     return multivector_list_scores(q.multivector, d.multivector)
 
 

@@ -18,7 +18,9 @@ returns (C,) fused scores (higher is better). They are registered by name in
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
+from functools import reduce
 from types import MappingProxyType
 from typing import Any
 
@@ -173,7 +175,8 @@ def rrf(
     if not head_scores:
         return np.zeros(0)
     # w_h / (k + rank) rather than w_h * (1 / (k + rank)): the same floats as before the refactor
-    return sum(
+    parts = [
         np.where(np.isnan(_as_f64(s)), 0.0, float(weights.get(h, 0.0)) / (rrf_k + ranks(s)))
         for h, s in head_scores.items()
-    )
+    ]
+    return reduce(operator.add, parts)

@@ -100,9 +100,12 @@ class Retriever:
     @classmethod
     def load(cls, index_dir: str | os.PathLike, model: str | None = None, mmap: bool = True) -> Retriever:
         """Open ``index_dir`` and the model recorded in it (or ``model``)."""
-        index = load_index(Path(index_dir), mmap=mmap)
-        if not isinstance(index, HybridIndex):
-            index = HybridIndex(**{index.heads[0]: index})
+        loaded = load_index(Path(index_dir), mmap=mmap)
+        if isinstance(loaded, HybridIndex):
+            index = loaded
+        else:  # a single-head index: wrap it as the one component of a hybrid
+            component: dict[str, Any] = {loaded.heads[0]: loaded}
+            index = HybridIndex(**component)
         info = (getattr(index, "meta", None) or {}).get("encoder", {})
         encoder = Encoder.from_pretrained(model or info.get("model"), heads=index.heads)
         return cls(encoder, index, dim=info.get("dim"), max_length=info.get("max_length"))

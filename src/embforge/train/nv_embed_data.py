@@ -29,6 +29,7 @@ from typing import Literal
 from embforge.data.convert.nli import nli_triples, read_nli_lines, read_nli_tsv
 from embforge.data.convert.squad import read_squad
 from embforge.data.convert.sts import read_sts
+from embforge.data.formats import ScoredPair
 from embforge.data.io import read_records
 from embforge.errors import DataError
 
@@ -103,7 +104,7 @@ def _xquad(cfg: SourceConfig) -> list[Example]:
     by_title: dict[str, list[str]] = {}
     for p in paras:
         by_title.setdefault(p.title, []).append(p.context)
-    out = []
+    out: list[Example] = []
     for p in paras:
         hard = [c for c in by_title[p.title] if c != p.context]
         out.extend(Example(q, p.context, list(hard)) for _, q in p.questions)
@@ -124,9 +125,9 @@ def _nli(cfg: SourceConfig) -> list[Example]:
 
 
 def _records(cfg: SourceConfig) -> list[Example]:
-    out = []
+    out: list[Example] = []
     for rec in read_records(cfg.path):
-        if rec.kind == "scored_pair" and rec.score < cfg.min_score:
+        if isinstance(rec, ScoredPair) and rec.score < cfg.min_score:
             continue
         ex = rec.to_example()
         out.extend(Example(ex.query, pos, list(ex.neg)) for pos in ex.pos[:1])
