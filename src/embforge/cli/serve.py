@@ -126,7 +126,12 @@ def serve(
     head_list = [h.strip() for h in heads.split(",") if h.strip()] if heads else None
     app = create_app(model, index=index, config=config, heads=head_list)
     uvicorn.run(
-        app, host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=keep_alive
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_keep_alive=max(1, round(keep_alive)),
     )
 
 

@@ -109,12 +109,16 @@ def _build_service(
     model: Any, index: Any, config: ServeConfig, heads: Sequence[str] | None
 ) -> EmbeddingService:
     """Load the encoder (if a path), warm it up, and wire engine, batcher, metrics and index."""
-    encoder = load_encoder(model, heads=heads) if model is None or isinstance(model, (str, Path)) else model
+    if model is None or isinstance(model, (str, Path)):
+        encoder = load_encoder(None if model is None else str(model), heads=heads)
+    else:
+        encoder = model
     engine = EncoderEngine(encoder, dtype=config.dtype, batch_tokens=config.max_batch_tokens)
     dense_dim = None
     engine.count_tokens(["warm-up"], "document")  # copies the tokenizer for this thread
     if "dense" in engine.heads:  # warm-up, and the dense size for `dimensions` checks
-        dense_dim = int(engine.encode(["warm-up"], "document", ("dense",), None).dense.shape[1])
+        warm = engine.encode(["warm-up"], "document", ("dense",), None).dense
+        dense_dim = None if warm is None else int(warm.shape[1])
     metrics = Metrics()
     batcher = DynamicBatcher(
         engine.encode,

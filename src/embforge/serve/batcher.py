@@ -159,7 +159,7 @@ class DynamicBatcher:
     # ----------------------------------------------------------------- submit
     async def submit(
         self,
-        texts: Sequence[str] | Sequence[list[int]],
+        texts: Sequence[Any],
         tokens: Sequence[int],
         *,
         role: str,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["Metrics", "Counter", "Gauge", "Histogram", "LATENCY_BUCKETS", "SIZE_BUCKETS"]
 
@@ -126,7 +127,7 @@ class Metrics:
 
     def __init__(self, prefix: str = "embforge") -> None:
         self._lock = threading.Lock()
-        self._all: list[_Metric] = []
+        self._all: list[Any] = []  # Counter | Gauge | Histogram
         p = prefix
         self.requests = self._add(
             Counter, f"{p}_requests_total", "HTTP requests by endpoint and status code.", ("endpoint", "code")
