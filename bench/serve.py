@@ -18,10 +18,10 @@ bench/results/serve_hostile.md:
 
 * fairness: one 20 MB request sent first, then 100 small one-sentence requests at once;
   reports the small requests' p50/p99/max latency (target: p99 under 2 s on 2 cores). Two
-  kinds of 20 MB request: one unbroken 20 MB string (``truncate``), and 2,048 texts of
-  ~10 KB (``truncate``: 2,048 full-length inputs, minutes of encoding), which the client
+  kinds of 20 MB request: one unbroken 20 MB string (``truncate``), and 1,024 texts of
+  ~20 KB (``truncate``: 1,024 full-length inputs, minutes of encoding), which the client
   abandons once the small requests are done. The naive server gets the same load.
-* disconnect: a 2,048-text request is abandoned (socket closed) while it encodes; reports
+* disconnect: a 1,024-text request is abandoned (socket closed) while it encodes; reports
   the texts handed to the encoder after the client left (``embforge_encoder_texts_total``
   read just before closing and once the queue is empty; target 0).
 """
@@ -337,10 +337,12 @@ def big_bodies() -> dict[str, bytes]:
     """The two 20 MB requests of the fairness scenario."""
     rng = np.random.default_rng(0)
     words = ["retrieval", "embedding", "vector", "index", "query", "document", "token", "model"]
-    texts = [" ".join(rng.choice(words, 1200)) for _ in range(2048)]  # ~10 KB each
+    # 1,024 x 20 KB: cut to --max-chars-per-input, then 256 tokens each = 262,144 tokens, within
+    # the default 300,000 tokens per request (2,048 full-length texts would be refused at once)
+    texts = [" ".join(rng.choice(words, 2400)) for _ in range(1024)]
     return {
         "one 20 MB string": b'{"truncate": true, "input": "' + b"a" * 20_000_000 + b'"}',
-        "2048 texts of 10 KB": json.dumps({"truncate": True, "input": texts}).encode(),
+        "1024 texts of 20 KB": json.dumps({"truncate": True, "input": texts}).encode(),
     }
 
 
@@ -384,7 +386,7 @@ async def fairness(url: str, texts: list[str], big: bytes) -> dict:
 
 
 async def disconnect(url: str, body: bytes) -> dict:
-    """Abandon a 2,048-text request while it encodes; texts encoded after the client left."""
+    """Abandon a 1,024-text request while it encodes; texts encoded after the client left."""
     start = metric(url, "embforge_encoder_texts_total")
     _, writer = await raw_post(url, body)
     t0 = time.perf_counter()
@@ -399,6 +401,8 @@ async def disconnect(url: str, body: bytes) -> dict:
         await asyncio.sleep(0.1)
     after = metric(url, "embforge_encoder_texts_total")
     dropped = metric(url, "embforge_rejected_total", 'reason="disconnected"')
+    if before <= start:
+        raise RuntimeError("the abandoned request never started encoding: the scenario measured nothing")
     return {"encoded_before": before - start, "encoded_after": after - before, "dropped": dropped}
 
 
@@ -420,8 +424,8 @@ def run_hostile(name: str, cmd: list[str], port: int, env, texts, args) -> list[
                     if time.perf_counter() - t0 > SCENARIO_SECONDS:
                         break
         if "disconnect" in args.scenario and name == "embforge":
-            texts2k = [(t * 20)[:2000] for t in texts[:2048]]  # 2,048 full-length inputs (~300 tokens)
-            body = json.dumps({"truncate": True, "input": texts2k}).encode()
+            texts1k = [(t * 20)[:2000] for t in texts[:1024]]  # 1,024 full-length inputs (256 tokens)
+            body = json.dumps({"truncate": True, "input": texts1k}).encode()
             res = asyncio.run(disconnect(srv.url, body))
             rows.append({"server": name, "scenario": "disconnect", **res})
             print(name, "disconnect", res, flush=True)
@@ -457,7 +461,7 @@ def write_hostile_report(rows: list[dict], loads: list[tuple[float, ...]], out: 
         e, n = by.get(("embforge", kind)), by.get(("naive", kind))
         if e and n:
             lines.append(f"\n{kind}: small-request p99 naive / embforge = {n['p99'] / e['p99']:.1f}x")
-    lines += ["", "## Disconnect: a 2,048-text request abandoned while it encodes", ""]
+    lines += ["", "## Disconnect: a 1,024-text request abandoned while it encodes", ""]
     for r in rows:
         if r["scenario"] == "disconnect":
             lines.append(
