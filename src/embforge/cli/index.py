@@ -33,7 +33,8 @@ def read_corpus_texts(path: Path) -> tuple[list[str], list[str]]:
         raise DataError(f"{path}: the corpus is empty")
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        # set.add returns None: ``or seen.add(i)`` records i and keeps the test false
+        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]  # see above
         raise DataError(f"{path}: document id {dup!r} occurs more than once; ids must be unique")
     return ids, texts
 

@@ -43,7 +43,7 @@ def parse_weights(s: str | None) -> tuple[float, float, float] | None:
         raise ConfigError(
             f"--weights must be three numbers w_dense,w_sparse,w_multivector (e.g. 1,0.3,1), got {s!r}"
         )
-    return w  # type: ignore[return-value]
+    return (w[0], w[1], w[2])
 
 
 def register(app: typer.Typer) -> None:

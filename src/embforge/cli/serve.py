@@ -131,7 +131,8 @@ def serve(
         port=port,
         log_level=log_level,
         access_log=False,
-        timeout_keep_alive=max(1, round(keep_alive)),
+        # uvicorn annotates int but only hands it to asyncio's call_later, where fractions of a second work
+        timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # see above
     )
 
 

@@ -330,7 +330,8 @@ def save_encoder(enc: Encoder, path: str | os.PathLike, format: str = "embforge"
     if format == "embforge":
         from safetensors.torch import save_model
 
-        bcfg = enc.backbone.config.to_dict()
+        backbone_config: Any = enc.backbone.config  # a transformers PretrainedConfig
+        bcfg = backbone_config.to_dict()
         meta = {
             "format": "embforge",
             "format_version": FORMAT_VERSION,
@@ -342,7 +343,8 @@ def save_encoder(enc: Encoder, path: str | os.PathLike, format: str = "embforge"
         save_model(enc, str(out / "model.safetensors"), metadata={"format": "pt"})
         (out / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
         return
-    enc.backbone.save_pretrained(str(out), safe_serialization=True)
+    backbone: Any = enc.backbone  # a transformers PreTrainedModel (the non-embforge layouts need one)
+    backbone.save_pretrained(str(out), safe_serialization=True)
     for head in map(enc.head, enc.heads):
         if head.bge_m3_file is not None:
             sd = {k: v.detach().cpu().clone() for k, v in head.file_module().state_dict().items()}

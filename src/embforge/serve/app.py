@@ -118,7 +118,9 @@ def _build_service(
     engine.count_tokens(["warm-up"], "document")  # copies the tokenizer for this thread
     if "dense" in engine.heads:  # warm-up, and the dense size for `dimensions` checks
         warm = engine.encode(["warm-up"], "document", ("dense",), None).dense
-        dense_dim = None if warm is None else int(warm.shape[1])
+        if warm is None:
+            raise RuntimeError(f"{type(encoder).__name__} lists a dense head but returned no dense output")
+        dense_dim = int(warm.shape[1])
     metrics = Metrics()
     batcher = DynamicBatcher(
         engine.encode,
