@@ -518,7 +518,7 @@ def main() -> None:
     args.out = args.out or ROOT / "bench" / "results" / "serve.md"
     rows = []
     port = free_port()
-    cmd = [sys.executable, "-m", "embforge.cli.app", "serve", model_path, "--host", HOST, "--port", str(port),
+    cmd = [sys.executable, "-m", "embforge.cli.app", "serve", "--model", model_path, "--host", HOST, "--port", str(port),
            "--threads", str(args.threads), "--heads", "dense", "--log-level", "warning"]  # fmt: skip
     rows += run_server("embforge", cmd, port, env, texts, args)
     if not args.skip_naive:
@@ -541,7 +541,7 @@ def hostile_main(args, model_path: str, texts: list[str], env: dict[str, str]) -
     loads = [os.getloadavg()]
     print(cpu_flags(), "load", loads[0], flush=True)
     port = free_port()
-    cmd = [sys.executable, "-m", "embforge.cli.app", "serve", model_path, "--host", HOST, "--port", str(port),
+    cmd = [sys.executable, "-m", "embforge.cli.app", "serve", "--model", model_path, "--host", HOST, "--port", str(port),
            "--threads", str(args.threads), "--heads", "dense", "--log-level", "warning"]  # fmt: skip
     rows = run_hostile("embforge", cmd, port, env, texts, args)
     if not args.skip_naive and "fairness" in args.scenario:

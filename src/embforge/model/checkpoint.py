@@ -387,3 +387,27 @@ def _write_st_files(enc: Encoder, out: Path) -> None:
     }
     cst = {"prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine"}
     (out / "config_sentence_transformers.json").write_text(json.dumps(cst, indent=2), encoding="utf-8")
+
+
+def trained_heads(path_or_id: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """The heads a checkpoint has weights for, read from its files without loading it.
+
+    embforge layout: the heads recorded in ``config.json``; BGE-M3 / sentence-transformers layouts:
+    ``dense`` plus every head whose ``bge_m3_file`` (``sparse_linear.pt``, ``colbert_linear.pt``)
+    is present, or the sidecar's heads. The CLI's ``--heads auto`` uses it, so a
+    sentence-transformers model is used dense-only and BGE-M3 with all three heads.
+    """
+    path = resolve_path(path_or_id)
+    layout = detect_layout(path)
+    if layout == "embforge":
+        stored = EncoderConfig.from_dict(_read_json(path / "config.json").get("encoder", {})).heads
+        return tuple(_wanted(list(stored)))
+    if (path / SIDECAR).is_file():
+        return tuple(_wanted(list(EncoderConfig.from_dict(_read_json(path / SIDECAR)).heads)))
+    have = [n for n in HEADS.names() if n != "dense" and _head_file_exists(path, n)]
+    return tuple(_wanted(have))
+
+
+def _head_file_exists(path: Path, name: str) -> bool:
+    file = getattr(HEADS.get(name), "bge_m3_file", None)
+    return file is not None and (path / file).is_file()
