@@ -429,8 +429,14 @@ def _classic_pooling_config(model_dir: Path) -> None:
     if "pooling_mode" in cfg:
         mode = cfg.pop("pooling_mode")
         cfg["word_embedding_dimension"] = cfg.pop("embedding_dimension", None)
-        for m in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens"):
-            cfg[f"pooling_mode_{m}"] = m.startswith(mode)
+        keys = {
+            "cls": "cls_token",
+            "mean": "mean_tokens",
+            "max": "max_tokens",
+            "mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+        }
+        for m in keys.values():
+            cfg[f"pooling_mode_{m}"] = keys.get(mode) == m
         cfg_path.write_text(json.dumps(cfg, indent=2))
 
 
