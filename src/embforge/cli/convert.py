@@ -17,6 +17,7 @@ from embforge.cli._common import (
     output_option,
     split_list,
 )
+from embforge.cli._outputs import claim
 from embforge.errors import DataError
 
 convert_app = typer.Typer(
@@ -73,6 +74,7 @@ def xquad(
     pairs: bool = typer.Option(False, "--pairs", help="Also write <lang>/pairs.jsonl (question, paragraph)."),
 ) -> None:
     """XQuAD / SQuAD-format QA -> BEIR retrieval (question -> its paragraph), per language and cross-lingual."""
+    claim(out_dir, directory=True, inputs=[input_dir])
     from embforge.data.convert.squad import convert_xquad, find_xquad_files
 
     langs = split_list(languages) or sorted(find_xquad_files(input_dir))
@@ -89,6 +91,7 @@ def squad(
     pairs: bool = typer.Option(False, "--pairs", help="Also write pairs.jsonl (question, paragraph)."),
 ) -> None:
     """One SQuAD-format file (your own QA data) -> a BEIR retrieval set."""
+    claim(out_dir, directory=True, inputs=[input_file])
     from embforge.data.convert.squad import read_squad, squad_pairs, squad_to_beir
     from embforge.data.io import write_beir, write_jsonl
 
@@ -112,6 +115,7 @@ def sts(
     skip_bad: bool = SKIP_BAD,
 ) -> None:
     """STS (sentence1, sentence2, score 0-5) -> scored-pair JSONL."""
+    claim(output, inputs=[input_file])
     from embforge.data.convert.sts import read_sts
     from embforge.data.io import write_jsonl
 
@@ -140,6 +144,7 @@ def nli(
     skip_bad: bool = SKIP_BAD,
 ) -> None:
     """NLI pairs -> (anchor, entailment, contradiction) triples for supervised SimCSE / hard negatives."""
+    claim(output, inputs=inputs)
     from embforge.data.convert.nli import NliStats, nli_triples, read_nli_lines, read_nli_tsv
     from embforge.data.io import write_jsonl
 
@@ -176,6 +181,7 @@ def tatoeba(
     skip_bad: bool = SKIP_BAD,
 ) -> None:
     """Tatoeba bitext -> pair JSONL (query = xxx sentence, positive = its English translation)."""
+    claim(out_dir, directory=True, inputs=[input_dir])
     from embforge.data.convert.bitext import find_tatoeba_pairs, read_bitext
     from embforge.data.io import write_jsonl
 
@@ -223,6 +229,7 @@ def mix(
     from embforge.data.teachers import EncoderTeacher
     from embforge.model.encoder import Encoder
 
+    claim(out_dir, directory=True, inputs=[data_dir])
     cfg = MixConfig(
         xquad_langs=tuple(split_list(languages)) or None,
         min_sts_score=min_sts_score,
