@@ -8,6 +8,7 @@ in data, loss and schedule only. See ``configs/*.yaml``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,6 +22,7 @@ from embforge.data.samplers import SourceBatchSampler
 from embforge.errors import ConfigError
 from embforge.losses import LOSSES, ContrastiveLoss, build_loss
 from embforge.model.encoder import Encoder
+from embforge.model.heads.sparse import init_sparse_head
 from embforge.model.pooling import build_pooling
 from embforge.scoring import M3_SCORE_WEIGHTS
 from embforge.train import distributed as du
@@ -184,6 +186,20 @@ def _load_encoder(cfg: ContrastiveConfig) -> Encoder:
     return enc
 
 
+def _init_sparse(cfg: ContrastiveConfig, enc: Encoder, examples: list[TrainExample]) -> None:
+    """``model.sparse_init`` for a sparse head the checkpoint had no weights for (trained ones are kept).
+
+    ``idf`` takes its IDF from the training documents (positives and negatives).
+    """
+    head = enc.sparse_head
+    if head is None or not getattr(head, "untrained", False):
+        return
+    how = cfg.model.sparse_init
+    docs = [t for e in examples for t in (*e.pos, *e.neg)] if how == "idf" else None
+    did = init_sparse_head(enc, how, docs, max_length=min(128, cfg.data.doc_max_length))
+    print(f"model.sparse_init={how}: {did}", file=sys.stderr)
+
+
 def _check_lengths(cfg: ContrastiveConfig, limit: int) -> None:
     """Token limits above the model's position limit fail here, before any step (not mid-run)."""
     bad = [
@@ -261,9 +277,24 @@ class ContrastiveStep:
         db = self.tok(docs, "document", data.doc_max_length)
         t = None if teacher is None else du.gather_with_grad(torch.tensor(teacher, device=self.enc.device))
         loss = self.warm_loss if step <= self.warm else self.loss
-        return contrastive_step(
+        out = contrastive_step(
             self.encode, qb, db, gathered_loss(loss, self.group, t), cfg.loop.sub_batch_size
         )
+        if cfg.loss.name == "m3":
+            self._log_schedule(out, step)
+        return out
+
+    def _log_schedule(self, out: LossOutput, step: int) -> None:
+        """M3: log field ``self_distill`` (0 during the per-head warm-up, 1 after) and the switch."""
+        distill = step > self.warm
+        out.parts["self_distill"] = torch.tensor(float(distill))
+        if self.warm and du.rank() == 0 and step in (1, self.warm + 1):
+            what = (
+                "self-distillation (L + L')"
+                if distill
+                else f"warm-up: InfoNCE only (L) until step {self.warm}"
+            )
+            print(f"step {step}: m3 {what}", file=sys.stderr)
 
 
 def run(cfg: ContrastiveConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:
@@ -277,6 +308,7 @@ def run(cfg: ContrastiveConfig, callbacks: Sequence[Callback] = ()) -> TrainResu
     check_examples(examples, cfg.data.num_negatives, cfg.loss.name == "distill")
     enc = _load_encoder(cfg)
     _check_lengths(cfg, enc.model_limit)
+    _init_sparse(cfg, enc, examples)
     tok = Tokenize(enc)
     sampler = _sampler(cfg, examples, tok)
 
