@@ -65,6 +65,22 @@ SENT_SPLIT = re.compile(r"(?<=[.!?。؟।])\s+|(?<=[。！？])")
 
 
 # ----------------------------------------------------------------------------- data
+def _add_xquad(add, qids: list[str], qtexts: list[str]) -> None:
+    """XQuAD: every context sentence a document (through ``add``), the first 80 questions per language."""
+    for f in sorted((DATA / "xquad").glob("xquad.*.json")):
+        lang = f.name.split(".")[1]
+        nq = 0
+        for art in json.load(open(f, encoding="utf-8"))["data"]:
+            for pi, para in enumerate(art["paragraphs"]):
+                for si, s in enumerate(SENT_SPLIT.split(para["context"])):
+                    add(f"xq-{lang}-{art['title'][:20]}-{pi}-{si}", s)
+                for qa in para["qas"]:
+                    if nq < 80:
+                        qids.append(f"xq-{lang}-{qa['id']}")
+                        qtexts.append(qa["question"])
+                        nq += 1
+
+
 def build_corpus(n_docs: int) -> tuple[list[str], list[str], list[str], list[str]]:
     """(doc_ids, doc_texts, query_ids, query_texts), deterministic."""
     ids, texts, seen = [], [], set()
@@ -84,18 +100,7 @@ def build_corpus(n_docs: int) -> tuple[list[str], list[str], list[str], list[str
         q = json.loads(line)
         qids.append(f"dbp-{q['_id']}")
         qtexts.append(q["text"])
-    for f in sorted((DATA / "xquad").glob("xquad.*.json")):
-        lang = f.name.split(".")[1]
-        nq = 0
-        for art in json.load(open(f, encoding="utf-8"))["data"]:
-            for pi, para in enumerate(art["paragraphs"]):
-                for si, s in enumerate(SENT_SPLIT.split(para["context"])):
-                    add(f"xq-{lang}-{art['title'][:20]}-{pi}-{si}", s)
-                for qa in para["qas"]:
-                    if nq < 80:
-                        qids.append(f"xq-{lang}-{qa['id']}")
-                        qtexts.append(qa["question"])
-                        nq += 1
+    _add_xquad(add, qids, qtexts)
     for f in sorted((DATA / "tatoeba").glob("tatoeba.*-eng.*")):
         for li, line in enumerate(open(f, encoding="utf-8")):
             add(f"tt-{f.name}-{li}", line)

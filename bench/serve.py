@@ -308,7 +308,7 @@ def main() -> None:
     }
     rows = []
     port = free_port()
-    cmd = [sys.executable, "-m", "embforge.cli.app", "serve", model_path, "--host", HOST, "--port", str(port),
+    cmd = [sys.executable, "-m", "embforge.cli.app", "serve", "--model", model_path, "--host", HOST, "--port", str(port),
            "--threads", str(args.threads), "--heads", "dense", "--log-level", "warning"]  # fmt: skip
     rows += run_server("embforge", cmd, port, env, texts, args)
     if not args.skip_naive:

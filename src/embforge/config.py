@@ -204,15 +204,21 @@ class _Checker:
             if not self.errors:
                 self.err(path, str(e))
             return None
-        validate = getattr(obj, "validate", None)
-        if validate is not None and len(self.errors) == n_errors:  # only well-typed values
-            for msg in validate():
-                sub, _, rest = msg.partition(": ")
-                if rest and " " not in sub:
-                    self.err(_join(path, sub), rest)
-                else:
-                    self.err(path, msg)
+        if len(self.errors) == n_errors:  # only well-typed values
+            self._validate(obj, path)
         return obj
+
+    def _validate(self, obj: Any, path: str) -> None:
+        """Report the messages of ``obj.validate()`` ("key: message" goes to ``path.key``)."""
+        validate = getattr(obj, "validate", None)
+        if validate is None:
+            return
+        for msg in validate():
+            sub, _, rest = msg.partition(": ")
+            if rest and " " not in sub:
+                self.err(_join(path, sub), rest)
+            else:
+                self.err(path, msg)
 
     def _annotated(self, args: tuple, v: Any, path: str) -> Any:
         """``Annotated[T, Choice(...)]``: a ``T`` that is also one of the choice's names."""
@@ -222,7 +228,9 @@ class _Checker:
                 self.err(path, f"{out!r} is not allowed; {_suggest(out, meta.names())}")
         return out
 
-    def value(self, tp: Any, v: Any, path: str) -> Any:  # noqa: C901 - one branch per type kind
+    def value(self, tp: Any, v: Any, path: str) -> Any:
+        """``v`` checked against the type ``tp`` (errors are recorded, never raised), converted
+        where the schema asks (a list for a tuple, a number string for a float)."""
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
         if tp is Any:
@@ -230,18 +238,7 @@ class _Checker:
         if origin is Annotated:
             return self._annotated(args, v, path)
         if origin in (typing.Union, types.UnionType):
-            if v is None and type(None) in args:
-                return None
-            options = [a for a in args if a is not type(None)]
-            for a in options:
-                sub = _Checker(self.source, self.cli_keys)
-                out = sub.value(a, v, path)
-                if not sub.errors:
-                    return out
-            if len(options) == 1:
-                return self.value(options[0], v, path)
-            self.err(path, f"expected {_type_name(tp)}, got {v!r}")
-            return v
+            return self._union(tp, args, v, path)
         if origin is Literal:
             if v not in args:
                 self.err(path, f"{v!r} is not allowed; {_suggest(str(v), [str(a) for a in args])}")
@@ -249,23 +246,50 @@ class _Checker:
         if dataclasses.is_dataclass(tp):
             return self.dataclass_(typing.cast(type, tp), v, path)
         if origin in (list, tuple, Sequence):
-            if not isinstance(v, (list, tuple)):
-                self.err(path, f"expected a list, got {v!r}")
-                return v
-            if origin is tuple and args and args[-1] is not Ellipsis:
-                if len(v) != len(args):
-                    self.err(path, f"expected {len(args)} values, got {len(v)}: {v!r}")
-                    return tuple(v)
-                return tuple(self.value(a, x, f"{path}[{i}]") for i, (a, x) in enumerate(zip(args, v)))
-            item = args[0] if args else Any
-            out = [self.value(item, x, f"{path}[{i}]") for i, x in enumerate(v)]
-            return tuple(out) if origin is tuple else out
+            return self._sequence(origin, args, v, path)
         if origin is dict:
-            if not isinstance(v, dict):
-                self.err(path, f"expected a mapping, got {v!r}")
-                return v
-            vt = args[1] if args else Any
-            return {str(k): self.value(vt, x, _join(path, str(k))) for k, x in v.items()}
+            return self._mapping(args, v, path)
+        return self._scalar(tp, v, path)
+
+    def _union(self, tp: Any, args: tuple, v: Any, path: str) -> Any:
+        """``A | B | None``: the first option that ``v`` fits without errors."""
+        if v is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        for a in options:
+            sub = _Checker(self.source, self.cli_keys)
+            out = sub.value(a, v, path)
+            if not sub.errors:
+                return out
+        if len(options) == 1:
+            return self.value(options[0], v, path)
+        self.err(path, f"expected {_type_name(tp)}, got {v!r}")
+        return v
+
+    def _sequence(self, origin: Any, args: tuple, v: Any, path: str) -> Any:
+        """``list[T]``, ``Sequence[T]``, ``tuple[T, ...]`` and fixed-length ``tuple[A, B]``."""
+        if not isinstance(v, (list, tuple)):
+            self.err(path, f"expected a list, got {v!r}")
+            return v
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(v) != len(args):
+                self.err(path, f"expected {len(args)} values, got {len(v)}: {v!r}")
+                return tuple(v)
+            return tuple(self.value(a, x, f"{path}[{i}]") for i, (a, x) in enumerate(zip(args, v)))
+        item = args[0] if args else Any
+        out = [self.value(item, x, f"{path}[{i}]") for i, x in enumerate(v)]
+        return tuple(out) if origin is tuple else out
+
+    def _mapping(self, args: tuple, v: Any, path: str) -> Any:
+        """``dict[str, T]``: string keys, each value checked against ``T``."""
+        if not isinstance(v, dict):
+            self.err(path, f"expected a mapping, got {v!r}")
+            return v
+        vt = args[1] if args else Any
+        return {str(k): self.value(vt, x, _join(path, str(k))) for k, x in v.items()}
+
+    def _scalar(self, tp: Any, v: Any, path: str) -> Any:
+        """bool, int, float, str (a bool is not an int here); any other type passes unchecked."""
         if tp is bool:
             if not isinstance(v, bool):
                 self.err(path, f"expected true or false, got {v!r}")
@@ -275,20 +299,23 @@ class _Checker:
                 self.err(path, f"expected an integer, got {v!r}")
             return v
         if tp is float:
-            if isinstance(v, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
-                try:
-                    return float(v)
-                except ValueError:
-                    pass
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                self.err(path, f"expected a number, got {v!r}")
-                return v
-            return float(v)
+            return self._float(v, path)
         if tp is str:
             if not isinstance(v, str):
                 self.err(path, f"expected a string, got {v!r}")
             return v
         return v
+
+    def _float(self, v: Any, path: str) -> Any:
+        if isinstance(v, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+            try:
+                return float(v)
+            except ValueError:
+                pass
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            self.err(path, f"expected a number, got {v!r}")
+            return v
+        return float(v)
 
 
 def _join(path: str, key: str) -> str:
@@ -304,7 +331,7 @@ def build_config(
     if checker.errors:
         n = len(checker.errors)
         raise ConfigError(f"{n} config error{'s' if n > 1 else ''}:\n  " + "\n  ".join(checker.errors))
-    return obj  # type: ignore[return-value]
+    return obj
 
 
 def load_config(

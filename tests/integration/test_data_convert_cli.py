@@ -20,7 +20,7 @@ def _run(*args: str):
 
 
 def test_convert_xquad_cli(tmp_path):
-    r = _run("convert", "xquad", DATA / "xquad", tmp_path, "-l", "en", "-l", "th", "--cross", "all")
+    r = _run("convert", "xquad", DATA / "xquad", "-o", tmp_path, "--languages", "en", "--languages", "th", "--cross", "all")
     assert r.exit_code == 0, r.output
     assert f"{tmp_path / 'th-en'}: 240 docs, 1190 queries, 1190 qrels" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["en", "en-th", "th", "th-en"]
@@ -49,6 +49,7 @@ def test_convert_nli_and_sts_cli(tmp_path):
         "convert",
         "sts",
         DATA / "sts/korsts/sts-train.tsv",
+        "-o",
         tmp_path / "k.jsonl.gz",
         "--min-score",
         "4",

@@ -38,7 +38,7 @@ def _run(*args):
 def test_mine_cli_hybrid_teacher(tiny_m3, xquad_pairs, tmp_path):
     out = tmp_path / "mined.jsonl"
     r = _run(
-        "mine", xquad_pairs, out, "--model", tiny_m3, "--heads", "dense,sparse,multivector",
+        "mine", xquad_pairs, "-o", out, "--model", tiny_m3, "--heads", "dense,sparse,multivector",
         "--top-k", "8", "--negatives", "3", "--max-length", "128", "--no-progress",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -59,11 +59,12 @@ def test_mine_cli_skip_bad(tiny_m3, tmp_path):
         '{"query": "who wrote it", "positive": "the author wrote it"}\n'
         '{"query": "x", "positive": "unrelated text here"}\n'
     )
-    r = _run("mine", src, tmp_path / "o.jsonl", "--model", tiny_m3, "--top-k", "2", "--negatives", "1")
+    r = _run("mine", src, "-o", tmp_path / "o.jsonl", "--model", tiny_m3, "--top-k", "2", "--negatives", "1")
     assert "in.jsonl:2: invalid JSON" in str(r.exception)
     r = _run(
         "mine",
         src,
+        "-o",
         tmp_path / "o.jsonl",
         "-m",
         tiny_m3,
@@ -86,12 +87,12 @@ def test_filter_and_dedup_cli(xquad_pairs, tmp_path):
     rows = [json.loads(x) for x in xquad_pairs.read_text().splitlines()][:40]
     rows.append({"query": rows[0]["query"], "positive": rows[0]["positive"], "source": "copy"})
     write_jsonl(tmp_path / "in.jsonl", rows)
-    r = _run("dedup", tmp_path / "in.jsonl", tmp_path / "d.jsonl")
+    r = _run("dedup", tmp_path / "in.jsonl", "-o", tmp_path / "d.jsonl")
     n_unique = len({(x["query"], x["positive"]) for x in rows})  # xquad itself repeats a few questions
     assert r.exit_code == 0, r.output
     assert f"{len(rows) - n_unique} exact duplicates removed, {n_unique} kept" in r.output
     r = _run(
-        "filter", tmp_path / "d.jsonl", tmp_path / "f.jsonl", "--top-k", "1",
+        "filter", tmp_path / "d.jsonl", "-o", tmp_path / "f.jsonl", "--top-k", "1",
         "--shard-size", "30", "--max-length", "96", "--dropped", tmp_path / "drop.jsonl", "--no-progress",
     )  # fmt: skip
     assert r.exit_code == 0, r.output

@@ -35,6 +35,8 @@ def test_eval_cli_writes_report_with_every_head(tmp_path, monkeypatch):
             f"{src},{tgt}",
             "--mrl-dims",
             "16,48",
+            "--heads",
+            "dense,sparse,multivector",
             "-o",
             str(tmp_path / "out"),
         ],
@@ -52,8 +54,8 @@ def test_eval_cli_writes_report_with_every_head(tmp_path, monkeypatch):
 
 
 def test_eval_cli_errors_name_the_fix(tmp_path):
-    r = CliRunner().invoke(app, ["eval", "--beir", str(DEMO / "xquad-en"), "--heads", "dense,colbert"])
-    assert r.exit_code != 0 and "choose from: dense, sparse, multivector" in str(r.exception)
+    r = CliRunner().invoke(app, ["eval", "--beir", str(DEMO / "xquad-en"), "--heads", "dense,splade"])
+    assert r.exit_code != 0 and "choose from: auto, dense, sparse, multivector" in str(r.exception)
     r = CliRunner().invoke(app, ["eval", "--beir", str(DEMO / "xquad-en"), "--split", "dev"])
     assert "choose a split from: test, train" in str(r.exception)
     r = CliRunner().invoke(app, ["eval"])
@@ -62,7 +64,7 @@ def test_eval_cli_errors_name_the_fix(tmp_path):
 
 def test_eval_cli_on_a_saved_index(tmp_path, tiny_m3_path):
     r = CliRunner().invoke(
-        app, ["index", str(DEMO / "xquad-en"), str(tmp_path / "idx"), "--model", str(tiny_m3_path)]
+        app, ["index", str(DEMO / "xquad-en"), "-o", str(tmp_path / "idx"), "--model", str(tiny_m3_path)]
     )
     assert r.exit_code == 0, r.output + str(r.exception)
     r = CliRunner().invoke(

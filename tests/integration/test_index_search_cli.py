@@ -36,7 +36,7 @@ def test_index_then_search_matches_scoring_functions(tiny_m3_path, tiny_m3, beir
     out = tmp_path / "idx"
     r = CliRunner().invoke(
         app,
-        ["index", str(beir), str(out), "--model", str(tiny_m3_path), "--heads", "dense,sparse,multivector"],
+        ["index", str(beir), "-o", str(out), "--model", str(tiny_m3_path), "--heads", "dense,sparse,multivector"],
     )
     assert r.exit_code == 0, r.output
     idx = load_index(out)
@@ -45,7 +45,7 @@ def test_index_then_search_matches_scoring_functions(tiny_m3_path, tiny_m3, beir
     )
 
     run = tmp_path / "run.json"
-    r = CliRunner().invoke(app, ["search", str(out), str(beir), "--out", str(run), "--k", "5"])
+    r = CliRunner().invoke(app, ["search", str(out), str(beir), "-o", str(run), "-k", "5"])
     assert r.exit_code == 0, r.output
     got = json.loads(run.read_text())
 
@@ -67,7 +67,7 @@ def test_index_then_search_matches_scoring_functions(tiny_m3_path, tiny_m3, beir
 
     trec = tmp_path / "run.trec"
     r = CliRunner().invoke(
-        app, ["search", str(out), str(beir / "queries.jsonl"), "-o", str(trec), "--k", "2", "--fusion", "rrf"]
+        app, ["search", str(out), str(beir / "queries.jsonl"), "-o", str(trec), "-k", "2", "--fusion", "rrf"]
     )
     assert r.exit_code == 0, r.output
     lines = trec.read_text().splitlines()
@@ -81,6 +81,7 @@ def test_index_matryoshka_hnsw_and_errors(tiny_m3_path, beir, tmp_path):
         [
             "index",
             str(beir / "corpus.jsonl"),
+            "-o",
             str(out),
             "--model",
             str(tiny_m3_path),
@@ -94,21 +95,21 @@ def test_index_matryoshka_hnsw_and_errors(tiny_m3_path, beir, tmp_path):
     dense = load_index(out).components["dense"]
     assert dense.kind == "dense-hnsw" and dense.d == 16
     np.testing.assert_allclose(np.linalg.norm(np.asarray(dense.vectors), axis=1), 1.0, atol=1e-5)
-    r = CliRunner().invoke(app, ["search", str(out), str(beir), "--out", str(tmp_path / "r.trec")])
+    r = CliRunner().invoke(app, ["search", str(out), str(beir), "-o", str(tmp_path / "r.trec")])
     assert r.exit_code == 0, r.output
 
-    r = CliRunner().invoke(app, ["index", str(beir), str(tmp_path / "x"), "--dense-index", "annoy"])
+    r = CliRunner().invoke(app, ["index", str(beir), "-o", str(tmp_path / "x"), "--dense-index", "annoy"])
     assert (
         r.exit_code != 0
         and "unknown dense index 'annoy'; choose from: binary, exact, hnsw, int8, ivfpq" in str(r.exception)
     )
-    r = CliRunner().invoke(app, ["search", str(out), str(beir), "--out", str(tmp_path / "r.csv")])
+    r = CliRunner().invoke(app, ["search", str(out), str(beir), "-o", str(tmp_path / "r.csv")])
     assert r.exit_code != 0 and "use .trec (TREC) or .json" in str(r.exception)
     r = CliRunner().invoke(
-        app, ["search", str(out), str(beir), "--out", str(tmp_path / "r.trec"), "--weights", "1,2"]
+        app, ["search", str(out), str(beir), "-o", str(tmp_path / "r.trec"), "--weights", "1,2"]
     )
     assert r.exit_code != 0 and "--weights must be three numbers" in str(r.exception)
     r = CliRunner().invoke(
-        app, ["search", str(tmp_path / "nope"), str(beir), "--out", str(tmp_path / "r.trec")]
+        app, ["search", str(tmp_path / "nope"), str(beir), "-o", str(tmp_path / "r.trec")]
     )
     assert r.exit_code != 0 and "does not exist" in str(r.exception)

@@ -33,6 +33,7 @@ def test_serve_cli_end_to_end(tiny_m3_path, tiny_m3):
         "-m",
         "embforge.cli.app",
         "serve",
+        "--model",
         str(tiny_m3_path),
         "--port",
         str(port),

@@ -19,6 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: flags show as flags, not as `--flag <bool>`
 )
 
 
@@ -32,8 +33,24 @@ def _load_commands() -> None:
             register(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from embforge import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the embforge version and exit.",
+        callback=_print_version,
+        is_eager=True,
+    ),
+) -> None:
     """embforge: encode, train, index, search, evaluate and serve text embeddings."""
 
 

@@ -8,12 +8,14 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._common import lang_option, languages_option, output_option, split_list
 from embforge.errors import DataError
 
 convert_app = typer.Typer(
     help="Convert datasets to embforge formats: SQuAD/XQuAD -> BEIR retrieval sets, STS -> scored pairs, "
     "NLI -> triples, Tatoeba -> bitext pairs. Outputs are written atomically.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 SKIP_BAD = typer.Option(
@@ -53,19 +55,19 @@ def _parse_cross(cross: list[str], langs: list[str]) -> list[tuple[str, str]]:
 @convert_app.command("xquad")
 def xquad(
     input_dir: Path = typer.Argument(..., help="Folder with xquad.<lang>.json files (SQuAD v1.1 layout)."),
-    out_dir: Path = typer.Argument(..., help="Output folder: <lang>/ and <qlang>-<dlang>/ BEIR sets."),
-    lang: Optional[list[str]] = typer.Option(None, "--lang", "-l", help="Languages (repeat); default all."),
+    out_dir: Path = output_option("Output folder: <lang>/ and <qlang>-<dlang>/ BEIR sets."),
+    languages: Optional[list[str]] = languages_option(),
     cross: Optional[list[str]] = typer.Option(
         None,
         "--cross",
-        help="Cross-lingual set QUERY_LANG:DOC_LANG (repeat), or 'all' for every pair of --lang.",
+        help="Cross-lingual set QUERY_LANG:DOC_LANG (repeat), or 'all' for every pair of --languages.",
     ),
     pairs: bool = typer.Option(False, "--pairs", help="Also write <lang>/pairs.jsonl (question, paragraph)."),
 ) -> None:
     """XQuAD / SQuAD-format QA -> BEIR retrieval (question -> its paragraph), per language and cross-lingual."""
     from embforge.data.convert.squad import convert_xquad, find_xquad_files
 
-    langs = list(lang or sorted(find_xquad_files(input_dir)))
+    langs = split_list(languages) or sorted(find_xquad_files(input_dir))
     summary = convert_xquad(input_dir, out_dir, langs, _parse_cross(list(cross or []), langs), pairs)
     for name, counts in summary.items():
         typer.echo(f"{out_dir / name}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
@@ -74,8 +76,8 @@ def xquad(
 @convert_app.command("squad")
 def squad(
     input_file: Path = typer.Argument(..., help="A SQuAD v1.1-format JSON file."),
-    out_dir: Path = typer.Argument(..., help="Output BEIR folder."),
-    lang: str = typer.Option("", "--lang", help="Language tag for the pairs."),
+    out_dir: Path = output_option("Output BEIR folder."),
+    lang: str = lang_option("Language tag for the pairs."),
     pairs: bool = typer.Option(False, "--pairs", help="Also write pairs.jsonl (question, paragraph)."),
 ) -> None:
     """One SQuAD-format file (your own QA data) -> a BEIR retrieval set."""
@@ -92,9 +94,9 @@ def squad(
 @convert_app.command("sts")
 def sts(
     input_file: Path = typer.Argument(..., help="STS file: STS-B TSV, KorSTS TSV or stsb_multi_mt CSV."),
-    output: Path = typer.Argument(..., help="Output JSONL of scored pairs (.jsonl or .jsonl.gz)."),
+    output: Path = output_option("Output JSONL of scored pairs (.jsonl or .jsonl.gz)."),
     fmt: str = typer.Option("auto", "--format", help="stsb | korsts | csv | auto (from the first line)."),
-    lang: str = typer.Option("", "--lang", help="Language tag for every pair."),
+    lang: str = lang_option("Language tag for every pair."),
     source: str = typer.Option("", "--source", help="Source tag; default: the input file name."),
     min_score: Optional[float] = typer.Option(
         None, "--min-score", help="Keep only pairs scoring >= this (e.g. 4 for training positives)."
@@ -120,12 +122,12 @@ def nli(
         ...,
         help="KorNLI/XNLI TSV files (sentence1, sentence2, gold_label), or one folder of SNLI line files.",
     ),
-    output: Path = typer.Option(..., "--output", "-o", help="Output JSONL of triples."),
+    output: Path = output_option("Output JSONL of triples."),
     split: Optional[list[str]] = typer.Option(
         None, "--split", help="For a folder: read s1.<split>, s2.<split>, labels.<split> (repeat)."
     ),
     pairing: str = typer.Option("first", "--pairing", help="first (one triple per premise) | zip | all."),
-    lang: str = typer.Option("", "--lang", help="Language tag for every triple."),
+    lang: str = lang_option("Language tag for every triple."),
     source: str = typer.Option("", "--source", help="Source tag; default: the input name."),
     skip_bad: bool = SKIP_BAD,
 ) -> None:
@@ -159,9 +161,9 @@ def nli(
 @convert_app.command("tatoeba")
 def tatoeba(
     input_dir: Path = typer.Argument(..., help="Folder with tatoeba.xxx-eng.{xxx,eng} line files."),
-    out_dir: Path = typer.Argument(..., help="Output folder: one xxx-eng.jsonl of pairs per language."),
-    lang: Optional[list[str]] = typer.Option(
-        None, "--lang", "-l", help="3-letter codes (repeat); default all."
+    out_dir: Path = output_option("Output folder: one xxx-eng.jsonl of pairs per language."),
+    languages: Optional[list[str]] = languages_option(
+        "3-letter codes (repeat or comma-separate); default all."
     ),
     skip_bad: bool = SKIP_BAD,
 ) -> None:
@@ -170,7 +172,7 @@ def tatoeba(
     from embforge.data.io import write_jsonl
 
     total = 0
-    found = find_tatoeba_pairs(input_dir, list(lang or []) or None)
+    found = find_tatoeba_pairs(input_dir, split_list(languages) or None)
     for code, src, eng in found:
         out = out_dir / f"{code}-eng.jsonl"
         with _bad_sink(skip_bad, out) as bad:

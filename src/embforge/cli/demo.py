@@ -6,33 +6,40 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._common import (
+    languages_option,
+    model_option,
+    output_option,
+    set_threads,
+    split_list,
+    threads_option,
+)
+
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
-        model: Optional[str] = typer.Option(
-            None, "--model", "-m", help="Base model directory or hub id (default: bundled all-MiniLM-L6-v2)."
+        model: Optional[str] = model_option(
+            "Base model directory or hub id (default: the bundled all-MiniLM-L6-v2)."
         ),
-        out: str = typer.Option(
-            "demo_out", "--out", "-o", help="Output directory (mined data, model, index, report)."
-        ),
-        languages: str = typer.Option(
-            "en,de,es", help="Bundled XQuAD languages, comma-separated (en, de, es)."
+        output: str = output_option("Output directory (mined data, model, index, report).", "demo_out"),
+        languages: Optional[list[str]] = languages_option(
+            "Bundled XQuAD languages (repeat or comma-separate): en, de, es; default all."
         ),
         steps: int = typer.Option(40, help="Fine-tuning steps (M3 recipe + Matryoshka)."),
-        batch_size: int = typer.Option(16, help="Queries per fine-tuning step."),
+        train_batch_size: int = typer.Option(16, help="Queries per fine-tuning step."),
         max_eval_queries: Optional[int] = typer.Option(
             None, help="Held-apart questions per language (default all 296)."
         ),
         max_train_queries: Optional[int] = typer.Option(
             None, help="Training questions per language (default all 894)."
         ),
-        threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's choice)."),
+        threads: Optional[int] = threads_option(),
         quick: bool = typer.Option(
             False, "--quick", help="Only encode + search the English set with every head (no training)."
         ),
-        queries: int = typer.Option(
-            200, "--queries", help="--quick: how many bundled questions to search with."
+        max_queries: int = typer.Option(
+            200, "--max-queries", help="--quick: how many bundled questions to search with."
         ),
     ) -> None:
         """The quickstart: evaluate, mine negatives, fine-tune (M3), evaluate again, index, search, report.
@@ -44,22 +51,23 @@ def register(app: typer.Typer) -> None:
         if quick:
             from embforge.demo import run_demo
 
-            run_demo(model, max_queries=queries, echo=typer.echo)
+            set_threads(threads)
+            run_demo(model, max_queries=max_queries, echo=typer.echo)
             return
         from embforge.errors import ConfigError
         from embforge.quickstart import DEMO_ROOT, QuickstartConfig, run_quickstart
 
-        langs = tuple(x.strip() for x in languages.split(",") if x.strip())
         have = sorted(p.name.split("-", 1)[1] for p in DEMO_ROOT.glob("xquad-*"))
+        langs = tuple(split_list(languages) or have)
         bad = [x for x in langs if x not in have]
-        if bad or not langs:
-            raise ConfigError(f"--languages {languages!r}: choose from: {', '.join(have)}")
+        if bad:
+            raise ConfigError(f"--languages {','.join(bad)}: not bundled; choose from: {', '.join(have)}")
         cfg = QuickstartConfig(
             model=model,
             languages=langs,
-            out_dir=out,
+            out_dir=output,
             steps=steps,
-            batch_size=batch_size,
+            batch_size=train_batch_size,
             max_eval_queries=max_eval_queries,
             max_train_queries=max_train_queries,
             threads=threads,

@@ -7,6 +7,20 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._common import (
+    batch_size_option,
+    dtype_option,
+    heads_option,
+    max_length_option,
+    model_option,
+    output_option,
+    parse_heads,
+    progress_option,
+    resolve_heads,
+    set_threads,
+    show_progress,
+    threads_option,
+)
 from embforge.errors import DataError
 
 
@@ -78,30 +92,25 @@ def register(app: typer.Typer) -> None:
         input: Path = typer.Argument(
             ..., help="Texts: .jsonl (objects with a text field) or a text file, one per line."
         ),
-        output: Path = typer.Option(
-            ..., "--output", "-o", help="Output: .npy (dense matrix) or .jsonl (all heads)."
-        ),
-        model: Optional[str] = typer.Option(
-            None, "--model", "-m", help="Model directory or hub id (default: bundled all-MiniLM-L6-v2)."
-        ),
-        heads: str = typer.Option(
-            "dense", "--heads", help="Comma-separated heads: dense, sparse, multivector."
+        output: Path = output_option("Output: .npy (dense matrix) or .jsonl (all heads)."),
+        model: Optional[str] = model_option(),
+        heads: str = heads_option(
+            "Heads, comma-separated: dense, sparse, multivector; 'auto' = the heads the checkpoint has "
+            "trained weights for (dense only when the output is .npy)."
         ),
         dim: Optional[int] = typer.Option(
             None, "--dim", help="Matryoshka: keep the first DIM dense dims, renormalised."
         ),
-        dtype: str = typer.Option(
-            "fp32", "--dtype", help="fp32, bf16 or fp16 autocast (outputs are float32)."
-        ),
+        dtype: str = dtype_option(),
         role: str = typer.Option(
             "document", "--role", help="query or document (selects the instruction prefix)."
         ),
-        batch_size: int = typer.Option(128, "--batch-size", help="Most texts per forward pass."),
-        max_length: Optional[int] = typer.Option(
-            None, "--max-length", help="Token limit per text (default: model's)."
-        ),
+        batch_size: int = batch_size_option(),
+        max_length: Optional[int] = max_length_option(),
         long_inputs: str = typer.Option("truncate", "--long-inputs", help="truncate (warns) or mcls."),
         text_field: str = typer.Option("text", "--text-field", help="JSONL field holding the text."),
+        threads: Optional[int] = threads_option(),
+        progress: Optional[bool] = progress_option(),
     ) -> None:
         """Encode texts with the dense / sparse / multi-vector heads.
 
@@ -109,10 +118,12 @@ def register(app: typer.Typer) -> None:
         """
         from embforge.model.encoder import Encoder
 
-        head_list = tuple(h.strip() for h in heads.split(",") if h.strip())
-        if output.suffix == ".npy" and head_list != ("dense",):
+        npy = output.suffix == ".npy"
+        head_list = parse_heads(heads) or (("dense",) if npy else resolve_heads(heads, model))
+        if npy and head_list != ("dense",):
             raise DataError(f"{output}: .npy holds only the dense head; ask --heads dense or write .jsonl")
         ids, texts = read_texts(input, text_field)
+        set_threads(threads)
         enc = Encoder.from_pretrained(model, heads=head_list)
         emb = enc.encode(
             texts,
@@ -123,6 +134,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             max_length=max_length,
             long_inputs=long_inputs,
+            show_progress=show_progress(progress),
         )
         write_outputs(output, ids, emb, head_list)
         typer.echo(

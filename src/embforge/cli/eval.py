@@ -8,19 +8,20 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._common import (
+    HEAD_CHOICES,
+    batch_size_option,
+    heads_option,
+    max_length_option,
+    model_option,
+    output_option,
+    parse_heads,
+    resolve_heads,
+    set_threads,
+    split_option,
+    threads_option,
+)
 from embforge.errors import ConfigError
-
-HEAD_CHOICES = ("dense", "sparse", "multivector")
-
-
-def _parse_heads(heads: str) -> tuple[str, ...]:
-    out = tuple(h.strip() for h in heads.split(",") if h.strip())
-    for h in out:
-        if h not in HEAD_CHOICES:
-            raise ConfigError(f"--heads: unknown head {h!r}; choose from: {', '.join(HEAD_CHOICES)}")
-    if not out:
-        raise ConfigError("--heads is empty; give e.g. --heads dense,sparse,multivector")
-    return out
 
 
 def _parse_weights(weights: str) -> dict[str, float]:
@@ -87,13 +88,7 @@ def command_line(name: str, params: dict) -> str:
 
 def eval_command(
     ctx: typer.Context,
-    model: Optional[str] = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Model directory or hub id (embforge, BGE-M3 or sentence-transformers layout). "
-        "Default: the bundled all-MiniLM-L6-v2.",
-    ),
+    model: Optional[str] = model_option(),
     index: Optional[Path] = typer.Option(
         None,
         "--index",
@@ -103,14 +98,14 @@ def eval_command(
     beir: list[Path] = typer.Option(
         [], "--beir", help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv). Repeatable."
     ),
-    split: str = typer.Option("test", help="Qrels split of the BEIR directories."),
+    split: str = split_option(),
     sts: list[Path] = typer.Option(
         [], "--sts", help="STS file (STS-B TSV, KorSTS TSV, stsb_multi_mt CSV or JSONL). Repeatable."
     ),
     bitext: list[str] = typer.Option(
         [], "--bitext", help="Line-aligned bitext 'SOURCE_FILE,TARGET_FILE' (accuracy@1). Repeatable."
     ),
-    heads: str = typer.Option("dense,sparse,multivector", help="Heads to evaluate, comma-separated."),
+    heads: str = heads_option(),
     hybrid: bool = typer.Option(
         True, help="Also evaluate the hybrid score w1*dense + w2*sparse + w3*multivector."
     ),
@@ -125,24 +120,24 @@ def eval_command(
         None, help="Evaluate only the first N judged queries of each BEIR set."
     ),
     max_pairs: Optional[int] = typer.Option(None, help="Use only the first N pairs of each bitext pair."),
-    batch_size: int = typer.Option(32, help="Encoding batch size."),
-    max_length: Optional[int] = typer.Option(None, help="Max tokens per text (default: the model's limit)."),
-    out: Path = typer.Option(
-        Path("runs/eval"), "--out", "-o", help="Directory for report.json, report.md and plots."
-    ),
+    batch_size: int = batch_size_option(),
+    max_length: Optional[int] = max_length_option(),
+    output: Path = output_option("Directory for report.json, report.md and plots.", Path("runs/eval")),
     plots: bool = typer.Option(True, help="Write PNG plots next to report.md."),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """Evaluate a model: retrieval per head + hybrid + BM25 + Matryoshka curve, STS, bitext; write a report.
 
     Example:
-        embforge eval --beir src/embforge/resources/demo/xquad-en --sts sts-dev.csv -o runs/eval
+        embforge eval --beir xquad-en/ --sts sts-dev.csv -o runs/eval
     """
     if not (beir or sts or bitext):
         raise ConfigError("nothing to evaluate: give at least one --beir DIR, --sts FILE or --bitext SRC,TGT")
-    head_t = _parse_heads(heads)
+    head_p = parse_heads(heads)
     retrieval_sets, sts_sets, bitext_sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs)
     command = command_line("eval", ctx.params)
     beir_info = [{"path": str(p), "split": split} for p in beir]
+    set_threads(threads)
     if index is not None:
         if not retrieval_sets:
             raise ConfigError("--index needs at least one --beir DIR with the queries and qrels to evaluate")
@@ -153,10 +148,11 @@ def eval_command(
             command=command,
             model={"index": str(index), "query_model": model or "recorded in the index"},
             data={"beir": beir_info, "max_queries": max_queries},
-            out=out,
+            out=output,
             plots=plots,
         )
         return
+    head_t = head_p or resolve_heads(heads, model)
     encoder = _load_encoder(model, head_t)
     typer.echo(f"evaluating {model or 'all-MiniLM-L6-v2 (bundled)'} with heads {', '.join(head_t)}")
     run = _evaluate_model(
@@ -182,7 +178,7 @@ def eval_command(
         command=command,
         model={"path": model or "bundled all-MiniLM-L6-v2", "heads": list(head_t)},
         data=data,
-        out=out,
+        out=output,
         plots=plots,
     )
 

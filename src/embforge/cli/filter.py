@@ -7,6 +7,17 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._common import (
+    batch_size_option,
+    max_length_option,
+    model_option,
+    output_option,
+    progress_option,
+    set_threads,
+    show_progress,
+    threads_option,
+)
+
 
 def _bad(skip_bad: bool, output: Path):
     from embforge.data.io import BadLines
@@ -21,27 +32,25 @@ def filter_command(
     input_path: Path = typer.Argument(
         ..., help="Pairs (or triples / examples: query + first positive), JSONL or parquet."
     ),
-    output: Path = typer.Argument(..., help="Kept records, JSONL (.gz compresses)."),
-    model: Optional[str] = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Small embedding model (path or hub id; Arctic used multilingual-e5-small). "
-        "Default: the bundled all-MiniLM-L6-v2.",
+    output: Path = output_option("Kept records, JSONL (.gz compresses)."),
+    model: Optional[str] = model_option(
+        "Small embedding model (path or hub id; Arctic used multilingual-e5-small). "
+        "Default: the bundled all-MiniLM-L6-v2."
     ),
     shard_size: int = typer.Option(
         3_000_000, "--shard-size", help="Pairs per shard; documents compete within a shard."
     ),
     top_k: int = typer.Option(
-        20, "--top-k", help="Keep a pair if its document ranks in the top k for its query."
+        20, "--top-k", "-k", help="Keep a pair if its document ranks in the top k for its query."
     ),
     dropped: Optional[Path] = typer.Option(
         None, "--dropped", help="Also write dropped records (with their rank) here."
     ),
-    batch_size: int = typer.Option(128, "--batch-size", help="Texts per forward pass."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", help="Token limit per text."),
+    batch_size: int = batch_size_option(),
+    max_length: Optional[int] = max_length_option(),
     skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_BAD_HELP),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: Optional[bool] = progress_option(),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """Consistency filtering (Arctic-Embed 2.0): drop pairs whose document is not in the top k for its query."""
     from embforge.data.filtering import FilterConfig, filter_file
@@ -49,11 +58,12 @@ def filter_command(
     from embforge.model.encoder import Encoder
 
     cfg = FilterConfig(shard_size=shard_size, top_k=top_k)
+    set_threads(threads)
     encoder = Encoder.from_pretrained(model, heads=("dense",))
     teacher = EncoderTeacher(encoder, batch_size=batch_size, max_length=max_length)
     bad = _bad(skip_bad, output)
     try:
-        stats = filter_file(input_path, output, teacher, cfg, dropped, bad, progress)
+        stats = filter_file(input_path, output, teacher, cfg, dropped, bad, show_progress(progress))
     finally:
         if bad is not None:
             bad.close()
@@ -64,7 +74,7 @@ def filter_command(
 
 def dedup_command(
     input_path: Path = typer.Argument(..., help="Training records (JSONL, .jsonl.gz, parquet)."),
-    output: Path = typer.Argument(..., help="Records without exact duplicates (first occurrence kept)."),
+    output: Path = output_option("Records without exact duplicates (first occurrence kept)."),
     dropped: Optional[Path] = typer.Option(None, "--dropped", help="Also write the removed duplicates here."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_BAD_HELP),
 ) -> None:

@@ -7,6 +7,20 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._common import (
+    batch_size_option,
+    dtype_option,
+    heads_option,
+    max_length_option,
+    model_option,
+    output_option,
+    parse_heads,
+    progress_option,
+    resolve_heads,
+    set_threads,
+    show_progress,
+    threads_option,
+)
 from embforge.errors import DataError
 
 
@@ -33,7 +47,8 @@ def read_corpus_texts(path: Path) -> tuple[list[str], list[str]]:
         raise DataError(f"{path}: the corpus is empty")
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        # set.add returns None: ``or seen.add(i)`` records i and keeps the test false
+        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]  # see above
         raise DataError(f"{path}: document id {dup!r} occurs more than once; ids must be unique")
     return ids, texts
 
@@ -44,15 +59,9 @@ def register(app: typer.Typer) -> None:
         corpus: Path = typer.Argument(
             ..., help="BEIR corpus.jsonl ({_id, title, text} per line) or a BEIR directory."
         ),
-        out_dir: Path = typer.Argument(
-            ..., help="Index directory to write (replaced atomically if it exists)."
-        ),
-        model: Optional[str] = typer.Option(
-            None, "--model", "-m", help="Model directory or hub id (default: bundled all-MiniLM-L6-v2)."
-        ),
-        heads: str = typer.Option(
-            "dense", "--heads", help="Comma-separated heads to index: dense, sparse, multivector."
-        ),
+        output: Path = output_option("Index directory to write (replaced atomically if it exists)."),
+        model: Optional[str] = model_option(),
+        heads: str = heads_option(),
         dense_index: str = typer.Option(
             "exact", "--dense-index", help="Dense backend: exact, int8, binary (rescored), hnsw, ivfpq."
         ),
@@ -64,26 +73,29 @@ def register(app: typer.Typer) -> None:
             "--multivector-dtype",
             help="Token-vector storage: float16, int8 (per-token scale), float32.",
         ),
-        batch_size: int = typer.Option(64, "--batch-size", help="Most texts per forward pass."),
-        max_length: Optional[int] = typer.Option(
-            None, "--max-length", help="Token limit per document (default: model's)."
-        ),
-        dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16 autocast for encoding."),
+        batch_size: int = batch_size_option(),
+        max_length: Optional[int] = max_length_option("Token limit per document (default: the model's)."),
+        dtype: str = dtype_option(),
+        threads: Optional[int] = threads_option(),
+        progress: Optional[bool] = progress_option(),
     ) -> None:
         """Encode a corpus and write a searchable index directory.
 
-        Example: embforge index data/dbpedia_subset idx/ --model BAAI/bge-m3 --heads dense,sparse,multivector
+        Example: embforge index data/dbpedia_subset -o idx/ --model BAAI/bge-m3 --heads dense,sparse,multivector
         """
         import time
 
         from embforge.model.encoder import Encoder
         from embforge.search.retriever import DENSE_BACKENDS, build_index
 
-        head_list = tuple(h.strip() for h in heads.split(",") if h.strip())
+        head_list = parse_heads(heads)
         DENSE_BACKENDS.get(dense_index)  # fail before loading anything
         ids, texts = read_corpus_texts(corpus)
+        head_list = head_list or resolve_heads(heads, model)
+        set_threads(threads)
         t0 = time.perf_counter()
         enc = Encoder.from_pretrained(model, heads=head_list)
+        show = show_progress(progress)
         idx = build_index(
             enc,
             ids,
@@ -94,10 +106,10 @@ def register(app: typer.Typer) -> None:
             multivector_dtype=multivector_dtype,
             model=model,
             encode_kwargs={"batch_size": batch_size, "max_length": max_length, "dtype": dtype},
-            progress=lambda n, total: typer.echo(f"encoded {n}/{total}", err=True),
+            progress=(lambda n, total: typer.echo(f"encoded {n}/{total}", err=True)) if show else None,
         )
-        idx.save(out_dir)
+        idx.save(output)
         typer.echo(
-            f"indexed {len(ids)} documents ({', '.join(head_list)}) in {time.perf_counter() - t0:.1f}s -> {out_dir}",
+            f"indexed {len(ids)} documents ({', '.join(head_list)}) in {time.perf_counter() - t0:.1f}s -> {output}",
             err=True,
         )

@@ -11,6 +11,19 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._common import (
+    batch_size_option,
+    heads_option,
+    max_length_option,
+    model_option,
+    output_option,
+    progress_option,
+    resolve_heads,
+    set_threads,
+    show_progress,
+    split_option,
+    threads_option,
+)
 from embforge.errors import ConfigError
 
 
@@ -25,22 +38,16 @@ def _rank_range(text: str) -> tuple[int, int]:
 def mine_command(
     input_path: Path = typer.Argument(
         ...,
-        help="Pairs / triples / examples (JSONL, .jsonl.gz, parquet), or a BEIR folder with --beir-split.",
+        help="Pairs / triples / examples (JSONL, .jsonl.gz, parquet), or a BEIR folder (qrels from --split).",
     ),
-    output: Path = typer.Argument(
-        ..., help="Output examples JSONL: query, pos, neg, pos_scores, neg_scores."
+    output: Path = output_option("Output examples JSONL: query, pos, neg, pos_scores, neg_scores."),
+    model: Optional[str] = model_option(
+        "Teacher: an embforge / BGE-M3 / sentence-transformers path or hub id "
+        "(default: the bundled all-MiniLM-L6-v2)."
     ),
-    model: Optional[str] = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Teacher: an embforge / BGE-M3 / sentence-transformers path or hub id "
-        "(default: the bundled all-MiniLM-L6-v2).",
-    ),
-    heads: str = typer.Option(
-        "dense",
-        "--heads",
-        help="Teacher heads, comma-separated: dense, or dense,sparse,multivector (hybrid rescoring).",
+    heads: str = heads_option(
+        "Teacher heads, comma-separated: dense, or dense,sparse,multivector (hybrid rescoring); "
+        "'auto' = the heads the checkpoint has trained weights for."
     ),
     corpus: Optional[Path] = typer.Option(
         None,
@@ -48,10 +55,10 @@ def mine_command(
         help="Corpus to mine from (rows with a 'text' field, e.g. a BEIR corpus.jsonl); "
         "default: the BEIR corpus, or every positive/negative text of the input.",
     ),
-    beir_split: Optional[str] = typer.Option(
-        None, "--beir-split", help="With a BEIR folder: the qrels split."
+    split: str = split_option("With a BEIR folder: the qrels split (qrels/<split>.tsv)."),
+    top_k: int = typer.Option(
+        100, "--top-k", "-k", help="Candidates retrieved per query (positives excluded)."
     ),
-    top_k: int = typer.Option(100, "--top-k", help="Candidates retrieved per query (positives excluded)."),
     negatives: int = typer.Option(7, "--negatives", "-n", help="Negatives per query (M3 used 7)."),
     perc_pos: float = typer.Option(
         0.95, "--perc-pos", help="TopK-PercPos: drop candidates scoring above p x the positive's score."
@@ -68,14 +75,14 @@ def mine_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for --sampling range."),
     query_batch: int = typer.Option(512, "--query-batch", help="Queries per chunk (bounds memory)."),
-    index: str = typer.Option(
-        "flat", "--index", help="Corpus index: flat (exact) | hnsw (approximate, for millions of documents)."
+    dense_index: str = typer.Option(
+        "exact",
+        "--dense-index",
+        help="Corpus index: exact (flat inner product) | hnsw (approximate, for millions of documents).",
     ),
     ef_search: int = typer.Option(256, "--ef-search", help="HNSW search breadth (higher = better recall)."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Texts per teacher forward pass."),
-    max_length: Optional[int] = typer.Option(
-        None, "--max-length", help="Token limit per text (default: model's)."
-    ),
+    batch_size: int = batch_size_option("Texts per teacher forward pass."),
+    max_length: Optional[int] = max_length_option(),
     short: str = typer.Option(
         "keep",
         "--short",
@@ -85,7 +92,8 @@ def mine_command(
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Write malformed input lines to OUTPUT.bad.jsonl instead of stopping."
     ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: Optional[bool] = progress_option(),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """Mine hard negatives with a teacher model, dropping likely false negatives (TopK-PercPos).
 
@@ -105,12 +113,16 @@ def mine_command(
         rank_range=_rank_range(rank_range),
         seed=seed,
         query_batch=query_batch,
-        index=index,
+        index="flat" if dense_index == "exact" else dense_index,
         ef_search=ef_search,
     )
+    set_threads(threads)
     teacher = _teacher(model, heads, batch_size, max_length)
     short_path = output.with_name(output.name + ".short.jsonl") if short == "separate" else None
-    _mine(input_path, output, teacher, cfg, (corpus, beir_split), skip_bad, progress, short_path)
+    beir_split = split if input_path.is_dir() else None
+    _mine(
+        input_path, output, teacher, cfg, (corpus, beir_split), skip_bad, show_progress(progress), short_path
+    )
 
 
 def _teacher(model: str | None, heads: str, batch_size: int, max_length: int | None):
@@ -118,7 +130,7 @@ def _teacher(model: str | None, heads: str, batch_size: int, max_length: int | N
     from embforge.data.teachers import EncoderTeacher
     from embforge.model.encoder import Encoder
 
-    teacher_heads = tuple(h.strip() for h in heads.split(","))
+    teacher_heads = resolve_heads(heads, model)
     encoder = Encoder.from_pretrained(model, heads=teacher_heads)
     return EncoderTeacher(encoder, teacher_heads, batch_size=batch_size, max_length=max_length)
 

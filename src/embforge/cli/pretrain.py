@@ -18,10 +18,13 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._common import model_option, output_option
+
 pretrain_app = typer.Typer(
     help="Pretraining tools: train a tokenizer, build a model from scratch, extend positions. "
     "Train with `embforge train configs/retromae.yaml` / `configs/mlm.yaml`.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 
@@ -30,7 +33,7 @@ def tokenizer_cmd(
     inputs: list[Path] = typer.Argument(
         ..., help="Raw text: .txt (a text a line), .jsonl ('text' field), SQuAD .json, KLUE .tsv, or folders."
     ),
-    output: Path = typer.Option(..., "--output", "-o", help="Directory to write the tokenizer to."),
+    output: Path = output_option("Directory to write the tokenizer to."),
     vocab_size: int = typer.Option(8000, help="Vocabulary size including <s> <pad> </s> <unk> <mask>."),
     max_texts: Optional[int] = typer.Option(None, help="Use at most this many texts."),
     max_length: int = typer.Option(512, help="The tokenizer's default truncation length."),
@@ -52,7 +55,7 @@ def build_cmd(
     tokenizer: Path = typer.Argument(
         ..., help="Tokenizer directory (e.g. from `embforge pretrain tokenizer`)."
     ),
-    output: Path = typer.Option(..., "--output", "-o", help="Directory for the new masked-LM."),
+    output: Path = output_option("Directory for the new masked-LM."),
     size: str = typer.Option(
         "xlmr-small", help="Named size: xlmr-tiny, -mini, -small, -medium, -base, -large."
     ),
@@ -75,10 +78,10 @@ def build_cmd(
 
 @pretrain_app.command("extend-positions")
 def extend_cmd(
-    model: str = typer.Argument(
-        ..., help="Transformers model directory or hub id (with or without MLM head)."
+    model: str = model_option(
+        "Transformers model directory or hub id (with or without MLM head).", required=True
     ),
-    output: Path = typer.Option(..., "--output", "-o", help="Directory for the extended model."),
+    output: Path = output_option("Directory for the extended model."),
     max_positions: int = typer.Option(8194, help="New number of position rows (8194 = 8192 XLM-R tokens)."),
     init: str = typer.Option("copy", help="New rows: copy (tile the learned rows) or random."),
 ) -> None:

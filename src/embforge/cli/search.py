@@ -7,6 +7,17 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._common import (
+    batch_size_option,
+    dtype_option,
+    max_length_option,
+    model_option,
+    output_option,
+    progress_option,
+    set_threads,
+    show_progress,
+    threads_option,
+)
 from embforge.errors import ConfigError, DataError
 
 
@@ -43,7 +54,7 @@ def parse_weights(s: str | None) -> tuple[float, float, float] | None:
         raise ConfigError(
             f"--weights must be three numbers w_dense,w_sparse,w_multivector (e.g. 1,0.3,1), got {s!r}"
         )
-    return w  # type: ignore[return-value]
+    return (w[0], w[1], w[2])
 
 
 def register(app: typer.Typer) -> None:
@@ -53,10 +64,8 @@ def register(app: typer.Typer) -> None:
         queries: Path = typer.Argument(
             ..., help="queries.jsonl ({_id, text}), a BEIR directory, or a text file."
         ),
-        out: Path = typer.Option(
-            ..., "--out", "-o", help="Run file: .trec (TREC format) or .json (pytrec_eval run)."
-        ),
-        k: int = typer.Option(10, "--k", "-k", help="Results per query."),
+        output: Path = output_option("Run file: .trec (TREC format) or .json (pytrec_eval run)."),
+        k: int = typer.Option(10, "--top-k", "-k", help="Results per query."),
         fusion: Optional[str] = typer.Option(
             None,
             "--fusion",
@@ -70,14 +79,18 @@ def register(app: typer.Typer) -> None:
         candidates: Optional[int] = typer.Option(
             None, "--candidates", help="Candidates per retrieving head before re-ranking (default 100)."
         ),
-        model: Optional[str] = typer.Option(
-            None, "--model", "-m", help="Model for the queries (default: the one recorded in the index)."
+        model: Optional[str] = model_option(
+            "Model for the queries (default: the one recorded in the index)."
         ),
-        batch_size: int = typer.Option(64, "--batch-size", help="Most queries per forward pass."),
+        batch_size: int = batch_size_option("Queries per forward pass."),
+        max_length: Optional[int] = max_length_option("Token limit per query (default: the index's)."),
+        dtype: str = dtype_option(),
+        threads: Optional[int] = threads_option(),
+        progress: Optional[bool] = progress_option(),
     ) -> None:
         """Search an index with queries and write a run file.
 
-        Example: embforge search idx/ data/dbpedia_subset --out run.trec --k 100 --fusion rrf
+        Example: embforge search idx/ data/dbpedia_subset -o run.trec -k 100 --fusion rrf
         """
         import time
 
@@ -85,12 +98,16 @@ def register(app: typer.Typer) -> None:
         from embforge.search.retriever import Retriever
         from embforge.search.runs import run_format, write_run
 
-        run_format(out)  # fail before loading anything
+        run_format(output)  # fail before loading anything
         if fusion is not None:
             FUSIONS.get(fusion)
         w = parse_weights(weights)
         qids, texts = read_query_texts(queries)
+        set_threads(threads)
         r = Retriever.load(index_dir, model=model)
+        enc_kw = {"batch_size": batch_size, "dtype": dtype, "show_progress": show_progress(progress)}
+        if max_length is not None:
+            enc_kw["max_length"] = max_length
         t0 = time.perf_counter()
         hits = r.search(
             texts,
@@ -98,7 +115,7 @@ def register(app: typer.Typer) -> None:
             fusion=fusion,
             weights=w,
             candidates=candidates,
-            encode_kwargs={"batch_size": batch_size},
+            encode_kwargs=enc_kw,
         )
-        write_run(out, qids, hits)
-        typer.echo(f"searched {len(qids)} queries in {time.perf_counter() - t0:.1f}s -> {out}", err=True)
+        write_run(output, qids, hits)
+        typer.echo(f"searched {len(qids)} queries in {time.perf_counter() - t0:.1f}s -> {output}", err=True)

@@ -6,21 +6,27 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._common import (
+    dtype_option,
+    heads_option,
+    model_option,
+    parse_heads,
+    resolve_heads,
+    set_threads,
+    threads_option,
+)
+
 __all__ = ["register"]
 
 
 def serve(
-    model: Optional[str] = typer.Argument(
-        None,
-        help="Checkpoint directory or hub id (BGE-M3, sentence-transformers or embforge layout). Default: the bundled all-MiniLM-L6-v2.",
-    ),
+    model: Optional[str] = model_option(),
     index: Optional[str] = typer.Option(
         None, "--index", help="Index directory (from `embforge index`) to enable POST /v1/search."
     ),
-    heads: Optional[str] = typer.Option(
-        None,
-        "--heads",
-        help="Comma-separated heads to load: dense,sparse,multivector (default: all the checkpoint has; a checkpoint without trained sparse/colbert weights gets untrained ones, so pass --heads dense for it).",
+    heads: str = heads_option(
+        "Heads to load, comma-separated: dense, sparse, multivector; 'auto' = the heads the checkpoint "
+        "has trained weights for (with --index: all three, for the index's heads)."
     ),
     host: str = typer.Option(
         "127.0.0.1",
@@ -47,10 +53,8 @@ def serve(
         "--default-role",
         help="Role of /v1/embeddings inputs that do not send `role`: document or query.",
     ),
-    dtype: str = typer.Option(
-        "fp32",
-        "--dtype",
-        help="Encoder compute dtype: fp32 or bf16 (bf16 is fast only on CPUs with AMX, and on GPUs).",
+    dtype: str = dtype_option(
+        "Encoder compute dtype: fp32 or bf16 (bf16 is fast only on CPUs with AMX, and on GPUs)."
     ),
     max_batch_tokens: int = typer.Option(
         16384, "--max-batch-tokens", help="Token budget of one micro-batch (texts x longest text)."
@@ -72,9 +76,7 @@ def serve(
         None, "--max-tokens-per-input", help="Tokens per input at most (default: the model's maximum length)."
     ),
     max_total_tokens: int = typer.Option(300_000, "--max-total-tokens", help="Tokens per request at most."),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", help="torch CPU threads (default: torch's choice)."
-    ),
+    threads: Optional[int] = threads_option(),
     keep_alive: float = typer.Option(
         30.0,
         "--timeout-keep-alive",
@@ -85,16 +87,13 @@ def serve(
     """Serve MODEL over HTTP: POST /v1/embeddings (OpenAI-compatible, plus sparse, multivector
     and int8/binary outputs), POST /v1/search with --index, GET /healthz and /metrics.
 
-    Example: embforge serve BAAI/bge-m3 --index idx/ --port 8000 --api-key s3cret
+    Example: embforge serve -m BAAI/bge-m3 --index idx/ --port 8000 --api-key s3cret
     """
     import uvicorn
 
     from embforge.serve import ServeConfig, create_app
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     config = ServeConfig(
         model_name=model_name,
         api_key=api_key,
@@ -110,10 +109,18 @@ def serve(
         dtype=dtype,
         any_model=any_model,
     )
-    head_list = [h.strip() for h in heads.split(",") if h.strip()] if heads else None
+    head_list = parse_heads(heads)
+    if head_list is None and index is None:
+        head_list = resolve_heads(heads, model)
     app = create_app(model, index=index, config=config, heads=head_list)
     uvicorn.run(
-        app, host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=keep_alive
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        # uvicorn annotates int but only hands it to asyncio's call_later, where fractions of a second work
+        timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # see above
     )
 
 

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from embforge.cli._common import split_option
+
 
 def _validate_beir(folder: Path, split: str, bad) -> list[str]:
     from embforge.data.io import read_corpus, read_qrels, read_queries
@@ -46,15 +48,16 @@ def validate_command(
     kind: Optional[str] = typer.Option(
         None, "--kind", help="Require one record kind: pair | scored_pair | triple | example."
     ),
-    split: str = typer.Option("test", "--split", help="BEIR qrels split to check (qrels/<split>.tsv)."),
+    split: str = split_option("BEIR qrels split to check (qrels/<split>.tsv)."),
     all_errors: bool = typer.Option(
         False, "--all-errors", help="Go on after a bad line: list every one in PATH.bad.jsonl and count them."
     ),
 ) -> None:
     """Validate data: every line parsed and checked, counts by kind / source / language.
 
-    Stops at the first bad line with its file and line number (or, with --all-errors,
-    writes them all to a side file). Exit code 1 when any line is bad.
+    Stops at the first bad line with its file, line number and the fix (exit code 2), or, with
+    --all-errors, goes on, writes every bad line to PATH.bad.jsonl and exits with code 1 if
+    any line was bad. Exit code 0: every line is valid.
     """
     from embforge.data.io import BadLines
 

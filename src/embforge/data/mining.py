@@ -435,7 +435,7 @@ def mine_file(
     """
     inp = Path(input_path)
     if beir_split is None and inp.is_dir():
-        raise DataError(f"{inp} is a directory: give a BEIR split (--beir-split) or a record file")
+        raise DataError(f"{inp} is a directory: give a BEIR split (--split) or a record file")
     stats = MiningStats()
     texts = _corpus_texts(corpus, inp, beir_split, bad)
     index = CorpusIndex(texts, teacher, cfg.corpus_batch, progress, cfg.index, ef_search=cfg.ef_search)

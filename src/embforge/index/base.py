@@ -91,7 +91,8 @@ class IdMap:
             raise DataError(f"add() got {len(ids)} ids for {n} {what}; pass one id per vector")
         if len(set(ids)) != len(ids):
             seen: set[str] = set()
-            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            # set.add returns None: ``or seen.add(i)`` records i and keeps the test false
+            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]  # see above
             raise DataError(f"add() got the id {dup!r} more than once in one call; ids must be unique")
         return ids
 

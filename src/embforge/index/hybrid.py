@@ -92,7 +92,8 @@ class HybridIndex(BaseIndex):
         self.idmap = IdMap(first.ids) if len(first) else IdMap()
 
     @property
-    def heads(self) -> tuple[str, ...]:  # type: ignore[override]
+    # a hybrid's heads are its components': an instance property replaces BaseIndex's ClassVar
+    def heads(self) -> tuple[str, ...]:  # type: ignore[override]  # see above
         return tuple(self.components)
 
     def add(self, ids: Sequence[str], vectors: Embeddings) -> None:
@@ -165,7 +166,8 @@ class HybridIndex(BaseIndex):
                 raise ConfigError(f"got {len(weights)} per-query weight overrides for {nq} queries")
             per_query = [_weights(w, base) for w in weights]
         else:
-            per_query = [_weights(weights, base)] * nq  # type: ignore[arg-type]
+            # not a list of per-query overrides (checked above): one Weights for every query
+            per_query = [_weights(weights, base)] * nq  # type: ignore[arg-type]  # see above
         cand = self._candidates(queries, max(k, candidates or self.candidates))
         head_scores = {h: c.score(queries, cand) for h, c in self.components.items()}
         ids_out, sc_out = [], []

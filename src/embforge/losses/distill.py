@@ -73,7 +73,7 @@ class DistillKLLoss:
                 "'scores' (one per positive and negative), e.g. from `embforge mine`"
             )
         parts: dict[str, torch.Tensor] = {}
-        total = None
+        total: torch.Tensor | None = None
         for head in self.heads:
             full = head_scores(q, d, head)
             own, _ = candidate_logits(full, group_size, in_batch_negatives=False)
@@ -84,4 +84,6 @@ class DistillKLLoss:
                 parts[f"infonce/{head}"] = nce
                 loss = loss + self.infonce_weight * nce
             total = loss if total is None else total + loss
+        if total is None:
+            raise ValueError("DistillKLLoss has no head to distil; give heads=('dense', ...)")
         return LossOutput(total, parts)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from embforge.losses.matryoshka import matryoshka_dense
+from embforge.losses.matryoshka import dense_of, matryoshka_dense
 from embforge.model.heads import head_scores
 from embforge.types import EmbeddingOutput, LossOutput
 
@@ -121,14 +121,16 @@ class InfoNCELoss:
         teacher_scores: torch.Tensor | None = None,
     ) -> LossOutput:
         parts: dict[str, torch.Tensor] = {}
-        total = None
+        total: torch.Tensor | None = None
         for head in self.heads:
             loss = info_nce(head_scores(q, d, head), group_size, self.temperature, self.in_batch_negatives)
             parts[f"infonce/{head}"] = loss
             w = self.head_weights.get(head, 1.0)
             total = w * loss if total is None else total + w * loss
+        if total is None:
+            raise ValueError("InfoNCELoss has no head to train; give heads=('dense', ...)")
         for dim, w in zip(self.matryoshka_dims, self.matryoshka_weights):
-            qd, dd = matryoshka_dense(q.dense, dim), matryoshka_dense(d.dense, dim)
+            qd, dd = matryoshka_dense(dense_of(q), dim), matryoshka_dense(dense_of(d), dim)
             loss = info_nce(qd @ dd.T, group_size, self.temperature, self.in_batch_negatives)
             parts[f"infonce/dense@{dim}"] = loss
             total = total + w * loss
@@ -167,7 +169,7 @@ class WithMatryoshka:
         total, parts = out.total, dict(out.parts)
         for dim, w in zip(self.dims, self.weights):
             loss = info_nce(
-                matryoshka_dense(q.dense, dim) @ matryoshka_dense(d.dense, dim).T,
+                matryoshka_dense(dense_of(q), dim) @ matryoshka_dense(dense_of(d), dim).T,
                 group_size,
                 self.temperature,
                 self.in_batch_negatives,

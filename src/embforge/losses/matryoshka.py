@@ -16,8 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from embforge.scoring import truncate_dense
+from embforge.types import EmbeddingOutput
 
-__all__ = ["matryoshka_dense", "matryoshka_loss"]
+__all__ = ["dense_of", "matryoshka_dense", "matryoshka_loss"]
+
+
+def dense_of(out: EmbeddingOutput) -> torch.Tensor:
+    """The dense head's (B, D) output, or a ValueError naming the fix when it was not computed."""
+    if out.dense is None:
+        raise ValueError("this loss trains the dense head; add 'dense' to the model's heads")
+    return out.dense
 
 
 def matryoshka_dense(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -55,4 +63,4 @@ def matryoshka_loss(
         raise ValueError(f"{len(weights)} matryoshka weights for {len(dims)} dims; give one per dim")
     terms = {int(k): loss_fn(matryoshka_dense(q, k), matryoshka_dense(d, k)) for k in dims}
     total = sum(w * terms[int(k)] for k, w in zip(dims, weights))
-    return total, terms  # type: ignore[return-value]
+    return total, terms  # type: ignore[return-value]  # sum() of tensors types as int | Tensor

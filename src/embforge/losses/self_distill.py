@@ -147,10 +147,13 @@ class M3SelfDistillLoss:
         group_size: int,
         teacher_scores: torch.Tensor | None = None,
     ) -> LossOutput:
-        picked = [candidate_logits(head_scores(q, d, h), group_size, self.in_batch_negatives) for h in _HEADS]
-        labels = picked[0][1]
+        (s_dense, labels), (s_lex, _), (s_mul, _) = (
+            candidate_logits(head_scores(q, d, h), group_size, self.in_batch_negatives) for h in _HEADS
+        )
         return self_distill_loss(
-            *(p[0] for p in picked),
+            s_dense,
+            s_lex,
+            s_mul,
             labels,
             temperature=self.temperature,
             score_weights=self.score_weights,

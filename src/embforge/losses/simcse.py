@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from embforge.losses.matryoshka import dense_of
 from embforge.types import EmbeddingOutput, LossOutput
 
 __all__ = ["simcse_unsup_loss", "simcse_sup_loss", "SimCSELoss"]
@@ -71,8 +72,9 @@ class SimCSELoss:
                 f"SimCSE {'sup' if self.supervised else 'unsup'} expects {kind}; "
                 f"got {group_size - 1} negatives per query"
             )
+        qd, dd = dense_of(q), dense_of(d)
         if self.supervised:
-            loss = simcse_sup_loss(q.dense, d.dense[0::2], d.dense[1::2], self.temperature)
+            loss = simcse_sup_loss(qd, dd[0::2], dd[1::2], self.temperature)
             return LossOutput(loss, {"simcse_sup/dense": loss})
-        loss = simcse_unsup_loss(q.dense, d.dense, self.temperature)
+        loss = simcse_unsup_loss(qd, dd, self.temperature)
         return LossOutput(loss, {"simcse_unsup/dense": loss})

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -85,26 +86,38 @@ def require_shared_data(path: str | os.PathLike | None = None) -> Path:
     return p
 
 
+def _klue_sentences(data: Path, limit: int) -> Iterator[str]:
+    """KLUE Korean sentences of ``data/raw/klue_ko_sentences/*.tsv``; once ``limit`` are out, each
+    further file gives its first one."""
+    n = 0
+    for f in sorted((data / "raw" / "klue_ko_sentences").glob("*.tsv")):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if line.startswith("## klue-") and "\t" in line:
+                yield line.split("\t", 1)[1]
+                n += 1
+                if n >= limit:
+                    break
+
+
+def _xquad_contexts(data: Path) -> Iterator[str]:
+    """The paragraph contexts of the first 8 articles of XQuAD en/de/zh/ru under ``data/xquad``."""
+    for lang in ("en", "de", "zh", "ru"):
+        f = data / "xquad" / f"xquad.{lang}.json"
+        if f.is_file():
+            for art in json.loads(f.read_text(encoding="utf-8"))["data"][:8]:
+                for p in art["paragraphs"]:
+                    yield p["context"]
+
+
 def tokenizer_corpus(max_lines: int = 3000, data_dir: str | os.PathLike | None = None) -> Iterator[str]:
     """Real multilingual text: KLUE Korean sentences and XQuAD contexts from the shared data folder
     (``shared_data_dir(data_dir)``), or the bundled English demo corpus when none is configured."""
     n = 0
     data = shared_data_dir(data_dir)
     if data is not None:
-        for f in sorted((data / "raw" / "klue_ko_sentences").glob("*.tsv")):
-            for line in f.read_text(encoding="utf-8").splitlines():
-                if line.startswith("## klue-") and "\t" in line:
-                    yield line.split("\t", 1)[1]
-                    n += 1
-                    if n >= max_lines * 2 // 3:
-                        break
-        for lang in ("en", "de", "zh", "ru"):
-            f = data / "xquad" / f"xquad.{lang}.json"
-            if f.is_file():
-                for art in json.loads(f.read_text(encoding="utf-8"))["data"][:8]:
-                    for p in art["paragraphs"]:
-                        yield p["context"]
-                        n += 1
+        for text in itertools.chain(_klue_sentences(data, max_lines * 2 // 3), _xquad_contexts(data)):
+            yield text
+            n += 1
     if n == 0:
         for line in _DEMO_CORPUS.read_text(encoding="utf-8").splitlines():
             if line.strip():
@@ -122,7 +135,9 @@ def train_unigram_tokenizer(
     ``texts`` default: ``tokenizer_corpus(data_dir=data_dir)``.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import XLMRobertaTokenizerFast
+
+    # transformers 5 keeps this name only as a runtime alias (of XLMRobertaTokenizer); 4.x has the class
+    from transformers import XLMRobertaTokenizerFast  # type: ignore[attr-defined]  # see above
 
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # ids 0..4 as in XLM-R (cls, pad, eos, unk)
     tok = Tokenizer(models.Unigram())
@@ -292,14 +307,14 @@ def xlmr_config(size: str, tokenizer=None, vocab_size: int | None = None, max_le
 
     if size not in XLMR_SIZES:
         raise ConfigError(f"unknown model size {size!r}; choose from: {', '.join(XLMR_SIZES)}")
-    if tokenizer is None and vocab_size is None:
-        raise ConfigError("give a tokenizer or vocab_size to size the embedding table")
     ids: dict[str, int] = {}
     if tokenizer is not None:
         vocab_size = len(tokenizer)
         bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
         eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
         ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": bos, "eos_token_id": eos}
+    if vocab_size is None:
+        raise ConfigError("give a tokenizer or vocab_size to size the embedding table")
     pad = ids.get("pad_token_id", 1)
     return XLMRobertaConfig(
         vocab_size=int(vocab_size),

@@ -331,7 +331,8 @@ def save_encoder(enc: Encoder, path: str | os.PathLike, format: str = "embforge"
     if format == "embforge":
         from safetensors.torch import save_model
 
-        bcfg = enc.backbone.config.to_dict()
+        backbone_config: Any = enc.backbone.config  # a transformers PretrainedConfig
+        bcfg = backbone_config.to_dict()
         meta = {
             "format": "embforge",
             "format_version": FORMAT_VERSION,
@@ -343,7 +344,8 @@ def save_encoder(enc: Encoder, path: str | os.PathLike, format: str = "embforge"
         save_model(enc, str(out / "model.safetensors"), metadata={"format": "pt"})
         (out / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
         return
-    enc.backbone.save_pretrained(str(out), safe_serialization=True)
+    backbone: Any = enc.backbone  # a transformers PreTrainedModel (the non-embforge layouts need one)
+    backbone.save_pretrained(str(out), safe_serialization=True)
     for head in map(enc.head, enc.heads):
         if head.bge_m3_file is not None:
             sd = {k: v.detach().cpu().clone() for k, v in head.file_module().state_dict().items()}
@@ -386,3 +388,27 @@ def _write_st_files(enc: Encoder, out: Path) -> None:
     }
     cst = {"prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine"}
     (out / "config_sentence_transformers.json").write_text(json.dumps(cst, indent=2), encoding="utf-8")
+
+
+def trained_heads(path_or_id: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """The heads a checkpoint has weights for, read from its files without loading it.
+
+    embforge layout: the heads recorded in ``config.json``; BGE-M3 / sentence-transformers layouts:
+    ``dense`` plus every head whose ``bge_m3_file`` (``sparse_linear.pt``, ``colbert_linear.pt``)
+    is present, or the sidecar's heads. The CLI's ``--heads auto`` uses it, so a
+    sentence-transformers model is used dense-only and BGE-M3 with all three heads.
+    """
+    path = resolve_path(path_or_id)
+    layout = detect_layout(path)
+    if layout == "embforge":
+        stored = EncoderConfig.from_dict(_read_json(path / "config.json").get("encoder", {})).heads
+        return tuple(_wanted(list(stored)))
+    if (path / SIDECAR).is_file():
+        return tuple(_wanted(list(EncoderConfig.from_dict(_read_json(path / SIDECAR)).heads)))
+    have = [n for n in HEADS.names() if n != "dense" and _head_file_exists(path, n)]
+    return tuple(_wanted(have))
+
+
+def _head_file_exists(path: Path, name: str) -> bool:
+    file = getattr(HEADS.get(name), "bge_m3_file", None)
+    return file is not None and (path / file).is_file()

@@ -85,7 +85,8 @@ class Encoder(nn.Module):
     # ----------------------------------------------------------------- properties
     @property
     def hidden_size(self) -> int:
-        return int(self.backbone.config.hidden_size)
+        config: Any = self.backbone.config  # a transformers PretrainedConfig
+        return int(config.hidden_size)
 
     @property
     def heads(self) -> tuple[str, ...]:

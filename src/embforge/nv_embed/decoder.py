@@ -37,7 +37,7 @@ Example:
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from embforge.errors import ConfigError
 from embforge.model.plugins import DECODER_MODEL_TYPES
@@ -87,7 +87,7 @@ def set_bidirectional(model: nn.Module, enabled: bool = True) -> nn.Module:
             "'is_causal' flag (expected a Llama/Mistral/Qwen2-style decoder); "
             "use an encoder model (BERT, XLM-R) directly instead"
         )
-    old = getattr(model, "config", None) or attn[0].config
+    old: Any = getattr(model, "config", None) or attn[0].config  # a transformers PretrainedConfig
     new = copy.deepcopy(old)
     new.is_causal = not enabled
     # rebind every module that shared the old config object to this model's own copy
@@ -95,7 +95,8 @@ def set_bidirectional(model: nn.Module, enabled: bool = True) -> nn.Module:
         if getattr(m, "config", None) is old:
             m.config = new
     for m in attn:
-        m.is_causal = not enabled
+        # HF attention modules keep a plain bool here; nn.Module types attribute writes as Tensor | Module
+        m.is_causal = not enabled  # type: ignore[assignment]  # see above
     return model
 
 
@@ -124,7 +125,7 @@ def load_decoder(
     """
     from transformers import AutoModel
 
-    kwargs = {"trust_remote_code": False}
+    kwargs: dict[str, Any] = {"trust_remote_code": False}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if dtype is not None:

@@ -120,13 +120,11 @@ class LatentAttentionPooling(nn.Module):
         self.v_proj = nn.Linear(hidden_size, hidden_size, bias=False)
         self.o_proj = nn.Linear(hidden_size, hidden_size, bias=False)
         self.norm_mlp = nn.LayerNorm(hidden_size)
-        self.mlp = nn.Sequential(
-            nn.Linear(hidden_size, mlp_ratio * hidden_size),
-            nn.GELU(),
-            nn.Linear(mlp_ratio * hidden_size, hidden_size),
-        )
+        mlp_in = nn.Linear(hidden_size, mlp_ratio * hidden_size)
+        mlp_out = nn.Linear(mlp_ratio * hidden_size, hidden_size)
+        self.mlp = nn.Sequential(mlp_in, nn.GELU(), mlp_out)
         with torch.no_grad():
-            for lin in (self.q_proj, self.k_proj, self.v_proj, self.o_proj, self.mlp[0], self.mlp[2]):
+            for lin in (self.q_proj, self.k_proj, self.v_proj, self.o_proj, mlp_in, mlp_out):
                 bound = 1 / math.sqrt(lin.in_features)
                 lin.weight.uniform_(-bound, bound, generator=gen)
                 if lin.bias is not None:

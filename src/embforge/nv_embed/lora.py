@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from embforge.errors import CheckpointError, ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:  # torch stays unimported until a function runs (recipes load fast)
+    from peft import PeftModel
     from torch import nn
 
 __all__ = [
@@ -79,7 +80,7 @@ def _peft():
     return peft
 
 
-def is_lora(model: nn.Module) -> bool:
+def is_lora(model: nn.Module) -> TypeGuard[PeftModel]:
     """True if ``model`` is a peft-wrapped backbone."""
     return hasattr(model, "peft_config")
 
@@ -115,22 +116,23 @@ def apply_lora(backbone: nn.Module, settings: LoraSettings) -> nn.Module:
 
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold the adapters into the base weights and return the plain backbone (no-op if not LoRA)."""
-    if not is_lora(model):
-        return model
-    merged = model.merge_and_unload()
-    for p in merged.parameters():
-        p.requires_grad_(True)
-    return merged
+    if is_lora(model):
+        merged = model.merge_and_unload()
+        for p in merged.parameters():
+            p.requires_grad_(True)
+        return merged
+    return model
 
 
 def save_adapter(model: nn.Module, directory: str | Path) -> None:
     """Write the adapters only (``adapter_config.json`` + ``adapter_model.safetensors``)."""
-    if not is_lora(model):
-        raise CheckpointError(
-            f"cannot save LoRA adapters to {directory}: the backbone has no adapters; "
-            "save the full model instead (adapter format needs a model trained with lora)"
-        )
-    model.save_pretrained(str(directory), safe_serialization=True)
+    if is_lora(model):
+        model.save_pretrained(str(directory), safe_serialization=True)
+        return
+    raise CheckpointError(
+        f"cannot save LoRA adapters to {directory}: the backbone has no adapters; "
+        "save the full model instead (adapter format needs a model trained with lora)"
+    )
 
 
 def load_adapter(backbone: nn.Module, directory: str | Path, trainable: bool = False) -> nn.Module:

@@ -217,6 +217,7 @@ def _save_adapter_layout(enc: Encoder, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     enc.tokenizer.save_pretrained(str(out))
     save_adapter(enc.backbone, out / ADAPTER_DIR)
+    lora_backbone: Any = enc.backbone  # a peft.PeftModel: save_adapter accepted it
     heads = {
         k: v.detach().cpu().contiguous() for k, v in enc.state_dict().items() if not k.startswith("backbone.")
     }
@@ -225,7 +226,7 @@ def _save_adapter_layout(enc: Encoder, out: Path) -> None:
         "format": "embforge",
         "format_version": FORMAT_VERSION,
         "encoder": enc.config.to_dict(),
-        "backbone": enc.backbone.get_base_model().config.to_dict(),
+        "backbone": lora_backbone.get_base_model().config.to_dict(),
         "lora_adapter": ADAPTER_DIR,
     }
     (out / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")

@@ -56,7 +56,7 @@ class TextBatches:
 
     def __iter__(self) -> Iterator[Any]:
         per_epoch = len(self)
-        order_epoch, order = -1, None
+        order_epoch, order = -1, np.zeros(0, np.int64)  # replaced on the first pass (epoch >= 0)
         while True:
             epoch, k = divmod(self.position, per_epoch)
             if epoch != order_epoch:

@@ -13,6 +13,7 @@ Shape letters: B batch, T tokens, H hidden.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +22,7 @@ from torch import nn
 
 __all__ = ["DecoderConfig", "EnhancedDecoderLayer"]
 
-_ACTIVATIONS = {"gelu": nn.GELU, "gelu_new": lambda: nn.GELU("tanh"), "relu": nn.ReLU, "silu": nn.SiLU}
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"gelu": nn.GELU, "gelu_new": lambda: nn.GELU("tanh"), "relu": nn.ReLU, "silu": nn.SiLU}
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,14 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from embforge.errors import ConfigError
 
 __all__ = ["backbone_of", "mlm_head_of", "position_offset", "position_ids_for"]
 
 
-def backbone_of(lm: nn.Module) -> nn.Module:
+def backbone_of(lm: nn.Module) -> PreTrainedModel:
     """The encoder without its MLM head (``lm.base_model`` for transformers models)."""
     base = getattr(lm, "base_model", None)
     if base is None or base is lm:
@@ -34,18 +35,30 @@ def backbone_of(lm: nn.Module) -> nn.Module:
     return base
 
 
+def _submodule(lm: nn.Module, name: str) -> nn.Module:
+    m = getattr(lm, name)
+    if not isinstance(m, nn.Module):
+        raise ConfigError(f"{type(lm).__name__}.{name} is a {type(m).__name__}, not a module; pass a masked-LM model")
+    return m
+
+
 def mlm_head_of(lm: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function (..., H) hidden states -> (..., V) vocabulary scores, sharing lm's head weights."""
     if hasattr(lm, "lm_head"):  # RoBERTa, XLM-R, CamemBERT, ...
-        return lm.lm_head
+        return _submodule(lm, "lm_head")
     if hasattr(lm, "cls"):  # BERT
-        return lm.cls
+        return _submodule(lm, "cls")
     if hasattr(lm, "head") and hasattr(lm, "decoder"):  # ModernBERT
-        return lambda x: lm.decoder(lm.head(x))
+        head, decoder = _submodule(lm, "head"), _submodule(lm, "decoder")
+        return lambda x: decoder(head(x))
     if hasattr(lm, "vocab_projector"):  # DistilBERT
-        return lambda x: lm.vocab_projector(lm.vocab_layer_norm(lm.activation(lm.vocab_transform(x))))
+        proj, norm, act, transform = (
+            _submodule(lm, n) for n in ("vocab_projector", "vocab_layer_norm", "activation", "vocab_transform")
+        )
+        return lambda x: proj(norm(act(transform(x))))
     if hasattr(lm, "generator_lm_head"):  # ELECTRA generator
-        return lambda x: lm.generator_lm_head(lm.generator_predictions(x))
+        gen_head, gen_pred = _submodule(lm, "generator_lm_head"), _submodule(lm, "generator_predictions")
+        return lambda x: gen_head(gen_pred(x))
     raise ConfigError(
         f"cannot find the MLM head of {type(lm).__name__}; supported: BERT (cls), RoBERTa/XLM-R "
         "(lm_head), ModernBERT (head+decoder), DistilBERT, ELECTRA generator"

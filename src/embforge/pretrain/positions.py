@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from embforge.errors import ConfigError
 from embforge.pretrain.mlm_parts import position_offset
@@ -42,20 +43,21 @@ def _random_init(old: torch.Tensor, new: torch.Tensor, offset: int, std: float) 
     nn.init.normal_(new[old.shape[0] :], std=std)
 
 
-def _embeddings_of(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """(backbone, its embeddings block) of a transformers model or masked-LM."""
+def _embeddings_of(model: nn.Module) -> tuple[nn.Module, nn.Module, nn.Embedding]:
+    """(backbone, its embeddings block, the position table) of a transformers model or masked-LM."""
     base = getattr(model, "base_model", model)
     emb = getattr(base, "embeddings", None)
-    if not isinstance(getattr(emb, "position_embeddings", None), nn.Embedding):
+    table = getattr(emb, "position_embeddings", None)
+    if emb is None or not isinstance(table, nn.Embedding):
         raise ConfigError(
             f"{type(model).__name__} has no absolute position-embedding table (embeddings.position_embeddings); "
             "position extension applies to BERT/RoBERTa/XLM-R-style encoders, rotary models need none"
         )
-    return base, emb
+    return base, emb, table
 
 
 @torch.no_grad()
-def extend_positions(model: nn.Module, max_positions: int, init: str = "copy", tokenizer=None) -> nn.Module:
+def extend_positions(model: PreTrainedModel, max_positions: int, init: str = "copy", tokenizer=None) -> nn.Module:
     """Grow ``model``'s position table to ``max_positions`` rows in place.
 
     Args:
@@ -76,8 +78,7 @@ def extend_positions(model: nn.Module, max_positions: int, init: str = "copy", t
         12
     """
     fill = POSITION_INITS.get(init)
-    base, emb = _embeddings_of(model)
-    old_table: nn.Embedding = emb.position_embeddings
+    base, emb, old_table = _embeddings_of(model)
     P_old, H = old_table.weight.shape
     offset = position_offset(base)
     if int(max_positions) <= P_old:

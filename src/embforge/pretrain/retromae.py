@@ -17,7 +17,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
+from embforge.errors import ConfigError
 from embforge.losses.retromae import retromae_loss
 from embforge.pretrain.decoder import DecoderConfig, EnhancedDecoderLayer
 from embforge.pretrain.export import save_pretrained_encoder
@@ -76,7 +78,7 @@ class RetroMAE(nn.Module):
         True
     """
 
-    def __init__(self, lm: nn.Module, decoder_config: DecoderConfig | None = None) -> None:
+    def __init__(self, lm: PreTrainedModel, decoder_config: DecoderConfig | None = None) -> None:
         super().__init__()
         self.lm = lm
         backbone_of(lm)  # fail early on a model without a separate backbone
@@ -92,7 +94,7 @@ class RetroMAE(nn.Module):
             nn.init.normal_(self.own_positions.weight, std=self.decoder.config.initializer_range)
 
     @property
-    def backbone(self) -> nn.Module:
+    def backbone(self) -> PreTrainedModel:
         """The encoder without its MLM head (a submodule of ``self.lm``)."""
         return backbone_of(self.lm)
 
@@ -110,7 +112,10 @@ class RetroMAE(nn.Module):
             ids = torch.arange(T, device=device)[None]
             return ids, self.own_positions(ids)
         ids = position_ids_for(self.backbone, T, device)
-        return ids, self.backbone.embeddings.position_embeddings(ids)
+        table = getattr(getattr(self.backbone, "embeddings", None), "position_embeddings", None)
+        if not isinstance(table, nn.Embedding):  # __init__ shares positions only when this table exists
+            raise ConfigError(f"{type(self.backbone).__name__} lost its embeddings.position_embeddings table")
+        return ids, table(ids)
 
     def _content(self, input_ids: torch.Tensor, position_ids: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """(B, T, H) e_i + p_i of the decoder input (through the encoder's embedding block when it has one)."""

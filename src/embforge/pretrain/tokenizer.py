@@ -24,7 +24,9 @@ from tokenizers import (
     processors,
     trainers,
 )
-from transformers import XLMRobertaTokenizerFast
+
+# transformers 5 keeps this name only as a runtime alias (of XLMRobertaTokenizer); 4.x has the class
+from transformers import XLMRobertaTokenizerFast  # type: ignore[attr-defined]  # see above
 
 from embforge.errors import ConfigError
 

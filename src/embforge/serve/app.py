@@ -111,7 +111,10 @@ def _build_service(
     dense_dim = None
     engine.count_tokens(["warm-up"], "document")  # copies the tokenizer for this thread
     if "dense" in engine.heads:  # warm-up, and the dense size for `dimensions` checks
-        dense_dim = int(engine.encode(["warm-up"], "document", ("dense",), None).dense.shape[1])
+        warm = engine.encode(["warm-up"], "document", ("dense",), None).dense
+        if warm is None:
+            raise RuntimeError(f"{type(encoder).__name__} lists a dense head but returned no dense output")
+        dense_dim = int(warm.shape[1])
     metrics = Metrics()
     batcher = DynamicBatcher(
         engine.encode,

@@ -188,7 +188,8 @@ class DynamicBatcher:
     def _select(self) -> tuple[list[_Item], bool]:
         """The next batch (FIFO among texts like the oldest one) and whether it is full."""
         first = self._queue[0]
-        batch, longest = [], 0
+        batch: list[_Item] = []
+        longest = 0
         for it in self._queue:
             if it.key != first.key:
                 continue

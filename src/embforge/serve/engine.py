@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +25,7 @@ __all__ = ["EncoderEngine", "load_encoder"]
 _UNBOUNDED = 1_000_000  # HF uses a huge int for "no limit"
 
 
-def load_encoder(model: str | None, *, heads: Sequence[str] | None = None) -> Any:
+def load_encoder(model: str | os.PathLike | None, *, heads: Sequence[str] | None = None) -> Any:
     """Load an ``Encoder`` by path or hub id (None = the bundled all-MiniLM-L6-v2);
     ``heads`` limits the heads built (None = all the checkpoint has)."""
     return Encoder.from_pretrained(str(model) if model else None, heads=tuple(heads) if heads else None)

@@ -91,7 +91,9 @@ def tokenize_texts(
     lay = SpecialLayout.of(tokenizer)
     full = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
     left = getattr(tokenizer, "truncation_side", "right") == "left"
-    ids, truncated, cls_pos = [], [], [] if mcls_stride else None
+    ids: list[list[int]] = []
+    truncated: list[int] = []
+    cls_pos: list[list[int]] = []  # filled with MCLS only
     for i, x in enumerate(full):
         if mcls_stride:
             out, pos, cut = _mcls(x, lay, max_length, tokenizer.cls_token_id, mcls_stride)
@@ -102,7 +104,7 @@ def tokenize_texts(
         if cut:
             truncated.append(i)
         ids.append(out)
-    return TokenizedTexts(ids, truncated, cls_pos)
+    return TokenizedTexts(ids, truncated, cls_pos if mcls_stride else None)
 
 
 def warn_truncated(idx: list[int], n: int, limit: int, model_limit: int) -> None:

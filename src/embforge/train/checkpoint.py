@@ -39,6 +39,8 @@ _PREFIX = "step-"
 
 def _rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
+    if not isinstance(np_state, tuple):  # legacy=True (the default) gives the MT19937 tuple
+        raise RuntimeError(f"unexpected numpy RNG state {type(np_state).__name__}; expected the legacy tuple")
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],

@@ -127,5 +127,6 @@ def group_texts(
         docs.append(e.pos[p])
         docs.extend(e.neg[j] for j in negs)
         if need_teacher:
-            teacher.append([e.pos_scores[p]] + [e.neg_scores[j] for j in negs])  # type: ignore[index]
+            # need_teacher: the check above found scores on every example (neg_scores when negs exist)
+            teacher.append([e.pos_scores[p]] + [e.neg_scores[j] for j in negs])  # type: ignore[index]  # see above
     return queries, docs, (teacher if need_teacher else None)

@@ -63,14 +63,14 @@ def init_from_env() -> bool:
 
 class _GatherLocalGrad(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         bufs = [torch.empty_like(x) for _ in range(dist.get_world_size())]
         dist.all_gather(bufs, x.contiguous())
         ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
         return torch.cat(bufs, dim=0)
 
     @staticmethod
-    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
         return g[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -133,7 +133,9 @@ def load_masked_lm(
             "train one with `embforge pretrain tokenizer` or point to a model directory"
         ) from None
     if model_cfg.path is None:
-        drop = (
+        if model_cfg.size is None:  # PretrainModelConfig.validate asks for size + tokenizer without a path
+            raise ConfigError(f"model.size: give one of {', '.join(XLMR_SIZES)} (or a model path)")
+        drop: dict[str, Any] = (
             {}
             if model_cfg.dropout is None
             else {"hidden_dropout_prob": model_cfg.dropout, "attention_probs_dropout_prob": model_cfg.dropout}
@@ -164,6 +166,13 @@ def load_masked_lm(
     if model_cfg.gradient_checkpointing:
         enable_checkpointing(lm)
     return lm, tokenizer
+
+
+@runtime_checkable
+class SavesEncoder(Protocol):
+    """A pretraining model that can write its encoder alone (``MaskedLM``, ``RetroMAE``)."""
+
+    def save_encoder(self, path: str | Path, tokenizer: Any, format: str = "embforge") -> Path: ...
 
 
 def fit_masked_lm(
@@ -197,6 +206,11 @@ def fit_masked_lm(
     )
     lm, tokenizer = load_masked_lm(cfg.model, cfg.data.max_length, cfg.loop.seed)
     model, collate = build(lm, tokenizer)
+    if not isinstance(model, SavesEncoder):
+        raise TypeError(
+            f"recipe {name}: build() returned a {type(model).__name__} without "
+            "save_encoder(path, tokenizer, format); return a MaskedLM or RetroMAE model"
+        )
     batches = TextBatches(texts, cfg.loop.batch_size, collate, seed=cfg.loop.seed)
     device = pick_device(cfg.model.device)
     model.to(device)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,7 @@ def tensor_fields(out: EmbeddingOutput) -> dict[str, torch.Tensor]:
 
 def _rebuild(out: EmbeddingOutput, flat: dict[str, torch.Tensor]) -> EmbeddingOutput:
     """``out`` with the fields of ``flat`` (the layout of :func:`tensor_fields`) replaced."""
-    plain = {k: v for k, v in flat.items() if not k.startswith(_EXTRA)}
+    plain: dict[str, Any] = {k: v for k, v in flat.items() if not k.startswith(_EXTRA)}
     extra = {k[len(_EXTRA) :]: v for k, v in flat.items() if k.startswith(_EXTRA)}
     if extra:
         plain["extra"] = {**(out.extra or {}), **extra}

@@ -149,6 +149,7 @@ def test_cli_extend_positions_and_tokenizer(ko_setup, tmp_path):
         [
             "pretrain",
             "extend-positions",
+            "-m",
             str(tmp_path / "m"),
             "-o",
             str(tmp_path / "long"),

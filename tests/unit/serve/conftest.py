@@ -49,29 +49,35 @@ class FakeEncoder:
         prefix = self.config.query_prefix if role == "query" else ""
         ml = max_length or self.config.max_length
         ids = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=ml)["input_ids"]
-        dense = sparse = multi = None
-        if "dense" in heads:
-            d = np.stack([self.table[x].mean(0) for x in ids])
-            if dim is not None:
-                d = d[:, :dim]
-            dense = (d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32)
-        if "sparse" in heads:
-            rows = []
-            for x in ids:
-                r: dict[int, float] = {}
-                for t in x:
-                    if t not in self.special:
-                        r[t] = max(r.get(t, 0.0), float(self.weights[t]))
-                rows.append(r)
-            sparse = SparseVectors.from_dicts(rows, len(self.tokenizer))
-        if "multivector" in heads:
-            multi = []
-            for x in ids:
-                m = self.mtable[x[1:]]
-                multi.append((m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32))
         return Embeddings(
-            dense=dense, sparse=sparse, multivector=multi, num_tokens=np.array([len(x) for x in ids])
+            dense=self._dense(ids, dim) if "dense" in heads else None,
+            sparse=self._sparse(ids) if "sparse" in heads else None,
+            multivector=self._multi(ids) if "multivector" in heads else None,
+            num_tokens=np.array([len(x) for x in ids]),
         )
+
+    def _dense(self, ids, dim):
+        d = np.stack([self.table[x].mean(0) for x in ids])
+        if dim is not None:
+            d = d[:, :dim]
+        return (d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32)
+
+    def _sparse(self, ids):
+        rows = []
+        for x in ids:
+            r: dict[int, float] = {}
+            for t in x:
+                if t not in self.special:
+                    r[t] = max(r.get(t, 0.0), float(self.weights[t]))
+            rows.append(r)
+        return SparseVectors.from_dicts(rows, len(self.tokenizer))
+
+    def _multi(self, ids):
+        multi = []
+        for x in ids:
+            m = self.mtable[x[1:]]
+            multi.append((m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32))
+        return multi
 
 
 @pytest.fixture(scope="session")

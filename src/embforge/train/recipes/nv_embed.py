@@ -28,7 +28,14 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer, LlamaConfig, MistralConfig, Qwen2Config
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    LlamaConfig,
+    MistralConfig,
+    PreTrainedTokenizerBase,
+    Qwen2Config,
+)
 
 from embforge.config import Choice, Recipe, config_to_dict
 from embforge.data.samplers import SourceBatchSampler
@@ -229,6 +236,8 @@ def build_model(m: NVModelConfig, seed: int = 0) -> Encoder:
         if m.lora.enabled
         else None
     )
+    backbone: torch.nn.Module | str
+    tok: PreTrainedTokenizerBase | None
     if m.backbone is None:
         tok = AutoTokenizer.from_pretrained(m.tokenizer or default_model_path())
         backbone = _tiny_backbone(m, len(tok), seed)
@@ -275,7 +284,9 @@ def stage_loss(enc: Encoder, batch: TrainBatch, loss_fn: InfoNCELoss, max_length
 def _dedupe(batch: TrainBatch) -> TrainBatch:
     """Drop queries whose positive is another kept query's document (a false in-batch negative)."""
     g = batch.group_size
-    keep, docs_seen, positives = [], set(), set()
+    keep: list[int] = []
+    docs_seen: set[str] = set()
+    positives: set[str] = set()
     for i in range(len(batch.queries)):
         group = batch.documents[i * g : (i + 1) * g]
         if group[0] in docs_seen or positives.intersection(group[1:]):
