@@ -116,6 +116,12 @@ def eval_command(
         "auto", help="Matryoshka curve dims: 'auto' (32, 64, ... full), 'none', or e.g. 64,128,256."
     ),
     bm25: bool = typer.Option(True, help="Add a BM25 baseline row on the model's own tokenizer."),
+    rerank_top: Optional[int] = typer.Option(
+        None,
+        min=1,
+        help="Re-rank the top N dense + top N sparse candidates with every head and the hybrid "
+        "(as BGE-M3 evaluates) instead of scoring every head against the whole corpus (exact, default).",
+    ),
     max_queries: Optional[int] = typer.Option(
         None, help="Evaluate only the first N judged queries of each BEIR set."
     ),
@@ -165,6 +171,7 @@ def eval_command(
         bm25=bm25,
         batch_size=batch_size,
         max_length=max_length,
+        rerank_top=rerank_top,
     )
     typer.echo(format_run_table(run))
     data = {

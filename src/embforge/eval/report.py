@@ -148,7 +148,7 @@ def comparison_rows(
 def _run_tables(label: str, run: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
     for ds, res in run.get("retrieval", {}).items():
-        meta = ", ".join(f"{k}={res[k]}" for k in ("language", "num_queries", "num_docs") if k in res)
+        meta = ", ".join(f"{k}={res[k]}" for k in ("language", "num_queries", "num_docs", "mode") if k in res)
         lines += [f"#### {label}: retrieval on `{ds}` ({meta})", ""]
         heads = res["heads"]
         cols = [m for m in _TABLE_METRICS if any(m in heads[h] for h in heads)]

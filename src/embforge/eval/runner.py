@@ -1,10 +1,16 @@
 """Evaluate an encoder: retrieval per head + hybrid + Matryoshka curve + BM25, STS, bitext.
 
-Retrieval is exact (brute force): queries are encoded once with every head; the corpus
+Retrieval is exact (brute force) by default: queries are encoded once with every head; the corpus
 is encoded in chunks, each chunk is scored against all queries per head (``embforge.scoring``),
 the BGE-M3 hybrid score ``w1*dense + w2*sparse + w3*multivector`` (Chen et al., 2024) is
 formed on the same chunk, and a running top-k per head keeps memory at O(Q * k) whatever
 the corpus size. The Matryoshka curve (Kusupati et al., 2022) truncates the dense vectors.
+
+With ``rerank_top=N`` retrieval goes through the retrieval path instead, as the BGE-M3
+paper evaluates its re-ranking: the union of the top-N dense and top-N sparse documents
+of each query (``HybridIndex.candidate_rows``) is re-ranked by every head and by the
+hybrid (``HybridIndex.score_rows``, one batched scorer call per head); the exact mode
+stays the reference for small sets. The report's ``mode`` says which ran.
 
 The encoder is anything with ``encode(texts, role=..., heads=..., batch_size=...,
 max_length=...) -> embforge.types.Embeddings`` (``embforge.model.encoder.Encoder``).
@@ -19,11 +25,16 @@ from typing import Any
 
 import numpy as np
 
+from embforge.errors import ConfigError
 from embforge.eval import metrics as M
 from embforge.eval.datasets import BitextSet, RetrievalSet, StsSet
 from embforge.index.bm25 import BM25Index, counts_from_ids
+from embforge.index.dense import ExactDenseIndex
+from embforge.index.hybrid import HybridIndex
+from embforge.index.multivector import MultiVectorIndex
+from embforge.index.sparse import SparseIndex
 from embforge.model.heads import head_scores
-from embforge.scoring import DEFAULT_WEIGHTS, dense_scores, truncate_dense, weighted_parts
+from embforge.scoring import DEFAULT_WEIGHTS, FUSIONS, dense_scores, truncate_dense, weighted_parts
 from embforge.types import Embeddings
 
 __all__ = [
@@ -118,20 +129,53 @@ class _RetrievalRuns:
     mrl_tops: dict[int, TopK]
     q_trunc: dict[int, np.ndarray] = field(default_factory=dict)
     pos_vecs: dict[str, np.ndarray] = field(default_factory=dict)
+    index: HybridIndex | None = None  # rerank mode: the corpus is indexed, scored at the end
 
     def add_chunk(self, de: Embeddings, start: int) -> None:
         """Score one encoded corpus chunk (its first document is corpus position ``start``)."""
-        sc = {h: head_scores(self.queries, de, h) for h in self.heads}  # head -> (Q, n), any registered head
-        for h, s in sc.items():
-            self.tops[h].add(s, start)
-        if "hybrid" in self.tops:
-            self.tops["hybrid"].add(weighted_parts(sc, self.weights), start)
+        if self.index is not None:
+            self.index.add([str(start + j) for j in range(len(de))], de)
+        else:
+            sc = {h: head_scores(self.queries, de, h) for h in self.heads}  # head -> (Q, n), any head
+            for h, s in sc.items():
+                self.tops[h].add(s, start)
+            if "hybrid" in self.tops:
+                self.tops["hybrid"].add(weighted_parts(sc, self.weights), start)
         if not self.mrl_tops:
             return
         if de.dense is None:
             raise ValueError("Matryoshka dims are scored on the dense head; encode the corpus with it")
         for dim, top in self.mrl_tops.items():
             top.add(self.q_trunc[dim] @ truncate_dense(de.dense, dim).T, start)
+
+
+def _rerank_index(heads: tuple[str, ...], n: int) -> HybridIndex:
+    """The per-head indexes of rerank mode (dense and sparse retrieve, every head re-ranks)."""
+    known = {"dense": ExactDenseIndex, "sparse": SparseIndex, "multivector": MultiVectorIndex}
+    bad = [h for h in heads if h not in known]
+    if bad or not {"dense", "sparse"} & set(heads):
+        raise ConfigError(
+            f"rerank_top needs the dense and/or sparse head to retrieve candidates and only the heads "
+            f"{', '.join(known)} (got {', '.join(heads)}); drop --rerank-top for exact evaluation"
+        )
+    return HybridIndex(**{h: known[h]() for h in heads}, retrieve=("dense", "sparse"), candidates=n)
+
+
+def _rerank_scores(runs: _RetrievalRuns) -> None:
+    """Rerank mode: every head and the hybrid re-rank the dense + sparse candidate union."""
+    assert runs.index is not None
+    cand = runs.index.candidate_rows(runs.queries, runs.index.candidates)
+    scores = runs.index.score_rows(runs.queries, cand)
+    if "hybrid" in runs.tops:
+        fused = FUSIONS.get("weighted")(scores, runs.weights)
+        scores["hybrid"] = np.where(cand >= 0, fused, np.nan)
+    docs = np.asarray(runs.index.idmap.ids, np.int64)  # ids are corpus positions
+    for h, top in runs.tops.items():
+        s = np.where(cand >= 0, np.nan_to_num(scores[h], nan=-np.inf), -np.inf)
+        order = np.argsort(-s, axis=1, kind="stable")[:, : top.k]
+        top.scores = np.take_along_axis(s, order, 1).astype(np.float32)
+        top.index = docs[np.maximum(np.take_along_axis(cand, order, 1), 0)]
+        top.scores[~np.isfinite(top.scores)] = -np.inf
 
 
 def _start_runs(
@@ -141,6 +185,7 @@ def _start_runs(
     hybrid: bool,
     mrl_dims: Sequence[int] | None,
     k: int,
+    rerank_top: int | None = None,
 ) -> _RetrievalRuns:
     nq = len(qe)
     full_dim = qe.dense.shape[1] if qe.dense is not None else 0
@@ -153,10 +198,12 @@ def _start_runs(
     runs = _RetrievalRuns(heads, weights, qe, tops, {dim: TopK(nq, k) for dim in dims})
     if qe.dense is not None:  # dims is empty without a dense head
         runs.q_trunc = {dim: truncate_dense(qe.dense, dim) for dim in dims}
+    if rerank_top:
+        runs.index = _rerank_index(heads, max(int(rerank_top), k))
     return runs
 
 
-def evaluate_retrieval(
+def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embforge eval` flag
     encoder,
     data: RetrievalSet,
     *,
@@ -170,6 +217,7 @@ def evaluate_retrieval(
     chunk_size: int = 2048,
     max_length: int | None = None,
     health: bool = True,
+    rerank_top: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate every head, the hybrid, the Matryoshka dims and BM25 on one retrieval set.
 
@@ -177,6 +225,8 @@ def evaluate_retrieval(
         weights: hybrid weights per head (default ``embforge.scoring.DEFAULT_WEIGHTS``).
         mrl_dims: dense dims for the Matryoshka curve; ``None`` = :func:`default_mrl_dims`,
             ``()`` = no curve.
+        rerank_top: None = exact evaluation (every head against the whole corpus); N = every
+            head and the hybrid re-rank the union of the top-N dense and top-N sparse documents.
 
     Returns:
         The report entry ``{"language", "num_queries", "num_docs", "heads": {head: metrics},
@@ -187,7 +237,7 @@ def evaluate_retrieval(
     w = dict(DEFAULT_WEIGHTS if weights is None else weights)
     k = max(k_values)
     qe = _encode(encoder, data.query_texts, "query", heads, batch_size, max_length)
-    runs = _start_runs(qe, heads, w, hybrid, mrl_dims, k)
+    runs = _start_runs(qe, heads, w, hybrid, mrl_dims, k, rerank_top)
     pos_docs = {d for rel in data.qrels.values() for d, r in rel.items() if r > 0}
     for start in range(0, len(data.doc_texts), chunk_size):
         de = _encode(
@@ -198,7 +248,12 @@ def evaluate_retrieval(
             for j, did in enumerate(data.doc_ids[start : start + chunk_size]):
                 if did in pos_docs:
                     runs.pos_vecs[did] = de.dense[j]
+    if runs.index is not None:
+        _rerank_scores(runs)
     res = _retrieval_report(runs, data, k_values)
+    res["mode"] = (
+        "exact" if runs.index is None else f"rerank-top {runs.index.candidates} (dense + sparse candidates)"
+    )
     if bm25 and hasattr(encoder, "tokenizer"):
         res["heads"]["bm25"] = M.evaluate(data.qrels, bm25_run(encoder.tokenizer.tokenize, data, k), k_values)
     if runs.mrl_tops:

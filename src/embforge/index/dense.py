@@ -125,6 +125,23 @@ class DenseRows(BaseIndex):
         rows, vals = self.search_rows(queries, k)
         return hits_from_rows(self.idmap, rows, vals)
 
+    def score_rows(self, queries: Any, rows: np.ndarray, block: int = 4_000_000) -> np.ndarray:
+        """(Q, C) exact inner products of query i with document rows ``rows[i]`` (-1 or dead -> nan).
+
+        Gathers each query block's candidate vectors once and scores them with one batched product.
+        """
+        q = prepare_dense(queries, self.dim, self.d, "queries")
+        rows = np.asarray(rows, np.int64).reshape(len(q), -1)
+        v = self.vectors
+        ok = (rows >= 0) & self.idmap.alive[np.maximum(rows, 0)] if self.idmap.n_rows else rows < -1
+        out = np.full(rows.shape, np.nan, np.float32)
+        step = max(1, block // max(1, rows.shape[1] * v.shape[1]))
+        for a in range(0, len(q) if v.shape[0] else 0, step):
+            g = np.take(v, np.where(ok[a : a + step], rows[a : a + step], 0), axis=0)  # (B, C, D)
+            s = np.matmul(g, q[a : a + step, :, None])[..., 0]
+            out[a : a + step] = np.where(ok[a : a + step], s, np.nan)
+        return out
+
     def score(self, queries: Any, ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Exact inner products of query i with the documents ``ids[i]`` (unknown ids -> nan)."""
         q = prepare_dense(queries, self.dim, self.d, "queries")

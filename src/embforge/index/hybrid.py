@@ -88,8 +88,8 @@ class HybridIndex(BaseIndex):
         self.weights = None if weights is None else _weights(weights, DEFAULT_WEIGHTS)
         self.rrf_k = int(rrf_k)
         # rebuild the id map from the components (they hold the same ids)
-        first = next(iter(self.components.values()))
-        self.idmap = IdMap(first.ids) if len(first) else IdMap()
+        first = next(iter(self.components.values()))  # share its rows (tombstones too) when possible
+        self.idmap = IdMap(first.idmap.ids, first.idmap.alive.copy()) if first.idmap.n_rows else IdMap()
 
     @property
     # a hybrid's heads are its components': an instance property replaces BaseIndex's ClassVar
@@ -124,16 +124,75 @@ class HybridIndex(BaseIndex):
             return self.weights
         return dict.fromkeys(HEADS, 1.0) if fusion == "rrf" else dict(DEFAULT_WEIGHTS)
 
-    def _candidates(self, queries: Embeddings, n: int) -> list[list[str]]:
+    def _row_maps(self) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
+        """Per component: None when its rows are the hybrid's rows, else (its row -> hybrid row,
+        hybrid row -> its row) (components built apart or loaded with other tombstones)."""
+        key = (self.idmap.n_rows, len(self.idmap)) + tuple(
+            (c.idmap.n_rows, len(c.idmap)) for c in self.components.values()
+        )
+        if getattr(self, "_maps_key", None) != key:
+            self._maps = {
+                h: None
+                if c.idmap.ids == self.idmap.ids
+                else (self.idmap.rows(c.idmap.ids), c.idmap.rows(self.idmap.ids))
+                for h, c in self.components.items()
+            }
+            self._maps_key = key
+        return self._maps
+
+    def candidate_rows(self, queries: Embeddings, n: int) -> np.ndarray:
+        """(Q, C) union of the retrieving heads' top-``n`` rows (hybrid rows), first occurrence
+        kept in head order, -1 where a repeat or a missing hit was."""
         sources = [h for h in self.retrieve if h in self.components]
         if not sources:
             sources = ["multivector"] if "multivector" in self.components else list(self.components)[:1]
-        cand: list[dict[str, None]] = [{} for _ in range(len(queries))]
+        maps = self._row_maps()
+        parts = []
         for h in sources:
-            hits = self.components[h].search(queries, n)
-            for c, ids in zip(cand, hits.ids):
-                c.update(dict.fromkeys(ids))
-        return [list(c) for c in cand]
+            rows, vals = self.components[h].search_rows(queries, n)
+            rows = np.where(np.isfinite(vals) & (rows >= 0), rows, -1)
+            m = maps[h]
+            parts.append(rows if m is None else np.where(rows >= 0, m[0][np.maximum(rows, 0)], -1))
+        cand = np.concatenate(parts, axis=1)
+        order = np.argsort(cand, axis=1, kind="stable")
+        srt = np.take_along_axis(cand, order, axis=1)
+        dup = np.zeros(cand.shape, bool)
+        dup[:, 1:] = srt[:, 1:] == srt[:, :-1]
+        repeat = np.zeros(cand.shape, bool)
+        np.put_along_axis(repeat, order, dup, axis=1)
+        return np.where(repeat, -1, cand)
+
+    def score_rows(self, queries: Embeddings, cand: np.ndarray) -> dict[str, np.ndarray]:
+        """head -> (Q, C) exact scores of the candidate rows (nan where -1)."""
+        maps, out = self._row_maps(), {}
+        for h, c in self.components.items():
+            m = maps[h]
+            rows = cand if m is None else np.where(cand >= 0, m[1][np.maximum(cand, 0)], -1)
+            if hasattr(c, "score_rows"):
+                out[h] = np.asarray(c.score_rows(queries, rows), np.float32)
+            else:  # a backend without a row scorer: score by ids
+                ids = [[c.idmap.ids[r] if r >= 0 else "" for r in row] for row in rows]
+                out[h] = np.where(rows >= 0, np.asarray(c.score(queries, ids), np.float32), np.nan)
+        return out
+
+    def _fuse(
+        self, fusion: str, head_scores: dict[str, np.ndarray], per_query: list[dict[str, float]]
+    ) -> np.ndarray:
+        """(Q, C) fused scores, one fusion call per distinct weight setting (usually one)."""
+        fuse = FUSIONS.get(fusion)
+        nq = len(per_query)
+        c = next(iter(head_scores.values())).shape[1] if head_scores else 0
+        fused = np.zeros((nq, c))
+        groups: dict[tuple, list[int]] = {}
+        for i, w in enumerate(per_query):
+            groups.setdefault(tuple(sorted(w.items())), []).append(i)
+        for w_items, qs in groups.items():
+            sel = np.asarray(qs)
+            if c:
+                fused[sel] = fuse(
+                    {h: s[sel] for h, s in head_scores.items()}, dict(w_items), rrf_k=self.rrf_k
+                )
+        return fused
 
     def search(
         self,
@@ -145,6 +204,9 @@ class HybridIndex(BaseIndex):
     ) -> Hits:
         """Top-``k`` by fused score; ``Hits.per_head`` holds every head's exact score.
 
+        Candidates, exact per-head scores and the fusion are (Q, C) arrays: one batched
+        scorer call per head and one fusion call, no Python loop over hits.
+
         Args:
             queries: Embeddings with every component's head.
             weights: override for all queries (dict or 3-tuple), or a list with one
@@ -154,7 +216,7 @@ class HybridIndex(BaseIndex):
         """
         k = check_k(k)
         fusion = fusion or self.fusion
-        fuse = FUSIONS.get(fusion)
+        FUSIONS.get(fusion)
         if not isinstance(queries, Embeddings):
             raise DataError(
                 f"HybridIndex.search needs Embeddings with heads {self.heads}, got {type(queries).__name__}"
@@ -168,19 +230,20 @@ class HybridIndex(BaseIndex):
         else:
             # not a list of per-query overrides (checked above): one Weights for every query
             per_query = [_weights(weights, base)] * nq  # type: ignore[arg-type]  # see above
-        cand = self._candidates(queries, max(k, candidates or self.candidates))
-        head_scores = {h: c.score(queries, cand) for h, c in self.components.items()}
-        ids_out, sc_out = [], []
-        per_head: dict[str, list[list[float]]] = {h: [] for h in head_scores}
-        for i in range(nq):
-            s = {h: head_scores[h][i] for h in head_scores}
-            fused = fuse(s, per_query[i], rrf_k=self.rrf_k) if len(cand[i]) else np.zeros(0)
-            order = np.argsort(-fused, kind="stable")[:k]
-            ids_out.append([cand[i][j] for j in order])
-            sc_out.append([float(fused[j]) for j in order])
-            for h in head_scores:
-                per_head[h].append([float(s[h][j]) for j in order])
-        return Hits(ids=ids_out, scores=sc_out, per_head=per_head)
+        cand = self.candidate_rows(queries, max(k, candidates or self.candidates))
+        head_scores = self.score_rows(queries, cand)
+        fused = np.where(cand >= 0, self._fuse(fusion, head_scores, per_query), -np.inf)
+        order = np.argsort(-fused, axis=1, kind="stable")[:, :k]
+        top = np.take_along_axis(fused, order, axis=1)
+        rows = np.take_along_axis(cand, order, axis=1)
+        keep = np.isfinite(top)
+        ids = self.idmap.ids
+        per_head = {h: np.take_along_axis(s, order, axis=1) for h, s in head_scores.items()}
+        return Hits(
+            ids=[[ids[r] for r in rows[i][keep[i]]] for i in range(nq)],
+            scores=[top[i][keep[i]].tolist() for i in range(nq)],
+            per_head={h: [s[i][keep[i]].tolist() for i in range(nq)] for h, s in per_head.items()},
+        )
 
     # ---- persistence --------------------------------------------------------------
     def config(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import numpy as np
 from embforge.errors import CheckpointError, ConfigError, DataError
 from embforge.index.base import INDEXES, BaseIndex, IdMap, as_field, check_k, hits_from_rows, topk
 from embforge.index.storage import load_array, save_array, write_manifest
-from embforge.scoring.maxsim import maxsim_flat, maxsim_rerank
+from embforge.scoring.maxsim import maxsim_flat, maxsim_rerank_rows
 from embforge.types import Hits
 
 __all__ = ["MultiVectorIndex", "MULTIVECTOR_DTYPES"]
@@ -130,27 +130,23 @@ class MultiVectorIndex(BaseIndex):
         return self._decode(v[a:b], None if s is None else s[a:b])
 
     # ---- scoring ------------------------------------------------------------------
-    def _gather(self, rows: np.ndarray) -> np.ndarray:
-        """Token vectors of ``rows`` concatenated in that order, float32 (sum T_d, M)."""
+    def score_rows(self, queries: Any, rows: np.ndarray) -> np.ndarray:
+        """(Q, C) MaxSim of query i with document rows ``rows[i]`` (-1 or dead -> nan), from storage."""
+        qs = _as_list(queries, "queries", self.m)
+        rows = np.asarray(rows, np.int64).reshape(len(qs), -1)
         v, s, off = self.store
-        starts, ends = np.asarray(off)[rows], np.asarray(off)[rows + 1]
-        lens = ends - starts
-        seg = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
-        idx = np.repeat(starts - seg, lens) + np.arange(int(lens.sum()))
-        return self._decode(v[idx], None if s is None else s[idx])
+        rows = np.where((rows >= 0) & self.idmap.alive[np.maximum(rows, 0)], rows, -1)
+        return maxsim_rerank_rows(qs, rows, v, off, s)
 
     def score(self, queries: Any, ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """MaxSim of query i with documents ``ids[i]`` (unknown ids -> nan), batched per query block."""
-        qs = _as_list(queries, "queries", self.m)
-        rows = [self.idmap.rows(doc_ids) for doc_ids in ids][: len(qs)]
-        known = [r[r >= 0] for r in rows]
-        scores = maxsim_rerank(qs[: len(rows)], known, np.diff(np.asarray(self.store[2])), self._gather)
-        out = []
-        for r, sc in zip(rows, scores):
-            s = np.full(len(r), np.nan, np.float32)
-            s[r >= 0] = sc
-            out.append(s)
-        return out
+        n = min(len(ids), len(as_field(queries, "multivector")))
+        lists = [self.idmap.rows(doc_ids) for doc_ids in ids][:n]
+        padded = np.full((n, max((len(r) for r in lists), default=0)), -1, np.int64)
+        for i, r in enumerate(lists):
+            padded[i, : len(r)] = r
+        scores = self.score_rows(_as_list(queries, "queries", self.m)[:n], padded)
+        return [scores[i, : len(r)] for i, r in enumerate(lists)]
 
     def rerank(self, queries: Any, candidates: Sequence[Sequence[str]], k: int | None = None) -> Hits:
         """Re-rank each query's candidate ids by MaxSim (unknown ids dropped)."""

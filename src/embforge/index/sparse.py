@@ -238,6 +238,38 @@ class SparseIndex(BaseIndex):
         rows, vals = self.search_rows(queries, k)
         return hits_from_rows(self.idmap, rows, vals)
 
+    def score_rows(self, queries: Any, rows: np.ndarray) -> np.ndarray:
+        """(Q, C) lexical scores of query i with document rows ``rows[i]`` (-1 or dead -> nan).
+
+        Vectorised over all (query, candidate) pairs: each candidate's terms are looked up
+        in its query's sorted terms with one ``searchsorted`` over ``query * V + term`` keys.
+        """
+        q = _check_queries(queries, self.vocab_size)
+        rows = np.asarray(rows, np.int64).reshape(len(q), -1)
+        nq, c = rows.shape
+        ok = (rows >= 0) & self.idmap.alive[np.maximum(rows, 0)] if self.idmap.n_rows else rows < -1
+        out = np.full(rows.shape, np.nan, np.float32)
+        if not ok.any():
+            return out
+        indptr, indices, values = self.csr
+        indptr, v = np.asarray(indptr), np.int64(q.vocab_size)
+        qi = np.repeat(np.arange(nq, dtype=np.int64), np.diff(np.asarray(q.indptr)))
+        qkey = qi * v + np.asarray(q.indices, np.int64)
+        order = np.argsort(qkey, kind="stable")
+        qkey, qw = qkey[order], np.asarray(q.values, np.float32)[order]
+        pair = np.flatnonzero(ok.reshape(-1))  # (P,) flat (query, candidate) positions
+        r = rows.reshape(-1)[pair]
+        starts, lens = indptr[r], indptr[r + 1] - indptr[r]
+        seg = np.repeat(np.cumsum(lens) - lens, lens)
+        nz = np.repeat(starts, lens) + np.arange(int(lens.sum())) - seg
+        dkey = np.repeat(pair // c, lens) * v + np.asarray(indices, np.int64)[nz]
+        pos = np.minimum(np.searchsorted(qkey, dkey), max(0, len(qkey) - 1))
+        hit = qkey[pos] == dkey if len(qkey) else np.zeros(len(dkey), bool)
+        prod = np.where(hit, np.asarray(values, np.float32)[nz] * qw[pos] if len(qkey) else 0.0, 0.0)
+        sums = np.bincount(np.repeat(np.arange(len(pair)), lens), weights=prod, minlength=len(pair))
+        out.reshape(-1)[pair] = sums
+        return out
+
     def score(self, queries: Any, ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Lexical scores of query i with documents ``ids[i]`` (unknown ids -> nan)."""
         q = _check_queries(queries, self.vocab_size)

@@ -2,7 +2,8 @@
 
 Every fusion takes ``head_scores``: head -> (C,) scores of the same C candidates of
 one query (nan = the head has no score for that candidate) and per-head weights, and
-returns (C,) fused scores (higher is better). They are registered by name in
+returns (C,) fused scores (higher is better). Each also takes (Q, C) arrays, one row per
+query, and fuses every row at once (no Python loop over queries or hits). They are registered by name in
 :data:`FUSIONS`; the hybrid index, the search CLI and evaluation pick them from there.
 
 * ``"weighted"``: ``sum_h w_h * s_h``, BGE-M3's ``w1*s_dense + w2*s_lex + w3*s_mul``
@@ -89,36 +90,44 @@ def weighted_sum(
     return weighted_parts({h: np.nan_to_num(_as_f64(s), nan=0.0) for h, s in head_scores.items()}, weights)
 
 
+def _finite_stats(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(finite mask, whether each row along the last axis has a finite entry, keepdims)."""
+    ok = np.isfinite(s)
+    return ok, ok.any(axis=-1, keepdims=True)
+
+
 def minmax_normalize(s: np.ndarray) -> np.ndarray:
     """Min-max scale one query's (C,) scores to [0, 1] over its finite entries (nan stays nan;
-    all equal -> 0).
+    all equal -> 0). A (Q, C) array is scaled row by row.
 
     Example:
         >>> minmax_normalize(np.array([1.0, 3.0, np.nan, 2.0])).tolist()[:2]
         [0.0, 1.0]
     """
     s = _as_f64(s)
-    ok = np.isfinite(s)
-    if not ok.any():
-        return s
-    lo, hi = s[ok].min(), s[ok].max()
-    return (s - lo) / (hi - lo) if hi > lo else np.where(ok, 0.0, s)
+    ok, any_ok = _finite_stats(s)
+    lo = np.where(ok, s, np.inf).min(axis=-1, keepdims=True, initial=np.inf)
+    hi = np.where(ok, s, -np.inf).max(axis=-1, keepdims=True, initial=-np.inf)
+    span = np.where(any_ok & (hi > lo), hi - lo, 1.0)
+    scaled = np.where(any_ok & (hi > lo), (s - np.where(any_ok, lo, 0.0)) / span, np.where(ok, 0.0, s))
+    return np.where(any_ok, scaled, s)
 
 
 def zscore_normalize(s: np.ndarray) -> np.ndarray:
     """Standard scores ``(s - mean) / std`` of one query's (C,) finite scores (nan stays nan;
-    std 0 -> 0).
+    std 0 -> 0). A (Q, C) array is standardised row by row.
 
     Example:
         >>> zscore_normalize(np.array([1.0, 3.0])).tolist()
         [-1.0, 1.0]
     """
     s = _as_f64(s)
-    ok = np.isfinite(s)
-    if not ok.any():
-        return s
-    mu, sd = s[ok].mean(), s[ok].std()
-    return (s - mu) / sd if sd > 0 else np.where(ok, 0.0, s)
+    ok, any_ok = _finite_stats(s)
+    n = np.maximum(ok.sum(axis=-1, keepdims=True), 1)
+    mu = np.where(ok, s, 0.0).sum(axis=-1, keepdims=True) / n
+    sd = np.sqrt((np.where(ok, s - mu, 0.0) ** 2).sum(axis=-1, keepdims=True) / n)
+    scaled = np.where(sd > 0, (s - mu) / np.where(sd > 0, sd, 1.0), np.where(ok, 0.0, s))
+    return np.where(any_ok, scaled, s)
 
 
 @FUSIONS.register("minmax")
@@ -145,19 +154,24 @@ def zscore_fusion(
 
 def ranks(scores: np.ndarray) -> np.ndarray:
     """1-based competition rank by descending score: tied candidates share the best rank
-    ("1224"), so the result does not depend on candidate order; nan ranks last.
+    ("1224"), so the result does not depend on candidate order; nan ranks last. A (Q, C)
+    array is ranked row by row.
 
     Example:
         >>> ranks(np.array([0.1, 0.9, 0.9, np.nan])).tolist()
         [3, 1, 1, 4]
     """
     s = np.nan_to_num(_as_f64(scores), nan=-np.inf)
-    order = np.argsort(-s, kind="stable")
-    sorted_s = s[order]
-    first = np.r_[True, sorted_s[1:] != sorted_s[:-1]]
-    rank_sorted = np.maximum.accumulate(np.where(first, np.arange(1, len(s) + 1), 0))
-    r = np.empty(len(s), np.int64)
-    r[order] = rank_sorted
+    order = np.argsort(-s, axis=-1, kind="stable")
+    sorted_s = np.take_along_axis(s, order, axis=-1)
+    first = np.concatenate(
+        [np.ones(s.shape[:-1] + (min(1, s.shape[-1]),), bool), sorted_s[..., 1:] != sorted_s[..., :-1]],
+        axis=-1,
+    )
+    pos = np.broadcast_to(np.arange(1, s.shape[-1] + 1), s.shape)
+    rank_sorted = np.maximum.accumulate(np.where(first, pos, 0), axis=-1)
+    r = np.empty(s.shape, np.int64)
+    np.put_along_axis(r, order, rank_sorted, axis=-1)
     return r
 
 

@@ -11,8 +11,11 @@ document without tokens scores 0. Every MaxSim in embforge is one of these forms
 * :func:`maxsim_flat` (numpy): token vectors concatenated with row offsets, one BLAS
   product per block; the kernel of the other numpy forms.
 * :func:`multivector_list_scores` (numpy): lists of (T_i, M) arrays, all pairs (Q, N).
-* :func:`maxsim_rerank` (numpy): each query against its own candidate rows, gathered
-  once per query block (the multi-vector index and the mining teachers re-rank with it).
+* :func:`maxsim_padded` (numpy): B queries each against its own C padded candidates, one
+  batched BLAS product; the kernel of the re-rank forms.
+* :func:`maxsim_rerank_rows` (numpy): each query against its own candidate rows, gathered
+  per query block straight from (memory-mapped) token storage (the multi-vector indexes).
+* :func:`maxsim_rerank` (numpy): the same over a ``gather`` callback (the mining teachers).
 
 Shapes: Q queries, N documents, T tokens, M multi-vector dim.
 """
@@ -31,6 +34,10 @@ __all__ = [
     "stack_tokens",
     "multivector_list_scores",
     "maxsim_rerank",
+    "maxsim_rerank_rows",
+    "maxsim_padded",
+    "pad_queries",
+    "padded_token_index",
     "MAXSIM_BLOCK",
 ]
 
@@ -159,6 +166,125 @@ def multivector_list_scores(
     return out
 
 
+def maxsim_padded(
+    q: np.ndarray, q_len: np.ndarray, d: np.ndarray, d_len: np.ndarray, d_scale: np.ndarray | None = None
+) -> np.ndarray:
+    """MaxSim of B queries, each against its own C padded candidates: one batched product.
+
+    The documents stay in their storage type until the product (float16 and int8 are
+    widened by torch's vectorised casts, which beat numpy's float16 conversion several fold).
+
+    Args:
+        q: (B, Tq, M) float32 query tokens (zero padded), q_len: (B,) real query tokens.
+        d: (B, C, Td, M) candidate tokens, float16/float32/int8; a padding position must repeat
+            one of its document's tokens (as :func:`padded_token_index` lays them out), so it
+            never changes the max; d_len: (B, C) real tokens per candidate (0 = scores 0).
+        d_scale: (B, C, Td) per-token scale of int8 ``d`` (None for float tokens).
+
+    Returns:
+        (B, C) float32; a query or candidate without tokens scores 0.
+
+    Example:
+        >>> q = np.eye(2, dtype=np.float32)[None]; d = np.array([[[[1.0, 0.0], [1.0, 0.0]]]], np.float32)
+        >>> maxsim_padded(q, np.array([2]), d, np.array([[1]]))
+        array([[0.5]], dtype=float32)
+    """
+    b, c, td, m = d.shape
+    tq = q.shape[1]
+    if b == 0 or c == 0 or td == 0 or tq == 0:
+        return np.zeros((b, c), np.float32)
+    dt = torch.from_numpy(np.ascontiguousarray(d)).reshape(b, c * td, m).float()
+    if d_scale is not None:
+        dt *= torch.from_numpy(np.ascontiguousarray(d_scale, np.float32)).reshape(b, c * td, 1)
+    d_len_t = torch.from_numpy(np.asarray(d_len, np.int64))
+    qt = torch.from_numpy(np.ascontiguousarray(q, np.float32))
+    sim = torch.bmm(qt, dt.transpose(1, 2))  # (B, Tq, C*Td): one batched BLAS product
+    best = sim.view(b, tq, c, td).amax(dim=3)  # (B, Tq, C); zero padded query tokens add 0
+    q_len_t = torch.from_numpy(np.asarray(q_len, np.int64)).clamp(min=1)
+    out = best.sum(dim=1) / q_len_t[:, None]
+    out.masked_fill_(d_len_t == 0, 0.0)  # candidates without tokens
+    return out.numpy().astype(np.float32, copy=False)
+
+
+def pad_queries(q: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """B arrays (Tq_i, M) -> (B, max Tq, M) float32 zero padded and (B,) lengths."""
+    lens = np.array([len(x) for x in q], np.int64)
+    m = next((np.shape(x)[1] for x in q if np.ndim(x) == 2), 0)
+    out = np.zeros((len(q), int(lens.max(initial=0)), m), np.float32)
+    for i, x in enumerate(q):
+        out[i, : lens[i]] = x
+    return out, lens
+
+
+def padded_token_index(rows: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat token positions (..., Td) of documents ``rows`` (-1 = none) and their lengths (...).
+
+    ``offsets`` (N+1,) marks document r's tokens ``offsets[r]:offsets[r+1]``; padding
+    positions repeat the document's first token (masked later by the lengths).
+    """
+    rows = np.asarray(rows, np.int64)
+    ok = rows >= 0
+    safe = np.where(ok, rows, 0)
+    starts = np.asarray(offsets)[safe]
+    lens = np.where(ok, np.asarray(offsets)[safe + 1] - starts, 0)
+    td = int(lens.max(initial=0))
+    step = np.arange(td)
+    idx = starts[..., None] + np.where(step < lens[..., None], step, 0)
+    return np.where(ok[..., None], idx, 0), lens
+
+
+def maxsim_rerank_rows(
+    q: Sequence[np.ndarray],
+    rows: np.ndarray,
+    tokens: np.ndarray,
+    offsets: np.ndarray,
+    scales: np.ndarray | None = None,
+    block: int = MAXSIM_BLOCK,
+) -> np.ndarray:
+    """MaxSim of query i against document rows ``rows[i]``, gathered straight from (memory-mapped) storage.
+
+    The late-interaction re-rank of ColBERT (Khattab and Zaharia, 2020) and PLAID
+    (Santhanam et al., 2022): a block of queries gathers its candidates' token vectors
+    into one padded (B, C, Td, M) array and scores them with one batched product
+    (:func:`maxsim_padded`); no union, no per-query Python loop.
+
+    Args:
+        q: Q query token matrices (Tq_i, M).
+        rows: (Q, C) int document rows; -1 = no candidate (scores nan).
+        tokens: (T_total, M) token vectors of every document (float16/float32, or int8 with ``scales``).
+        offsets: (N+1,) document r = ``tokens[offsets[r]:offsets[r+1]]``.
+        scales: (T_total,) per-token scale of int8 ``tokens`` (None for float storage).
+        block: bound on the gathered (B x C x Td x M) elements of one block.
+
+    Returns:
+        (Q, C) float32.
+
+    Example:
+        >>> tok = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+        >>> maxsim_rerank_rows([np.eye(2, dtype=np.float32)], np.array([[1, -1]]), tok, np.array([0, 1, 2]))
+        array([[0.5, nan]], dtype=float32)
+    """
+    rows = np.asarray(rows, np.int64).reshape(len(q), -1)
+    out = np.full(rows.shape, np.nan, np.float32)
+    if not len(q) or not rows.shape[1]:
+        return out
+    doc_len = np.diff(np.asarray(offsets))
+    m = tokens.shape[1]
+    i = 0
+    while i < len(q):
+        r0 = rows[i]
+        per_query = rows.shape[1] * max(1, int(doc_len[r0[r0 >= 0]].max(initial=1))) * m
+        j = min(len(q), i + max(1, block // max(1, per_query)))
+        idx, lens = padded_token_index(rows[i:j], offsets)
+        d = np.take(tokens, idx.reshape(-1), axis=0).reshape(*idx.shape, m)
+        sc = None if scales is None else np.take(scales, idx.reshape(-1)).reshape(idx.shape)
+        qp, ql = pad_queries(q[i:j])
+        s = maxsim_padded(qp, ql, d, lens, sc)
+        out[i:j] = np.where(rows[i:j] >= 0, s, np.nan)
+        i = j
+    return out
+
+
 def maxsim_rerank(
     q: Sequence[np.ndarray],
     candidates: Sequence[np.ndarray],
@@ -168,8 +294,8 @@ def maxsim_rerank(
 ) -> list[np.ndarray]:
     """MaxSim of each query against its own candidate documents (batched candidate re-rank).
 
-    A block of queries gathers the union of its candidates' token vectors once and
-    scores them with one :func:`maxsim_flat` product; each query then reads its own columns.
+    The union of all candidates' token vectors is gathered once (``gather``), then
+    scored per query block by :func:`maxsim_rerank_rows` (one batched product a block).
 
     Args:
         q: Q query token matrices (Tq_i, M).
@@ -177,7 +303,7 @@ def maxsim_rerank(
         doc_lengths: (N,) token count of every document row.
         gather: sorted unique rows (R,) -> their token vectors concatenated in that order
             (sum of their lengths, M), float32.
-        block: bound on the (query tokens x gathered tokens) product of one block.
+        block: bound on the gathered elements of one query block.
 
     Returns:
         Q arrays (len(candidates[i]),) float32.
@@ -188,22 +314,15 @@ def maxsim_rerank(
         >>> maxsim_rerank([np.eye(2, dtype=np.float32)], [np.array([1, 0])], np.array([1, 1]), gather)
         [array([0.5, 0.5], dtype=float32)]
     """
-    doc_lengths = np.asarray(doc_lengths, np.int64)
-    qlen = np.array([len(x) for x in q], np.int64)
-    out: list[np.ndarray] = [np.zeros(len(c), np.float32) for c in candidates]
-    i = 0
-    while i < len(q):
-        j, rows = i + 1, np.unique(np.asarray(candidates[i], np.int64))
-        while j < len(q):  # grow the block while the product stays small
-            more = np.union1d(rows, np.asarray(candidates[j], np.int64))
-            if qlen[i : j + 1].sum() * doc_lengths[more].sum() > block:
-                break
-            rows, j = more, j + 1
-        if len(rows):
-            q_tok, q_off = stack_tokens(q[i:j])
-            d_off = np.concatenate([[0], np.cumsum(doc_lengths[rows])]).astype(np.int64)
-            scores = maxsim_flat(q_tok, q_off, gather(rows), d_off)  # (j - i, len(rows))
-            for a in range(i, j):
-                out[a] = scores[a - i, np.searchsorted(rows, np.asarray(candidates[a], np.int64))]
-        i = j
-    return out
+    cands = [np.asarray(c, np.int64) for c in candidates]
+    n_c = np.array([len(c) for c in cands], np.int64)
+    if not len(q) or not n_c.sum():
+        return [np.zeros(len(c), np.float32) for c in cands]
+    uniq = np.unique(np.concatenate(cands))
+    local_len = np.asarray(doc_lengths, np.int64)[uniq]
+    local_off = np.concatenate([[0], np.cumsum(local_len)]).astype(np.int64)
+    padded = np.full((len(cands), int(n_c.max())), -1, np.int64)
+    for i, c in enumerate(cands):
+        padded[i, : len(c)] = np.searchsorted(uniq, c)
+    scores = maxsim_rerank_rows(q, padded, gather(uniq), local_off, block=block)
+    return [scores[i, : n_c[i]] for i in range(len(cands))]

@@ -78,3 +78,20 @@ def test_sts_and_bitext(tmp_path):
     tgt.write_text("a cat\nthe dog\n")
     b = R.evaluate_bitext(FakeEncoder(), load_bitext(src, tgt))
     assert b["accuracy@1"] == 1.0 and b["language"] == "kor"
+
+
+def test_rerank_mode_equals_exact_when_candidates_cover_corpus_and_is_close_otherwise(small):
+    enc = FakeEncoder()
+    heads = ("dense", "sparse", "multivector")
+    kw = dict(heads=heads, mrl_dims=(), k_values=(1, 10), bm25=False, health=False, chunk_size=100)
+    exact = R.evaluate_retrieval(enc, small, **kw)
+    full = R.evaluate_retrieval(enc, small, rerank_top=240, **kw)  # candidates = the whole corpus
+    assert exact["mode"] == "exact" and full["mode"].startswith("rerank-top 240")
+    for h in ("dense", "multivector", "hybrid"):  # sparse: tied zero scores at the cut may differ
+        assert full["heads"][h]["ndcg@10"] == pytest.approx(exact["heads"][h]["ndcg@10"], abs=1e-6), h
+    few = R.evaluate_retrieval(enc, small, rerank_top=20, **kw)
+    for h in ("dense",):  # its own top-20 are candidates: its top-10 is unchanged
+        assert few["heads"][h]["ndcg@10"] == pytest.approx(exact["heads"][h]["ndcg@10"], abs=1e-6), h
+    assert abs(few["heads"]["hybrid"]["ndcg@10"] - exact["heads"]["hybrid"]["ndcg@10"]) < 0.05
+    with pytest.raises(R.ConfigError, match="rerank_top needs the dense and/or sparse head"):
+        R.evaluate_retrieval(enc, small, rerank_top=10, **{**kw, "heads": ("multivector",)})

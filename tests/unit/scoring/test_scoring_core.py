@@ -15,6 +15,7 @@ from embforge.scoring import (
     lexical_scores,
     maxsim_flat,
     maxsim_rerank,
+    maxsim_rerank_rows,
     maxsim_scores,
     minmax_normalize,
     multivector_list_scores,
@@ -101,6 +102,22 @@ def test_maxsim_rerank_equals_brute_for_each_candidate_list(rng):
         got = maxsim_rerank(q, cands, np.diff(off), gather, block=block)
         for a, c, s in zip(q, cands, got):
             np.testing.assert_allclose(s, [brute_maxsim(a, docs[r]) for r in c], atol=1e-5)
+
+
+def test_maxsim_rerank_rows_from_storage_equals_brute(rng):
+    """Padded batched re-rank straight from token storage: -1 rows are nan, empty documents
+    and padding score as the definition says, float16 and int8-with-scales storage too."""
+    q, docs = token_lists(rng, 7, empty=False), token_lists(rng, 25)  # some documents have no tokens
+    tok, off = stack_tokens(docs)
+    rows = rng.integers(-1, 25, size=(7, 9))
+    ref = np.array([[brute_maxsim(a, docs[r]) if r >= 0 else np.nan for r in row] for a, row in zip(q, rows)])
+    for block in (1, 500, 10**9):
+        got = maxsim_rerank_rows(q, rows, tok, off, block=block)
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+    np.testing.assert_allclose(maxsim_rerank_rows(q, rows, tok.astype(np.float16), off), ref, atol=2e-2)
+    scale = np.abs(tok).max(axis=1, initial=1e-6) / 127.0
+    codes = np.rint(tok / scale[:, None]).astype(np.int8)
+    np.testing.assert_allclose(maxsim_rerank_rows(q, rows, codes, off, scale), ref, atol=5e-2)
 
 
 def test_embedding_scores_dispatch_per_head(rng):

@@ -1,0 +1,265 @@
+"""Compressed multi-vector index: centroid candidate generation, residual PQ codes, MaxSim re-rank.
+
+The PLAID pipeline (Santhanam et al., 2022, "PLAID: An Efficient Engine for Late
+Interaction Retrieval") on faiss building blocks, over ColBERT token vectors
+(Khattab and Zaharia, 2020):
+
+1. **Centroids**: faiss k-means over (a sample of) the token vectors; every token keeps its
+   centroid id, every centroid an inverted list of the documents holding one of its tokens.
+2. **Candidate generation without brute force**: each query token probes its ``nprobe``
+   best centroids; the candidates are the documents of those lists.
+3. **Centroid interaction** (PLAID's pruning): each candidate is scored by the MaxSim of the
+   query over the *probed centroids* it holds (unprobed centroids count 0; no decompression);
+   the best ``ndocs`` survive.
+4. **Residual decompression**: the survivors' tokens are rebuilt as centroid + faiss PQ
+   residual code (ColBERTv2's residual compression, Santhanam et al., 2021) and scored by
+   MaxSim (:func:`embforge.scoring.maxsim_padded`); the best ``exact`` (if > 0) are
+   re-scored from the float16 token store, memory-mapped from disk, so the final
+   scores are exact MaxSim.
+
+In memory: 2-4 bytes of centroid id + ``pq_m`` bytes of code per token and the inverted
+lists; the float16 store (``MultiVectorIndex``'s) stays on disk. Shipped settings are
+measured by bench/search.py (bench/results/search.md).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embforge.errors import ConfigError
+from embforge.index.ann import faiss_module
+from embforge.index.base import INDEXES, check_k, hits_from_rows, topk
+from embforge.index.multivector import MultiVectorIndex, _as_list
+from embforge.index.storage import load_array, save_array
+from embforge.scoring.maxsim import maxsim_padded, maxsim_rerank_rows, pad_queries, padded_token_index
+from embforge.types import Hits
+
+__all__ = ["PlaidIndex", "default_nlist"]
+
+
+def default_nlist(n_tokens: int) -> int:
+    """Power of two near sqrt(tokens), in [8, 4096] (PLAID uses ~sqrt of the embeddings count)."""
+    return int(min(4096, max(8, 2 ** round(math.log2(max(1.0, math.sqrt(n_tokens)))))))
+
+
+def _pq_m(m: int, want: int) -> int:
+    """The largest divisor of ``m`` not above ``want`` (faiss PQ needs m % pq_m == 0)."""
+    return max(d for d in range(1, min(m, want) + 1) if m % d == 0)
+
+
+@INDEXES.register("multivector-plaid")
+class PlaidIndex(MultiVectorIndex):
+    """Multi-vector index with PLAID-style candidate generation and residual PQ compression.
+
+    Args:
+        nlist: centroids (None = :func:`default_nlist` of the token count at first build).
+        nprobe: centroids probed per query token.
+        ndocs: candidates kept after centroid interaction (stage 3).
+        exact: candidates re-scored exactly from the float16 store (0 = return the
+            decompressed scores).
+        pq_m: residual sub-quantizers per token (a divisor of the dim; None = dim / 8), each
+            ``pq_bits`` bits (8; fewer when the training sample is small).
+        train_tokens: at most this many tokens train the centroids and the PQ.
+        dtype: the exact token store ("float16", "int8", "float32").
+    """
+
+    kind = "multivector-plaid"
+
+    def __init__(
+        self,
+        nlist: int | None = None,
+        nprobe: int = 4,
+        ndocs: int = 256,
+        exact: int = 64,
+        pq_m: int | None = None,
+        train_tokens: int = 100_000,
+        dtype: str = "float16",
+        pq_bits: int = 8,
+    ) -> None:
+        super().__init__(dtype=dtype)
+        if nprobe < 1 or ndocs < 1 or exact < 0 or (nlist is not None and nlist < 1):
+            raise ConfigError(
+                f"PlaidIndex needs nlist >= 1, nprobe >= 1, ndocs >= 1, exact >= 0; got "
+                f"{nlist}, {nprobe}, {ndocs}, {exact}"
+            )
+        self.nlist, self.nprobe, self.ndocs, self.exact = nlist, int(nprobe), int(ndocs), int(exact)
+        self.pq_m, self.pq_bits, self.train_tokens = pq_m, int(pq_bits), int(train_tokens)
+        self._codes: dict[str, np.ndarray] | None = None  # centroids, token_cid, codes, pq, ivf_ptr, ivf_docs
+        self._pq: Any = None
+        self._built_rows = -1
+
+    # ---- build --------------------------------------------------------------------
+    def _train(self, v: np.ndarray) -> np.ndarray:
+        """Train the centroids (faiss k-means) and the residual PQ on a sample; returns the centroids."""
+        faiss = faiss_module()
+        m = v.shape[1]
+        rng = np.random.default_rng(0)
+        take = np.sort(rng.choice(len(v), min(len(v), self.train_tokens), replace=False))
+        sample = np.asarray(v[take], np.float32)
+        nlist = min(self.nlist or default_nlist(len(v)), len(sample))
+        km = faiss.Kmeans(m, nlist, niter=10, seed=1, spherical=False, min_points_per_centroid=1)
+        km.train(sample)
+        self.nlist = nlist
+        cent = np.ascontiguousarray(km.centroids, np.float32)
+        # 8-bit codes; fewer bits when the sample is too small to train 256 codewords per sub-space
+        self.pq_bits = int(min(8, max(1, math.floor(math.log2(max(2, len(sample) // 39))))))
+        pq = faiss.ProductQuantizer(m, _pq_m(m, self.pq_m or max(1, m // 8)), self.pq_bits)
+        pq.train(np.ascontiguousarray(sample - cent[self._assign(cent, sample)]))
+        self.pq_m, self._pq = pq.M, pq
+        self._codes = {"centroids": cent}
+        return cent
+
+    @staticmethod
+    def _assign(cent: np.ndarray, x: np.ndarray, block: int = 65536) -> np.ndarray:
+        """Nearest centroid (inner product, as ColBERT's normalised vectors) of every row."""
+        out = np.empty(len(x), np.int32)
+        for a in range(0, len(x), block):
+            out[a : a + block] = np.argmax(np.asarray(x[a : a + block], np.float32) @ cent.T, axis=1)
+        return out
+
+    def _build(self) -> dict[str, np.ndarray]:
+        """Assign and encode every token (trains on the first build), then the inverted lists."""
+        v, s, off = self.store
+        if self._codes is not None and self._built_rows == self.idmap.n_rows:
+            return self._codes
+        if self._codes is None or self._pq is None:
+            cent = self._train(self._decode(v, s) if s is not None else v)
+        else:
+            cent = self._codes["centroids"]
+        cid = np.empty(len(v), np.int32)
+        codes = np.empty((len(v), self._pq.code_size), np.uint8)
+        for a in range(0, len(v), 65536):
+            x = self._decode(v[a : a + 65536], None if s is None else s[a : a + 65536])
+            cid[a : a + 65536] = self._assign(cent, x)
+            codes[a : a + 65536] = self._pq.compute_codes(np.ascontiguousarray(x - cent[cid[a : a + 65536]]))
+        doc = np.repeat(np.arange(self.idmap.n_rows, dtype=np.int32), np.diff(off))
+        pairs = np.unique(cid.astype(np.int64) * self.idmap.n_rows + doc)  # (centroid, doc), sorted
+        ivf_ptr = np.searchsorted(pairs // max(1, self.idmap.n_rows), np.arange(len(cent) + 1))
+        self._codes = {
+            "centroids": cent,
+            "token_cid": cid.astype(np.uint16 if len(cent) <= 65536 else np.int32),
+            "codes": codes,
+            "ivf_ptr": ivf_ptr.astype(np.int64),
+            "ivf_docs": (pairs % max(1, self.idmap.n_rows)).astype(np.int32),
+        }
+        self._built_rows = self.idmap.n_rows
+        return self._codes
+
+    def commit(self, ids: list[str], xs: list[np.ndarray]) -> None:
+        super().commit(ids, xs)
+        self._built_rows = -1  # codes and lists are rebuilt (centroids and PQ kept) on next search
+
+    def compact(self) -> None:
+        super().compact()
+        self._built_rows = -1
+
+    # ---- search -------------------------------------------------------------------
+    def _candidates(self, q: np.ndarray, c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Stages 2-3: probe each query token's ``nprobe`` best centroids and score every document
+        of their lists by the pruned centroid interaction ``sum_i max_{probed c in doc} <q_i, c>``
+        (PLAID's centroid pruning: unprobed centroids count 0). Returns (live rows, scores)."""
+        sc = q @ c["centroids"].T  # (Tq, nlist)
+        nprobe = min(self.nprobe, sc.shape[1])
+        probe = np.argpartition(-sc, nprobe - 1, axis=1)[:, :nprobe]  # (Tq, nprobe)
+        pscore = np.take_along_axis(sc, probe, axis=1)
+        ptr, docs = c["ivf_ptr"], c["ivf_docs"]
+        lens = (ptr[probe + 1] - ptr[probe]).reshape(-1)
+        starts = ptr[probe].reshape(-1)
+        pos = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+        best = np.zeros((len(q), self.idmap.n_rows), np.float32)
+        token = np.repeat(np.repeat(np.arange(len(q)), nprobe), lens)
+        np.maximum.at(best, (token, docs[pos]), np.repeat(pscore.reshape(-1), lens))
+        total = best.sum(axis=0)
+        cand = np.flatnonzero((total != 0) & self.idmap.alive)
+        return cand, total[cand]
+
+    def _decompressed(self, q: np.ndarray, cand: np.ndarray, c: dict[str, np.ndarray]) -> np.ndarray:
+        """Stage 4: MaxSim over centroid + PQ residual reconstructions of the candidates' tokens."""
+        idx, lens = padded_token_index(cand, self.store[2])
+        flat = idx.reshape(-1)
+        x = c["centroids"][c["token_cid"][flat]] + self._pq.decode(np.ascontiguousarray(c["codes"][flat]))
+        qp, ql = pad_queries([q])
+        return maxsim_padded(qp, ql, x.reshape(1, *idx.shape, -1), lens[None])[0]
+
+    def _search_one(self, q: np.ndarray, k: int, c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        cand, approx = self._candidates(q, c)
+        if len(cand) > self.ndocs:
+            cand = cand[np.argpartition(-approx, self.ndocs - 1)[: self.ndocs]]
+        s = self._decompressed(q, cand, c)
+        keep = max(k, self.exact)
+        if len(cand) > keep:
+            part = np.argpartition(-s, keep - 1)[:keep]
+            cand, s = cand[part], s[part]
+        return cand, s
+
+    def search_rows(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` rows per query through stages 2-4 (exact MaxSim of the final ``exact`` shortlist)."""
+        k = check_k(k)
+        qs = _as_list(queries, "queries", self.m)
+        if self.idmap.n_rows == 0 or not qs:
+            return np.full((len(qs), 0), -1, np.int64), np.zeros((len(qs), 0), np.float32)
+        c = self._build()
+        found = [self._search_one(q, k, c) for q in qs]
+        width = max(1, max(len(r) for r, _ in found))
+        rows = np.full((len(qs), width), -1, np.int64)
+        vals = np.full((len(qs), width), -np.inf, np.float32)
+        for i, (r, s) in enumerate(found):
+            rows[i, : len(r)], vals[i, : len(r)] = r, s
+        if self.exact:
+            v, sc, off = self.store
+            vals = np.nan_to_num(maxsim_rerank_rows(qs, rows, v, off, sc), nan=-np.inf)
+        top, tv = topk(vals, k)
+        return np.take_along_axis(rows, top, axis=1), tv
+
+    def search(self, queries: Any, k: int = 10) -> Hits:
+        rows, vals = self.search_rows(queries, k)
+        return hits_from_rows(self.idmap, np.where(np.isfinite(vals), rows, -1), vals)
+
+    def nbytes(self) -> dict[str, int]:
+        """Bytes of the in-memory compressed structures and of the on-disk exact token store."""
+        c = self._build()
+        v, s, off = self.store
+        return {
+            "compressed": int(sum(np.asarray(a).nbytes for a in c.values()) + np.asarray(off).nbytes),
+            "exact_store": int(np.asarray(v).nbytes + (0 if s is None else np.asarray(s).nbytes)),
+        }
+
+    # ---- persistence --------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {
+            "nlist": self.nlist,
+            "nprobe": self.nprobe,
+            "ndocs": self.ndocs,
+            "exact": self.exact,
+            "pq_m": self.pq_m,
+            "train_tokens": self.train_tokens,
+            "dtype": self.dtype,
+            "pq_bits": self.pq_bits,
+        }
+
+    def _write(self, d: Path) -> None:
+        built = self._build() if self.idmap.n_rows else {}  # first: training fixes nlist and the PQ
+        super()._write(d)
+        for name, a in built.items():
+            save_array(d, f"plaid_{name}", a)
+        if built:
+            save_array(d, "plaid_pq", faiss_module().vector_to_array(self._pq.centroids))
+
+    @classmethod
+    def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> PlaidIndex:
+        base = MultiVectorIndex._read(d, {**manifest, "config": {"dtype": manifest["config"]["dtype"]}}, mmap)
+        idx = cls(**manifest["config"])
+        idx.idmap, idx.m, idx._store = base.idmap, base.m, base._store
+        if (d / "plaid_pq.npy").exists():
+            names = ("centroids", "token_cid", "codes", "ivf_ptr", "ivf_docs")
+            idx._codes = {n: load_array(d, f"plaid_{n}", mmap and n != "centroids") for n in names}
+            pq = faiss_module().ProductQuantizer(int(idx.m or 0), int(idx.pq_m or 1), idx.pq_bits)
+            faiss_module().copy_array_to_vector(
+                np.asarray(load_array(d, "plaid_pq", False)).ravel(), pq.centroids
+            )
+            idx._pq, idx._built_rows = pq, idx.idmap.n_rows
+        return idx
