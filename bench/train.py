@@ -5,10 +5,16 @@ Same pairs (XQuAD-en question -> paragraph and SNLI premise -> entailment from
 seq <= 128, 2 threads, contrastive loss with in-batch negatives (scale 20 = tau 0.05).
 Every configuration runs in its own subprocess so its peak RSS is clean.
 
-    flock /tmp/embforge-bench.lock python bench/train.py [--steps 4] [--only main,cached,bf16,big]
+    flock /tmp/embforge-bench.lock python bench/train.py [--steps 4] [--only main,cached,bf16,long,big]
+
+The bf16 rows run only where the CPU computes bf16 natively (AMX-BF16 or AVX512-BF16 in
+/proc/cpuinfo, the same test as ``loop.precision: auto``); elsewhere they are skipped with the
+reason. The ``long`` row trains 8 x 4,096-token passages per step on a tiny XLM-R with
+``loop.memory_budget_gib`` (the memory planner picks the GradCache sub-batches) and reports peak
+RSS against the budget. Each row records the load average sampled while it ran.
 
 Writes bench/results/train.md; the last printed line is
-``RESULT train_vs_st=<ratio> peak_rss_bs1024_mib=<n>``.
+``RESULT train_vs_st=<ratio> peak_rss_bs1024_mib=<n> cached128_vs_st=<x> bf16_vs_fp32=<y or skipped>``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("EMBFORGE_SHARED_DATA", "/work/shared/data"))
 THREADS = 2
 SEQ = 128
+LONG = {"tokens": 4096, "rows": 8, "budget_gib": 2.0, "hidden": 64, "layers": 2, "heads": 2}
 
 
 # ----------------------------------------------------------------------------- data
@@ -129,12 +137,14 @@ def run_embforge(spec: dict, pairs: Path, tmp: Path) -> dict:
         data=DataConfig(
             train_files=[str(pairs)],
             num_negatives=0,
-            query_max_length=SEQ,
-            doc_max_length=SEQ,
+            query_max_length=spec.get("qlen", SEQ),
+            doc_max_length=spec.get("dlen", SEQ),
             group_by_length=spec.get("group", True),
             one_source_per_batch=False,
         ),
-        model=ModelConfig(path=None, heads=["dense"]),
+        model=ModelConfig(
+            path=spec.get("model"), heads=["dense"], gradient_checkpointing=spec.get("ckpt", False)
+        ),
         loss=LossConfig(name="infonce", temperature=0.05),
         optim=OptimConfig(lr=2e-5),
         schedule=ScheduleConfig(name="constant"),
@@ -143,6 +153,7 @@ def run_embforge(spec: dict, pairs: Path, tmp: Path) -> dict:
             max_steps=spec["steps"],
             batch_size=spec["bs"],
             sub_batch_size=spec.get("sub"),
+            memory_budget_gib=spec.get("budget_gib"),
             precision=spec.get("precision", "fp32"),
             seed=0,
             checkpoint_every=0,
@@ -154,7 +165,29 @@ def run_embforge(spec: dict, pairs: Path, tmp: Path) -> dict:
     res = run_contrastive(cfg)
     # log "time" is relative to the loop start; shift to absolute like the ST stamps
     start = t0 + (res.log[0]["time"] - res.log[0]["step_s"]) if res.log else t0
-    return {"stamps": [start + r["time"] for r in res.log]}
+    return {"stamps": [start + r["time"] for r in res.log], "first_step_s": res.log[0]["step_s"]}
+
+
+def build_long(tmp: Path, pairs: Path) -> tuple[Path, Path]:
+    """A tiny random XLM-R with 4,096+2 positions and (question, ~4,096-token passage) pairs."""
+    from embforge.model.builders import tiny_xlmr, train_unigram_tokenizer
+    from embforge.model.config import EncoderConfig
+    from embforge.model.encoder import Encoder
+
+    tok = train_unigram_tokenizer(tmp / "tok", vocab_size=4000)
+    tok.model_max_length = LONG["tokens"]
+    backbone = tiny_xlmr(
+        tok, LONG["hidden"], LONG["layers"], LONG["heads"], seed=0, max_positions=LONG["tokens"] + 2
+    )
+    model = tmp / "tiny-xlmr-4k"
+    Encoder(backbone, tok, EncoderConfig(heads=["dense"], pooling="cls")).save_pretrained(str(model))
+    q, p = read_pairs(pairs)
+    long_pairs = tmp / "long.jsonl"
+    with open(long_pairs, "w", encoding="utf-8") as f:
+        for i in range(LONG["rows"] * 4):
+            passage = " ".join(p[(i * 40 + j) % len(p)] for j in range(40))  # ~5k tokens, truncated at 4,096
+            f.write(json.dumps({"query": q[i], "positive": passage}) + "\n")
+    return model, long_pairs
 
 
 def worker(spec: dict, pairs: Path) -> None:
@@ -166,6 +199,8 @@ def worker(spec: dict, pairs: Path) -> None:
     # throughput over steps 2..N (step 1 pays one-time costs: allocations, caches)
     secs = s[-1] - s[0] if len(s) > 1 else float("nan")
     pairs_s = spec["bs"] * (len(s) - 1) / secs if len(s) > 1 else float("nan")
+    if spec.get("long") and len(s) == 1:  # one step: time it from the loop start
+        secs, pairs_s = out["first_step_s"], spec["bs"] / out["first_step_s"]
     print(
         "WORKER "
         + json.dumps({"pairs_per_s": pairs_s, "peak_rss_mib": peak_rss_mib(), "steps": len(s), "secs": secs}),
@@ -220,6 +255,55 @@ def padding_stats(pairs: Path, bs: int, steps: int) -> dict[str, float]:
 # ----------------------------------------------------------------------------- driver
 
 
+class LoadSampler:
+    """The 1-minute load average, sampled every 2 s while a row runs (measured, not typed)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(os.getloadavg()[0])
+            self._stop.wait(2.0)
+
+    def __enter__(self) -> LoadSampler:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+
+    def summary(self) -> str:
+        s = self.samples or [os.getloadavg()[0]]
+        return f"{sum(s) / len(s):.1f} (max {max(s):.1f})"
+
+
+def cpu_report() -> tuple[bool, str]:
+    """(native bf16?, the measured evidence): /proc/cpuinfo flags and torch's CPU capability."""
+    import torch
+
+    from embforge.train.precision import cpu_flags, cpu_has_native_bf16
+
+    flags = cpu_flags()
+    native, why = cpu_has_native_bf16(flags)
+    shown = sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512f", "avx2", "avx512_vnni")))
+    model = next(
+        (
+            x.split(":", 1)[1].strip()
+            for x in Path("/proc/cpuinfo").read_text().splitlines()
+            if x.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    return native, (
+        f"{model}; flags (from /proc/cpuinfo): {' '.join(shown) or 'none of amx/avx512/avx2'}; "
+        f"torch {torch.__version__} CPU capability {torch.backends.cpu.get_cpu_capability()}; {why}"
+    )
+
+
 def spawn(spec: dict, pairs: Path) -> dict:
     env = {
         **os.environ,
@@ -229,16 +313,20 @@ def spawn(spec: dict, pairs: Path) -> dict:
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    cmd = [sys.executable, __file__, "--worker", json.dumps(spec), "--pairs", str(pairs)]
+    cmd = [sys.executable, __file__, "--worker", json.dumps(spec), "--pairs", spec.get("pairs", str(pairs))]
     t = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    with LoadSampler() as load:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     line = [x for x in done.stdout.splitlines() if x.startswith("WORKER ")]
     if done.returncode or not line:
         raise RuntimeError(f"{spec} failed:\n{done.stderr[-3000:]}")
     res = json.loads(line[-1][7:])
     res["wall_s"] = time.perf_counter() - t
+    res["load_avg"] = load.summary()
+    res["log"] = [x for x in done.stderr.splitlines() if x.startswith(("precision:", "memory plan:"))]
     print(
-        f"  {spec['name']:<34} {res['pairs_per_s']:8.1f} pairs/s  peak RSS {res['peak_rss_mib']:7.0f} MiB",
+        f"  {spec['name']:<34} {res['pairs_per_s']:8.2f} pairs/s  peak RSS {res['peak_rss_mib']:7.0f} MiB"
+        f"  load {res['load_avg']}",
         flush=True,
     )
     return res
@@ -254,17 +342,47 @@ SPECS = {
         "bs": 128,
         "cached": True,
         "sub": 32,
-        "steps": 2,
+        "steps": 3,
     },
-    "ef128c": {"name": "embforge cached bs128 (sub 32)", "lib": "ef", "bs": 128, "sub": 32, "steps": 2},
-    "st32bf16": {"name": "ST MNRL bs32 bf16", "lib": "st", "bs": 32, "precision": "bf16"},
-    "ef32bf16": {"name": "embforge bs32 bf16", "lib": "ef", "bs": 32, "precision": "bf16"},
+    "ef128c": {"name": "embforge cached bs128 (sub 32)", "lib": "ef", "bs": 128, "sub": 32, "steps": 3},
+    "ef128cr": {
+        "name": "embforge cached bs128 (sub 32) random batches",
+        "lib": "ef",
+        "bs": 128,
+        "sub": 32,
+        "steps": 3,
+        "group": False,
+    },
+    "st32bf16": {"name": "ST MNRL bs32 bf16", "lib": "st", "bs": 32, "precision": "bf16", "bf16": True},
+    "ef32f": {"name": "embforge bs32 fp32 (bf16 pair)", "lib": "ef", "bs": 32, "precision": "fp32"},
+    "ef32bf16": {"name": "embforge bs32 bf16", "lib": "ef", "bs": 32, "precision": "bf16", "bf16": True},
+    "ef128cbf16": {
+        "name": "embforge cached bs128 (sub 32) bf16",
+        "lib": "ef",
+        "bs": 128,
+        "sub": 32,
+        "steps": 3,
+        "precision": "bf16",
+        "bf16": True,
+    },
+    "long": {
+        "name": f"embforge long: {LONG['rows']} x {LONG['tokens']} tokens, tiny XLM-R, budget {LONG['budget_gib']} GiB",
+        "lib": "ef",
+        "bs": LONG["rows"],
+        "long": True,
+        "steps": 1,
+        "ckpt": True,
+        "qlen": 64,
+        "dlen": LONG["tokens"],
+        "budget_gib": LONG["budget_gib"],
+    },
     "ef1024c": {"name": "embforge cached bs1024 (sub 32)", "lib": "ef", "bs": 1024, "sub": 32, "steps": 1},
 }
 GROUPS = {
     "main": ["st32", "ef32", "ef32r"],
     "cached": ["st128c", "ef128c"],
-    "bf16": ["st32bf16", "ef32bf16"],
+    "bf16": ["ef32f", "ef32bf16"],
+    "long": ["long"],
     "big": ["ef1024c"],
 }
 RUNS = ROOT / "bench" / "results" / "train_runs.json"
@@ -278,7 +396,7 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="rewrite train.md from train_runs.json")
     ap.add_argument(
         "--only",
-        default="main,cached,bf16,big",
+        default="main,cached,bf16,long,big",
         help=f"comma-separated groups {sorted(GROUPS)} or keys {sorted(SPECS)}; results of earlier "
         "invocations are kept in bench/results/train_runs.json and all go into the report",
     )
@@ -294,80 +412,118 @@ def main() -> None:
     pairs = tmp / "pairs.jsonl"
     n = build_pairs(pairs)
     print(f"{n} pairs; {THREADS} threads; seq <= {SEQ}", flush=True)
+    native_bf16, cpu = cpu_report()
+    print(cpu, flush=True)
     runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
     for k in keys:
         spec = {"steps": a.steps, **SPECS[k]}
-        res = spawn(spec, pairs)
-        res.update(
-            load_avg=round(os.getloadavg()[0], 1),
-            when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            steps=spec["steps"],
-            only=a.only,
-        )
+        if spec.get("long"):  # built here, so the worker's peak RSS is the training run's alone
+            model, long_pairs = build_long(tmp, pairs)
+            spec = {**spec, "model": str(model), "pairs": str(long_pairs)}
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        if spec.get("bf16") and not native_bf16:
+            res = {"skipped": f"bf16 emulated on this CPU ({cpu})", "steps": 0, "load_avg": "-", "when": when}
+            print(f"  {spec['name']:<34} skipped: {res['skipped']}", flush=True)
+        else:
+            res = spawn(spec, pairs)
+            res.update(when=when, steps=spec["steps"], only=a.only)
         runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}  # merge with parallel invocations
         runs[k] = res
+        runs["_cpu"] = cpu
         RUNS.parent.mkdir(parents=True, exist_ok=True)
         RUNS.write_text(json.dumps(runs, indent=1))
     write_report(runs, padding_stats(pairs, 32, a.steps), n)
 
 
+def _row(spec: dict, r: dict, base: float) -> str:
+    if "skipped" in r:
+        return f"| {spec['name']} | skipped: {r['skipped']} | - | - | - | - | {r['when']} |"
+    ps = r["pairs_per_s"]
+    cells = f"{ps:.2f} | {ps / base:.2f}x" if ps == ps else "memory only (1 step) | -"
+    return f"| {spec['name']} | {cells} | {r['peak_rss_mib']:.0f} | {r['steps']} | {r['load_avg']} | {r['when']} |"
+
+
 def write_report(runs: dict, pad: dict, n: int) -> None:
     def pps(k: str) -> float:
-        return runs[k]["pairs_per_s"] if k in runs else float("nan")
+        return runs[k].get("pairs_per_s", float("nan")) if k in runs else float("nan")
 
     ratio = pps("ef32") / pps("st32")
+    cached = pps("ef128c") / pps("st128c")
+    skipped = "skipped" in runs.get("ef32bf16", {})
+    bf16 = "skipped" if skipped else f"{pps('ef32bf16') / pps('ef32f'):.2f}"
+    if "ef32bf16" not in runs or "ef32f" not in runs:
+        bf16 = "not-measured"
     rss1024 = runs.get("ef1024c", {}).get("peak_rss_mib", float("nan"))
     lines = [
         "# Training throughput: sentence-transformers vs embforge",
         "",
-        "Command: `flock /tmp/embforge-bench.lock python bench/train.py --only main,cached,bf16,big` (groups "
-        "may be run in separate invocations; each group runs its ST and embforge rows back to back).",
+        "Command: `flock /tmp/embforge-bench.lock python bench/train.py --only main,cached,bf16,long,big` "
+        "(groups may be run in separate invocations; each group runs its rows back to back).",
+        "",
+        f"CPU (measured by the bench): {runs.get('_cpu', 'not recorded')}. No GPU was lent to this "
+        "session, so there is no GPU row (tokens/s and peak memory of a 12-layer XLM-R at 8,192 tokens).",
         "",
         f"Model all-MiniLM-L6-v2 (mean pooling), {n} pairs (XQuAD-en question->paragraph + SNLI "
         f"premise->entailment, shuffled together), seq <= {SEQ}, in-batch negatives, scale 20 (tau 0.05), "
         f"{THREADS} threads, each configuration in its own process (clean peak RSS). Throughput over "
         "steps 2..N (step 1 pays one-time costs). **The 2-core machine was shared with 7 other engineers' "
-        "jobs (load average column): absolute numbers are noisy; compare rows measured back to back.**",
+        "jobs (load average sampled every 2 s while each row ran: mean (max)): absolute numbers are noisy; "
+        "compare rows measured back to back.**",
         "",
-        "| configuration | pairs/s | vs its ST row (same group, back to back) | peak RSS MiB | steps | load avg | measured |",
+        "| configuration | pairs/s | vs its peer row (same group, back to back) | peak RSS MiB | steps | load avg | measured |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    peer = {"ef32": "st32", "ef32r": "st32", "ef128c": "st128c", "ef32bf16": "st32bf16"}
-    for k, spec in SPECS.items():
-        if k not in runs:
-            continue
-        r = runs[k]
-        ps = r["pairs_per_s"]
-        base = pps(peer.get(k, k))
-        cells = f"{ps:.1f} | {ps / base:.2f}x" if ps == ps else "memory only (1 step) | -"
-        lines.append(
-            f"| {spec['name']} | {cells} | {r['peak_rss_mib']:.0f} | {r['steps']} | {r['load_avg']} | "
-            f"{r['when']} |"
-        )
+    peer = {
+        "ef32": "st32",
+        "ef32r": "st32",
+        "ef128c": "st128c",
+        "ef128cr": "st128c",
+        "ef32bf16": "ef32f",
+        "ef128cbf16": "ef128c",
+    }
+    lines += [_row(spec, runs[k], pps(peer.get(k, k))) for k, spec in SPECS.items() if k in runs]
     lines += [
         "",
-        f"Where the time goes: the model math per processed token is the same in both libraries (same "
-        f"HF BertModel with SDPA attention, same AdamW), so throughput follows the number of tokens "
-        f"processed. Real / processed tokens at bs 32: {pad['st']:.2f} for sentence-transformers "
-        f"(random batches, each side padded to its longest text), {pad['random_grouped_forward']:.2f} "
-        f"for embforge on the same kind of random batches (each side encoded in length groups, "
-        f"`embforge.train.step.length_groups`), {pad['embforge']:.2f} for embforge's default "
-        f"(length-grouped sampler + grouped forward). Mean tokens: query {pad['mean_q']:.1f}, positive "
-        f"{pad['mean_p']:.1f}. Queries and documents are encoded together in these groups, and AdamW "
-        f"uses torch's fused kernel (sentence-transformers' trainer does too). The length-grouped sampler changes which pairs share a batch (in-batch "
-        f"negatives of similar length); the grouped forward changes nothing but padding. bf16 autocast is "
-        f"not faster here: this CPU has AVX2 only (no AVX-512 BF16 / AMX).",
+        *_notes(runs, pad),
         "",
-        "The bs 1,024 row measures memory only (one GradCache step, sub-batches of 32 texts); it was run "
-        "outside the benchmark lock, since peak RSS does not depend on CPU contention. "
-        "Peak RSS includes the Python process, torch, transformers and the model (about 0.4 GiB before training starts).",
-        "",
-        f"RESULT train_vs_st={ratio:.2f} peak_rss_bs1024_mib={rss1024:.0f}",
+        f"RESULT train_vs_st={ratio:.2f} peak_rss_bs1024_mib={rss1024:.0f} "
+        f"cached128_vs_st={cached:.2f} bf16_vs_fp32={bf16}",
     ]
     out = ROOT / "bench" / "results" / "train.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines[-12:]))
+
+
+def _notes(runs: dict, pad: dict) -> list[str]:
+    long = runs.get("long", {})
+    plan = "; ".join(long.get("log", [])) or "not run"
+    return [
+        f"Where the time goes: the model math per processed token is the same in both libraries (same "
+        f"HF BertModel with SDPA attention, same AdamW), so throughput follows the number of tokens "
+        f"processed. Real / processed tokens at bs 32: {pad['st']:.2f} for sentence-transformers "
+        f"(random batches, each side padded to its longest text), {pad['random_grouped_forward']:.2f} "
+        f"for embforge on the same kind of random batches (length groups, "
+        f"`embforge.train.step.length_groups`), {pad['embforge']:.2f} for embforge's default "
+        f"(length-grouped sampler + grouped forward). Mean tokens: query {pad['mean_q']:.1f}, positive "
+        f"{pad['mean_p']:.1f}. The GradCache rows encode in length-grouped sub-batches (the representation "
+        "pass under `inference_mode`); the length-grouped sampler makes some steps all-XQuAD (long) and "
+        "some all-SNLI (short), so few-step rows depend on which batches they drew: the "
+        "`random batches` rows use sentence-transformers' batch composition.",
+        "",
+        "bf16 rows: autocast bf16 vs fp32 on the same batches (same seed), back to back; they run only "
+        "where /proc/cpuinfo shows amx_bf16 or avx512_bf16 (the test of `loop.precision: auto`).",
+        "",
+        f"Long-input row: {LONG['rows']} passages of {LONG['tokens']} tokens (+ {LONG['rows']} queries) per "
+        f"step on a random XLM-R (hidden {LONG['hidden']}, {LONG['layers']} layers, {LONG['heads']} heads, "
+        f"{LONG['tokens'] + 2} positions) with activation checkpointing and `loop.memory_budget_gib="
+        f"{LONG['budget_gib']}`; the planner's log: {plan}. Peak RSS "
+        f"{long.get('peak_rss_mib', float('nan')):.0f} MiB against a budget of {LONG['budget_gib'] * 1024:.0f} MiB.",
+        "",
+        "The bs 1,024 row measures memory only (one GradCache step, sub-batches of 32 texts); "
+        "peak RSS includes the Python process, torch, transformers and the model (about 0.4 GiB before "
+        "training starts).",
+    ]
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
@@ -105,20 +106,66 @@ class Choice:
 # ----------------------------------------------------------------------------- files and overrides
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]  # PyYAML is untyped
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise ConfigError(
+                    f"{self.name}:{key_node.start_mark.line + 1}: key {key!r} is written twice "
+                    f"(first on line {seen[key]}); YAML would silently keep only the last one, merge the two"
+                )
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _safe_load(text: str, name: str) -> Any:
+    """Parse YAML text strictly; every failure is a ConfigError naming ``name`` (and the line)."""
+    loader = None
+    try:
+        loader = _StrictLoader(text)  # the reader refuses control characters here already
+        loader.name = name
+        return loader.get_single_data()  # type: ignore[no-untyped-call]  # PyYAML is untyped
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}" if mark is not None else name
+        what = " ".join(str(getattr(e, "problem", None) or getattr(e, "reason", None) or e).split())
+        raise ConfigError(f"{where}: invalid YAML: {what[:120]}") from None
+    except RecursionError:
+        raise ConfigError(f"{name}: YAML nested too deeply to read; flatten it") from None
+    except ValueError as e:  # ConfigError (duplicate key) passes; int(...) beyond the digit limit
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{name}: unreadable YAML value ({str(e)[:80]}); fix the value") from None
+    finally:
+        if loader is not None:
+            loader.dispose()  # type: ignore[no-untyped-call]  # PyYAML is untyped
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; errors name the file (and line for syntax errors)."""
+    """Read a YAML mapping; errors name the file (and line for syntax errors and repeated keys)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(
             f"config file {str(p)!r} does not exist; pass the path of a YAML recipe "
             f"(shipped ones are in configs/)"
         )
+    raw = p.read_bytes()
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
-        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{p}: not a UTF-8 text file (byte {e.start}); pass a YAML recipe, not a binary file"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"{p}: holds NUL bytes, so it is not a YAML text file; pass a YAML recipe")
+    data = _safe_load(text, str(p))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -135,8 +182,8 @@ def parse_overrides(overrides: Iterable[str]) -> list[tuple[list[str], Any]]:
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {item!r}: expected dotted.key=value, e.g. loop.batch_size=64")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = _safe_load(raw, f"override {item!r}") if raw.strip() else ""
+        except ConfigError:
             value = raw
         out.append((key.split("."), value))
     return out
@@ -307,13 +354,17 @@ class _Checker:
         return v
 
     def _float(self, v: Any, path: str) -> Any:
+        """A finite number: NaN and infinities are refused (they pass every range check)."""
         if isinstance(v, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
             try:
-                return float(v)
+                v = float(v)
             except ValueError:
                 pass
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             self.err(path, f"expected a number, got {v!r}")
+            return v
+        if not math.isfinite(v):
+            self.err(path, f"expected a finite number, got {v!r}; NaN and infinity are not allowed")
             return v
         return float(v)
 

@@ -8,14 +8,16 @@ import torch.nn.functional as F
 
 from embforge.losses import InfoNCELoss
 from embforge.types import EmbeddingOutput
+from helpers.requires import require_module
 
 pytestmark = pytest.mark.parity
 
 
 @pytest.mark.parametrize("num_negs", [0, 1, 3])
 def test_infonce_equals_st_mnrl(num_negs):
-    mnrl_mod = pytest.importorskip(
-        "sentence_transformers.sentence_transformer.losses.multiple_negatives_ranking"
+    mnrl_mod = require_module(
+        "sentence_transformers.sentence_transformer.losses.multiple_negatives_ranking",
+        "pip install -e '.[dev]' (sentence-transformers)",
     )
     torch.manual_seed(num_negs)
     q_, g = 6, 1 + num_negs

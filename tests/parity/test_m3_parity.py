@@ -14,8 +14,14 @@ from embforge.scoring import (
     multivector_list_scores,
     sparse_vector_scores,
 )
+from helpers.requires import require_module
 
+# The live FlagEmbedding tests need FlagEmbedding 1.4.2 with transformers 4.x: they run in the pinned
+# reference environment (`make test-reference`, marker reference_env) and are deselected by `make test`,
+# which checks the same numbers against recorded outputs (test_m3_reference.py). Never a silent skip:
+# without FlagEmbedding they fail under CI=true or in the reference environment.
 pytestmark = pytest.mark.parity
+reference_env = pytest.mark.reference_env
 
 QUERIES = ["재판부는 검찰의 공소사실을", "Where does the dog run run run?", "北京 天气"]
 DOCS = [
@@ -28,7 +34,7 @@ DOCS = [
 
 @pytest.fixture(scope="module")
 def flag(tiny_m3_path):
-    fe = pytest.importorskip("FlagEmbedding")
+    fe = require_module("FlagEmbedding", "run `make test-reference` (FlagEmbedding 1.4.2 needs transformers 4.x)")
     return fe.BGEM3FlagModel(str(tiny_m3_path), devices="cpu", use_fp16=False)
 
 
@@ -40,6 +46,7 @@ def _ours(enc, texts, role):
     return enc.encode(texts, role=role, heads=("dense", "sparse", "multivector"), batch_size=3)
 
 
+@reference_env
 def test_every_head_matches_flagembedding(flag, tiny_m3):
     ref = _flag_encode(flag, DOCS + QUERIES)
     ours = _ours(tiny_m3, DOCS + QUERIES, "document")
@@ -52,6 +59,7 @@ def test_every_head_matches_flagembedding(flag, tiny_m3):
         np.testing.assert_allclose(ours.multivector[i], ref["colbert_vecs"][i], atol=1e-5)
 
 
+@reference_env
 def test_all_scores_match_flagembedding(flag, tiny_m3):
     rq, rd = _flag_encode(flag, QUERIES), _flag_encode(flag, DOCS)
     q, d = _ours(tiny_m3, QUERIES, "query"), _ours(tiny_m3, DOCS, "document")

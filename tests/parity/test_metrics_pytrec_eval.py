@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from embforge.eval import metrics as M
+from helpers.requires import require_module
 
-pytrec_eval = pytest.importorskip("pytrec_eval")
+pytrec_eval = require_module("pytrec_eval", "pip install -e '.[dev]' (pytrec-eval-terrier)")
 
 pytestmark = pytest.mark.parity
 

@@ -15,6 +15,7 @@ from embforge.data.convert.squad import read_squad, squad_pairs
 from embforge.data.io import write_jsonl
 from embforge.data.mining import MiningConfig, mine_file
 from embforge.data.teachers import EncoderTeacher
+from helpers.requires import require_module
 
 DATA = Path("/work/shared/data")
 pytestmark = pytest.mark.parity
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.parity
 
 def test_same_negatives_as_sentence_transformers(tmp_path):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    pytest.importorskip("datasets")
+    require_module("datasets", "pip install -e '.[dev]' (datasets comes with sentence-transformers)")
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers.requires import require_module
+
 pytestmark = pytest.mark.parity
 
 TEXTS = [
@@ -18,7 +20,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def st_model():
-    st = pytest.importorskip("sentence_transformers")
+    st = require_module("sentence_transformers", "pip install -e '.[dev]'")
     from embforge.model.checkpoint import default_model_path
 
     return st.SentenceTransformer(default_model_path(), device="cpu")

@@ -12,8 +12,15 @@ import pkgutil
 import typer
 
 import embforge.cli as _pkg
+from embforge.cli import _outputs
+
+
+def _succeeded(*_: object, **__: object) -> None:
+    _outputs.succeeded()
+
 
 app = typer.Typer(
+    result_callback=_succeeded,
     name="embforge",
     help="Multilingual dense, sparse and multi-vector embeddings: encode, train, index, search, evaluate, serve.",
     no_args_is_help=True,
@@ -43,6 +50,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False,
         "--version",
@@ -52,6 +60,7 @@ def _root(
     ),
 ) -> None:
     """embforge: encode, train, index, search, evaluate and serve text embeddings."""
+    ctx.call_on_close(_outputs.finish)  # a failed command leaves no output folder it created
 
 
 @app.command("version")

@@ -8,7 +8,16 @@ from typing import Optional
 
 import typer
 
-from embforge.cli._common import lang_option, languages_option, output_option, split_list
+from embforge.cli._common import (
+    DEFAULT_MODEL_HELP,
+    lang_option,
+    languages_option,
+    max_length_option,
+    model_option,
+    output_option,
+    split_list,
+)
+from embforge.cli._outputs import claim
 from embforge.errors import DataError
 
 convert_app = typer.Typer(
@@ -65,6 +74,7 @@ def xquad(
     pairs: bool = typer.Option(False, "--pairs", help="Also write <lang>/pairs.jsonl (question, paragraph)."),
 ) -> None:
     """XQuAD / SQuAD-format QA -> BEIR retrieval (question -> its paragraph), per language and cross-lingual."""
+    claim(out_dir, directory=True, inputs=[input_dir])
     from embforge.data.convert.squad import convert_xquad, find_xquad_files
 
     langs = split_list(languages) or sorted(find_xquad_files(input_dir))
@@ -81,6 +91,7 @@ def squad(
     pairs: bool = typer.Option(False, "--pairs", help="Also write pairs.jsonl (question, paragraph)."),
 ) -> None:
     """One SQuAD-format file (your own QA data) -> a BEIR retrieval set."""
+    claim(out_dir, directory=True, inputs=[input_file])
     from embforge.data.convert.squad import read_squad, squad_pairs, squad_to_beir
     from embforge.data.io import write_beir, write_jsonl
 
@@ -104,6 +115,7 @@ def sts(
     skip_bad: bool = SKIP_BAD,
 ) -> None:
     """STS (sentence1, sentence2, score 0-5) -> scored-pair JSONL."""
+    claim(output, inputs=[input_file])
     from embforge.data.convert.sts import read_sts
     from embforge.data.io import write_jsonl
 
@@ -132,6 +144,7 @@ def nli(
     skip_bad: bool = SKIP_BAD,
 ) -> None:
     """NLI pairs -> (anchor, entailment, contradiction) triples for supervised SimCSE / hard negatives."""
+    claim(output, inputs=inputs)
     from embforge.data.convert.nli import NliStats, nli_triples, read_nli_lines, read_nli_tsv
     from embforge.data.io import write_jsonl
 
@@ -168,6 +181,7 @@ def tatoeba(
     skip_bad: bool = SKIP_BAD,
 ) -> None:
     """Tatoeba bitext -> pair JSONL (query = xxx sentence, positive = its English translation)."""
+    claim(out_dir, directory=True, inputs=[input_dir])
     from embforge.data.convert.bitext import find_tatoeba_pairs, read_bitext
     from embforge.data.io import write_jsonl
 
@@ -180,6 +194,56 @@ def tatoeba(
         if bad is not None and bad.count:
             _report_bad(bad)
     typer.echo(f"{out_dir}: {total} pairs in {len(found)} language pairs")
+
+
+@convert_app.command("mix")
+def mix(
+    data_dir: Path = typer.Argument(..., help="Shared data folder with xquad/, nli/, sts/ and tatoeba/."),
+    out_dir: Path = output_option("Output folder: train.jsonl, short.jsonl, eval/, manifest.json."),
+    model: Optional[str] = model_option("Mining teacher: " + DEFAULT_MODEL_HELP),
+    per_group: Optional[int] = typer.Option(
+        None, "--per-group", help="At most this many queries per (source, language) group; default all."
+    ),
+    max_corpus: Optional[int] = typer.Option(
+        None, "--max-corpus", help="At most this many mining candidates per group; default all."
+    ),
+    negatives: int = typer.Option(1, "--negatives", "-n", help="Hard negatives per query."),
+    top_k: int = typer.Option(30, "--top-k", "-k", help="Candidates retrieved per query."),
+    perc_pos: float = typer.Option(0.95, "--perc-pos", help="TopK-PercPos threshold (NV-Retriever: 0.95)."),
+    min_sts_score: float = typer.Option(
+        4.0, "--min-sts-score", help="STS pairs at least this are positives."
+    ),
+    languages: Optional[list[str]] = languages_option(
+        "XQuAD languages (repeat or comma-separate); default all."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seeds the per-group sampling and the shuffle."),
+    max_length: Optional[int] = max_length_option(),
+) -> None:
+    """The multilingual fine-tuning mix (XQuAD, NLI, STS >= 4, Tatoeba), mined with TopK-PercPos.
+
+    Held apart for evaluation (written to OUT_DIR/eval/): XQuAD articles with index % 4 == 3 in every
+    language, Tatoeba lines with index % 4 == 3. See embforge.data.mix for the sources.
+    """
+    from embforge.data.mining import MiningConfig
+    from embforge.data.mix import MixConfig, build_mix
+    from embforge.data.teachers import EncoderTeacher
+    from embforge.model.encoder import Encoder
+
+    claim(out_dir, directory=True, inputs=[data_dir])
+    cfg = MixConfig(
+        xquad_langs=tuple(split_list(languages)) or None,
+        min_sts_score=min_sts_score,
+        per_group=per_group,
+        max_corpus=max_corpus,
+        seed=seed,
+        mining=MiningConfig(top_k=top_k, n_negatives=negatives, perc_pos=perc_pos, seed=seed),
+    )
+    teacher = EncoderTeacher(Encoder.from_pretrained(model, heads=("dense",)), max_length=max_length)
+    manifest = build_mix(data_dir, out_dir, teacher, cfg, log=typer.echo)
+    typer.echo(
+        f"{out_dir / 'train.jsonl'}: {manifest['train']} examples; {manifest['short_of_negatives']} "
+        f"queries short of {negatives} negatives in {out_dir / 'short.jsonl'}; held-apart sets in {out_dir / 'eval'}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -21,19 +21,20 @@ from embforge.cli._common import (
     show_progress,
     threads_option,
 )
+from embforge.cli._outputs import claim
 from embforge.errors import DataError
 
 
 def read_texts(path: Path, field: str = "text") -> tuple[list[str], list[str]]:
     """(ids, texts) from a .jsonl file (objects with ``field`` and optional "_id"/"id") or a text file
     (one text per non-empty line; ids are line numbers). Bad lines raise ``DataError`` with file:line."""
-    import json
+    from embforge.data.io import loads_json, open_text
 
     if not path.is_file():
         raise DataError(f"input file {str(path)!r} does not exist; check the path")
     ids, texts = [], []
     is_jsonl = path.suffix in {".jsonl", ".json", ".ndjson"}
-    with path.open(encoding="utf-8") as f:
+    with open_text(path) as f:  # bad bytes, bad gzip: DataError naming file:line
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -41,10 +42,7 @@ def read_texts(path: Path, field: str = "text") -> tuple[list[str], list[str]]:
                 ids.append(str(n))
                 texts.append(line.rstrip("\n"))
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: invalid JSON ({e.msg}); fix or remove the line") from None
+            rec = loads_json(line, f"{path}:{n}")
             if not isinstance(rec, dict) or not isinstance(rec.get(field), str) or not rec[field].strip():
                 raise DataError(
                     f"{path}:{n}: needs a non-empty string field {field!r} (got {str(line.strip())[:80]!r}); "
@@ -119,6 +117,9 @@ def register(app: typer.Typer) -> None:
         from embforge.model.encoder import Encoder
 
         npy = output.suffix == ".npy"
+        claim(output, inputs=[input])
+        if not npy and output.suffix != ".jsonl":
+            raise DataError(f"output {str(output)!r}: unknown extension {output.suffix!r}; use .npy (dense) or .jsonl")
         head_list = parse_heads(heads) or (("dense",) if npy else resolve_heads(heads, model))
         if npy and head_list != ("dense",):
             raise DataError(f"{output}: .npy holds only the dense head; ask --heads dense or write .jsonl")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 from pathlib import Path
 from typing import Optional
@@ -21,6 +22,7 @@ from embforge.cli._common import (
     split_option,
     threads_option,
 )
+from embforge.cli._outputs import claim
 from embforge.errors import ConfigError
 
 
@@ -32,6 +34,8 @@ def _parse_weights(weights: str) -> dict[str, float]:
         vals = [float(x) for x in parts]
     except ValueError:
         raise ConfigError(f"--weights {weights!r}: not numbers; e.g. --weights 1,0.3,1") from None
+    if not all(math.isfinite(v) for v in vals):
+        raise ConfigError(f"--weights {weights!r}: NaN and infinity are not weights; e.g. --weights 1,0.3,1")
     return dict(zip(HEAD_CHOICES, vals))
 
 
@@ -140,6 +144,8 @@ def eval_command(
     if not (beir or sts or bitext):
         raise ConfigError("nothing to evaluate: give at least one --beir DIR, --sts FILE or --bitext SRC,TGT")
     head_p = parse_heads(heads)
+    hybrid_weights = _parse_weights(weights)  # every option is checked before data or model load
+    claim(output, directory=True, inputs=[*beir, *sts])
     retrieval_sets, sts_sets, bitext_sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs)
     command = command_line("eval", ctx.params)
     beir_info = [{"path": str(p), "split": split} for p in beir]
@@ -166,7 +172,7 @@ def eval_command(
         (retrieval_sets, sts_sets, bitext_sets),
         heads=head_t,
         hybrid=hybrid,
-        weights=_parse_weights(weights),
+        weights=hybrid_weights,
         mrl_dims=_parse_dims(mrl_dims),
         bm25=bm25,
         batch_size=batch_size,

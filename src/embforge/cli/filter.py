@@ -17,6 +17,7 @@ from embforge.cli._common import (
     show_progress,
     threads_option,
 )
+from embforge.cli._outputs import claim
 
 
 def _bad(skip_bad: bool, output: Path):
@@ -54,11 +55,17 @@ def filter_command(
 ) -> None:
     """Consistency filtering (Arctic-Embed 2.0): drop pairs whose document is not in the top k for its query."""
     from embforge.data.filtering import FilterConfig, filter_file
+    from embforge.data.io import precheck_records
     from embforge.data.teachers import EncoderTeacher
     from embforge.model.encoder import Encoder
 
+    claim(output, inputs=[input_path])
+    if dropped is not None:
+        claim(dropped, inputs=[input_path, output])
     cfg = FilterConfig(shard_size=shard_size, top_k=top_k)
     set_threads(threads)
+    if not skip_bad:
+        precheck_records(input_path)  # a corrupt line fails now, not after the model has loaded
     encoder = Encoder.from_pretrained(model, heads=("dense",))
     teacher = EncoderTeacher(encoder, batch_size=batch_size, max_length=max_length)
     bad = _bad(skip_bad, output)
@@ -81,6 +88,9 @@ def dedup_command(
     """Remove exact duplicate records (same kind and texts; metadata ignored), streaming."""
     from embforge.data.dedup import dedup_file
 
+    claim(output, inputs=[input_path])
+    if dropped is not None:
+        claim(dropped, inputs=[input_path, output])
     bad = _bad(skip_bad, output)
     try:
         stats = dedup_file(input_path, output, dropped, bad)

@@ -21,6 +21,7 @@ from embforge.cli._common import (
     show_progress,
     threads_option,
 )
+from embforge.cli._outputs import claim
 from embforge.errors import DataError
 
 
@@ -90,6 +91,7 @@ def register(app: typer.Typer) -> None:
 
         head_list = parse_heads(heads)
         DENSE_BACKENDS.get(dense_index)  # fail before loading anything
+        claim(output, directory=True, inputs=[corpus])
         ids, texts = read_corpus_texts(corpus)
         head_list = head_list or resolve_heads(heads, model)
         set_threads(threads)

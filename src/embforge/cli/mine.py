@@ -24,6 +24,7 @@ from embforge.cli._common import (
     split_option,
     threads_option,
 )
+from embforge.cli._outputs import claim
 from embforge.errors import ConfigError
 
 
@@ -100,10 +101,12 @@ def mine_command(
     The corpus is embedded into an exact faiss inner-product index; queries stream in chunks, so
     memory does not grow with the number of queries. Prints how many candidates were dropped.
     """
+    from embforge.data.io import precheck_records
     from embforge.data.mining import MiningConfig
 
     if short not in ("keep", "separate"):
         raise ConfigError(f"--short {short!r}: choose from: keep, separate")
+    claim(output, inputs=[input_path, corpus])
     cfg = MiningConfig(
         top_k=top_k,
         n_negatives=negatives,
@@ -117,9 +120,11 @@ def mine_command(
         ef_search=ef_search,
     )
     set_threads(threads)
+    beir_split = split if input_path.is_dir() else None
+    if not skip_bad:  # a corrupt input fails now, not after the teacher has loaded
+        precheck_records(input_path, beir_split, corpus)
     teacher = _teacher(model, heads, batch_size, max_length)
     short_path = output.with_name(output.name + ".short.jsonl") if short == "separate" else None
-    beir_split = split if input_path.is_dir() else None
     _mine(
         input_path, output, teacher, cfg, (corpus, beir_split), skip_bad, show_progress(progress), short_path
     )

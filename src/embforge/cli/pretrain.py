@@ -19,6 +19,7 @@ from typing import Optional
 import typer
 
 from embforge.cli._common import model_option, output_option
+from embforge.cli._outputs import claim
 
 pretrain_app = typer.Typer(
     help="Pretraining tools: train a tokenizer, build a model from scratch, extend positions. "
@@ -39,6 +40,7 @@ def tokenizer_cmd(
     max_length: int = typer.Option(512, help="The tokenizer's default truncation length."),
 ) -> None:
     """Train a sentencepiece-style unigram tokenizer, saved as an XLM-R tokenizer."""
+    claim(output, directory=True, inputs=inputs)
     from embforge.pretrain.corpus import read_texts
     from embforge.pretrain.tokenizer import train_tokenizer
 
@@ -63,6 +65,7 @@ def build_cmd(
     seed: int = typer.Option(0, help="Initialisation seed."),
 ) -> None:
     """Build a randomly initialised XLM-R-style masked-LM for a tokenizer (then pretrain it)."""
+    claim(output, directory=True, inputs=[tokenizer])
     from transformers import AutoTokenizer
 
     from embforge.model.builders import build_masked_lm
@@ -91,6 +94,7 @@ def extend_cmd(
     """
     import shutil
 
+    claim(output, directory=True)
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
     from embforge.errors import CheckpointError

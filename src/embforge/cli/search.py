@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -18,12 +19,13 @@ from embforge.cli._common import (
     show_progress,
     threads_option,
 )
+from embforge.cli._outputs import claim
 from embforge.errors import ConfigError, DataError
 
 
 def read_query_texts(path: Path) -> tuple[list[str], list[str]]:
     """(ids, texts) from queries.jsonl ({_id, text}), a BEIR directory, or a text file (one per line)."""
-    from embforge.data.io import read_queries
+    from embforge.data.io import read_queries, read_text_file
 
     if path.is_dir():
         path = path / "queries.jsonl"
@@ -35,7 +37,7 @@ def read_query_texts(path: Path) -> tuple[list[str], list[str]]:
         qs = list(read_queries(path))
         ids, texts = [q.id for q in qs], [q.text for q in qs]
     else:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_text_file(path).splitlines()
         ids = [str(n) for n, t in enumerate(lines, 1) if t.strip()]
         texts = [t for t in lines if t.strip()]
     if not ids:
@@ -50,9 +52,9 @@ def parse_weights(s: str | None) -> tuple[float, float, float] | None:
         w = tuple(float(x) for x in s.split(","))
     except ValueError:
         w = ()
-    if len(w) != 3:
+    if len(w) != 3 or not all(math.isfinite(x) for x in w):
         raise ConfigError(
-            f"--weights must be three numbers w_dense,w_sparse,w_multivector (e.g. 1,0.3,1), got {s!r}"
+            f"--weights must be three numbers w_dense,w_sparse,w_multivector, finite (e.g. 1,0.3,1), got {s!r}"
         )
     return (w[0], w[1], w[2])
 
@@ -99,6 +101,7 @@ def register(app: typer.Typer) -> None:
         from embforge.search.runs import run_format, write_run
 
         run_format(output)  # fail before loading anything
+        claim(output, inputs=[queries, index_dir])
         if fusion is not None:
             FUSIONS.get(fusion)
         w = parse_weights(weights)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from embforge.data.formats import Example, Pair, Record, ScoredPair, Triple
-from embforge.data.io import BadLines, atomic_write, read_records
+from embforge.data.io import BadLines, atomic_write, check_output, read_records
 
 __all__ = ["DedupStats", "record_key", "dedup_records", "dedup_file"]
 
@@ -75,6 +75,9 @@ def dedup_file(
     """Deduplicate a record file into ``output_path`` (atomic); duplicates optionally to ``dropped_path``."""
     import contextlib
 
+    check_output(output_path, inputs=[input_path])
+    if dropped_path is not None:
+        check_output(dropped_path, inputs=[input_path, output_path])
     stats = DedupStats()
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(atomic_write(output_path))

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from embforge.data.formats import Record
-from embforge.data.io import BadLines, atomic_write, read_records
+from embforge.data.io import BadLines, atomic_write, check_output, read_records
 from embforge.data.teachers import Teacher
 from embforge.errors import ConfigError
 from embforge.scoring import dense_scores
@@ -187,6 +187,9 @@ def filter_file(
 ) -> FilterStats:
     """Filter a record file; kept records go to ``output_path``, dropped ones (with their
     ``rank``) to ``dropped_path`` if given. Both written atomically."""
+    check_output(output_path, inputs=[input_path])
+    if dropped_path is not None:
+        check_output(dropped_path, inputs=[input_path, output_path])
     stats = FilterStats()
     bar = tqdm(desc="filter", unit="pair", disable=not progress, file=sys.stderr)
     with contextlib.ExitStack() as stack:

@@ -342,14 +342,18 @@ def _beir_id(obj: Any, where: str, what: str) -> str:
 
 
 def parse_corpus_doc(obj: Any, where: str = "<corpus>") -> CorpusDoc:
-    """A BEIR corpus row ``{"_id", "title"?, "text"}``."""
+    """A BEIR corpus row ``{"_id", "title"?, "text"}``.
+
+    An empty document (empty title and text) is valid: public collections hold some, and
+    they must stay in the corpus (they simply never match); readers count them.
+    """
     doc_id = _beir_id(obj, where, "corpus document")
-    text = obj.get("text")
+    if "text" not in obj and "title" not in obj:
+        raise _fail(where, f"document {doc_id!r} has no 'text' field; add it (it may be empty)")
+    text = obj.get("text") or ""
     title = obj.get("title") or ""
     if not isinstance(text, str) or not isinstance(title, str):
         raise _fail(where, f"document {doc_id!r}: 'text' and 'title' must be strings")
-    if not text.strip() and not title.strip():
-        raise _fail(where, f"document {doc_id!r} has empty 'text' and 'title'")
     return CorpusDoc(doc_id, text, title)
 
 

@@ -16,11 +16,14 @@ import contextlib
 import gzip
 import io
 import json
+import logging
 import os
+import re
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 from embforge.data.formats import (
     CorpusDoc,
@@ -47,9 +50,16 @@ __all__ = [
     "load_qrels",
     "write_beir",
     "count_rows",
+    "loads_json",
+    "check_strings",
+    "read_error",
+    "read_text_file",
+    "check_output",
+    "precheck_records",
 ]
 
 T = TypeVar("T")
+logger = logging.getLogger("embforge")
 PathLike = str | os.PathLike
 
 
@@ -100,12 +110,142 @@ class BadLines:
         self.close()
 
 
+def read_error(path: PathLike, exc: BaseException, lineno: int | None = None) -> DataError:
+    """The DataError for a low-level read failure (bad gzip, truncated stream, non-UTF-8 bytes).
+
+    One place turns every decoding exception of a reader into a one-line message naming the
+    file (and the line when known) and the fix.
+    """
+    where = f"{path}:{lineno}" if lineno else str(path)
+    if isinstance(exc, UnicodeDecodeError):
+        return DataError(f"{where}: not UTF-8 text (byte {exc.start}); re-encode the file as UTF-8")
+    if isinstance(exc, gzip.BadGzipFile):
+        return DataError(f"{path}: not a gzip file although its name ends in .gz; gzip it or rename it")
+    if isinstance(exc, (EOFError, zlib.error)):
+        return DataError(
+            f"{where}: truncated or corrupt gzip data ({_brief(exc)}); re-download or re-compress the file"
+        )
+    return DataError(f"{where}: cannot read the file ({type(exc).__name__}: {_brief(exc)}); check the file")
+
+
+def _brief(exc: BaseException, limit: int = 120) -> str:
+    """An exception's text on one line, shortened (library messages can span lines)."""
+    return " ".join(str(exc).split())[:limit]
+
+
+_READ_ERRORS = (UnicodeDecodeError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+class _CheckedText:
+    """A text stream whose decoding errors become :class:`DataError` naming ``file:line``.
+
+    Wraps what :func:`open_text` opens so every line reader (csv, readline, iteration) of
+    the package reports a bad gzip stream or non-UTF-8 byte the same way.
+    """
+
+    def __init__(self, path: PathLike, fh: IO[str]) -> None:
+        self._path, self._fh, self.lines = path, fh, 0
+
+    def readline(self, *args: Any) -> str:
+        try:
+            line = self._fh.readline(*args)
+        except _READ_ERRORS as e:
+            raise read_error(self._path, e, self.lines + 1) from None
+        self.lines += 1 if line else 0
+        return line
+
+    def read(self, *args: Any) -> str:
+        try:
+            return self._fh.read(*args)
+        except _READ_ERRORS as e:
+            raise read_error(self._path, e) from None
+
+    def __iter__(self) -> _CheckedText:
+        return self
+
+    def __next__(self) -> str:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> _CheckedText:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def open_text(path: PathLike, mode: str = "r") -> IO[str]:
-    """Open a text file, gzip-compressed if the name ends in ``.gz`` (UTF-8)."""
+    """Open a text file, gzip-compressed if the name ends in ``.gz`` (UTF-8).
+
+    In read mode, a bad gzip stream or a non-UTF-8 byte raises :class:`DataError` naming the
+    file and line (see :func:`read_error`).
+    """
     p = str(path)
     if p.endswith(".gz"):
-        return io.TextIOWrapper(gzip.GzipFile(p, mode.replace("t", "") + "b"), encoding="utf-8", newline="")
-    return open(p, mode, encoding="utf-8", newline="")
+        fh: IO[str] = io.TextIOWrapper(gzip.GzipFile(p, mode.replace("t", "") + "b"), encoding="utf-8", newline="")
+    else:
+        fh = open(p, mode, encoding="utf-8", newline="")
+    if "r" not in mode:
+        return fh
+    return cast(IO[str], _CheckedText(path, fh))
+
+
+def read_text_file(path: PathLike) -> str:
+    """A whole UTF-8 text file (``.gz`` decompressed); read failures are a DataError naming it."""
+    _check_exists(path)
+    with open_text(path) as fh:
+        return fh.read()
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def check_strings(obj: Any, where: str) -> None:
+    """Raise DataError if any string (or key) in a decoded JSON value holds a lone surrogate.
+
+    JSON allows ``"\\ud800"`` but such a string cannot be encoded as UTF-8, so a tokenizer or
+    writer downstream would crash on it.
+    """
+    stack = [obj]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise DataError(
+                    f"{where}: a string holds a lone UTF-16 surrogate ({v[:40]!r}); "
+                    "fix the \\uD8xx-\\uDFxx escape in the file"
+                ) from None
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+
+
+def loads_json(text: str, where: str) -> Any:
+    """``json.loads`` whose every failure is a :class:`DataError` naming ``where``.
+
+    Covers invalid JSON, nesting too deep for the parser, integers beyond Python's digit
+    limit and lone surrogate escapes.
+    """
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno}); fix or remove the line") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply to read; flatten the record") from None
+    except ValueError as e:  # e.g. an integer beyond sys.get_int_max_str_digits()
+        raise DataError(f"{where}: unreadable JSON value ({_brief(e, 80)}); fix the value") from None
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        check_strings(obj, where)
+    return obj
 
 
 @contextlib.contextmanager
@@ -134,6 +274,54 @@ def atomic_write(path: PathLike) -> Iterator[IO[str]]:
         raise
 
 
+def check_output(path: PathLike, *, directory: bool = False, inputs: Iterable[PathLike | None] = ()) -> None:
+    """Refuse an output path before any work: an existing file where a folder goes (or the
+    reverse), a file on the way to it, or an input of the same command (``mine X X``).
+
+    Raises:
+        DataError: naming the path and the fix (the CLI exits with code 2).
+    """
+    out = Path(path)
+    for inp in inputs:
+        if inp is not None and out.resolve() == Path(inp).resolve():
+            raise DataError(f"{out}: the output is also an input of this command; write to another path")
+    if directory and out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is a file, but the output is a folder; remove it or pick another path")
+    if not directory and out.is_dir():
+        raise DataError(f"{out}: is a folder, but the output is a file; pick a file name")
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"{out}: {parent} is a file, so nothing can be written under it; pick another path")
+            break
+
+
+def precheck_records(
+    path: PathLike, beir_split: str | None = None, corpus: PathLike | None = None
+) -> None:
+    """Read an input once, only to check it, before a command loads a model.
+
+    A record file is parsed whole; a BEIR folder (with ``beir_split``) has its corpus,
+    queries and qrels checked together (unknown or duplicate ids included). The first
+    problem is a DataError naming file:line; nothing is kept in memory but the ids.
+    """
+    p = Path(path)
+    if corpus is not None:
+        for _lineno, obj in iter_rows(corpus):
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise DataError(f"{corpus}:{_lineno}: every corpus line needs a 'text' string (BEIR layout)")
+    if p.is_dir():
+        if beir_split is None:
+            return
+        docs = {d.id for d in read_corpus(p / "corpus.jsonl")}
+        queries = {q.id for q in read_queries(p / "queries.jsonl")}
+        for _ in read_qrels(p / "qrels" / f"{beir_split}.tsv", None, queries, docs):
+            pass
+        return
+    for _ in read_records(p):
+        pass
+
+
 def _is_parquet(path: PathLike) -> bool:
     return str(path).endswith((".parquet", ".pq"))
 
@@ -149,39 +337,48 @@ def _open_binary(path: PathLike) -> io.BufferedIOBase:
 
 def _iter_jsonl(path: PathLike, bad: BadLines | None) -> Iterator[tuple[int, Any]]:
     """Lines are decoded one by one, so a non-UTF-8 line is reported with its number too."""
-    with _open_binary(path) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            try:
-                line = raw.decode("utf-8")
-                if lineno == 1:
-                    line = line.lstrip("\ufeff")  # a UTF-8 byte-order mark is not part of the record
-                if not line.strip():
+    lineno = 0
+    try:
+        with _open_binary(path) as fh:
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                    if lineno == 1:
+                        line = line.lstrip("\ufeff")  # a UTF-8 byte-order mark is not part of the record
+                    if not line.strip():
+                        continue
+                    obj = loads_json(line, f"{path}:{lineno}")
+                except UnicodeDecodeError as e:
+                    if bad is None:
+                        raise read_error(path, e, lineno) from None
+                    bad.add(path, lineno, raw.decode("utf-8", "replace"), str(read_error(path, e, lineno)))
                     continue
-                obj = json.loads(line)
-            except UnicodeDecodeError as e:
-                msg = f"{path}:{lineno}: not UTF-8 text (byte {e.start}); re-encode the file as UTF-8"
-                if bad is None:
-                    raise DataError(msg) from None
-                bad.add(path, lineno, raw.decode("utf-8", "replace"), msg)
-                continue
-            except json.JSONDecodeError as e:
-                msg = f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno}); fix or remove the line"
-                if bad is None:
-                    raise DataError(msg) from None
-                bad.add(path, lineno, line, msg)
-                continue
-            yield lineno, obj
+                except DataError as e:
+                    if bad is None:
+                        raise
+                    bad.add(path, lineno, raw.decode("utf-8", "replace"), str(e))
+                    continue
+                yield lineno, obj
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise read_error(path, e, lineno + 1) from None
 
 
 def _iter_parquet(path: PathLike, batch_size: int) -> Iterator[tuple[int, Any]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(str(path))
     row = 0
-    for batch in pf.iter_batches(batch_size=batch_size):
-        for rec in batch.to_pylist():
-            row += 1
-            yield row, rec
+    try:
+        pf = pq.ParquetFile(str(path))
+        for batch in pf.iter_batches(batch_size=batch_size):
+            for rec in batch.to_pylist():
+                row += 1
+                yield row, rec
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # a string column may hold non-UTF-8
+        raise DataError(
+            f"{path}: not a readable parquet file (after row {row}: {_brief(e)}); "
+            "re-export it or use JSONL"
+        ) from None
 
 
 def iter_rows(
@@ -200,16 +397,32 @@ def iter_rows(
 
 
 def _parsed(
-    path: PathLike, parse: Callable[[Any, str], T], bad: BadLines | None, parquet_batch_size: int = 1024
+    path: PathLike,
+    parse: Callable[[Any, str], T],
+    bad: BadLines | None,
+    parquet_batch_size: int = 1024,
+    key: Callable[[T], str] | None = None,
 ) -> Iterator[T]:
+    """Parse each row; with ``key``, a repeated id is a DataError naming both lines."""
+    seen: dict[str, int] = {}
     for lineno, obj in iter_rows(path, bad, parquet_batch_size):
         where = f"{path}:{lineno}"
         try:
-            yield parse(obj, where)
+            item = parse(obj, where)
+            if key is not None:
+                k = key(item)
+                if k in seen:
+                    raise DataError(
+                        f"{where}: id {k!r} already used on line {seen[k]}; ids must be unique "
+                        "(a repeated id would silently replace the first record); rename or drop one"
+                    )
+                seen[k] = lineno
         except DataError as e:
             if bad is None:
                 raise
             bad.add(path, lineno, obj, str(e))
+            continue
+        yield item
 
 
 def read_records(
@@ -254,9 +467,13 @@ def count_rows(path: PathLike) -> int:
     """Number of non-blank lines (JSONL) or rows (parquet), read in a stream."""
     _check_exists(path)
     if _is_parquet(path):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return int(pq.ParquetFile(str(path)).metadata.num_rows)
+        try:
+            return int(pq.ParquetFile(str(path)).metadata.num_rows)
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(f"{path}: not a readable parquet file ({_brief(e)}); re-export it") from None
     with open_text(path) as fh:
         return sum(1 for line in fh if line.strip())
 
@@ -265,13 +482,23 @@ def count_rows(path: PathLike) -> int:
 
 
 def read_corpus(path: PathLike, bad: BadLines | None = None) -> Iterator[CorpusDoc]:
-    """Stream a BEIR ``corpus.jsonl`` (or parquet with the same columns)."""
-    return _parsed(path, parse_corpus_doc, bad)
+    """Stream a BEIR ``corpus.jsonl`` (or parquet with the same columns).
+
+    Document ids must be unique (a DataError names the second line). Documents with an
+    empty title and text are kept (public collections have them; they never match) and
+    counted in one warning when the file has been read.
+    """
+    empty = 0
+    for doc in _parsed(path, parse_corpus_doc, bad, key=lambda d: d.id):
+        empty += not (doc.text.strip() or doc.title.strip())
+        yield doc
+    if empty:
+        logger.warning("%s: %d document(s) with empty title and text kept (they never match)", path, empty)
 
 
 def read_queries(path: PathLike, bad: BadLines | None = None) -> Iterator[Query]:
-    """Stream a BEIR ``queries.jsonl``."""
-    return _parsed(path, parse_query, bad)
+    """Stream a BEIR ``queries.jsonl``; query ids must be unique."""
+    return _parsed(path, parse_query, bad, key=lambda q: q.id)
 
 
 def _qrels_lines(path: PathLike) -> Iterator[tuple[int, str]]:

@@ -38,6 +38,7 @@ from embforge.data.formats import Example
 from embforge.data.io import (
     BadLines,
     atomic_write,
+    check_output,
     count_rows,
     iter_rows,
     read_corpus,
@@ -106,7 +107,7 @@ class MiningConfig:
             errors.append(f"n_negatives={self.n_negatives} must be >= 1")
         if self.perc_pos is not None and not 0.0 < self.perc_pos <= 1.0:
             errors.append(f"perc_pos={self.perc_pos} must be in (0, 1] (NV-Retriever uses 0.95), or None")
-        if self.margin is not None and self.margin < 0:
+        if self.margin is not None and not 0 <= self.margin < float("inf"):  # NaN fails too
             errors.append(f"margin={self.margin} must be >= 0, or None")
         if self.sampling not in SAMPLINGS:
             errors.append(f"unknown sampling {self.sampling!r}; choose from: {', '.join(SAMPLINGS)}")
@@ -436,6 +437,7 @@ def mine_file(
     inp = Path(input_path)
     if beir_split is None and inp.is_dir():
         raise DataError(f"{inp} is a directory: give a BEIR split (--split) or a record file")
+    check_output(output_path, inputs=[input_path, corpus])  # `mine X X` would overwrite its input
     stats = MiningStats()
     texts = _corpus_texts(corpus, inp, beir_split, bad)
     index = CorpusIndex(texts, teacher, cfg.corpus_batch, progress, cfg.index, ef_search=cfg.ef_search)

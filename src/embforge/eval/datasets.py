@@ -21,7 +21,7 @@ from typing import cast
 
 from embforge.data.convert.sts import read_sts
 from embforge.data.formats import ScoredPair
-from embforge.data.io import load_qrels, read_corpus, read_queries, read_records
+from embforge.data.io import load_qrels, read_corpus, read_queries, read_records, read_text_file
 from embforge.errors import DataError
 
 __all__ = ["RetrievalSet", "StsSet", "BitextSet", "load_beir", "load_sts", "load_bitext", "guess_language"]
@@ -94,17 +94,16 @@ def load_beir(
     corpus_file = root / "corpus.jsonl" if (root / "corpus.jsonl").exists() else root / "corpus.jsonl.gz"
     queries_file = root / "queries.jsonl" if (root / "queries.jsonl").exists() else root / "queries.jsonl.gz"
     doc_ids, doc_texts = [], []
-    for d in read_corpus(corpus_file):
+    for d in read_corpus(corpus_file):  # duplicate ids: DataError; empty documents kept, counted
         doc_ids.append(d.id)
         doc_texts.append(f"{d.title} {d.text}".strip() if d.title else d.text)
-    qrels_all = load_qrels(qrels_path)
-    qrels = {q: {d: int(r) for d, r in docs.items()} for q, docs in qrels_all.items()}
-    qtext = {q.id: q.text for q in read_queries(queries_file)}
-    missing = [q for q in qrels if q not in qtext]
-    if missing:
-        raise DataError(
-            f"{qrels_path}: query id {missing[0]!r} (and {len(missing) - 1} more) not in {queries_file}"
-        )
+    if not doc_ids:
+        raise DataError(f"{corpus_file}: the corpus is empty; a retrieval evaluation needs documents")
+    qtext = {q.id: q.text for q in read_queries(queries_file)}  # duplicate ids: DataError
+    # a qrel naming an unknown document or query would silently lower every metric: refuse it
+    qrels = load_qrels(qrels_path, query_ids=set(qtext), doc_ids=set(doc_ids))
+    if not qrels:
+        raise DataError(f"{qrels_path}: no judgements; a retrieval evaluation needs qrels lines")
     qids = [q for q in qtext if q in qrels]
     if max_queries is not None:
         qids = qids[:max_queries]
@@ -157,12 +156,14 @@ def load_bitext(
     max_pairs: int | None = None,
 ) -> BitextSet:
     """Two line-aligned files; line i of ``source`` translates line i of ``target``."""
-    src = Path(source).read_text(encoding="utf-8").splitlines()
-    tgt = Path(target).read_text(encoding="utf-8").splitlines()
+    src = read_text_file(source).splitlines()  # DataError on a missing, bad-gzip or non-UTF-8 file
+    tgt = read_text_file(target).splitlines()
     if len(src) != len(tgt):
         raise DataError(
             f"bitext files are not line-aligned: {source} has {len(src)} lines, {target} has {len(tgt)}"
         )
+    if not src:
+        raise DataError(f"bitext file {source} is empty; it needs one sentence per line")
     if max_pairs is not None:
         src, tgt = src[:max_pairs], tgt[:max_pairs]
     name = name or Path(source).name

@@ -23,7 +23,7 @@ import numpy as np
 from embforge.errors import CheckpointError, ConfigError, MissingDependencyError
 from embforge.index.base import INDEXES, IdMap, check_k, topk
 from embforge.index.dense import DenseRows, _check_rows, prepare_dense
-from embforge.index.storage import load_array, save_array, write_manifest
+from embforge.index.storage import check_array, load_array, save_array, write_manifest
 
 __all__ = ["HNSWIndex", "IVFPQIndex", "faiss_module", "new_flat_ip", "new_hnsw_ip"]
 
@@ -117,18 +117,23 @@ class _FaissDenseIndex(DenseRows):
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool):
-        idx = cls(**manifest["config"])
+        idx = cls._from_config(d, manifest)
         idx.idmap = IdMap.load(d)
         idx._vectors = load_array(d, "vectors", mmap)
         idx.d = manifest.get("d_model")
         _check_rows(d, idx._vectors, idx.idmap)
+        check_array(d, "vectors", idx._vectors, "f", 2, idx.idmap.n_rows)
         path = d / "faiss.index"
         if idx.idmap.n_rows:
             if not path.exists():
                 raise CheckpointError(
                     f"index file {path} is missing; the index directory is incomplete: rebuild it"
                 )
-            idx._faiss = _faiss().read_index(str(path))
+            try:
+                idx._faiss = _faiss().read_index(str(path))
+            except RuntimeError as e:  # faiss reports a corrupt file as a RuntimeError
+                msg = " ".join(str(e).split())[:120]
+                raise CheckpointError(f"{path}: not a readable faiss index ({msg}); rebuild it") from None
             idx._n_built = idx._faiss.ntotal
             if idx._faiss.d != idx.d or idx._n_built != idx.idmap.n_rows:
                 raise CheckpointError(

@@ -7,6 +7,7 @@ Every backend stores rows in insertion order and maps string ids to rows with an
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from embforge.errors import CheckpointError, DataError, EmbforgeError
-from embforge.index.storage import atomic_write_dir, load_array, read_manifest, save_array
+from embforge.index.storage import atomic_write_dir, check_array, load_array, read_manifest, save_array
 from embforge.registry import Registry
 from embforge.types import Embeddings, Hits, SparseVectors
 
@@ -126,8 +127,14 @@ class IdMap:
         p = d / "ids.json"
         if not p.exists():
             raise CheckpointError(f"index file {p} is missing; the index directory is incomplete: rebuild it")
-        ids = json.loads(p.read_text())
+        try:
+            ids = json.loads(p.read_bytes().decode("utf-8"))
+        except (ValueError, RecursionError):
+            raise CheckpointError(f"{p} is not valid JSON; the index is corrupt, rebuild it") from None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise CheckpointError(f"{p} must be a JSON list of string ids; the index is corrupt, rebuild it")
         alive = np.asarray(load_array(d, "alive", mmap=False))
+        check_array(d, "alive", alive, "b", 1)
         if len(alive) != len(ids):
             raise CheckpointError(
                 f"{d}: ids.json has {len(ids)} ids but alive.npy has {len(alive)} rows; the index is corrupt, rebuild it"
@@ -207,6 +214,23 @@ class BaseIndex:
     def save(self, path: str | os.PathLike) -> Path:
         """Atomically write the index to directory ``path`` (replacing any previous index there)."""
         return atomic_write_dir(path, self._write)
+
+    @classmethod
+    def _from_config(cls, d: Path, manifest: dict[str, Any]) -> Any:
+        """``cls(**config)`` from ``index.json``; an unknown key or bad value is a CheckpointError."""
+        config = manifest.get("config") or {}
+        params = inspect.signature(cls.__init__).parameters
+        unknown = sorted(str(k) for k in config if k not in params or k == "self")
+        if unknown:
+            allowed = [p for p in params if p != "self"]
+            raise CheckpointError(
+                f"{d / 'index.json'}: unknown config key(s) {', '.join(unknown)} for a {cls.kind!r} index "
+                f"(allowed: {', '.join(allowed)}); was it written by a newer embforge? rebuild it"
+            )
+        try:
+            return cls(**config)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{d / 'index.json'}: bad config for a {cls.kind!r} index ({e}); rebuild it") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = True) -> BaseIndex:

@@ -15,9 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from embforge.errors import ConfigError, DataError
+from embforge.errors import CheckpointError, ConfigError, DataError
 from embforge.index.base import INDEXES, BaseIndex, IdMap, check_k, hits_from_rows
-from embforge.index.storage import load_array, save_array, write_manifest
+from embforge.index.storage import (
+    check_array,
+    check_bounds,
+    check_offsets,
+    load_array,
+    save_array,
+    write_manifest,
+)
 from embforge.types import Hits, SparseVectors
 
 __all__ = ["BM25Index", "term_counts", "bm25_weights", "counts_from_ids"]
@@ -242,9 +249,15 @@ class BM25Index(BaseIndex):
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> BM25Index:
-        idx = cls(**manifest["config"])
+        idx = cls._from_config(d, manifest)
         idx.idmap = IdMap.load(d)
-        idx.vocab_size = int(manifest.get("vocab_size") or 0)
+        vocab = manifest.get("vocab_size") or 0
+        if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 0:
+            raise CheckpointError(f"{d / 'index.json'}: vocab_size must be a non-negative integer, got {vocab!r}")
+        idx.vocab_size = vocab
         indptr, indices, counts = (np.asarray(load_array(d, n, mmap)) for n in ("indptr", "indices", "counts"))
+        check_offsets(d, "indptr", indptr, idx.idmap.n_rows, len(indices))
+        check_bounds(d, "indices", indices, vocab)
+        check_array(d, "counts", counts, "fiu", 1, len(indices))
         idx._counts = [SparseVectors(indptr, indices, counts, idx.vocab_size)]
         return idx

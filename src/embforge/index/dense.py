@@ -15,7 +15,7 @@ import numpy as np
 
 from embforge.errors import CheckpointError, ConfigError, DataError
 from embforge.index.base import INDEXES, BaseIndex, IdMap, as_field, check_k, hits_from_rows, topk
-from embforge.index.storage import load_array, save_array, write_manifest
+from embforge.index.storage import check_array, load_array, save_array, write_manifest
 from embforge.scoring.matryoshka import truncate_dense
 from embforge.types import Hits
 
@@ -317,15 +317,20 @@ class ExactDenseIndex(DenseRows):
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> ExactDenseIndex:
-        idx = cls(**manifest["config"])
+        idx = cls._from_config(d, manifest)
         idx.idmap = IdMap.load(d)
         idx._vectors = load_array(d, "vectors", mmap)
+        _check_rows(d, idx._vectors, idx.idmap)
+        check_array(d, "vectors", idx._vectors, "f", 2, idx.idmap.n_rows)
         idx.d = manifest.get("d_model") or idx._vectors.shape[1]
+        if idx.d != idx._vectors.shape[1] and idx.idmap.n_rows:
+            raise CheckpointError(f"{d}: index.json says d_model {idx.d} but vectors.npy has dim {idx._vectors.shape[1]}")
         if idx.quantization in ("int8", "binary"):
             idx._codes = np.asarray(load_array(d, "codes", mmap))
+            check_array(d, "codes", idx._codes, "i" if idx.quantization == "int8" else "u", 2, idx.idmap.n_rows)
         if idx.quantization == "int8":
             idx._scales = np.asarray(load_array(d, "scales", mmap))
-        _check_rows(d, idx._vectors, idx.idmap)
+            check_array(d, "scales", idx._scales, "f", 1, idx.idmap.n_rows)
         return idx
 
 

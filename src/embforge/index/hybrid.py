@@ -8,13 +8,14 @@ other fusion of ``embforge.scoring.FUSIONS``; multi-vector is a re-ranker.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embforge.errors import ConfigError, DataError
+from embforge.errors import CheckpointError, ConfigError, DataError
 from embforge.index.base import INDEXES, BaseIndex, IdMap, check_k, load_index
 from embforge.index.storage import write_manifest
 from embforge.scoring.fusion import DEFAULT_WEIGHTS, FUSIONS, RRF_K
@@ -32,11 +33,15 @@ def _weights(w: Weights, default: Mapping[str, float]) -> dict[str, float]:
         bad = sorted(set(w) - set(HEADS))
         if bad:
             raise ConfigError(f"unknown head {bad[0]!r} in weights; choose from: {', '.join(HEADS)}")
-        return {**default, **{k: float(v) for k, v in w.items()}}
-    w = list(w)
-    if len(w) != 3:
-        raise ConfigError(f"weights must be (w_dense, w_sparse, w_multivector), got {w!r}")
-    return dict(zip(HEADS, map(float, w)))
+        out = {**default, **{k: float(v) for k, v in w.items()}}
+    else:
+        w = list(w)
+        if len(w) != 3:
+            raise ConfigError(f"weights must be (w_dense, w_sparse, w_multivector), got {w!r}")
+        out = dict(zip(HEADS, map(float, w)))
+    if not all(math.isfinite(v) for v in out.values()):
+        raise ConfigError(f"weights must be finite numbers, got {out}")
+    return out
 
 
 @INDEXES.register("hybrid")
@@ -270,5 +275,33 @@ class HybridIndex(BaseIndex):
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> HybridIndex:
-        comps: dict[str, Any] = {h: load_index(d / h, mmap=mmap) for h in manifest.get("components", {})}
-        return cls(**comps, **manifest["config"], meta=manifest.get("meta"))
+        comps: dict[str, Any] = {h: load_index(_component_dir(d, h), mmap=mmap) for h in _components(d, manifest)}
+        config = manifest.get("config") or {}
+        bad = sorted(set(config) - {"retrieve", "candidates", "fusion", "weights", "rrf_k"})
+        if bad:
+            raise CheckpointError(
+                f"{d / 'index.json'}: unknown config key(s) {', '.join(map(str, bad))} for a hybrid index; "
+                "was it written by a newer embforge? rebuild it"
+            )
+        try:
+            return cls(**comps, **config, meta=manifest.get("meta"))
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{d / 'index.json'}: bad hybrid config ({e}); rebuild the index") from None
+
+
+def _components(d: Path, manifest: dict[str, Any]) -> list[str]:
+    comps = manifest.get("components", {})
+    if not isinstance(comps, dict) or not all(isinstance(h, str) and h in HEADS for h in comps):
+        raise CheckpointError(
+            f"{d / 'index.json'}: 'components' must map head names ({', '.join(HEADS)}) to index kinds, "
+            f"got {str(comps)[:80]}; rebuild the index"
+        )
+    return list(comps)
+
+
+def _component_dir(d: Path, head: str) -> Path:
+    """The component folder of ``head``; it must resolve inside ``d`` (no ``..``, no symlink out)."""
+    sub = (d / head).resolve()
+    if not sub.is_relative_to(d.resolve()):
+        raise CheckpointError(f"{d / head} points outside the index folder {d}; refusing to load it")
+    return sub

@@ -20,7 +20,7 @@ import numpy as np
 
 from embforge.errors import CheckpointError, ConfigError, DataError
 from embforge.index.base import INDEXES, BaseIndex, IdMap, as_field, check_k, hits_from_rows, topk
-from embforge.index.storage import load_array, save_array, write_manifest
+from embforge.index.storage import check_array, check_offsets, load_array, save_array, write_manifest
 from embforge.scoring.maxsim import maxsim_flat, maxsim_rerank_rows
 from embforge.types import Hits
 
@@ -212,7 +212,7 @@ class MultiVectorIndex(BaseIndex):
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> MultiVectorIndex:
-        idx = cls(**manifest["config"])
+        idx = cls._from_config(d, manifest)
         idx.idmap = IdMap.load(d)
         idx.m = manifest.get("dim")
         v = load_array(d, "vectors", mmap)
@@ -222,5 +222,9 @@ class MultiVectorIndex(BaseIndex):
             raise CheckpointError(
                 f"{d}: offsets.npy does not match vectors.npy/ids.json; the index is corrupt, rebuild it"
             )
+        check_offsets(d, "offsets", off, idx.idmap.n_rows, len(v))
+        check_array(d, "vectors", v, "i" if idx.dtype == "int8" else "f", 2)
+        if s is not None:
+            check_array(d, "scales", s, "f", 1, len(v))
         idx._store = (v, s, off)
         return idx

@@ -251,8 +251,8 @@ class PlaidIndex(MultiVectorIndex):
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> PlaidIndex:
-        base = MultiVectorIndex._read(d, {**manifest, "config": {"dtype": manifest["config"]["dtype"]}}, mmap)
-        idx = cls(**manifest["config"])
+        idx = cls._from_config(d, manifest)  # unknown keys or bad values: CheckpointError
+        base = MultiVectorIndex._read(d, {**manifest, "config": {"dtype": idx.dtype}}, mmap)
         idx.idmap, idx.m, idx._store = base.idmap, base.m, base._store
         if (d / "plaid_pq.npy").exists():
             names = ("centroids", "token_cid", "codes", "ivf_ptr", "ivf_docs")

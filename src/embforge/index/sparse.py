@@ -27,7 +27,14 @@ from embforge.index.base import (
     hits_from_rows,
     topk,
 )
-from embforge.index.storage import load_array, save_array, write_manifest
+from embforge.index.storage import (
+    check_array,
+    check_bounds,
+    check_offsets,
+    load_array,
+    save_array,
+    write_manifest,
+)
 from embforge.types import Hits, SparseVectors
 
 __all__ = ["SparseIndex", "SPARSE_BACKENDS"]
@@ -320,7 +327,7 @@ class SparseIndex(BaseIndex):
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> SparseIndex:
-        idx = cls(**manifest["config"])
+        idx = cls._from_config(d, manifest)
         idx.idmap = IdMap.load(d)
         idx.vocab_size = manifest.get("vocab_size")
         indptr, indices, values = (load_array(d, n, mmap) for n in ("indptr", "indices", "values"))
@@ -330,4 +337,22 @@ class SparseIndex(BaseIndex):
             raise CheckpointError(
                 f"{d}: indptr.npy does not match ids.json; the index is corrupt, rebuild it"
             )
+        _check_postings(d, idx.vocab_size, idx.idmap.n_rows, idx._csr, idx._csc)
         return idx
+
+
+def _check_postings(d: Path, vocab: Any, n_rows: int, csr: tuple, csc: tuple) -> None:
+    """Shapes, dtypes and bounds of both matrices: the numba kernel indexes them unchecked
+    (a ``doc_rows`` entry out of range is a segfault, a negative one a silently wrong score)."""
+    if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 0:
+        raise CheckpointError(f"{d / 'index.json'}: vocab_size must be a non-negative integer, got {vocab!r}")
+    (indptr, indices, values), (col_ptr, doc_rows, weights) = csr, csc
+    nnz = len(indices)
+    check_offsets(d, "indptr", indptr, n_rows, nnz)
+    check_bounds(d, "indices", indices, vocab)
+    check_array(d, "values", values, "f", 1, nnz)
+    check_offsets(d, "col_ptr", col_ptr, vocab, len(doc_rows))
+    check_bounds(d, "doc_rows", doc_rows, n_rows)
+    check_array(d, "weights", weights, "f", 1, len(doc_rows))
+    if len(doc_rows) != nnz:
+        raise CheckpointError(f"{d}: doc_rows.npy has {len(doc_rows)} postings but indices.npy {nnz}; rebuild it")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import glob
 import json
 import os
 import shutil
@@ -33,6 +34,9 @@ __all__ = [
     "save_array",
     "load_array",
     "resolve_index_dir",
+    "check_array",
+    "check_offsets",
+    "check_bounds",
 ]
 
 FORMAT_VERSION = 1
@@ -54,7 +58,47 @@ def load_array(directory: Path, name: str, mmap: bool = True) -> np.ndarray:
             f"index file {path} is missing; the index directory is incomplete: rebuild it "
             "with `embforge index` or Index.save()"
         )
-    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:  # truncated, not .npy, or an object (pickled) array
+        msg = " ".join(str(e).split())[:120]
+        raise CheckpointError(f"{path}: not a readable .npy array ({msg}); the index is corrupt, rebuild it") from None
+
+
+def _corrupt(d: Path, name: str, msg: str) -> CheckpointError:
+    return CheckpointError(f"{Path(d) / (name + '.npy')}: {msg}; the index is corrupt or hostile, rebuild it")
+
+
+def check_array(d: Path, name: str, arr: np.ndarray, kinds: str, ndim: int, rows: int | None = None) -> None:
+    """Refuse an array of the wrong dtype kind (numpy ``kind`` letters), rank or row count.
+
+    Loaded index arrays reach numba/faiss kernels that do no checks of their own: a wrong
+    dtype or shape there is a crash or silently wrong scores.
+    """
+    if arr.dtype.kind not in kinds:
+        raise _corrupt(d, name, f"dtype {arr.dtype} is not one of the kinds {kinds!r}")
+    if arr.ndim != ndim:
+        raise _corrupt(d, name, f"has {arr.ndim} dimensions, expected {ndim}")
+    if rows is not None and arr.shape[0] != rows:
+        raise _corrupt(d, name, f"has {arr.shape[0]} rows, expected {rows}")
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        raise _corrupt(d, name, "holds NaN or infinite values")
+
+
+def check_offsets(d: Path, name: str, ptr: np.ndarray, n_segments: int, n_items: int) -> None:
+    """An offsets array (CSR ``indptr``): ``n_segments + 1`` integers from 0 to ``n_items``, non-decreasing."""
+    check_array(d, name, ptr, "iu", 1, n_segments + 1)
+    if int(ptr[0]) != 0 or int(ptr[-1]) != n_items:
+        raise _corrupt(d, name, f"must run from 0 to {n_items}, runs from {int(ptr[0])} to {int(ptr[-1])}")
+    if n_segments and bool((np.diff(ptr) < 0).any()):
+        raise _corrupt(d, name, "is not non-decreasing")
+
+
+def check_bounds(d: Path, name: str, arr: np.ndarray, high: int) -> None:
+    """Integer entries (row or term numbers) must lie in ``[0, high)``."""
+    check_array(d, name, arr, "iu", 1)
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= high):
+        raise _corrupt(d, name, f"holds values outside [0, {high}) (min {int(arr.min())}, max {int(arr.max())})")
 
 
 def write_manifest(directory: Path, kind: str, config: dict[str, Any], **extra: Any) -> None:
@@ -88,9 +132,11 @@ def read_manifest(path: str | os.PathLike, kind: str | None = None) -> dict[str,
             f"{path} is not an embforge index: {MANIFEST} is missing; build one with `embforge index`"
         )
     try:
-        data = json.loads(mf.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{mf} is not valid JSON ({e}); rebuild the index") from None
+        data = json.loads(mf.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, huge integers, deep nesting
+        raise CheckpointError(f"{mf} is not valid JSON ({' '.join(str(e).split())[:100]}); rebuild the index") from None
+    if not isinstance(data, dict) or not isinstance(data.get("config", {}), dict):
+        raise CheckpointError(f"{mf}: expected a JSON object with a 'config' mapping; rebuild the index")
     version = data.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -174,4 +220,17 @@ def atomic_write_dir(target: str | os.PathLike, write: Callable[[Path], None]) -
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _remove_leftovers(target)
     return target
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Remove ``.NAME.tmp-*`` / ``.NAME.old-*`` siblings left by a save that was killed.
+
+    Called after a successful save, when ``target`` holds a complete index, so none of them
+    is needed for recovery any more.
+    """
+    for tag in (_TMP_TAG, _OLD_TAG):
+        for left in target.parent.glob(f".{glob.escape(target.name)}{tag}*"):
+            if left.is_dir() and not left.is_symlink():
+                shutil.rmtree(left, ignore_errors=True)

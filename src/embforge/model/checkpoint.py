@@ -84,11 +84,30 @@ def resolve_path(path_or_id: str | os.PathLike | None) -> Path:
     raise CheckpointError(f"checkpoint directory {str(p)!r} does not exist; check the path")
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path, expect: type = dict) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: invalid JSON ({e}); restore or re-export the checkpoint") from None
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, huge integers, deep nesting
+        msg = " ".join(str(e).split())[:100]
+        raise CheckpointError(f"{path}: invalid JSON ({msg}); restore or re-export the checkpoint") from None
+    if not isinstance(data, expect):
+        raise CheckpointError(
+            f"{path}: expected a JSON {'object' if expect is dict else 'list'}, got {type(data).__name__}; "
+            "restore or re-export the checkpoint"
+        )
+    return data
+
+
+def _inside(root: Path, sub: Any, what: str) -> Path:
+    """``root / sub`` for a folder named in a checkpoint file; it must resolve inside ``root``."""
+    if not isinstance(sub, str):
+        raise CheckpointError(f"{what}: a module path must be a string, got {sub!r}; re-export the model")
+    out = (root / sub).resolve()
+    if not out.is_relative_to(root.resolve()):
+        raise CheckpointError(
+            f"{what}: module path {sub!r} points outside the model folder {root}; refusing to load it"
+        )
+    return out
 
 
 def detect_layout(path: Path) -> str:
@@ -223,17 +242,19 @@ def _init_missing(head: Head, name: str, where: Path | str) -> bool:
 
 
 def _load_st(path: Path, heads, factory: EncoderFactory) -> Encoder:
-    modules = _read_json(path / "modules.json")
+    modules = _read_json(path / "modules.json", list)
+    if not all(isinstance(m, dict) for m in modules):
+        raise CheckpointError(f"{path / 'modules.json'}: expected a list of module objects; re-export the model")
     tr = next((m for m in modules if m.get("type", "").endswith("Transformer")), None)
     pool = next((m for m in modules if m.get("type", "").endswith("Pooling")), None)
     if tr is None:
         raise CheckpointError(
             f"{path / 'modules.json'}: no sentence_transformers Transformer module; not a text encoder"
         )
-    model_dir = path / tr.get("path", "")
+    model_dir = _inside(path, tr.get("path", ""), str(path / "modules.json"))
     pooling = "cls"
     if pool is not None:
-        pc = _read_json(path / pool["path"] / "config.json")
+        pc = _read_json(_inside(path, pool.get("path"), str(path / "modules.json")) / "config.json")
         modes = {k[len("pooling_mode_") :]: v for k, v in pc.items() if k.startswith("pooling_mode_") and v}
         mapping = {"cls_token": "cls", "mean_tokens": "mean", "lasttoken": "last_token"}
         names = [mapping.get(m) for m in modes]

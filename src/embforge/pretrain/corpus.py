@@ -13,11 +13,11 @@ directory) and returns non-empty, stripped texts in file order.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from embforge.data.io import loads_json, open_text, read_text_file
 from embforge.errors import DataError
 
 __all__ = ["read_texts", "read_klue", "read_squad", "read_jsonl", "read_lines"]
@@ -28,7 +28,7 @@ _JSONL_FIELDS = ("text", "contents", "document", "query")
 
 def read_klue(path: Path) -> Iterator[str]:
     """Sentences of a KLUE DP/NER dev/train file (the ``## klue-<id>\\t<sentence>`` lines)."""
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:  # non-UTF-8 bytes: DataError naming file:line
         for line in f:
             if line.startswith("## klue") and "\t" in line:
                 yield _NER_TAG.sub(r"\1", line.rstrip("\n").split("\t", 1)[1])
@@ -36,30 +36,26 @@ def read_klue(path: Path) -> Iterator[str]:
 
 def read_squad(path: Path, questions: bool = False) -> Iterator[str]:
     """Paragraph contexts (or questions) of a SQuAD-format JSON file (XQuAD)."""
+    root = loads_json(read_text_file(path), str(path))
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        for article in root["data"]:
+            for para in article["paragraphs"]:
+                items = [qa["question"] for qa in para["qas"]] if questions else [para["context"]]
+                for text in items:
+                    if not isinstance(text, str):
+                        raise TypeError(f"a text is a {type(text).__name__}")
+                    yield text
+    except (KeyError, TypeError, IndexError) as e:
         raise DataError(f"{path}: not a SQuAD-format JSON file ({e}); expected {{'data': [...]}}") from None
-    for article in data:
-        for para in article["paragraphs"]:
-            if questions:
-                yield from (qa["question"] for qa in para["qas"])
-            else:
-                yield para["context"]
 
 
 def read_jsonl(path: Path) -> Iterator[str]:
     """The text field of each line of a JSONL file."""
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(
-                    f"{path}:{n}: invalid JSON ({e.msg}); write one JSON object per line"
-                ) from None
+            rec = loads_json(line, f"{path}:{n}")  # DataError: bad JSON, too deep, lone surrogate
             for key in _JSONL_FIELDS:
                 if isinstance(rec, dict) and isinstance(rec.get(key), str):
                     yield rec[key]
@@ -71,7 +67,7 @@ def read_jsonl(path: Path) -> Iterator[str]:
 
 
 def read_lines(path: Path) -> Iterator[str]:
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         yield from f
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SpecialLayout", "TokenizedTexts", "tokenize_texts", "warn_truncated"]
+__all__ = ["SpecialLayout", "TokenizedTexts", "tokenize_texts", "warn_truncated", "cap_chars", "CHARS_PER_TOKEN"]
 
 logger = logging.getLogger("embforge")
 
@@ -89,8 +89,9 @@ def tokenize_texts(
     a [CLS] id is inserted every ``mcls_stride`` tokens (MCLS: Chen et al., 2024, "BGE M3-Embedding").
     """
     lay = SpecialLayout.of(tokenizer)
-    full = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
     left = getattr(tokenizer, "truncation_side", "right") == "left"
+    texts, capped = cap_chars(texts, max_length, left)
+    full = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
     ids: list[list[int]] = []
     truncated: list[int] = []
     cls_pos: list[list[int]] = []  # filled with MCLS only
@@ -101,10 +102,27 @@ def tokenize_texts(
         else:
             cut = len(x) > max_length
             out = _truncate(x, lay, max_length, left) if cut else x
-        if cut:
+        if cut or i in capped:
             truncated.append(i)
         ids.append(out)
     return TokenizedTexts(ids, truncated, cls_pos if mcls_stride else None)
+
+
+CHARS_PER_TOKEN = 64  # longer than any token of the usual vocabularies: the cap does not change what is kept
+
+
+def cap_chars(texts: list[str], max_length: int, left: bool = False) -> tuple[list[str], set[int]]:
+    """Cut each text to ``max_length * CHARS_PER_TOKEN`` characters before tokenization.
+
+    A 50 MB record would otherwise be tokenized whole (gigabytes of ids and offsets) only to be
+    truncated to ``max_length`` tokens; past this many characters no token can survive the
+    truncation. Returns the texts and the positions of those that were cut (counted as truncated).
+    """
+    limit = max(int(max_length), 1) * CHARS_PER_TOKEN
+    capped = {i for i, t in enumerate(texts) if len(t) > limit}
+    if not capped:
+        return texts, capped
+    return [(t[-limit:] if left else t[:limit]) if i in capped else t for i, t in enumerate(texts)], capped
 
 
 def warn_truncated(idx: list[int], n: int, limit: int, model_limit: int) -> None:

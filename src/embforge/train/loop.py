@@ -36,6 +36,7 @@ from embforge.train.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
+from embforge.train.precision import resolve_precision
 from embforge.train.schedules import ScheduleConfig, build_scheduler
 from embforge.train.settings import LoopConfig, OptimConfig
 from embforge.types import LossOutput
@@ -86,7 +87,9 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Ada
 
 
 def autocast(precision: str, device: torch.device | str = "cpu"):
-    """bf16 autocast on the model's device, or a no-op for fp32."""
+    """bf16 autocast on the model's device, or a no-op for fp32 (``auto`` is resolved first)."""
+    if precision == "auto":
+        precision = resolve_precision(precision, device).precision
     if precision != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
@@ -133,6 +136,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, schedule, self.total_steps)
         self.is_main = dist_utils.rank() == 0
         self.log_path = self.out / "log.jsonl"
+        self.precision = "fp32"  # resolved from loop.precision and the device in fit()
 
     # ------------------------------------------------------------------ resume
     def _resume(self) -> int:
@@ -206,7 +210,7 @@ class Trainer:
         t0 = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.loop.precision, device):
+        with autocast(self.precision, device):
             out = self.step_fn(batch, step)
         if not torch.isfinite(out.total):
             raise FloatingPointError(
@@ -217,6 +221,13 @@ class Trainer:
         return self._record(step, out, norm, time.perf_counter() - t0, lr)
 
     # ------------------------------------------------------------------ the loop
+    def _choose_precision(self, device: torch.device) -> None:
+        """Resolve ``loop.precision`` (``auto``: bf16 where the device has it) and say which path runs."""
+        choice = resolve_precision(self.loop.precision, device)
+        self.precision = choice.precision
+        if self.is_main:
+            print(choice.log_line(), file=sys.stderr)
+
     def fit(self) -> TrainResult:
         if self.loop.threads:
             torch.set_num_threads(self.loop.threads)
@@ -231,6 +242,7 @@ class Trainer:
         log: list[dict[str, Any]] = []
         it = iter(self.batches)
         device = next(self.model.parameters()).device
+        self._choose_precision(device)
         with open(self.log_path, "a", encoding="utf-8") if self.is_main else contextlib.nullcontext() as fh:
             for step in range(start + 1, self.total_steps + 1):
                 rec = self._train_step(next(it), step, device)

@@ -93,7 +93,10 @@ class LoopConfig:
         epochs: passes over the data when ``max_steps`` is None.
         batch_size: global batch (queries per step, over all processes).
         sub_batch_size: GradCache sub-batch (texts per forward with graph); None = no caching.
-        precision: fp32 or bf16 (autocast; fast on GPUs and AMX CPUs only).
+        memory_budget_gib: memory for training (weights, optimizer state, activations); the
+            GradCache sub-batches are planned to fit it (``embforge.train.memory``). None = no plan.
+        precision: auto (bf16 autocast on bf16-capable GPUs and AMX / AVX512-BF16 CPUs, fp32
+            elsewhere; the run logs which), fp32 or bf16.
         seed: seeds data order, negative sampling, dropout and initialisation.
         log_every: write a JSONL log line every this many steps.
         checkpoint_every: save a resumable checkpoint every this many steps (0 = only at the end).
@@ -108,7 +111,8 @@ class LoopConfig:
     epochs: float = 1.0
     batch_size: int = 32
     sub_batch_size: int | None = None
-    precision: Literal["fp32", "bf16"] = "fp32"
+    memory_budget_gib: float | None = None
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     seed: int = 42
     log_every: int = 1
     checkpoint_every: int = 500
@@ -123,6 +127,8 @@ class LoopConfig:
             errs.append(f"batch_size: must be >= 1, got {self.batch_size}")
         if self.sub_batch_size is not None and self.sub_batch_size < 1:
             errs.append(f"sub_batch_size: must be >= 1 or null (no caching), got {self.sub_batch_size}")
+        if self.memory_budget_gib is not None and self.memory_budget_gib <= 0:
+            errs.append(f"memory_budget_gib: must be > 0 GiB or null (no plan), got {self.memory_budget_gib}")
         if self.max_steps is not None and self.max_steps < 1:
             errs.append(f"max_steps: must be >= 1 or null (use epochs), got {self.max_steps}")
         if self.max_steps is None and self.epochs <= 0:
@@ -137,4 +143,3 @@ class LoopConfig:
 def _did_you_mean(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
-

@@ -87,11 +87,18 @@ def gathered_loss(
 
 
 def contrastive_step(
-    encode: EncodeFn, q_batch: Batch, d_batch: Batch, loss_fn: LossFn, sub_batch_size: int | None
+    encode: EncodeFn,
+    q_batch: Batch,
+    d_batch: Batch,
+    loss_fn: LossFn,
+    sub_batch_size: int | None,
+    sub_batch_tokens: int | None = None,
 ) -> LossOutput:
-    """``cached_step`` when ``sub_batch_size`` is set, else ``plain_step`` (same gradients)."""
-    if sub_batch_size:
-        return cached_step(encode, q_batch, d_batch, loss_fn, sub_batch_size)
+    """``cached_step`` when ``sub_batch_size`` or ``sub_batch_tokens`` is set, else ``plain_step``."""
+    if sub_batch_size or sub_batch_tokens:
+        return cached_step(
+            encode, q_batch, d_batch, loss_fn, sub_batch_size, sub_batch_tokens=sub_batch_tokens
+        )
     return plain_step(encode, q_batch, d_batch, loss_fn)
 
 
@@ -142,25 +149,34 @@ def _split(out: EmbeddingOutput, q: Batch, d: Batch) -> tuple[EmbeddingOutput, E
     return _pad_like(slice_output(out, 0, n), q), _pad_like(slice_output(out, n, n + len(d)), d)
 
 
-def length_groups(batch: Batch, max_rows: int | None = None, ratio: float = 0.5) -> list[torch.Tensor]:
+def length_groups(
+    batch: Batch, max_rows: int | None = None, ratio: float = 0.5, max_tokens: int | None = None
+) -> list[torch.Tensor]:
     """Row indices sorted by length (longest first) and cut into groups.
 
-    A new group starts when a row is shorter than ``ratio`` times the group's longest row
-    or when the group holds ``max_rows`` rows.
+    A new group starts when a row is shorter than ``ratio`` times the group's longest row,
+    when the group holds ``max_rows`` rows, or when one more row would make the group's padded
+    size (rows x longest row) exceed ``max_tokens``: with a token budget short texts share a
+    forward pass with many others and long ones with few, so every pass costs about the same
+    memory (the length-bucketed batch sizes of BGE M3-Embedding, Chen et al. 2024, inside a step).
 
     Example:
         >>> m = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0]])
         >>> [g.tolist() for g in length_groups(Batch(m, m))]
         [[0, 2, 3], [1]]
+        >>> [g.tolist() for g in length_groups(Batch(m, m), ratio=0.0, max_tokens=8)]
+        [[0, 2], [3, 1]]
     """
     lengths = batch.attention_mask.sum(1).tolist()
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     groups, start = [], 0
     for i in range(1, len(order) + 1):
+        longest = lengths[order[start]]
         if (
             i == len(order)
             or (max_rows and i - start >= max_rows)
-            or lengths[order[i]] < ratio * lengths[order[start]]
+            or (max_tokens and (i - start + 1) * longest > max_tokens)
+            or lengths[order[i]] < ratio * longest
         ):
             groups.append(torch.tensor(order[start:i], dtype=torch.long))
             start = i
@@ -219,14 +235,16 @@ def _set_rng_state(state: tuple) -> None:
 def _embed_no_grad(
     encode: EncodeFn, batch: Batch, groups: list[torch.Tensor]
 ) -> tuple[EmbeddingOutput, list[Batch], list[tuple]]:
-    states, outs, parts = [], [], []
-    with torch.no_grad():
-        for g in groups:
-            b = _take(batch, g)
-            parts.append(b)
+    """The representation pass: no autograd state at all (``inference_mode``), one clone at the end."""
+    states, outs = [], []
+    parts = [_take(batch, g) for g in groups]  # ordinary tensors: the grad pass reuses them
+    with torch.inference_mode():
+        for b in parts:
             states.append(_rng_state())
             outs.append(encode(b))
-    return _reorder(cat_outputs(outs), groups, batch), parts, states
+        emb = _reorder(cat_outputs(outs), groups, batch)
+    # inference tensors cannot enter autograd: the loss needs ordinary (small) copies
+    return map_output(emb, lambda _k, v: v.clone()), parts, states
 
 
 def _wants_grad(k: str, v: torch.Tensor) -> bool:
@@ -277,8 +295,9 @@ def cached_step(
     q_batch: Batch,
     d_batch: Batch,
     loss_fn: LossFn,
-    sub_batch_size: int,
+    sub_batch_size: int | None,
     backward_scale: float = 1.0,
+    sub_batch_tokens: int | None = None,
 ) -> LossOutput:
     """One GradCache step: same gradients as ``plain_step``, activations of one sub-batch.
 
@@ -288,14 +307,17 @@ def cached_step(
         loss_fn: maps (query, document) EmbeddingOutputs to a LossOutput (may all-gather).
         sub_batch_size: at most this many texts per forward pass (sub-batches are length groups).
         backward_scale: multiply the loss by this before backpropagating.
+        sub_batch_tokens: at most this many padded tokens (rows x longest row) per forward pass
+            (``embforge.train.memory`` plans it from a memory budget); None = rows only.
     """
     both = _union(q_batch, d_batch)
     if both is None:  # left padding: keep the two sides apart
-        q_groups, d_groups = length_groups(q_batch, sub_batch_size), length_groups(d_batch, sub_batch_size)
+        q_groups = length_groups(q_batch, sub_batch_size, max_tokens=sub_batch_tokens)
+        d_groups = length_groups(d_batch, sub_batch_size, max_tokens=sub_batch_tokens)
         q_emb, q_parts, q_states = _embed_no_grad(encode, q_batch, q_groups)
         d_emb, d_parts, d_states = _embed_no_grad(encode, d_batch, d_groups)
     else:
-        groups = length_groups(both, sub_batch_size)
+        groups = length_groups(both, sub_batch_size, max_tokens=sub_batch_tokens)
         emb, parts, states = _embed_no_grad(encode, both, groups)
         q_emb, d_emb = _split(emb, q_batch, d_batch)
     after = _rng_state()

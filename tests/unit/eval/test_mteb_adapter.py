@@ -9,8 +9,9 @@ from embforge.eval import metrics as M  # noqa: E402
 from embforge.eval import runner as R  # noqa: E402
 from embforge.eval.datasets import load_beir, load_sts  # noqa: E402
 from helpers.fake_encoder import FakeEncoder
+from helpers.requires import require_module
 
-mteb = pytest.importorskip("mteb")
+mteb = require_module("mteb", "pip install -e '.[dev]'")
 from embforge.eval.mteb_adapter import EmbforgeMTEBModel, local_retrieval_task, local_sts_task  # noqa: E402
 
 DEMO = Path(__file__).parents[3] / "src/embforge/resources/demo"

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from helpers.requires import missing
+
 KLUE = Path("/work/shared/data/raw/klue_ko_sentences")
 
 
 @pytest.fixture(scope="session")
 def ko_texts():
     if not KLUE.exists():
-        pytest.skip(f"{KLUE} (shared data) is not on this machine")
+        missing(f"{KLUE} (shared data) is not on this machine")
     from embforge.pretrain.corpus import read_texts
 
     return read_texts(KLUE)

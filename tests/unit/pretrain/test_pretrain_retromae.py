@@ -12,6 +12,7 @@ from embforge.pretrain.collate import RetroMAECollator
 from embforge.pretrain.corpus import read_texts
 from embforge.pretrain.retromae import RetroMAE
 from embforge.pretrain.tokenizer import train_tokenizer
+from helpers.requires import missing
 
 XQUAD_EN = "/work/shared/data/xquad/xquad.en.json"
 SENTENCES = [
@@ -25,7 +26,7 @@ SENTENCES = [
 @pytest.fixture(scope="module")
 def en_tokenizer():
     if not Path(XQUAD_EN).exists():
-        pytest.skip("shared data not on this machine")
+        missing(f"{XQUAD_EN} (shared data) is not on this machine")
     return train_tokenizer(read_texts(XQUAD_EN, limit=50) + SENTENCES * 5, vocab_size=500)
 
 

@@ -12,7 +12,6 @@ SQuAD JSON is one document (``{"data": [{"title", "paragraphs": [{"context", "qa
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from embforge.data.formats import CorpusDoc, Pair, Qrel, Query
-from embforge.data.io import write_beir, write_jsonl
+from embforge.data.io import loads_json, read_text_file, write_beir, write_jsonl
 from embforge.errors import DataError
 
 T = TypeVar("T")
@@ -58,10 +57,7 @@ def read_squad(path: str | os.PathLike) -> list[SquadParagraph]:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such file; check the path")
-    try:
-        root = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p}:{e.lineno}: invalid JSON ({e.msg}); expected a SQuAD v1.1 file") from None
+    root = loads_json(read_text_file(p), f"{p}")  # DataError on bad bytes/JSON; expected SQuAD v1.1
     out: list[SquadParagraph] = []
     seen: set[str] = set()
     for a, art in enumerate(_get(root, "data", list, str(p))):

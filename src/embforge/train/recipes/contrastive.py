@@ -28,6 +28,8 @@ from embforge.scoring import M3_SCORE_WEIGHTS
 from embforge.train import distributed as du
 from embforge.train.data import TrainExample, check_examples, group_texts, read_examples, sources_of
 from embforge.train.loop import Callback, Trainer, TrainResult
+from embforge.train.memory import plan_for_backbone
+from embforge.train.precision import resolve_precision
 from embforge.train.runtime import Tokenize, enable_checkpointing, pick_device, seed_everything, total_steps
 from embforge.train.settings import LoopConfig, ModelConfig, OptimConfig, ScheduleConfig
 from embforge.train.step import contrastive_step, gathered_loss
@@ -251,6 +253,7 @@ class ContrastiveStep:
     enc: Encoder
     examples: list[TrainExample]
     tok: Tokenize
+    sub_batch_tokens: int | None = None  # from the memory plan (loop.memory_budget_gib)
 
     def __post_init__(self) -> None:
         heads = list(self.cfg.model.heads)
@@ -278,7 +281,12 @@ class ContrastiveStep:
         t = None if teacher is None else du.gather_with_grad(torch.tensor(teacher, device=self.enc.device))
         loss = self.warm_loss if step <= self.warm else self.loss
         out = contrastive_step(
-            self.encode, qb, db, gathered_loss(loss, self.group, t), cfg.loop.sub_batch_size
+            self.encode,
+            qb,
+            db,
+            gathered_loss(loss, self.group, t),
+            cfg.loop.sub_batch_size,
+            self.sub_batch_tokens,
         )
         if cfg.loss.name == "m3":
             self._log_schedule(out, step)
@@ -295,6 +303,22 @@ class ContrastiveStep:
                 else f"warm-up: InfoNCE only (L) until step {self.warm}"
             )
             print(f"step {step}: m3 {what}", file=sys.stderr)
+
+
+def plan_memory(cfg: ContrastiveConfig, enc: Encoder) -> int | None:
+    """Tokens per GradCache sub-batch that fit ``loop.memory_budget_gib`` (None: no budget set)."""
+    if cfg.loop.memory_budget_gib is None:
+        return None
+    plan = plan_for_backbone(
+        enc.backbone,
+        max(cfg.data.query_max_length, cfg.data.doc_max_length),
+        cfg.loop.memory_budget_gib,
+        resolve_precision(cfg.loop.precision, enc.device).precision,
+        cfg.model.gradient_checkpointing,
+    )
+    if du.rank() == 0:
+        print(plan.log_line(), file=sys.stderr)
+    return plan.tokens_per_sub_batch
 
 
 def run(cfg: ContrastiveConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:
@@ -317,7 +341,7 @@ def run(cfg: ContrastiveConfig, callbacks: Sequence[Callback] = ()) -> TrainResu
 
     trainer = Trainer(
         enc,
-        ContrastiveStep(cfg, enc, examples, tok),
+        ContrastiveStep(cfg, enc, examples, tok, plan_memory(cfg, enc)),
         sampler,
         cfg.loop,
         cfg.optim,

@@ -1,0 +1,269 @@
+"""The report of ``bench/quality.py``: tables (mean and standard deviation over seeds), the issue's
+target checks, a PNG plot, every stage's numbers in ``quality.json`` and the RESULT line."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quality import COLS, VARIANTS, atomic_json, machine
+
+FULL_RUN = (
+    "flock /tmp/embforge-bench.lock nice python bench/quality.py --workdir /tmp/q13-full --seeds 0 1 2 "
+    "--steps 30 --threads 2"
+)
+
+
+def load_stages(work: Path) -> tuple[dict, dict[str, dict[int, dict]], list[str]]:
+    """(mix/base stage records, runs[variant][seed] = stage record, missing stage names)."""
+    fixed = {
+        k: json.loads((work / f"{k}.json").read_text())
+        for k in ("mix", "base")
+        if (work / f"{k}.json").exists()
+    }
+    runs: dict[str, dict[int, dict]] = {}
+    for p in sorted(work.glob("*-s*.json")):
+        v, _, s = p.stem.rpartition("-s")
+        if v in VARIANTS and s.isdigit():
+            runs.setdefault(v, {})[int(s)] = json.loads(p.read_text())
+    seeds = sorted({s for r in runs.values() for s in r})
+    missing = [f"{v}-s{s}" for s in seeds for v in VARIANTS if s not in runs.get(v, {})]
+    return fixed, runs, missing
+
+
+def ndcg(res: dict, ds: str, head: str) -> float:
+    h = res.get("retrieval", {}).get(ds, {}).get("heads", {}).get(head)
+    return float(h["ndcg@10"]) if h else float("nan")
+
+
+def ms(vals: list[float]) -> tuple[float, float]:
+    a = np.asarray([v for v in vals if not np.isnan(v)], dtype=np.float64)
+    if not len(a):
+        return float("nan"), float("nan")
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else float("nan")
+
+
+def fmt(m: float, s: float) -> str:
+    if np.isnan(m):
+        return "n/a"
+    return f"{m:.4f}" if np.isnan(s) else f"{m:.4f} ± {s:.4f}"
+
+
+def set_means(runs: dict[int, dict], sets: list[str], head: str) -> list[float]:
+    """Per seed: the mean over the retrieval sets."""
+    return [float(np.mean([ndcg(r["result"], d, head) for d in sets])) for r in runs.values()]
+
+
+def summary(fixed: dict, runs: dict, sets: list[str]) -> dict[str, Any]:
+    """Every mean and std the tables and checks use."""
+    base = fixed.get("base", {}).get("result", {})
+    out: dict[str, Any] = {"variants": {}, "base": {}, "per_set": {}}
+    for v, r in runs.items():
+        out["variants"][v] = {h: ms(set_means(r, sets, h)) for h in COLS}
+        out["per_set"][v] = {
+            d: {h: ms([ndcg(x["result"], d, h) for x in r.values()]) for h in COLS} for d in sets
+        }
+    for h in (*COLS, "bm25"):
+        out["base"][h] = float(np.mean([ndcg(base, d, h) for d in sets])) if base else float("nan")
+    rrf = base.get("dense_bm25_rrf", {})
+    out["base"]["dense_bm25_rrf"] = (
+        float(np.mean([rrf[d] for d in sets if d in rrf])) if rrf else float("nan")
+    )
+    return out
+
+
+def checks(sm: dict, fixed: dict, sets: list[str], shipped: str) -> list[str]:
+    """The issue's targets, each PASS / FAIL / n/a with its numbers."""
+    lines, ps = [], sm["per_set"]
+    base = fixed.get("base", {}).get("result", {})
+
+    def mark(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+    for v in [v for v in VARIANTS if v in ps]:
+        bad = [d for d in sets if ps[v][d]["hybrid"][0] < max(ps[v][d][h][0] for h in COLS[:3]) - 1e-12]
+        lines.append(
+            f"- {mark(not bad)} {VARIANTS[v]}: hybrid >= best single head on every set (fails: {', '.join(bad) or 'none'})"
+        )
+    sv = sm["variants"].get(shipped)
+    rrf = sm["base"]["dense_bm25_rrf"]
+    if sv:
+        lines.append(
+            f"- {mark(sv['hybrid'][0] >= rrf)} {VARIANTS[shipped]} hybrid mean {sv['hybrid'][0]:.4f} >= dense+BM25 RRF {rrf:.4f}"
+        )
+        st = sm["variants"].get("st")
+        if st:
+            lines.append(
+                f"- {mark(sv['dense'][0] >= st['dense'][0])} shipped dense {sv['dense'][0]:.4f} >= ST MNRL dense {st['dense'][0]:.4f}"
+            )
+        nd = sm["variants"].get("m3_nodistill")
+        if nd:
+            for h in COLS[:3]:
+                lines.append(
+                    f"- {mark(sv[h][0] >= nd[h][0])} shipped {h} {sv[h][0]:.4f} >= without self-distillation {nd[h][0]:.4f}"
+                )
+        non_en = [d for d in sets if d.startswith("xquad-") and d != "xquad-en"]
+        for name, group in (
+            ("dbpedia", [d for d in sets if d == "dbpedia"]),
+            ("non-English XQuAD mean", non_en),
+        ):
+            if group and base:
+                s = float(np.mean([ps[shipped][d]["sparse"][0] for d in group]))
+                b = float(np.mean([ndcg(base, d, "bm25") for d in group]))
+                lines.append(f"- {mark(s >= b)} shipped sparse {s:.4f} >= BM25 {b:.4f} on {name}")
+        if base:
+            worse = [
+                f"{d} {h}" for d in sets for h in COLS
+                if ps[shipped][d][h][0] < ndcg(base, d, h) - (0 if np.isnan(ps[shipped][d][h][1]) else ps[shipped][d][h][1])
+            ]  # fmt: skip
+            lines.append(
+                f"- {mark(not worse)} no set/head of the shipped model below base by more than one std (below: {', '.join(worse) or 'none'})"
+            )
+    return lines
+
+
+def tables(sm: dict, fixed: dict, runs: dict, sets: list[str]) -> list[str]:
+    base = fixed.get("base", {}).get("result", {})
+    n = {v: len(r) for v, r in runs.items()}
+    lines = ["## nDCG@10, mean over the retrieval sets (mean ± std over seeds)", "",
+             "| variant | seeds | " + " | ".join(COLS) + " |", "|---" * (len(COLS) + 2) + "|"]  # fmt: skip
+    for v in VARIANTS:
+        if v in sm["variants"]:
+            lines.append(
+                f"| {VARIANTS[v]} | {n[v]} | " + " | ".join(fmt(*sm["variants"][v][h]) for h in COLS) + " |"
+            )
+    b = sm["base"]
+    lines.append(
+        "| base model, no training | - | " + " | ".join(fmt(b[h], float("nan")) for h in COLS) + " |"
+    )
+    lines += [
+        "",
+        f"Baselines without training: BM25 (model tokenizer) {b['bm25']:.4f}; dense+BM25 RRF (k=60) {b['dense_bm25_rrf']:.4f}.",
+        "",
+    ]
+    lines += ["## nDCG@10 per set (dense / sparse / multi-vector / hybrid; mean over seeds)", "",
+              "| set | base | " + " | ".join(VARIANTS[v].split(" ")[0] for v in VARIANTS if v in runs) + " | BM25 | dense+BM25 RRF |",
+              "|---" * (len(runs) + 4) + "|"]  # fmt: skip
+    rrf = base.get("dense_bm25_rrf", {})
+    for d in sets:
+        cells = [" / ".join(f"{ndcg(base, d, h):.3f}" for h in COLS)]
+        cells += [" / ".join(f"{sm['per_set'][v][d][h][0]:.3f}" for h in COLS) for v in VARIANTS if v in runs]
+        lines.append(
+            f"| {d} | "
+            + " | ".join(cells)
+            + f" | {ndcg(base, d, 'bm25'):.3f} | {rrf.get(d, float('nan')):.3f} |"
+        )
+    return lines + [""] + sts_bitext(fixed, runs)
+
+
+def sts_bitext(fixed: dict, runs: dict) -> list[str]:
+    base = fixed.get("base", {}).get("result", {})
+    names = list(base.get("sts", {}))
+    tat = list(base.get("bitext", {}))
+    if not names and not tat:
+        return []
+    lines = ["## STS dev (Spearman, dense) and Tatoeba held-apart lines (accuracy@1, dense; mean over languages)", "",
+             "| model | " + " | ".join(names) + " | Tatoeba mean |", "|---" * (len(names) + 2) + "|"]  # fmt: skip
+
+    def row(label: str, results: list[dict]) -> str:
+        cells = [fmt(*ms([r["sts"][s]["spearman"] for r in results if s in r.get("sts", {})])) for s in names]
+        t = [float(np.mean([r["bitext"][x]["accuracy@1"] for x in tat])) for r in results if r.get("bitext")]
+        return f"| {label} | " + " | ".join(cells) + f" | {fmt(*ms(t))} |"
+
+    lines.append(row("base model", [base]))
+    for v in VARIANTS:
+        if v in runs:
+            lines.append(row(VARIANTS[v], [x["result"] for x in runs[v].values()]))
+    lines += ["", "Tatoeba accuracy@1 per language, base model: " + "; ".join(
+        f"{x} {base['bitext'][x]['accuracy@1']:.2f}" for x in tat), ""]  # fmt: skip
+    return lines
+
+
+def plot(sm: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vs = [v for v in VARIANTS if v in sm["variants"]]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    w = 0.8 / len(COLS)
+    for j, h in enumerate(COLS):
+        m = [sm["variants"][v][h][0] for v in vs]
+        s = [np.nan_to_num(sm["variants"][v][h][1]) for v in vs]
+        ax.bar(np.arange(len(vs)) + j * w, m, w, yerr=s, label=h, capsize=2)
+    ax.axhline(sm["base"]["bm25"], color="k", ls="--", lw=1, label="BM25 (base tokenizer)")
+    ax.axhline(sm["base"]["dense_bm25_rrf"], color="grey", ls=":", lw=1, label="dense+BM25 RRF (base)")
+    ax.axhline(sm["base"]["hybrid"], color="r", ls="-.", lw=1, label="base hybrid")
+    ax.set_xticks(
+        np.arange(len(vs)) + 0.4 - w / 2, [VARIANTS[v].split(" ", 1)[0] + " " + v for v in vs], fontsize=8
+    )
+    ax.set_ylabel("mean nDCG@10 over retrieval sets")
+    lo = min([sm["variants"][v][h][0] for v in vs for h in COLS] + [sm["base"]["bm25"]]) - 0.05
+    ax.set_ylim(max(0.0, lo), 1.0)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def header(args, fixed: dict, runs: dict, missing: list[str], sets: list[str]) -> list[str]:
+    base = fixed.get("base", {})
+    mix = fixed.get("mix", {}).get("result", {})
+    stages = [fixed.get("mix"), base] + [r for v in runs.values() for r in v.values()]
+    loads = [x for st in stages if st for x in (st["loadavg_start"][0], st["loadavg_end"][0])]
+    steps = sorted({len(r["result"].get("train_log", [])) for v in runs.values() for r in v.values()})
+    sizes = base.get("result", {}).get("sets", {})
+    return [
+        "# Issue 13 ablation: five trainers x seeds, every head, held-apart multilingual sets", "",
+        f"Command (report): `python bench/quality.py {shlex.join(sys.argv[1:])}`; stage commands are in "
+        "`quality.json` (`args`).", "",
+        f"**What ran:** {args.steps} steps x batch {args.batch_size} (+1 hard negative each, in-batch negatives), lr {args.lr}, "
+        f"10% warm-up then linear decay, temperature {args.temperature}, queries <= {args.query_max_length} / documents <= "
+        f"{args.doc_max_length} tokens, {args.threads} torch thread(s) per process, seeds {sorted({s for v in runs.values() for s in v})}; "
+        f"(e) distils after step {int(round(args.steps * args.warmup_frac))}. Training records: {mix.get('train', 'n/a')} "
+        f"({len(mix.get('groups', {}))} source/language groups, {mix.get('short_of_negatives', 'n/a')} queries short of "
+        "negatives left out). Logged train-loss lines per run: " + ", ".join(map(str, steps)) + ".",
+        f"**Sets (sampled, identical for every model):** {json.dumps(sizes)}", "",
+        f"**Machine:** {json.dumps(machine())}; load average (1 min) at stage starts/ends: min {min(loads, default=float('nan')):.1f}, "
+        f"max {max(loads, default=float('nan')):.1f}. Wall/CPU seconds per stage are in quality.json.", "",
+        f"**Missing stages:** {', '.join(missing) or 'none'}.", "",
+        f"**Full run on a quiet machine:** `{FULL_RUN}` (add `--eval-*` options only to sample).", "",
+    ]  # fmt: skip
+
+
+def write_report(args, work: Path, out_md: Path) -> None:
+    from embforge.eval.report import atomic_write_text
+
+    fixed, runs, missing = load_stages(work)
+    base = fixed.get("base", {}).get("result", {})
+    sets = list(base.get("retrieval", {}))
+    sm = summary(fixed, runs, sets)
+    lines = header(args, fixed, runs, missing, sets) + tables(sm, fixed, runs, sets)
+    lines += ["## The issue's targets (shipped = " + VARIANTS[args.shipped] + ")", ""] + checks(
+        sm, fixed, sets, args.shipped
+    )
+    png = out_md.with_suffix(".png")
+    if sm["variants"]:
+        plot(sm, png)
+        lines += ["", f"![ablation]({png.name})"]
+    sv = sm["variants"].get(args.shipped, {h: (float("nan"), 0) for h in COLS})
+    st = sm["variants"].get("st", {"dense": (float("nan"), 0)})
+    best = max(sv[h][0] for h in COLS[:3])
+    b = sm["base"]
+    lines += ["", f"RESULT st_ndcg10={st['dense'][0]:.4f} embforge_dense_ndcg10={sv['dense'][0]:.4f} "
+              f"embforge_hybrid_ndcg10={sv['hybrid'][0]:.4f} best_single_head_ndcg10={best:.4f} "
+              f"bm25_rrf_ndcg10={b['dense_bm25_rrf']:.4f} sparse_ndcg10={sv['sparse'][0]:.4f} bm25_ndcg10={b['bm25']:.4f}"]  # fmt: skip
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(out_md, text)
+    stage_args = [json.loads(p.read_text()) for p in sorted(work.glob("args-*.json"))]
+    atomic_json(
+        out_md.with_suffix(".json"),
+        {"summary": sm, "fixed": fixed, "runs": runs, "missing": missing, "args": stage_args},
+    )
+    print(text)

@@ -1,0 +1,134 @@
+"""Byte-string strategies and a budgeted runner for the reader fuzz tests (hypothesis).
+
+Every reader must turn any byte string into records or the project's own error class
+(:class:`embforge.errors.EmbforgeError`); anything else (``UnicodeDecodeError``,
+``RecursionError``, ``EOFError``, ``ArrowInvalid``, a segfault) is a bug.
+
+Budgets: ``FAST`` examples per test in ``make test``, ``SLOW`` in ``make test-slow``
+(tests parametrize over :data:`BUDGETS`, the slow one marked ``slow``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from embforge.errors import EmbforgeError
+
+FAST, SLOW = 25, 1500
+BUDGETS = [pytest.param(FAST, id="fast"), pytest.param(SLOW, id="slow", marks=pytest.mark.slow)]
+
+_HOSTILE_SNIPPETS = [
+    b"\xff\xfe",
+    b"\x00",
+    b'"\\ud800"',
+    b'"\\udfff\\ud800"',
+    b"[" * 3000,
+    b"9" * 5000,
+    b"NaN",
+    b"-Infinity",
+    b"1e309",
+    b"\xed\xa0\x80",  # a UTF-8-encoded surrogate (invalid UTF-8)
+    b"\t",
+    b"\r\n",
+    b'"',
+    b"\xef\xbb\xbf",
+]
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _json_line(keys: list[str]) -> st.SearchStrategy[bytes]:
+    """A JSON object whose keys are mostly the reader's own (values of any JSON type)."""
+    known = st.dictionaries(st.sampled_from(keys or ["text"]), json_values, max_size=max(len(keys), 1))
+    other = st.dictionaries(st.text(max_size=8), json_values, max_size=3)
+    return st.builds(lambda a, b: json.dumps({**b, **a}).encode("utf-8", "surrogatepass"), known, other)
+
+
+def _mutate(data: bytes, cut: int, insert: bytes, at: int) -> bytes:
+    at = at % (len(data) + 1)
+    return (data[:at] + insert + data[at:])[: max(cut, 0) or None]
+
+
+def byte_files(keys: list[str], valid: bytes = b"") -> st.SearchStrategy[bytes]:
+    """Any bytes, lines of near-valid JSON, hostile snippets, and mutations of a valid file."""
+    lines = st.lists(
+        st.one_of(_json_line(keys), st.sampled_from(_HOSTILE_SNIPPETS), st.binary(max_size=40)), max_size=6
+    ).map(lambda xs: b"\n".join(xs) + b"\n")
+    mutated = st.builds(
+        _mutate,
+        st.just(valid or b'{"a": 1}\n'),
+        st.integers(0, len(valid) + 8),
+        st.sampled_from(_HOSTILE_SNIPPETS) | st.binary(max_size=8),
+        st.integers(0, 10_000),
+    )
+    return st.one_of(st.binary(max_size=200), lines, mutated)
+
+
+def tsv_files(n_cols: int, valid: bytes = b"") -> st.SearchStrategy[bytes]:
+    """Tab/comma-separated rows of mixed text and hostile bytes, plus mutations of a valid file."""
+    cell = st.one_of(st.text(max_size=10).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                     st.sampled_from(_HOSTILE_SNIPPETS), st.sampled_from([b"1", b"0", b"2.5", b"nan", b"-"]))
+    row = st.lists(cell, min_size=0, max_size=n_cols + 2).map(b"\t".join)
+    rows = st.lists(row, max_size=6).map(lambda rs: b"\n".join(rs) + b"\n")
+    return st.one_of(rows, byte_files([], valid))
+
+
+def gzipped(inner: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
+    """Valid gzip of ``inner``, truncated gzip, or bytes that only pretend to be gzip."""
+    whole = inner.map(gzip.compress)
+    cut = st.tuples(whole, st.integers(1, 64)).map(lambda t: t[0][: -t[1]])
+    return st.one_of(whole, cut, inner, st.just(b"\x1f\x8b\x08\x00garbage"))
+
+
+def parquet_files(valid: bytes) -> st.SearchStrategy[bytes]:
+    """Garbage with parquet magic, truncations and byte flips of a valid file, random tables."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def table(cols: dict[str, list[Any]]) -> bytes:
+        buf = io.BytesIO()
+        try:
+            pq.write_table(pa.table(cols), buf)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            return b"PAR1" + b"x" * 8 + b"PAR1"
+        return buf.getvalue()
+
+    simple = st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=10), st.floats())
+    cols = st.dictionaries(
+        st.sampled_from(["query", "positive", "negative", "pos", "neg", "_id", "text", "title", "score"]),
+        st.lists(simple, min_size=2, max_size=2),
+        max_size=5,
+    ).map(table)
+    flip = st.tuples(st.integers(0, max(len(valid) - 1, 0)), st.integers(0, 255)).map(
+        lambda t: valid[: t[0]] + bytes([t[1]]) + valid[t[0] + 1 :]
+    )
+    trunc = st.integers(0, len(valid)).map(lambda n: valid[:n])
+    magic = st.binary(max_size=60).map(lambda b: b"PAR1" + b + b"PAR1")
+    return st.one_of(cols, flip, trunc, magic)
+
+
+def check_reader(read: Callable[[bytes], Any], data: st.SearchStrategy[bytes], budget: int) -> None:
+    """Run ``read(bytes)`` on ``budget`` generated byte strings: it returns or raises EmbforgeError."""
+
+    @settings(max_examples=budget, deadline=None, derandomize=budget <= FAST,
+              suppress_health_check=list(HealthCheck), database=None)
+    @given(data)
+    def run(raw: bytes) -> None:
+        try:
+            read(raw)
+        except EmbforgeError as e:
+            assert str(e).strip() and "\n" not in str(e).strip() or "config error" in str(e), str(e)
+
+    run()
