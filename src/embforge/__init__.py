@@ -23,6 +23,7 @@ _LAZY: dict[str, str] = {
     "Hits": "embforge.types:Hits",
     "LossOutput": "embforge.types:LossOutput",
     "EmbforgeError": "embforge.errors:EmbforgeError",
+    "init_sparse_head": "embforge.model.heads.sparse:init_sparse_head",
 }
 
 __all__ = ["__version__", *_LAZY]
