@@ -417,7 +417,27 @@ def train_st(seed: int, args, work: Path) -> tuple[Path, list]:
     trainer.train()
     out = work / f"st-s{seed}" / "final"
     model.save(str(out))
+    _classic_pooling_config(out)
     return out, [r for r in trainer.state.log_history if "loss" in r]
+
+
+def _classic_pooling_config(model_dir: Path) -> None:
+    """sentence-transformers 6 writes ``{"pooling_mode": "mean"}``; embforge's loader reads the classic
+    ``pooling_mode_mean_tokens`` keys (embforge at 0809a2c fails with "pooling modes [] are not supported")."""
+    cfg_path = model_dir / "1_Pooling" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    if "pooling_mode" in cfg:
+        mode = cfg.pop("pooling_mode")
+        cfg["word_embedding_dimension"] = cfg.pop("embedding_dimension", None)
+        keys = {
+            "cls": "cls_token",
+            "mean": "mean_tokens",
+            "max": "max_tokens",
+            "mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+        }
+        for m in keys.values():
+            cfg[f"pooling_mode_{m}"] = keys.get(mode) == m
+        cfg_path.write_text(json.dumps(cfg, indent=2))
 
 
 def variant_stage(variant: str, seed: int, args, work: Path) -> dict[str, Any]:

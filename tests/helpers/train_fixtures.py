@@ -12,7 +12,9 @@ WORDS = (
 ).split()
 
 
-def build_tiny_encoder(out: Path, hidden: int = 32) -> Path:
+def build_tiny_encoder(
+    out: Path, hidden: int = 32, heads: tuple[str, ...] = ("dense", "sparse", "multivector")
+) -> Path:
     from embforge.model.builders import tiny_bert
     from embforge.model.config import EncoderConfig
     from embforge.model.encoder import Encoder
@@ -21,7 +23,7 @@ def build_tiny_encoder(out: Path, hidden: int = 32) -> Path:
     import torch
 
     torch.manual_seed(1)
-    enc = Encoder(backbone, tok, EncoderConfig(heads=["dense", "sparse", "multivector"], pooling="cls"))
+    enc = Encoder(backbone, tok, EncoderConfig(heads=list(heads), pooling="cls"))
     enc.save_pretrained(str(out))
     return out
 

@@ -31,7 +31,12 @@ def serve(
     host: str = typer.Option(
         "127.0.0.1",
         "--host",
-        help="Interface to bind; 0.0.0.0 exposes the server to the network (set --api-key then).",
+        help="Interface to bind; a non-loopback address (0.0.0.0, a LAN address) needs --api-key or --allow-unauthenticated.",
+    ),
+    allow_unauthenticated: bool = typer.Option(
+        False,
+        "--allow-unauthenticated",
+        help="Serve a non-loopback --host without an API key (anyone who can reach it may use it).",
     ),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     api_key: Optional[str] = typer.Option(
@@ -75,6 +80,11 @@ def serve(
     max_tokens_per_input: Optional[int] = typer.Option(
         None, "--max-tokens-per-input", help="Tokens per input at most (default: the model's maximum length)."
     ),
+    max_chars_per_input: Optional[int] = typer.Option(
+        None,
+        "--max-chars-per-input",
+        help="Characters per input at most, checked before tokenizing (default: 16 x the tokens per input).",
+    ),
     max_total_tokens: int = typer.Option(300_000, "--max-total-tokens", help="Tokens per request at most."),
     threads: Optional[int] = threads_option(),
     keep_alive: float = typer.Option(
@@ -92,7 +102,9 @@ def serve(
     import uvicorn
 
     from embforge.serve import ServeConfig, create_app
+    from embforge.serve.config import check_exposure
 
+    check_exposure(host, api_key, allow_unauthenticated)  # before loading anything
     set_threads(threads)
     config = ServeConfig(
         model_name=model_name,
@@ -105,6 +117,7 @@ def serve(
         queue_timeout_s=queue_timeout,
         max_inputs=max_inputs,
         max_tokens_per_input=max_tokens_per_input,
+        max_chars_per_input=max_chars_per_input,
         max_total_tokens=max_total_tokens,
         dtype=dtype,
         any_model=any_model,

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from embforge.losses.distill import DistillKLLoss, kl_distill_loss
 from embforge.losses.infonce import InfoNCELoss, WithMatryoshka, candidate_logits, info_nce
 from embforge.losses.matryoshka import matryoshka_dense, matryoshka_loss
-from embforge.losses.self_distill import M3SelfDistillLoss, self_distill_loss
+from embforge.losses.self_distill import M3SelfDistillLoss, self_distill_loss, teacher_shares
 from embforge.losses.simcse import SimCSELoss, simcse_sup_loss, simcse_unsup_loss
 from embforge.registry import Registry
 from embforge.scoring import M3_SCORE_WEIGHTS
@@ -42,6 +42,7 @@ __all__ = [
     "info_nce",
     "candidate_logits",
     "self_distill_loss",
+    "teacher_shares",
     "matryoshka_dense",
     "matryoshka_loss",
     "simcse_unsup_loss",

@@ -15,6 +15,12 @@ earlier formulation) uses ``s_inter = s_dense + s_lex + s_mul``,
 ``L = L_dense + L_lex + L_mul + L_inter``, ``L' = L'_dense + L'_lex + L'_mul``
 and ``L_final = L + L'``. As in FlagEmbedding's reference implementation the
 teacher distribution is detached (no gradient flows through the soft labels).
+``teacher_shares`` measures whether one head dominates the teacher: head i's share of
+``Var(s_inter)`` over each query's candidates is ``Cov(w_i s_i, s_inter) / Var(s_inter)``
+(the shares sum to 1); the loss reports them as parts ``teacher/share_<head>`` next to the
+teacher's own InfoNCE ``infonce/inter``, so the training log shows them per step. Distillation
+can only help a head when the teacher ranks better than it (``infonce/inter`` below that head's
+``infonce/<head>``).
 Siblings: ``infonce`` (per-head InfoNCE), ``distill`` (KL to an external teacher).
 """
 
@@ -30,9 +36,34 @@ from embforge.model.heads import head_scores
 from embforge.scoring import M3_SCORE_WEIGHTS
 from embforge.types import EmbeddingOutput, LossOutput
 
-__all__ = ["self_distill_loss", "M3SelfDistillLoss"]
+__all__ = ["self_distill_loss", "teacher_shares", "M3SelfDistillLoss"]
 
 _HEADS = ("dense", "sparse", "multivector")
+
+
+def teacher_shares(scores: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """Each head's share of ``Var(s_inter)``, ``s_inter = sum_i w_i s_i``, per query row, averaged.
+
+    Args:
+        scores: one (Q, C) score matrix per head.
+        weights: the teacher weights ``w_i``.
+
+    Returns:
+        (heads,) shares (no gradient); they sum to 1 (0 each when ``s_inter`` is constant).
+
+    Example:
+        >>> s = torch.tensor([[0.0, 1.0, 2.0]])
+        >>> teacher_shares([s, 3 * s], (1.0, 1.0)).tolist()
+        [0.25, 0.75]
+    """
+    with torch.no_grad():
+        parts = [w * s.float() for w, s in zip(weights, scores)]
+        inter = torch.stack(parts).sum(0)
+        centred = inter - inter.mean(1, keepdim=True)
+        var = (centred**2).mean(1)
+        ok = var > 1e-12
+        shares = [((p - p.mean(1, keepdim=True)) * centred).mean(1) for p in parts]
+        return torch.stack([(sh[ok] / var[ok]).mean() if ok.any() else sh.new_zeros(()) for sh in shares])
 
 
 def self_distill_loss(
@@ -59,7 +90,9 @@ def self_distill_loss(
             FlagEmbedding's ``self_distill_start_step``).
 
     Returns:
-        LossOutput with parts infonce/{dense,sparse,multivector,inter} and kd/{dense,sparse,multivector}.
+        LossOutput with parts infonce/{dense,sparse,multivector,inter} (inter: the teacher's own
+        InfoNCE), teacher/share_{dense,sparse,multivector} (``teacher_shares``, no gradient) and,
+        when distilling, kd/{dense,sparse,multivector}.
     """
     w = tuple(score_weights) if weighted else (1.0, 1.0, 1.0)
     lw = tuple(loss_weights) if weighted else (1.0, 1.0, 1.0)
@@ -70,6 +103,8 @@ def self_distill_loss(
     for name, s in zip(_HEADS, scores):
         parts[f"infonce/{name}"] = F.cross_entropy(s, labels)
     parts["infonce/inter"] = F.cross_entropy(s_inter, labels)
+    for name, share in zip(_HEADS, teacher_shares(scores, w)):
+        parts[f"teacher/share_{name}"] = share
     hard = sum(lw[i] * parts[f"infonce/{h}"] for i, h in enumerate(_HEADS)) + parts["infonce/inter"]
     if not distill:
         return LossOutput(hard / 4 if weighted else hard, parts)

@@ -10,8 +10,9 @@
   HF backbone, so ``SentenceTransformer(path)`` loads the dense part.
 
 Heads missing from a checkpoint are initialised deterministically (``Head.init_missing``) and a
-warning names the path: sparse ``W_lex = 0, b = 1`` (every non-special token weighs 1: lexical
-score = count of shared terms); multi-vector ``W_mul = I, b = 0`` (ColBERT on the backbone's own
+warning names the path: sparse ``W_lex = 0, b = 0.4`` (every non-special token weighs 0.4: lexical
+score = 0.16 x the count of shared terms, on the scale of the other heads; ``SparseHead.missing_init``,
+``embforge.model.heads.sparse``); multi-vector ``W_mul = I, b = 0`` (ColBERT on the backbone's own
 token states; for M != H a N(0, 0.02) matrix drawn from ``torch.Generator().manual_seed(0)``).
 
 embforge checkpoints written before heads became a mapping store ``sparse_head.*`` /

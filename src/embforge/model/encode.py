@@ -21,6 +21,7 @@ from embforge.text import (
     TokenizedTexts,
     check_texts,
     collate,
+    frame_token_ids,
     token_budget_batches,
     tokenize_texts,
     warn_truncated,
@@ -30,7 +31,7 @@ from embforge.types import Embeddings
 if TYPE_CHECKING:
     from embforge.model.encoder import Encoder
 
-__all__ = ["DTYPES", "LONG_INPUTS", "cpu_has_bf16", "encode"]
+__all__ = ["DTYPES", "LONG_INPUTS", "cpu_has_bf16", "encode", "encode_ids"]
 
 logger = logging.getLogger("embforge")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -112,7 +113,37 @@ def encode(
     return Embeddings.from_parts(parts, num_tokens=plan.lengths)
 
 
-def _plan(
+def encode_ids(
+    enc: Encoder,
+    ids: Sequence[Sequence[int]],
+    role: str = "document",
+    heads: Sequence[str] | str = ("dense",),
+    max_length: int | None = None,
+    dtype: str = "fp32",
+    max_tokens: int = 8192,
+) -> Embeddings:
+    """Encode token-id inputs directly (OpenAI's ``input: [[101, 7592, 102], ...]``), never decoded.
+
+    Each input is framed by ``frame_token_ids`` (the role prefix and the tokenizer's special
+    tokens added, those already present kept once) and truncated to ``max_length``; then it runs
+    exactly like ``encode`` (same batches, heads and outputs, full dense size).
+    """
+    vocab = len(enc.tokenizer)
+    rows = [[int(t) for t in x] for x in ids]
+    bad = [(i, t) for i, x in enumerate(rows) for t in x if not 0 <= t < vocab][:1]
+    if not rows or any(not x for x in rows) or bad:
+        raise ConfigError(
+            f"token ids must be non-empty lists of ids in 0..{vocab - 1}; got {bad or 'an empty list'}"
+        )
+    limit = enc.check_max_length(max_length)
+    tok = frame_token_ids(enc.tokenizer, rows, enc.prefix(role), limit)
+    plan = _plan(enc, [], role, heads, None, len(rows), max_length, dtype, "truncate", max_tokens, tok)
+    out = _run(enc, plan, len(rows), False)
+    parts = {h: enc.head(h).stack(out[h], enc.vocab_size) for h in plan.heads}
+    return Embeddings.from_parts(parts, num_tokens=plan.lengths)
+
+
+def _plan(  # noqa: PLR0913 - the options of encode(), checked in one place
     enc: Encoder,
     texts: list[str],
     role: str,
@@ -123,8 +154,9 @@ def _plan(
     dtype: str,
     long_inputs: str,
     max_tokens: int,
+    pretokenized: TokenizedTexts | None = None,
 ) -> _Plan:
-    """Check the options, tokenize once, and cut the token-sorted texts into batches."""
+    """Check the options, tokenize once (unless ``pretokenized``), cut the token-sorted texts into batches."""
     heads = enc.check_heads(heads)
     dim = enc.check_dim(dim)
     _choice(dtype, DTYPES, "dtype")
@@ -143,8 +175,11 @@ def _plan(
             "here; use dtype='fp32' on this machine (bf16 pays off on AMX CPUs and GPUs)"
         )
     pre = enc.prefix(role)
-    tok = tokenize_texts(enc.tokenizer, [pre + t for t in texts], limit, mcls_stride=mcls)
-    warn_truncated(tok.truncated, len(texts), limit, enc.model_limit)
+    if pretokenized is not None:
+        tok = pretokenized
+    else:
+        tok = tokenize_texts(enc.tokenizer, [pre + t for t in texts], limit, mcls_stride=mcls)
+    warn_truncated(tok.truncated, len(tok.ids), limit, enc.model_limit)
     lengths = tok.lengths
     batches = token_budget_batches(lengths, max_tokens, batch_size)
     return _Plan(heads, dim, mcls, DTYPES[dtype], pre, tok, lengths, batches)

@@ -22,7 +22,7 @@ from torch import nn
 from embforge.errors import ConfigError
 from embforge.model.checkpoint import load_encoder, save_encoder
 from embforge.model.config import EncoderConfig
-from embforge.model.encode import encode
+from embforge.model.encode import encode, encode_ids
 from embforge.model.heads import HEADS, Head, HeadOptions
 from embforge.model.instructions import with_instruction_pool_mask
 from embforge.model.plugins import BACKBONE_ADAPTERS, import_attr
@@ -275,6 +275,10 @@ class Encoder(nn.Module):
         qa = a if isinstance(a, Embeddings) else self.encode(a, role="query", heads=(name,))
         qb = b if isinstance(b, Embeddings) else self.encode(b, role="document", heads=(name,))
         return embedding_scores(qa, qb, name)
+
+    def encode_ids(self, ids: Sequence[Sequence[int]], role: str = "document", **kwargs) -> Embeddings:
+        """Token-id inputs, encoded from the ids (never decoded); see :func:`embforge.model.encode.encode_ids`."""
+        return encode_ids(self, ids, role=role, **kwargs)
 
 
 def _rename_legacy_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:

@@ -7,10 +7,13 @@ Every error is OpenAI-style JSON ``{"error": {"message", "type", "param", "code"
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
 import time
+import uuid
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -106,7 +109,10 @@ def _build_service(
     model: Any, index: Any, config: ServeConfig, heads: Sequence[str] | None
 ) -> EmbeddingService:
     """Load the encoder (if a path), warm it up, and wire engine, batcher, metrics and index."""
-    encoder = load_encoder(model, heads=heads) if model is None or isinstance(model, (str, Path)) else model
+    if model is None or isinstance(model, (str, Path)):
+        encoder = load_encoder(None if model is None else str(model), heads=heads)
+    else:
+        encoder = model
     engine = EncoderEngine(encoder, dtype=config.dtype, batch_tokens=config.max_batch_tokens)
     dense_dim = None
     engine.count_tokens(["warm-up"], "document")  # copies the tokenizer for this thread
@@ -139,9 +145,32 @@ def _build_service(
     return service
 
 
+#: Paths open without the API key (probes and scrapers); everything else, /docs and
+#: /openapi.json included, follows the key when one is set.
+OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+
+
+class _BodyTooLarge(ApiError):
+    def __init__(self, limit: int, got: str) -> None:
+        super().__init__(
+            413,
+            f"the request body has {got} bytes, more than the limit of {limit}; "
+            "send fewer or shorter inputs per request",
+            code="body_too_large",
+            headers={"Connection": "close"},
+        )
+
+
 class _GuardAndMeasure:
-    """Pure ASGI middleware (cheaper than ``BaseHTTPMiddleware``): bearer auth and body
-    size before routing, then request/error counters and the latency histogram."""
+    """Pure ASGI middleware (cheaper than ``BaseHTTPMiddleware``), outermost of the app:
+
+    * bearer auth on every path but ``OPEN_PATHS``, and the body limit, enforced while the
+      body streams in (``Content-Length`` or chunked alike) before the app sees a byte;
+    * a client that disconnects cancels its request, so its queued texts are dropped;
+    * any unhandled exception becomes a 500 without internal details (logged with an id),
+      answered here so the kept-alive connection stays usable;
+    * request/error counters and the latency histogram.
+    """
 
     def __init__(self, app, config: ServeConfig, metrics) -> None:
         self.app, self.config, self.metrics = app, config, metrics
@@ -152,27 +181,61 @@ class _GuardAndMeasure:
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
-        status = 500
+        seen = {"status": 500, "started": False, "done": False}
 
         async def send_and_see(message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
+                seen["status"], seen["started"] = message["status"], True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                seen["done"] = True
             await send(message)
 
         try:
             _refuse(Request(scope), self.config, self.expected)
+            chunks = await _read_body(receive, self.config.max_body_bytes)
+            if chunks is not None:  # None: the client left while sending
+                await self._run(scope, chunks, receive, send_and_see, seen)
         except ApiError as e:
-            await JSONResponse(e.body(), status_code=e.status, headers=e.headers)(
-                scope, receive, send_and_see
-            )
-        else:
-            try:
-                await self.app(scope, receive, send_and_see)
-            finally:  # also when the app raised (the outer error middleware answers 500)
-                self._record(scope, status, t0)
-            return
-        self._record(scope, status, t0)
+            if not seen["started"]:
+                await _error_response(e)(scope, receive, send_and_see)
+        except Exception as exc:  # a bug: answer 500 here, keep the connection
+            if seen["started"]:
+                raise
+            ref = uuid.uuid4().hex[:12]
+            log.exception("unhandled error %s on %s", ref, scope.get("path"))
+            await _error_response(_internal(exc, ref))(scope, receive, send_and_see)
+        finally:
+            self._record(scope, seen["status"], t0)
+
+    async def _run(self, scope, chunks: list[dict], receive, send, seen: dict) -> None:
+        """Run the app on the buffered body; cancel it if the client disconnects first."""
+        gone = asyncio.Event()
+        replay = deque(chunks)
+
+        async def app_receive():
+            if replay:
+                return replay.popleft()
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        app_task = asyncio.ensure_future(self.app(scope, app_receive, send))
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await asyncio.wait({app_task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not app_task.done() and not seen["done"]:  # the client went away: drop its work
+                app_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await app_task
+                seen["status"] = 499  # nginx's "client closed request", for the metrics
+                return
+            await app_task
+        finally:
+            watcher.cancel()
 
     def _record(self, scope, status: int, t0: float) -> None:
         endpoint = getattr(scope.get("route"), "path", None) or "other"
@@ -183,13 +246,40 @@ class _GuardAndMeasure:
         self.metrics.latency.observe(time.perf_counter() - t0, endpoint=endpoint)
 
 
+async def _read_body(receive, limit: int) -> list[dict] | None:
+    """The request body's messages, at most ``limit`` bytes in all (413 as soon as it is
+    exceeded, whatever the transfer encoding); None if the client disconnected first."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise _BodyTooLarge(limit, f"more than {size}")
+        chunks.append(message)
+        if not message.get("more_body", False):
+            return chunks
+
+
+def _error_response(e: ApiError) -> JSONResponse:
+    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+
+
 def _add_middleware(app, config: ServeConfig, metrics) -> None:
     app.add_middleware(_GuardAndMeasure, config=config, metrics=metrics)
 
 
+def _has_body(request) -> bool:
+    length = request.headers.get("content-length")
+    return "transfer-encoding" in request.headers or (length is not None and length.strip() != "0")
+
+
 def _refuse(request, config: ServeConfig, expected: bytes | None):
-    """Auth and body-size checks before routing (None = go on)."""
-    if expected is not None and request.url.path.startswith("/v1/"):
+    """Auth and declared body-size checks before the body is read (None = go on). A refusal
+    of a request whose body is left unread says ``Connection: close``."""
+    close = {"Connection": "close"} if _has_body(request) else {}
+    if expected is not None and request.url.path not in OPEN_PATHS:
         got = request.headers.get("authorization", "").encode()
         if not secrets.compare_digest(got, expected):
             what = "missing" if not got else "invalid"
@@ -199,23 +289,19 @@ def _refuse(request, config: ServeConfig, expected: bytes | None):
                 "was started with (--api-key / EMBFORGE_API_KEY)",
                 type="authentication_error",
                 code="invalid_api_key",
-                headers={"WWW-Authenticate": "Bearer"},
+                headers={"WWW-Authenticate": "Bearer", **close},
             )
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > config.max_body_bytes:
-        raise ApiError(
-            413,
-            f"the request body has {length} bytes, more than the limit of {config.max_body_bytes}; "
-            "send fewer or shorter inputs per request",
-            code="body_too_large",
-        )
+        raise _BodyTooLarge(config.max_body_bytes, length)
     return None
 
 
-def _internal(exc: Exception) -> ApiError:
+def _internal(exc: Exception, ref: str) -> ApiError:
+    """A 500 that names no internal detail (the log has the traceback under ``ref``)."""
     return ApiError(
         500,
-        f"internal error ({type(exc).__name__}: {exc}); the server keeps running, please report it",
+        f"internal error (reference {ref} in the server log); the server keeps running, please report it",
         type="server_error",
         code="internal_error",
     )
@@ -273,11 +359,6 @@ def _add_error_handlers(app) -> None:
             exc.status_code, msg.get(exc.status_code, str(exc.detail)), code=f"http_{exc.status_code}"
         )
         return JSONResponse(err.body(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def crash(request, exc: Exception):
-        log.exception("unhandled error on %s", request.url.path)
-        return JSONResponse(_internal(exc).body(), status_code=500)
 
 
 def _add_routes(app, service, metrics) -> None:

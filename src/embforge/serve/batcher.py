@@ -8,6 +8,13 @@ in a dedicated thread so the event loop keeps accepting requests while the
 model computes. While one batch is encoding the next one fills up, so batches
 grow with load and latency stays low when idle.
 
+Fairness: requests take turns. Each micro-batch is led by the next request in arrival order
+after the one that led the previous batch (round robin), and is filled one text per request in
+turn among the requests of the same kind (a batch led by a short text leaves out texts over
+twice its length), so a request of 2,048 long texts cannot hold a small request behind it: a text waits at most for the batch already encoding when it arrived plus its own
+batch, each at most ``max_batch_tokens`` padded tokens (plus ``max_wait_s``), whatever else is queued.
+A request whose client went away has its queued texts dropped, never encoded.
+
 Backpressure: more than ``max_queue`` texts waiting or encoding -> ``QueueFull``
 (HTTP 429); a text not started within ``queue_timeout_s`` -> ``QueueTimeout``
 (HTTP 503); a stopped batcher -> ``BatcherClosed`` (HTTP 503).
@@ -31,10 +38,13 @@ from embforge.serve.metrics import Metrics
 from embforge.types import HEADS as BGE_M3_HEADS
 from embforge.types import Embeddings
 
+_SHORT = 32  # tokens: texts this short always share a batch
+
 __all__ = ["DynamicBatcher", "Row", "QueueFull", "QueueTimeout", "BatcherClosed"]
 
-# encode_fn(texts, role, heads, max_length) -> Embeddings, called in the worker thread.
-EncodeFn = Callable[[list[str], str, tuple[str, ...], "int | None"], Embeddings]
+# encode_fn(inputs, role, heads, max_length) -> Embeddings, called in the worker thread; the
+# inputs of one call are all texts or all token-id lists.
+EncodeFn = Callable[[list[Any], str, tuple[str, ...], "int | None"], Embeddings]
 
 
 class QueueFull(Exception):
@@ -66,11 +76,12 @@ class Row:
 
 @dataclass
 class _Item:
-    text: str
+    text: str | list[int]  # a text or a token-id input
     tokens: int
-    key: tuple[str, int | None]
+    key: tuple[str, int | None, bool]  # role, max length, token ids?
     heads: frozenset[str]
     future: asyncio.Future
+    request: int  # which submit() call: the unit of round-robin fairness
     enqueued: float = field(default_factory=time.monotonic)
 
 
@@ -111,6 +122,8 @@ class DynamicBatcher:
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closed = True
+        self._requests = 0  # submit() calls so far (request numbers)
+        self._leader = -1  # the request that led the last batch
         self._stale_check_s = min(0.25, max(queue_timeout_s / 4, 0.01))
 
     # ----------------------------------------------------------------- lifecycle
@@ -146,14 +159,16 @@ class DynamicBatcher:
     # ----------------------------------------------------------------- submit
     async def submit(
         self,
-        texts: Sequence[str],
+        texts: Sequence[Any],
         tokens: Sequence[int],
         *,
         role: str,
         heads: Sequence[str],
         max_length: int | None = None,
     ) -> list[Row]:
-        """Queue ``texts`` (with their token counts) and wait for their rows."""
+        """Queue ``texts`` (texts or token-id lists, with their token counts) and wait for their rows.
+
+        Cancelling the caller (the client went away) drops the texts not yet encoding."""
         if self._closed or self._wakeup is None:
             self.metrics.rejected.inc(len(texts), reason="closed")
             raise BatcherClosed("the server is not running or shutting down")
@@ -164,8 +179,16 @@ class DynamicBatcher:
                 f"adds {len(texts)}"
             )
         loop = asyncio.get_running_loop()
+        self._requests += 1
         items = [
-            _Item(t, int(n), (role, max_length), frozenset(heads), loop.create_future())
+            _Item(
+                t,
+                int(n),
+                (role, max_length, isinstance(t, list)),
+                frozenset(heads),
+                loop.create_future(),
+                self._requests,
+            )
             for t, n in zip(texts, tokens)
         ]
         self._queue.extend(items)
@@ -186,27 +209,47 @@ class DynamicBatcher:
             item.future.set_result(row)
 
     def _select(self) -> tuple[list[_Item], bool]:
-        """The next batch (FIFO among texts like the oldest one) and whether it is full."""
-        first = self._queue[0]
-        batch: list[_Item] = []
-        longest = 0
+        """The next batch and whether it is full: led by the next request after the last leader
+        (round robin in arrival order), filled one text per request in turn among the requests
+        of the leader's kind, FIFO within a request, within the token and size budgets; texts
+        over twice the leader's length (and ``_SHORT``) wait for a turn of their own."""
+        by_request: dict[int, deque[_Item]] = {}
         for it in self._queue:
-            if it.key != first.key:
-                continue
-            new_longest = max(longest, it.tokens)
-            if batch and (
-                len(batch) >= self.max_batch_size or (len(batch) + 1) * new_longest > self.max_batch_tokens
-            ):
-                return batch, True
-            batch.append(it)
-            longest = new_longest
-        return batch, len(batch) >= self.max_batch_size or len(batch) * longest >= self.max_batch_tokens
+            by_request.setdefault(it.request, deque()).append(it)
+        order = sorted(by_request)
+        later = [r for r in order if r > self._leader]
+        lead = later[0] if later else order[0]
+        key = by_request[lead][0].key
+        turns = [by_request[r] for r in order[order.index(lead) :] + order[: order.index(lead)]]
+        turns = [q for q in turns if q[0].key == key]
+        # a short leader does not wait for long texts' padding: texts up to 2x its length join
+        cap = 2 * max(by_request[lead][0].tokens, _SHORT)
+        batch: list[_Item] = []
+        longest, full = 0, False
+        while turns and not full:
+            for q in list(turns):
+                it = q[0]
+                new_longest = max(longest, it.tokens)
+                if batch and ((len(batch) + 1) * new_longest > self.max_batch_tokens or it.tokens > cap):
+                    turns.remove(q)  # this request's next text does not fit; others may
+                    full = full or it.tokens <= cap
+                    continue
+                batch.append(q.popleft())
+                longest = new_longest
+                if not q:
+                    turns.remove(q)
+                if len(batch) >= self.max_batch_size:
+                    full = True
+                    break
+        full = full or len(batch) * longest >= self.max_batch_tokens
+        return batch, full
 
     def _drop_stale(self) -> None:
         now = time.monotonic()
         keep: deque[_Item] = deque()
         for it in self._queue:
-            if it.future.done():
+            if it.future.done():  # cancelled: the client went away
+                self.metrics.rejected.inc(reason="disconnected")
                 self._finish(it)
             elif now - it.enqueued > self.queue_timeout_s:
                 self.metrics.rejected.inc(reason="timeout")
@@ -241,15 +284,17 @@ class DynamicBatcher:
             if not self._queue:
                 continue
             batch, _ = self._select()
+            self._leader = batch[0].request
             taken = {id(it) for it in batch}
             self._queue = deque(it for it in self._queue if id(it) not in taken)
             await self._encode(batch)
 
     async def _encode(self, batch: list[_Item]) -> None:
-        role, max_length = batch[0].key
+        role, max_length, _ = batch[0].key
         heads = order_heads(h for it in batch for h in it.heads)
         texts = [it.text for it in batch]
         self.metrics.batch_size.observe(len(batch))
+        self.metrics.encoder_texts.inc(len(batch))
         self.metrics.batch_tokens.observe(len(batch) * max(it.tokens for it in batch))
         t0 = time.perf_counter()
         loop = asyncio.get_running_loop()

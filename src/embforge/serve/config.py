@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import dataclass, fields
 
 from embforge.errors import ConfigError
 
-__all__ = ["ServeConfig", "ApiError"]
+__all__ = ["ServeConfig", "ApiError", "check_exposure", "is_loopback"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class ServeConfig:
         max_inputs: texts per request (OpenAI: 2048).
         max_tokens_per_input: tokens per text incl. special tokens; None = the
             model's maximum length.
+        max_chars_per_input: characters (or token ids) per input, checked before tokenizing so
+            a huge text costs nothing (400, or cut with ``truncate``); None = 16 x the token
+            limit per input.
         max_total_tokens: tokens per request (OpenAI: 300,000).
         max_body_bytes: request body size limit (413 beyond).
         dtype: encoder compute dtype (``"fp32"`` or ``"bf16"``).
@@ -45,28 +50,14 @@ class ServeConfig:
     queue_timeout_s: float = 60.0
     max_inputs: int = 2048
     max_tokens_per_input: int | None = None
+    max_chars_per_input: int | None = None
     max_total_tokens: int = 300_000
     max_body_bytes: int = 64 * 1024 * 1024
     dtype: str = "fp32"
     any_model: bool = False
 
     def __post_init__(self) -> None:
-        problems = []
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name in {
-                "model_name",
-                "api_key",
-                "default_role",
-                "dtype",
-                "max_tokens_per_input",
-                "any_model",
-            }:
-                continue
-            if not isinstance(v, (int, float)) or v < 0 or (v == 0 and f.name != "max_wait_ms"):
-                problems.append(f"{f.name}={v!r} must be a positive number")
-        if self.max_tokens_per_input is not None and self.max_tokens_per_input < 1:
-            problems.append(f"max_tokens_per_input={self.max_tokens_per_input!r} must be >= 1 or None")
+        problems = _numbers_problems(self)
         if self.default_role not in ("query", "document"):
             problems.append(f"default_role={self.default_role!r} must be 'query' or 'document'")
         if self.dtype not in ("fp32", "bf16"):
@@ -80,6 +71,23 @@ class ServeConfig:
             problems.append("api_key is empty; pass a non-empty key or none to disable auth")
         if problems:
             raise ConfigError("invalid server settings: " + "; ".join(problems))
+
+
+_NOT_NUMBERS = frozenset({"model_name", "api_key", "default_role", "dtype", "any_model"})
+_OPTIONAL = ("max_tokens_per_input", "max_chars_per_input")  # None = derived from the model
+
+
+def _numbers_problems(cfg: ServeConfig) -> list[str]:
+    problems = []
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if f.name in _NOT_NUMBERS or (f.name in _OPTIONAL and v is None):
+            continue
+        if f.name in _OPTIONAL and (not isinstance(v, int) or v < 1):
+            problems.append(f"{f.name}={v!r} must be >= 1 or None")
+        elif not isinstance(v, (int, float)) or v < 0 or (v == 0 and f.name != "max_wait_ms"):
+            problems.append(f"{f.name}={v!r} must be a positive number")
+    return problems
 
 
 class ApiError(Exception):
@@ -113,4 +121,47 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        """``{"error": {...}}`` with every string valid UTF-8 (a lone surrogate from the request
+        is written as its ``\\udXXX`` escape, so rendering the error can never fail)."""
+        return {
+            "error": {
+                "message": _printable(self.message),
+                "type": self.type,
+                "param": None if self.param is None else _printable(self.param),
+                "code": self.code,
+            }
+        }
+
+
+def _printable(s: str) -> str:
+    return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` (an address or a name) only ever means this machine (127.0.0.0/8, ::1)."""
+    if not host:
+        return False  # "" binds every interface
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos)
+
+
+def check_exposure(host: str, api_key: str | None, allow_unauthenticated: bool) -> None:
+    """Refuse to serve a non-loopback address without an API key unless asked explicitly.
+
+    Raises:
+        ConfigError: ``host`` reaches other machines, no ``api_key`` and not ``allow_unauthenticated``.
+    """
+    if api_key or allow_unauthenticated or is_loopback(host):
+        return
+    raise ConfigError(
+        f"--host {host!r} exposes the server beyond this machine without an API key; pass --api-key KEY "
+        "(or set EMBFORGE_API_KEY), or --allow-unauthenticated to serve anyone who can reach it, "
+        "or bind --host 127.0.0.1"
+    )

@@ -18,11 +18,13 @@ from typing import Any
 
 from embforge.model.encoder import Encoder
 from embforge.serve.heads import order_heads
+from embforge.text import frame_token_ids
 from embforge.types import HEADS, Embeddings
 
 __all__ = ["EncoderEngine", "load_encoder"]
 
 _UNBOUNDED = 1_000_000  # HF uses a huge int for "no limit"
+_COUNT_CHUNK = 32  # texts per tokenizer call when counting (a big request never holds the GIL long)
 
 
 def load_encoder(model: str | os.PathLike | None, *, heads: Sequence[str] | None = None) -> Any:
@@ -109,14 +111,32 @@ class EncoderEngine:
     def count_tokens(self, texts: Sequence[str], role: str) -> list[int]:
         """Tokens per text as the encoder will see them (role prefix and special tokens included)."""
         prefix = self.prefixes.get(role, "")
+        counts: list[int] = []
         with self._tok() as tok:
-            enc = tok([prefix + t for t in texts], add_special_tokens=True, truncation=False, verbose=False)
-        return [len(x) for x in enc["input_ids"]]
+            for i in range(0, len(texts), _COUNT_CHUNK):  # short calls: other threads get the GIL between
+                chunk = [prefix + t for t in texts[i : i + _COUNT_CHUNK]]
+                enc = tok(chunk, add_special_tokens=True, truncation=False, verbose=False)
+                counts += [len(x) for x in enc["input_ids"]]
+        return counts
 
-    def ids_to_text(self, ids: Sequence[int]) -> str:
-        """Text of a token-id input (special tokens dropped); re-tokenized by ``encode``."""
+    @property
+    def accepts_ids(self) -> bool:
+        """Whether the encoder encodes token-id inputs directly (``encode_ids``, as ``Encoder`` does)."""
+        return callable(getattr(self.encoder, "encode_ids", None))
+
+    def count_ids(self, inputs: Sequence[list[int]], role: str) -> list[int]:
+        """Tokens per token-id input as the encoder will see them (framed: role prefix and special
+        tokens added, those already present kept once; see ``embforge.text.frame_token_ids``)."""
         with self._tok() as tok:
-            return tok.decode(list(ids), skip_special_tokens=True)
+            framed = frame_token_ids(tok, list(inputs), self.prefixes.get(role, ""), 1 << 62)
+        return [len(x) for x in framed.ids]
+
+    def special_only(self, ids: Sequence[int]) -> bool:
+        """True if every id is a special token ([CLS], [SEP], padding, ...): no content to embed."""
+        special = getattr(self, "_special", None)
+        if special is None:
+            special = self._special = set(getattr(self.tokenizer, "all_special_ids", ()) or ())
+        return all(t in special for t in ids)
 
     def token_strings(self, ids: Sequence[int]) -> list[str]:
         with self._tok() as tok:
@@ -124,9 +144,15 @@ class EncoderEngine:
 
     # ------------------------------------------------------------------ encode
     def encode(
-        self, texts: list[str], role: str, heads: tuple[str, ...], max_length: int | None
+        self, texts: list[Any], role: str, heads: tuple[str, ...], max_length: int | None
     ) -> Embeddings:
-        """One micro-batch, full dimension (truncation per request happens after)."""
+        """One micro-batch (all texts, or all token-id lists), full dimension (truncation per
+        request happens after)."""
+        if texts and isinstance(texts[0], list):
+            kw = {k: v for k, v in self._extra.items() if k == "max_tokens"}
+            return self.encoder.encode_ids(
+                texts, role=role, heads=heads, max_length=max_length, dtype=self.dtype, **kw
+            )
         return self.encoder.encode(
             texts,
             role=role,

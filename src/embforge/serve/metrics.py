@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["Metrics", "Counter", "Gauge", "Histogram", "LATENCY_BUCKETS", "SIZE_BUCKETS"]
 
@@ -130,7 +131,7 @@ class Metrics:
 
     def __init__(self, prefix: str = "embforge") -> None:
         self._lock = threading.Lock()
-        self._all: list[_Metric] = []
+        self._all: list[Any] = []  # Counter | Gauge | Histogram
         p = prefix
         self.requests = self._add(
             Counter, f"{p}_requests_total", "HTTP requests by endpoint and status code.", ("endpoint", "code")
@@ -178,8 +179,14 @@ class Metrics:
         self.rejected = self._add(
             Counter,
             f"{p}_rejected_total",
-            "Texts refused by the batcher, by reason (queue_full, timeout, closed).",
+            "Texts refused or dropped by the batcher, by reason (queue_full, timeout, closed, disconnected).",
             ("reason",),
+        )
+        self.encoder_texts = self._add(
+            Counter,
+            f"{p}_encoder_texts_total",
+            "Texts handed to the encoder, counted when their micro-batch starts.",
+            (),
         )
 
     def _add(self, cls, name, help, labels, **kw):

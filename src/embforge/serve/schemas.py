@@ -55,7 +55,8 @@ class EmbeddingRequest(BaseModel):
       unknown fields are refused.
     """
 
-    model_config = ConfigDict(extra="allow")
+    # allow_inf_nan=False: NaN, Infinity and 1e309 (read as inf) are refused like any wrong type.
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     input: EmbeddingInput
     model: StrictStr | None = None
@@ -108,7 +109,7 @@ class SearchRequest(BaseModel):
     ``rrf``); ``return_scores`` adds each head's score.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     query: StrictStr | list[StrictStr]
     k: StrictInt = Field(default=10, ge=1, le=1000)

@@ -8,6 +8,7 @@ message names the bad value, the rule and the fix.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ from embforge.types import Embeddings
 __all__ = ["EmbeddingService", "Prepared"]
 
 _BIG = 16384  # characters (or token ids) above which tokenizing runs in a thread
+CHARS_PER_TOKEN = 16  # default character cap per input = this x the token limit per input
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _show(x: object, n: int = 60) -> str:
@@ -36,7 +39,7 @@ def _show(x: object, n: int = 60) -> str:
 class Prepared:
     """Validated texts of one request with their token counts (after truncation)."""
 
-    texts: list[str]
+    texts: list[Any]  # texts, or token-id lists
     tokens: list[int]
 
     @property
@@ -63,6 +66,7 @@ class EmbeddingService:
         self.dense_dim = dense_dim
         limit = config.max_tokens_per_input or engine.max_length
         self.max_tokens = min(limit, engine.max_length)
+        self.max_chars = config.max_chars_per_input or CHARS_PER_TOKEN * self.max_tokens
 
     # ------------------------------------------------------------ validation
     def check_model(self, model: str | None) -> None:
@@ -75,7 +79,8 @@ class EmbeddingService:
                 code="model_not_found",
             )
 
-    def _as_texts(self, inp: Any, field: str) -> list[str]:
+    def _as_inputs(self, inp: Any, field: str, truncate: bool) -> list[Any]:
+        """The request's inputs as a list: texts, or token-id lists (OpenAI's four input forms)."""
         if isinstance(inp, str):
             inp = [inp]
         if len(inp) == 0:
@@ -85,7 +90,7 @@ class EmbeddingService:
                 param=field,
                 code="empty_input",
             )
-        if isinstance(inp[0], int):  # one token-id array
+        if isinstance(inp[0], int):  # one token-id array: {"input": [101, 7592, 102]}
             inp = [inp]
         if len(inp) > self.config.max_inputs:
             raise ApiError(
@@ -95,53 +100,91 @@ class EmbeddingService:
                 param=field,
                 code="too_many_inputs",
             )
-        texts = []
-        for i, x in enumerate(inp):
-            if isinstance(x, list):
-                x = self._ids_to_text(x, i, field)
-            elif not x.strip():
-                raise ApiError(
-                    400,
-                    f"{field}[{i}] is empty or whitespace only ({_show(x)}); an empty text has no embedding: "
-                    "drop it or send real text",
-                    param=f"{field}[{i}]",
-                    code="empty_input",
-                )
-            texts.append(x)
-        return texts
+        check = self._check_ids if isinstance(inp[0], list) else self._check_text
+        return [check(x, f"{field}[{i}]", truncate) for i, x in enumerate(inp)]
 
-    def _ids_to_text(self, ids: list[int], i: int, field: str) -> str:
+    def _too_long(self, n: int, what: str, where: str) -> ApiError:
+        return ApiError(
+            400,
+            f"{where} has {n} {what}, more than the limit of {self.max_chars} per input (checked before "
+            f'tokenizing; --max-chars-per-input); shorten or split it, or send "truncate": true to keep '
+            f"its first {self.max_chars}",
+            param=where,
+            code="input_too_long",
+        )
+
+    def _check_text(self, x: str, where: str, truncate: bool) -> str:
+        """One text: at most ``max_chars`` characters (cut with ``truncate``), valid Unicode, not blank."""
+        if len(x) > self.max_chars:
+            if not truncate:
+                raise self._too_long(len(x), "characters", where)
+            x = x[: self.max_chars]
+        if _SURROGATE.search(x):
+            pos = _SURROGATE.search(x).start()  # type: ignore[union-attr]
+            raise ApiError(
+                400,
+                f"{where} holds a lone UTF-16 surrogate ({_show(x[pos])} at character {pos}), which is not "
+                "a Unicode character; send valid UTF-8 text (encode surrogate pairs as one \\U escape "
+                "or the raw character)",
+                param=where,
+                code="invalid_text",
+            )
+        if not x.strip():
+            raise ApiError(
+                400,
+                f"{where} is empty or whitespace only ({_show(x)}); an empty text has no embedding: "
+                "drop it or send real text",
+                param=where,
+                code="empty_input",
+            )
+        return x
+
+    def _check_ids(self, ids: list[int], where: str, truncate: bool) -> list[int]:
+        """One token-id input: ids of this vocabulary, not only special tokens; encoded from the ids."""
         if not ids:
             raise ApiError(
                 400,
-                f"{field}[{i}] is an empty token-id list; send at least one token id",
-                param=f"{field}[{i}]",
+                f"{where} is an empty token-id list; send at least one token id",
+                param=where,
                 code="empty_input",
             )
+        if len(ids) > self.max_chars:
+            if not truncate:
+                raise self._too_long(len(ids), "token ids", where)
+            ids = ids[: self.max_chars]
         v = self.engine.num_ids
         for j, t in enumerate(ids):
             if not 0 <= t < v:
                 raise ApiError(
                     400,
-                    f"{field}[{i}][{j}] = {t} is not a token id of this model (valid ids: 0 to {v - 1}); "
+                    f"{where}[{j}] = {_show(t)} is not a token id of this model (valid ids: 0 to {v - 1}); "
                     "tokenize with the model's own tokenizer or send text",
-                    param=f"{field}[{i}][{j}]",
+                    param=f"{where}[{j}]",
                     code="invalid_token_id",
                 )
-        text = self.engine.ids_to_text(ids)
-        if not text.strip():
+        if self.engine.special_only(ids):
             raise ApiError(
                 400,
-                f"{field}[{i}] holds only special tokens ({_show(ids)}); send ids of real text",
-                param=f"{field}[{i}]",
+                f"{where} holds only special tokens ({_show(ids)}); send ids of real text",
+                param=where,
                 code="empty_input",
             )
-        return text
+        if not self.engine.accepts_ids:
+            raise ApiError(
+                400,
+                f"{where}: this server's encoder cannot encode token ids directly; send text",
+                param=where,
+                code="token_ids_not_supported",
+            )
+        return ids
 
     def prepare(self, inp: Any, role: str, truncate: bool, field: str = "input") -> Prepared:
-        """Texts and token counts of one request, limits enforced (400 with the reason)."""
-        texts = self._as_texts(inp, field)
-        counts = self.engine.count_tokens(texts, role)
+        """Inputs and token counts of one request, limits enforced (400 with the reason)."""
+        texts = self._as_inputs(inp, field, truncate)
+        if isinstance(texts[0], list):
+            counts = self.engine.count_ids(texts, role)
+        else:
+            counts = self.engine.count_tokens(texts, role)
         if not truncate:
             for i, n in enumerate(counts):
                 if n > self.max_tokens:
@@ -167,7 +210,12 @@ class EmbeddingService:
     async def _prepare(self, inp: Any, role: str, truncate: bool, field: str) -> Prepared:
         """``prepare`` inline for small requests (a thread hop costs more than tokenizing a
         sentence), in a thread for big ones so the event loop never stalls."""
-        size = len(inp) if isinstance(inp, str) else sum(len(x) for x in inp) if len(inp) < 64 else _BIG
+        if isinstance(inp, str):
+            size = len(inp)
+        elif len(inp) >= 64 or (inp and isinstance(inp[0], int)):
+            size = len(inp) if inp and isinstance(inp[0], int) else _BIG
+        else:
+            size = sum(len(x) for x in inp)
         if size < _BIG:
             return self.prepare(inp, role, truncate, field)
         return await asyncio.to_thread(self.prepare, inp, role, truncate, field)

@@ -11,9 +11,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SpecialLayout", "TokenizedTexts", "tokenize_texts", "warn_truncated", "cap_chars", "CHARS_PER_TOKEN"]
+__all__ = [
+    "SpecialLayout",
+    "TokenizedTexts",
+    "frame_token_ids",
+    "tokenize_texts",
+    "warn_truncated",
+    "cap_chars",
+    "CHARS_PER_TOKEN",
+]
 
 logger = logging.getLogger("embforge")
+_PROBE = "hello world"
 
 
 @dataclass(frozen=True)
@@ -25,9 +34,8 @@ class SpecialLayout:
 
     @classmethod
     def of(cls, tokenizer) -> SpecialLayout:
-        probe = "hello world"
-        full = tokenizer(probe, add_special_tokens=True)["input_ids"]
-        bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
+        full = tokenizer(_PROBE, add_special_tokens=True)["input_ids"]
+        bare = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
         for p in range(len(full) - len(bare) + 1):
             if full[p : p + len(bare)] == bare:
                 return cls(p, len(full) - p - len(bare))
@@ -106,6 +114,34 @@ def tokenize_texts(
             truncated.append(i)
         ids.append(out)
     return TokenizedTexts(ids, truncated, cls_pos if mcls_stride else None)
+
+
+def frame_token_ids(tokenizer, inputs: list[list[int]], prefix: str, max_length: int) -> TokenizedTexts:
+    """Token-id inputs (OpenAI's ``input: [[101, 7592, 102]]``) framed as the model expects, never
+    decoded: the tokenizer's own special tokens around an input are dropped if present, then the
+    role ``prefix`` (tokenized alone) goes in front and the special tokens around it all
+    (the template ``SpecialLayout`` reads off the tokenizer), and the content is truncated to
+    ``max_length`` like text.
+    So ``[7592]`` and ``[101, 7592, 102]`` give the same ids as the text "hello".
+    """
+    lay = SpecialLayout.of(tokenizer)
+    pre = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+    frame = tokenizer(_PROBE, add_special_tokens=True)["input_ids"]
+    head, tail = frame[: lay.prefix], frame[len(frame) - lay.suffix :] if lay.suffix else []
+    left = getattr(tokenizer, "truncation_side", "right") == "left"
+    ids, truncated = [], []
+    for i, x in enumerate(inputs):
+        body = list(x)
+        if head and body[: len(head)] == head:
+            body = body[len(head) :]
+        if tail and len(body) >= len(tail) and body[len(body) - len(tail) :] == tail:
+            body = body[: len(body) - len(tail)]
+        full = head + pre + body + tail
+        if len(full) > max_length:
+            truncated.append(i)
+            full = _truncate(full, lay, max_length, left)
+        ids.append(full)
+    return TokenizedTexts(ids, truncated)
 
 
 CHARS_PER_TOKEN = 64  # longer than any token of the usual vocabularies: the cap does not change what is kept

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from embforge.config import Choice
 from embforge.model.heads import HEADS
+from embforge.model.heads.sparse import SPARSE_INITS
 from embforge.model.pooling import POOLINGS
 from embforge.train.schedules import ScheduleConfig
 
@@ -29,6 +30,9 @@ class ModelConfig:
         gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
         device: "cpu", "cuda", "cuda:1", ...; None = the local GPU when there is one (under
             torchrun: cuda:LOCAL_RANK), else cpu.
+        sparse_init: init of a sparse head the checkpoint has no weights for (trained weights
+            are kept): balanced (W=0, b=0.4, scaled to the other heads), ones (W=0, b=1) or idf
+            (fit to the IDF of the training documents); see ``embforge.model.heads.sparse``.
     """
 
     path: str | None = None
@@ -36,6 +40,7 @@ class ModelConfig:
     pooling: Annotated[str | None, Choice(POOLINGS)] = None
     gradient_checkpointing: bool = False
     device: str | None = None
+    sparse_init: Annotated[str, Choice(SPARSE_INITS)] = "balanced"
 
     def validate(self) -> list[str]:
         known = HEADS.names()

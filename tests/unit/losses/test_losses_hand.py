@@ -22,6 +22,7 @@ from embforge.losses import (
     self_distill_loss,
     simcse_sup_loss,
     simcse_unsup_loss,
+    teacher_shares,
 )
 from embforge.scoring import lexical_scores, maxsim_scores
 from embforge.types import EmbeddingOutput
@@ -126,7 +127,43 @@ def test_m3_self_distillation_matches_spec(weighted):
         "kd/dense",
         "kd/sparse",
         "kd/multivector",
+        "teacher/share_dense",
+        "teacher/share_sparse",
+        "teacher/share_multivector",
     }
+    # two candidates: head i's share of Var(s_inter) is w_i (s_i[0] - s_i[1]) / (s_inter[0] - s_inter[1])
+    deltas = [w[i] * (v[0] - v[1]) for i, v in enumerate((sd, sl, sm))]
+    for name, d in zip(("dense", "sparse", "multivector"), deltas):
+        assert float(out.parts[f"teacher/share_{name}"]) == pytest.approx(d / sum(deltas), rel=1e-5)
+
+
+def test_m3_warmup_is_infonce_only():
+    """Before self_distill_start_step (distill=False): L only, no kd term, shares still logged."""
+    sd, sl, sm = [0.9, 0.2], [3.0, 4.0], [0.5, 0.7]
+    t = [torch.tensor([v]) for v in (sd, sl, sm)]
+    out = self_distill_loss(*t, torch.tensor([0]), temperature=1.0, distill=False)
+    assert not any(k.startswith("kd/") for k in out.parts)
+    hard = sum(
+        lw * float(out.parts[f"infonce/{h}"])
+        for lw, h in zip((1, 0.1, 1), ("dense", "sparse", "multivector"))
+    )
+    assert float(out.total) == pytest.approx((hard + float(out.parts["infonce/inter"])) / 4, rel=1e-6)
+    assert sum(
+        float(out.parts[f"teacher/share_{h}"]) for h in ("dense", "sparse", "multivector")
+    ) == pytest.approx(1)
+
+
+def test_teacher_shares_name_the_dominant_head():
+    """A lexical score 20x wider than the others takes most of Var(s_inter) at w = (1, 0.3, 1)."""
+    g = torch.Generator().manual_seed(0)
+    sd, sm = torch.randn(8, 16, generator=g) * 0.1, torch.randn(8, 16, generator=g) * 0.1
+    sl = torch.randn(8, 16, generator=g) * 2.0
+    shares = teacher_shares([sd, sl, sm], (1.0, 0.3, 1.0))
+    assert float(shares.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert float(shares[1]) > 0.8
+    balanced = teacher_shares([sd, sl * 0.16, sm], (1.0, 0.3, 1.0))
+    assert float(balanced[1]) < 0.5
+    assert torch.equal(teacher_shares([torch.ones(2, 3)] * 3, (1, 1, 1)), torch.zeros(3))
 
 
 def test_m3_teacher_is_detached():

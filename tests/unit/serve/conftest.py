@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from embforge.text import frame_token_ids
 from embforge.types import HEADS, Embeddings, SparseVectors
 
 
@@ -49,6 +50,22 @@ class FakeEncoder:
         prefix = self.config.query_prefix if role == "query" else ""
         ml = max_length or self.config.max_length
         ids = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=ml)["input_ids"]
+        return self._from_ids(ids, heads, dim)
+
+    def encode_ids(
+        self, ids, role="document", heads=("dense",), max_length=None, dtype="fp32", max_tokens=8192
+    ):
+        """Token-id inputs framed as ``Encoder.encode_ids`` does (never decoded)."""
+        if self.gate is not None:
+            self.gate.wait(30)
+        self.calls.append(([list(x) for x in ids], role, tuple(heads)))
+        prefix = self.config.query_prefix if role == "query" else ""
+        framed = frame_token_ids(
+            self.tokenizer, [list(x) for x in ids], prefix, max_length or self.config.max_length
+        )
+        return self._from_ids(framed.ids, heads, None)
+
+    def _from_ids(self, ids, heads, dim):
         return Embeddings(
             dense=self._dense(ids, dim) if "dense" in heads else None,
             sparse=self._sparse(ids) if "sparse" in heads else None,
@@ -150,3 +167,18 @@ def fake_server(minilm_tokenizer):
     app = create_app(enc, config=ServeConfig(model_name="fake", max_inputs=8, max_total_tokens=200))
     with serve_in_thread(app) as url:
         yield url, enc
+
+
+@pytest.fixture(scope="session")
+def fake_encoder_cls():
+    """The ``FakeEncoder`` class (for module-scoped fixtures in test files)."""
+    return FakeEncoder
+
+
+@pytest.fixture(scope="module")
+def module_server():
+    """``module_server(app)`` -> base URL of a live server kept for the whole test module."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        yield lambda app: stack.enter_context(serve_in_thread(app))

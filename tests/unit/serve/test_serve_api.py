@@ -414,4 +414,7 @@ def test_body_that_is_not_a_json_object(server):
     for content, headers in ((b"x", {}), (b"[1, 2]", {"content-type": "application/json"})):
         r = httpx.post(url + "/v1/embeddings", content=content, headers=headers)
         assert r.status_code == 400, r.text
-        assert "must be a JSON object" in r.json()["error"]["message"] or "not valid JSON" in r.json()["error"]["message"]
+        assert (
+            "must be a JSON object" in r.json()["error"]["message"]
+            or "not valid JSON" in r.json()["error"]["message"]
+        )

@@ -77,7 +77,8 @@ def test_roles_and_heads_batching():
     _run(main())
     by_role = {role: (texts, heads) for texts, role, heads in rec.batches}
     assert len(rec.batches) == 2
-    assert by_role["query"] == (["0:a", "1:b", "3:d"], ("dense", "sparse"))  # union of heads
+    # union of heads; requests take turns within a batch (round robin), FIFO within a request
+    assert by_role["query"] == (["0:a", "3:d", "1:b"], ("dense", "sparse"))
     assert by_role["document"][0] == ["2:c"]
 
 

@@ -134,3 +134,25 @@ def test_index_that_does_not_fit_the_model_fails_at_start(tiny_m3, minilm, tmp_p
     dense_only.add(["a", "b"], tiny_m3.encode(["one doc", "another doc"]))  # 32-dim vectors
     with pytest.raises(CheckpointError, match="does not fit the model"):
         create_app(minilm, index=dense_only)  # 384-dim queries
+
+
+def test_malformed_looking_token_ids_real_encoder_encodes_the_ids(minilm, make_server):
+    """OpenAI token-id inputs reach the real ``Encoder`` as ids: the flat form and the list of
+    lists equal the text's vector (query role prefix included) when the ids are the text's,
+    and ids that do not survive decode -> re-tokenise ("##ing" alone) are encoded as sent."""
+    url = _serve(make_server, minilm, model_name="m")
+    tok = minilm.tokenizer
+    ids = tok("the cat sat on the mat")["input_ids"]
+    for role in ("document", "query"):
+        ref = minilm.encode(["the cat sat on the mat"], role=role, heads=("dense",)).dense[0]
+        flat = httpx.post(url + "/v1/embeddings", json={"input": ids, "role": role})
+        assert flat.status_code == 200, flat.text
+        np.testing.assert_allclose(np.float32(flat.json()["data"][0]["embedding"]), ref, atol=1e-5)
+        bare = httpx.post(url + "/v1/embeddings", json={"input": [ids[1:-1]], "role": role}).json()
+        np.testing.assert_allclose(np.float32(bare["data"][0]["embedding"]), ref, atol=1e-5)
+    ing = tok.convert_tokens_to_ids("##ing")
+    direct = minilm.encode_ids([[ing]], heads=("dense",)).dense[0]
+    decoded = minilm.encode([tok.decode([ing])], heads=("dense",)).dense[0]
+    assert not np.allclose(direct, decoded, atol=1e-3)
+    got = httpx.post(url + "/v1/embeddings", json={"input": [ing]}).json()["data"][0]["embedding"]
+    np.testing.assert_allclose(np.float32(got), direct, atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -130,7 +131,7 @@ def test_loss_variants_run(extra, parts, tiny, tmp_path):
     assert parts <= set(log[-1]) and len(log) == 2
 
 
-def test_m3_self_distillation_joins_after_start_step(tiny, tmp_path):
+def test_m3_self_distillation_joins_after_start_step(tiny, tmp_path, capsys):
     model, data = tiny
     ov = tiny_overrides("m3-finetune", model, data, tmp_path / "run") + ["loss.self_distill_start_step=1"]
     recipe, cfg = load_config(ROOT / "configs" / "m3-finetune.yaml", ov)
@@ -138,6 +139,45 @@ def test_m3_self_distillation_joins_after_start_step(tiny, tmp_path):
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert "kd/dense" not in log[0] and "infonce/inter" in log[0]
     assert "kd/dense" in log[1]
+    assert [r["self_distill"] for r in log] == [0.0, 1.0]
+    err = capsys.readouterr().err
+    assert "step 1: m3 warm-up: InfoNCE only (L) until step 1" in err
+    assert "step 2: m3 self-distillation (L + L')" in err
+    for r in log:  # the teacher's per-head shares of Var(s_inter) and its own InfoNCE, every step
+        shares = [r[f"teacher/share_{h}"] for h in ("dense", "sparse", "multivector")]
+        assert sum(shares) == pytest.approx(1.0, abs=1e-4) and r["infonce/inter"] > 0
+
+
+@pytest.mark.parametrize("init", ["balanced", "ones", "idf"])
+def test_sparse_init_applies_to_a_model_without_sparse_weights(init, tmp_path, capsys):
+    from embforge.model.encoder import Encoder
+
+    model = build_tiny_encoder(tmp_path / "model", heads=("dense", "multivector"))
+    data = write_data(tmp_path / "data")
+    ov = tiny_overrides("m3-finetune", model, data, tmp_path / "run")
+    ov += [f"model.sparse_init={init}", "loop.max_steps=1", "optim.lr=1e-12"]
+    recipe, cfg = load_config(ROOT / "configs" / "m3-finetune.yaml", ov)
+    recipe.run(cfg)
+    err = capsys.readouterr().err
+    assert f"model.sparse_init={init}:" in err
+    lin = Encoder.from_pretrained(str(tmp_path / "run" / "final")).sparse_head.linear.requires_grad_(False)
+    if init == "idf":
+        assert re.search(r"idf fit on \d+ texts \(\d+ tokens, correlation", err)
+        assert float(lin.weight.abs().sum()) > 0
+    else:
+        assert float(lin.weight.abs().sum()) < 1e-6  # lr 1e-12: the step leaves the init as it was
+        assert float(lin.bias) == pytest.approx({"balanced": 0.4, "ones": 1.0}[init], abs=1e-6)
+
+
+def test_sparse_init_keeps_trained_weights(tiny, tmp_path, capsys):
+    model, data = tiny
+    ov = tiny_overrides("m3-finetune", model, data, tmp_path / "run") + [
+        "model.sparse_init=ones",
+        "loop.max_steps=1",
+    ]
+    recipe, cfg = load_config(ROOT / "configs" / "m3-finetune.yaml", ov)
+    recipe.run(cfg)
+    assert "model.sparse_init" not in capsys.readouterr().err
 
 
 def test_token_limit_above_the_model_limit_fails_before_a_step(tiny, tmp_path):

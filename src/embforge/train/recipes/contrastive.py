@@ -22,6 +22,7 @@ from embforge.data.samplers import SourceBatchSampler
 from embforge.errors import ConfigError
 from embforge.losses import LOSSES, ContrastiveLoss, build_loss
 from embforge.model.encoder import Encoder
+from embforge.model.heads.sparse import init_sparse_head
 from embforge.model.pooling import build_pooling
 from embforge.scoring import M3_SCORE_WEIGHTS
 from embforge.train import distributed as du
@@ -187,6 +188,20 @@ def _load_encoder(cfg: ContrastiveConfig) -> Encoder:
     return enc
 
 
+def _init_sparse(cfg: ContrastiveConfig, enc: Encoder, examples: list[TrainExample]) -> None:
+    """``model.sparse_init`` for a sparse head the checkpoint had no weights for (trained ones are kept).
+
+    ``idf`` takes its IDF from the training documents (positives and negatives).
+    """
+    head = enc.sparse_head
+    if head is None or not getattr(head, "untrained", False):
+        return
+    how = cfg.model.sparse_init
+    docs = [t for e in examples for t in (*e.pos, *e.neg)] if how == "idf" else None
+    did = init_sparse_head(enc, how, docs, max_length=min(128, cfg.data.doc_max_length))
+    print(f"model.sparse_init={how}: {did}", file=sys.stderr)
+
+
 def _check_lengths(cfg: ContrastiveConfig, limit: int) -> None:
     """Token limits above the model's position limit fail here, before any step (not mid-run)."""
     bad = [
@@ -265,7 +280,7 @@ class ContrastiveStep:
         db = self.tok(docs, "document", data.doc_max_length)
         t = None if teacher is None else du.gather_with_grad(torch.tensor(teacher, device=self.enc.device))
         loss = self.warm_loss if step <= self.warm else self.loss
-        return contrastive_step(
+        out = contrastive_step(
             self.encode,
             qb,
             db,
@@ -273,6 +288,21 @@ class ContrastiveStep:
             cfg.loop.sub_batch_size,
             self.sub_batch_tokens,
         )
+        if cfg.loss.name == "m3":
+            self._log_schedule(out, step)
+        return out
+
+    def _log_schedule(self, out: LossOutput, step: int) -> None:
+        """M3: log field ``self_distill`` (0 during the per-head warm-up, 1 after) and the switch."""
+        distill = step > self.warm
+        out.parts["self_distill"] = torch.tensor(float(distill))
+        if self.warm and du.rank() == 0 and step in (1, self.warm + 1):
+            what = (
+                "self-distillation (L + L')"
+                if distill
+                else f"warm-up: InfoNCE only (L) until step {self.warm}"
+            )
+            print(f"step {step}: m3 {what}", file=sys.stderr)
 
 
 def plan_memory(cfg: ContrastiveConfig, enc: Encoder) -> int | None:
@@ -302,6 +332,7 @@ def run(cfg: ContrastiveConfig, callbacks: Sequence[Callback] = ()) -> TrainResu
     check_examples(examples, cfg.data.num_negatives, cfg.loss.name == "distill")
     enc = _load_encoder(cfg)
     _check_lengths(cfg, enc.model_limit)
+    _init_sparse(cfg, enc, examples)
     tok = Tokenize(enc)
     sampler = _sampler(cfg, examples, tok)
 
