@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from embforge.cli.app import app
 from embforge.errors import DataError
+from helpers.paths import SHARED_DATA
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 pytestmark = pytest.mark.integration
 
 

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 from embforge.cli.app import app
 from embforge.data import read_records, write_jsonl
 from embforge.data.convert.squad import read_squad, squad_pairs
+from helpers.paths import SHARED_DATA
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 pytestmark = pytest.mark.integration
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers.paths import SHARED_DATA
 from helpers.requires import strict
 
-XQUAD = Path("/work/shared/data/xquad")
+XQUAD = SHARED_DATA / "xquad"
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [

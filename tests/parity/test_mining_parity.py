@@ -7,7 +7,6 @@ TopK-PercPos with ``p = 1 - r``. With "top" sampling both must pick the same neg
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -15,9 +14,10 @@ from embforge.data.convert.squad import read_squad, squad_pairs
 from embforge.data.io import write_jsonl
 from embforge.data.mining import MiningConfig, mine_file
 from embforge.data.teachers import EncoderTeacher
+from helpers.paths import SHARED_DATA
 from helpers.requires import require_module
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 pytestmark = pytest.mark.parity
 
 

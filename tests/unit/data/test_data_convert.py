@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +12,9 @@ from embforge.data.convert.nli import NliStats, nli_triples, read_nli_lines, rea
 from embforge.data.convert.squad import convert_xquad, read_squad, squad_to_beir
 from embforge.data.convert.sts import detect_sts_format, read_sts
 from embforge.errors import DataError
+from helpers.paths import SHARED_DATA
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 XQUAD_LANGS = "ar de el en es hi ro ru th tr vi zh".split()
 
 

@@ -29,8 +29,9 @@ from embforge.data import (
 )
 from embforge.data.formats import CorpusDoc, Qrel, Query
 from embforge.errors import DataError
+from helpers.paths import SHARED_DATA
 
-DBPEDIA = Path("/work/shared/data/dbpedia_subset")
+DBPEDIA = SHARED_DATA / "dbpedia_subset"
 
 
 def test_each_kind_parses_and_round_trips():

@@ -16,8 +16,9 @@ from embforge.data.mining import MiningConfig
 from embforge.data.mix import MixConfig, build_mix, held_apart
 from embforge.data.teachers import DenseTeacher
 from embforge.errors import DataError
+from helpers.paths import SHARED_DATA
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 
 
 def _bag(texts: list[str], role: str) -> np.ndarray:

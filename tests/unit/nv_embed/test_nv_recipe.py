@@ -15,10 +15,11 @@ from embforge.losses import InfoNCELoss
 from embforge.train.nv_embed_data import SourceConfig, TrainBatch, add_negatives, load_source
 from embforge.train.recipes import RECIPES, load_config
 from embforge.train.recipes.nv_embed import NVEmbedConfig, NVModelConfig, build_model, stage_loss
+from helpers.paths import SHARED_DATA
 from helpers.requires import strict
 
 ROOT = Path(__file__).resolve().parents[3]
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 XQUAD = DATA / "xquad" / "xquad.en.json"
 needs_data = pytest.mark.skipif(not XQUAD.is_file() and not strict(), reason="shared data not available")
 

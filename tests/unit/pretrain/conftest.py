@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from helpers.paths import SHARED_DATA
 from helpers.requires import missing
 
-KLUE = Path("/work/shared/data/raw/klue_ko_sentences")
+KLUE = SHARED_DATA / "raw/klue_ko_sentences"
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,10 @@ from embforge.pretrain.collate import RetroMAECollator
 from embforge.pretrain.corpus import read_texts
 from embforge.pretrain.retromae import RetroMAE
 from embforge.pretrain.tokenizer import train_tokenizer
+from helpers.paths import SHARED_DATA
 from helpers.requires import missing
 
-XQUAD_EN = "/work/shared/data/xquad/xquad.en.json"
+XQUAD_EN = str(SHARED_DATA / "xquad/xquad.en.json")
 SENTENCES = [
     "the quick brown fox jumps over the lazy dog",
     "a journey of a thousand miles begins with one step",

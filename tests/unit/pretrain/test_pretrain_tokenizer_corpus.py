@@ -11,9 +11,10 @@ from transformers import AutoTokenizer
 from embforge.errors import ConfigError, DataError
 from embforge.pretrain.corpus import read_texts
 from embforge.pretrain.tokenizer import train_tokenizer
+from helpers.paths import SHARED_DATA
 from helpers.requires import strict
 
-XQUAD = "/work/shared/data/xquad"
+XQUAD = str(SHARED_DATA / "xquad")
 
 
 def test_klue_reader_strips_ner_tags_and_skips_readme(ko_texts):
