@@ -92,6 +92,7 @@ ALLOWED: dict[str, set[str]] = {
     "search": _BASE | {"scoring", "index", "model", "text"},
     "eval": _CORE | {"search"},
     "serve": _CORE | {"search", "config"},
+    "export": _BASE | {"model"},  # export_onnx: a torch encoder -> one ONNX graph with every head
     "demo": _CORE,
     "quickstart": _CORE | {"config", "train", "pretrain", "search", "eval", "demo"},
 }

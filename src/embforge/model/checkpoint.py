@@ -42,11 +42,15 @@ if TYPE_CHECKING:
 #: ``(backbone, tokenizer, config) -> Encoder``: ``Encoder`` itself (or a subclass).
 EncoderFactory = Callable[[Any, Any, EncoderConfig], "Encoder"]
 
-__all__ = ["FORMATS", "default_model_path", "resolve_path", "detect_layout", "load_encoder", "save_encoder"]
+__all__ = ["BACKENDS", "FORMATS", "ONNX_CONFIG", "resolve_backend", "write_st_files", "default_model_path", "resolve_path", "detect_layout", "load_encoder", "save_encoder"]
 
 logger = logging.getLogger("embforge")
 FORMATS = ("embforge", "bge-m3", "sentence-transformers")
 SIDECAR = "embforge_encoder.json"
+#: Inference backends of ``Encoder.from_pretrained`` / ``--backend``.
+BACKENDS = ("torch", "onnx")
+#: The marker file of an ``embforge export --format onnx`` folder (``embforge.model.onnx_encoder``).
+ONNX_CONFIG = "embforge_onnx.json"
 
 
 def default_model_path() -> str:
@@ -113,7 +117,10 @@ def _inside(root: Path, sub: Any, what: str) -> Path:
 
 
 def detect_layout(path: Path) -> str:
-    """Return "embforge", "sentence-transformers" or "bge-m3" (a plain HF model counts as bge-m3)."""
+    """Return "onnx" (an ``embforge export`` folder), "embforge", "sentence-transformers" or "bge-m3"
+    (a plain HF model counts as bge-m3)."""
+    if (path / ONNX_CONFIG).is_file():
+        return "onnx"
     cfg = path / "config.json"
     if cfg.is_file() and _read_json(cfg).get("format") == "embforge":
         return "embforge"
@@ -125,6 +132,27 @@ def detect_layout(path: Path) -> str:
         f"{str(path)!r} has no config.json or modules.json: not an embforge, BGE-M3/HF or sentence-transformers "
         "checkpoint; point to the model directory"
     )
+
+
+def resolve_backend(path_or_id: str | os.PathLike | None, backend: str = "auto") -> str:
+    """"torch" or "onnx" for a model: ``auto`` = "onnx" for a folder written by
+    ``embforge export --format onnx`` (it has ``embforge_onnx.json``), else "torch"."""
+    if backend not in ("auto", *BACKENDS):
+        raise ConfigError(f"unknown backend {backend!r}; choose from: auto, {', '.join(BACKENDS)}")
+    is_onnx = path_or_id is not None and (Path(path_or_id).expanduser() / ONNX_CONFIG).is_file()
+    if backend == "auto":
+        return "onnx" if is_onnx else "torch"
+    if backend == "onnx" and not is_onnx:
+        raise ConfigError(
+            f"--backend onnx: {str(path_or_id or 'the bundled model')!r} is not an ONNX export (no {ONNX_CONFIG}); "
+            f"write one with `embforge export -m {path_or_id or 'MODEL'} -o OUT --format onnx` and pass -m OUT"
+        )
+    if backend == "torch" and is_onnx:
+        raise ConfigError(
+            f"--backend torch: {str(path_or_id)!r} is an ONNX export without torch weights; use --backend onnx "
+            "(or auto), or pass the torch checkpoint it was exported from"
+        )
+    return backend
 
 
 def _wanted(heads: Sequence[str] | str | None) -> list[str]:
@@ -142,6 +170,11 @@ def load_encoder(
     layout = detect_layout(path)
     if layout == "embforge":
         return _load_embforge(path, heads, factory)
+    if layout == "onnx":
+        raise CheckpointError(
+            f"{path} is an ONNX export (it has {ONNX_CONFIG}, no torch weights); load it with "
+            "Encoder.from_pretrained(path) or --backend onnx, or use the torch checkpoint it came from"
+        )
     if layout == "sentence-transformers":
         return _load_st(path, heads, factory)
     return _load_hf(path, path, EncoderConfig(pooling="cls", normalize=True), heads, factory)
@@ -375,10 +408,11 @@ def save_encoder(enc: Encoder, path: str | os.PathLike, format: str = "embforge"
             torch.save(sd, out / head.bge_m3_file)
     (out / SIDECAR).write_text(json.dumps(enc.config.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
     if format == "sentence-transformers":
-        _write_st_files(enc, out)
+        write_st_files(enc, out)
 
 
-def _write_st_files(enc: Encoder, out: Path) -> None:
+def write_st_files(enc: Encoder, out: Path) -> None:
+    """The sentence-transformers module files (modules.json, pooling, normalize, prompts) into ``out``."""
     modes = {
         "cls": "pooling_mode_cls_token",
         "mean": "pooling_mode_mean_tokens",
@@ -423,9 +457,9 @@ def trained_heads(path_or_id: str | os.PathLike | None = None) -> tuple[str, ...
     """
     path = resolve_path(path_or_id)
     layout = detect_layout(path)
-    if layout == "embforge":
-        stored = EncoderConfig.from_dict(_read_json(path / "config.json").get("encoder", {})).heads
-        return tuple(_wanted(list(stored)))
+    if layout in ("embforge", "onnx"):
+        meta = _read_json(path / ("config.json" if layout == "embforge" else ONNX_CONFIG))
+        return tuple(_wanted(list(EncoderConfig.from_dict(meta.get("encoder", {})).heads)))
     if (path / SIDECAR).is_file():
         return tuple(_wanted(list(EncoderConfig.from_dict(_read_json(path / SIDECAR)).heads)))
     have = [n for n in HEADS.names() if n != "dense" and _head_file_exists(path, n)]

@@ -200,8 +200,7 @@ def _run(enc: Encoder, plan: _Plan, n: int, show_progress: bool) -> dict[str, li
                 batch = enc.mask_prefix(collate(ids, enc.pad_id, pad_side), ids, plan.prefix).to(device)
                 cls_pos = [tok.cls_positions[i] for i in idx] if plan.mcls and tok.cls_positions else None
                 with torch.autocast(device.type, dtype=plan.autocast, enabled=plan.autocast is not None):
-                    hidden = enc.hidden_states(batch)  # (B, T, H)
-                    out = enc.head_outputs(hidden, batch, plan.heads, plan.dim, cls_pos)
+                    out = enc.infer(batch, plan.heads, plan.dim, cls_pos)
                 for h in plan.heads:
                     values = enc.head(h).to_numpy(out, batch, plan.lengths[idx])
                     for j, i in enumerate(idx):

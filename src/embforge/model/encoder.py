@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from embforge.errors import ConfigError
-from embforge.model.checkpoint import load_encoder, save_encoder
+from embforge.model.checkpoint import BACKENDS, load_encoder, resolve_backend, resolve_path, save_encoder
 from embforge.model.config import EncoderConfig
 from embforge.model.encode import encode, encode_ids
 from embforge.model.heads import HEADS, Head, HeadOptions
@@ -33,7 +33,7 @@ from embforge.types import Batch, EmbeddingOutput, Embeddings
 # FlagEmbedding's names for the BGE-M3 heads, accepted where they are unambiguous.
 HEAD_ALIASES = {"colbert": "multivector", "colbert_vecs": "multivector", "lexical_weights": "sparse", "lexical": "sparse"}
 
-__all__ = ["Encoder", "LEGACY_HEAD_PREFIXES"]
+__all__ = ["BACKENDS", "Encoder", "LEGACY_HEAD_PREFIXES"]
 
 _ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "bge-m3"}
 #: State-dict prefixes of embforge checkpoints written before heads became a mapping.
@@ -133,14 +133,25 @@ class Encoder(nn.Module):
     # ----------------------------------------------------------------- loading / saving
     @classmethod
     def from_pretrained(
-        cls, path_or_id: str | None = None, heads: Sequence[str] | None = None, device: str | None = None
+        cls,
+        path_or_id: str | None = None,
+        heads: Sequence[str] | None = None,
+        device: str | None = None,
+        backend: str = "auto",
     ) -> Encoder:
         """Load an encoder from a directory or hub id (embforge, BGE-M3 or sentence-transformers layout).
 
         ``None`` loads the bundled all-MiniLM-L6-v2. ``heads`` limits the heads built
         (e.g. ``("dense",)``); heads whose weights the checkpoint lacks are initialised
         deterministically with a warning (see ``embforge.model.checkpoint``).
+        ``backend``: "torch", "onnx" (a folder written by ``embforge export --format onnx``, run by
+        ONNX Runtime: ``embforge.model.onnx_encoder``) or "auto" (chosen by the folder's contents).
         """
+        kind = resolve_backend(path_or_id, backend)
+        if kind == "onnx":
+            from embforge.model.onnx_encoder import load_onnx_encoder  # lazy-import: needs onnxruntime
+
+            return load_onnx_encoder(resolve_path(path_or_id), heads=heads).to(device or "cpu")
         enc = load_encoder(path_or_id, heads=heads, factory=cls)
         return enc.to(device) if device else enc
 
@@ -240,6 +251,17 @@ class Encoder(nn.Module):
         for name in heads:
             parts.update(self.head_modules[name](hidden, batch, opts))
         return parts
+
+    def infer(
+        self,
+        batch: Batch,
+        heads: Sequence[str],
+        dim: int | None = None,
+        cls_positions: Sequence[Sequence[int]] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``{field: tensor}`` of the chosen heads for one batch: what ``encode`` runs per batch (the
+        ONNX encoder runs its graph here instead)."""
+        return self.head_outputs(self.hidden_states(batch), batch, heads, dim, cls_positions)
 
     def forward(
         self, batch: Batch, heads: Sequence[str] | None = None, dim: int | None = None

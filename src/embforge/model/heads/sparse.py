@@ -75,7 +75,9 @@ class SparseHead(Head):
     ) -> torch.Tensor:
         """Per-token weights (B, T), 0 at special and padding tokens."""
         w = torch.relu(self.linear(hidden)).squeeze(-1)  # (B, T)
-        keep = attention_mask.bool() & ~torch.isin(input_ids, self.special_ids)
+        # == against each special id (few) rather than torch.isin: same result, and it exports to ONNX
+        special = (input_ids.unsqueeze(-1) == self.special_ids).any(-1)
+        keep = attention_mask.bool() & ~special
         return w * keep.to(w.dtype)
 
     def forward(self, hidden: torch.Tensor, batch: Batch, opts: HeadOptions) -> dict[str, torch.Tensor]:
