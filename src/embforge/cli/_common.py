@@ -19,6 +19,7 @@ from embforge.errors import ConfigError
 __all__ = [
     "BATCH_SIZE",
     "HEAD_CHOICES",
+    "backend_option",
     "batch_size_option",
     "dtype_option",
     "heads_option",
@@ -73,6 +74,16 @@ def max_length_option(help: str = "Token limit per text (default: the model's)."
 
 def threads_option() -> Any:
     return typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice).")
+
+
+def backend_option() -> Any:
+    """``--backend``: torch or onnx; ``auto`` = by the model folder's contents."""
+    return typer.Option(
+        "auto",
+        "--backend",
+        help="Inference backend: torch, onnx (a folder written by `embforge export --format onnx`, run by "
+        "ONNX Runtime) or auto (onnx for such a folder, else torch).",
+    )
 
 
 def dtype_option(help: str = "Compute dtype: fp32, bf16 or fp16 autocast (outputs stay float32).") -> Any:

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from embforge.cli._common import (
+    backend_option,
     batch_size_option,
     dtype_option,
     heads_option,
@@ -100,6 +101,7 @@ def register(app: typer.Typer) -> None:
             None, "--dim", help="Matryoshka: keep the first DIM dense dims, renormalised."
         ),
         dtype: str = dtype_option(),
+        backend: str = backend_option(),
         role: str = typer.Option(
             "document", "--role", help="query or document (selects the instruction prefix)."
         ),
@@ -125,7 +127,7 @@ def register(app: typer.Typer) -> None:
             raise DataError(f"{output}: .npy holds only the dense head; ask --heads dense or write .jsonl")
         ids, texts = read_texts(input, text_field)
         set_threads(threads)
-        enc = Encoder.from_pretrained(model, heads=head_list)
+        enc = Encoder.from_pretrained(model, heads=head_list, backend=backend)
         emb = enc.encode(
             texts,
             role=role,

@@ -11,6 +11,7 @@ import typer
 
 from embforge.cli._common import (
     HEAD_CHOICES,
+    backend_option,
     batch_size_option,
     heads_option,
     max_length_option,
@@ -143,6 +144,7 @@ def eval_command(
     output: Path = output_option("Directory for report.json, report.md and plots.", Path("runs/eval")),
     plots: bool = typer.Option(True, help="Write PNG plots next to report.md."),
     threads: Optional[int] = threads_option(),
+    backend: str = backend_option(),
 ) -> None:
     """Evaluate models: retrieval per head + hybrid + BM25 + Matryoshka curve, STS, bitext; write a report.
 
@@ -184,7 +186,7 @@ def eval_command(
         head_t = head_p or resolve_heads(heads, m)
         typer.echo(f"evaluating {label} ({m or 'bundled'}) with heads {', '.join(head_t)}")
         runs[label] = _evaluate_model(
-            _load_encoder(m, head_t),
+            _load_encoder(m, head_t, backend),
             sets,
             heads=head_t,
             hybrid=hybrid,
@@ -282,10 +284,10 @@ def _write(runs: dict, *, command: str, model: dict, data: dict, out: Path, plot
     typer.echo(f"wrote {files['json']} and {files['md']}")
 
 
-def _load_encoder(model: str | None, heads: tuple[str, ...]):
+def _load_encoder(model: str | None, heads: tuple[str, ...], backend: str = "auto"):
     from embforge.model.encoder import Encoder
 
-    return Encoder.from_pretrained(model, heads=heads)
+    return Encoder.from_pretrained(model, heads=heads, backend=backend)
 
 
 def register(app: typer.Typer) -> None:

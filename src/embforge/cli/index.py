@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from embforge.cli._common import (
+    backend_option,
     batch_size_option,
     dtype_option,
     heads_option,
@@ -77,6 +78,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = batch_size_option(),
         max_length: Optional[int] = max_length_option("Token limit per document (default: the model's)."),
         dtype: str = dtype_option(),
+        backend: str = backend_option(),
         threads: Optional[int] = threads_option(),
         progress: Optional[bool] = progress_option(),
     ) -> None:
@@ -96,7 +98,7 @@ def register(app: typer.Typer) -> None:
         head_list = head_list or resolve_heads(heads, model)
         set_threads(threads)
         t0 = time.perf_counter()
-        enc = Encoder.from_pretrained(model, heads=head_list)
+        enc = Encoder.from_pretrained(model, heads=head_list, backend=backend)
         show = show_progress(progress)
         idx = build_index(
             enc,

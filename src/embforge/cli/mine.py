@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from embforge.cli._common import (
+    backend_option,
     batch_size_option,
     heads_option,
     max_length_option,
@@ -95,6 +96,7 @@ def mine_command(
     ),
     progress: Optional[bool] = progress_option(),
     threads: Optional[int] = threads_option(),
+    backend: str = backend_option(),
 ) -> None:
     """Mine hard negatives with a teacher model, dropping likely false negatives (TopK-PercPos).
 
@@ -125,20 +127,20 @@ def mine_command(
     beir_split = split if input_path.is_dir() else None
     if not skip_bad:  # a corrupt input fails now, not after the teacher has loaded
         precheck_records(input_path, beir_split, corpus)
-    teacher = _teacher(model, heads, batch_size, max_length)
+    teacher = _teacher(model, heads, batch_size, max_length, backend)
     short_path = output.with_name(output.name + ".short.jsonl") if short == "separate" else None
     _mine(
         input_path, output, teacher, cfg, (corpus, beir_split), skip_bad, show_progress(progress), short_path
     )
 
 
-def _teacher(model: str | None, heads: str, batch_size: int, max_length: int | None):
+def _teacher(model: str | None, heads: str, batch_size: int, max_length: int | None, backend: str = "auto"):
     """The teacher encoder with the requested heads (comma-separated)."""
     from embforge.data.teachers import EncoderTeacher
     from embforge.model.encoder import Encoder
 
     teacher_heads = resolve_heads(heads, model)
-    encoder = Encoder.from_pretrained(model, heads=teacher_heads)
+    encoder = Encoder.from_pretrained(model, heads=teacher_heads, backend=backend)
     return EncoderTeacher(encoder, teacher_heads, batch_size=batch_size, max_length=max_length)
 
 

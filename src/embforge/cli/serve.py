@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from embforge.cli._common import (
+    backend_option,
     dtype_option,
     heads_option,
     model_option,
@@ -87,6 +88,7 @@ def serve(
     ),
     max_total_tokens: int = typer.Option(300_000, "--max-total-tokens", help="Tokens per request at most."),
     threads: Optional[int] = threads_option(),
+    backend: str = backend_option(),
     keep_alive: float = typer.Option(
         30.0,
         "--timeout-keep-alive",
@@ -120,6 +122,7 @@ def serve(
         max_chars_per_input=max_chars_per_input,
         max_total_tokens=max_total_tokens,
         dtype=dtype,
+        backend=backend,
         any_model=any_model,
     )
     head_list = parse_heads(heads)

@@ -127,7 +127,9 @@ def export_onnx(
     if target.exists() and not overwrite:
         raise ConfigError(f"{target} exists; pass another output folder, or overwrite=True (--overwrite)")
     enc = _load(model, heads)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent if target.parent.exists() else None))
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent if target.parent.exists() else None)
+    )
     try:
         outputs = _write_folder(enc, tmp, precision)
         diffs = _fidelity(enc, tmp)
@@ -158,9 +160,13 @@ def _load(model: Encoder | str | os.PathLike | None, heads: Sequence[str] | None
         enc = model
     else:
         src = None if model is None else str(model)
-        enc = Encoder.from_pretrained(src, heads=tuple(heads) if heads else trained_heads(src), backend="torch")
+        enc = Encoder.from_pretrained(
+            src, heads=tuple(heads) if heads else trained_heads(src), backend="torch"
+        )
     if getattr(enc, "backend", "torch") != "torch":
-        raise ConfigError("export needs the torch checkpoint, not an ONNX export; pass the model it came from")
+        raise ConfigError(
+            "export needs the torch checkpoint, not an ONNX export; pass the model it came from"
+        )
     return enc.eval()
 
 
@@ -204,7 +210,10 @@ def _export_graph(enc: Encoder, graph: Path) -> tuple[str, ...]:
     tokens = batch.input_ids.shape[1]
     for name, value in zip(fields, sample.values()):  # axis 1 of a per-token output (T or T-1) is dynamic
         per_token = value.dim() > 1 and value.shape[1] in (tokens, tokens - 1)
-        axes[name] = {0: "batch", **({1: "sequence" if value.shape[1] == tokens else f"{name}_tokens"} if per_token else {})}
+        axes[name] = {
+            0: "batch",
+            **({1: "sequence" if value.shape[1] == tokens else f"{name}_tokens"} if per_token else {}),
+        }
     axes["last_hidden_state"] = {0: "batch", 1: "sequence"}
     with warnings.catch_warnings():  # the TorchScript exporter warns about traced python conditions
         warnings.simplefilter("ignore")

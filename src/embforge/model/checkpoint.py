@@ -42,7 +42,18 @@ if TYPE_CHECKING:
 #: ``(backbone, tokenizer, config) -> Encoder``: ``Encoder`` itself (or a subclass).
 EncoderFactory = Callable[[Any, Any, EncoderConfig], "Encoder"]
 
-__all__ = ["BACKENDS", "FORMATS", "ONNX_CONFIG", "resolve_backend", "write_st_files", "default_model_path", "resolve_path", "detect_layout", "load_encoder", "save_encoder"]
+__all__ = [
+    "BACKENDS",
+    "FORMATS",
+    "ONNX_CONFIG",
+    "default_model_path",
+    "detect_layout",
+    "load_encoder",
+    "resolve_backend",
+    "resolve_path",
+    "save_encoder",
+    "write_st_files",
+]
 
 logger = logging.getLogger("embforge")
 FORMATS = ("embforge", "bge-m3", "sentence-transformers")
@@ -135,7 +146,7 @@ def detect_layout(path: Path) -> str:
 
 
 def resolve_backend(path_or_id: str | os.PathLike | None, backend: str = "auto") -> str:
-    """"torch" or "onnx" for a model: ``auto`` = "onnx" for a folder written by
+    """The backend for a model, "torch" or "onnx": ``auto`` = "onnx" for a folder written by
     ``embforge export --format onnx`` (it has ``embforge_onnx.json``), else "torch"."""
     if backend not in ("auto", *BACKENDS):
         raise ConfigError(f"unknown backend {backend!r}; choose from: auto, {', '.join(BACKENDS)}")

@@ -169,6 +169,11 @@ def _plan(  # noqa: PLR0913 - the options of encode(), checked in one place
         raise ConfigError(
             "long_inputs='mcls' needs a tokenizer with a [CLS] token; use long_inputs='truncate'"
         )
+    if getattr(enc, "backend", "torch") == "onnx" and dtype != "fp32":
+        raise ConfigError(
+            f"dtype={dtype!r} is a torch autocast; an ONNX export computes in the precision it was exported with "
+            f"({getattr(enc, 'precision', '?')}): pass dtype='fp32', or use the torch checkpoint for {dtype}"
+        )
     if dtype == "bf16" and enc.device.type == "cpu" and not cpu_has_bf16():
         logger.warning(
             "dtype='bf16' on a CPU without AVX512-BF16/AMX: bf16 matmul is emulated and usually SLOWER than fp32 "

@@ -51,6 +51,9 @@ class Encoder(nn.Module):
         dense_head / sparse_head / multivector_head: the built-in heads (None when not configured).
     """
 
+    #: Inference backend ("torch"; the ONNX Runtime subclass says "onnx").
+    backend = "torch"
+
     def __init__(self, backbone: nn.Module, tokenizer, config: EncoderConfig | None = None) -> None:
         super().__init__()
         self.backbone = backbone

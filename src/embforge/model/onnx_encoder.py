@@ -135,7 +135,9 @@ class OnnxBackbone(nn.Module):
         self.session = session
         self.config = config
 
-    def run(self, names: Sequence[str], input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[np.ndarray]:
+    def run(
+        self, names: Sequence[str], input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> list[np.ndarray]:
         feed = {
             "input_ids": input_ids.detach().cpu().numpy().astype(np.int64, copy=False),
             "attention_mask": attention_mask.detach().cpu().numpy().astype(np.int64, copy=False),

@@ -110,7 +110,7 @@ def _build_service(
 ) -> EmbeddingService:
     """Load the encoder (if a path), warm it up, and wire engine, batcher, metrics and index."""
     if model is None or isinstance(model, (str, Path)):
-        encoder = load_encoder(None if model is None else str(model), heads=heads)
+        encoder = load_encoder(None if model is None else str(model), heads=heads, backend=config.backend)
     else:
         encoder = model
     engine = EncoderEngine(encoder, dtype=config.dtype, batch_tokens=config.max_batch_tokens)

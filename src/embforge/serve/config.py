@@ -36,6 +36,8 @@ class ServeConfig:
         max_total_tokens: tokens per request (OpenAI: 300,000).
         max_body_bytes: request body size limit (413 beyond).
         dtype: encoder compute dtype (``"fp32"`` or ``"bf16"``).
+        backend: "torch", "onnx" (an ``embforge export --format onnx`` folder) or "auto" (by the
+            model folder's contents); see ``Encoder.from_pretrained``.
         any_model: accept any ``model`` name in requests (for clients that hard-code
             one); by default another name than ``model_name`` is a 404.
     """
@@ -54,6 +56,7 @@ class ServeConfig:
     max_total_tokens: int = 300_000
     max_body_bytes: int = 64 * 1024 * 1024
     dtype: str = "fp32"
+    backend: str = "auto"
     any_model: bool = False
 
     def __post_init__(self) -> None:

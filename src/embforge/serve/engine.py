@@ -27,10 +27,14 @@ _UNBOUNDED = 1_000_000  # HF uses a huge int for "no limit"
 _COUNT_CHUNK = 32  # texts per tokenizer call when counting (a big request never holds the GIL long)
 
 
-def load_encoder(model: str | os.PathLike | None, *, heads: Sequence[str] | None = None) -> Any:
+def load_encoder(
+    model: str | os.PathLike | None, *, heads: Sequence[str] | None = None, backend: str = "auto"
+) -> Any:
     """Load an ``Encoder`` by path or hub id (None = the bundled all-MiniLM-L6-v2);
-    ``heads`` limits the heads built (None = all the checkpoint has)."""
-    return Encoder.from_pretrained(str(model) if model else None, heads=tuple(heads) if heads else None)
+    ``heads`` limits the heads built (None = all the checkpoint has); ``backend``: torch, onnx or auto."""
+    return Encoder.from_pretrained(
+        str(model) if model else None, heads=tuple(heads) if heads else None, backend=backend
+    )
 
 
 class EncoderEngine:

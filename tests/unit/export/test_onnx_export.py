@@ -102,7 +102,9 @@ def test_matryoshka_mcls_and_dynamic_shapes(pair, request):
         assert max(_max_diff(a, b).values()) <= TOL, kw
     assert onnx_enc.encode(TEXTS, dim=8).dense.shape == (len(TEXTS), 8)
     s = onnx_enc.similarity(["a dog"], ["the dog runs", "a cat"], head="colbert")
-    assert np.allclose(s, torch_enc.similarity(["a dog"], ["the dog runs", "a cat"], head="colbert"), atol=TOL)
+    assert np.allclose(
+        s, torch_enc.similarity(["a dog"], ["the dog runs", "a cat"], head="colbert"), atol=TOL
+    )
 
 
 def test_folder_layout_and_config(xlmr_pair):
