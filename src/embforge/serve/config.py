@@ -65,6 +65,8 @@ class ServeConfig:
             problems.append(f"default_role={self.default_role!r} must be 'query' or 'document'")
         if self.dtype not in ("fp32", "bf16"):
             problems.append(f"dtype={self.dtype!r} must be 'fp32' or 'bf16'")
+        if self.backend not in ("auto", "torch", "onnx"):
+            problems.append(f"backend={self.backend!r} must be 'auto', 'torch' or 'onnx'")
         if isinstance(self.max_inputs, int) and self.max_inputs > self.max_queue_inputs:
             problems.append(
                 f"max_inputs={self.max_inputs} exceeds max_queue_inputs={self.max_queue_inputs}: a "
@@ -76,7 +78,7 @@ class ServeConfig:
             raise ConfigError("invalid server settings: " + "; ".join(problems))
 
 
-_NOT_NUMBERS = frozenset({"model_name", "api_key", "default_role", "dtype", "any_model"})
+_NOT_NUMBERS = frozenset({"model_name", "api_key", "default_role", "dtype", "backend", "any_model"})
 _OPTIONAL = ("max_tokens_per_input", "max_chars_per_input")  # None = derived from the model
 
 

@@ -23,10 +23,35 @@ def _serve(make_server, encoder, **cfg):
     return make_server(create_app(encoder, config=ServeConfig(**cfg)))
 
 
-def test_openai_client_equals_encode_minilm(minilm, make_server):
+def _exported(request, torch_encoder, name: str):
+    """The torch encoder itself, or (param "onnx") its ONNX export loaded from the folder by the
+    server's own loader (``ServeConfig.backend``): the API tests run on both backends."""
+    if request.param == "torch":
+        return torch_encoder
+    from embforge.export import export_onnx
+    from embforge.serve.engine import load_encoder
+
+    out = request.getfixturevalue("tmp_path_factory").mktemp("onnx") / name
+    export_onnx(torch_encoder, out)
+    enc = load_encoder(str(out), backend="onnx")
+    assert enc.backend == "onnx"
+    return enc
+
+
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def served_minilm(request, minilm):
+    return _exported(request, minilm, "minilm")
+
+
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def served_m3(request, tiny_m3):
+    return _exported(request, tiny_m3, "tiny-m3")
+
+
+def test_openai_client_equals_encode_minilm(minilm, served_minilm, make_server):
     import openai
 
-    url = _serve(make_server, minilm, model_name="all-MiniLM-L6-v2")
+    url = _serve(make_server, served_minilm, model_name="all-MiniLM-L6-v2")
     client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
     ref = minilm.encode(TEXTS, heads=("dense",)).dense
     resp = client.embeddings.create(model="all-MiniLM-L6-v2", input=TEXTS)  # base64 under the hood
@@ -49,8 +74,8 @@ def test_openai_client_equals_encode_minilm(minilm, make_server):
     )
 
 
-def test_sparse_multivector_equal_encode_tiny_m3(tiny_m3, make_server):
-    url = _serve(make_server, tiny_m3)
+def test_sparse_multivector_equal_encode_tiny_m3(tiny_m3, served_m3, make_server):
+    url = _serve(make_server, served_m3)
     ref = tiny_m3.encode(TEXTS, role="query", heads=("dense", "sparse", "multivector"))
     body = {"input": TEXTS, "role": "query", "sparse": True, "sparse_tokens": True, "multivector": True}
     floats = httpx.post(url + "/v1/embeddings", json=body).json()
@@ -74,7 +99,7 @@ def test_sparse_multivector_equal_encode_tiny_m3(tiny_m3, make_server):
         np.testing.assert_allclose(mv, ref.multivector[i], atol=1e-5)
 
 
-def test_search_over_a_saved_hybrid_index(tiny_m3, make_server, tmp_path):
+def test_search_over_a_saved_hybrid_index(tiny_m3, served_m3, make_server, tmp_path):
     from embforge.index import ExactDenseIndex, MultiVectorIndex, SparseIndex, load_index
     from embforge.search import HybridIndex
 
@@ -92,7 +117,7 @@ def test_search_over_a_saved_hybrid_index(tiny_m3, make_server, tmp_path):
     )
     index.add(ids, tiny_m3.encode(docs, heads=("dense", "sparse", "multivector")))
     index.save(tmp_path / "idx")
-    url = make_server(create_app(tiny_m3, index=str(tmp_path / "idx")))
+    url = make_server(create_app(served_m3, index=str(tmp_path / "idx")))
     assert httpx.get(url + "/healthz").json()["index"] is True
     queries = ["capital of Korea", "sleeping cat"]
     r = httpx.post(url + "/v1/search", json={"query": queries, "k": 4}, timeout=60)
@@ -136,11 +161,11 @@ def test_index_that_does_not_fit_the_model_fails_at_start(tiny_m3, minilm, tmp_p
         create_app(minilm, index=dense_only)  # 384-dim queries
 
 
-def test_malformed_looking_token_ids_real_encoder_encodes_the_ids(minilm, make_server):
+def test_malformed_looking_token_ids_real_encoder_encodes_the_ids(minilm, served_minilm, make_server):
     """OpenAI token-id inputs reach the real ``Encoder`` as ids: the flat form and the list of
     lists equal the text's vector (query role prefix included) when the ids are the text's,
     and ids that do not survive decode -> re-tokenise ("##ing" alone) are encoded as sent."""
-    url = _serve(make_server, minilm, model_name="m")
+    url = _serve(make_server, served_minilm, model_name="m")
     tok = minilm.tokenizer
     ids = tok("the cat sat on the mat")["input_ids"]
     for role in ("document", "query"):
