@@ -26,6 +26,7 @@ from embforge.text import (
     tokenize_texts,
     warn_truncated,
 )
+from embforge.model.precision import resolve_dtype
 from embforge.types import Embeddings
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["DTYPES", "LONG_INPUTS", "cpu_has_bf16", "encode", "encode_ids"]
 
 logger = logging.getLogger("embforge")
-DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": None}
 LONG_INPUTS = ("truncate", "mcls")
 
 
@@ -95,7 +96,9 @@ def encode(
         batch_size: most texts per forward pass.
         max_length: token limit per text (default: the model's); longer texts are truncated with a
             warning, or see ``long_inputs``.
-        dtype: "fp32" (default), "bf16" or "fp16" autocast; outputs are always float32.
+        dtype: "fp32" (default), "bf16" or "fp16" autocast, or "auto": bf16 where the device computes it
+            natively (AMX/AVX512-BF16 CPUs, GPUs), else fp32 (``embforge.model.precision``; logged).
+            Outputs are always float32.
         long_inputs: "truncate" or "mcls" (a [CLS] every ``config.mcls_stride`` tokens; the dense
             vector is the mean of their hidden states: MCLS, Chen et al., 2024, "BGE M3-Embedding").
         max_tokens: padded tokens per forward pass (batch size x longest text).
@@ -160,6 +163,10 @@ def _plan(  # noqa: PLR0913 - the options of encode(), checked in one place
     heads = enc.check_heads(heads)
     dim = enc.check_dim(dim)
     _choice(dtype, DTYPES, "dtype")
+    if dtype == "auto":  # bf16 where the device multiplies it natively (AMX, AVX512-BF16, GPUs), else fp32
+        choice = resolve_dtype("fp32" if getattr(enc, "backend", "torch") == "onnx" else "auto", enc.device)
+        dtype = choice.dtype
+        logger.info(choice.log_line())
     _choice(long_inputs, LONG_INPUTS, "long_inputs")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")

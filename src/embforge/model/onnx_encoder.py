@@ -34,6 +34,7 @@ from embforge.errors import CheckpointError, ConfigError
 from embforge.model.checkpoint import ONNX_CONFIG
 from embforge.model.config import EncoderConfig
 from embforge.model.encoder import Encoder
+from embforge.model.precision import cpu_units
 from embforge.scoring import truncate_dense
 from embforge.types import Batch
 
@@ -252,5 +253,13 @@ def load_onnx_encoder(
         pre = f"{name}."
         sub = {k[len(pre) :]: v for k, v in state.items() if k.startswith(pre)}
         enc.head(name).load_state_dict(sub, strict=True)
-    logger.info("loaded ONNX export %s (%s, heads %s)", root, meta.precision, ", ".join(enc.heads))
+    units = cpu_units()
+    logger.info(
+        "loaded ONNX export %s (%s, heads %s; int8 units: %s; %s)",
+        root,
+        meta.precision,
+        ", ".join(enc.heads),
+        units.int8_units,
+        units.describe(),
+    )
     return enc.eval()

@@ -20,9 +20,10 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
+
+from embforge.model.precision import cpu_flags  # one reader of /proc/cpuinfo (encode uses it too)
 
 __all__ = ["PrecisionChoice", "resolve_precision", "cpu_flags", "cpu_has_native_bf16"]
 
@@ -38,18 +39,6 @@ class PrecisionChoice:
 
     def log_line(self) -> str:
         return f"precision: {self.precision} ({self.reason})"
-
-
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
-    """The CPU feature flags of the first core in ``cpuinfo`` (empty where there is no such file)."""
-    try:
-        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def cpu_has_native_bf16(flags: set[str] | None = None) -> tuple[bool, str]:
