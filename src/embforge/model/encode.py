@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from embforge.errors import ConfigError
+from embforge.model.precision import resolve_dtype
 from embforge.text import (
     TokenizedTexts,
     check_texts,
@@ -26,7 +27,6 @@ from embforge.text import (
     tokenize_texts,
     warn_truncated,
 )
-from embforge.model.precision import resolve_dtype
 from embforge.types import Embeddings
 
 if TYPE_CHECKING:

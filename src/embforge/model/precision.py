@@ -52,7 +52,9 @@ class CpuUnits:
     def native_bf16(self) -> bool:
         if self.flags:
             return "amx_bf16" in self.flags or "avx512_bf16" in self.flags
-        probes = (getattr(torch.cpu, p, None) for p in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+        probes = (
+            getattr(torch.cpu, p, None) for p in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        )
         return any(bool(p and p()) for p in probes)  # no /proc/cpuinfo (macOS, Windows): torch's probe
 
     @property

@@ -1,0 +1,231 @@
+"""Encoding speed of the ONNX export and of bf16 against the runtimes users pick (issue 19).
+
+Run (each row takes the bench lock exclusively on its own, so the pieces stay short; rows already
+measured are kept, so a second call resumes):
+
+    python bench/encode_onnx.py prepare --n 2000        # texts + model folders (not timed)
+    python bench/encode_onnx.py run --n 2000            # every row, one process each
+    python bench/encode_onnx.py report                  # bench/results/encode_onnx.md
+
+Same texts for every row (bench/encode.py's ``load_texts``: XQuAD sentences in 12 languages +
+DBpedia abstracts), all-MiniLM-L6-v2, 2 threads. Rows and where they run:
+
+* main venv (this repository's ``.venv``): sentence-transformers torch fp32; embforge torch fp32
+  and bf16 autocast; embforge ONNX fp32 and int8 (``embforge export``); the three heads in int8
+  (the same MiniLM in the BGE-M3 layout, as bench/encode.py's FlagEmbedding row);
+* ``.venv-ref`` (``make reference``: FlagEmbedding 1.4.2, transformers 4.57): FlagEmbedding
+  ``BGEM3FlagModel`` fp32, three heads;
+* the bench-only venv ``--peer-python`` (default /work/venvs/i19: optimum 2.1 + optimum-onnx,
+  sentence-transformers 5.1.2, fastembed, on top of the main venv's packages through a .pth file;
+  they pin transformers 4.57, so they cannot live in the main venv): sentence-transformers
+  ``backend="onnx"`` fp32 and its own int8 export (``export_dynamic_quantized_onnx_model``,
+  avx512_vnni), and fastembed on embforge's exported folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(HERE))
+
+LOCK = "/tmp/embforge-bench.lock"
+MAIN_ROWS = [
+    "st_fp32",
+    "embforge_torch_fp32",
+    "embforge_torch_bf16",
+    "embforge_onnx_fp32",
+    "embforge_onnx_int8",
+    "embforge_m3_torch_fp32",
+    "embforge_m3_onnx_int8",
+]
+REF_ROWS = ["flag_m3_fp32"]
+PEER_ROWS = ["st_onnx_fp32", "st_onnx_int8", "fastembed_onnx_fp32"]
+LABELS = {
+    "st_fp32": "sentence-transformers torch (dense, fp32)",
+    "st_onnx_fp32": 'sentence-transformers backend="onnx" (dense, fp32)',
+    "st_onnx_int8": 'sentence-transformers backend="onnx", its int8 export (dense)',
+    "fastembed_onnx_fp32": "fastembed on embforge's exported folder (dense, fp32)",
+    "embforge_torch_fp32": "embforge torch (dense, fp32)",
+    "embforge_torch_bf16": "embforge torch (dense, bf16 autocast)",
+    "embforge_onnx_fp32": "embforge ONNX (dense, fp32)",
+    "embforge_onnx_int8": "embforge ONNX (dense, int8)",
+    "embforge_m3_torch_fp32": "embforge torch (3 heads, fp32)",
+    "embforge_m3_onnx_int8": "embforge ONNX (3 heads, int8, one graph)",
+    "flag_m3_fp32": "FlagEmbedding BGEM3FlagModel (3 heads, fp32; .venv-ref)",
+}
+
+
+def _args(ns: argparse.Namespace) -> dict:
+    work = Path(ns.work)
+    return {
+        "texts": str(work / "texts.json"),
+        "threads": ns.threads,
+        "repeats": ns.repeats,
+        "out_dir": str(work / "rows"),
+        "model": str(work / "minilm"),
+        "st_model": str(work / "st"),
+        "onnx_model": str(work / "onnx-fp32"),
+        "onnx_int8_model": str(work / "onnx-int8"),
+        "m3_model": str(work / "m3"),
+        "m3_onnx_int8_model": str(work / "m3-onnx-int8"),
+    }
+
+
+def prepare(ns: argparse.Namespace) -> None:
+    """Texts and model folders (not timed; shared lock)."""
+    from embforge.export import export_onnx
+    from embforge.model.checkpoint import default_model_path
+    from embforge.model.encoder import Encoder
+    from encode import load_texts
+
+    a, work = _args(ns), Path(ns.work)
+    (work / "rows").mkdir(parents=True, exist_ok=True)
+    Path(a["texts"]).write_text(json.dumps(load_texts(ns.n), ensure_ascii=False), encoding="utf-8")
+    for d in ("minilm", "st"):
+        if not (work / d).exists():
+            shutil.copytree(default_model_path(), work / d)
+    if not (work / "onnx-fp32").exists():
+        export_onnx(a["model"], a["onnx_model"])
+    if not (work / "onnx-int8").exists():
+        export_onnx(a["model"], a["onnx_int8_model"], quantize="int8")
+    if not (work / "m3").exists():  # the MiniLM in the BGE-M3 layout, as bench/encode.py builds it
+        full = Encoder.from_pretrained(a["model"])
+        full.config.pooling = "cls"
+        full.save_pretrained(a["m3_model"], format="bge-m3")
+        (work / "m3" / "embforge_encoder.json").unlink()
+    if not (work / "m3-onnx-int8").exists():
+        heads = ("dense", "sparse", "multivector")
+        export_onnx(a["m3_model"], a["m3_onnx_int8_model"], quantize="int8", heads=heads)
+    if not (work / "st" / "onnx" / "model_qint8_avx512_vnni.onnx").exists():  # ST's own export + int8
+        code = (
+            "import sys; from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model;"
+            "m = SentenceTransformer(sys.argv[1], backend='onnx', device='cpu'); m.save_pretrained(sys.argv[1]);"
+            "export_dynamic_quantized_onnx_model(m, 'avx512_vnni', sys.argv[1])"
+        )
+        subprocess.run([ns.peer_python, "-c", code, a["st_model"]], check=True)
+    (work / "args.json").write_text(json.dumps(a, indent=1), encoding="utf-8")
+    print(f"prepared {work}")
+
+
+def run(ns: argparse.Namespace) -> None:
+    """Each row in its own process, under the exclusive bench lock (a piece per row)."""
+    a, work = _args(ns), Path(ns.work)
+    (work / "args.json").write_text(json.dumps(a, indent=1), encoding="utf-8")
+    pythons = {r: sys.executable for r in MAIN_ROWS} | {r: ns.ref_python for r in REF_ROWS}
+    pythons |= {r: ns.peer_python for r in PEER_ROWS}
+    rows = ns.rows.split(",") if ns.rows else list(pythons)
+    for row in rows:
+        if (work / "rows" / f"{row}.json").exists() and not ns.again:
+            continue
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        cmd = ["flock", "-x", LOCK, pythons[row], str(HERE / "_encode_rows.py"), row, str(work / "args.json")]
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        if res.returncode != 0:
+            err = res.stderr.strip().splitlines()[-1:] or ["?"]
+            (work / "rows" / f"{row}.error").write_text(res.stderr[-4000:], encoding="utf-8")
+            print(f"{row}: FAILED ({err[0][:300]})", flush=True)
+        else:
+            print(res.stdout.strip().splitlines()[-1], flush=True)
+
+
+def _cpu_info() -> tuple[str, str]:
+    text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
+    flags = next(
+        (set(ln.split(":", 1)[1].split()) for ln in text.splitlines() if ln.startswith("flags")), set()
+    )
+    want = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+    return name, " ".join(f for f in want if f in flags)
+
+
+def report(ns: argparse.Namespace) -> None:
+    work = Path(ns.work)
+    rows = {p.stem: json.loads(p.read_text()) for p in sorted((work / "rows").glob("*.json"))}
+    errors = {p.stem: p.read_text().strip().splitlines()[-1][:200] for p in (work / "rows").glob("*.error")}
+    ref = np.load(work / "rows" / "embforge_torch_fp32.npy") if "embforge_torch_fp32" in rows else None
+    name, flags = _cpu_info()
+    n = next(iter(rows.values()))["n"] if rows else 0
+    lines = [
+        "# Encoding speed: ONNX export, int8, bf16 vs the runtimes users pick (bench/encode_onnx.py)",
+        "",
+        f"Commands: `python bench/encode_onnx.py prepare --n {ns.n}`, `python bench/encode_onnx.py run --n {ns.n} "
+        f"--threads {ns.threads} --repeats {ns.repeats}` (each row: `flock -x {LOCK}`, own process), "
+        "`python bench/encode_onnx.py report`.",
+        "",
+        f"{n} real texts (XQuAD sentences in 12 languages + DBpedia abstracts), all-MiniLM-L6-v2, "
+        f"{ns.threads} threads, best of {ns.repeats}. CPU `{name}`, flags (measured, /proc/cpuinfo): `{flags}`. "
+        "Load average (1 min) before/after each row and the row's own CPU use (process CPU s / wall s) "
+        "are measured in the row's process. Peers: see the module docstring for the venv of each row.",
+        "",
+        "| row | precision | texts | wall s | texts/s | CPU s | CPU use | load before/after | dense cos to embforge fp32 (min / mean) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for key, label in LABELS.items():
+        if key not in rows:
+            lines.append(f"| {label} | | | | | | | | not run: {errors.get(key, 'not measured')} |")
+            continue
+        r = rows[key]
+        cos = ""
+        vec = np.load(work / "rows" / f"{key}.npy")
+        if ref is not None and vec.shape == ref.shape:
+            c = (vec * ref).sum(1) / np.linalg.norm(vec, axis=1) / np.linalg.norm(ref, axis=1)
+            cos = f"{c.min():.4f} / {c.mean():.4f}"
+        lines.append(
+            f"| {label} | {r['precision']} | {r['n']} | {r['wall_s']:.2f} | {r['n'] / r['wall_s']:.1f} | "
+            f"{r['cpu_s']:.1f} | {r['cpu_s'] / r['wall_s']:.2f} | {r['load_before']:.1f} / {r['load_after']:.1f} | {cos} |"
+        )
+    t = {k: v["wall_s"] for k, v in rows.items()}
+
+    def ratio(a: str, b: str) -> str:
+        return f"{t[a] / t[b]:.2f}" if a in t and b in t else "skipped"
+
+    results = {
+        "onnx_int8_vs_st": ratio("st_fp32", "embforge_onnx_int8"),
+        "onnx_int8_vs_st_int8": ratio("st_onnx_int8", "embforge_onnx_int8"),
+        "m3_int8_vs_flag": ratio("flag_m3_fp32", "embforge_m3_onnx_int8"),
+        "bf16_vs_st": ratio("st_fp32", "embforge_torch_bf16")
+        if "amx_bf16" in flags or "avx512_bf16" in flags
+        else "skipped",
+        "onnx_fp32_vs_st": ratio("st_fp32", "embforge_onnx_fp32"),
+        "onnx_fp32_vs_st_onnx": ratio("st_onnx_fp32", "embforge_onnx_fp32"),
+    }
+    targets = {"onnx_int8_vs_st": 3.0, "onnx_int8_vs_st_int8": 1.2, "m3_int8_vs_flag": 3.0, "bf16_vs_st": 3.0}
+    lines += ["", "| ratio (wall time) | value | target | met |", "| --- | ---: | ---: | --- |"]
+    for k, v in results.items():
+        tgt = targets.get(k)
+        met = "" if tgt is None or v == "skipped" else ("yes" if float(v) >= tgt else "no")
+        lines.append(f"| {k} | {v} | {'>= ' + str(tgt) + 'x' if tgt else ''} | {met} |")
+    lines += ["", "RESULT " + " ".join(f"{k}={v}" for k, v in results.items() if k in targets)]
+    out = HERE / "results" / "encode_onnx.md"
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("step", choices=["prepare", "run", "report"])
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--rows", default="", help="comma-separated rows (default: all not yet measured)")
+    ap.add_argument("--again", action="store_true", help="re-measure rows already measured")
+    ap.add_argument("--work", default="/tmp/embforge-bench-onnx")
+    ap.add_argument("--ref-python", default=str(ROOT / ".venv-ref" / "bin" / "python"))
+    ap.add_argument("--peer-python", default="/work/venvs/i19/bin/python")
+    ns = ap.parse_args()
+    {"prepare": prepare, "run": run, "report": report}[ns.step](ns)
+
+
+if __name__ == "__main__":
+    main()
