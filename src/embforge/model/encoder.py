@@ -19,7 +19,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from embforge.errors import ConfigError
+from embforge.errors import ConfigError, MissingDependencyError
 from embforge.model.checkpoint import BACKENDS, load_encoder, resolve_backend, resolve_path, save_encoder
 from embforge.model.config import EncoderConfig
 from embforge.model.encode import encode, encode_ids
@@ -152,7 +152,10 @@ class Encoder(nn.Module):
         """
         kind = resolve_backend(path_or_id, backend)
         if kind == "onnx":
-            from embforge.model.onnx_encoder import load_onnx_encoder  # lazy-import: needs onnxruntime
+            try:
+                from embforge.model.onnx_encoder import load_onnx_encoder  # lazy-import: needs onnxruntime
+            except ImportError:
+                raise MissingDependencyError("onnxruntime", "loading an ONNX export (embforge[onnx])") from None
 
             return load_onnx_encoder(resolve_path(path_or_id), heads=heads).to(device or "cpu")
         enc = load_encoder(path_or_id, heads=heads, factory=cls)
