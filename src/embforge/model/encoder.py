@@ -155,7 +155,9 @@ class Encoder(nn.Module):
             try:
                 from embforge.model.onnx_encoder import load_onnx_encoder  # lazy-import: needs onnxruntime
             except ImportError:
-                raise MissingDependencyError("onnxruntime", "loading an ONNX export (embforge[onnx])") from None
+                raise MissingDependencyError(
+                    "onnxruntime", "loading an ONNX export (embforge[onnx])"
+                ) from None
 
             return load_onnx_encoder(resolve_path(path_or_id), heads=heads).to(device or "cpu")
         enc = load_encoder(path_or_id, heads=heads, factory=cls)
