@@ -129,8 +129,10 @@ def run(ns: argparse.Namespace) -> None:
         if (work / "rows" / f"{row}.json").exists() and not ns.again:
             continue
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-        cmd = ["flock", "-x", LOCK, pythons[row], str(HERE / "_encode_rows.py"), row, str(work / "args.json")]
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        row_cmd = [pythons[row], str(HERE / "_encode_rows.py"), row, str(work / "args.json")]
+        # the piece (not the wait for the lock) is limited to 5 minutes
+        cmd = ["flock", "-x", LOCK, "timeout", "300", *row_cmd]
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if res.returncode != 0:
             err = res.stderr.strip().splitlines()[-1:] or ["?"]
             (work / "rows" / f"{row}.error").write_text(res.stderr[-4000:], encoding="utf-8")
