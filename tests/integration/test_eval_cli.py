@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_eval_cli_writes_report_with_every_head(tmp_path, monkeypatch):
-    monkeypatch.setattr(eval_cli, "_load_encoder", lambda model, heads: FakeEncoder())
+    monkeypatch.setattr(eval_cli, "_load_encoder", lambda model, heads, backend="auto": FakeEncoder())
     sts = tmp_path / "stsb-en-dev.csv"
     sts.write_text("a cat sat,a cat sat,5.0\nthe dog,the sky,0.5\nred car,a red car,4.0\n")
     src, tgt = tmp_path / "t.deu", tmp_path / "t.eng"
@@ -92,7 +92,7 @@ def test_eval_compares_models_and_keeps_same_named_sts_files(tmp_path, monkeypat
     """Issue 18: --model A --model B puts both side by side; two sts-dev.csv from two folders both
     reach report.json and report.md (named parent/file), none overwritten."""
     loaded = []
-    monkeypatch.setattr(eval_cli, "_load_encoder", lambda model, heads: loaded.append(model) or FakeEncoder())
+    monkeypatch.setattr(eval_cli, "_load_encoder", lambda model, heads, backend="auto": loaded.append(model) or FakeEncoder())
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
         (tmp_path / d / "sts-dev.csv").write_text(
@@ -125,7 +125,7 @@ def test_eval_compares_models_and_keeps_same_named_sts_files(tmp_path, monkeypat
 
 
 def test_compare_reports(tmp_path, monkeypatch):
-    monkeypatch.setattr(eval_cli, "_load_encoder", lambda model, heads: FakeEncoder())
+    monkeypatch.setattr(eval_cli, "_load_encoder", lambda model, heads, backend="auto": FakeEncoder())
     for d in ("base", "tuned"):
         args = ["eval", "--beir", str(DEMO / "xquad-en"), "--max-queries", "10", "--mrl-dims", "none"]
         r = CliRunner().invoke(app, [*args, "-o", str(tmp_path / d)])
@@ -143,7 +143,7 @@ def test_compare_reports(tmp_path, monkeypatch):
 
 
 def test_missing_inputs_say_does_not_exist_before_a_model_loads(tmp_path, monkeypatch):
-    monkeypatch.setattr(eval_cli, "_load_encoder", lambda model, heads: pytest.fail("model loaded first"))
+    monkeypatch.setattr(eval_cli, "_load_encoder", lambda model, heads, backend="auto": pytest.fail("model loaded first"))
     r = CliRunner().invoke(app, ["eval", "--beir", str(tmp_path / "papers_beir"), "--heads", "dense"])
     assert r.exit_code != 0 and "does not exist" in str(r.exception) and "corpus.jsonl" in str(r.exception)
     r = CliRunner().invoke(app, ["mine", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o.jsonl")])
