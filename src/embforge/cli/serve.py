@@ -103,6 +103,7 @@ def serve(
 
     from embforge.serve import ServeConfig, create_app
     from embforge.serve.config import check_exposure
+    from embforge.serve.protocol import http_protocol
 
     check_exposure(host, api_key, allow_unauthenticated)  # before loading anything
     set_threads(threads)
@@ -134,6 +135,7 @@ def serve(
         access_log=False,
         # uvicorn annotates int but only hands it to asyncio's call_later, where fractions of a second work
         timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # see above
+        http=http_protocol(config),  # h11 with a deadline on request heads (slowloris)
     )
 
 

@@ -192,7 +192,7 @@ class _GuardAndMeasure:
 
         try:
             _refuse(Request(scope), self.config, self.expected)
-            chunks = await _read_body(receive, self.config.max_body_bytes)
+            chunks = await _read_body(receive, self.config.max_body_bytes, self.config.body_timeout_s)
             if chunks is not None:  # None: the client left while sending
                 await self._run(scope, chunks, receive, send_and_see, seen)
         except ApiError as e:
@@ -246,12 +246,29 @@ class _GuardAndMeasure:
         self.metrics.latency.observe(time.perf_counter() - t0, endpoint=endpoint)
 
 
-async def _read_body(receive, limit: int) -> list[dict] | None:
+class _BodyTimeout(ApiError):
+    def __init__(self, seconds: float, got: int) -> None:
+        super().__init__(
+            408,
+            f"the request body did not arrive within {seconds:g} s ({got} bytes received); "
+            "send the body at once, or split a very large request",
+            code="request_timeout",
+            headers={"Connection": "close"},
+        )
+
+
+async def _read_body(receive, limit: int, timeout_s: float | None = None) -> list[dict] | None:
     """The request body's messages, at most ``limit`` bytes in all (413 as soon as it is
-    exceeded, whatever the transfer encoding); None if the client disconnected first."""
+    exceeded, whatever the transfer encoding) and all within ``timeout_s`` seconds (408 after:
+    a body sent a byte at a time holds nothing for long); None if the client disconnected first."""
     chunks, size = [], 0
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
-        message = await receive()
+        try:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            message = await asyncio.wait_for(receive(), left)
+        except asyncio.TimeoutError:
+            raise _BodyTimeout(float(timeout_s or 0), size) from None
         if message["type"] == "http.disconnect":
             return None
         size += len(message.get("body", b""))

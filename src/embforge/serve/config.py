@@ -35,6 +35,11 @@ class ServeConfig:
             limit per input.
         max_total_tokens: tokens per request (OpenAI: 300,000).
         max_body_bytes: request body size limit (413 beyond).
+        header_timeout_s: the request line and headers must arrive within this many seconds of
+            the connection opening or of the request's first byte, else 408 and the connection
+            closes (slowloris; applied by ``embforge.serve.protocol``, which ``embforge serve`` runs).
+        body_timeout_s: the whole body must arrive within this many seconds of the request
+            head, else 408 and the connection closes (a body sent a byte at a time).
         dtype: encoder compute dtype (``"fp32"`` or ``"bf16"``).
         any_model: accept any ``model`` name in requests (for clients that hard-code
             one); by default another name than ``model_name`` is a 404.
@@ -53,6 +58,8 @@ class ServeConfig:
     max_chars_per_input: int | None = None
     max_total_tokens: int = 300_000
     max_body_bytes: int = 64 * 1024 * 1024
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
     dtype: str = "fp32"
     any_model: bool = False
 
@@ -85,7 +92,7 @@ def _numbers_problems(cfg: ServeConfig) -> list[str]:
             continue
         if f.name in _OPTIONAL and (not isinstance(v, int) or v < 1):
             problems.append(f"{f.name}={v!r} must be >= 1 or None")
-        elif not isinstance(v, (int, float)) or v < 0 or (v == 0 and f.name != "max_wait_ms"):
+        elif not isinstance(v, (int, float)) or not v >= 0 or (v == 0 and f.name != "max_wait_ms"):
             problems.append(f"{f.name}={v!r} must be a positive number")
     return problems
 

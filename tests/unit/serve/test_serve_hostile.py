@@ -25,6 +25,8 @@ from embforge.serve.batcher import DynamicBatcher
 from embforge.serve.config import check_exposure, is_loopback
 from embforge.types import Embeddings, Hits
 
+from .conftest import serve_in_thread
+
 
 class DenseIndex:
     """Exact dense search over a few documents; honours ``weights`` like a hybrid index."""
@@ -380,3 +382,83 @@ def test_hostile_docs_and_schema_follow_the_api_key(fake_encoder, make_server):
         assert httpx.get(url + path, headers={"Authorization": "Bearer k3y"}).status_code in (200, 404)
     for path in ("/healthz", "/metrics"):
         assert httpx.get(url + path).status_code == 200
+
+
+# ---------------------------------------------------------------- slowloris
+def _trickle(port: int, data: bytes, stop: threading.Event, pause: float = 0.05) -> socket.socket:
+    """A raw client that sends ``data`` one byte every ``pause`` s (in a thread) until ``stop``."""
+    s = socket.create_connection(("127.0.0.1", port))
+
+    def run() -> None:
+        for b in data:
+            if stop.is_set():
+                return
+            try:
+                s.sendall(bytes([b]))
+            except OSError:
+                return  # the server closed it: what we want
+            time.sleep(pause)
+
+    threading.Thread(target=run, daemon=True).start()
+    return s
+
+
+def _read_until_closed(s: socket.socket, timeout: float = 30.0) -> bytes:
+    s.settimeout(timeout)
+    out = b""
+    try:
+        while chunk := s.recv(65536):
+            out += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return out
+
+
+def test_hostile_slowloris_heads_and_bodies_time_out_without_blocking_others(
+    fake_encoder_cls, minilm_tokenizer
+):
+    """Byte-at-a-time heads, a silent connection and a byte-at-a-time body are each answered 408 and
+    closed by their deadline, while a normal client is served meanwhile."""
+    from embforge.serve.protocol import http_protocol
+
+    config = ServeConfig(header_timeout_s=0.5, body_timeout_s=1.0)
+    app = create_app(fake_encoder_cls(minilm_tokenizer), config=config)
+    with serve_in_thread(app, http=http_protocol(config)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        stop = threading.Event()
+        body = b'{"input": "hello there"}'
+        head = (
+            f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        slow_head = _trickle(port, head * 10, stop)
+        silent = socket.create_connection(("127.0.0.1", port))
+        slow_body = socket.create_connection(("127.0.0.1", port))
+        slow_body.sendall(head + body[:3])
+        try:
+            for _ in range(3):  # others are served while the slow clients hang on
+                r = httpx.post(url + "/v1/embeddings", json={"input": "hi"}, timeout=10)
+                assert r.status_code == 200
+            for s in (slow_head, silent, slow_body):
+                got = _read_until_closed(s)
+                assert got.startswith(b"HTTP/1.1 408"), got[:200]
+                assert b"request_timeout" in got and b"connection: close" in got.lower()
+            # a kept-alive client that goes quiet and then trickles a new head is cut too
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(head + body)
+                s.settimeout(10)
+                assert s.recv(65536).startswith(b"HTTP/1.1 200")
+                closed = False
+                for b in head[:20]:  # 1 s of trickle, over the 0.5 s deadline
+                    try:
+                        s.sendall(bytes([b]))
+                    except OSError:
+                        closed = True  # the server closed it (its 408 may be lost to the reset)
+                        break
+                    time.sleep(0.05)
+                got = _read_until_closed(s)
+                assert closed or got.startswith(b"HTTP/1.1 408"), got[:200]
+        finally:
+            stop.set()
+            for s in (slow_head, silent, slow_body):
+                s.close()
