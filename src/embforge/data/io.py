@@ -227,9 +227,7 @@ def open_text(path: PathLike, mode: str = "r") -> IO[str]:
     """
     p = str(path)
     if p.endswith(".gz"):
-        fh: IO[str] = io.TextIOWrapper(
-            gzip.GzipFile(p, mode.replace("t", "") + "b"), encoding="utf-8", newline=""
-        )
+        fh: IO[str] = io.TextIOWrapper(gzip.GzipFile(p, mode.replace("t", "") + "b"), encoding="utf-8", newline="")
     else:
         fh = open(p, mode, encoding="utf-8", newline="")
     if "r" not in mode:
@@ -280,9 +278,7 @@ def loads_json(text: str, where: str) -> Any:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(
-            f"{where}: invalid JSON ({e.msg} at column {e.colno}); fix or remove the line"
-        ) from None
+        raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno}); fix or remove the line") from None
     except RecursionError:
         raise DataError(f"{where}: JSON nested too deeply to read; flatten the record") from None
     except ValueError as e:  # e.g. an integer beyond sys.get_int_max_str_digits()
@@ -330,21 +326,19 @@ def check_output(path: PathLike, *, directory: bool = False, inputs: Iterable[Pa
         if inp is not None and out.resolve() == Path(inp).resolve():
             raise DataError(f"{out}: the output is also an input of this command; write to another path")
     if directory and out.exists() and not out.is_dir():
-        raise DataError(
-            f"{out}: exists and is a file, but the output is a folder; remove it or pick another path"
-        )
+        raise DataError(f"{out}: exists and is a file, but the output is a folder; remove it or pick another path")
     if not directory and out.is_dir():
         raise DataError(f"{out}: is a folder, but the output is a file; pick a file name")
     for parent in out.absolute().parents:
         if parent.exists():
             if not parent.is_dir():
-                raise DataError(
-                    f"{out}: {parent} is a file, so nothing can be written under it; pick another path"
-                )
+                raise DataError(f"{out}: {parent} is a file, so nothing can be written under it; pick another path")
             break
 
 
-def precheck_records(path: PathLike, beir_split: str | None = None, corpus: PathLike | None = None) -> None:
+def precheck_records(
+    path: PathLike, beir_split: str | None = None, corpus: PathLike | None = None
+) -> None:
     """Read an input once, only to check it, before a command loads a model.
 
     A record file is parsed whole; a BEIR folder (with ``beir_split``) has its corpus,
