@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
@@ -29,6 +29,7 @@ from embforge.serve.batcher import DynamicBatcher
 from embforge.serve.config import ApiError, ServeConfig
 from embforge.serve.engine import EncoderEngine, load_encoder
 from embforge.serve.metrics import Metrics
+from embforge.serve.output import render_json
 from embforge.serve.schemas import EmbeddingRequest, EmbeddingResponse, SearchRequest, SearchResponse
 from embforge.serve.service import EmbeddingService
 
@@ -382,12 +383,12 @@ def _add_routes(app, service, metrics) -> None:
     @app.post("/v1/embeddings", response_model=EmbeddingResponse)
     async def embeddings(req: EmbeddingRequest):
         """OpenAI-compatible embeddings (plus sparse / multivector / quantized extensions)."""
-        return JSONResponse(await service.embeddings(req))
+        return Response(await render_json(await service.embeddings(req)), media_type="application/json")
 
     @app.post("/v1/search", response_model=SearchResponse)
     async def search(req: SearchRequest):
         """Query text(s) -> ranked document ids from the loaded hybrid index."""
-        return JSONResponse(await service.search(req))
+        return Response(await render_json(await service.search(req)), media_type="application/json")
 
     @app.get("/v1/models")
     async def models():

@@ -384,6 +384,46 @@ def test_hostile_docs_and_schema_follow_the_api_key(fake_encoder, make_server):
         assert httpx.get(url + path).status_code == 200
 
 
+def test_hostile_big_response_is_rendered_in_chunks_between_other_requests():
+    """A 2,000-item response is the exact bytes JSONResponse renders, but built in chunks with
+    the event loop yielded between them, so other requests are served while it renders."""
+    from starlette.responses import JSONResponse
+
+    from embforge.serve.output import CHUNK, render_json
+
+    rng = np.random.default_rng(0)
+    body = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": rng.random(8).tolist(), "x": "é"} for i in range(2000)],
+        "model": "m",
+        "usage": {"prompt_tokens": 3, "total_tokens": 3},
+    }
+
+    async def main():
+        steps, done = 0, False
+
+        async def other():  # another request's task: counts the loop turns it gets
+            nonlocal steps
+            while not done:
+                steps += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(other())
+        await asyncio.sleep(0)
+        out = await render_json(body)
+        done = True
+        await task
+        return out, steps
+
+    out, steps = asyncio.run(main())
+    assert out == JSONResponse(body).body
+    assert steps >= 2000 // CHUNK - 1  # the other task ran between the chunks
+    small = {"object": "list", "data": [], "model": "m"}
+    assert asyncio.run(render_json(small)) == JSONResponse(small).body
+    with pytest.raises(ValueError):  # NaN is refused before a byte is sent, as JSONResponse does
+        asyncio.run(render_json({"data": [{"v": float("nan")}] * 100}))
+
+
 # ---------------------------------------------------------------- slowloris
 def _trickle(port: int, data: bytes, stop: threading.Event, pause: float = 0.05) -> socket.socket:
     """A raw client that sends ``data`` one byte every ``pause`` s (in a thread) until ``stop``."""
