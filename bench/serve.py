@@ -500,7 +500,8 @@ def run_hostile(name: str, cmd: list[str], port: int, env, texts, args) -> list[
 
 BOUND = (
     "Bound (docs/serving.md): a small request waits at most for the micro-batch already encoding when "
-    "it arrived plus its own batch (each at most --max-batch-tokens = 16384 padded tokens) plus "
+    "it arrived plus its own batch (each at most --max-batch-tokens = 16384 padded tokens and about "
+    "--max-batch-ms = 500 ms of encoding at the measured speed) plus "
     "--max-wait-ms, whatever else is queued, plus the time the event loop spends parsing a big "
     "body's JSON (the 'slowest /healthz' column: json.loads holds the GIL, so a worker thread would "
     "not shorten it; counting a big request's tokens runs in a worker thread in calls of 32 texts). "

@@ -68,6 +68,12 @@ def serve(
     max_wait_ms: float = typer.Option(
         5.0, "--max-wait-ms", help="How long the first queued text waits for others to join its batch."
     ),
+    max_batch_ms: Optional[float] = typer.Option(
+        500.0,
+        "--max-batch-ms",
+        help="Aim for micro-batches of at most this many ms of encoding (at the measured speed), so a big "
+        "request cannot hold small ones for long; 0 = no time cap, only --max-batch-tokens.",
+    ),
     max_queue: int = typer.Option(
         4096, "--max-queue", help="Texts waiting or encoding at most; more -> HTTP 429."
     ),
@@ -114,6 +120,7 @@ def serve(
         max_batch_tokens=max_batch_tokens,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
+        max_batch_ms=max_batch_ms or None,
         max_queue_inputs=max_queue,
         queue_timeout_s=queue_timeout,
         max_inputs=max_inputs,

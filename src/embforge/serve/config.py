@@ -25,6 +25,10 @@ class ServeConfig:
             number of texts x longest text); one text longer than it runs alone.
         max_batch_size: at most this many texts per micro-batch.
         max_wait_ms: how long the first text of a micro-batch waits for others.
+        max_batch_ms: milliseconds of encoding per micro-batch to aim for: the token budget is
+            also capped at this long at the encoder's measured speed, so one batch of long texts
+            cannot hold small requests for long on a slow or loaded CPU (the fairness bound);
+            None = only ``max_batch_tokens``.
         max_queue_inputs: texts waiting or being encoded; beyond it -> 429.
         queue_timeout_s: a text not started within this time -> 503.
         max_inputs: texts per request (OpenAI: 2048).
@@ -51,6 +55,7 @@ class ServeConfig:
     max_batch_tokens: int = 16384
     max_batch_size: int = 256
     max_wait_ms: float = 5.0
+    max_batch_ms: float | None = 500.0
     max_queue_inputs: int = 4096
     queue_timeout_s: float = 60.0
     max_inputs: int = 2048
@@ -82,13 +87,14 @@ class ServeConfig:
 
 _NOT_NUMBERS = frozenset({"model_name", "api_key", "default_role", "dtype", "any_model"})
 _OPTIONAL = ("max_tokens_per_input", "max_chars_per_input")  # None = derived from the model
+_OPTIONAL_NUMBERS = ("max_batch_ms",)  # None = off
 
 
 def _numbers_problems(cfg: ServeConfig) -> list[str]:
     problems = []
     for f in fields(cfg):
         v = getattr(cfg, f.name)
-        if f.name in _NOT_NUMBERS or (f.name in _OPTIONAL and v is None):
+        if f.name in _NOT_NUMBERS or (f.name in _OPTIONAL + _OPTIONAL_NUMBERS and v is None):
             continue
         if f.name in _OPTIONAL and (not isinstance(v, int) or v < 1):
             problems.append(f"{f.name}={v!r} must be >= 1 or None")

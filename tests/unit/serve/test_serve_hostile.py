@@ -384,6 +384,42 @@ def test_hostile_docs_and_schema_follow_the_api_key(fake_encoder, make_server):
         assert httpx.get(url + path).status_code == 200
 
 
+def test_hostile_long_batches_are_capped_at_the_time_budget():
+    """With max_batch_s, a batch holds at most max_batch_s x the measured encoding speed of padded
+    tokens (never under _MIN_BUDGET, never over max_batch_tokens): on a slow encoder a batch of long
+    texts stays short, so a small request behind it waits about max_batch_s, not minutes."""
+    from embforge.serve.batcher import _MIN_BUDGET
+
+    rec = Recorder()
+    b = DynamicBatcher(rec, max_batch_tokens=16384, max_batch_s=0.5)
+    assert b.budget == 16384  # nothing measured yet
+    b._measured(4000, 1.0)  # 4000 padded tokens/s
+    assert b.speed == 4000 and b.budget == 2000
+    b._measured(8000, 1.0)
+    assert b.speed == pytest.approx(0.7 * 4000 + 0.3 * 8000)
+    b._measured(10, 10.0)  # a tiny batch says little about the speed: ignored
+    assert b.speed == pytest.approx(5200)
+    b.speed = 10.0  # a crawling encoder: the floor keeps batches useful
+    assert b.budget == _MIN_BUDGET
+    b.speed = 1e9  # a fast one: max_batch_tokens still holds
+    assert b.budget == 16384
+    assert DynamicBatcher(rec, max_batch_tokens=16384).budget == 16384  # no time cap by default
+
+    async def main():
+        b = DynamicBatcher(rec, max_batch_tokens=16384, max_batch_size=256, max_wait_s=0.001, max_batch_s=0.5)
+        b.speed = 2000.0  # 0.5 s -> 1000 padded tokens -> the _MIN_BUDGET floor of 1024
+        await b.start()
+        await b.submit([f"long {i}" for i in range(64)], [256] * 64, role="d", heads=("dense",))
+        await b.stop()
+
+    rec.batches.clear()
+    asyncio.run(main())
+    # the first batch: 4 texts of 256 tokens, not 64 (the fake encoder is fast, so later batches,
+    # measured, grow: the cap follows the speed)
+    assert len(rec.batches[0]) == _MIN_BUDGET // 256
+    assert sum(map(len, rec.batches)) == 64
+
+
 def test_hostile_big_response_is_rendered_in_chunks_between_other_requests():
     """A 2,000-item response is the exact bytes JSONResponse renders, but built in chunks with
     the event loop yielded between them, so other requests are served while it renders."""
