@@ -63,7 +63,10 @@ def test_hostile_failure_mid_write_leaves_the_old_file(tmp_path, monkeypatch, na
 # Each in-place write left in src/, with why it is not a half-made output.
 ALLOWED_IN_PLACE = {
     "atomic.py": (1, "the temp file of atomic_write_bytes itself"),
-    "data/io.py": (3, "atomic_write's temp file (x2); the --skip-bad side file, a log kept on failure on purpose"),
+    "data/io.py": (
+        3,
+        "atomic_write's temp file (x2); the --skip-bad side file, a log kept on failure on purpose",
+    ),
     "cli/encode.py": (2, "a temp file renamed into place when complete"),
     "index/storage.py": (1, "index.json inside atomic_write_dir's temp folder"),
     "index/base.py": (1, "ids.json inside atomic_write_dir's temp folder"),

@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["quantize", "int8_scale", "encode_vector", "encode_matrix", "dequantize_int8", "render_json", "CHUNK"]
+__all__ = [
+    "quantize",
+    "int8_scale",
+    "encode_vector",
+    "encode_matrix",
+    "dequantize_int8",
+    "render_json",
+    "CHUNK",
+]
 
 CHUNK = 32  # response items rendered per event-loop step
 
@@ -44,7 +52,7 @@ async def render_json(body: dict[str, Any]) -> bytes:
         for a in range(0, len(data), CHUNK):
             items.append(",".join(dumps(x) for x in data[a : a + CHUNK]))
             await asyncio.sleep(0)  # let the loop serve other requests between chunks
-        parts.append(f'{dumps(key)}:[{",".join(items)}]')
+        parts.append(f"{dumps(key)}:[{','.join(items)}]")
     return ("{" + ",".join(parts) + "}").encode("utf-8")
 
 

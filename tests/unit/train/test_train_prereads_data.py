@@ -27,13 +27,17 @@ def _loader(*a, **k):
 def _bad_file(tmp_path: Path, n: int = 200) -> tuple[Path, int]:
     """``n`` good records, then one broken line at the end."""
     p = tmp_path / "train.jsonl"
-    p.write_text("".join(json.dumps(GOOD) + "\n" for _ in range(n)) + '{"query": "cut off\n', encoding="utf-8")
+    p.write_text(
+        "".join(json.dumps(GOOD) + "\n" for _ in range(n)) + '{"query": "cut off\n', encoding="utf-8"
+    )
     return p, n + 1
 
 
 def _nv_config(tmp_path: Path, bad: Path) -> Path:
     good = tmp_path / "good.jsonl"
-    good.write_text("".join(json.dumps({**GOOD, "query": f"q{i}"}) + "\n" for i in range(20)), encoding="utf-8")
+    good.write_text(
+        "".join(json.dumps({**GOOD, "query": f"q{i}"}) + "\n" for i in range(20)), encoding="utf-8"
+    )
     stage = {"in_batch_negatives": True, "steps": 1, "batch_size": 2, "negatives": 1}
     cfg = {
         "recipe": "nv-embed",
