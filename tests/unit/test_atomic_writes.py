@@ -69,6 +69,7 @@ ALLOWED_IN_PLACE = {
     ),
     "cli/encode.py": (2, "a temp file renamed into place when complete"),
     "index/storage.py": (1, "index.json inside atomic_write_dir's temp folder"),
+    "export/onnx.py": (1, "embforge_onnx.json inside the export's temp folder, renamed when complete"),
     "index/base.py": (1, "ids.json inside atomic_write_dir's temp folder"),
     "train/checkpoint.py": (1, "trainer_state.json inside the temp checkpoint folder, renamed when complete"),
     "train/loop.py": (1, "log.jsonl appended a line per step (a log; resume drops a torn last line)"),
