@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shlex
 from pathlib import Path
 from typing import Optional
@@ -10,7 +9,6 @@ from typing import Optional
 import typer
 
 from embforge.cli._common import (
-    HEAD_CHOICES,
     batch_size_option,
     heads_option,
     max_length_option,
@@ -24,19 +22,6 @@ from embforge.cli._common import (
 )
 from embforge.cli._outputs import claim
 from embforge.errors import ConfigError
-
-
-def _parse_weights(weights: str) -> dict[str, float]:
-    parts = weights.split(",")
-    if len(parts) != 3:
-        raise ConfigError(f"--weights {weights!r}: give three numbers dense,sparse,multivector, e.g. 1,0.3,1")
-    try:
-        vals = [float(x) for x in parts]
-    except ValueError:
-        raise ConfigError(f"--weights {weights!r}: not numbers; e.g. --weights 1,0.3,1") from None
-    if not all(math.isfinite(v) for v in vals):
-        raise ConfigError(f"--weights {weights!r}: NaN and infinity are not weights; e.g. --weights 1,0.3,1")
-    return dict(zip(HEAD_CHOICES, vals))
 
 
 def _parse_dims(dims: str) -> list[int] | None:
@@ -122,7 +107,9 @@ def eval_command(
         True, help="Also evaluate the hybrid score w1*dense + w2*sparse + w3*multivector."
     ),
     weights: str = typer.Option(
-        "1,0.3,1", help="Hybrid weights dense,sparse,multivector (BGE-M3 paper: 1,0.3,1)."
+        "1,0.3,1",
+        help="Hybrid weights dense,sparse,multivector (BGE-M3 paper: 1,0.3,1) or head=weight pairs; "
+        "a head left out weighs 0.",
     ),
     mrl_dims: str = typer.Option(
         "auto", help="Matryoshka curve dims: 'auto' (32, 64, ... full), 'none', or e.g. 64,128,256."
@@ -159,7 +146,9 @@ def eval_command(
     head_p = parse_heads(heads)
     if index is not None and len(models) > 1:
         raise ConfigError("--index evaluates one index: give at most one --model (its query encoder)")
-    hybrid_weights = _parse_weights(weights)  # every option is checked before data or model load
+    from embforge.scoring import parse_weights
+
+    hybrid_weights = parse_weights(weights, "--weights")  # every option checked before data or model load
     claim(output, directory=True, inputs=[*beir, *sts])
     sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs)
     command = command_line("eval", ctx.params)

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -51,9 +52,19 @@ __all__ = [
     "parse_corpus_doc",
     "parse_query",
     "parse_qrel_line",
+    "check_field_typos",
 ]
 
 _META = ("source", "lang", "id")
+# every field a record kind reads (FlagEmbedding's optional ``prompt`` / ``type`` included)
+FIELDS: dict[str, tuple[str, ...]] = {
+    "pair": ("query", "positive"),
+    "scored_pair": ("sentence1", "sentence2", "score"),
+    "triple": ("query", "positive", "negative"),
+    "example": ("query", "pos", "neg", "pos_scores", "neg_scores", "prompt", "type"),
+}
+_RECORD_FIELDS = tuple(dict.fromkeys(f for fs in FIELDS.values() for f in fs)) + _META
+_BEIR_FIELDS = ("_id", "title", "text", "metadata", "lang")
 
 
 @dataclass(frozen=True)
@@ -203,6 +214,24 @@ def _fail(where: str, msg: str) -> DataError:
     return DataError(f"{where}: {msg}")
 
 
+def check_field_typos(obj: Any, fields: tuple[str, ...], where: str, ignore: tuple[str, ...] = ()) -> None:
+    """A key that is not a field but close to one (``postive``) is a typo: a DataError naming
+    ``where``, the key, the closest field and the fix. Other extra keys (a data set's own
+    metadata columns) are ignored, as before."""
+    if not isinstance(obj, dict):
+        return
+    for key in obj:
+        if not isinstance(key, str) or key in fields or key in ignore:
+            continue
+        close = difflib.get_close_matches(key, fields, n=1, cutoff=0.75)
+        if close:
+            raise _fail(
+                where,
+                f"unknown field {key!r}; did you mean {close[0]!r}? rename {key!r} to {close[0]!r} "
+                f"(fields: {', '.join(fields)})",
+            )
+
+
 def _text(obj: dict, key: str, where: str, kind: str) -> str:
     if key not in obj:
         raise _fail(where, f"{kind} record has no {key!r} field (keys: {sorted(obj)}); add it")
@@ -301,6 +330,7 @@ def parse_record(obj: Any, where: str = "<record>", kind: str | None = None) -> 
     if isinstance(obj, dict) and any(v is None for v in obj.values()):
         # null = absent (a parquet file holding several kinds has null columns per row)
         obj = {k: v for k, v in obj.items() if v is not None}
+    check_field_typos(obj, _RECORD_FIELDS, where, ignore=_BEIR_FIELDS)
     found = detect_kind(obj, where)
     if kind is not None and found != kind:
         if kind not in KINDS:
@@ -348,6 +378,7 @@ def parse_corpus_doc(obj: Any, where: str = "<corpus>") -> CorpusDoc:
     they must stay in the corpus (they simply never match); readers count them.
     """
     doc_id = _beir_id(obj, where, "corpus document")
+    check_field_typos(obj, _BEIR_FIELDS, where, ignore=("id",))
     if "text" not in obj and "title" not in obj:
         raise _fail(where, f"document {doc_id!r} has no 'text' field; add it (it may be empty)")
     text = obj.get("text") or ""
@@ -360,6 +391,7 @@ def parse_corpus_doc(obj: Any, where: str = "<corpus>") -> CorpusDoc:
 def parse_query(obj: Any, where: str = "<queries>") -> Query:
     """A BEIR query row ``{"_id", "text"}``."""
     qid = _beir_id(obj, where, "query")
+    check_field_typos(obj, _BEIR_FIELDS, where, ignore=("id",))
     text = obj.get("text")
     if not isinstance(text, str) or not text.strip():
         raise _fail(where, f"query {qid!r} has no non-empty 'text' string")
