@@ -87,7 +87,15 @@ def test_search_eval_serve_and_python_api_share_one_rule(tmp_path):
     # CLI: search and eval, checked before any data or model is read
     tail = want.split("}: ", 1)[1]  # the problem and the fix, after the value
     for args in (
-        ["search", str(tmp_path), str(tmp_path / "q.txt"), "-o", str(tmp_path / "r.trec"), "--weights", "bm25=1"],
+        [
+            "search",
+            str(tmp_path),
+            str(tmp_path / "q.txt"),
+            "-o",
+            str(tmp_path / "r.trec"),
+            "--weights",
+            "bm25=1",
+        ],
         ["eval", "--beir", str(tmp_path / "none"), "-o", str(tmp_path / "ev"), "--weights", "bm25=1"],
     ):
         r = CliRunner().invoke(app, args)
