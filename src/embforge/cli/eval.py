@@ -11,6 +11,7 @@ import typer
 from embforge.cli._common import (
     batch_size_option,
     heads_option,
+    lang_option,
     max_length_option,
     model_option,
     output_option,
@@ -96,6 +97,10 @@ def eval_command(
         [], "--beir", help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv). Repeatable."
     ),
     split: str = split_option(),
+    lang: str = lang_option(
+        "Language of every evaluated set; empty = from the data's 'lang' fields (a tag at the end of a "
+        "set's name, as in xquad-de, is only the last resort, with a warning)."
+    ),
     sts: list[Path] = typer.Option(
         [], "--sts", help="STS file (STS-B TSV, KorSTS TSV, stsb_multi_mt CSV or JSONL). Repeatable."
     ),
@@ -150,7 +155,7 @@ def eval_command(
 
     hybrid_weights = parse_weights(weights, "--weights")  # every option checked before data or model load
     claim(output, directory=True, inputs=[*beir, *sts])
-    sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs)
+    sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs, lang or None)
     command = command_line("eval", ctx.params)
     data = {
         "beir": [{"path": str(p), "split": split} for p in beir],
@@ -211,6 +216,7 @@ def _load_sets(
     sts: list[Path],
     bitext: list[str],
     max_pairs: int | None,
+    lang: str | None = None,
 ) -> tuple[list, list, list]:
     """(retrieval sets, STS sets, bitext sets) read from the command's paths; bad --bitext fails first."""
     from embforge.eval.datasets import load_beir, load_bitext, load_sts
@@ -222,13 +228,15 @@ def _load_sets(
             raise ConfigError(f"--bitext {spec!r}: give two files separated by a comma: SOURCE,TARGET")
     # results are keyed by these names: two files called sts-dev.csv become dir1/sts-dev, dir2/sts-dev
     bnames = unique_labels([Path(p[0]).name for p in pairs], [p[0] for p in pairs])
-    bitext_sets = [load_bitext(p[0], p[1], name=n, max_pairs=max_pairs) for p, n in zip(pairs, bnames)]
+    bitext_sets = [
+        load_bitext(p[0], p[1], name=n, language=lang, max_pairs=max_pairs) for p, n in zip(pairs, bnames)
+    ]
     rnames = unique_labels([Path(p).resolve().name for p in beir], [str(Path(p).resolve()) for p in beir])
     retrieval_sets = [
-        load_beir(p, split=split, name=n, max_queries=max_queries) for p, n in zip(beir, rnames)
+        load_beir(p, split=split, name=n, language=lang, max_queries=max_queries) for p, n in zip(beir, rnames)
     ]
     snames = unique_labels([_stem(p) for p in sts], [str(Path(p).resolve()) for p in sts])
-    sts_sets = [load_sts(p, name=n) for p, n in zip(sts, snames)]
+    sts_sets = [load_sts(p, name=n, language=lang) for p, n in zip(sts, snames)]
     return retrieval_sets, sts_sets, bitext_sets
 
 

@@ -169,25 +169,29 @@ KINDS: dict[str, type] = {c.kind: c for c in (Pair, ScoredPair, Triple, Example)
 
 @dataclass(frozen=True)
 class CorpusDoc:
-    """One BEIR corpus document."""
+    """One BEIR corpus document; ``lang`` from the row's ``lang`` (or ``metadata.lang``) field."""
 
     id: str
     text: str
     title: str = ""
+    lang: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"_id": self.id, "title": self.title, "text": self.text}
+        d = {"_id": self.id, "title": self.title, "text": self.text}
+        return {**d, "lang": self.lang} if self.lang else d
 
 
 @dataclass(frozen=True)
 class Query:
-    """One BEIR query."""
+    """One BEIR query; ``lang`` from the row's ``lang`` (or ``metadata.lang``) field."""
 
     id: str
     text: str
+    lang: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"_id": self.id, "text": self.text}
+        d = {"_id": self.id, "text": self.text}
+        return {**d, "lang": self.lang} if self.lang else d
 
 
 @dataclass(frozen=True)
@@ -371,6 +375,19 @@ def _beir_id(obj: Any, where: str, what: str) -> str:
     return str(v)
 
 
+def _row_lang(obj: dict, where: str) -> str:
+    """A BEIR row's language: its ``lang`` field, else ``metadata.lang`` / ``metadata.language``."""
+    meta = obj.get("metadata")
+    v = obj.get("lang")
+    if v is None and isinstance(meta, dict):
+        v = meta.get("lang", meta.get("language"))
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise _fail(where, f"field 'lang' must be a language tag string (e.g. 'de'), got {type(v).__name__} {v!r:.60}")
+    return v.strip()
+
+
 def parse_corpus_doc(obj: Any, where: str = "<corpus>") -> CorpusDoc:
     """A BEIR corpus row ``{"_id", "title"?, "text"}``.
 
@@ -385,7 +402,7 @@ def parse_corpus_doc(obj: Any, where: str = "<corpus>") -> CorpusDoc:
     title = obj.get("title") or ""
     if not isinstance(text, str) or not isinstance(title, str):
         raise _fail(where, f"document {doc_id!r}: 'text' and 'title' must be strings")
-    return CorpusDoc(doc_id, text, title)
+    return CorpusDoc(doc_id, text, title, _row_lang(obj, where))
 
 
 def parse_query(obj: Any, where: str = "<queries>") -> Query:
@@ -395,7 +412,7 @@ def parse_query(obj: Any, where: str = "<queries>") -> Query:
     text = obj.get("text")
     if not isinstance(text, str) or not text.strip():
         raise _fail(where, f"query {qid!r} has no non-empty 'text' string")
-    return Query(qid, text)
+    return Query(qid, text, _row_lang(obj, where))
 
 
 def parse_qrel_line(line: str, where: str = "<qrels>") -> Qrel:

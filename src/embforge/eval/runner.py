@@ -279,6 +279,7 @@ def _retrieval_report(runs: _RetrievalRuns, data: RetrievalSet, k_values: Sequen
     """The report entry's header and per-head metrics (hybrid included)."""
     return {
         "language": data.language,
+        "language_source": data.meta.get("language_source", ""),  # given | data | name
         "num_queries": len(data.query_ids),
         "num_docs": len(data.doc_ids),
         "heads": {
@@ -379,6 +380,7 @@ def evaluate_index(
     res = M.evaluate(data.qrels, hits.to_run(data.query_ids), k_values)
     return {
         "language": data.language,
+        "language_source": data.meta.get("language_source", ""),  # given | data | name
         "num_queries": len(data.query_ids),
         "num_docs": len(data.doc_ids),
         "heads": {"index": res},
