@@ -84,7 +84,7 @@ def test_squad_conversion_writes_the_language_into_the_rows(tmp_path):
 
 
 def test_eval_reports_the_data_language_and_takes_lang(tmp_path, monkeypatch):
-    monkeypatch.setattr(eval_cli, "_load_encoder", lambda model, heads: FakeEncoder())
+    monkeypatch.setattr(eval_cli, "_load_encoder", lambda model, heads, backend="auto": FakeEncoder())
     root = _beir(tmp_path / "papers_beir_ne", "en", "en")
     for extra, want in (([], ("en", "data")), (["--lang", "de"], ("de", "given"))):
         out = tmp_path / f"out{len(extra)}"
