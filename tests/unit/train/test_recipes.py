@@ -189,3 +189,25 @@ def test_token_limit_above_the_model_limit_fails_before_a_step(tiny, tmp_path):
     ):
         recipe.run(cfg)
     assert not (tmp_path / "run" / "log.jsonl").exists()
+
+
+def test_length_buckets_vary_the_batch_size_by_length(tiny, tmp_path, capsys):
+    """BGE M3 batching: a bucket of longer texts gets a smaller batch (about equal tokens per step)."""
+    model, data = tiny
+    ov = tiny_overrides("m3-finetune", model, data, tmp_path / "run") + [
+        "data.length_buckets=[10,40]",
+        "loop.batch_size=4",
+        "data.one_source_per_batch=false",
+        "loop.max_steps=6",
+    ]
+    recipe, cfg = load_config(ROOT / "configs" / "m3-finetune.yaml", ov)
+    recipe.run(cfg)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 6 and {r["batch_size"] for r in log} <= {4.0, 1.0}
+    err = capsys.readouterr().err
+    assert "data.length_buckets [10, 40]: all@10: " in err and "x batch 4" in err
+
+
+def test_length_buckets_must_increase():
+    with pytest.raises(ConfigError, match="length_buckets: must be increasing"):
+        load_config(ROOT / "configs" / "m3-finetune.yaml", ["data.length_buckets=[512,128]"])
