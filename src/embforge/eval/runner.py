@@ -281,7 +281,9 @@ def _retrieval_report(runs: _RetrievalRuns, data: RetrievalSet, k_values: Sequen
     }
 
 
-def _health(qdense: np.ndarray, data: RetrievalSet, pos_vecs: dict[str, np.ndarray]) -> dict[str, float]:
+def _health(
+    qdense: np.ndarray, data: RetrievalSet, pos_vecs: dict[str, np.ndarray]
+) -> dict[str, float | None]:
     a, b = [], []
     for i, q in enumerate(data.query_ids):
         for d, r in data.qrels[q].items():
@@ -290,7 +292,9 @@ def _health(qdense: np.ndarray, data: RetrievalSet, pos_vecs: dict[str, np.ndarr
                 b.append(pos_vecs[d])
                 break
     docs = np.stack(list(pos_vecs.values()))
-    return {"alignment": M.alignment(np.stack(a), np.stack(b)), "uniformity": M.uniformity(docs)}
+    # uniformity compares pairs of documents: with one judged document there is none (reported n/a)
+    uniformity = M.uniformity(docs) if len(docs) >= 2 else None
+    return {"alignment": M.alignment(np.stack(a), np.stack(b)), "uniformity": uniformity}
 
 
 def evaluate_sts(

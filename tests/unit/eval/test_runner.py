@@ -95,3 +95,14 @@ def test_rerank_mode_equals_exact_when_candidates_cover_corpus_and_is_close_othe
     assert abs(few["heads"]["hybrid"]["ndcg@10"] - exact["heads"]["hybrid"]["ndcg@10"]) < 0.05
     with pytest.raises(R.ConfigError, match="rerank_top needs the dense and/or sparse head"):
         R.evaluate_retrieval(enc, small, rerank_top=10, **{**kw, "heads": ("multivector",)})
+
+
+def test_health_with_one_judged_document_reports_no_uniformity(small):
+    """All judged queries share one positive: alignment is defined, uniformity (document pairs) is not."""
+    from dataclasses import replace
+
+    q = small.query_ids[0]
+    d = next(iter(small.qrels[q]))
+    one = replace(small, query_ids=[q], query_texts=[small.query_texts[0]], qrels={q: {d: 1}})
+    res = R.evaluate_retrieval(FakeEncoder(), one, heads=("dense",), mrl_dims=None)
+    assert res["health"]["uniformity"] is None and res["health"]["alignment"] >= 0
