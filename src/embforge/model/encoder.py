@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -23,6 +24,7 @@ from embforge.errors import ConfigError
 from embforge.model.checkpoint import load_encoder, save_encoder
 from embforge.model.config import EncoderConfig
 from embforge.model.encode import encode, encode_ids
+from embforge.model.fusion import ModelFusion, read_fusion, write_fusion
 from embforge.model.heads import HEADS, Head, HeadOptions
 from embforge.model.instructions import with_instruction_pool_mask
 from embforge.model.plugins import BACKBONE_ADAPTERS, import_attr
@@ -31,7 +33,12 @@ from embforge.text import check_texts, collate, tokenize_texts, warn_truncated
 from embforge.types import Batch, EmbeddingOutput, Embeddings
 
 # FlagEmbedding's names for the BGE-M3 heads, accepted where they are unambiguous.
-HEAD_ALIASES = {"colbert": "multivector", "colbert_vecs": "multivector", "lexical_weights": "sparse", "lexical": "sparse"}
+HEAD_ALIASES = {
+    "colbert": "multivector",
+    "colbert_vecs": "multivector",
+    "lexical_weights": "sparse",
+    "lexical": "sparse",
+}
 
 __all__ = ["Encoder", "LEGACY_HEAD_PREFIXES"]
 
@@ -49,7 +56,11 @@ class Encoder(nn.Module):
         config: ``EncoderConfig`` (heads, pooling, normalisation, prefixes, limits).
         head_modules: ``nn.ModuleDict`` head name -> ``Head`` (registry order; dense always).
         dense_head / sparse_head / multivector_head: the built-in heads (None when not configured).
+        fusion: the model folder's hybrid fusion (``fusion.json``, ``embforge.model.fusion``), None
+            when it has none (then the paper's weighted sum applies).
     """
+
+    fusion: ModelFusion | None = None
 
     def __init__(self, backbone: nn.Module, tokenizer, config: EncoderConfig | None = None) -> None:
         super().__init__()
@@ -142,11 +153,15 @@ class Encoder(nn.Module):
         deterministically with a warning (see ``embforge.model.checkpoint``).
         """
         enc = load_encoder(path_or_id, heads=heads, factory=cls)
+        if path_or_id is not None and Path(path_or_id).is_dir():
+            enc.fusion = read_fusion(path_or_id)
         return enc.to(device) if device else enc
 
     def save_pretrained(self, path: str, format: str = "embforge") -> None:
         """Write to ``path`` as ``format``: "embforge" | "bge-m3" | "sentence-transformers"."""
         save_encoder(self, path, format=format)
+        if self.fusion is not None:
+            write_fusion(path, self.fusion)
 
     # ----------------------------------------------------------------- text -> batch
     def prefix(self, role: str) -> str:

@@ -8,7 +8,7 @@ remembers which model (and Matryoshka dim / max length) made it, so that
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from embforge.model.encoder import Encoder
 from embforge.registry import Registry
 from embforge.types import HEADS, Hits
 
-__all__ = ["DENSE_BACKENDS", "Retriever", "build_index", "make_hybrid"]
+__all__ = ["DENSE_BACKENDS", "Retriever", "build_index", "make_hybrid", "model_fusion_kwargs"]
 
 DENSE_BACKENDS: Registry = Registry("dense index")
 DENSE_BACKENDS.add("exact", lambda dim: ExactDenseIndex(dim=dim))
@@ -73,7 +73,13 @@ def build_index(
     """
     kw = dict(encode_kwargs or {})
     # the dense index truncates too, so full-size query vectors (e.g. from the server) also fit
-    index = make_hybrid(heads, dense=dense, dim=dim, multivector_dtype=multivector_dtype)
+    fusion = getattr(encoder, "fusion", None)  # the model's fusion.json (embforge tune-fusion)
+    hybrid = (
+        {}
+        if fusion is None
+        else {"fusion": fusion.fusion, "weights": dict(fusion.weights), "rrf_k": fusion.rrf_k}
+    )
+    index = make_hybrid(heads, dense=dense, dim=dim, multivector_dtype=multivector_dtype, **hybrid)
     index.meta = {
         "encoder": {
             "model": recorded_model(model),
@@ -106,6 +112,18 @@ def query_model(index_dir: str | os.PathLike, recorded: str | None) -> str | Non
         return recorded
     beside = Path(index_dir) / recorded
     return str(beside) if beside.is_dir() else recorded
+
+
+def model_fusion_kwargs(encoder: Any, search_kw: dict[str, Any]) -> dict[str, Any]:
+    """``search_kw`` with the encoder's fusion (``fusion.json``) filling in fusion and weights the
+    caller left None; per-query weight lists are left as they are."""
+    fusion = getattr(encoder, "fusion", None)
+    w = search_kw.get("weights")
+    if isinstance(w, (tuple, list)) and all(isinstance(x, (int, float)) for x in w):
+        w = dict(zip(HEADS, map(float, w)))  # (w_dense, w_sparse, w_multivector)
+    if fusion is None or (w is not None and not isinstance(w, Mapping)):
+        return search_kw
+    return {**search_kw, **fusion.resolve(search_kw.get("fusion"), w)}
 
 
 class Retriever:
@@ -146,8 +164,13 @@ class Retriever:
         self, texts: str | Iterable[str], k: int = 10, block: int = 1024, encode_kwargs=None, **search_kw: Any
     ) -> Hits:
         """Top-``k`` ids per query text (one string counts as one query, as in ``encode``);
-        ``search_kw`` go to ``HybridIndex.search`` (weights, fusion, candidates)."""
+        ``search_kw`` go to ``HybridIndex.search`` (weights, fusion, candidates).
+
+        Without an explicit fusion / weights the model's ``fusion.json`` (``Encoder.fusion``) applies,
+        else the index's own setting.
+        """
         texts = [texts] if isinstance(texts, str) else list(texts)
+        search_kw = model_fusion_kwargs(self.encoder, search_kw)
         out = Hits(ids=[], scores=[], per_head={h: [] for h in self.index.heads})
         for a in range(0, len(texts), block):
             q = self.encode_queries(texts[a : a + block], **(encode_kwargs or {}))
