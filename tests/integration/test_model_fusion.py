@@ -157,3 +157,64 @@ def test_tune_fusion_cli_writes_fusion_json(model, beir):
     assert f.tuned["num_queries"] == 12 and len(f.tuned["top"]) == 10
     r = CliRunner().invoke(app, ["tune-fusion", str(beir), "-m", str(beir)])
     assert r.exit_code != 0 and "not a model directory" in str(r.exception)
+
+
+def test_rerank_top_uses_the_model_fusion_and_matches_exact_candidates(model, beir, tmp_path):
+    write_fusion(model, SPARSE_ONLY)
+    sparse = _eval(model, beir, tmp_path / "a", "--rerank-top", "20")
+    assert sparse["mode"].startswith("rerank-top") and sparse["hybrid_fusion"] == "weighted"
+    assert sparse["heads"]["hybrid"] == sparse["heads"]["sparse"]
+    write_fusion(model, DENSE_ONLY)
+    dense = _eval(model, beir, tmp_path / "b", "--rerank-top", "20")
+    assert dense["heads"]["hybrid"] == dense["heads"]["dense"] != dense["heads"]["sparse"]
+    # one candidate path: a z-score hybrid ranks the same dense + sparse union in both modes
+    z = ("--fusion", "zscore", "--weights", "1,0.3,1")
+    exact, rerank = (
+        _eval(model, beir, tmp_path / "c", *z),
+        _eval(model, beir, tmp_path / "d", *z, "--rerank-top", "100"),
+    )
+    assert exact["mode"] == "exact" and exact["hybrid_fusion"] == rerank["hybrid_fusion"] == "zscore"
+    # the index's multi-vector scorer sums in another order (differences ~5e-5 flip near-ties of
+    # the tiny random model), so the metrics agree closely rather than bit for bit
+    assert exact["heads"]["hybrid"] == pytest.approx(rerank["heads"]["hybrid"], abs=5e-3)
+
+
+def test_hybrid_bm25_row_is_an_option(model, beir, tmp_path):
+    plain = _eval(model, beir, tmp_path / "a")
+    assert "hybrid+bm25" not in plain["heads"]
+    for extra in ((), ("--rerank-top", "20")):
+        got = _eval(model, beir, tmp_path / f"b{len(extra)}", "--hybrid-bm25", *extra)
+        assert 0 < got["heads"]["hybrid+bm25"]["ndcg@10"] <= 1
+        assert got["heads"]["hybrid"] == plain["heads"]["hybrid"] or extra  # the hybrid row is unchanged
+    r = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "-m",
+            str(model),
+            "--beir",
+            str(beir),
+            "--heads",
+            "dense",
+            "--hybrid-bm25",
+            "-o",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert r.exit_code != 0 and "hybrid+bm25" in str(r.exception)
+
+
+def test_encoder_similarity_hybrid_uses_the_model_fusion(model):
+    import numpy as np
+
+    q, d = (
+        ["who wrote hamlet?", "capital of france"],
+        ["Hamlet is a play by Shakespeare.", "Paris is in France."],
+    )
+    enc = Encoder.from_pretrained(str(model))
+    parts = {h: np.asarray(enc.similarity(q, d, head=h)) for h in ("dense", "sparse", "multivector")}
+    paper = parts["dense"] + 0.3 * parts["sparse"] + parts["multivector"]
+    assert np.allclose(enc.similarity(q, d, head="hybrid"), paper, atol=1e-5)
+    write_fusion(model, SPARSE_ONLY)
+    enc = Encoder.from_pretrained(str(model))
+    assert np.allclose(enc.similarity(q, d, head="hybrid"), parts["sparse"], atol=1e-5)

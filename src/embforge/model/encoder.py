@@ -28,7 +28,7 @@ from embforge.model.fusion import ModelFusion, read_fusion, write_fusion
 from embforge.model.heads import HEADS, Head, HeadOptions
 from embforge.model.instructions import with_instruction_pool_mask
 from embforge.model.plugins import BACKBONE_ADAPTERS, import_attr
-from embforge.scoring import embedding_scores
+from embforge.scoring import FUSIONS, embedding_scores
 from embforge.text import check_texts, collate, tokenize_texts, warn_truncated
 from embforge.types import Batch, EmbeddingOutput, Embeddings
 
@@ -285,11 +285,30 @@ class Encoder(nn.Module):
         (``a``) and documents (``b``). ``head``: dense, sparse or multivector, or FlagEmbedding's
         names ``colbert`` (= multivector) and ``lexical_weights`` / ``lexical`` (= sparse).
         Scores come from :func:`embforge.scoring.embedding_scores` (Chen et al., 2024, BGE M3).
+        ``head="hybrid"`` fuses every head the model has with its fusion (``fusion.json`` from
+        ``embforge tune-fusion``, else the paper's weighted ``1*s_dense + 0.3*s_lex + 1*s_mul``),
+        each row of (A, B) as one query's candidates.
         """
         name = HEAD_ALIASES.get(head, head)
+        if name == "hybrid":
+            return self._hybrid_similarity(a, b)
         qa = a if isinstance(a, Embeddings) else self.encode(a, role="query", heads=(name,))
         qb = b if isinstance(b, Embeddings) else self.encode(b, role="document", heads=(name,))
         return embedding_scores(qa, qb, name)
+
+    def _hybrid_similarity(
+        self, a: str | Iterable[str] | Embeddings, b: str | Iterable[str] | Embeddings
+    ) -> Any:
+        heads = tuple(h for h in ("dense", "sparse", "multivector") if h in self.head_modules)
+        qa = a if isinstance(a, Embeddings) else self.encode(a, role="query", heads=heads)
+        qb = b if isinstance(b, Embeddings) else self.encode(b, role="document", heads=heads)
+        scores = {
+            h: embedding_scores(qa, qb, h)
+            for h in heads
+            if qa.output(h) is not None and qb.output(h) is not None
+        }
+        f = self.fusion or ModelFusion()
+        return FUSIONS.get(f.fusion)(scores, f.weights, rrf_k=f.rrf_k)
 
     def encode_ids(self, ids: Sequence[Sequence[int]], role: str = "document", **kwargs) -> Embeddings:
         """Token-id inputs, encoded from the ids (never decoded); see :func:`embforge.model.encode.encode_ids`."""
