@@ -271,6 +271,33 @@ def _init_missing(head: Head, name: str, where: Path | str) -> bool:
     return True
 
 
+#: sentence-transformers pooling names -> embforge's: the boolean keys ``pooling_mode_<name>: true``
+#: (sentence-transformers <= 5) and the one string ``"pooling_mode": "<name>"`` (sentence-transformers 6).
+_ST_POOLING = {
+    "cls_token": "cls",
+    "cls": "cls",
+    "mean_tokens": "mean",
+    "mean": "mean",
+    "lasttoken": "last_token",
+}
+
+
+def _st_pooling(pc: dict[str, Any], where: Path) -> str:
+    """embforge's pooling name from a sentence-transformers ``1_Pooling/config.json``."""
+    mode = pc.get("pooling_mode")
+    if isinstance(mode, str):
+        modes = [mode]
+    else:
+        modes = [k[len("pooling_mode_") :] for k, v in pc.items() if k.startswith("pooling_mode_") and v]
+    names = [_ST_POOLING.get(m) for m in modes]
+    if len(names) != 1 or names[0] is None:
+        raise CheckpointError(
+            f"{where}: pooling modes {sorted(modes)} are not supported; embforge reads exactly one of: "
+            'cls_token, mean_tokens, lasttoken (or "pooling_mode": "cls" | "mean" | "lasttoken")'
+        )
+    return str(names[0])
+
+
 def _load_st(path: Path, heads, factory: EncoderFactory) -> Encoder:
     modules = _read_json(path / "modules.json", list)
     if not all(isinstance(m, dict) for m in modules):
@@ -287,15 +314,7 @@ def _load_st(path: Path, heads, factory: EncoderFactory) -> Encoder:
     pooling = "cls"
     if pool is not None:
         pc = _read_json(_inside(path, pool.get("path"), str(path / "modules.json")) / "config.json")
-        modes = {k[len("pooling_mode_") :]: v for k, v in pc.items() if k.startswith("pooling_mode_") and v}
-        mapping = {"cls_token": "cls", "mean_tokens": "mean", "lasttoken": "last_token"}
-        names = [mapping.get(m) for m in modes]
-        if len(names) != 1 or names[0] is None:
-            raise CheckpointError(
-                f"{path / pool['path'] / 'config.json'}: pooling modes {sorted(modes)} are not supported; "
-                "embforge reads exactly one of: cls_token, mean_tokens, lasttoken"
-            )
-        pooling = names[0]
+        pooling = _st_pooling(pc, path / pool["path"] / "config.json")
     normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
     cfg = EncoderConfig(pooling=pooling, normalize=normalize)
     sb = model_dir / "sentence_bert_config.json"
