@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embforge.atomic import atomic_write_text
 from embforge.errors import ConfigError
 from embforge.scoring.fusion import DEFAULT_WEIGHTS, FUSIONS, RRF_K
 
@@ -105,8 +106,4 @@ def read_fusion(model_dir: str | os.PathLike | None) -> ModelFusion | None:
 
 def write_fusion(model_dir: str | os.PathLike, fusion: ModelFusion) -> Path:
     """Write ``model_dir/fusion.json`` atomically; returns its path."""
-    path = Path(model_dir) / FUSION_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(fusion.to_dict(), indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(Path(model_dir) / FUSION_FILE, json.dumps(fusion.to_dict(), indent=1) + "\n")
