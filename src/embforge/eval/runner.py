@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,7 +44,7 @@ from embforge.index.multivector import MultiVectorIndex
 from embforge.index.sparse import SparseIndex
 from embforge.model.fusion import ModelFusion
 from embforge.model.heads import head_scores
-from embforge.scoring import DEFAULT_WEIGHTS, dense_scores, truncate_dense, weighted_parts
+from embforge.scoring import DEFAULT_WEIGHTS, dense_scores, parse_weights, truncate_dense, weighted_parts
 from embforge.types import Embeddings
 
 __all__ = [
@@ -272,6 +272,8 @@ def hybrid_fusion(encoder: Any, weights: Mapping[str, float] | ModelFusion | Non
     with ``weights`` (a mapping) on top; else the paper's weighted sum with ``weights``."""
     if isinstance(weights, ModelFusion):
         return weights
+    if weights is not None:
+        weights = cast(dict[str, float], parse_weights(weights))
     own = getattr(encoder, "fusion", None)
     if isinstance(own, ModelFusion):
         r = own.resolve(None, weights)
@@ -312,7 +314,8 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     """Evaluate every head, the hybrid, the Matryoshka dims and BM25 on one retrieval set.
 
     Args:
-        weights: hybrid weights per head, or a ``ModelFusion`` (fusion rule + weights); None = the
+        weights: hybrid weights per head (:func:`embforge.scoring.parse_weights`: a head left out
+            weighs 0), or a ``ModelFusion`` (fusion rule + weights); None = the
             encoder's ``fusion.json`` (``Encoder.fusion``), else the weighted sum with
             ``embforge.scoring.DEFAULT_WEIGHTS``. In exact mode a weighted hybrid ranks the whole
             corpus; the other rules rank the dense + sparse top-100 candidates, as the hybrid index does.
@@ -386,6 +389,7 @@ def _retrieval_report(runs: _RetrievalRuns, data: RetrievalSet, k_values: Sequen
     """The report entry's header and per-head metrics (hybrid included)."""
     out = {
         "language": data.language,
+        "language_source": data.meta.get("language_source", ""),  # given | data | name
         "num_queries": len(data.query_ids),
         "num_docs": len(data.doc_ids),
         "heads": {
@@ -489,6 +493,7 @@ def evaluate_index(
     res = M.evaluate(data.qrels, hits.to_run(data.query_ids), k_values)
     return {
         "language": data.language,
+        "language_source": data.meta.get("language_source", ""),  # given | data | name
         "num_queries": len(data.query_ids),
         "num_docs": len(data.doc_ids),
         "heads": {"index": res},

@@ -46,7 +46,8 @@ class ModelFusion:
     def resolve(
         self, fusion: str | None = None, weights: Mapping[str, float] | None = None
     ) -> dict[str, Any]:
-        """``{"fusion", "weights"}`` for a search: explicit values win; weights tuned for another
+        """``{"fusion", "weights"}`` for a search: explicit values win (explicit weights whole: a head
+        they leave out weighs 0, as ``embforge.scoring.parse_weights``); weights tuned for another
         fusion rule are not carried over to an explicitly different one.
 
         Example:
@@ -56,7 +57,7 @@ class ModelFusion:
         """
         rule = fusion or self.fusion
         base = dict(self.weights) if rule == self.fusion else default_weights(rule)
-        return {"fusion": rule, "weights": {**base, **dict(weights or {})}}
+        return {"fusion": rule, "weights": dict(weights) if weights else base}
 
     def to_dict(self) -> dict[str, Any]:
         return {
