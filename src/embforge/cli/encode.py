@@ -84,6 +84,47 @@ def write_outputs(out: Path, ids: list[str], emb, heads: tuple[str, ...]) -> Non
     tmp.replace(out)
 
 
+def encode_sharded(
+    corpus: Path,
+    out: Path,
+    model: str | None,
+    heads: str,
+    shard_size: int,
+    text_field: str,
+    threads: int | None,
+    encode_kwargs: dict,
+) -> None:
+    """The sharded writer (``embforge.model.sharded``): this process's shards of ``corpus`` -> ``out/``."""
+    from embforge.data.io import check_output
+    from embforge.model.encoder import Encoder
+    from embforge.model.sharded import dist_rank, encode_to_shards
+
+    # not ``claim``: a failed or interrupted run keeps its finished shards, so a re-run resumes
+    check_output(out, directory=True, inputs=[corpus])
+    head_list = resolve_heads(heads, model)
+    rank, world = dist_rank()
+    set_threads(threads)
+    enc = Encoder.from_pretrained(model, heads=head_list)
+    rep = encode_to_shards(
+        enc,
+        corpus,
+        out,
+        head_list,
+        shard_size,
+        model=model,
+        text_field=text_field,
+        encode_kwargs=encode_kwargs,
+        rank=rank,
+        world=world,
+    )
+    state = "complete, manifest.json written" if rep.complete else "waiting for the other processes' shards"
+    typer.echo(
+        f"rank {rank}/{world}: encoded {len(rep.encoded)} shard(s), {len(rep.skipped)} already done, "
+        f"{rep.rows} records in {rep.shards} shard(s) -> {out} ({state})",
+        err=True,
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("encode")
     def encode(
@@ -109,17 +150,39 @@ def register(app: typer.Typer) -> None:
         text_field: str = typer.Option("text", "--text-field", help="JSONL field holding the text."),
         threads: Optional[int] = threads_option(),
         progress: Optional[bool] = progress_option(),
+        shard_size: Optional[int] = typer.Option(
+            None,
+            "--shard-size",
+            help="Records per parquet shard; writes a sharded, resumable folder (the default, 10000, "
+            "when OUT is a folder). Under torchrun each process encodes its share of the shards.",
+        ),
     ) -> None:
         """Encode texts with the dense / sparse / multi-vector heads.
 
         Example: embforge encode docs.jsonl -o docs.npy --dim 256
+
+        Sharded (resumable; torchrun: one share per process): embforge encode corpus.jsonl -o shards/
         """
         from embforge.model.encoder import Encoder
 
+        if shard_size is not None or output.is_dir() or output.suffix == "":
+            kw = {"dim": dim, "dtype": dtype, "batch_size": batch_size, "max_length": max_length}
+            return encode_sharded(
+                input,
+                output,
+                model,
+                heads,
+                shard_size or 10_000,
+                text_field,
+                threads,
+                {**kw, "long_inputs": long_inputs, "show_progress": show_progress(progress)},
+            )
         npy = output.suffix == ".npy"
         claim(output, inputs=[input])
         if not npy and output.suffix != ".jsonl":
-            raise DataError(f"output {str(output)!r}: unknown extension {output.suffix!r}; use .npy (dense) or .jsonl")
+            raise DataError(
+                f"output {str(output)!r}: unknown extension {output.suffix!r}; use .npy (dense) or .jsonl"
+            )
         head_list = parse_heads(heads) or (("dense",) if npy else resolve_heads(heads, model))
         if npy and head_list != ("dense",):
             raise DataError(f"{output}: .npy holds only the dense head; ask --heads dense or write .jsonl")
