@@ -180,9 +180,7 @@ def register(app: typer.Typer) -> None:
         npy = output.suffix == ".npy"
         claim(output, inputs=[input])
         if not npy and output.suffix != ".jsonl":
-            raise DataError(
-                f"output {str(output)!r}: unknown extension {output.suffix!r}; use .npy (dense) or .jsonl"
-            )
+            raise DataError(f"output {str(output)!r}: unknown extension {output.suffix!r}; use .npy (dense) or .jsonl")
         head_list = parse_heads(heads) or (("dense",) if npy else resolve_heads(heads, model))
         if npy and head_list != ("dense",):
             raise DataError(f"{output}: .npy holds only the dense head; ask --heads dense or write .jsonl")
