@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from embforge.data.io import iter_rows, open_text
+from embforge.data.io import iter_rows
 from embforge.errors import DataError
 from embforge.types import Embeddings, SparseVectors
 
@@ -128,10 +128,71 @@ def iter_corpus_rows(path: str | os.PathLike, text_field: str = "text") -> Itera
         for n, rec in iter_rows(p):
             yield _row(rec, n, f"{p}:{n}", text_field)
         return
-    with open_text(p) as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                yield CorpusRow(str(n), "", line.rstrip("\n"))
+    import gzip
+
+    with gzip.open(p, "rb") if name.endswith(".gz") else open(p, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                row = _line_row(p, n, raw, text_field)
+            except UnicodeDecodeError:
+                raise DataError(f"{p}:{n}: not UTF-8 text; fix the line") from None
+            if row is not None:
+                yield row
+
+
+def _line_row(path: Path, n: int, raw: bytes, text_field: str) -> CorpusRow | None:
+    """The record of one input line (None for a blank line), as :func:`iter_corpus_rows` reads it."""
+    from embforge.data.io import loads_json
+
+    line = raw.decode("utf-8", "strict") if raw else ""
+    if n == 1:
+        line = line.lstrip("\ufeff")
+    if not line.strip():
+        return None
+    if path.name.endswith((".jsonl", ".json", ".ndjson")):
+        return _row(loads_json(line, f"{path}:{n}"), n, f"{path}:{n}", text_field)
+    return CorpusRow(str(n), "", line.rstrip("\r\n"))
+
+
+def shard_offsets(path: str | os.PathLike, shard_size: int) -> list[tuple[int, int, int]]:
+    """(byte offset, line number, records) where each shard starts in an uncompressed JSONL or text
+    corpus: one fast pass, a few integers per shard, so a worker can seek to its own shard."""
+    p = _resolve_input(Path(path))
+    if p.name.endswith((".gz", ".parquet", ".pq")):
+        raise DataError(f"{p}: --engine ray reads uncompressed .jsonl or text corpora; decompress it or use torchrun")
+    out: list[tuple[int, int, int]] = []
+    count, offset = 0, 0
+    with open(p, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if raw.strip():
+                if count % shard_size == 0:
+                    out.append((offset, n, 0))
+                count += 1
+                o, ln, c = out[-1]
+                out[-1] = (o, ln, c + 1)
+            offset += len(raw)
+    return out
+
+
+def read_rows_at(path: str | os.PathLike, offset: int, line: int, count: int, text_field: str = "text") -> list[CorpusRow]:
+    """``count`` records starting at byte ``offset`` (line ``line``) of a corpus (see :func:`shard_offsets`)."""
+    p = _resolve_input(Path(path))
+    rows: list[CorpusRow] = []
+    with open(p, "rb") as f:
+        f.seek(offset)
+        n = line
+        while len(rows) < count:
+            raw = f.readline()
+            if not raw:
+                raise DataError(f"{p}: ends before line {n}; the file changed since the encode started")
+            try:
+                row = _line_row(p, n, raw, text_field)
+            except UnicodeDecodeError:
+                raise DataError(f"{p}:{n}: not UTF-8 text; fix the line") from None
+            if row is not None:
+                rows.append(row)
+            n += 1
+    return rows
 
 
 def embeddings_table(rows: Sequence[CorpusRow], emb: Embeddings) -> Any:

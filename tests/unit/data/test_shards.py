@@ -99,3 +99,25 @@ def test_corpus_rows_from_beir_jsonl_text_and_parquet(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"_id": "a", "text": ""}\n', encoding="utf-8")
     with pytest.raises(DataError, match="bad.jsonl:1: needs a non-empty string field 'text'"):
         list(iter_corpus_rows(tmp_path / "bad.jsonl"))
+
+
+def test_shard_offsets_read_the_same_records_as_the_stream(tmp_path):
+    from embforge.data.shards import read_rows_at, shard_offsets
+
+    p = tmp_path / "c.jsonl"
+    p.write_text(
+        '\ufeff{"_id": "a", "text": "x"}\n\n{"_id": "b", "text": "é"}\n{"_id": "c", "title": "T", "text": "z"}\n\n',
+        encoding="utf-8",
+    )
+    offs = shard_offsets(p, 2)
+    assert [c for _, _, c in offs] == [2, 1]
+    got = [r for off, line, n in offs for r in read_rows_at(p, off, line, n)]
+    assert got == list(iter_corpus_rows(p))
+    t = tmp_path / "lines.txt"
+    t.write_text("one\n\ntwo\nthree\n", encoding="utf-8")
+    assert [r for o, ln, n in shard_offsets(t, 2) for r in read_rows_at(t, o, ln, n)] == list(
+        iter_corpus_rows(t)
+    )
+    (tmp_path / "x.jsonl.gz").write_bytes(b"")
+    with pytest.raises(DataError, match="uncompressed"):
+        shard_offsets(tmp_path / "x.jsonl.gz", 2)
