@@ -186,18 +186,10 @@ def register(app: typer.Typer) -> None:
         from embforge.model.encoder import Encoder
 
         if shard_size is not None or output.is_dir() or output.suffix == "" or engine == "ray":
-            kw = {"dim": dim, "dtype": dtype, "batch_size": batch_size, "max_length": max_length}
-            return encode_sharded(
-                input,
-                output,
-                model,
-                heads,
-                shard_size or 10_000,
-                text_field,
-                threads,
-                {**kw, "long_inputs": long_inputs, "show_progress": show_progress(progress)},
-                (engine, workers, ray_address),
-            )
+            enc_kw = {"dim": dim, "dtype": dtype, "batch_size": batch_size, "max_length": max_length}
+            enc_kw |= {"long_inputs": long_inputs, "show_progress": show_progress(progress)}
+            sharded = (shard_size or 10_000, text_field, threads, enc_kw, (engine, workers, ray_address))
+            return encode_sharded(input, output, model, heads, *sharded)
         npy = output.suffix == ".npy"
         claim(output, inputs=[input])
         if not npy and output.suffix != ".jsonl":

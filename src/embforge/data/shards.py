@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from embforge.data.io import iter_rows
+from embforge.data.io import iter_rows, loads_json
 from embforge.errors import DataError
 from embforge.types import Embeddings, SparseVectors
 
@@ -142,8 +142,6 @@ def iter_corpus_rows(path: str | os.PathLike, text_field: str = "text") -> Itera
 
 def _line_row(path: Path, n: int, raw: bytes, text_field: str) -> CorpusRow | None:
     """The record of one input line (None for a blank line), as :func:`iter_corpus_rows` reads it."""
-    from embforge.data.io import loads_json
-
     line = raw.decode("utf-8", "strict") if raw else ""
     if n == 1:
         line = line.lstrip("\ufeff")
@@ -159,7 +157,9 @@ def shard_offsets(path: str | os.PathLike, shard_size: int) -> list[tuple[int, i
     corpus: one fast pass, a few integers per shard, so a worker can seek to its own shard."""
     p = _resolve_input(Path(path))
     if p.name.endswith((".gz", ".parquet", ".pq")):
-        raise DataError(f"{p}: --engine ray reads uncompressed .jsonl or text corpora; decompress it or use torchrun")
+        raise DataError(
+            f"{p}: --engine ray reads uncompressed .jsonl or text corpora; decompress it or use torchrun"
+        )
     out: list[tuple[int, int, int]] = []
     count, offset = 0, 0
     with open(p, "rb") as f:
@@ -174,7 +174,9 @@ def shard_offsets(path: str | os.PathLike, shard_size: int) -> list[tuple[int, i
     return out
 
 
-def read_rows_at(path: str | os.PathLike, offset: int, line: int, count: int, text_field: str = "text") -> list[CorpusRow]:
+def read_rows_at(
+    path: str | os.PathLike, offset: int, line: int, count: int, text_field: str = "text"
+) -> list[CorpusRow]:
     """``count`` records starting at byte ``offset`` (line ``line``) of a corpus (see :func:`shard_offsets`)."""
     p = _resolve_input(Path(path))
     rows: list[CorpusRow] = []

@@ -25,6 +25,7 @@ from embforge.data.shards import (
     write_shard,
 )
 from embforge.errors import ConfigError
+from embforge.model.encoder import Encoder
 from embforge.model.sharded import ShardReport, encode_shard, job_settings
 
 __all__ = ["ShardEncoder", "encode_to_shards_ray"]
@@ -44,8 +45,6 @@ class ShardEncoder:
         encode_kwargs: dict[str, Any],
         threads: int | None,
     ) -> None:
-        from embforge.model.encoder import Encoder
-
         if threads:
             import torch
 
