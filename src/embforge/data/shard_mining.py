@@ -34,6 +34,7 @@ class ShardCorpusIndex:
     Args:
         shard_dir: the output folder of ``embforge encode CORPUS -o DIR/`` (with ``dense``).
         block_rows: rows per block of the scan (memory: ``block_rows x D x 4`` bytes).
+        query_chunk: queries scored against a block at once (memory: ``query_chunk x block_rows x 12`` bytes).
         workdir: where the vector file goes (default: a temporary folder, removed at exit).
         cached_shards: shards whose text column stays in memory between lookups.
     """
@@ -41,7 +42,8 @@ class ShardCorpusIndex:
     def __init__(
         self,
         shard_dir: str | os.PathLike,
-        block_rows: int = 65_536,
+        block_rows: int = 32_768,
+        query_chunk: int = 128,
         workdir: str | os.PathLike | None = None,
         cached_shards: int = 2,
     ) -> None:
@@ -53,7 +55,7 @@ class ShardCorpusIndex:
             )
         self.files = [self.dir / s["file"] for s in m["shards"]]
         self.starts = np.concatenate([[0], np.cumsum([int(s["rows"]) for s in m["shards"]])]).astype(np.int64)
-        self.block_rows, self.cached = int(block_rows), int(cached_shards)
+        self.block_rows, self.cached, self.query_chunk = int(block_rows), int(cached_shards), int(query_chunk)
         self.pos: dict[str, int] = {}  # positives are embedded by the teacher (no text -> row map in memory)
         self._texts: OrderedDict[int, Any] = OrderedDict()
         tmp = Path(tempfile.mkdtemp(prefix="embforge-mine-", dir=workdir))
@@ -94,14 +96,17 @@ class ShardCorpusIndex:
                 n = min(self.block_rows, len(self) - a)
                 view = memoryview(buf[: n * self.dim]).cast("B")  # type: ignore[arg-type]  # ndarray is a buffer
                 if f.readinto(view) != len(view):
-                    raise DataError(f"{self.path}: the vector file is shorter than the manifest says; mine again")
-                s = q @ buf[: n * self.dim].reshape(n, self.dim).T
-                s_all = np.concatenate([best_s, s], axis=1)
-                i_all = np.concatenate([best_i, np.broadcast_to(np.arange(a, a + n), s.shape)], axis=1)
-                top = np.argpartition(-s_all, k - 1, axis=1)[:, :k] if s_all.shape[1] > k else None
-                if top is not None:
-                    s_all, i_all = np.take_along_axis(s_all, top, 1), np.take_along_axis(i_all, top, 1)
-                best_s, best_i = s_all, i_all
+                    raise DataError(
+                        f"{self.path}: the vector file is shorter than the manifest says; mine again"
+                    )
+                block = buf[: n * self.dim].reshape(n, self.dim)
+                parts = [
+                    _block_top(q[c : c + self.query_chunk], block, k, a)
+                    for c in range(0, len(q), self.query_chunk)
+                ]
+                s_all = np.concatenate([best_s, np.concatenate([p[0] for p in parts])], axis=1)
+                i_all = np.concatenate([best_i, np.concatenate([p[1] for p in parts])], axis=1)
+                best_s, best_i = _top(s_all, i_all, k)
         order = np.lexsort((best_i, -best_s), axis=1)
         return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
 
@@ -128,3 +133,18 @@ class ShardCorpusIndex:
         """Dense vectors of corpus rows, read from the vector file."""
         mm = np.memmap(self.path, np.float32, "r", shape=(len(self), self.dim))
         return np.array(mm[np.asarray(positions, np.int64)])
+
+
+def _top(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best columns of each row (unordered)."""
+    if scores.shape[1] <= k:
+        return scores, rows
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(scores, part, 1), np.take_along_axis(rows, part, 1)
+
+
+def _block_top(q: np.ndarray, block: np.ndarray, k: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` (scores, corpus rows) of queries ``q`` in one block of rows starting at ``start``."""
+    s = q @ block.T
+    rows = np.broadcast_to(np.arange(start, start + len(block), dtype=np.int64), s.shape)
+    return _top(s, rows, k)

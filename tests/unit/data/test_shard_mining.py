@@ -35,7 +35,7 @@ def _random_shards(d, sizes, dim=6, seed=0):
 
 def test_block_scan_equals_exact_top_k_and_reads_texts_from_shards(tmp_path):
     vecs = _random_shards(tmp_path, [9, 4, 13])
-    idx = ShardCorpusIndex(tmp_path, block_rows=5, workdir=tmp_path, cached_shards=1)
+    idx = ShardCorpusIndex(tmp_path, block_rows=5, query_chunk=2, workdir=tmp_path, cached_shards=1)
     assert len(idx) == 26
     q = np.random.default_rng(1).standard_normal((3, 6)).astype(np.float32)
     scores, rows = idx.search(q, 8)
