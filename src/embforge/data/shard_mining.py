@@ -64,14 +64,22 @@ class ShardCorpusIndex:
         self.dim = self._copy_vectors()
 
     def _copy_vectors(self) -> int:
-        """Append each shard's dense block to the vector file (one shard in memory at a time)."""
+        """Append the shards' dense vectors to the vector file, one record batch in memory at a time."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         dim = 0
         with open(self.path, "wb") as f:
             for p in self.files:
-                d = read_shard(p, heads=["dense"], payload=False).embeddings.dense
-                assert d is not None  # asked for above
-                dim = d.shape[1]
-                f.write(np.ascontiguousarray(d, np.float32).tobytes())
+                try:
+                    for b in pq.ParquetFile(str(p)).iter_batches(batch_size=8192, columns=["dense"]):
+                        col = b.column(0)
+                        dim = col.type.list_size
+                        f.write(np.asarray(col.flatten(), np.float32).tobytes())
+                except (OSError, pa.ArrowException) as e:
+                    raise DataError(
+                        f"{p}: not a readable shard ({str(e)[:120]}); re-run the encode"
+                    ) from None
         if not dim:
             raise DataError(f"{self.dir}: the shards hold no rows; the mining corpus is empty")
         return dim
