@@ -45,6 +45,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 
+from embforge.atomic import atomic_write_text
 from embforge.errors import ConfigError
 from embforge.registry import Registry
 
@@ -438,4 +439,4 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 def save_config(cfg: Any, path: str | Path) -> None:
     """Write the resolved config as YAML (stored next to every run for reproducibility)."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

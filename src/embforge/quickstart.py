@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from embforge.atomic import atomic_write_text
 from embforge.config import build_config
 from embforge.data.bundled import DEMO_ROOT
 from embforge.data.io import read_corpus
@@ -139,7 +140,7 @@ def _mine(encoder, cfg: QuickstartConfig, out: Path, echo) -> tuple[Path, dict[s
             f"mining kept no query with {cfg.n_negatives} negatives (perc_pos={cfg.perc_pos}): the teacher "
             "scores every candidate close to the positive; use a trained base model, or perc_pos=None"
         )
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(rows) + "\n")
     echo(f"   wrote {len(rows)} training examples to {path}")
     return path, stats.as_dict()
 

@@ -68,6 +68,12 @@ def serve(
     max_wait_ms: float = typer.Option(
         5.0, "--max-wait-ms", help="How long the first queued text waits for others to join its batch."
     ),
+    max_batch_ms: Optional[float] = typer.Option(
+        500.0,
+        "--max-batch-ms",
+        help="Aim for micro-batches of at most this many ms of encoding (at the measured speed), so a big "
+        "request cannot hold small ones for long; 0 = no time cap, only --max-batch-tokens.",
+    ),
     max_queue: int = typer.Option(
         4096, "--max-queue", help="Texts waiting or encoding at most; more -> HTTP 429."
     ),
@@ -103,6 +109,7 @@ def serve(
 
     from embforge.serve import ServeConfig, create_app
     from embforge.serve.config import check_exposure
+    from embforge.serve.protocol import http_protocol
 
     check_exposure(host, api_key, allow_unauthenticated)  # before loading anything
     set_threads(threads)
@@ -113,6 +120,7 @@ def serve(
         max_batch_tokens=max_batch_tokens,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
+        max_batch_ms=max_batch_ms or None,
         max_queue_inputs=max_queue,
         queue_timeout_s=queue_timeout,
         max_inputs=max_inputs,
@@ -134,6 +142,7 @@ def serve(
         access_log=False,
         # uvicorn annotates int but only hands it to asyncio's call_later, where fractions of a second work
         timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # see above
+        http=http_protocol(config),  # h11 with a deadline on request heads (slowloris)
     )
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "read_text_file",
     "check_output",
     "precheck_records",
+    "max_line_bytes",
 ]
 
 T = TypeVar("T")
@@ -135,6 +136,38 @@ def _brief(exc: BaseException, limit: int = 120) -> str:
 
 _READ_ERRORS = (UnicodeDecodeError, EOFError, zlib.error, gzip.BadGzipFile)
 
+LINE_LIMIT_ENV = "EMBFORGE_MAX_LINE_BYTES"
+DEFAULT_MAX_LINE_BYTES = 32 * 2**20  # 32 MiB: far above any record a model can use (texts are cut
+# to the model's length before tokenizing), far below what one line could cost in memory
+
+
+def max_line_bytes() -> int:
+    """The longest line a reader accepts (bytes; characters for text readers):
+    ``$EMBFORGE_MAX_LINE_BYTES``, else 32 MiB. A longer line is refused before it is held whole,
+    so one huge record costs at most about this much memory, never the line's size."""
+    raw = os.environ.get(LINE_LIMIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_LINE_BYTES
+    if not raw.isdigit() or int(raw) < 1:
+        raise DataError(f"${LINE_LIMIT_ENV}={raw!r} must be a positive number of bytes; unset it for 32 MiB")
+    return int(raw)
+
+
+def _line_too_long(where: str, limit: int) -> DataError:
+    return DataError(
+        f"{where}: a line longer than {limit:,} bytes (the per-line limit); no record needs that much "
+        "text (texts are cut to the model's length anyway): shorten or split the record, or raise "
+        f"${LINE_LIMIT_ENV}"
+    )
+
+
+def _skip_rest(read: Callable[[int], Any]) -> None:
+    """Consume the rest of an over-long line in bounded pieces (nothing of it is kept)."""
+    while True:
+        piece = read(1 << 20)
+        if not piece or piece[-1:] in ("\n", b"\n"):
+            return
+
 
 class _CheckedText:
     """A text stream whose decoding errors become :class:`DataError` naming ``file:line``.
@@ -147,8 +180,15 @@ class _CheckedText:
         self._path, self._fh, self.lines = path, fh, 0
 
     def readline(self, *args: Any) -> str:
+        """One line; a line over :func:`max_line_bytes` characters is a DataError (read in
+        bounded pieces, never held whole) unless the caller passes its own size."""
+        limit = None if args else max_line_bytes()
         try:
-            line = self._fh.readline(*args)
+            line = self._fh.readline(*args) if limit is None else self._fh.readline(limit + 1)
+            if limit is not None and len(line) > limit and not line.endswith("\n"):
+                del line
+                _skip_rest(self._fh.readline)
+                raise _line_too_long(f"{self._path}:{self.lines + 1}", limit)
         except _READ_ERRORS as e:
             raise read_error(self._path, e, self.lines + 1) from None
         self.lines += 1 if line else 0
@@ -335,12 +375,31 @@ def _open_binary(path: PathLike) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
 
 
+def _lines(fh: io.BufferedIOBase, path: PathLike, bad: BadLines | None) -> Iterator[tuple[int, bytes]]:
+    """``(number, raw line)``; a line over :func:`max_line_bytes` is refused (or, with ``bad``,
+    skipped) while it streams, so memory stays bounded by the limit, not by the line."""
+    limit = max_line_bytes()
+    lineno = 0
+    while raw := fh.readline(limit + 1):
+        lineno += 1
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            head = raw[:200].decode("utf-8", "replace")
+            del raw
+            _skip_rest(fh.readline)
+            err = _line_too_long(f"{path}:{lineno}", limit)
+            if bad is None:
+                raise err
+            bad.add(path, lineno, head + "...", str(err))
+            continue
+        yield lineno, raw
+
+
 def _iter_jsonl(path: PathLike, bad: BadLines | None) -> Iterator[tuple[int, Any]]:
     """Lines are decoded one by one, so a non-UTF-8 line is reported with its number too."""
     lineno = 0
     try:
         with _open_binary(path) as fh:
-            for lineno, raw in enumerate(fh, 1):
+            for lineno, raw in _lines(fh, path, bad):
                 try:
                     line = raw.decode("utf-8")
                     if lineno == 1:
@@ -376,8 +435,7 @@ def _iter_parquet(path: PathLike, batch_size: int) -> Iterator[tuple[int, Any]]:
                 yield row, rec
     except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # a string column may hold non-UTF-8
         raise DataError(
-            f"{path}: not a readable parquet file (after row {row}: {_brief(e)}); "
-            "re-export it or use JSONL"
+            f"{path}: not a readable parquet file (after row {row}: {_brief(e)}); re-export it or use JSONL"
         ) from None
 
 

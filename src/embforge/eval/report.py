@@ -22,7 +22,6 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib import metadata
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from embforge import __version__
+from embforge.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "SCHEMA",
@@ -51,28 +51,6 @@ SCHEMA = "embforge.report/1"
 MAIN_METRIC = "ndcg@10"
 _TABLE_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map")
 _HEAD_ORDER = ("bm25", "dense", "sparse", "multivector", "hybrid")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (same-directory temp file + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _versions() -> dict[str, str]:

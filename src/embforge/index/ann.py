@@ -14,6 +14,7 @@ shortlist (0.95 on the same set).
 
 from __future__ import annotations
 
+import abc
 import math
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,13 @@ class _FaissDenseIndex(DenseRows):
         if compacted:  # appended rows are added to faiss lazily; compacted ones need a rebuild
             self._faiss, self._n_built = None, 0
 
-    # subclasses: _new_index(d, n) -> faiss index (untrained ok); _params(sel) -> SearchParameters
+    @abc.abstractmethod
     def _new_index(self, d: int, n: int):
-        raise NotImplementedError
+        """A new faiss index for ``n`` vectors of dim ``d`` (untrained is fine)."""
 
+    @abc.abstractmethod
     def _params(self, sel):
-        raise NotImplementedError
+        """faiss ``SearchParameters`` with the id selector ``sel``."""
 
     def _build(self) -> None:
         v = self.vectors

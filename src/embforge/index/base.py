@@ -7,6 +7,7 @@ Every backend stores rows in insertion order and maps string ids to rows with an
 
 from __future__ import annotations
 
+import abc
 import inspect
 import json
 import os
@@ -172,8 +173,11 @@ def hits_from_rows(idmap: IdMap, rows: np.ndarray, vals: np.ndarray) -> Hits:
     return Hits(ids=ids, scores=scores)
 
 
-class BaseIndex:
-    """Shared persistence: ``save`` writes atomically via ``_write``; ``load`` reads via ``_read``."""
+class BaseIndex(abc.ABC):
+    """Shared persistence: ``save`` writes atomically via ``_write``; ``load`` reads via ``_read``.
+
+    Abstract: a backend must implement ``add``, ``search``, ``config``, ``_write`` and ``_read``
+    (instantiating one that misses any is a TypeError naming it)."""
 
     kind: ClassVar[str] = ""
     heads: ClassVar[tuple[str, ...]] = ()
@@ -193,23 +197,28 @@ class BaseIndex:
         """Delete ``ids`` (unknown ids are ignored); returns how many were deleted."""
         return self.idmap.delete(ids)
 
-    # every backend overrides these (the ``Index`` protocol); declared here so that a
+    # every backend implements these (the ``Index`` protocol); declared here so that a
     # ``BaseIndex`` from ``load_index`` types as an ``Index``
+    @abc.abstractmethod
     def add(self, ids: Sequence[str], vectors: Any) -> None:
-        raise NotImplementedError
+        """Append documents ``ids`` with their vectors."""
 
+    @abc.abstractmethod
     def search(self, queries: Any, k: int = 10) -> Hits:
-        raise NotImplementedError
+        """Top-``k`` documents per query."""
 
+    @abc.abstractmethod
     def config(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The constructor arguments, saved in ``index.json`` (``_from_config`` rebuilds from them)."""
 
+    @abc.abstractmethod
     def _write(self, d: Path) -> None:
-        raise NotImplementedError
+        """Write the index's files into the (temporary) directory ``d``."""
 
     @classmethod
+    @abc.abstractmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> BaseIndex:
-        raise NotImplementedError
+        """Read an index from directory ``d`` (validating every array: a CheckpointError naming the file)."""
 
     def save(self, path: str | os.PathLike) -> Path:
         """Atomically write the index to directory ``path`` (replacing any previous index there)."""

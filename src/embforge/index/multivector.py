@@ -224,6 +224,11 @@ class MultiVectorIndex(BaseIndex):
             )
         check_offsets(d, "offsets", off, idx.idmap.n_rows, len(v))
         check_array(d, "vectors", v, "i" if idx.dtype == "int8" else "f", 2)
+        if len(v) and (not isinstance(idx.m, int) or v.shape[1] != idx.m):
+            raise CheckpointError(
+                f"{d / 'vectors.npy'}: tokens of dim {v.shape[1]} but index.json says dim {idx.m!r}; "
+                "the index is corrupt or hostile, rebuild it"
+            )
         if s is not None:
             check_array(d, "scales", s, "f", 1, len(v))
         idx._store = (v, s, off)

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from embforge.errors import ConfigError
+from embforge.errors import CheckpointError, ConfigError
 from embforge.index.ann import faiss_module
 from embforge.index.base import INDEXES, check_k, hits_from_rows, topk
 from embforge.index.multivector import MultiVectorIndex, _as_list
-from embforge.index.storage import load_array, save_array
+from embforge.index.storage import check_array, check_bounds, check_offsets, load_array, save_array
 from embforge.scoring.maxsim import maxsim_padded, maxsim_rerank_rows, pad_queries, padded_token_index
 from embforge.types import Hits
 
@@ -81,10 +81,18 @@ class PlaidIndex(MultiVectorIndex):
         pq_bits: int = 8,
     ) -> None:
         super().__init__(dtype=dtype)
-        if nprobe < 1 or ndocs < 1 or exact < 0 or (nlist is not None and nlist < 1):
+        if (
+            nprobe < 1
+            or ndocs < 1
+            or exact < 0
+            or (nlist is not None and nlist < 1)
+            or (pq_m is not None and pq_m < 1)
+            or not 1 <= pq_bits <= 8
+        ):
             raise ConfigError(
-                f"PlaidIndex needs nlist >= 1, nprobe >= 1, ndocs >= 1, exact >= 0; got "
-                f"{nlist}, {nprobe}, {ndocs}, {exact}"
+                f"PlaidIndex needs nlist >= 1, nprobe >= 1, ndocs >= 1, exact >= 0, pq_m >= 1 and "
+                f"1 <= pq_bits <= 8 (one uint8 code per sub-quantizer); got nlist={nlist}, nprobe={nprobe}, "
+                f"ndocs={ndocs}, exact={exact}, pq_m={pq_m}, pq_bits={pq_bits}"
             )
         self.nlist, self.nprobe, self.ndocs, self.exact = nlist, int(nprobe), int(ndocs), int(exact)
         self.pq_m, self.pq_bits, self.train_tokens = pq_m, int(pq_bits), int(train_tokens)
@@ -257,9 +265,45 @@ class PlaidIndex(MultiVectorIndex):
         if (d / "plaid_pq.npy").exists():
             names = ("centroids", "token_cid", "codes", "ivf_ptr", "ivf_docs")
             idx._codes = {n: load_array(d, f"plaid_{n}", mmap and n != "centroids") for n in names}
-            pq = faiss_module().ProductQuantizer(int(idx.m or 0), int(idx.pq_m or 1), idx.pq_bits)
-            faiss_module().copy_array_to_vector(
-                np.asarray(load_array(d, "plaid_pq", False)).ravel(), pq.centroids
-            )
-            idx._pq, idx._built_rows = pq, idx.idmap.n_rows
+            idx._pq = idx._check_codes(d, idx._codes, np.asarray(load_array(d, "plaid_pq", False)))
+            idx._built_rows = idx.idmap.n_rows
         return idx
+
+    def _check_codes(self, d: Path, c: dict[str, np.ndarray], pq_centroids: np.ndarray) -> Any:
+        """Shapes, dtypes and bounds of the loaded PLAID arrays (they index each other and feed
+        faiss, which checks nothing: an out-of-range centroid id or document row would read past an
+        array); returns the residual product quantizer. Raises CheckpointError naming the file."""
+        m, n_tokens, n_rows = int(self.m or 0), len(self.store[0]), self.idmap.n_rows
+        if m < 1 or m % int(self.pq_m or 0):
+            raise CheckpointError(
+                f"{d / 'index.json'}: pq_m={self.pq_m} does not divide the token dim {m}; the index is "
+                "corrupt or hostile, rebuild it"
+            )
+        check_array(d, "plaid_centroids", c["centroids"], "f", 2)
+        nlist = len(c["centroids"])
+        if c["centroids"].shape[1] != m or nlist < 1 or (self.nlist is not None and nlist != self.nlist):
+            raise CheckpointError(
+                f"{d / 'plaid_centroids.npy'}: shape {c['centroids'].shape}, expected ({self.nlist}, {m}) "
+                "(nlist x token dim); the index is corrupt or hostile, rebuild it"
+            )
+        check_array(d, "plaid_token_cid", c["token_cid"], "iu", 1, n_tokens)
+        check_bounds(d, "plaid_token_cid", c["token_cid"], nlist)
+        check_offsets(d, "plaid_ivf_ptr", c["ivf_ptr"], nlist, len(c["ivf_docs"]))
+        check_bounds(d, "plaid_ivf_docs", c["ivf_docs"], n_rows)
+        faiss = faiss_module()
+        pq = faiss.ProductQuantizer(m, int(self.pq_m or 1), self.pq_bits)
+        check_array(d, "plaid_codes", c["codes"], "u", 2, n_tokens)
+        if c["codes"].dtype != np.uint8 or c["codes"].shape[1] != pq.code_size:
+            raise CheckpointError(
+                f"{d / 'plaid_codes.npy'}: {c['codes'].dtype} codes of {c['codes'].shape[1]} bytes, expected "
+                f"uint8 codes of {pq.code_size} bytes; the index is corrupt or hostile, rebuild it"
+            )
+        want = pq.M * pq.ksub * pq.dsub
+        check_array(d, "plaid_pq", pq_centroids, "f", pq_centroids.ndim)
+        if pq_centroids.size != want:
+            raise CheckpointError(
+                f"{d / 'plaid_pq.npy'}: {pq_centroids.size} values, expected {want} (pq_m x 2^pq_bits x "
+                "dim / pq_m); the index is corrupt or hostile, rebuild it"
+            )
+        faiss.copy_array_to_vector(np.ascontiguousarray(pq_centroids.ravel(), np.float32), pq.centroids)
+        return pq

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import tokenize
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -60,7 +61,9 @@ def load_array(directory: Path, name: str, mmap: bool = True) -> np.ndarray:
         )
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:  # truncated, not .npy, or an object (pickled) array
+    # truncated, not .npy, an object (pickled) array, a header numpy's parser chokes on (its
+    # ast/tokenize errors), or a header claiming more elements than memory holds
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, MemoryError) as e:
         msg = " ".join(str(e).split())[:120]
         raise CheckpointError(f"{path}: not a readable .npy array ({msg}); the index is corrupt, rebuild it") from None
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from embforge.atomic import atomic_write_text
 from embforge.errors import CheckpointError, ConfigError, MissingDependencyError
 from embforge.model.config import FORMAT_VERSION, EncoderConfig
 from embforge.model.heads import HEADS, Head
@@ -365,7 +366,7 @@ def save_encoder(enc: Encoder, path: str | os.PathLike, format: str = "embforge"
         if getattr(enc.backbone, "pooler", "absent") is None:  # BERT-family built without its pooler
             meta["backbone_kwargs"] = {"add_pooling_layer": False}
         save_model(enc, str(out / "model.safetensors"), metadata={"format": "pt"})
-        (out / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+        atomic_write_text(out / "config.json", json.dumps(meta, indent=2, sort_keys=True))
         return
     backbone: Any = enc.backbone  # a transformers PreTrainedModel (the non-embforge layouts need one)
     backbone.save_pretrained(str(out), safe_serialization=True)
@@ -373,7 +374,7 @@ def save_encoder(enc: Encoder, path: str | os.PathLike, format: str = "embforge"
         if head.bge_m3_file is not None:
             sd = {k: v.detach().cpu().clone() for k, v in head.file_module().state_dict().items()}
             torch.save(sd, out / head.bge_m3_file)
-    (out / SIDECAR).write_text(json.dumps(enc.config.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
+    atomic_write_text(out / SIDECAR, json.dumps(enc.config.to_dict(), indent=2, sort_keys=True))
     if format == "sentence-transformers":
         _write_st_files(enc, out)
 
@@ -402,15 +403,15 @@ def _write_st_files(enc: Encoder, out: Path) -> None:
     pool = {"word_embedding_dimension": enc.hidden_size, "include_prompt": True}
     pool.update({v: k == enc.config.pooling for k, v in modes.items()})
     pool.update({"pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False})
-    (out / "1_Pooling" / "config.json").write_text(json.dumps(pool, indent=2), encoding="utf-8")
-    (out / "modules.json").write_text(json.dumps(modules, indent=2), encoding="utf-8")
+    atomic_write_text(out / "1_Pooling" / "config.json", json.dumps(pool, indent=2))
+    atomic_write_text(out / "modules.json", json.dumps(modules, indent=2))
     sb = {"max_seq_length": enc.max_length, "do_lower_case": False}
-    (out / "sentence_bert_config.json").write_text(json.dumps(sb, indent=2), encoding="utf-8")
+    atomic_write_text(out / "sentence_bert_config.json", json.dumps(sb, indent=2))
     prompts = {
         k: v for k, v in (("query", enc.config.query_prefix), ("document", enc.config.document_prefix)) if v
     }
     cst = {"prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine"}
-    (out / "config_sentence_transformers.json").write_text(json.dumps(cst, indent=2), encoding="utf-8")
+    atomic_write_text(out / "config_sentence_transformers.json", json.dumps(cst, indent=2))
 
 
 def trained_heads(path_or_id: str | os.PathLike | None = None) -> tuple[str, ...]:

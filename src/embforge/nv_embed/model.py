@@ -31,6 +31,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embforge.atomic import atomic_write_text
 from embforge.errors import CheckpointError, ConfigError
 from embforge.model.config import FORMAT_VERSION, EncoderConfig
 from embforge.model.encoder import Encoder
@@ -229,7 +230,7 @@ def _save_adapter_layout(enc: Encoder, out: Path) -> None:
         "backbone": lora_backbone.get_base_model().config.to_dict(),
         "lora_adapter": ADAPTER_DIR,
     }
-    (out / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    atomic_write_text(out / "config.json", json.dumps(meta, indent=2, sort_keys=True))
 
 
 def load_adapter_backbone(path: Path, meta: dict, cfg) -> nn.Module:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from embforge.atomic import atomic_write_text
 from embforge.errors import DataError
 from embforge.types import Hits
 
@@ -41,8 +42,4 @@ def write_run(path: str | os.PathLike, query_ids: Sequence[str], hits: Hits, tag
         text = "\n".join(lines) + ("\n" if lines else "")
     else:
         text = json.dumps(hits.to_run(list(query_ids)), indent=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text)

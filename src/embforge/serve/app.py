@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
@@ -29,6 +29,7 @@ from embforge.serve.batcher import DynamicBatcher
 from embforge.serve.config import ApiError, ServeConfig
 from embforge.serve.engine import EncoderEngine, load_encoder
 from embforge.serve.metrics import Metrics
+from embforge.serve.output import render_json
 from embforge.serve.schemas import EmbeddingRequest, EmbeddingResponse, SearchRequest, SearchResponse
 from embforge.serve.service import EmbeddingService
 
@@ -127,6 +128,7 @@ def _build_service(
         max_batch_tokens=config.max_batch_tokens,
         max_batch_size=config.max_batch_size,
         max_wait_s=config.max_wait_ms / 1000.0,
+        max_batch_s=None if config.max_batch_ms is None else config.max_batch_ms / 1000.0,
         max_queue=config.max_queue_inputs,
         queue_timeout_s=config.queue_timeout_s,
         metrics=metrics,
@@ -192,7 +194,7 @@ class _GuardAndMeasure:
 
         try:
             _refuse(Request(scope), self.config, self.expected)
-            chunks = await _read_body(receive, self.config.max_body_bytes)
+            chunks = await _read_body(receive, self.config.max_body_bytes, self.config.body_timeout_s)
             if chunks is not None:  # None: the client left while sending
                 await self._run(scope, chunks, receive, send_and_see, seen)
         except ApiError as e:
@@ -246,12 +248,29 @@ class _GuardAndMeasure:
         self.metrics.latency.observe(time.perf_counter() - t0, endpoint=endpoint)
 
 
-async def _read_body(receive, limit: int) -> list[dict] | None:
+class _BodyTimeout(ApiError):
+    def __init__(self, seconds: float, got: int) -> None:
+        super().__init__(
+            408,
+            f"the request body did not arrive within {seconds:g} s ({got} bytes received); "
+            "send the body at once, or split a very large request",
+            code="request_timeout",
+            headers={"Connection": "close"},
+        )
+
+
+async def _read_body(receive, limit: int, timeout_s: float | None = None) -> list[dict] | None:
     """The request body's messages, at most ``limit`` bytes in all (413 as soon as it is
-    exceeded, whatever the transfer encoding); None if the client disconnected first."""
+    exceeded, whatever the transfer encoding) and all within ``timeout_s`` seconds (408 after:
+    a body sent a byte at a time holds nothing for long); None if the client disconnected first."""
     chunks, size = [], 0
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
-        message = await receive()
+        try:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            message = await asyncio.wait_for(receive(), left)
+        except asyncio.TimeoutError:
+            raise _BodyTimeout(float(timeout_s or 0), size) from None
         if message["type"] == "http.disconnect":
             return None
         size += len(message.get("body", b""))
@@ -365,12 +384,12 @@ def _add_routes(app, service, metrics) -> None:
     @app.post("/v1/embeddings", response_model=EmbeddingResponse)
     async def embeddings(req: EmbeddingRequest):
         """OpenAI-compatible embeddings (plus sparse / multivector / quantized extensions)."""
-        return JSONResponse(await service.embeddings(req))
+        return Response(await render_json(await service.embeddings(req)), media_type="application/json")
 
     @app.post("/v1/search", response_model=SearchResponse)
     async def search(req: SearchRequest):
         """Query text(s) -> ranked document ids from the loaded hybrid index."""
-        return JSONResponse(await service.search(req))
+        return Response(await render_json(await service.search(req)), media_type="application/json")
 
     @app.get("/v1/models")
     async def models():

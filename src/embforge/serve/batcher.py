@@ -13,6 +13,11 @@ after the one that led the previous batch (round robin), and is filled one text 
 turn among the requests of the same kind (a batch led by a short text leaves out texts over
 twice its length), so a request of 2,048 long texts cannot hold a small request behind it: a text waits at most for the batch already encoding when it arrived plus its own
 batch, each at most ``max_batch_tokens`` padded tokens (plus ``max_wait_s``), whatever else is queued.
+With ``max_batch_s`` a batch is also kept to about that many seconds of encoding: its padded tokens
+are capped at ``max_batch_s`` x the encoder's measured speed (padded tokens per second, a moving
+average of the batches so far), so on a slow or loaded CPU a batch of long texts cannot hold a
+small request behind it for many seconds (the cap never goes below ``_MIN_BUDGET`` tokens, and a
+single text always runs).
 A request whose client went away has its queued texts dropped, never encoded.
 
 Backpressure: more than ``max_queue`` texts waiting or encoding -> ``QueueFull``
@@ -39,6 +44,8 @@ from embforge.types import HEADS as BGE_M3_HEADS
 from embforge.types import Embeddings
 
 _SHORT = 32  # tokens: texts this short always share a batch
+_MIN_BUDGET = 1024  # padded tokens: the time cap never makes batches smaller than this
+_EMA = 0.3  # weight of the newest batch in the speed estimate
 
 __all__ = ["DynamicBatcher", "Row", "QueueFull", "QueueTimeout", "BatcherClosed"]
 
@@ -93,6 +100,7 @@ class DynamicBatcher:
         max_batch_tokens: budget of padded tokens per batch (one longer text runs alone).
         max_batch_size: texts per batch at most.
         max_wait_s: how long the first queued text waits for more.
+        max_batch_s: seconds of encoding per batch to aim for (None: no time cap); see above.
         max_queue: texts waiting or encoding at most; more -> ``QueueFull``.
         queue_timeout_s: a text not started by then fails with ``QueueTimeout``.
         metrics: where queue depth and batch sizes are recorded.
@@ -105,6 +113,7 @@ class DynamicBatcher:
         max_batch_tokens: int = 16384,
         max_batch_size: int = 256,
         max_wait_s: float = 0.005,
+        max_batch_s: float | None = None,
         max_queue: int = 4096,
         queue_timeout_s: float = 60.0,
         metrics: Metrics | None = None,
@@ -113,6 +122,8 @@ class DynamicBatcher:
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
+        self.max_batch_s = max_batch_s
+        self.speed: float | None = None  # padded tokens per second of encoding (moving average)
         self.max_queue = max_queue
         self.queue_timeout_s = queue_timeout_s
         self.metrics = metrics or Metrics()
@@ -224,13 +235,14 @@ class DynamicBatcher:
         turns = [q for q in turns if q[0].key == key]
         # a short leader does not wait for long texts' padding: texts up to 2x its length join
         cap = 2 * max(by_request[lead][0].tokens, _SHORT)
+        budget = self.budget
         batch: list[_Item] = []
         longest, full = 0, False
         while turns and not full:
             for q in list(turns):
                 it = q[0]
                 new_longest = max(longest, it.tokens)
-                if batch and ((len(batch) + 1) * new_longest > self.max_batch_tokens or it.tokens > cap):
+                if batch and ((len(batch) + 1) * new_longest > budget or it.tokens > cap):
                     turns.remove(q)  # this request's next text does not fit; others may
                     full = full or it.tokens <= cap
                     continue
@@ -241,8 +253,23 @@ class DynamicBatcher:
                 if len(batch) >= self.max_batch_size:
                     full = True
                     break
-        full = full or len(batch) * longest >= self.max_batch_tokens
+        full = full or len(batch) * longest >= budget
         return batch, full
+
+    @property
+    def budget(self) -> int:
+        """Padded tokens the next batch may hold: ``max_batch_tokens``, capped at ``max_batch_s``
+        seconds of encoding at the measured speed (once there is a measurement)."""
+        if self.max_batch_s is None or self.speed is None:
+            return self.max_batch_tokens
+        return int(min(self.max_batch_tokens, max(_MIN_BUDGET, self.speed * self.max_batch_s)))
+
+    def _measured(self, padded: int, seconds: float) -> None:
+        """Fold one batch's encoding speed into the moving average (tiny batches say little)."""
+        if padded < _MIN_BUDGET // 4 or seconds <= 0:
+            return
+        now = padded / seconds
+        self.speed = now if self.speed is None else (1 - _EMA) * self.speed + _EMA * now
 
     def _drop_stale(self) -> None:
         now = time.monotonic()
@@ -313,6 +340,7 @@ class DynamicBatcher:
             return
         finally:
             self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+        self._measured(len(batch) * max(it.tokens for it in batch), time.perf_counter() - t0)
         for it, row in zip(batch, rows):
             self._finish(it, row=row)
 

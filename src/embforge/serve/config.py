@@ -25,6 +25,10 @@ class ServeConfig:
             number of texts x longest text); one text longer than it runs alone.
         max_batch_size: at most this many texts per micro-batch.
         max_wait_ms: how long the first text of a micro-batch waits for others.
+        max_batch_ms: milliseconds of encoding per micro-batch to aim for: the token budget is
+            also capped at this long at the encoder's measured speed, so one batch of long texts
+            cannot hold small requests for long on a slow or loaded CPU (the fairness bound);
+            None = only ``max_batch_tokens``.
         max_queue_inputs: texts waiting or being encoded; beyond it -> 429.
         queue_timeout_s: a text not started within this time -> 503.
         max_inputs: texts per request (OpenAI: 2048).
@@ -35,6 +39,11 @@ class ServeConfig:
             limit per input.
         max_total_tokens: tokens per request (OpenAI: 300,000).
         max_body_bytes: request body size limit (413 beyond).
+        header_timeout_s: the request line and headers must arrive within this many seconds of
+            the connection opening or of the request's first byte, else 408 and the connection
+            closes (slowloris; applied by ``embforge.serve.protocol``, which ``embforge serve`` runs).
+        body_timeout_s: the whole body must arrive within this many seconds of the request
+            head, else 408 and the connection closes (a body sent a byte at a time).
         dtype: encoder compute dtype (``"fp32"`` or ``"bf16"``).
         any_model: accept any ``model`` name in requests (for clients that hard-code
             one); by default another name than ``model_name`` is a 404.
@@ -46,6 +55,7 @@ class ServeConfig:
     max_batch_tokens: int = 16384
     max_batch_size: int = 256
     max_wait_ms: float = 5.0
+    max_batch_ms: float | None = 500.0
     max_queue_inputs: int = 4096
     queue_timeout_s: float = 60.0
     max_inputs: int = 2048
@@ -53,6 +63,8 @@ class ServeConfig:
     max_chars_per_input: int | None = None
     max_total_tokens: int = 300_000
     max_body_bytes: int = 64 * 1024 * 1024
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
     dtype: str = "fp32"
     any_model: bool = False
 
@@ -75,17 +87,18 @@ class ServeConfig:
 
 _NOT_NUMBERS = frozenset({"model_name", "api_key", "default_role", "dtype", "any_model"})
 _OPTIONAL = ("max_tokens_per_input", "max_chars_per_input")  # None = derived from the model
+_OPTIONAL_NUMBERS = ("max_batch_ms",)  # None = off
 
 
 def _numbers_problems(cfg: ServeConfig) -> list[str]:
     problems = []
     for f in fields(cfg):
         v = getattr(cfg, f.name)
-        if f.name in _NOT_NUMBERS or (f.name in _OPTIONAL and v is None):
+        if f.name in _NOT_NUMBERS or (f.name in _OPTIONAL + _OPTIONAL_NUMBERS and v is None):
             continue
         if f.name in _OPTIONAL and (not isinstance(v, int) or v < 1):
             problems.append(f"{f.name}={v!r} must be >= 1 or None")
-        elif not isinstance(v, (int, float)) or v < 0 or (v == 0 and f.name != "max_wait_ms"):
+        elif not isinstance(v, (int, float)) or not v >= 0 or (v == 0 and f.name != "max_wait_ms"):
             problems.append(f"{f.name}={v!r} must be a positive number")
     return problems
 

@@ -7,11 +7,53 @@ and packed binary vectors are base64 of their raw bytes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+from typing import Any
 
 import numpy as np
 
-__all__ = ["quantize", "int8_scale", "encode_vector", "encode_matrix", "dequantize_int8"]
+__all__ = [
+    "quantize",
+    "int8_scale",
+    "encode_vector",
+    "encode_matrix",
+    "dequantize_int8",
+    "render_json",
+    "CHUNK",
+]
+
+CHUNK = 32  # response items rendered per event-loop step
+
+
+async def render_json(body: dict[str, Any]) -> bytes:
+    """``body`` as the JSON bytes Starlette's ``JSONResponse`` would send, rendered ``CHUNK``
+    items of its ``data`` list at a time with the event loop yielded in between.
+
+    Rendering 2,048 embeddings of dim 1024 is seconds of ``json.dumps`` that hold the GIL (a
+    worker thread would not help), so in one piece it would stall every other request; in chunks
+    other requests are served between them. Everything is rendered before the first byte is sent,
+    so a value JSON cannot hold (NaN) is still an error the server answers cleanly.
+    """
+
+    def dumps(x: Any) -> str:
+        return json.dumps(x, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+    data = body.get("data")
+    if not isinstance(data, list) or len(data) <= CHUNK:
+        return dumps(body).encode("utf-8")
+    parts = []
+    for key, value in body.items():
+        if key != "data":
+            parts.append(f"{dumps(key)}:{dumps(value)}")
+            continue
+        items = []
+        for a in range(0, len(data), CHUNK):
+            items.append(",".join(dumps(x) for x in data[a : a + CHUNK]))
+            await asyncio.sleep(0)  # let the loop serve other requests between chunks
+        parts.append(f"{dumps(key)}:[{','.join(items)}]")
+    return ("{" + ",".join(parts) + "}").encode("utf-8")
 
 
 def int8_scale(x: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from embforge.serve.config import ApiError, ServeConfig
 from embforge.serve.engine import EncoderEngine
 from embforge.serve.heads import head_fields, requested_heads, unknown_fields
 from embforge.serve.metrics import Metrics
+from embforge.serve.output import CHUNK
 from embforge.serve.schemas import EmbeddingRequest, SearchRequest
 from embforge.types import Embeddings
 
@@ -266,7 +267,11 @@ class EmbeddingService:
         heads = self._requested(req)
         prep = await self._prepare(req.input, role, req.truncate, "input")
         rows = await self.run(prep, role, heads)
-        data = [self._item(i, r, req, heads) for i, r in enumerate(rows)]
+        data = []
+        for i, r in enumerate(rows):
+            data.append(self._item(i, r, req, heads))
+            if i % CHUNK == CHUNK - 1:
+                await asyncio.sleep(0)  # thousands of rows: let other requests in between
         self.metrics.tokens.inc(prep.total, endpoint="/v1/embeddings")
         self.metrics.inputs.inc(len(prep.texts), endpoint="/v1/embeddings")
         return {

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from embforge.data.formats import parse_record
-from embforge.data.io import iter_rows
+from embforge.data.io import iter_rows, open_text
 from embforge.errors import DataError
 
 __all__ = ["TrainExample", "read_examples", "check_examples", "group_texts", "sources_of"]
@@ -50,7 +50,7 @@ def read_examples(files: Sequence[str]) -> list[TrainExample]:
             raise DataError(f"training file {f!r} does not exist; fix data.train_files")
         before = len(out)
         if str(f).endswith(".txt"):
-            with open(f, encoding="utf-8") as fh:
+            with open_text(f) as fh:  # bad UTF-8, over-long lines: DataError naming file:line
                 for i, line in enumerate(fh, 1):
                     t = line.strip()
                     if t:

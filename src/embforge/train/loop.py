@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from embforge.atomic import atomic_write_text
 from embforge.train import distributed as dist_utils
 from embforge.train.checkpoint import (
     collect_rng_states,
@@ -163,9 +163,7 @@ class Trainer:
                     keep.append(line)
             except (json.JSONDecodeError, KeyError):
                 break  # a torn last line from a killed run
-        tmp = self.log_path.with_suffix(".tmp")
-        tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
-        os.replace(tmp, self.log_path)
+        atomic_write_text(self.log_path, "".join(x + "\n" for x in keep))
 
     # ------------------------------------------------------------------ one step
     def _optimizer_step(self) -> float:
@@ -234,7 +232,7 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             if self.config is not None:
-                (self.out / "config.json").write_text(json.dumps(self.config, indent=1), encoding="utf-8")
+                atomic_write_text(self.out / "config.json", json.dumps(self.config, indent=1))
         start = self._resume()
         self._t_start = time.perf_counter()
         self.model.train()

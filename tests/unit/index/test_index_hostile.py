@@ -196,3 +196,135 @@ def test_fuzz_index_folder_files(tmp_path, budget) -> None:
             (base / f).write_bytes(data)
 
     check_reader(read, st.tuples(st.integers(0, 100), st.integers(0, 10**6), st.binary(max_size=16)), budget)
+
+
+# ---------------------------------------------------------------- PLAID and every index kind
+@pytest.fixture(scope="module")
+def plaid_saved(tmp_path_factory) -> Path:
+    """One saved PlaidIndex (built once: faiss training is the slow part); tests copy it."""
+    from embforge.index import PlaidIndex
+
+    idx = PlaidIndex(nlist=8, exact=4)
+    idx.add([f"d{i}" for i in range(60)], random_multivector(60, 16, seed=4))
+    return _saved(tmp_path_factory.mktemp("plaid"), idx, "plaid")
+
+
+@pytest.fixture
+def plaid_dir(plaid_saved, tmp_path) -> Path:
+    return Path(shutil.copytree(plaid_saved, tmp_path / "plaid"))
+
+
+def _set0(value: int):
+    return lambda a: np.where(np.arange(a.size).reshape(a.shape) == 0, value, a).astype(a.dtype)
+
+
+@pytest.mark.parametrize(
+    ("name", "corrupt", "match"),
+    [
+        ("plaid_token_cid", _set0(60000), r"plaid_token_cid.npy.*outside \[0, 8\)"),
+        ("plaid_token_cid", lambda a: a[:-1], r"plaid_token_cid.npy.*rows"),
+        ("plaid_token_cid", lambda a: a.astype(np.float32), r"plaid_token_cid.npy.*dtype"),
+        ("plaid_ivf_docs", _set0(10**6), r"plaid_ivf_docs.npy.*outside \[0, 60\)"),
+        ("plaid_ivf_docs", _set0(-1), r"plaid_ivf_docs.npy.*outside"),
+        ("plaid_ivf_ptr", lambda a: a[::-1].copy(), r"plaid_ivf_ptr.npy"),
+        ("plaid_ivf_ptr", _set0(5), r"plaid_ivf_ptr.npy.*from 0"),
+        ("plaid_ivf_ptr", lambda a: a[:-1], r"plaid_ivf_ptr.npy.*rows"),
+        ("plaid_codes", lambda a: a[:, :-1], r"plaid_codes.npy.*bytes"),
+        ("plaid_codes", lambda a: a.astype(np.int64), r"plaid_codes.npy"),
+        ("plaid_codes", lambda a: a[:-1], r"plaid_codes.npy.*rows"),
+        ("plaid_centroids", lambda a: a[:, :-1], r"plaid_centroids.npy.*shape"),
+        ("plaid_centroids", lambda a: a[:-1], r"plaid_centroids.npy.*shape"),
+        ("plaid_centroids", lambda a: np.full_like(a, np.nan), r"plaid_centroids.npy.*NaN"),
+        ("plaid_pq", lambda a: a[:-1], r"plaid_pq.npy.*values"),
+        ("plaid_pq", lambda a: np.concatenate([a, a]), r"plaid_pq.npy.*values"),
+    ],
+)
+def test_hostile_plaid_arrays_are_refused_at_load(plaid_dir, name, corrupt, match) -> None:
+    d = plaid_dir
+    load_index(d).search(random_multivector(2, 16, seed=5), k=3)  # the untouched folder works
+    _rewrite(d, name, corrupt)
+    with pytest.raises(CheckpointError, match=match):
+        load_index(d)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["config"].update(pq_m=5),  # does not divide the dim 16
+        lambda m: m["config"].update(pq_bits=30),  # 2^30 codewords: an allocation bomb
+        lambda m: m["config"].update(nlist=9),  # disagrees with plaid_centroids.npy
+    ],
+    ids=["pq_m", "pq_bits", "nlist"],
+)
+def test_hostile_plaid_config_is_a_clear_error(plaid_dir, edit) -> None:
+    d = plaid_dir
+    _edit_manifest(d, edit)
+    with pytest.raises(CheckpointError, match=r"index.json|plaid_"):
+        load_index(d)
+
+
+def _every_kind(tmp_path: Path) -> dict[str, Path]:
+    """One small saved index of every registered kind but hybrid (its components are these)."""
+    from embforge.index import INDEXES, IVFPQIndex, PlaidIndex, counts_from_ids
+
+    ids = [f"d{i}" for i in range(300)]
+    rng = np.random.default_rng(7)
+    made = {
+        "bm25": (BM25Index(), counts_from_ids([list(rng.integers(0, 40, 6)) for _ in ids], vocab_size=40)),
+        "dense-exact": (ExactDenseIndex(), clustered(300, 16, 1)),
+        "dense-hnsw": (HNSWIndex(), clustered(300, 16, 1)),
+        "dense-ivfpq": (IVFPQIndex(nlist=4, pq_m=4, nbits=4), clustered(300, 16, 1)),
+        "multivector": (MultiVectorIndex(dtype="int8"), random_multivector(300, 16, seed=2)),
+        "multivector-plaid": (PlaidIndex(nlist=8, exact=4), random_multivector(300, 16, seed=2)),
+        "sparse": (SparseIndex(backend="numba"), random_sparse(300, 40, seed=3)),
+    }
+    assert set(made) | {"hybrid"} == set(INDEXES.names()), "a new index kind: add it here"
+    out = {}
+    for kind, (idx, x) in made.items():
+        idx.add(ids, x)
+        out[kind] = _saved(tmp_path, idx, kind)
+    return out
+
+
+def _corruptions(a: np.ndarray):
+    """Damage a loader must refuse or survive: out-of-range and negative entries, a wrong dtype,
+    a row less, an extra axis, NaN."""
+    if a.dtype.kind in "iu" and a.size:
+        yield "huge", _set0(int(np.iinfo(a.dtype).max))(a)
+        if a.dtype.kind == "i":
+            yield "negative", _set0(-1)(a)
+        yield "float", a.astype(np.float64)
+    if a.dtype.kind == "f" and a.size:
+        yield "nan", np.where(np.arange(a.size).reshape(a.shape) == 0, np.nan, a).astype(a.dtype)
+    if a.ndim and len(a):
+        yield "short", a[:-1]
+    yield "axis", a[None]
+
+
+def test_hostile_every_index_kind_refuses_or_survives_damaged_arrays(tmp_path) -> None:
+    """Each .npy of each index kind, damaged each way: load raises CheckpointError naming the
+    file, or the index loads and searches without error (never a crash or an IndexError)."""
+    queries = {
+        "bm25": [[1, 2, 3]],
+        "multivector": random_multivector(2, 16, seed=9),
+        "multivector-plaid": random_multivector(2, 16, seed=9),
+        "sparse": random_sparse(2, 40, seed=9),
+    }
+    checked = 0
+    for kind, d in _every_kind(tmp_path).items():
+        q = queries.get(kind, clustered(2, 16, 9))
+        for f in sorted(d.glob("*.npy")):
+            original = np.load(f)
+            for how, bad in _corruptions(original):
+                np.save(f, bad, allow_pickle=False)
+                try:
+                    idx = load_index(d)
+                except CheckpointError as e:
+                    named = f.name in str(e) or "index.json" in str(e) or str(d) in str(e)
+                    assert named, (kind, f.name, how, e)
+                else:
+                    idx.search(q, k=3)
+                finally:
+                    np.save(f, original, allow_pickle=False)
+                checked += 1
+    assert checked > 60

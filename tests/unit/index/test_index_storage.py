@@ -121,3 +121,32 @@ def test_load_memory_maps(tmp_path):
     build(30, 0).save(tmp_path / "ix")
     assert isinstance(load_index(tmp_path / "ix")._vectors, np.memmap)
     assert not isinstance(load_index(tmp_path / "ix", mmap=False)._vectors, np.memmap)
+
+
+def test_index_base_hooks_are_abstract() -> None:
+    """Every registered backend implements the base class's hooks; one that misses any cannot be
+    instantiated (abc), instead of failing later with NotImplementedError."""
+    import inspect
+
+    from embforge.index import INDEXES, BaseIndex
+
+    for name in INDEXES.names():
+        assert not inspect.isabstract(INDEXES.get(name)), name
+    assert {"add", "search", "config", "_write", "_read"} <= BaseIndex.__abstractmethods__
+
+    class NoSearch(BaseIndex):
+        def add(self, ids, vectors):
+            pass
+
+        def config(self):
+            return {}
+
+        def _write(self, d):
+            pass
+
+        @classmethod
+        def _read(cls, d, manifest, mmap):
+            return cls()
+
+    with pytest.raises(TypeError, match="search"):
+        NoSearch()

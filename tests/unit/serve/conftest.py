@@ -117,15 +117,16 @@ def make_fake_encoder(minilm_tokenizer):
 
 
 @contextmanager
-def serve_in_thread(app):
-    """Run ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL."""
+def serve_in_thread(app, **uvicorn_kw):
+    """Run ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL.
+    ``uvicorn_kw`` go to ``uvicorn.Config`` (e.g. ``http=`` a protocol class)."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **uvicorn_kw))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     t0 = time.monotonic()

@@ -25,6 +25,8 @@ from embforge.serve.batcher import DynamicBatcher
 from embforge.serve.config import check_exposure, is_loopback
 from embforge.types import Embeddings, Hits
 
+from .conftest import serve_in_thread
+
 
 class DenseIndex:
     """Exact dense search over a few documents; honours ``weights`` like a hybrid index."""
@@ -380,3 +382,159 @@ def test_hostile_docs_and_schema_follow_the_api_key(fake_encoder, make_server):
         assert httpx.get(url + path, headers={"Authorization": "Bearer k3y"}).status_code in (200, 404)
     for path in ("/healthz", "/metrics"):
         assert httpx.get(url + path).status_code == 200
+
+
+def test_hostile_long_batches_are_capped_at_the_time_budget():
+    """With max_batch_s, a batch holds at most max_batch_s x the measured encoding speed of padded
+    tokens (never under _MIN_BUDGET, never over max_batch_tokens): on a slow encoder a batch of long
+    texts stays short, so a small request behind it waits about max_batch_s, not minutes."""
+    from embforge.serve.batcher import _MIN_BUDGET
+
+    rec = Recorder()
+    b = DynamicBatcher(rec, max_batch_tokens=16384, max_batch_s=0.5)
+    assert b.budget == 16384  # nothing measured yet
+    b._measured(4000, 1.0)  # 4000 padded tokens/s
+    assert b.speed == 4000 and b.budget == 2000
+    b._measured(8000, 1.0)
+    assert b.speed == pytest.approx(0.7 * 4000 + 0.3 * 8000)
+    b._measured(10, 10.0)  # a tiny batch says little about the speed: ignored
+    assert b.speed == pytest.approx(5200)
+    b.speed = 10.0  # a crawling encoder: the floor keeps batches useful
+    assert b.budget == _MIN_BUDGET
+    b.speed = 1e9  # a fast one: max_batch_tokens still holds
+    assert b.budget == 16384
+    assert DynamicBatcher(rec, max_batch_tokens=16384).budget == 16384  # no time cap by default
+
+    async def main():
+        b = DynamicBatcher(rec, max_batch_tokens=16384, max_batch_size=256, max_wait_s=0.001, max_batch_s=0.5)
+        b.speed = 2000.0  # 0.5 s -> 1000 padded tokens -> the _MIN_BUDGET floor of 1024
+        await b.start()
+        await b.submit([f"long {i}" for i in range(64)], [256] * 64, role="d", heads=("dense",))
+        await b.stop()
+
+    rec.batches.clear()
+    asyncio.run(main())
+    # the first batch: 4 texts of 256 tokens, not 64 (the fake encoder is fast, so later batches,
+    # measured, grow: the cap follows the speed)
+    assert len(rec.batches[0]) == _MIN_BUDGET // 256
+    assert sum(map(len, rec.batches)) == 64
+
+
+def test_hostile_big_response_is_rendered_in_chunks_between_other_requests():
+    """A 2,000-item response is the exact bytes JSONResponse renders, but built in chunks with
+    the event loop yielded between them, so other requests are served while it renders."""
+    from starlette.responses import JSONResponse
+
+    from embforge.serve.output import CHUNK, render_json
+
+    rng = np.random.default_rng(0)
+    body = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": rng.random(8).tolist(), "x": "é"} for i in range(2000)],
+        "model": "m",
+        "usage": {"prompt_tokens": 3, "total_tokens": 3},
+    }
+
+    async def main():
+        steps, done = 0, False
+
+        async def other():  # another request's task: counts the loop turns it gets
+            nonlocal steps
+            while not done:
+                steps += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(other())
+        await asyncio.sleep(0)
+        out = await render_json(body)
+        done = True
+        await task
+        return out, steps
+
+    out, steps = asyncio.run(main())
+    assert out == JSONResponse(body).body
+    assert steps >= 2000 // CHUNK - 1  # the other task ran between the chunks
+    small = {"object": "list", "data": [], "model": "m"}
+    assert asyncio.run(render_json(small)) == JSONResponse(small).body
+    with pytest.raises(ValueError):  # NaN is refused before a byte is sent, as JSONResponse does
+        asyncio.run(render_json({"data": [{"v": float("nan")}] * 100}))
+
+
+# ---------------------------------------------------------------- slowloris
+def _trickle(port: int, data: bytes, stop: threading.Event, pause: float = 0.05) -> socket.socket:
+    """A raw client that sends ``data`` one byte every ``pause`` s (in a thread) until ``stop``."""
+    s = socket.create_connection(("127.0.0.1", port))
+
+    def run() -> None:
+        for b in data:
+            if stop.is_set():
+                return
+            try:
+                s.sendall(bytes([b]))
+            except OSError:
+                return  # the server closed it: what we want
+            time.sleep(pause)
+
+    threading.Thread(target=run, daemon=True).start()
+    return s
+
+
+def _read_until_closed(s: socket.socket, timeout: float = 30.0) -> bytes:
+    s.settimeout(timeout)
+    out = b""
+    try:
+        while chunk := s.recv(65536):
+            out += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return out
+
+
+def test_hostile_slowloris_heads_and_bodies_time_out_without_blocking_others(
+    fake_encoder_cls, minilm_tokenizer
+):
+    """Byte-at-a-time heads, a silent connection and a byte-at-a-time body are each answered 408 and
+    closed by their deadline, while a normal client is served meanwhile."""
+    from embforge.serve.protocol import http_protocol
+
+    config = ServeConfig(header_timeout_s=0.5, body_timeout_s=1.0)
+    app = create_app(fake_encoder_cls(minilm_tokenizer), config=config)
+    with serve_in_thread(app, http=http_protocol(config)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        stop = threading.Event()
+        body = b'{"input": "hello there"}'
+        head = (
+            f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        slow_head = _trickle(port, head * 10, stop)
+        silent = socket.create_connection(("127.0.0.1", port))
+        slow_body = socket.create_connection(("127.0.0.1", port))
+        slow_body.sendall(head + body[:3])
+        try:
+            for _ in range(3):  # others are served while the slow clients hang on
+                r = httpx.post(url + "/v1/embeddings", json={"input": "hi"}, timeout=10)
+                assert r.status_code == 200
+            for s in (slow_head, silent, slow_body):
+                got = _read_until_closed(s)
+                assert got.startswith(b"HTTP/1.1 408"), got[:200]
+                assert b"request_timeout" in got and b"connection: close" in got.lower()
+            # a kept-alive client that goes quiet and then trickles a new head is cut too
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(head + body)
+                s.settimeout(10)
+                assert s.recv(65536).startswith(b"HTTP/1.1 200")
+                closed = False
+                for b in head[:20]:  # 1 s of trickle, over the 0.5 s deadline
+                    try:
+                        s.sendall(bytes([b]))
+                    except OSError:
+                        closed = True  # the server closed it (its 408 may be lost to the reset)
+                        break
+                    time.sleep(0.05)
+                got = _read_until_closed(s)
+                assert closed or got.startswith(b"HTTP/1.1 408"), got[:200]
+        finally:
+            stop.set()
+            for s in (slow_head, silent, slow_body):
+                s.close()

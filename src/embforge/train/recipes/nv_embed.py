@@ -37,6 +37,7 @@ from transformers import (
     Qwen2Config,
 )
 
+from embforge.atomic import atomic_write_text
 from embforge.config import Choice, Recipe, config_to_dict
 from embforge.data.samplers import SourceBatchSampler
 from embforge.losses import InfoNCELoss
@@ -351,12 +352,22 @@ class StageStep:
         return contrastive_step(self.encode, qb, db, loss_fn, self.sub_batch_size)
 
 
+def _stage_seed(cfg: NVEmbedConfig, index: int) -> int:
+    return cfg.loop.seed + 1000 * index
+
+
 def run_stage(
-    enc: Encoder, stage: StageConfig, cfg: NVEmbedConfig, index: int, callbacks: Sequence[Callback] = ()
+    enc: Encoder,
+    stage: StageConfig,
+    cfg: NVEmbedConfig,
+    index: int,
+    callbacks: Sequence[Callback] = (),
+    data: tuple[list[Example], dict[str, list[int]], list[SourceConfig]] | None = None,
 ) -> dict[str, Any]:
-    """Train one stage with the shared ``Trainer`` and step (resumable); returns a summary."""
-    seed = cfg.loop.seed + 1000 * index
-    examples, sources, specs = _stage_data(stage, seed)
+    """Train one stage with the shared ``Trainer`` and step (resumable); returns a summary.
+    ``data``: the stage's ``_stage_data`` when already read (``run`` reads every stage's first)."""
+    seed = _stage_seed(cfg, index)
+    examples, sources, specs = data if data is not None else _stage_data(stage, seed)
     sampler = SourceBatchSampler(sources, stage.batch_size, seed=seed)
     loss = InfoNCELoss(("dense",), temperature=cfg.temperature, in_batch_negatives=stage.in_batch_negatives)
     step = StageStep(enc, stage, examples, specs, loss, cfg.model.max_length, cfg.loop.sub_batch_size)
@@ -397,7 +408,7 @@ def _write_log(out: Path, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for st in stages:
         for line in Path(st["log"]).read_text(encoding="utf-8").splitlines():
             log.append({"stage": st["stage"], **json.loads(line)})
-    (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log), encoding="utf-8")
+    atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in log))
     return log
 
 
@@ -409,14 +420,17 @@ def run(cfg: NVEmbedConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:
     if cfg.loop.threads:
         torch.set_num_threads(cfg.loop.threads)
     seed_everything(cfg.loop.seed)
+    # every stage's files are read and checked before the model loads: a bad line at the end of
+    # the last stage's file fails in seconds, not after stage 1 has trained
+    data = [_stage_data(st, _stage_seed(cfg, i)) for i, st in enumerate(cfg.stages)]
     out = Path(cfg.loop.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=1), encoding="utf-8")
+    atomic_write_text(out / "config.json", json.dumps(config_to_dict(cfg), indent=1))
     enc = build_model(cfg.model, cfg.loop.seed)
     n_train = sum(p.numel() for p in enc.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in enc.parameters())
     logger.info("nv-embed: %d of %d parameters train", n_train, n_all)
-    stages = [run_stage(enc, st, cfg, i, callbacks) for i, st in enumerate(cfg.stages)]
+    stages = [run_stage(enc, st, cfg, i, callbacks, data[i]) for i, st in enumerate(cfg.stages)]
     save_nv_embed(enc, out / "final", lora=cfg.save_lora)
     log = _write_log(out, stages)
     summary = {
@@ -425,7 +439,7 @@ def run(cfg: NVEmbedConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:
         "params": n_all,
         "stages": stages,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return TrainResult(sum(st.steps for st in cfg.stages), log, out)
 
 
