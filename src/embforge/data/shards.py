@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from embforge.atomic import atomic_write_text
 from embforge.data.io import iter_rows, loads_json
 from embforge.errors import DataError
 from embforge.types import Embeddings, SparseVectors
@@ -343,9 +344,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}{_TMP}{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
 def check_job(out: Path, job: dict[str, Any]) -> None:
