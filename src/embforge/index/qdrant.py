@@ -343,13 +343,16 @@ class QdrantIndex(BaseIndex):
             "batch_size": self.batch_size,
         }
 
+    def _write(self, d: Path) -> None:
+        write_manifest(d, self.kind, self.config(), count=len(self), meta=self.meta)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``index.json`` into ``path`` (the points live in Qdrant: in ``path/qdrant`` when embedded)."""
         d = Path(path)
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / f".{MANIFEST}.tmp-{os.getpid()}"
         tmp.mkdir(exist_ok=True)
-        write_manifest(tmp, self.kind, self.config(), count=len(self), meta=self.meta)
+        self._write(tmp)
         os.replace(tmp / MANIFEST, d / MANIFEST)
         tmp.rmdir()
         return d
