@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shlex
 from pathlib import Path
 from typing import Optional
@@ -10,9 +9,9 @@ from typing import Optional
 import typer
 
 from embforge.cli._common import (
-    HEAD_CHOICES,
     batch_size_option,
     heads_option,
+    lang_option,
     max_length_option,
     model_option,
     output_option,
@@ -24,19 +23,6 @@ from embforge.cli._common import (
 )
 from embforge.cli._outputs import claim
 from embforge.errors import ConfigError
-
-
-def _parse_weights(weights: str) -> dict[str, float]:
-    parts = weights.split(",")
-    if len(parts) != 3:
-        raise ConfigError(f"--weights {weights!r}: give three numbers dense,sparse,multivector, e.g. 1,0.3,1")
-    try:
-        vals = [float(x) for x in parts]
-    except ValueError:
-        raise ConfigError(f"--weights {weights!r}: not numbers; e.g. --weights 1,0.3,1") from None
-    if not all(math.isfinite(v) for v in vals):
-        raise ConfigError(f"--weights {weights!r}: NaN and infinity are not weights; e.g. --weights 1,0.3,1")
-    return dict(zip(HEAD_CHOICES, vals))
 
 
 def _parse_dims(dims: str) -> list[int] | None:
@@ -111,6 +97,10 @@ def eval_command(
         [], "--beir", help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv). Repeatable."
     ),
     split: str = split_option(),
+    lang: str = lang_option(
+        "Language of every evaluated set; empty = from the data's 'lang' fields (a tag at the end of a "
+        "set's name, as in xquad-de, is only the last resort, with a warning)."
+    ),
     sts: list[Path] = typer.Option(
         [], "--sts", help="STS file (STS-B TSV, KorSTS TSV, stsb_multi_mt CSV or JSONL). Repeatable."
     ),
@@ -122,7 +112,9 @@ def eval_command(
         True, help="Also evaluate the hybrid score w1*dense + w2*sparse + w3*multivector."
     ),
     weights: str = typer.Option(
-        "1,0.3,1", help="Hybrid weights dense,sparse,multivector (BGE-M3 paper: 1,0.3,1)."
+        "1,0.3,1",
+        help="Hybrid weights dense,sparse,multivector (BGE-M3 paper: 1,0.3,1) or head=weight pairs; "
+        "a head left out weighs 0.",
     ),
     mrl_dims: str = typer.Option(
         "auto", help="Matryoshka curve dims: 'auto' (32, 64, ... full), 'none', or e.g. 64,128,256."
@@ -159,9 +151,11 @@ def eval_command(
     head_p = parse_heads(heads)
     if index is not None and len(models) > 1:
         raise ConfigError("--index evaluates one index: give at most one --model (its query encoder)")
-    hybrid_weights = _parse_weights(weights)  # every option is checked before data or model load
+    from embforge.scoring import parse_weights
+
+    hybrid_weights = parse_weights(weights, "--weights")  # every option checked before data or model load
     claim(output, directory=True, inputs=[*beir, *sts])
-    sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs)
+    sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs, lang or None)
     command = command_line("eval", ctx.params)
     data = {
         "beir": [{"path": str(p), "split": split} for p in beir],
@@ -222,6 +216,7 @@ def _load_sets(
     sts: list[Path],
     bitext: list[str],
     max_pairs: int | None,
+    lang: str | None = None,
 ) -> tuple[list, list, list]:
     """(retrieval sets, STS sets, bitext sets) read from the command's paths; bad --bitext fails first."""
     from embforge.eval.datasets import load_beir, load_bitext, load_sts
@@ -233,13 +228,15 @@ def _load_sets(
             raise ConfigError(f"--bitext {spec!r}: give two files separated by a comma: SOURCE,TARGET")
     # results are keyed by these names: two files called sts-dev.csv become dir1/sts-dev, dir2/sts-dev
     bnames = unique_labels([Path(p[0]).name for p in pairs], [p[0] for p in pairs])
-    bitext_sets = [load_bitext(p[0], p[1], name=n, max_pairs=max_pairs) for p, n in zip(pairs, bnames)]
+    bitext_sets = [
+        load_bitext(p[0], p[1], name=n, language=lang, max_pairs=max_pairs) for p, n in zip(pairs, bnames)
+    ]
     rnames = unique_labels([Path(p).resolve().name for p in beir], [str(Path(p).resolve()) for p in beir])
     retrieval_sets = [
-        load_beir(p, split=split, name=n, max_queries=max_queries) for p, n in zip(beir, rnames)
+        load_beir(p, split=split, name=n, language=lang, max_queries=max_queries) for p, n in zip(beir, rnames)
     ]
     snames = unique_labels([_stem(p) for p in sts], [str(Path(p).resolve()) for p in sts])
-    sts_sets = [load_sts(p, name=n) for p, n in zip(sts, snames)]
+    sts_sets = [load_sts(p, name=n, language=lang) for p, n in zip(sts, snames)]
     return retrieval_sets, sts_sets, bitext_sets
 
 

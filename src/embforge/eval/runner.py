@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -34,7 +34,14 @@ from embforge.index.hybrid import HybridIndex
 from embforge.index.multivector import MultiVectorIndex
 from embforge.index.sparse import SparseIndex
 from embforge.model.heads import head_scores
-from embforge.scoring import DEFAULT_WEIGHTS, FUSIONS, dense_scores, truncate_dense, weighted_parts
+from embforge.scoring import (
+    DEFAULT_WEIGHTS,
+    FUSIONS,
+    dense_scores,
+    parse_weights,
+    truncate_dense,
+    weighted_parts,
+)
 from embforge.types import Embeddings
 
 __all__ = [
@@ -222,7 +229,8 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     """Evaluate every head, the hybrid, the Matryoshka dims and BM25 on one retrieval set.
 
     Args:
-        weights: hybrid weights per head (default ``embforge.scoring.DEFAULT_WEIGHTS``).
+        weights: hybrid weights per head, read by :func:`embforge.scoring.parse_weights` (a head left
+            out weighs 0); default ``embforge.scoring.DEFAULT_WEIGHTS``.
         mrl_dims: dense dims for the Matryoshka curve; ``None`` = :func:`default_mrl_dims`,
             ``()`` = no curve.
         rerank_top: None = exact evaluation (every head against the whole corpus); N = every
@@ -234,7 +242,7 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     """
     t0 = time.perf_counter()
     heads = tuple(heads)
-    w = dict(DEFAULT_WEIGHTS if weights is None else weights)
+    w = dict(DEFAULT_WEIGHTS) if weights is None else cast(dict[str, float], parse_weights(weights))
     k = max(k_values)
     qe = _encode(encoder, data.query_texts, "query", heads, batch_size, max_length)
     runs = _start_runs(qe, heads, w, hybrid, mrl_dims, k, rerank_top)
@@ -271,6 +279,7 @@ def _retrieval_report(runs: _RetrievalRuns, data: RetrievalSet, k_values: Sequen
     """The report entry's header and per-head metrics (hybrid included)."""
     return {
         "language": data.language,
+        "language_source": data.meta.get("language_source", ""),  # given | data | name
         "num_queries": len(data.query_ids),
         "num_docs": len(data.doc_ids),
         "heads": {
@@ -371,6 +380,7 @@ def evaluate_index(
     res = M.evaluate(data.qrels, hits.to_run(data.query_ids), k_values)
     return {
         "language": data.language,
+        "language_source": data.meta.get("language_source", ""),  # given | data | name
         "num_queries": len(data.query_ids),
         "num_docs": len(data.doc_ids),
         "heads": {"index": res},

@@ -22,7 +22,6 @@ embforge checkpoints written before heads became a mapping store ``sparse_head.*
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,7 +44,6 @@ EncoderFactory = Callable[[Any, Any, EncoderConfig], "Encoder"]
 
 __all__ = ["FORMATS", "default_model_path", "resolve_path", "detect_layout", "load_encoder", "save_encoder"]
 
-logger = logging.getLogger("embforge")
 FORMATS = ("embforge", "bge-m3", "sentence-transformers")
 SIDECAR = "embforge_encoder.json"
 
@@ -229,17 +227,14 @@ def _load_head_file(head: Head, file: Path, name: str) -> None:
 
 
 def _init_missing(head: Head, name: str, where: Path | str) -> bool:
-    """Initialise a head its checkpoint lacks, with a warning; False if the head cannot be."""
+    """Initialise a head its checkpoint lacks; False if the head cannot be. The warning is kept on
+    the head and printed once, the first time the head encodes (``Head.warn_untrained``)."""
     how = head.init_missing()
     if how is None:
         return False
-    logger.warning(
-        "%s not found: no %s head weights; initialised deterministically: %s. Its %s scores are untrained; "
-        "fine-tune it, or load with heads=('dense',) to skip the head.",
-        where,
-        name,
-        how,
-        name,
+    head.untrained_note = (
+        f"{where} not found: no {name} head weights; initialised deterministically: {how}. Its {name} "
+        "scores are untrained; fine-tune it, or load with heads=('dense',) to skip the head."
     )
     return True
 

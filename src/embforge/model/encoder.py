@@ -23,6 +23,12 @@ from embforge.errors import ConfigError
 from embforge.model.checkpoint import load_encoder, save_encoder
 from embforge.model.config import EncoderConfig
 from embforge.model.encode import encode, encode_ids
+from embforge.model.flag_compat import (
+    colbert_score,
+    flag_encode_kwargs,
+    ids_to_tokens,
+    lexical_matching_score,
+)
 from embforge.model.heads import HEADS, Head, HeadOptions
 from embforge.model.instructions import with_instruction_pool_mask
 from embforge.model.plugins import BACKBONE_ADAPTERS, import_attr
@@ -258,8 +264,26 @@ class Encoder(nn.Module):
 
     # ----------------------------------------------------------------- encode
     def encode(self, texts: str | Iterable[str], role: str = "document", **kwargs) -> Embeddings:
-        """Fast inference to numpy; see :func:`embforge.model.encode.encode` for the options."""
-        return encode(self, texts, role=role, **kwargs)
+        """Fast inference to numpy; see :func:`embforge.model.encode.encode` for the options.
+
+        FlagEmbedding's ``BGEM3FlagModel.encode`` options work too (``return_dense``,
+        ``return_sparse``, ``return_colbert_vecs``, ``max_length``, ``batch_size``,
+        ``convert_to_numpy``), and the result reads by its keys (``out["dense_vecs"]``,
+        ``out["lexical_weights"]``, ``out["colbert_vecs"]``): see :mod:`embforge.model.flag_compat`.
+        """
+        return encode(self, texts, role=role, **flag_encode_kwargs(kwargs))
+
+    def compute_lexical_matching_score(self, a: Any, b: Any) -> Any:
+        """FlagEmbedding's name: lexical matching of ``{token id: weight}`` dicts (or lists of them)."""
+        return lexical_matching_score(a, b, self.vocab_size)
+
+    def colbert_score(self, q: Any, p: Any) -> float:
+        """FlagEmbedding's name: MaxSim of two (T, M) token matrices, divided by the query's T."""
+        return colbert_score(q, p)
+
+    def convert_id_to_token(self, lexical_weights: Any) -> Any:
+        """FlagEmbedding's name: ``{token id: weight}`` -> ``{token text: weight}`` (dict or list of dicts)."""
+        return ids_to_tokens(lexical_weights, self.tokenizer)
 
     def similarity(
         self, a: str | Iterable[str] | Embeddings, b: str | Iterable[str] | Embeddings, head: str = "dense"

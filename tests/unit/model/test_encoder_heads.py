@@ -145,10 +145,17 @@ def test_missing_heads_warn_and_are_deterministic(tiny_m3_path, tmp_path, caplog
     (bare / "colbert_linear.pt").unlink()
     with caplog.at_level(logging.WARNING, logger="embforge"):
         enc = Encoder.from_pretrained(str(bare))
-    assert "sparse_linear.pt not found: no sparse head weights" in caplog.text
-    assert "colbert_linear.pt not found: no multivector head weights" in caplog.text
+        enc.encode(["the dog runs"])  # dense only: the untrained heads stay quiet (issue 18)
+    assert "not found" not in caplog.text
     assert torch.equal(enc.multivector_head.linear.weight, torch.eye(32))
-    w = enc.encode(["the dog runs"], heads=("sparse",)).sparse
+    with caplog.at_level(logging.WARNING, logger="embforge"):
+        w = enc.encode(["the dog runs"], heads=("sparse",)).sparse
+        enc.encode(["again"], heads=("dense", "sparse"))  # said once, when first used
+    assert caplog.text.count("sparse_linear.pt not found: no sparse head weights") == 1
+    assert "colbert_linear.pt" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="embforge"):
+        enc.encode(["x"], heads=("multivector",))
+    assert "colbert_linear.pt not found: no multivector head weights" in caplog.text
     assert np.allclose(w.values, 0.4)  # balanced init: W_lex=0, b=0.4 (every term weighs 0.4)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="embforge"):
