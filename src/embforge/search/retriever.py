@@ -18,6 +18,7 @@ from embforge.index.base import load_index
 from embforge.index.dense import ExactDenseIndex
 from embforge.index.hybrid import HybridIndex
 from embforge.index.multivector import MultiVectorIndex
+from embforge.index.qdrant import QdrantIndex
 from embforge.index.sparse import SparseIndex
 from embforge.model.encoder import Encoder
 from embforge.registry import Registry
@@ -135,7 +136,11 @@ class Retriever:
     """
 
     def __init__(
-        self, encoder: Any, index: HybridIndex, dim: int | None = None, max_length: int | None = None
+        self,
+        encoder: Any,
+        index: HybridIndex | QdrantIndex,
+        dim: int | None = None,
+        max_length: int | None = None,
     ):
         self.encoder, self.index, self.dim, self.max_length = encoder, index, dim, max_length
         self.model_source: str | None = None  # the path or hub id the encoder came from, if known
@@ -144,7 +149,8 @@ class Retriever:
     def load(cls, index_dir: str | os.PathLike, model: str | None = None, mmap: bool = True) -> Retriever:
         """Open ``index_dir`` and the model recorded in it (or ``model``)."""
         loaded = load_index(Path(index_dir), mmap=mmap)
-        if isinstance(loaded, HybridIndex):
+        index: HybridIndex | QdrantIndex
+        if isinstance(loaded, (HybridIndex, QdrantIndex)):  # both fuse their heads themselves
             index = loaded
         else:  # a single-head index: wrap it as the one component of a hybrid
             component: dict[str, Any] = {loaded.heads[0]: loaded}
