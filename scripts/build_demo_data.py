@@ -52,9 +52,9 @@ def build(src: Path, dst: Path) -> None:
             split = "test" if ai % HELD_APART_EVERY == HELD_APART_EVERY - 1 else "train"
             for pi, para in enumerate(art["paragraphs"]):
                 pid = f"a{ai:02d}-p{pi:02d}"
-                corpus.append({"_id": pid, "title": art["title"], "text": para["context"]})
+                corpus.append({"_id": pid, "title": art["title"], "text": para["context"], "lang": lang})
                 for qa in para["qas"]:
-                    queries.append({"_id": qa["id"], "text": qa["question"]})
+                    queries.append({"_id": qa["id"], "text": qa["question"], "lang": lang})
                     qrels[split].append((qa["id"], pid))
         with open(out / "corpus.jsonl", "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in corpus)

@@ -36,6 +36,8 @@ Head = Literal["dense", "sparse", "multivector"]
 #: The built-in BGE-M3 heads (Chen et al., 2024, "BGE M3-Embedding"), in their canonical order.
 #: Plugin heads live in ``embforge.model.heads.HEADS`` (the head registry) next to these.
 HEADS: tuple[str, ...] = ("dense", "sparse", "multivector")
+#: FlagEmbedding's output keys for the three heads (``Embeddings["dense_vecs"]`` ...).
+FLAG_KEYS: tuple[str, ...] = ("dense_vecs", "lexical_weights", "colbert_vecs")
 Role = Literal["query", "document"]
 
 
@@ -185,6 +187,26 @@ class Embeddings:
     def outputs(self) -> dict[str, Any]:
         """Head name -> output, for every head that was computed."""
         return _outputs(self)
+
+    def __getitem__(self, key: str) -> Any:
+        """FlagEmbedding's output keys (``BGEM3FlagModel.encode`` returns a dict): ``"dense_vecs"``
+        (N, D), ``"lexical_weights"`` (N dicts {token id as a string: weight}, FlagEmbedding's form),
+        ``"colbert_vecs"`` (N arrays); None for a head that was not computed, as there."""
+        if key == "dense_vecs":
+            return self.dense
+        if key == "lexical_weights":
+            rows = None if self.sparse is None else self.sparse.to_dicts()
+            return None if rows is None else [{str(t): w for t, w in r.items()} for r in rows]
+        if key == "colbert_vecs":
+            return self.multivector
+        raise KeyError(f"{key!r}: Embeddings read by FlagEmbedding's keys {', '.join(FLAG_KEYS)}; or use .dense etc.")
+
+    def __contains__(self, key: object) -> bool:
+        return key in FLAG_KEYS and self[str(key)] is not None
+
+    def keys(self) -> list[str]:
+        """The FlagEmbedding keys that hold a value."""
+        return [k for k in FLAG_KEYS if k in self]
 
     @classmethod
     def from_parts(cls, parts: Mapping[str, Any], **fields: Any) -> Embeddings:

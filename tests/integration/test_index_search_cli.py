@@ -117,7 +117,7 @@ def test_index_matryoshka_hnsw_and_errors(tiny_m3_path, beir, tmp_path):
     r = CliRunner().invoke(
         app, ["search", str(out), str(beir), "-o", str(tmp_path / "r.trec"), "--weights", "1,2"]
     )
-    assert r.exit_code != 0 and "--weights must be three numbers" in str(r.exception)
+    assert r.exit_code != 0 and "--weights '1,2': 2 number(s) where three are needed" in str(r.exception)
     r = CliRunner().invoke(app, ["search", str(tmp_path / "nope"), str(beir), "-o", str(tmp_path / "r.trec")])
     assert r.exit_code != 0 and "does not exist" in str(r.exception)
 

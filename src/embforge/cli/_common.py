@@ -9,7 +9,11 @@ Nothing heavy is imported here: `embforge --help` loads this module.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any, Optional
 
 import typer
@@ -35,6 +39,7 @@ __all__ = [
     "split_list",
     "split_option",
     "threads_option",
+    "truncation_summary",
 ]
 
 BATCH_SIZE = 64
@@ -137,3 +142,47 @@ def set_threads(threads: int | None) -> None:
 def show_progress(progress: bool | None) -> bool:
     """``--progress/--no-progress``; unset = only when stderr is a terminal."""
     return sys.stderr.isatty() if progress is None else progress
+
+
+class _TruncationCounter(logging.Filter):
+    """Holds back each encode call's truncation warning and counts it (see ``truncation_summary``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.truncated: Counter[int] = Counter()  # max_length -> texts cut to it
+        self.texts = 0
+        self.model_limit = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info = getattr(record, "embforge_truncated", None)
+        if info is None:
+            return True
+        cut, n, limit, model_limit = info
+        self.truncated[int(limit)] += int(cut)
+        self.texts += int(n)
+        self.model_limit = max(self.model_limit, int(model_limit))
+        return False
+
+
+@contextlib.contextmanager
+def truncation_summary(logger_name: str = "embforge") -> Iterator[_TruncationCounter]:
+    """One truncation warning per command: every encode call inside is counted, and one line with
+    the total of truncated texts and the limit(s) is printed when the command ends."""
+    logger = logging.getLogger(logger_name)
+    counter = _TruncationCounter()
+    logger.addFilter(counter)
+    try:
+        yield counter
+    finally:
+        logger.removeFilter(counter)
+        total = sum(counter.truncated.values())
+        if total:
+            limits = ", ".join(f"{n} at max_length={lim}" for lim, n in sorted(counter.truncated.items()))
+            logger.warning(
+                "%d of %d texts encoded by this command were longer than the token limit and were truncated "
+                "(%s); pass a larger --max-length (this model allows up to %d) to keep more.",
+                total,
+                counter.texts,
+                limits,
+                counter.model_limit,
+            )

@@ -13,6 +13,7 @@ import typer
 
 import embforge.cli as _pkg
 from embforge.cli import _outputs
+from embforge.cli._common import truncation_summary
 
 
 def _succeeded(*_: object, **__: object) -> None:
@@ -61,6 +62,8 @@ def _root(
 ) -> None:
     """embforge: encode, train, index, search, evaluate and serve text embeddings."""
     ctx.call_on_close(_outputs.finish)  # a failed command leaves no output folder it created
+    if ctx.invoked_subcommand != "serve":  # a server runs until stopped: its requests warn as they come
+        ctx.with_resource(truncation_summary())  # one truncation warning per command, with the total
 
 
 @app.command("version")

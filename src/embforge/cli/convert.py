@@ -87,7 +87,7 @@ def xquad(
 def squad(
     input_file: Path = typer.Argument(..., help="A SQuAD v1.1-format JSON file."),
     out_dir: Path = output_option("Output BEIR folder."),
-    lang: str = lang_option("Language tag for the pairs."),
+    lang: str = lang_option("Language tag written into the queries, documents and pairs."),
     pairs: bool = typer.Option(False, "--pairs", help="Also write pairs.jsonl (question, paragraph)."),
 ) -> None:
     """One SQuAD-format file (your own QA data) -> a BEIR retrieval set."""
@@ -96,7 +96,7 @@ def squad(
     from embforge.data.io import write_beir, write_jsonl
 
     paras = read_squad(input_file)
-    counts = write_beir(out_dir, *squad_to_beir(paras))
+    counts = write_beir(out_dir, *squad_to_beir(paras, lang=lang))
     if pairs:
         counts["pairs"] = write_jsonl(out_dir / "pairs.jsonl", squad_pairs(paras, lang, input_file.stem))
     typer.echo(f"{out_dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shlex
 from pathlib import Path
 from typing import Optional
@@ -10,9 +9,9 @@ from typing import Optional
 import typer
 
 from embforge.cli._common import (
-    HEAD_CHOICES,
     batch_size_option,
     heads_option,
+    lang_option,
     max_length_option,
     model_option,
     output_option,
@@ -24,19 +23,6 @@ from embforge.cli._common import (
 )
 from embforge.cli._outputs import claim
 from embforge.errors import ConfigError
-
-
-def _parse_weights(weights: str) -> dict[str, float]:
-    parts = weights.split(",")
-    if len(parts) != 3:
-        raise ConfigError(f"--weights {weights!r}: give three numbers dense,sparse,multivector, e.g. 1,0.3,1")
-    try:
-        vals = [float(x) for x in parts]
-    except ValueError:
-        raise ConfigError(f"--weights {weights!r}: not numbers; e.g. --weights 1,0.3,1") from None
-    if not all(math.isfinite(v) for v in vals):
-        raise ConfigError(f"--weights {weights!r}: NaN and infinity are not weights; e.g. --weights 1,0.3,1")
-    return dict(zip(HEAD_CHOICES, vals))
 
 
 def _parse_dims(dims: str) -> list[int] | None:
@@ -111,6 +97,10 @@ def eval_command(
         [], "--beir", help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv). Repeatable."
     ),
     split: str = split_option(),
+    lang: str = lang_option(
+        "Language of every evaluated set; empty = from the data's 'lang' fields (a tag at the end of a "
+        "set's name, as in xquad-de, is only the last resort, with a warning)."
+    ),
     sts: list[Path] = typer.Option(
         [], "--sts", help="STS file (STS-B TSV, KorSTS TSV, stsb_multi_mt CSV or JSONL). Repeatable."
     ),
@@ -121,13 +111,26 @@ def eval_command(
     hybrid: bool = typer.Option(
         True, help="Also evaluate the hybrid score w1*dense + w2*sparse + w3*multivector."
     ),
-    weights: str = typer.Option(
-        "1,0.3,1", help="Hybrid weights dense,sparse,multivector (BGE-M3 paper: 1,0.3,1)."
+    weights: Optional[str] = typer.Option(
+        None,
+        help="Hybrid weights dense,sparse,multivector or head=weight pairs (a head left out weighs 0); "
+        "default: the model's fusion.json, else the BGE-M3 paper's 1,0.3,1.",
+    ),
+    fusion: Optional[str] = typer.Option(
+        None,
+        "--fusion",
+        help="Hybrid fusion: weighted, minmax, zscore or rrf (default: the model's fusion.json "
+        "from `embforge tune-fusion`, else weighted).",
     ),
     mrl_dims: str = typer.Option(
         "auto", help="Matryoshka curve dims: 'auto' (32, 64, ... full), 'none', or e.g. 64,128,256."
     ),
     bm25: bool = typer.Option(True, help="Add a BM25 baseline row on the model's own tokenizer."),
+    hybrid_bm25: bool = typer.Option(
+        False,
+        help="Add a hybrid+bm25 row: z-scores of the heads (1, 0.3, 1) + 0.3 z(BM25 on the model's "
+        "tokenizer), ranked on the hybrid's candidates (an option, not the default; docs/retrieval.md).",
+    ),
     rerank_top: Optional[int] = typer.Option(
         None,
         min=1,
@@ -159,9 +162,13 @@ def eval_command(
     head_p = parse_heads(heads)
     if index is not None and len(models) > 1:
         raise ConfigError("--index evaluates one index: give at most one --model (its query encoder)")
-    hybrid_weights = _parse_weights(weights)  # every option is checked before data or model load
+    from embforge.scoring import parse_weights
+
+    hybrid_weights = parse_weights(weights, "--weights") if weights else None  # checked before any load
+    if fusion is not None:
+        _check_fusion_name(fusion)
     claim(output, directory=True, inputs=[*beir, *sts])
-    sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs)
+    sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs, lang or None)
     command = command_line("eval", ctx.params)
     data = {
         "beir": [{"path": str(p), "split": split} for p in beir],
@@ -183,17 +190,19 @@ def eval_command(
     for label, m in zip(labels, models):
         head_t = head_p or resolve_heads(heads, m)
         typer.echo(f"evaluating {label} ({m or 'bundled'}) with heads {', '.join(head_t)}")
+        encoder = _load_encoder(m, head_t)
         runs[label] = _evaluate_model(
-            _load_encoder(m, head_t),
+            encoder,
             sets,
             heads=head_t,
             hybrid=hybrid,
-            weights=hybrid_weights,
+            weights=_fusion_option(encoder, fusion, hybrid_weights),
             mrl_dims=_parse_dims(mrl_dims),
             bm25=bm25,
             batch_size=batch_size,
             max_length=max_length,
             rerank_top=rerank_top,
+            hybrid_bm25=hybrid_bm25,
         )
         info[label] = {"path": m or "bundled all-MiniLM-L6-v2", "heads": list(head_t)}
         typer.echo(format_run_table(runs[label]))
@@ -215,6 +224,25 @@ def _model_labels(models: list[str | None], names: list[str]) -> list[str]:
     return unique_labels([Path(p.rstrip("/")).name or p for p in paths], paths)
 
 
+def _check_fusion_name(fusion: str) -> None:
+    from embforge.scoring import FUSIONS
+
+    if fusion not in FUSIONS.names():
+        raise ConfigError(f"--fusion {fusion!r} is not known; choose from: {', '.join(FUSIONS.names())}")
+
+
+def _fusion_option(encoder, fusion: str | None, weights: dict[str, float] | None):
+    """--fusion / --weights on top of the model's fusion.json: a weights mapping, a ModelFusion or None
+    (None and a mapping leave the rest to the model's own fusion, ``eval.runner.hybrid_fusion``)."""
+    from embforge.model.fusion import ModelFusion
+
+    if fusion is None:
+        return weights
+    own = getattr(encoder, "fusion", None) or ModelFusion()
+    r = own.resolve(fusion, weights)
+    return ModelFusion(r["fusion"], r["weights"], own.rrf_k)
+
+
 def _load_sets(
     beir: list[Path],
     split: str,
@@ -222,6 +250,7 @@ def _load_sets(
     sts: list[Path],
     bitext: list[str],
     max_pairs: int | None,
+    lang: str | None = None,
 ) -> tuple[list, list, list]:
     """(retrieval sets, STS sets, bitext sets) read from the command's paths; bad --bitext fails first."""
     from embforge.eval.datasets import load_beir, load_bitext, load_sts
@@ -233,13 +262,16 @@ def _load_sets(
             raise ConfigError(f"--bitext {spec!r}: give two files separated by a comma: SOURCE,TARGET")
     # results are keyed by these names: two files called sts-dev.csv become dir1/sts-dev, dir2/sts-dev
     bnames = unique_labels([Path(p[0]).name for p in pairs], [p[0] for p in pairs])
-    bitext_sets = [load_bitext(p[0], p[1], name=n, max_pairs=max_pairs) for p, n in zip(pairs, bnames)]
+    bitext_sets = [
+        load_bitext(p[0], p[1], name=n, language=lang, max_pairs=max_pairs) for p, n in zip(pairs, bnames)
+    ]
     rnames = unique_labels([Path(p).resolve().name for p in beir], [str(Path(p).resolve()) for p in beir])
     retrieval_sets = [
-        load_beir(p, split=split, name=n, max_queries=max_queries) for p, n in zip(beir, rnames)
+        load_beir(p, split=split, name=n, language=lang, max_queries=max_queries)
+        for p, n in zip(beir, rnames)
     ]
     snames = unique_labels([_stem(p) for p in sts], [str(Path(p).resolve()) for p in sts])
-    sts_sets = [load_sts(p, name=n) for p, n in zip(sts, snames)]
+    sts_sets = [load_sts(p, name=n, language=lang) for p, n in zip(sts, snames)]
     return retrieval_sets, sts_sets, bitext_sets
 
 

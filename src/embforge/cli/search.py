@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -20,7 +19,7 @@ from embforge.cli._common import (
     threads_option,
 )
 from embforge.cli._outputs import claim
-from embforge.errors import ConfigError, DataError
+from embforge.errors import DataError
 
 
 def read_query_texts(path: Path) -> tuple[list[str], list[str]]:
@@ -45,20 +44,6 @@ def read_query_texts(path: Path) -> tuple[list[str], list[str]]:
     return ids, texts
 
 
-def parse_weights(s: str | None) -> tuple[float, float, float] | None:
-    if s is None:
-        return None
-    try:
-        w = tuple(float(x) for x in s.split(","))
-    except ValueError:
-        w = ()
-    if len(w) != 3 or not all(math.isfinite(x) for x in w):
-        raise ConfigError(
-            f"--weights must be three numbers w_dense,w_sparse,w_multivector, finite (e.g. 1,0.3,1), got {s!r}"
-        )
-    return (w[0], w[1], w[2])
-
-
 def register(app: typer.Typer) -> None:
     @app.command("search")
     def search(
@@ -71,12 +56,15 @@ def register(app: typer.Typer) -> None:
         fusion: Optional[str] = typer.Option(
             None,
             "--fusion",
-            help="weighted (w1*dense + w2*sparse + w3*multivector) or rrf (default: the index's).",
+            help="weighted (w1*dense + w2*sparse + w3*multivector), minmax, zscore or rrf (default: the "
+            "model's fusion.json from `embforge tune-fusion`, else the index's).",
         ),
         weights: Optional[str] = typer.Option(
             None,
             "--weights",
-            help="w_dense,w_sparse,w_multivector (default 1,0.3,1 for weighted; 1,1,1 for rrf).",
+            help="Hybrid weights: dense,sparse,multivector (1,0.3,1) or head=weight pairs (sparse=1); "
+            "a head left out weighs 0 (default: the model's fusion.json, else 1,0.3,1 for weighted; "
+            "1,1,1 for rrf).",
         ),
         candidates: Optional[int] = typer.Option(
             None, "--candidates", help="Candidates per retrieving head before re-ranking (default 100)."
@@ -96,7 +84,7 @@ def register(app: typer.Typer) -> None:
         """
         import time
 
-        from embforge.scoring import FUSIONS
+        from embforge.scoring import FUSIONS, parse_weights
         from embforge.search.retriever import Retriever
         from embforge.search.runs import run_format, write_run
 
@@ -104,7 +92,7 @@ def register(app: typer.Typer) -> None:
         claim(output, inputs=[queries, index_dir])
         if fusion is not None:
             FUSIONS.get(fusion)
-        w = parse_weights(weights)
+        w = parse_weights(weights, "--weights")
         qids, texts = read_query_texts(queries)
         set_threads(threads)
         r = Retriever.load(index_dir, model=model)

@@ -7,7 +7,7 @@ the tiny test tokenizers read them from here, so nothing below ``data`` needs a 
 
 Example:
     >>> docs, queries, qrels = load_demo_corpus("xquad-en")
-    >>> sorted(docs[0]) == ["_id", "text", "title"] and all(q["_id"] in qrels for q in queries)
+    >>> sorted(docs[0]) == ["_id", "lang", "text", "title"] and all(q["_id"] in qrels for q in queries)
     True
 """
 

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -51,9 +52,19 @@ __all__ = [
     "parse_corpus_doc",
     "parse_query",
     "parse_qrel_line",
+    "check_field_typos",
 ]
 
 _META = ("source", "lang", "id")
+# every field a record kind reads (FlagEmbedding's optional ``prompt`` / ``type`` included)
+FIELDS: dict[str, tuple[str, ...]] = {
+    "pair": ("query", "positive"),
+    "scored_pair": ("sentence1", "sentence2", "score"),
+    "triple": ("query", "positive", "negative"),
+    "example": ("query", "pos", "neg", "pos_scores", "neg_scores", "prompt", "type"),
+}
+_RECORD_FIELDS = tuple(dict.fromkeys(f for fs in FIELDS.values() for f in fs)) + _META
+_BEIR_FIELDS = ("_id", "title", "text", "metadata", "lang")
 
 
 @dataclass(frozen=True)
@@ -158,25 +169,29 @@ KINDS: dict[str, type] = {c.kind: c for c in (Pair, ScoredPair, Triple, Example)
 
 @dataclass(frozen=True)
 class CorpusDoc:
-    """One BEIR corpus document."""
+    """One BEIR corpus document; ``lang`` from the row's ``lang`` (or ``metadata.lang``) field."""
 
     id: str
     text: str
     title: str = ""
+    lang: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"_id": self.id, "title": self.title, "text": self.text}
+        d = {"_id": self.id, "title": self.title, "text": self.text}
+        return {**d, "lang": self.lang} if self.lang else d
 
 
 @dataclass(frozen=True)
 class Query:
-    """One BEIR query."""
+    """One BEIR query; ``lang`` from the row's ``lang`` (or ``metadata.lang``) field."""
 
     id: str
     text: str
+    lang: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"_id": self.id, "text": self.text}
+        d = {"_id": self.id, "text": self.text}
+        return {**d, "lang": self.lang} if self.lang else d
 
 
 @dataclass(frozen=True)
@@ -201,6 +216,24 @@ def _with_meta(d: dict[str, Any], rec: Any) -> dict[str, Any]:
 
 def _fail(where: str, msg: str) -> DataError:
     return DataError(f"{where}: {msg}")
+
+
+def check_field_typos(obj: Any, fields: tuple[str, ...], where: str, ignore: tuple[str, ...] = ()) -> None:
+    """A key that is not a field but close to one (``postive``) is a typo: a DataError naming
+    ``where``, the key, the closest field and the fix. Other extra keys (a data set's own
+    metadata columns) are ignored, as before."""
+    if not isinstance(obj, dict):
+        return
+    for key in obj:
+        if not isinstance(key, str) or key in fields or key in ignore:
+            continue
+        close = difflib.get_close_matches(key, fields, n=1, cutoff=0.75)
+        if close:
+            raise _fail(
+                where,
+                f"unknown field {key!r}; did you mean {close[0]!r}? rename {key!r} to {close[0]!r} "
+                f"(fields: {', '.join(fields)})",
+            )
 
 
 def _text(obj: dict, key: str, where: str, kind: str) -> str:
@@ -301,6 +334,7 @@ def parse_record(obj: Any, where: str = "<record>", kind: str | None = None) -> 
     if isinstance(obj, dict) and any(v is None for v in obj.values()):
         # null = absent (a parquet file holding several kinds has null columns per row)
         obj = {k: v for k, v in obj.items() if v is not None}
+    check_field_typos(obj, _RECORD_FIELDS, where, ignore=_BEIR_FIELDS)
     found = detect_kind(obj, where)
     if kind is not None and found != kind:
         if kind not in KINDS:
@@ -341,6 +375,19 @@ def _beir_id(obj: Any, where: str, what: str) -> str:
     return str(v)
 
 
+def _row_lang(obj: dict, where: str) -> str:
+    """A BEIR row's language: its ``lang`` field, else ``metadata.lang`` / ``metadata.language``."""
+    meta = obj.get("metadata")
+    v = obj.get("lang")
+    if v is None and isinstance(meta, dict):
+        v = meta.get("lang", meta.get("language"))
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise _fail(where, f"field 'lang' must be a language tag string (e.g. 'de'), got {type(v).__name__} {v!r:.60}")
+    return v.strip()
+
+
 def parse_corpus_doc(obj: Any, where: str = "<corpus>") -> CorpusDoc:
     """A BEIR corpus row ``{"_id", "title"?, "text"}``.
 
@@ -348,22 +395,24 @@ def parse_corpus_doc(obj: Any, where: str = "<corpus>") -> CorpusDoc:
     they must stay in the corpus (they simply never match); readers count them.
     """
     doc_id = _beir_id(obj, where, "corpus document")
+    check_field_typos(obj, _BEIR_FIELDS, where, ignore=("id",))
     if "text" not in obj and "title" not in obj:
         raise _fail(where, f"document {doc_id!r} has no 'text' field; add it (it may be empty)")
     text = obj.get("text") or ""
     title = obj.get("title") or ""
     if not isinstance(text, str) or not isinstance(title, str):
         raise _fail(where, f"document {doc_id!r}: 'text' and 'title' must be strings")
-    return CorpusDoc(doc_id, text, title)
+    return CorpusDoc(doc_id, text, title, _row_lang(obj, where))
 
 
 def parse_query(obj: Any, where: str = "<queries>") -> Query:
     """A BEIR query row ``{"_id", "text"}``."""
     qid = _beir_id(obj, where, "query")
+    check_field_typos(obj, _BEIR_FIELDS, where, ignore=("id",))
     text = obj.get("text")
     if not isinstance(text, str) or not text.strip():
         raise _fail(where, f"query {qid!r} has no non-empty 'text' string")
-    return Query(qid, text)
+    return Query(qid, text, _row_lang(obj, where))
 
 
 def parse_qrel_line(line: str, where: str = "<qrels>") -> Qrel:

@@ -56,6 +56,8 @@ __all__ = [
     "read_text_file",
     "check_output",
     "precheck_records",
+    "tabular_not_jsonl",
+    "jsonl_not_tabular",
     "max_line_bytes",
 ]
 
@@ -406,6 +408,8 @@ def _iter_jsonl(path: PathLike, bad: BadLines | None) -> Iterator[tuple[int, Any
                         line = line.lstrip("\ufeff")  # a UTF-8 byte-order mark is not part of the record
                     if not line.strip():
                         continue
+                    if "\t" in line and not line.lstrip().startswith(("{", "[")):
+                        raise tabular_not_jsonl(path, lineno)
                     obj = loads_json(line, f"{path}:{lineno}")
                 except UnicodeDecodeError as e:
                     if bad is None:
@@ -420,6 +424,26 @@ def _iter_jsonl(path: PathLike, bad: BadLines | None) -> Iterator[tuple[int, Any
                 yield lineno, obj
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise read_error(path, e, lineno + 1) from None
+
+
+def tabular_not_jsonl(path: PathLike, lineno: int) -> DataError:
+    """A TSV/CSV file given where JSONL is expected: say so, and how to convert it."""
+    return DataError(
+        f"{path}:{lineno}: TAB-separated text, not JSON: this looks like a TSV file, but JSONL (one JSON "
+        "object per line) is expected here; convert it first: `embforge convert sts FILE -o pairs.jsonl` "
+        "for STS pairs, `embforge convert tatoeba` for bitext, or write one object per line such as "
+        '{"query": "...", "positive": "..."} (a BEIR folder keeps only its qrels/<split>.tsv as TSV)'
+    )
+
+
+def jsonl_not_tabular(path: PathLike, lineno: int, expected: str) -> DataError:
+    """A JSONL file given where a TSV/CSV file is expected: say so, and how to convert it."""
+    return DataError(
+        f"{path}:{lineno}: a JSON object, not {expected}: this looks like a JSONL file, but {expected} is "
+        "expected here; give a .jsonl name where records are read (e.g. `embforge eval --sts pairs.jsonl` "
+        "reads scored_pair records), or convert it: python -c \"import json,sys; "
+        "[print(*json.loads(l).values(), sep='\\t') for l in open(sys.argv[1]) if l.strip()]\" FILE > FILE.tsv"
+    )
 
 
 def _iter_parquet(path: PathLike, batch_size: int) -> Iterator[tuple[int, Any]]:
@@ -501,6 +525,8 @@ def read_records(
         >>> [r.positive for r in read_records(p)]
         ['p']
     """
+    if str(path).lower().endswith((".tsv", ".csv", ".tsv.gz", ".csv.gz")):
+        raise tabular_not_jsonl(path, 1)
     return _parsed(path, lambda o, w: parse_record(o, w, kind), bad, parquet_batch_size)
 
 
@@ -562,9 +588,13 @@ def read_queries(path: PathLike, bad: BadLines | None = None) -> Iterator[Query]
 def _qrels_lines(path: PathLike) -> Iterator[tuple[int, str]]:
     _check_exists(path)
     with open_text(path) as fh:
+        first = True
         for lineno, line in enumerate(fh, 1):
             if not line.strip() or (lineno == 1 and _is_qrels_header(line)):
                 continue
+            if first and line.lstrip().startswith("{"):
+                raise jsonl_not_tabular(path, lineno, "TAB-separated qrels (query-id, corpus-id, score)")
+            first = False
             yield lineno, line
 
 

@@ -10,11 +10,19 @@ Readers name the file and line of anything malformed (``DataError``).
   stsb_multi_mt ``*.csv`` (``s1,s2,score``, no header), or JSONL ``scored_pair`` records
   (``sentence1``, ``sentence2``, ``score``).
 * Bitext: two line-aligned text files (Tatoeba ``tatoeba.xxx-eng.xxx`` / ``.eng``).
+
+A set's language comes from the data: the records' ``lang`` fields (BEIR rows: ``lang`` or
+``metadata.lang``; ``xquad``/``squad`` conversions and the bundled demo sets write it), unless
+given (``--lang``, ``language=``). Only when neither says anything is a tag at the end of the
+set's name used (``xquad-de`` -> ``de``), with a warning; bitext takes the source file's
+extension (Tatoeba's ``.kor``). :func:`set_language` holds the order.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -24,19 +32,64 @@ from embforge.data.formats import ScoredPair
 from embforge.data.io import load_qrels, read_corpus, read_queries, read_records, read_text_file
 from embforge.errors import DataError
 
-__all__ = ["RetrievalSet", "StsSet", "BitextSet", "load_beir", "load_sts", "load_bitext", "guess_language"]
+__all__ = [
+    "RetrievalSet",
+    "StsSet",
+    "BitextSet",
+    "load_beir",
+    "load_sts",
+    "load_bitext",
+    "data_language",
+    "set_language",
+    "guess_language",
+]
 
+logger = logging.getLogger("embforge")
 _LANG_RE = re.compile(r"(?:^|[-_.])([a-z]{2,3})(?:$|[-_.])")
 
 
 def guess_language(name: str) -> str:
-    """A language tag from a data set name (``xquad-de`` -> ``de``, ``stsb-es-dev`` -> ``es``), or ''."""
+    """A language tag from a data set name (``xquad-de`` -> ``de``, ``stsb-es-dev`` -> ``es``), or ''.
+
+    Only the last resort of :func:`set_language`: a name is no language (``papers_beir_ne`` is
+    not Nepali), so the data's ``lang`` fields and an explicit language come first."""
     skip = {"dev", "test", "train", "sts", "eng", "tsv", "csv", "txt", "jsonl", "mt"}
     for m in _LANG_RE.finditer(name.lower()):
         tag = m.group(1)
         if tag not in skip:
             return tag
     return ""
+
+
+def data_language(query_langs: Iterable[str], doc_langs: Iterable[str] = ()) -> str:
+    """The language the records say they are in: their one ``lang`` tag (``de``), ``de-en`` when
+    the queries are in one language and the documents in another (cross-lingual), several tags
+    joined with ``+`` (``de+en``) for a mixed set, '' when no record has one."""
+    q = sorted({x for x in query_langs if x})
+    d = sorted({x for x in doc_langs if x})
+    if len(q) == 1 and len(d) == 1 and q != d:
+        return f"{q[0]}-{d[0]}"
+    return "+".join(q or d)
+
+
+def set_language(name: str, given: str | None, from_data: str) -> tuple[str, str]:
+    """(language, where it came from) of a data set, in this order: ``given`` (``--lang`` or the
+    ``language=`` argument) -> "given"; the records' ``lang`` fields -> "data"; the last resort,
+    a tag at the end of the set's name (``xquad-de``) -> "name" (a warning says so); else ('', '')."""
+    if given:
+        return given, "given"
+    if from_data:
+        return from_data, "data"
+    guess = guess_language(name)
+    if guess:
+        logger.warning(
+            "%s: no 'lang' field in the data, so the language %r is guessed from the name; "
+            "add a 'lang' field to the records or pass --lang (language=) if that is wrong",
+            name,
+            guess,
+        )
+        return guess, "name"
+    return "", ""
 
 
 @dataclass
@@ -50,7 +103,7 @@ class RetrievalSet:
     query_texts: list[str]
     qrels: dict[str, dict[str, int]]
     language: str = ""
-    meta: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)  # path, split, language_source ("given", "data", "name")
 
 
 @dataclass
@@ -98,13 +151,15 @@ def load_beir(
         )
     corpus_file = root / "corpus.jsonl" if (root / "corpus.jsonl").exists() else root / "corpus.jsonl.gz"
     queries_file = root / "queries.jsonl" if (root / "queries.jsonl").exists() else root / "queries.jsonl.gz"
-    doc_ids, doc_texts = [], []
+    doc_ids, doc_texts, doc_langs = [], [], set()
     for d in read_corpus(corpus_file):  # duplicate ids: DataError; empty documents kept, counted
         doc_ids.append(d.id)
         doc_texts.append(f"{d.title} {d.text}".strip() if d.title else d.text)
+        doc_langs.add(d.lang)
     if not doc_ids:
         raise DataError(f"{corpus_file}: the corpus is empty; a retrieval evaluation needs documents")
-    qtext = {q.id: q.text for q in read_queries(queries_file)}  # duplicate ids: DataError
+    qrows = {q.id: q for q in read_queries(queries_file)}  # duplicate ids: DataError
+    qtext = {k: q.text for k, q in qrows.items()}
     # a qrel naming an unknown document or query would silently lower every metric: refuse it
     qrels = load_qrels(qrels_path, query_ids=set(qtext), doc_ids=set(doc_ids))
     if not qrels:
@@ -114,6 +169,7 @@ def load_beir(
         qids = qids[:max_queries]
         qrels = {q: qrels[q] for q in qids}
     name = name or root.name
+    lang, source = set_language(name, language, data_language((qrows[q].lang for q in qids), doc_langs))
     return RetrievalSet(
         name=name,
         doc_ids=doc_ids,
@@ -121,8 +177,8 @@ def load_beir(
         query_ids=qids,
         query_texts=[qtext[q] for q in qids],
         qrels=qrels,
-        language=language if language is not None else guess_language(name),
-        meta={"path": str(root), "split": split},
+        language=lang,
+        meta={"path": str(root), "split": split, "language_source": source},
     )
 
 
@@ -144,13 +200,8 @@ def load_sts(path: str | Path, name: str | None = None, language: str | None = N
     if not recs:
         raise DataError(f"STS file {p} holds no pairs")
     name = name or p.stem
-    return StsSet(
-        name,
-        [r.sentence1 for r in recs],
-        [r.sentence2 for r in recs],
-        [float(r.score) for r in recs],
-        language if language is not None else guess_language(name),
-    )
+    lang, _source = set_language(name, language, data_language(r.lang for r in recs))
+    return StsSet(name, [r.sentence1 for r in recs], [r.sentence2 for r in recs], [float(r.score) for r in recs], lang)
 
 
 def load_bitext(

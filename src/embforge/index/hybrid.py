@@ -8,10 +8,9 @@ other fusion of ``embforge.scoring.FUSIONS``; multi-vector is a re-ranker.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -19,6 +18,7 @@ from embforge.errors import CheckpointError, ConfigError, DataError
 from embforge.index.base import INDEXES, BaseIndex, IdMap, check_k, load_index
 from embforge.index.storage import write_manifest
 from embforge.scoring.fusion import DEFAULT_WEIGHTS, FUSIONS, RRF_K
+from embforge.scoring.weights import parse_weights
 from embforge.types import HEADS, Embeddings, Hits
 
 __all__ = ["HybridIndex"]
@@ -27,21 +27,8 @@ Weights = Mapping[str, float] | Sequence[float] | None
 
 
 def _weights(w: Weights, default: Mapping[str, float]) -> dict[str, float]:
-    if w is None:
-        return dict(default)
-    if isinstance(w, Mapping):
-        bad = sorted(set(w) - set(HEADS))
-        if bad:
-            raise ConfigError(f"unknown head {bad[0]!r} in weights; choose from: {', '.join(HEADS)}")
-        out = {**default, **{k: float(v) for k, v in w.items()}}
-    else:
-        w = list(w)
-        if len(w) != 3:
-            raise ConfigError(f"weights must be (w_dense, w_sparse, w_multivector), got {w!r}")
-        out = dict(zip(HEADS, map(float, w)))
-    if not all(math.isfinite(v) for v in out.values()):
-        raise ConfigError(f"weights must be finite numbers, got {out}")
-    return out
+    """``w`` by the one weights rule (:func:`embforge.scoring.parse_weights`: missing heads weigh 0), or ``default``."""
+    return dict(default) if w is None else cast(dict[str, float], parse_weights(w))
 
 
 @INDEXES.register("hybrid")
@@ -55,7 +42,8 @@ class HybridIndex(BaseIndex):
         candidates: candidates per retrieving head before re-ranking.
         fusion: a name in ``embforge.scoring.FUSIONS``: "weighted" (BGE-M3 weighted sum),
             "minmax" / "zscore" (weighted sum of per-query normalised scores) or "rrf".
-        weights: head -> weight; default ``DEFAULT_WEIGHTS`` (1 each for "rrf").
+        weights: head -> weight, read by :func:`embforge.scoring.parse_weights` (a head left out
+            weighs 0); default ``DEFAULT_WEIGHTS`` (1 each for "rrf").
         rrf_k: the RRF constant (60).
         meta: JSON-serialisable notes saved with the index (``build_index`` records the encoder).
     """
@@ -235,6 +223,12 @@ class HybridIndex(BaseIndex):
         else:
             # not a list of per-query overrides (checked above): one Weights for every query
             per_query = [_weights(weights, base)] * nq  # type: ignore[arg-type]  # see above
+        for w in per_query:
+            if not any(w.get(h, 0.0) for h in self.heads):
+                raise ConfigError(
+                    f"weights {w} give 0 to every head this index has ({', '.join(self.heads)}), so nothing "
+                    "would be ranked; give one of them a weight > 0"
+                )
         cand = self.candidate_rows(queries, max(k, candidates or self.candidates))
         head_scores = self.score_rows(queries, cand)
         fused = np.where(cand >= 0, self._fuse(fusion, head_scores, per_query), -np.inf)

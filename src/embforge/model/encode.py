@@ -158,6 +158,8 @@ def _plan(  # noqa: PLR0913 - the options of encode(), checked in one place
 ) -> _Plan:
     """Check the options, tokenize once (unless ``pretokenized``), cut the token-sorted texts into batches."""
     heads = enc.check_heads(heads)
+    for h in heads:  # a head without trained weights says so once, when it is first used
+        enc.head(h).warn_untrained()
     dim = enc.check_dim(dim)
     _choice(dtype, DTYPES, "dtype")
     _choice(long_inputs, LONG_INPUTS, "long_inputs")

@@ -42,8 +42,10 @@ from embforge.scoring.maxsim import (
     padded_token_index,
     stack_tokens,
 )
+from embforge.scoring.weights import parse_weights
 
 __all__ = [
+    "parse_weights",
     "DEFAULT_WEIGHTS",
     "M3_SCORE_WEIGHTS",
     "EMBEDDING_SCORES",

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+from embforge.scoring.weights import parse_weights
 
 __all__ = [
     "EmbeddingRequest",
@@ -105,8 +107,10 @@ class SearchRequest(BaseModel):
     """``POST /v1/search`` body: query text(s) -> ranked ids from the loaded index.
 
     ``weights`` overrides the hybrid weights per head (e.g. ``{"dense": 1,
-    "sparse": 0.3, "multivector": 1}``), ``fusion`` the fusion (``weighted`` sum or
-    ``rrf``); ``return_scores`` adds each head's score.
+    "sparse": 0.3, "multivector": 1}``; a head left out weighs 0, the rule of
+    :func:`embforge.scoring.parse_weights`), ``fusion`` the fusion (``weighted`` sum, ``minmax`` /
+    ``zscore`` normalised sums or ``rrf``; default: the model's ``fusion.json``, else the index's);
+    ``return_scores`` adds each head's score.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -114,10 +118,16 @@ class SearchRequest(BaseModel):
     query: StrictStr | list[StrictStr]
     k: StrictInt = Field(default=10, ge=1, le=1000)
     model: StrictStr | None = None
-    weights: dict[Literal["dense", "sparse", "multivector"], float] | None = None
-    fusion: Literal["weighted", "rrf"] | None = None
+    weights: dict[str, float] | None = None
+    fusion: Literal["weighted", "minmax", "zscore", "rrf"] | None = None
     return_scores: bool = True
     truncate: bool = False
+
+    @field_validator("weights")
+    @classmethod
+    def _one_weights_rule(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        """The same parsing, checks and error text as the Python API and the CLI (missing heads weigh 0)."""
+        return parse_weights(v, "weights")
 
 
 class SearchHit(BaseModel):

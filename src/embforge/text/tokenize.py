@@ -173,4 +173,6 @@ def warn_truncated(idx: list[int], n: int, limit: int, model_limit: int) -> None
         limit,
         idx[0],
         model_limit,
+        # read by embforge.cli._common.truncation_summary: a command prints one total instead
+        extra={"embforge_truncated": (len(idx), n, limit, model_limit)},
     )

@@ -80,8 +80,14 @@ def test_per_query_weights_and_rrf(docs, queries, doc_ids):
         np.testing.assert_allclose(r.scores[i], np.sort(fused)[::-1][:5], rtol=1e-9)
     with pytest.raises(ConfigError, match="unknown fusion 'max'; choose from: minmax, rrf, weighted, zscore"):
         idx.search(queries, k=5, fusion="max")
-    with pytest.raises(ConfigError, match="unknown head 'colbert' in weights"):
-        idx.search(queries, k=5, weights={"colbert": 1.0})
+    with pytest.raises(ConfigError, match="unknown head 'bm25'; heads: dense, sparse, multivector"):
+        idx.search(queries, k=5, weights={"bm25": 1.0})
+    # one weights rule (embforge.scoring.parse_weights): a head left out weighs 0, FlagEmbedding's
+    # names are aliases, so {"sparse": 1} ranks by the lexical score alone
+    sparse_only = idx.search(queries, k=5, weights={"sparse": 1.0})
+    assert sparse_only.ids[1] == hits.ids[1]
+    colbert = idx.search(queries, k=5, weights={"colbert": 1.0})
+    assert colbert.ids[0] == [doc_ids[j] for j in np.argsort(-mul[0], kind="stable")[:5]]
 
 
 @pytest.mark.parametrize("fusion", ["minmax", "zscore"])

@@ -145,10 +145,17 @@ def test_missing_heads_warn_and_are_deterministic(tiny_m3_path, tmp_path, caplog
     (bare / "colbert_linear.pt").unlink()
     with caplog.at_level(logging.WARNING, logger="embforge"):
         enc = Encoder.from_pretrained(str(bare))
-    assert "sparse_linear.pt not found: no sparse head weights" in caplog.text
-    assert "colbert_linear.pt not found: no multivector head weights" in caplog.text
+        enc.encode(["the dog runs"])  # dense only: the untrained heads stay quiet (issue 18)
+    assert "not found" not in caplog.text
     assert torch.equal(enc.multivector_head.linear.weight, torch.eye(32))
-    w = enc.encode(["the dog runs"], heads=("sparse",)).sparse
+    with caplog.at_level(logging.WARNING, logger="embforge"):
+        w = enc.encode(["the dog runs"], heads=("sparse",)).sparse
+        enc.encode(["again"], heads=("dense", "sparse"))  # said once, when first used
+    assert caplog.text.count("sparse_linear.pt not found: no sparse head weights") == 1
+    assert "colbert_linear.pt" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="embforge"):
+        enc.encode(["x"], heads=("multivector",))
+    assert "colbert_linear.pt not found: no multivector head weights" in caplog.text
     assert np.allclose(w.values, 0.4)  # balanced init: W_lex=0, b=0.4 (every term weighs 0.4)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="embforge"):
@@ -213,4 +220,29 @@ def test_unsupported_sentence_transformers_pooling_is_named(minilm, tmp_path):
     (out / "1_Pooling" / "config.json").write_text(json.dumps(pc))
     (out / "embforge_encoder.json").unlink()
     with pytest.raises(CheckpointError, match=r"pooling modes \['max_tokens'\] are not supported"):
+        Encoder.from_pretrained(str(out), heads=("dense",))
+
+
+@pytest.mark.parametrize("mode,pooling", [("mean", "mean"), ("cls", "cls"), ("lasttoken", "last_token")])
+def test_sentence_transformers_6_pooling_mode_string_loads(minilm, tmp_path, mode, pooling):
+    """sentence-transformers 6 writes 1_Pooling/config.json as {"pooling_mode": "mean", ...}."""
+    import json
+
+    import numpy as np
+
+    out = tmp_path / "st6"
+    minilm.save_pretrained(str(out), format="sentence-transformers")
+    dim = json.loads((out / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"]
+    (out / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": dim, "pooling_mode": mode})
+    )
+    (out / "embforge_encoder.json").unlink()  # read the sentence-transformers layout itself
+    enc = Encoder.from_pretrained(str(out), heads=("dense",))
+    assert enc.config.pooling == pooling
+    if mode == "mean":  # the bundled model is mean-pooled: same vectors as before
+        texts = ["a cat sits on the mat", "stocks fell on monday"]
+        a, b = minilm.encode(texts, heads=("dense",)).dense, enc.encode(texts, heads=("dense",)).dense
+        assert np.allclose(a, b, atol=1e-5)
+    (out / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "weightedmean"}))
+    with pytest.raises(CheckpointError, match=r"pooling modes \['weightedmean'\] are not supported"):
         Encoder.from_pretrained(str(out), heads=("dense",))

@@ -131,6 +131,8 @@ def test_missing_weights_are_initialised_by_the_head(enc, tmp_path, caplog):
     back = Encoder.from_pretrained(str(tmp_path))
     w = back.head_modules["dense2"].linear.weight
     assert torch.allclose(w, torch.full_like(w, 1 / w.shape[1]))
+    assert "dense2_linear.pt not found" not in caplog.text  # said when the head is first used
+    back.encode(["x"], heads=("dense2",))
     assert "dense2_linear.pt not found" in caplog.text and "W = 1/H, b = 0" in caplog.text
 
 

@@ -376,7 +376,7 @@ def test_search_ranks_with_the_index(fake_encoder, make_server):
         json={"query": "capital", "k": 2, "weights": {"dense": 0.0, "sparse": 1.0}, "return_scores": False},
     )
     assert r.status_code == 200 and "scores" not in r.json()["data"][0]["hits"][0]
-    assert index.seen_weights[-1] == {"dense": 0.0, "sparse": 1.0}
+    assert index.seen_weights[-1] == {"dense": 0.0, "sparse": 1.0, "multivector": 0.0}  # left out = 0
     for bad, match in (
         ({"query": ""}, "query[0] is empty"),
         ({"query": "x", "k": 0}, "k"),

@@ -86,8 +86,13 @@ def squad_to_beir(
     query_paras: list[SquadParagraph],
     doc_paras: list[SquadParagraph] | None = None,
     where: str = "",
+    lang: str = "",
+    doc_lang: str | None = None,
 ) -> tuple[list[CorpusDoc], list[Query], list[Qrel]]:
     """BEIR corpus/queries/qrels; with ``doc_paras`` the corpus comes from another language.
+
+    ``lang`` (queries) and ``doc_lang`` (documents; default ``lang``) are written into the rows,
+    so the data carries its language (evaluation reads it from there).
 
     Raises:
         DataError: if the two files' paragraphs are not aligned (different question ids).
@@ -103,8 +108,9 @@ def squad_to_beir(
                 raise DataError(
                     f"{where}: paragraph {qp.doc_id} has different question ids; files are not aligned"
                 )
-    docs = [CorpusDoc(p.doc_id, p.context, p.title) for p in docs_from]
-    queries = [Query(qid, text) for p in query_paras for qid, text in p.questions]
+    dl = lang if doc_lang is None else doc_lang
+    docs = [CorpusDoc(p.doc_id, p.context, p.title, dl) for p in docs_from]
+    queries = [Query(qid, text, lang) for p in query_paras for qid, text in p.questions]
     qrels = [Qrel(qid, p.doc_id, 1) for p in query_paras for qid, _ in p.questions]
     return docs, queries, qrels
 
@@ -148,13 +154,15 @@ def convert_xquad(
     out = Path(out_dir)
     summary: dict[str, dict[str, int]] = {}
     for lg in sorted(langs or files):
-        docs, queries, qrels = squad_to_beir(paras[lg])
+        docs, queries, qrels = squad_to_beir(paras[lg], lang=lg)
         summary[lg] = write_beir(out / lg, docs, queries, qrels)
         if pairs:
             summary[lg]["pairs"] = write_jsonl(
                 out / lg / "pairs.jsonl", squad_pairs(paras[lg], lg, f"xquad-{lg}")
             )
     for ql, dl in cross or []:
-        docs, queries, qrels = squad_to_beir(paras[ql], paras[dl], where=f"{files[ql]} vs {files[dl]}")
+        docs, queries, qrels = squad_to_beir(
+            paras[ql], paras[dl], where=f"{files[ql]} vs {files[dl]}", lang=ql, doc_lang=dl
+        )
         summary[f"{ql}-{dl}"] = write_beir(out / f"{ql}-{dl}", docs, queries, qrels)
     return summary

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from typing import Literal
 
-from embforge.data.io import BadLines, open_text
+from embforge.data.io import BadLines, jsonl_not_tabular, open_text
 from embforge.errors import DataError
 
 __all__ = ["iter_delimited", "fail_or_skip"]
@@ -28,7 +28,7 @@ def iter_delimited(
         raise DataError(f"{path}: no such file; check the path")
     with open_text(path) as fh:
         reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
-        start = 1
+        start, first = 1, True
         while True:
             try:
                 row = next(reader)
@@ -45,6 +45,9 @@ def iter_delimited(
                 continue
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
+            if first and row[0].lstrip().startswith("{") and delimiter.join(row).rstrip().endswith("}"):
+                raise jsonl_not_tabular(path, lineno, "TAB-separated" if delimiter == "\t" else "CSV")
+            first = False
             yield lineno, row
 
 

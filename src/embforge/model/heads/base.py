@@ -20,6 +20,7 @@ serving iterate ``encoder.head_names`` instead of naming heads.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -88,6 +89,17 @@ class Head(nn.Module):
     def init_missing(self) -> str | None:
         """Deterministic init when a checkpoint lacks this head; returns how (None = nothing to init)."""
         return None
+
+    #: The "no trained weights" warning of a head ``init_missing`` initialised, printed the first
+    #: time the head is used to encode (``warn_untrained``), not at load: a dense-only user of a
+    #: checkpoint without sparse / multi-vector weights never sees it.
+    untrained_note: str | None = None
+
+    def warn_untrained(self) -> None:
+        """Print ``untrained_note`` once (then forget it)."""
+        if self.untrained_note:
+            logging.getLogger("embforge").warning("%s", self.untrained_note)
+            self.untrained_note = None
 
     # ------------------------------------------------------------ encode (torch -> numpy)
     def to_numpy(self, out: dict[str, torch.Tensor], batch: Batch, lengths: np.ndarray) -> list[Any]:

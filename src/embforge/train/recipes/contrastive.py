@@ -8,6 +8,7 @@ in data, loss and schedule only. See ``configs/*.yaml``.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -34,6 +35,8 @@ from embforge.train.runtime import Tokenize, enable_checkpointing, pick_device, 
 from embforge.train.settings import LoopConfig, ModelConfig, OptimConfig, ScheduleConfig
 from embforge.train.step import contrastive_step, gathered_loss
 from embforge.types import Batch, LossOutput
+
+logger = logging.getLogger("embforge")
 
 __all__ = ["DataConfig", "LossConfig", "ContrastiveConfig", "RECIPE", "run", "total_steps"]
 
@@ -211,19 +214,27 @@ def _init_sparse(cfg: ContrastiveConfig, enc: Encoder, examples: list[TrainExamp
     print(f"model.sparse_init={how}: {did}", file=sys.stderr)
 
 
-def _check_lengths(cfg: ContrastiveConfig, limit: int) -> None:
-    """Token limits above the model's position limit fail here, before any step (not mid-run)."""
-    bad = [
-        f"data.{k} = {getattr(cfg.data, k)} exceeds the model's limit of {limit} tokens"
+def _clip_lengths(cfg: ContrastiveConfig, limit: int) -> None:
+    """Token limits above the model's position limit are clipped to it, with one warning before
+    any step (a recipe written for BGE-M3's 8192 tokens runs on a 512-token model as is)."""
+    over = {
+        k: getattr(cfg.data, k)
         for k in ("query_max_length", "doc_max_length")
         if getattr(cfg.data, k) > limit
-    ]
-    if bad:
-        raise ConfigError(
-            "; ".join(bad)
-            + f"; set it to at most {limit} (e.g. data.doc_max_length={limit}) or extend the model's "
-            "positions first with `embforge pretrain extend-positions`"
-        )
+    }
+    if not over:
+        return
+    for k in over:
+        setattr(cfg.data, k, limit)
+    said = ", ".join(f"data.{k} = {v}" for k, v in over.items())
+    logger.warning(
+        "%s above the model's limit of %d tokens: clipped to %d (set it to at most %d to silence this, "
+        "or extend the model's positions first with `embforge pretrain extend-positions`)",
+        said,
+        limit,
+        limit,
+        limit,
+    )
 
 
 def _check_world(cfg: ContrastiveConfig) -> None:
@@ -352,7 +363,7 @@ def run(cfg: ContrastiveConfig, callbacks: Sequence[Callback] = ()) -> TrainResu
     examples = read_examples(cfg.data.train_files)
     check_examples(examples, cfg.data.num_negatives, cfg.loss.name == "distill")
     enc = _load_encoder(cfg)
-    _check_lengths(cfg, enc.model_limit)
+    _clip_lengths(cfg, enc.model_limit)
     _init_sparse(cfg, enc, examples)
     tok = Tokenize(enc)
     sampler = _sampler(cfg, examples, tok)
