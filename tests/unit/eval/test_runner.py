@@ -97,7 +97,6 @@ def test_rerank_mode_equals_exact_when_candidates_cover_corpus_and_is_close_othe
         R.evaluate_retrieval(enc, small, rerank_top=10, **{**kw, "heads": ("multivector",)})
 
 
-<<<<<<< HEAD
 def test_health_with_one_judged_document_reports_no_uniformity(small):
     """All judged queries share one positive: alignment is defined, uniformity (document pairs) is not."""
     from dataclasses import replace
@@ -107,7 +106,8 @@ def test_health_with_one_judged_document_reports_no_uniformity(small):
     one = replace(small, query_ids=[q], query_texts=[small.query_texts[0]], qrels={q: {d: 1}})
     res = R.evaluate_retrieval(FakeEncoder(), one, heads=("dense",), mrl_dims=None)
     assert res["health"]["uniformity"] is None and res["health"]["alignment"] >= 0
-=======
+
+
 def test_bm25_matrix_scores_as_bm25_run():
     from embforge.eval.datasets import RetrievalSet
     from embforge.eval.runner import bm25_matrix, bm25_run
@@ -126,4 +126,3 @@ def test_bm25_matrix_scores_as_bm25_run():
     for i, q in enumerate(data.query_ids):
         for did, score in run[q].items():
             assert m[i, data.doc_ids.index(did)] == pytest.approx(score, rel=1e-5)
->>>>>>> main
