@@ -315,14 +315,18 @@ def spawn(spec: dict, pairs: Path) -> dict:
     }
     cmd = [sys.executable, __file__, "--worker", json.dumps(spec), "--pairs", spec.get("pairs", str(pairs))]
     t = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with LoadSampler() as load:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     line = [x for x in done.stdout.splitlines() if x.startswith("WORKER ")]
     if done.returncode or not line:
         raise RuntimeError(f"{spec} failed:\n{done.stderr[-3000:]}")
     res = json.loads(line[-1][7:])
     res["wall_s"] = time.perf_counter() - t
     res["load_avg"] = load.summary()
+    res["cpu_use"] = round(cpu_s / res["wall_s"], 2)  # cores the row's process actually got
     res["log"] = [x for x in done.stderr.splitlines() if x.startswith(("precision:", "memory plan:"))]
     print(
         f"  {spec['name']:<34} {res['pairs_per_s']:8.2f} pairs/s  peak RSS {res['peak_rss_mib']:7.0f} MiB"
@@ -437,10 +441,14 @@ def main() -> None:
 
 def _row(spec: dict, r: dict, base: float) -> str:
     if "skipped" in r:
-        return f"| {spec['name']} | skipped: {r['skipped']} | - | - | - | - | {r['when']} |"
+        return f"| {spec['name']} | skipped: {r['skipped']} | - | - | - | - | - | {r['when']} |"
     ps = r["pairs_per_s"]
     cells = f"{ps:.2f} | {ps / base:.2f}x" if ps == ps else "memory only (1 step) | -"
-    return f"| {spec['name']} | {cells} | {r['peak_rss_mib']:.0f} | {r['steps']} | {r['load_avg']} | {r['when']} |"
+    use = r.get("cpu_use", "-")
+    return (
+        f"| {spec['name']} | {cells} | {r['peak_rss_mib']:.0f} | {r['steps']} | {r['load_avg']} | {use} "
+        f"| {r['when']} |"
+    )
 
 
 def write_report(runs: dict, pad: dict, n: int) -> None:
@@ -460,18 +468,20 @@ def write_report(runs: dict, pad: dict, n: int) -> None:
         "Command: `flock /tmp/embforge-bench.lock python bench/train.py --only main,cached,bf16,long,big` "
         "(groups may be run in separate invocations; each group runs its rows back to back).",
         "",
-        f"CPU (measured by the bench): {runs.get('_cpu', 'not recorded')}. No GPU was lent to this "
-        "session, so there is no GPU row (tokens/s and peak memory of a 12-layer XLM-R at 8,192 tokens).",
+        f"CPU (measured by the bench): {runs.get('_cpu', 'not recorded')}. GPU: {_gpu()}; the GPU row "
+        "(tokens/s and peak memory of a 12-layer XLM-R at 8,192 tokens) needs one.",
         "",
         f"Model all-MiniLM-L6-v2 (mean pooling), {n} pairs (XQuAD-en question->paragraph + SNLI "
         f"premise->entailment, shuffled together), seq <= {SEQ}, in-batch negatives, scale 20 (tau 0.05), "
         f"{THREADS} threads, each configuration in its own process (clean peak RSS). Throughput over "
-        "steps 2..N (step 1 pays one-time costs). **The 2-core machine was shared with 7 other engineers' "
-        "jobs (load average sampled every 2 s while each row ran: mean (max)): absolute numbers are noisy; "
-        "compare rows measured back to back.**",
+        "steps 2..N (step 1 pays one-time costs). Each row records the load average sampled every 2 s while "
+        "it ran (mean (max)) and the CPU its process got (CPU seconds / wall seconds; 2.0 = both cores): "
+        "rows with a high load or a CPU use well under 2 ran on a shared machine; compare rows measured "
+        "back to back.",
         "",
-        "| configuration | pairs/s | vs its peer row (same group, back to back) | peak RSS MiB | steps | load avg | measured |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| configuration | pairs/s | vs its peer row (same group, back to back) | peak RSS MiB | steps | load avg "
+        "| CPU use (cores) | measured |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     peer = {
         "ef32": "st32",
@@ -493,6 +503,14 @@ def write_report(runs: dict, pad: dict, n: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines[-12:]))
+
+
+def _gpu() -> str:
+    import torch
+
+    if not torch.cuda.is_available():
+        return "none visible to torch (torch.cuda.is_available() is False)"
+    return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
 
 
 def _notes(runs: dict, pad: dict) -> list[str]:

@@ -7,7 +7,9 @@ all-MiniLM-L6-v2:
 1. evaluate the base model: dense, sparse, multi-vector, hybrid and BM25 (same tokenizer),
    plus the Matryoshka curve, on the held-apart questions;
 2. mine hard negatives for the training questions with TopK-PercPos (NV-Retriever);
-3. fine-tune with the M3 recipe (self-knowledge distillation over the three heads);
+3. fine-tune with the M3 recipe (self-knowledge distillation over the three heads), then
+   choose the hybrid's fusion on a dev split of held-out training questions
+   (``embforge tune-fusion``: the paper's weighted 1,0.3,1 unless the dev gain beats 0.01);
 4. evaluate the fine-tuned model on the same held-apart questions;
 5. build a hybrid index of the English corpus, save it, load it back, run example searches;
 6. print a before/after table and write ``report.json`` / ``report.md`` with plots.
@@ -38,12 +40,14 @@ from embforge.errors import DataError
 from embforge.eval.datasets import RetrievalSet, load_beir
 from embforge.eval.report import build_report, write_report
 from embforge.eval.runner import evaluate_all
+from embforge.eval.tune import score_matrices, tune_fusion
 from embforge.index import HybridIndex
 from embforge.index.base import load_index
 from embforge.index.dense import ExactDenseIndex
 from embforge.index.multivector import MultiVectorIndex
 from embforge.index.sparse import SparseIndex
 from embforge.model.encoder import Encoder
+from embforge.model.fusion import write_fusion
 from embforge.train.recipes import RECIPES
 
 __all__ = ["QuickstartConfig", "run_quickstart", "DEMO_ROOT"]
@@ -71,6 +75,10 @@ class QuickstartConfig:
         threads: torch threads (None = torch's default).
         examples: example searches to print.
         seed: seeds the data order, sampling and dropout.
+        dev_queries: training questions per language held out of mining and training: the dev
+            split on which ``embforge tune-fusion``'s grid picks the fine-tuned model's fusion
+            (fusion.json; the paper's weighted 1,0.3,1 stays unless the dev gain exceeds
+            ``fusion_min_gain``). 0 = no tuning.
     """
 
     model: str | None = None
@@ -90,6 +98,8 @@ class QuickstartConfig:
     threads: int | None = None
     examples: int = 3
     seed: int = 0
+    dev_queries: int = 60
+    fusion_min_gain: float = 0.01
     extra_train: dict[str, Any] = field(default_factory=dict)
 
 
@@ -120,6 +130,43 @@ def _evaluate(encoder, sets, cfg: QuickstartConfig, echo) -> dict[str, Any]:
     )
 
 
+def _dev_set(cfg: QuickstartConfig) -> RetrievalSet | None:
+    """The last ``dev_queries`` training questions of each language, one set over every language's
+    corpus (ids prefixed with the language): never mined, trained on or reported."""
+    if not cfg.dev_queries:
+        return None
+    out = RetrievalSet("dev", [], [], [], [], {}, language="+".join(cfg.languages))
+    for lang in cfg.languages:
+        d = load_beir(DEMO_ROOT / f"xquad-{lang}", split="train", language=lang)
+        out.doc_ids += [f"{lang}:{x}" for x in d.doc_ids]
+        out.doc_texts += d.doc_texts
+        keep = range(max(0, len(d.query_ids) - cfg.dev_queries), len(d.query_ids))
+        out.query_ids += [f"{lang}:{d.query_ids[i]}" for i in keep]
+        out.query_texts += [d.query_texts[i] for i in keep]
+        for i in keep:
+            out.qrels[f"{lang}:{d.query_ids[i]}"] = {
+                f"{lang}:{k}": v for k, v in d.qrels[d.query_ids[i]].items()
+            }
+    return out
+
+
+def _tune_fusion(model_dir: Path, dev: RetrievalSet, cfg: QuickstartConfig, echo) -> dict[str, Any]:
+    """``embforge tune-fusion`` on the dev split: writes ``model_dir/fusion.json``."""
+    enc = Encoder.from_pretrained(str(model_dir))
+    heads = tuple(h for h in ("dense", "sparse", "multivector") if h in enc.heads)
+    mats = score_matrices(enc, dev, heads, batch_size=32, max_length=cfg.doc_max_length)
+    res = tune_fusion(mats, dev, margin=cfg.fusion_min_gain)
+    res.chosen.tuned["dev"] = {"questions": len(dev.query_ids), "languages": list(cfg.languages)}
+    write_fusion(model_dir, res.chosen)
+    w = ",".join(f"{v:g}" for v in res.chosen.weights.values())
+    echo(
+        f"   dev ({len(dev.query_ids)} held-out training questions): paper weighted 1,0.3,1 "
+        f"{res.default_ndcg:.4f}, best {res.best['fusion']} {res.best['ndcg@10']:.4f} -> "
+        f"{res.chosen.fusion} {w} ({res.chosen.tuned['decision']})"
+    )
+    return {"fusion": res.chosen.fusion, "weights": dict(res.chosen.weights), **res.chosen.tuned}
+
+
 def _mine(encoder, cfg: QuickstartConfig, out: Path, echo) -> tuple[Path, dict[str, int]]:
     teacher = EncoderTeacher(encoder, heads=("dense",), batch_size=32, max_length=cfg.doc_max_length)
     mcfg = MiningConfig(top_k=30, n_negatives=cfg.n_negatives, perc_pos=cfg.perc_pos, seed=cfg.seed)
@@ -130,7 +177,9 @@ def _mine(encoder, cfg: QuickstartConfig, out: Path, echo) -> tuple[Path, dict[s
         root = DEMO_ROOT / f"xquad-{lang}"
         corpus = {d.id: d.text for d in read_corpus(root / "corpus.jsonl")}
         index = CorpusIndex(corpus.values(), teacher)
-        queries = islice(queries_from_beir(root, "train", corpus), cfg.max_train_queries)
+        dev = set(load_beir(root, split="train").query_ids[-cfg.dev_queries :]) if cfg.dev_queries else set()
+        mined = (q for q in queries_from_beir(root, "train", corpus) if q.id not in dev)
+        queries = islice(mined, cfg.max_train_queries)
         for ex in mine(queries, index, teacher, mcfg, stats):
             if len(ex.neg) >= cfg.n_negatives:  # the recipe needs n_negatives per query
                 rows.append(json.dumps({**ex.to_dict(), "lang": lang}, ensure_ascii=False))
@@ -205,7 +254,8 @@ def _index_and_search(encoder, cfg: QuickstartConfig, out: Path, echo) -> dict[s
     q = encoder.encode(
         [data.query_texts[i] for i in qi], role="query", heads=heads, max_length=cfg.query_max_length
     )
-    hits = loaded.search(q, k=3)
+    own = encoder.fusion  # the model's fusion.json (tuned above), else the index's weighted 1,0.3,1
+    hits = loaded.search(q, k=3, **({} if own is None else own.resolve()))
     text = dict(zip(data.doc_ids, data.doc_texts))
     shown = []
     for n, i in enumerate(qi):
@@ -304,7 +354,16 @@ def run_quickstart(
         f"3/6 fine-tune with the M3 recipe + Matryoshka ({cfg.steps} steps x {cfg.batch_size} queries)",
         lambda: _train(cfg, train_file, out, echo, full_dim),
     )
-    tuned = Encoder.from_pretrained(str(model_dir))
+    dev = _dev_set(cfg)
+    fusion = (
+        clock.stage(
+            "   tune the hybrid's fusion on the dev split (embforge tune-fusion)",
+            lambda: _tune_fusion(model_dir, dev, cfg, echo),
+        )
+        if dev is not None
+        else None
+    )
+    tuned = Encoder.from_pretrained(str(model_dir))  # with its fusion.json
     after = clock.stage("4/6 evaluate the fine-tuned model", lambda: _evaluate(tuned, sets, cfg, echo))
     search = clock.stage(
         "5/6 hybrid index + example searches", lambda: _index_and_search(tuned, cfg, out, echo)
@@ -314,7 +373,7 @@ def run_quickstart(
         h: (_mean_metric(before, h), _mean_metric(after, h))
         for h in before["retrieval"][sets[0].name]["heads"]
     }
-    extra = {"mining": mining, "stages_seconds": clock.stages, "search": search}
+    extra = {"mining": mining, "stages_seconds": clock.stages, "search": search, "fusion": fusion}
     files = _report(cfg, {"base": before, "fine-tuned": after}, model_dir, extra, out)
     total = time.perf_counter() - clock.t0
     echo(

@@ -25,6 +25,7 @@ def test_quickstart_runs_every_stage_on_a_tiny_model(tiny_m3_path, tmp_path):
         examples=2,
         matryoshka_dims=(16,),
         perc_pos=None,  # a random model scores everything alike: PercPos would drop every candidate
+        dev_queries=10,
     )
     res = run_quickstart(cfg, echo=lines.append)
     text = "\n".join(lines)
@@ -39,6 +40,20 @@ def test_quickstart_runs_every_stage_on_a_tiny_model(tiny_m3_path, tmp_path):
     md = (tmp_path / "demo/report/report.md").read_text()
     assert "base vs fine-tuned" in md and "languages.png" in md
     assert (tmp_path / "demo/train/final").is_dir() and (tmp_path / "demo/index").is_dir()
+    # the fusion is measured on 10 held-out training questions per language, never mined
+    fusion = json.loads((tmp_path / "demo/train/final/fusion.json").read_text())
+    assert fusion["tuned"]["num_queries"] == 20 and rep["fusion"]["fusion"] == fusion["fusion"]
+    assert res["after"]["retrieval"]["xquad-en"]["hybrid_fusion"] == fusion["fusion"]
+    from embforge.eval.datasets import load_beir
+    from embforge.resources import demo_path
+
+    dev = {
+        q
+        for lang in ("en", "de")
+        for q in load_beir(demo_path(f"xquad-{lang}"), split="train").query_ids[-10:]
+    }
+    mined = [json.loads(x) for x in (tmp_path / "demo/train_mined.jsonl").read_text().splitlines()]
+    assert all(r["id"] for r in mined) and not dev & {r["id"] for r in mined}
     log = [json.loads(x) for x in (tmp_path / "demo/train/log.jsonl").read_text().splitlines()]
     assert any("infonce/dense@16" in r for r in log) and any("kd/sparse" in str(r) for r in log)
     # the fine-tuned model really changed: its dense scores differ from the base model's

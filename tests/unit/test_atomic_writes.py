@@ -72,6 +72,7 @@ ALLOWED_IN_PLACE = {
     "export/onnx.py": (1, "embforge_onnx.json inside the export's temp folder, renamed when complete"),
     "index/base.py": (1, "ids.json inside atomic_write_dir's temp folder"),
     "train/checkpoint.py": (1, "trainer_state.json inside the temp checkpoint folder, renamed when complete"),
+    "data/shard_mining.py": (1, "mining's scratch vector file, in its own temporary folder (not an output)"),
     "train/loop.py": (1, "log.jsonl appended a line per step (a log; resume drops a torn last line)"),
 }
 

@@ -23,7 +23,7 @@ from embforge.cli._common import (
     threads_option,
 )
 from embforge.cli._outputs import claim
-from embforge.errors import DataError
+from embforge.errors import ConfigError, DataError
 
 
 def read_texts(path: Path, field: str = "text") -> tuple[list[str], list[str]]:
@@ -85,6 +85,60 @@ def write_outputs(out: Path, ids: list[str], emb, heads: tuple[str, ...]) -> Non
     tmp.replace(out)
 
 
+def encode_sharded(
+    corpus: Path,
+    out: Path,
+    model: str | None,
+    heads: str,
+    shard_size: int,
+    text_field: str,
+    threads: int | None,
+    encode_kwargs: dict,
+    engine: tuple[str, int, str | None] = ("torchrun", 1, None),
+) -> None:
+    """The sharded writer (``embforge.model.sharded``): this process's shards of ``corpus`` -> ``out/``;
+    ``engine`` = (torchrun or ray, Ray workers, Ray address)."""
+    from embforge.data.io import check_output
+    from embforge.model.encoder import Encoder
+    from embforge.model.sharded import dist_rank, encode_to_shards
+
+    # not ``claim``: a failed or interrupted run keeps its finished shards, so a re-run resumes
+    check_output(out, directory=True, inputs=[corpus])
+    head_list = resolve_heads(heads, model)
+    if engine[0] == "ray":
+        from embforge.model.ray_engine import encode_to_shards_ray
+
+        kw = {k: v for k, v in encode_kwargs.items() if k != "show_progress"}
+        r = encode_to_shards_ray(corpus, out, head_list, shard_size, model=model, text_field=text_field,
+                                 encode_kwargs=kw, workers=engine[1], threads=threads, address=engine[2])
+        typer.echo(f"ray: encoded {len(r.encoded)} shard(s), {len(r.skipped)} already done, {r.rows} records -> {out}",
+                   err=True)
+        return
+    if engine[0] != "torchrun":
+        raise ConfigError(f"--engine {engine[0]!r}; choose from: torchrun, ray")
+    rank, world = dist_rank()
+    set_threads(threads)
+    enc = Encoder.from_pretrained(model, heads=head_list)
+    rep = encode_to_shards(
+        enc,
+        corpus,
+        out,
+        head_list,
+        shard_size,
+        model=model,
+        text_field=text_field,
+        encode_kwargs=encode_kwargs,
+        rank=rank,
+        world=world,
+    )
+    state = "complete, manifest.json written" if rep.complete else "waiting for the other processes' shards"
+    typer.echo(
+        f"rank {rank}/{world}: encoded {len(rep.encoded)} shard(s), {len(rep.skipped)} already done, "
+        f"{rep.rows} records in {rep.shards} shard(s) -> {out} ({state})",
+        err=True,
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("encode")
     def encode(
@@ -111,13 +165,33 @@ def register(app: typer.Typer) -> None:
         text_field: str = typer.Option("text", "--text-field", help="JSONL field holding the text."),
         threads: Optional[int] = threads_option(),
         progress: Optional[bool] = progress_option(),
+        shard_size: Optional[int] = typer.Option(
+            None,
+            "--shard-size",
+            help="Records per parquet shard; writes a sharded, resumable folder (the default, 10000, "
+            "when OUT is a folder). Under torchrun each process encodes its share of the shards.",
+        ),
+        engine: str = typer.Option(
+            "torchrun", "--engine", help="Sharded encode: torchrun (this process's share) or ray (Ray Data actors)."
+        ),
+        workers: int = typer.Option(2, "--workers", help="--engine ray: encoder actors (each --threads threads)."),
+        ray_address: Optional[str] = typer.Option(
+            None, "--ray-address", help="--engine ray: a cluster address ('auto' inside one); unset = a local Ray."
+        ),
     ) -> None:
         """Encode texts with the dense / sparse / multi-vector heads.
 
         Example: embforge encode docs.jsonl -o docs.npy --dim 256
+
+        Sharded (resumable; torchrun: one share per process): embforge encode corpus.jsonl -o shards/
         """
         from embforge.model.encoder import Encoder
 
+        if shard_size is not None or output.is_dir() or output.suffix == "" or engine == "ray":
+            enc_kw = {"dim": dim, "dtype": dtype, "batch_size": batch_size, "max_length": max_length}
+            enc_kw |= {"long_inputs": long_inputs, "show_progress": show_progress(progress)}
+            sharded = (shard_size or 10_000, text_field, threads, enc_kw, (engine, workers, ray_address))
+            return encode_sharded(input, output, model, heads, *sharded)
         npy = output.suffix == ".npy"
         claim(output, inputs=[input])
         if not npy and output.suffix != ".jsonl":

@@ -112,15 +112,26 @@ def eval_command(
     hybrid: bool = typer.Option(
         True, help="Also evaluate the hybrid score w1*dense + w2*sparse + w3*multivector."
     ),
-    weights: str = typer.Option(
-        "1,0.3,1",
-        help="Hybrid weights dense,sparse,multivector (BGE-M3 paper: 1,0.3,1) or head=weight pairs; "
-        "a head left out weighs 0.",
+    weights: Optional[str] = typer.Option(
+        None,
+        help="Hybrid weights dense,sparse,multivector or head=weight pairs (a head left out weighs 0); "
+        "default: the model's fusion.json, else the BGE-M3 paper's 1,0.3,1.",
+    ),
+    fusion: Optional[str] = typer.Option(
+        None,
+        "--fusion",
+        help="Hybrid fusion: weighted, minmax, zscore or rrf (default: the model's fusion.json "
+        "from `embforge tune-fusion`, else weighted).",
     ),
     mrl_dims: str = typer.Option(
         "auto", help="Matryoshka curve dims: 'auto' (32, 64, ... full), 'none', or e.g. 64,128,256."
     ),
     bm25: bool = typer.Option(True, help="Add a BM25 baseline row on the model's own tokenizer."),
+    hybrid_bm25: bool = typer.Option(
+        False,
+        help="Add a hybrid+bm25 row: z-scores of the heads (1, 0.3, 1) + 0.3 z(BM25 on the model's "
+        "tokenizer), ranked on the hybrid's candidates (an option, not the default; docs/retrieval.md).",
+    ),
     rerank_top: Optional[int] = typer.Option(
         None,
         min=1,
@@ -155,7 +166,9 @@ def eval_command(
         raise ConfigError("--index evaluates one index: give at most one --model (its query encoder)")
     from embforge.scoring import parse_weights
 
-    hybrid_weights = parse_weights(weights, "--weights")  # every option checked before data or model load
+    hybrid_weights = parse_weights(weights, "--weights") if weights else None  # checked before any load
+    if fusion is not None:
+        _check_fusion_name(fusion)
     claim(output, directory=True, inputs=[*beir, *sts])
     sets = _load_sets(beir, split, max_queries, sts, bitext, max_pairs, lang or None)
     command = command_line("eval", ctx.params)
@@ -179,17 +192,19 @@ def eval_command(
     for label, m in zip(labels, models):
         head_t = head_p or resolve_heads(heads, m)
         typer.echo(f"evaluating {label} ({m or 'bundled'}) with heads {', '.join(head_t)}")
+        encoder = _load_encoder(m, head_t, backend)
         runs[label] = _evaluate_model(
-            _load_encoder(m, head_t, backend),
+            encoder,
             sets,
             heads=head_t,
             hybrid=hybrid,
-            weights=hybrid_weights,
+            weights=_fusion_option(encoder, fusion, hybrid_weights),
             mrl_dims=_parse_dims(mrl_dims),
             bm25=bm25,
             batch_size=batch_size,
             max_length=max_length,
             rerank_top=rerank_top,
+            hybrid_bm25=hybrid_bm25,
         )
         info[label] = {"path": m or "bundled all-MiniLM-L6-v2", "heads": list(head_t)}
         typer.echo(format_run_table(runs[label]))
@@ -209,6 +224,25 @@ def _model_labels(models: list[str | None], names: list[str]) -> list[str]:
         return names
     paths = [m or "all-MiniLM-L6-v2" for m in models]
     return unique_labels([Path(p.rstrip("/")).name or p for p in paths], paths)
+
+
+def _check_fusion_name(fusion: str) -> None:
+    from embforge.scoring import FUSIONS
+
+    if fusion not in FUSIONS.names():
+        raise ConfigError(f"--fusion {fusion!r} is not known; choose from: {', '.join(FUSIONS.names())}")
+
+
+def _fusion_option(encoder, fusion: str | None, weights: dict[str, float] | None):
+    """--fusion / --weights on top of the model's fusion.json: a weights mapping, a ModelFusion or None
+    (None and a mapping leave the rest to the model's own fusion, ``eval.runner.hybrid_fusion``)."""
+    from embforge.model.fusion import ModelFusion
+
+    if fusion is None:
+        return weights
+    own = getattr(encoder, "fusion", None) or ModelFusion()
+    r = own.resolve(fusion, weights)
+    return ModelFusion(r["fusion"], r["weights"], own.rrf_k)
 
 
 def _load_sets(
@@ -235,7 +269,8 @@ def _load_sets(
     ]
     rnames = unique_labels([Path(p).resolve().name for p in beir], [str(Path(p).resolve()) for p in beir])
     retrieval_sets = [
-        load_beir(p, split=split, name=n, language=lang, max_queries=max_queries) for p, n in zip(beir, rnames)
+        load_beir(p, split=split, name=n, language=lang, max_queries=max_queries)
+        for p, n in zip(beir, rnames)
     ]
     snames = unique_labels([_stem(p) for p in sts], [str(Path(p).resolve()) for p in sts])
     sts_sets = [load_sts(p, name=n, language=lang) for p, n in zip(sts, snames)]

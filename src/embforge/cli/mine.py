@@ -54,8 +54,9 @@ def mine_command(
     corpus: Optional[Path] = typer.Option(
         None,
         "--corpus",
-        help="Corpus to mine from (rows with a 'text' field, e.g. a BEIR corpus.jsonl); "
-        "default: the BEIR corpus, or every positive/negative text of the input.",
+        help="Corpus to mine from (rows with a 'text' field, e.g. a BEIR corpus.jsonl), or a folder of "
+        "`embforge encode CORPUS -o DIR/` shards (searched from disk, not re-encoded; --model defaults to "
+        "theirs); default: the BEIR corpus, or every positive/negative text of the input.",
     ),
     split: str = split_option("With a BEIR folder: the qrels split (qrels/<split>.tsv)."),
     top_k: int = typer.Option(
@@ -125,8 +126,12 @@ def mine_command(
         raise DataError(f"input {str(input_path)!r} does not exist; pass a record file or a BEIR folder")
     set_threads(threads)
     beir_split = split if input_path.is_dir() else None
+    if corpus is not None and corpus.is_dir():  # shards of a sharded encode: their model by default
+        from embforge.data.shards import read_manifest
+
+        model = model or read_manifest(corpus).get("model")
     if not skip_bad:  # a corrupt input fails now, not after the teacher has loaded
-        precheck_records(input_path, beir_split, corpus)
+        precheck_records(input_path, beir_split, None if corpus is not None and corpus.is_dir() else corpus)
     teacher = _teacher(model, heads, batch_size, max_length, backend)
     short_path = output.with_name(output.name + ".short.jsonl") if short == "separate" else None
     _mine(

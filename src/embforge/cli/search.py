@@ -56,13 +56,15 @@ def register(app: typer.Typer) -> None:
         fusion: Optional[str] = typer.Option(
             None,
             "--fusion",
-            help="weighted (w1*dense + w2*sparse + w3*multivector) or rrf (default: the index's).",
+            help="weighted (w1*dense + w2*sparse + w3*multivector), minmax, zscore or rrf (default: the "
+            "model's fusion.json from `embforge tune-fusion`, else the index's).",
         ),
         weights: Optional[str] = typer.Option(
             None,
             "--weights",
             help="Hybrid weights: dense,sparse,multivector (1,0.3,1) or head=weight pairs (sparse=1); "
-            "a head left out weighs 0 (default 1,0.3,1 for weighted; 1,1,1 for rrf).",
+            "a head left out weighs 0 (default: the model's fusion.json, else 1,0.3,1 for weighted; "
+            "1,1,1 for rrf).",
         ),
         candidates: Optional[int] = typer.Option(
             None, "--candidates", help="Candidates per retrieving head before re-ranking (default 100)."

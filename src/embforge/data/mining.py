@@ -14,7 +14,8 @@ sampled from what is left:
   among survivors ranked in ``[lo, hi)`` (ANCE-style, ranks counted among the retrieved
   non-positive candidates, 0-based), with a per-query seeded generator.
 
-Memory: the corpus (texts + one float32 vector each) is held in memory; queries and
+Memory: the corpus (texts + one float32 vector each) is held in memory (a corpus given as the
+shards of a sharded encode is searched from disk instead: ``embforge.data.shard_mining``); queries and
 output stream in chunks of ``query_batch``, so memory does not grow with the number of
 queries. Output records are :class:`~embforge.data.formats.Example` with teacher scores.
 """
@@ -46,6 +47,8 @@ from embforge.data.io import (
     read_queries,
     read_records,
 )
+from embforge.data.shard_mining import ShardCorpusIndex
+from embforge.data.shards import is_shard_dir
 from embforge.data.teachers import Teacher
 from embforge.errors import ConfigError, DataError
 from embforge.index.ann import new_flat_ip, new_hnsw_ip
@@ -230,6 +233,10 @@ class CorpusIndex:
     def vectors(self, positions: list[int]) -> np.ndarray:
         return self.index.reconstruct_batch(np.asarray(positions, dtype=np.int64))
 
+    def texts_of(self, rows: np.ndarray) -> list[list[str]]:
+        """The texts of (Q, k) corpus positions (-1 skipped)."""
+        return [[self.texts[j] for j in row if j >= 0] for row in rows]
+
 
 def false_negative_threshold(pos_score: float, perc_pos: float) -> float:
     """Scores above this are likely false negatives: ``p * s_pos`` for ``s_pos >= 0``.
@@ -287,7 +294,7 @@ def select_negatives(
 
 
 def _positive_scores(
-    chunk: list[MiningQuery], q_emb: np.ndarray, index: CorpusIndex, teacher: Teacher
+    chunk: list[MiningQuery], q_emb: np.ndarray, index: CorpusIndex | ShardCorpusIndex, teacher: Teacher
 ) -> list[dict[str, float]]:
     """Teacher scores of each query's positives: corpus vectors when indexed, else embedded."""
     flat = [(i, p) for i, mq in enumerate(chunk) for p in mq.positives]
@@ -308,7 +315,7 @@ def _positive_scores(
 
 def mine(
     queries: Iterable[MiningQuery],
-    index: CorpusIndex,
+    index: CorpusIndex | ShardCorpusIndex,
     teacher: Teacher,
     cfg: MiningConfig = MiningConfig(),
     stats: MiningStats | None = None,
@@ -327,7 +334,7 @@ def mine(
         max_pos = max(len(mq.positives) for mq in chunk)
         scores, ids = index.search(q_emb, cfg.top_k + max_pos)
         pos_maps = _positive_scores(chunk, q_emb, index, teacher)
-        cands = [[index.texts[j] for j in row if j >= 0] for row in ids]
+        cands = index.texts_of(ids)
         cand_scores = [s[: len(c)] for s, c in zip(scores, cands)]
         if teacher.rescores:
             final = teacher.rescore(
@@ -428,7 +435,9 @@ def mine_file(
         input_path: pair/triple/example JSONL/parquet, or a BEIR directory (with ``beir_split``).
         output_path: the example JSONL (``.gz`` compresses).
         teacher: a :class:`~embforge.data.teachers.Teacher`.
-        corpus: a JSONL/parquet of ``{"text": ...}`` rows (e.g. a BEIR corpus) to mine from;
+        corpus: a JSONL/parquet of ``{"text": ...}`` rows (e.g. a BEIR corpus) to mine from, or the
+            folder of a sharded encode (its vectors are used, searched from disk; the teacher
+            must be the model that wrote them);
             default: the BEIR corpus, or the positives and negatives of the input file.
         short_path: if given, examples with fewer than ``n_negatives`` negatives go to this
             file instead of the output (training recipes that need exactly n can then use the
@@ -439,8 +448,12 @@ def mine_file(
         raise DataError(f"{inp} is a directory: give a BEIR split (--split) or a record file")
     check_output(output_path, inputs=[input_path, corpus])  # `mine X X` would overwrite its input
     stats = MiningStats()
-    texts = _corpus_texts(corpus, inp, beir_split, bad)
-    index = CorpusIndex(texts, teacher, cfg.corpus_batch, progress, cfg.index, ef_search=cfg.ef_search)
+    index: CorpusIndex | ShardCorpusIndex
+    if corpus is not None and is_shard_dir(corpus):  # vectors from the shards, searched from disk
+        index = ShardCorpusIndex(corpus)
+    else:
+        texts = _corpus_texts(corpus, inp, beir_split, bad)
+        index = CorpusIndex(texts, teacher, cfg.corpus_batch, progress, cfg.index, ef_search=cfg.ef_search)
     if beir_split is not None:
         queries = queries_from_beir(inp, beir_split, None, bad, stats)
         total = None

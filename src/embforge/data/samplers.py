@@ -10,6 +10,11 @@ the same choice on every rank, resumable position.
   cut into mega-batches of ``group_factor * batch_size``, sorted by length
   inside each mega-batch and cut into batches, so a batch holds texts of similar
   length (little padding) while the order stays random.
+* **Length buckets with their own batch sizes** (BGE M3-Embedding: "batch size varies with the
+  sequence-length bucket"): with ``buckets`` (upper bounds in tokens) every source is split by
+  record length and a bucket of upper bound ``L`` gets ``bucket_batch_sizes``' batch, about
+  ``batch_size * L_0 / L`` records, so every step holds about the same number of tokens. A
+  bucket too small for one batch joins the next longer bucket (a smaller batch, so it still fits).
 * **Same group on every rank**: the sampler yields *global* batches from a
   seed shared by all processes; rank ``r`` takes its slice of each global batch,
   so all ranks work on the same source and length group at a step.
@@ -31,7 +36,29 @@ import numpy as np
 
 from embforge.errors import DataError
 
-__all__ = ["SourceBatchSampler"]
+__all__ = ["SourceBatchSampler", "bucket_batch_sizes"]
+
+
+def bucket_batch_sizes(bounds: Sequence[int], batch_size: int, multiple: int = 1) -> list[int]:
+    """Batch size per length bucket so each step holds about ``batch_size * bounds[0]`` tokens.
+
+    ``batch_size`` is the batch of the first (shortest) bucket; a bucket with upper bound ``L``
+    gets ``floor(batch_size * bounds[0] / L)``, rounded down to a multiple of ``multiple`` (the
+    process count: every rank takes an equal slice) and at least ``multiple``.
+
+    Example:
+        >>> bucket_batch_sizes([512, 1024, 4096, 8192], 64)
+        [64, 32, 8, 4]
+        >>> bucket_batch_sizes([128, 8192], 32, multiple=2)
+        [32, 2]
+    """
+    if not bounds or any(b < 1 for b in bounds) or list(bounds) != sorted(set(bounds)):
+        raise ValueError(f"length buckets must be increasing positive token counts, got {list(bounds)}")
+    out = []
+    for bound in bounds:
+        bs = batch_size * bounds[0] // bound
+        out.append(max(multiple, bs - bs % multiple))
+    return out
 
 
 class SourceBatchSampler:
@@ -45,6 +72,9 @@ class SourceBatchSampler:
         seed: shared by all ranks.
         one_source_per_batch: False pools all sources into one.
         group_factor: mega-batch size in batches for length grouping.
+        buckets: upper bounds (tokens) of length buckets with their own batch sizes
+            (``bucket_batch_sizes``); needs ``lengths``. None = one batch size for all.
+        multiple: batch sizes of buckets are multiples of this (the process count).
     """
 
     def __init__(
@@ -55,6 +85,8 @@ class SourceBatchSampler:
         seed: int = 0,
         one_source_per_batch: bool = True,
         group_factor: int = 50,
+        buckets: Sequence[int] | None = None,
+        multiple: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -66,26 +98,68 @@ class SourceBatchSampler:
             )
         if not one_source_per_batch:
             sources = {"all": [i for idx in sources.values() for i in idx]}
-        small = {n: len(i) for n, i in sources.items() if len(i) < batch_size}
+        least = batch_size if buckets is None else min(bucket_batch_sizes(buckets, batch_size, multiple))
+        small = {n: len(i) for n, i in sources.items() if len(i) < least}
         if small:
             listed = ", ".join(f"{n} ({k} records)" for n, k in sorted(small.items()))
             raise DataError(
-                f"source(s) smaller than one batch of {batch_size}: {listed}; every batch comes "
+                f"source(s) smaller than one batch of {least}: {listed}; every batch comes "
                 f"from one source: lower loop.batch_size, merge these sources, or set "
                 f"data.one_source_per_batch=false"
             )
-        self.sources = {n: np.asarray(i, dtype=np.int64) for n, i in sorted(sources.items())}
         self.batch_size = batch_size
         self.lengths = None if lengths is None else np.asarray(lengths)
+        # name -> (record indices, batch size of this group)
+        self.groups: dict[str, tuple[np.ndarray, int]] = {}
+        for name, idx in sorted(sources.items()):
+            arr = np.asarray(idx, dtype=np.int64)
+            if buckets is None:
+                self.groups[name] = (arr, batch_size)
+            else:
+                self.groups.update(self._bucket_groups(name, arr, buckets, multiple))
         self.seed = seed
         self.group_factor = group_factor
         self.epoch = 0
         self.position = 0
         self._cache: tuple[int, list[np.ndarray]] | None = None
 
+    def _bucket_groups(
+        self, name: str, idx: np.ndarray, bounds: Sequence[int], multiple: int
+    ) -> dict[str, tuple[np.ndarray, int]]:
+        """Split one source by length bucket; a bucket short of one batch joins the next longer one."""
+        if self.lengths is None:
+            raise ValueError("length buckets need the record lengths (lengths=...)")
+        sizes = bucket_batch_sizes(bounds, self.batch_size, multiple)
+        which = np.searchsorted(np.asarray(bounds), self.lengths[idx], side="left")
+        which = np.minimum(which, len(bounds) - 1)  # longer than the last bound: last bucket
+        out: dict[str, tuple[np.ndarray, int]] = {}
+        carry = np.empty(0, dtype=np.int64)
+        for b, (bound, bs) in enumerate(zip(bounds, sizes)):
+            members = np.concatenate([carry, idx[which == b]])
+            if len(members) >= bs:
+                out[f"{name}@{bound}"], carry = (members, bs), carry[:0]
+            else:
+                carry = members
+        if len(carry):  # the longest records, short of a batch: the last full group takes them
+            if not out:
+                out[f"{name}@{bounds[-1]}"] = (carry, sizes[-1])
+            else:
+                key = next(reversed(out))
+                out[key] = (np.concatenate([out[key][0], carry]), sizes[-1])
+        return out
+
+    @property
+    def sources(self) -> dict[str, np.ndarray]:
+        """Group name -> record indices (a source, or a source's length bucket ``name@bound``)."""
+        return {n: idx for n, (idx, _) in self.groups.items()}
+
+    def group_batch_sizes(self) -> dict[str, int]:
+        """Group name -> its batch size (``batch_size`` everywhere unless length buckets are on)."""
+        return {n: bs for n, (_, bs) in self.groups.items()}
+
     def __len__(self) -> int:
-        """Batches per epoch (incomplete tail batches of each source are dropped)."""
-        return sum(len(i) // self.batch_size for i in self.sources.values())
+        """Batches per epoch (incomplete tail batches of each group are dropped)."""
+        return sum(len(i) // bs for i, bs in self.groups.values())
 
     def source_of_batches(self, epoch: int) -> list[str]:
         """The source name of each batch of ``epoch`` in order (for logs and tests)."""
@@ -98,14 +172,13 @@ class SourceBatchSampler:
     def _epoch(self, epoch: int) -> list[tuple[str, np.ndarray]]:
         rng = np.random.default_rng([self.seed, epoch])
         out: list[tuple[str, np.ndarray]] = []
-        for name, idx in self.sources.items():
+        for name, (idx, bs) in self.groups.items():
             perm = idx[rng.permutation(len(idx))]
-            out.extend((name, b) for b in self._source_batches(perm))
+            out.extend((name, b) for b in self._source_batches(perm, bs))
         order = rng.permutation(len(out))
         return [out[i] for i in order]
 
-    def _source_batches(self, perm: np.ndarray) -> list[np.ndarray]:
-        bs = self.batch_size
+    def _source_batches(self, perm: np.ndarray, bs: int) -> list[np.ndarray]:
         n = (len(perm) // bs) * bs
         if self.lengths is None:
             return [perm[a : a + bs] for a in range(0, n, bs)]

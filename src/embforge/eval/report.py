@@ -100,6 +100,8 @@ def build_report(
 
 
 def _fmt(x: Any) -> str:
+    if x is None:
+        return "n/a"
     if isinstance(x, float):
         return f"{x:.4f}"
     return str(x)

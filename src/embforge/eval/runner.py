@@ -24,24 +24,27 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
+import scipy.sparse as sp
 
 from embforge.errors import ConfigError
 from embforge.eval import metrics as M
 from embforge.eval.datasets import BitextSet, RetrievalSet, StsSet
-from embforge.index.bm25 import BM25Index, counts_from_ids
+from embforge.eval.fusion import (
+    HYBRID_BM25,
+    HYBRID_BM25_FUSION,
+    candidate_matrix,
+    fuse_rows,
+    gather,
+    top_rows,
+)
+from embforge.index.bm25 import BM25Index, bm25_weights, counts_from_ids
 from embforge.index.dense import ExactDenseIndex
 from embforge.index.hybrid import HybridIndex
 from embforge.index.multivector import MultiVectorIndex
 from embforge.index.sparse import SparseIndex
+from embforge.model.fusion import ModelFusion
 from embforge.model.heads import head_scores
-from embforge.scoring import (
-    DEFAULT_WEIGHTS,
-    FUSIONS,
-    dense_scores,
-    parse_weights,
-    truncate_dense,
-    weighted_parts,
-)
+from embforge.scoring import DEFAULT_WEIGHTS, dense_scores, parse_weights, truncate_dense, weighted_parts
 from embforge.types import Embeddings
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "evaluate_sts",
     "evaluate_bitext",
     "bm25_run",
+    "bm25_matrix",
     "default_mrl_dims",
     "evaluate_all",
     "evaluate_index",
@@ -90,6 +94,17 @@ def default_mrl_dims(full: int) -> list[int]:
     return dims + [full]
 
 
+def _token_ids(tokenize: Callable[[str], list[str]], data: RetrievalSet) -> tuple[list, list, int]:
+    """(document token ids, query token ids, vocabulary size) under one shared vocabulary."""
+    vocab: dict[str, int] = {}
+
+    def ids(texts: Sequence[str]) -> list[list[int]]:
+        return [[vocab.setdefault(t, len(vocab)) for t in tokenize(x)] for x in texts]
+
+    docs, queries = ids(data.doc_texts), ids(data.query_texts)
+    return docs, queries, max(len(vocab), 1)
+
+
 def bm25_run(tokenize: Callable[[str], list[str]], data: RetrievalSet, k: int) -> dict[str, dict[str, float]]:
     """BM25 (Robertson and Zaragoza, 2009; Lucene variant, k1=1.5, b=0.75) on the model's own
     tokenizer, as the BGE-M3 paper's baseline, through :class:`embforge.index.BM25Index`.
@@ -100,16 +115,21 @@ def bm25_run(tokenize: Callable[[str], list[str]], data: RetrievalSet, k: int) -
     Returns:
         The top-``k`` run ``{query_id: {doc_id: score}}``.
     """
-    vocab: dict[str, int] = {}
-
-    def ids(texts: Sequence[str]) -> list[list[int]]:
-        return [[vocab.setdefault(t, len(vocab)) for t in tokenize(x)] for x in texts]
-
-    docs, queries = ids(data.doc_texts), ids(data.query_texts)
+    docs, queries, v = _token_ids(tokenize, data)
     index = BM25Index(backend="numpy", n_threads=1)
-    index.add(list(data.doc_ids), counts_from_ids(docs, max(len(vocab), 1)))
-    hits = index.search(counts_from_ids(queries, max(len(vocab), 1)), k=min(k, len(data.doc_ids)))
+    index.add(list(data.doc_ids), counts_from_ids(docs, v))
+    hits = index.search(counts_from_ids(queries, v), k=min(k, len(data.doc_ids)))
     return hits.to_run(list(data.query_ids))
+
+
+def bm25_matrix(tokenize: Callable[[str], list[str]], data: RetrievalSet) -> np.ndarray:
+    """(Q, D) BM25 scores of every query against every document, the same Lucene BM25 as
+    :func:`bm25_run` (``bm25_weights``: document term weights, summed over the query's tokens)."""
+    docs, queries, v = _token_ids(tokenize, data)
+    w, q = bm25_weights(counts_from_ids(docs, v)), counts_from_ids(queries, v)
+    wd = sp.csr_matrix((w.values, w.indices, w.indptr), shape=(len(docs), v))
+    qm = sp.csr_matrix((q.values, q.indices, q.indptr), shape=(len(queries), v))
+    return np.asarray((qm @ wd.T).toarray(), np.float32)
 
 
 def _encode(encoder, texts, role, heads, batch_size, max_length) -> Embeddings:
@@ -127,16 +147,27 @@ def _encode_dense(encoder, texts, batch_size, max_length) -> np.ndarray:
 
 @dataclass
 class _RetrievalRuns:
-    """Running top-k per head, for the hybrid and per Matryoshka dim, over corpus chunks."""
+    """Running top-k per head, for the hybrid and per Matryoshka dim, over corpus chunks.
+
+    Exact mode scores every chunk against the queries; a weighted hybrid is a running top-k
+    over the whole corpus. A hybrid that ranks candidates (min-max / z-score / RRF, or
+    ``hybrid+bm25``) keeps every head's chunk scores (``mats``) and is ranked at the end by
+    the same candidate path as rerank mode (``_candidates`` + ``embforge.eval.fusion``).
+    """
 
     heads: tuple[str, ...]
-    weights: dict[str, float]
+    fusion: ModelFusion
     queries: Embeddings
     tops: dict[str, TopK]
     mrl_tops: dict[int, TopK]
     q_trunc: dict[int, np.ndarray] = field(default_factory=dict)
     pos_vecs: dict[str, np.ndarray] = field(default_factory=dict)
     index: HybridIndex | None = None  # rerank mode: the corpus is indexed, scored at the end
+    mats: dict[str, list[np.ndarray]] | None = None  # exact mode, candidate-ranked hybrids
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return dict(self.fusion.weights)
 
     def add_chunk(self, de: Embeddings, start: int) -> None:
         """Score one encoded corpus chunk (its first document is corpus position ``start``)."""
@@ -146,8 +177,11 @@ class _RetrievalRuns:
             sc = {h: head_scores(self.queries, de, h) for h in self.heads}  # head -> (Q, n), any head
             for h, s in sc.items():
                 self.tops[h].add(s, start)
-            if "hybrid" in self.tops:
+            if "hybrid" in self.tops and self.fusion.fusion == "weighted":
                 self.tops["hybrid"].add(weighted_parts(sc, self.weights), start)
+            if self.mats is not None:
+                for h, s in sc.items():
+                    self.mats.setdefault(h, []).append(np.asarray(s, np.float32))
         if not self.mrl_tops:
             return
         if de.dense is None:
@@ -168,27 +202,50 @@ def _rerank_index(heads: tuple[str, ...], n: int) -> HybridIndex:
     return HybridIndex(**{h: known[h]() for h in heads}, retrieve=("dense", "sparse"), candidates=n)
 
 
-def _rerank_scores(runs: _RetrievalRuns) -> None:
-    """Rerank mode: every head and the hybrid re-rank the dense + sparse candidate union."""
-    assert runs.index is not None
-    cand = runs.index.candidate_rows(runs.queries, runs.index.candidates)
-    scores = runs.index.score_rows(runs.queries, cand)
-    if "hybrid" in runs.tops:
-        fused = FUSIONS.get("weighted")(scores, runs.weights)
-        scores["hybrid"] = np.where(cand >= 0, fused, np.nan)
-    docs = np.asarray(runs.index.idmap.ids, np.int64)  # ids are corpus positions
-    for h, top in runs.tops.items():
-        s = np.where(cand >= 0, np.nan_to_num(scores[h], nan=-np.inf), -np.inf)
-        order = np.argsort(-s, axis=1, kind="stable")[:, : top.k]
-        top.scores = np.take_along_axis(s, order, 1).astype(np.float32)
-        top.index = docs[np.maximum(np.take_along_axis(cand, order, 1), 0)]
-        top.scores[~np.isfinite(top.scores)] = -np.inf
+#: Candidates per retrieving head for a candidate-ranked hybrid in exact mode (as ``HybridIndex``).
+EXACT_CANDIDATES = 100
+
+
+def _candidates(runs: _RetrievalRuns) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(Q, C) corpus positions (-1 padded) and every head's exact scores on them: the index's
+    dense + sparse candidate union in rerank mode, the same union from the kept scores in exact mode."""
+    if runs.index is not None:
+        rows = runs.index.candidate_rows(runs.queries, runs.index.candidates)
+        scores = runs.index.score_rows(runs.queries, rows)
+        docs = np.asarray(runs.index.idmap.ids, np.int64)  # ids are corpus positions
+        return np.where(rows >= 0, docs[np.maximum(rows, 0)], -1), scores
+    mats = {h: np.concatenate(v, axis=1) for h, v in (runs.mats or {}).items()}
+    pos = candidate_matrix(mats, EXACT_CANDIDATES)
+    return pos, gather(mats, pos)
+
+
+def _set_top(top: TopK, scores: np.ndarray, pos: np.ndarray) -> None:
+    top.scores, top.index = top_rows(scores, pos, top.k)
+
+
+def _rank_candidates(runs: _RetrievalRuns, bm25_scores: np.ndarray | None) -> dict[str, TopK]:
+    """The one candidate path of both modes: rerank mode ranks every head on the candidates; the
+    hybrid (unless an exact weighted sum) and ``hybrid+bm25`` fuse the candidates' scores."""
+    pos, scores = _candidates(runs)
+    nq = len(runs.queries)
+    if runs.index is not None:
+        for h in runs.heads:
+            _set_top(runs.tops[h], scores[h], pos)
+    mf = runs.fusion
+    if "hybrid" in runs.tops and (runs.index is not None or mf.fusion != "weighted"):
+        _set_top(runs.tops["hybrid"], fuse_rows(scores, pos, mf.fusion, mf.weights, mf.rrf_k), pos)
+    extra: dict[str, TopK] = {}
+    if bm25_scores is not None:
+        four = {**scores, "bm25": gather({"bm25": bm25_scores}, pos)["bm25"]}
+        extra["hybrid+bm25"] = TopK(nq, runs.tops["hybrid"].k)
+        _set_top(extra["hybrid+bm25"], fuse_rows(four, pos, HYBRID_BM25_FUSION, HYBRID_BM25), pos)
+    return extra
 
 
 def _start_runs(
     qe: Embeddings,
     heads: tuple[str, ...],
-    weights: dict[str, float],
+    fusion: ModelFusion,
     hybrid: bool,
     mrl_dims: Sequence[int] | None,
     k: int,
@@ -202,12 +259,39 @@ def _start_runs(
     tops = {h: TopK(nq, k) for h in heads}
     if hybrid and len(heads) > 1:
         tops["hybrid"] = TopK(nq, k)
-    runs = _RetrievalRuns(heads, weights, qe, tops, {dim: TopK(nq, k) for dim in dims})
+    runs = _RetrievalRuns(heads, fusion, qe, tops, {dim: TopK(nq, k) for dim in dims})
     if qe.dense is not None:  # dims is empty without a dense head
         runs.q_trunc = {dim: truncate_dense(qe.dense, dim) for dim in dims}
     if rerank_top:
         runs.index = _rerank_index(heads, max(int(rerank_top), k))
     return runs
+
+
+def hybrid_fusion(encoder: Any, weights: Mapping[str, float] | ModelFusion | None) -> ModelFusion:
+    """The hybrid's fusion: ``weights`` if a ``ModelFusion``; else the encoder's ``fusion.json``
+    with ``weights`` (a mapping) on top; else the paper's weighted sum with ``weights``."""
+    if isinstance(weights, ModelFusion):
+        return weights
+    if weights is not None:
+        weights = cast(dict[str, float], parse_weights(weights))
+    own = getattr(encoder, "fusion", None)
+    if isinstance(own, ModelFusion):
+        r = own.resolve(None, weights)
+        return ModelFusion(r["fusion"], r["weights"], own.rrf_k)
+    return ModelFusion("weighted", dict(DEFAULT_WEIGHTS if weights is None else weights))
+
+
+#: Largest Q x D x heads score matrix kept for a candidate-ranked hybrid in exact evaluation (1.6 GB).
+MAX_FUSION_SCORES = 400_000_000
+
+
+def _check_fusion_size(keep: bool, nq: int, nd: int, nh: int) -> None:
+    if keep and nq * nd * nh > MAX_FUSION_SCORES:
+        raise ConfigError(
+            f"a normalised / RRF / hybrid+bm25 hybrid keeps every head's scores in exact evaluation: "
+            f"{nq} queries x {nd} documents x {nh} heads exceeds {MAX_FUSION_SCORES}; add --rerank-top 100 "
+            "(candidates, as the hybrid index ranks), or use --fusion weighted without --hybrid-bm25"
+        )
 
 
 def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embforge eval` flag
@@ -216,7 +300,7 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     *,
     heads: Sequence[str] = ("dense", "sparse", "multivector"),
     hybrid: bool = True,
-    weights: Mapping[str, float] | None = None,
+    weights: Mapping[str, float] | ModelFusion | None = None,
     mrl_dims: Sequence[int] | None = (),
     bm25: bool = True,
     k_values: Sequence[int] = K_VALUES,
@@ -225,27 +309,38 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     max_length: int | None = None,
     health: bool = True,
     rerank_top: int | None = None,
+    hybrid_bm25: bool = False,
 ) -> dict[str, Any]:
     """Evaluate every head, the hybrid, the Matryoshka dims and BM25 on one retrieval set.
 
     Args:
-        weights: hybrid weights per head, read by :func:`embforge.scoring.parse_weights` (a head left
-            out weighs 0); default ``embforge.scoring.DEFAULT_WEIGHTS``.
+        weights: hybrid weights per head (:func:`embforge.scoring.parse_weights`: a head left out
+            weighs 0), or a ``ModelFusion`` (fusion rule + weights); None = the
+            encoder's ``fusion.json`` (``Encoder.fusion``), else the weighted sum with
+            ``embforge.scoring.DEFAULT_WEIGHTS``. In exact mode a weighted hybrid ranks the whole
+            corpus; the other rules rank the dense + sparse top-100 candidates, as the hybrid index does.
         mrl_dims: dense dims for the Matryoshka curve; ``None`` = :func:`default_mrl_dims`,
             ``()`` = no curve.
         rerank_top: None = exact evaluation (every head against the whole corpus); N = every
             head and the hybrid re-rank the union of the top-N dense and top-N sparse documents.
+        hybrid_bm25: also report ``hybrid+bm25``: z-scores of the heads (1, 0.3, 1) + 0.3 z(BM25)
+            on the same candidates (``embforge.eval.fusion.HYBRID_BM25``); needs the three heads.
 
     Returns:
         The report entry ``{"language", "num_queries", "num_docs", "heads": {head: metrics},
-        "mrl": {dim: ndcg@10}, "health": {...}, "seconds": ...}``.
+        "hybrid_fusion", "mode", "mrl": {dim: ndcg@10}, "health": {...}, "seconds": ...}``.
     """
     t0 = time.perf_counter()
     heads = tuple(heads)
-    w = dict(DEFAULT_WEIGHTS) if weights is None else cast(dict[str, float], parse_weights(weights))
+    mf = hybrid_fusion(encoder, weights)
     k = max(k_values)
+    hybrid = hybrid and len(heads) > 1
+    bm25_fused = _wants_hybrid_bm25(hybrid_bm25, hybrid, heads, encoder)
+    keep = rerank_top is None and hybrid and (mf.fusion != "weighted" or bm25_fused)
+    _check_fusion_size(keep, len(data.query_ids), len(data.doc_ids), len(heads))
     qe = _encode(encoder, data.query_texts, "query", heads, batch_size, max_length)
-    runs = _start_runs(qe, heads, w, hybrid, mrl_dims, k, rerank_top)
+    runs = _start_runs(qe, heads, mf, hybrid, mrl_dims, k, rerank_top)
+    runs.mats = {} if keep else None
     pos_docs = {d for rel in data.qrels.values() for d, r in rel.items() if r > 0}
     for start in range(0, len(data.doc_texts), chunk_size):
         de = _encode(
@@ -256,9 +351,13 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
             for j, did in enumerate(data.doc_ids[start : start + chunk_size]):
                 if did in pos_docs:
                     runs.pos_vecs[did] = de.dense[j]
-    if runs.index is not None:
-        _rerank_scores(runs)
+    extra: dict[str, TopK] = {}
+    if runs.index is not None or keep:
+        bm = bm25_matrix(encoder.tokenizer.tokenize, data) if bm25_fused else None
+        extra = _rank_candidates(runs, bm)
     res = _retrieval_report(runs, data, k_values)
+    for name, top in extra.items():
+        res["heads"][name] = M.evaluate(data.qrels, top.run(data.query_ids, data.doc_ids), k_values)
     res["mode"] = (
         "exact" if runs.index is None else f"rerank-top {runs.index.candidates} (dense + sparse candidates)"
     )
@@ -275,9 +374,20 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     return res
 
 
+def _wants_hybrid_bm25(asked: bool, hybrid: bool, heads: tuple[str, ...], encoder: Any) -> bool:
+    if not asked:
+        return False
+    if not hybrid or not hasattr(encoder, "tokenizer"):
+        raise ConfigError(
+            "hybrid+bm25 fuses the model's heads with BM25 on its tokenizer: it needs the hybrid "
+            "(--hybrid, two or more heads) and a model with a tokenizer"
+        )
+    return True
+
+
 def _retrieval_report(runs: _RetrievalRuns, data: RetrievalSet, k_values: Sequence[int]) -> dict[str, Any]:
     """The report entry's header and per-head metrics (hybrid included)."""
-    return {
+    out = {
         "language": data.language,
         "language_source": data.meta.get("language_source", ""),  # given | data | name
         "num_queries": len(data.query_ids),
@@ -288,9 +398,14 @@ def _retrieval_report(runs: _RetrievalRuns, data: RetrievalSet, k_values: Sequen
         },
         "hybrid_weights": {h: runs.weights.get(h, 0.0) for h in runs.heads} if "hybrid" in runs.tops else {},
     }
+    if "hybrid" in runs.tops:
+        out["hybrid_fusion"] = runs.fusion.fusion
+    return out
 
 
-def _health(qdense: np.ndarray, data: RetrievalSet, pos_vecs: dict[str, np.ndarray]) -> dict[str, float]:
+def _health(
+    qdense: np.ndarray, data: RetrievalSet, pos_vecs: dict[str, np.ndarray]
+) -> dict[str, float | None]:
     a, b = [], []
     for i, q in enumerate(data.query_ids):
         for d, r in data.qrels[q].items():
@@ -299,7 +414,9 @@ def _health(qdense: np.ndarray, data: RetrievalSet, pos_vecs: dict[str, np.ndarr
                 b.append(pos_vecs[d])
                 break
     docs = np.stack(list(pos_vecs.values()))
-    return {"alignment": M.alignment(np.stack(a), np.stack(b)), "uniformity": M.uniformity(docs)}
+    # uniformity compares pairs of documents: with one judged document there is none (reported n/a)
+    uniformity = M.uniformity(docs) if len(docs) >= 2 else None
+    return {"alignment": M.alignment(np.stack(a), np.stack(b)), "uniformity": uniformity}
 
 
 def evaluate_sts(

@@ -1,5 +1,5 @@
 """Retrieval indexes over arrays: dense (exact, int8/binary, faiss HNSW/IVF-PQ),
-learned-sparse inverted index, BM25 (bm25s), multi-vector MaxSim store (exact, and compressed PLAID-style), and the
+learned-sparse inverted index, BM25 (bm25s), multi-vector MaxSim store (exact, and compressed PLAID-style), a Qdrant collection, and the
 hybrid index that retrieves with some and re-ranks with all of them.
 
 Every backend follows the ``Index`` protocol (add / delete / search / save / load)
@@ -14,6 +14,7 @@ from embforge.index.dense import ExactDenseIndex, prepare_dense
 from embforge.index.hybrid import HybridIndex
 from embforge.index.multivector import MultiVectorIndex
 from embforge.index.plaid import PlaidIndex
+from embforge.index.qdrant import QdrantIndex
 from embforge.index.sparse import SparseIndex
 from embforge.index.storage import FORMAT_VERSION
 
@@ -37,4 +38,5 @@ __all__ = [
     "MultiVectorIndex",
     "PlaidIndex",
     "HybridIndex",
+    "QdrantIndex",
 ]

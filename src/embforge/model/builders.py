@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from embforge.errors import ConfigError
-from embforge.model.checkpoint import default_model_path
+from embforge.model.checkpoint import bundled_model_path
 
 __all__ = [
     "DATA_ENV",
@@ -157,18 +157,18 @@ def train_unigram_tokenizer(
     return fast
 
 
-def tiny_bert(hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0):
+def tiny_bert(hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0, max_positions: int = 512):
     """(random BertModel, all-MiniLM-L6-v2 tokenizer) with fixed seed."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    tok = AutoTokenizer.from_pretrained(default_model_path())
+    tok = AutoTokenizer.from_pretrained(bundled_model_path())
     cfg = BertConfig(
         vocab_size=len(tok),
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         intermediate_size=2 * hidden,
-        max_position_embeddings=512,
+        max_position_embeddings=max_positions,
     )
     torch.manual_seed(seed)
     return BertModel(cfg).eval(), tok

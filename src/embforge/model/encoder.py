@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -29,15 +30,21 @@ from embforge.model.flag_compat import (
     ids_to_tokens,
     lexical_matching_score,
 )
+from embforge.model.fusion import ModelFusion, read_fusion, write_fusion
 from embforge.model.heads import HEADS, Head, HeadOptions
 from embforge.model.instructions import with_instruction_pool_mask
 from embforge.model.plugins import BACKBONE_ADAPTERS, import_attr
-from embforge.scoring import embedding_scores
+from embforge.scoring import FUSIONS, embedding_scores
 from embforge.text import check_texts, collate, tokenize_texts, warn_truncated
 from embforge.types import Batch, EmbeddingOutput, Embeddings
 
 # FlagEmbedding's names for the BGE-M3 heads, accepted where they are unambiguous.
-HEAD_ALIASES = {"colbert": "multivector", "colbert_vecs": "multivector", "lexical_weights": "sparse", "lexical": "sparse"}
+HEAD_ALIASES = {
+    "colbert": "multivector",
+    "colbert_vecs": "multivector",
+    "lexical_weights": "sparse",
+    "lexical": "sparse",
+}
 
 __all__ = ["BACKENDS", "Encoder", "LEGACY_HEAD_PREFIXES"]
 
@@ -55,10 +62,13 @@ class Encoder(nn.Module):
         config: ``EncoderConfig`` (heads, pooling, normalisation, prefixes, limits).
         head_modules: ``nn.ModuleDict`` head name -> ``Head`` (registry order; dense always).
         dense_head / sparse_head / multivector_head: the built-in heads (None when not configured).
+        fusion: the model folder's hybrid fusion (``fusion.json``, ``embforge.model.fusion``), None
+            when it has none (then the paper's weighted sum applies).
     """
 
     #: Inference backend ("torch"; the ONNX Runtime subclass says "onnx").
     backend = "torch"
+    fusion: ModelFusion | None = None
 
     def __init__(self, backbone: nn.Module, tokenizer, config: EncoderConfig | None = None) -> None:
         super().__init__()
@@ -167,11 +177,15 @@ class Encoder(nn.Module):
 
             return load_onnx_encoder(resolve_path(path_or_id), heads=heads).to(device or "cpu")
         enc = load_encoder(path_or_id, heads=heads, factory=cls)
+        if path_or_id is not None and Path(path_or_id).is_dir():
+            enc.fusion = read_fusion(path_or_id)
         return enc.to(device) if device else enc
 
     def save_pretrained(self, path: str, format: str = "embforge") -> None:
         """Write to ``path`` as ``format``: "embforge" | "bge-m3" | "sentence-transformers"."""
         save_encoder(self, path, format=format)
+        if self.fusion is not None:
+            write_fusion(path, self.fusion)
 
     # ----------------------------------------------------------------- text -> batch
     def prefix(self, role: str) -> str:
@@ -324,11 +338,30 @@ class Encoder(nn.Module):
         (``a``) and documents (``b``). ``head``: dense, sparse or multivector, or FlagEmbedding's
         names ``colbert`` (= multivector) and ``lexical_weights`` / ``lexical`` (= sparse).
         Scores come from :func:`embforge.scoring.embedding_scores` (Chen et al., 2024, BGE M3).
+        ``head="hybrid"`` fuses every head the model has with its fusion (``fusion.json`` from
+        ``embforge tune-fusion``, else the paper's weighted ``1*s_dense + 0.3*s_lex + 1*s_mul``),
+        each row of (A, B) as one query's candidates.
         """
         name = HEAD_ALIASES.get(head, head)
+        if name == "hybrid":
+            return self._hybrid_similarity(a, b)
         qa = a if isinstance(a, Embeddings) else self.encode(a, role="query", heads=(name,))
         qb = b if isinstance(b, Embeddings) else self.encode(b, role="document", heads=(name,))
         return embedding_scores(qa, qb, name)
+
+    def _hybrid_similarity(
+        self, a: str | Iterable[str] | Embeddings, b: str | Iterable[str] | Embeddings
+    ) -> Any:
+        heads = tuple(h for h in ("dense", "sparse", "multivector") if h in self.head_modules)
+        qa = a if isinstance(a, Embeddings) else self.encode(a, role="query", heads=heads)
+        qb = b if isinstance(b, Embeddings) else self.encode(b, role="document", heads=heads)
+        scores = {
+            h: embedding_scores(qa, qb, h)
+            for h in heads
+            if qa.output(h) is not None and qb.output(h) is not None
+        }
+        f = self.fusion or ModelFusion()
+        return FUSIONS.get(f.fusion)(scores, f.weights, rrf_k=f.rrf_k)
 
     def encode_ids(self, ids: Sequence[Sequence[int]], role: str = "document", **kwargs) -> Embeddings:
         """Token-id inputs, encoded from the ids (never decoded); see :func:`embforge.model.encode.encode_ids`."""

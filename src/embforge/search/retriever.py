@@ -8,7 +8,7 @@ remembers which model (and Matryoshka dim / max length) made it, so that
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,13 @@ from embforge.index.base import load_index
 from embforge.index.dense import ExactDenseIndex
 from embforge.index.hybrid import HybridIndex
 from embforge.index.multivector import MultiVectorIndex
+from embforge.index.qdrant import QdrantIndex
 from embforge.index.sparse import SparseIndex
 from embforge.model.encoder import Encoder
 from embforge.registry import Registry
 from embforge.types import HEADS, Hits
 
-__all__ = ["DENSE_BACKENDS", "Retriever", "build_index", "make_hybrid"]
+__all__ = ["DENSE_BACKENDS", "Retriever", "build_index", "make_hybrid", "model_fusion_kwargs"]
 
 DENSE_BACKENDS: Registry = Registry("dense index")
 DENSE_BACKENDS.add("exact", lambda dim: ExactDenseIndex(dim=dim))
@@ -73,7 +74,13 @@ def build_index(
     """
     kw = dict(encode_kwargs or {})
     # the dense index truncates too, so full-size query vectors (e.g. from the server) also fit
-    index = make_hybrid(heads, dense=dense, dim=dim, multivector_dtype=multivector_dtype)
+    fusion = getattr(encoder, "fusion", None)  # the model's fusion.json (embforge tune-fusion)
+    hybrid = (
+        {}
+        if fusion is None
+        else {"fusion": fusion.fusion, "weights": dict(fusion.weights), "rrf_k": fusion.rrf_k}
+    )
+    index = make_hybrid(heads, dense=dense, dim=dim, multivector_dtype=multivector_dtype, **hybrid)
     index.meta = {
         "encoder": {
             "model": recorded_model(model),
@@ -108,6 +115,18 @@ def query_model(index_dir: str | os.PathLike, recorded: str | None) -> str | Non
     return str(beside) if beside.is_dir() else recorded
 
 
+def model_fusion_kwargs(encoder: Any, search_kw: dict[str, Any]) -> dict[str, Any]:
+    """``search_kw`` with the encoder's fusion (``fusion.json``) filling in fusion and weights the
+    caller left None; per-query weight lists are left as they are."""
+    fusion = getattr(encoder, "fusion", None)
+    w = search_kw.get("weights")
+    if isinstance(w, (tuple, list)) and all(isinstance(x, (int, float)) for x in w):
+        w = dict(zip(HEADS, map(float, w)))  # (w_dense, w_sparse, w_multivector)
+    if fusion is None or (w is not None and not isinstance(w, Mapping)):
+        return search_kw
+    return {**search_kw, **fusion.resolve(search_kw.get("fusion"), w)}
+
+
 class Retriever:
     """Encode queries with ``encoder`` and search ``index``.
 
@@ -117,7 +136,11 @@ class Retriever:
     """
 
     def __init__(
-        self, encoder: Any, index: HybridIndex, dim: int | None = None, max_length: int | None = None
+        self,
+        encoder: Any,
+        index: HybridIndex | QdrantIndex,
+        dim: int | None = None,
+        max_length: int | None = None,
     ):
         self.encoder, self.index, self.dim, self.max_length = encoder, index, dim, max_length
         self.model_source: str | None = None  # the path or hub id the encoder came from, if known
@@ -126,7 +149,8 @@ class Retriever:
     def load(cls, index_dir: str | os.PathLike, model: str | None = None, mmap: bool = True) -> Retriever:
         """Open ``index_dir`` and the model recorded in it (or ``model``)."""
         loaded = load_index(Path(index_dir), mmap=mmap)
-        if isinstance(loaded, HybridIndex):
+        index: HybridIndex | QdrantIndex
+        if isinstance(loaded, (HybridIndex, QdrantIndex)):  # both fuse their heads themselves
             index = loaded
         else:  # a single-head index: wrap it as the one component of a hybrid
             component: dict[str, Any] = {loaded.heads[0]: loaded}
@@ -146,8 +170,13 @@ class Retriever:
         self, texts: str | Iterable[str], k: int = 10, block: int = 1024, encode_kwargs=None, **search_kw: Any
     ) -> Hits:
         """Top-``k`` ids per query text (one string counts as one query, as in ``encode``);
-        ``search_kw`` go to ``HybridIndex.search`` (weights, fusion, candidates)."""
+        ``search_kw`` go to ``HybridIndex.search`` (weights, fusion, candidates).
+
+        Without an explicit fusion / weights the model's ``fusion.json`` (``Encoder.fusion``) applies,
+        else the index's own setting.
+        """
         texts = [texts] if isinstance(texts, str) else list(texts)
+        search_kw = model_fusion_kwargs(self.encoder, search_kw)
         out = Hits(ids=[], scores=[], per_head={h: [] for h in self.index.heads})
         for a in range(0, len(texts), block):
             q = self.encode_queries(texts[a : a + block], **(encode_kwargs or {}))

@@ -108,8 +108,9 @@ class SearchRequest(BaseModel):
 
     ``weights`` overrides the hybrid weights per head (e.g. ``{"dense": 1,
     "sparse": 0.3, "multivector": 1}``; a head left out weighs 0, the rule of
-    :func:`embforge.scoring.parse_weights`), ``fusion`` the fusion (``weighted`` sum or
-    ``rrf``); ``return_scores`` adds each head's score.
+    :func:`embforge.scoring.parse_weights`), ``fusion`` the fusion (``weighted`` sum, ``minmax`` /
+    ``zscore`` normalised sums or ``rrf``; default: the model's ``fusion.json``, else the index's);
+    ``return_scores`` adds each head's score.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -118,7 +119,7 @@ class SearchRequest(BaseModel):
     k: StrictInt = Field(default=10, ge=1, le=1000)
     model: StrictStr | None = None
     weights: dict[str, float] | None = None
-    fusion: Literal["weighted", "rrf"] | None = None
+    fusion: Literal["weighted", "minmax", "zscore", "rrf"] | None = None
     return_scores: bool = True
     truncate: bool = False
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from embforge.errors import CheckpointError
 from embforge.model.heads import HEADS
+from embforge.search.retriever import model_fusion_kwargs
 from embforge.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull, QueueTimeout, Row
 from embforge.serve.config import ApiError, ServeConfig
 from embforge.serve.engine import EncoderEngine
@@ -393,6 +394,8 @@ class EmbeddingService:
             kw["weights"] = dict(req.weights)
         if req.fusion is not None:
             kw["fusion"] = req.fusion
+        # the model's fusion.json fills in what the request leaves out (then the index's own setting)
+        kw = model_fusion_kwargs(self.engine.encoder, kw)
         return self.index.search(emb, **kw)
 
     def _stack(self, rows: list[Row], heads: Sequence[str]) -> Embeddings:

@@ -79,7 +79,8 @@ def check_examples(examples: Sequence[TrainExample], num_negatives: int, need_te
         shown = "; ".join(f"{e.where} has {len(e.neg)}" for e in few[:5])
         raise DataError(
             f"{len(few)} example(s) have fewer than data.num_negatives={num_negatives} hard "
-            f"negatives ({shown}); mine more (`embforge mine`) or lower data.num_negatives"
+            f"negatives ({shown}); lower data.num_negatives, or mine with `embforge mine --negatives "
+            f"{num_negatives} --short separate` (queries with fewer go to OUTPUT.short.jsonl)"
         )
     if need_teacher:
         bad = [e for e in examples if e.pos_scores is None or (num_negatives and e.neg_scores is None)]

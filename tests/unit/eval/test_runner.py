@@ -95,3 +95,34 @@ def test_rerank_mode_equals_exact_when_candidates_cover_corpus_and_is_close_othe
     assert abs(few["heads"]["hybrid"]["ndcg@10"] - exact["heads"]["hybrid"]["ndcg@10"]) < 0.05
     with pytest.raises(R.ConfigError, match="rerank_top needs the dense and/or sparse head"):
         R.evaluate_retrieval(enc, small, rerank_top=10, **{**kw, "heads": ("multivector",)})
+
+
+def test_health_with_one_judged_document_reports_no_uniformity(small):
+    """All judged queries share one positive: alignment is defined, uniformity (document pairs) is not."""
+    from dataclasses import replace
+
+    q = small.query_ids[0]
+    d = next(iter(small.qrels[q]))
+    one = replace(small, query_ids=[q], query_texts=[small.query_texts[0]], qrels={q: {d: 1}})
+    res = R.evaluate_retrieval(FakeEncoder(), one, heads=("dense",), mrl_dims=None)
+    assert res["health"]["uniformity"] is None and res["health"]["alignment"] >= 0
+
+
+def test_bm25_matrix_scores_as_bm25_run():
+    from embforge.eval.datasets import RetrievalSet
+    from embforge.eval.runner import bm25_matrix, bm25_run
+
+    docs = ["the cat sat on the mat", "a dog barked at the cat", "stocks fell on monday", "the mat was red"]
+    data = RetrievalSet(
+        name="t",
+        query_ids=["q0", "q1"],
+        query_texts=["cat on mat", "monday stocks"],
+        doc_ids=[f"d{i}" for i in range(4)],
+        doc_texts=docs,
+        qrels={"q0": {"d0": 1}, "q1": {"d2": 1}},
+    )
+    m = bm25_matrix(str.split, data)
+    run = bm25_run(str.split, data, k=4)
+    for i, q in enumerate(data.query_ids):
+        for did, score in run[q].items():
+            assert m[i, data.doc_ids.index(did)] == pytest.approx(score, rel=1e-5)

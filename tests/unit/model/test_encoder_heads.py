@@ -221,3 +221,28 @@ def test_unsupported_sentence_transformers_pooling_is_named(minilm, tmp_path):
     (out / "embforge_encoder.json").unlink()
     with pytest.raises(CheckpointError, match=r"pooling modes \['max_tokens'\] are not supported"):
         Encoder.from_pretrained(str(out), heads=("dense",))
+
+
+@pytest.mark.parametrize("mode,pooling", [("mean", "mean"), ("cls", "cls"), ("lasttoken", "last_token")])
+def test_sentence_transformers_6_pooling_mode_string_loads(minilm, tmp_path, mode, pooling):
+    """sentence-transformers 6 writes 1_Pooling/config.json as {"pooling_mode": "mean", ...}."""
+    import json
+
+    import numpy as np
+
+    out = tmp_path / "st6"
+    minilm.save_pretrained(str(out), format="sentence-transformers")
+    dim = json.loads((out / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"]
+    (out / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": dim, "pooling_mode": mode})
+    )
+    (out / "embforge_encoder.json").unlink()  # read the sentence-transformers layout itself
+    enc = Encoder.from_pretrained(str(out), heads=("dense",))
+    assert enc.config.pooling == pooling
+    if mode == "mean":  # the bundled model is mean-pooled: same vectors as before
+        texts = ["a cat sits on the mat", "stocks fell on monday"]
+        a, b = minilm.encode(texts, heads=("dense",)).dense, enc.encode(texts, heads=("dense",)).dense
+        assert np.allclose(a, b, atol=1e-5)
+    (out / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "weightedmean"}))
+    with pytest.raises(CheckpointError, match=r"pooling modes \['weightedmean'\] are not supported"):
+        Encoder.from_pretrained(str(out), heads=("dense",))

@@ -180,12 +180,44 @@ def test_sparse_init_keeps_trained_weights(tiny, tmp_path, capsys):
     assert "model.sparse_init" not in capsys.readouterr().err
 
 
-def test_token_limit_above_the_model_limit_fails_before_a_step(tiny, tmp_path):
+def test_token_limit_above_the_model_limit_is_clipped_with_one_warning(tiny, tmp_path, caplog):
     model, data = tiny
-    ov = tiny_overrides("m3-finetune", model, data, tmp_path / "run") + ["data.doc_max_length=100000"]
+    ov = tiny_overrides("m3-finetune", model, data, tmp_path / "run") + [
+        "data.doc_max_length=100000",
+        "data.query_max_length=99999",
+        "loop.max_steps=1",
+    ]
     recipe, cfg = load_config(ROOT / "configs" / "m3-finetune.yaml", ov)
-    with pytest.raises(
-        ConfigError, match=r"data.doc_max_length = 100000 exceeds the model's limit of \d+ tokens"
-    ):
+    with caplog.at_level("WARNING", logger="embforge"):
         recipe.run(cfg)
-    assert not (tmp_path / "run" / "log.jsonl").exists()
+    said = [r.getMessage() for r in caplog.records if "above the model's limit" in r.getMessage()]
+    assert len(said) == 1, said
+    assert re.search(
+        r"data.query_max_length = 99999, data.doc_max_length = 100000 above the model's limit "
+        r"of (\d+) tokens: clipped to \1",
+        said[0],
+    )
+    assert cfg.data.doc_max_length == cfg.data.query_max_length < 99999
+    assert (tmp_path / "run" / "log.jsonl").exists()
+
+
+def test_length_buckets_vary_the_batch_size_by_length(tiny, tmp_path, capsys):
+    """BGE M3 batching: a bucket of longer texts gets a smaller batch (about equal tokens per step)."""
+    model, data = tiny
+    ov = tiny_overrides("m3-finetune", model, data, tmp_path / "run") + [
+        "data.length_buckets=[10,40]",
+        "loop.batch_size=4",
+        "data.one_source_per_batch=false",
+        "loop.max_steps=6",
+    ]
+    recipe, cfg = load_config(ROOT / "configs" / "m3-finetune.yaml", ov)
+    recipe.run(cfg)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 6 and {r["batch_size"] for r in log} <= {4.0, 1.0}
+    err = capsys.readouterr().err
+    assert "data.length_buckets [10, 40]: all@10: " in err and "x batch 4" in err
+
+
+def test_length_buckets_must_increase():
+    with pytest.raises(ConfigError, match="length_buckets: must be increasing"):
+        load_config(ROOT / "configs" / "m3-finetune.yaml", ["data.length_buckets=[512,128]"])

@@ -8,6 +8,7 @@ in data, loss and schedule only. See ``configs/*.yaml``.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -35,6 +36,8 @@ from embforge.train.settings import LoopConfig, ModelConfig, OptimConfig, Schedu
 from embforge.train.step import contrastive_step, gathered_loss
 from embforge.types import Batch, LossOutput
 
+logger = logging.getLogger("embforge")
+
 __all__ = ["DataConfig", "LossConfig", "ContrastiveConfig", "RECIPE", "run", "total_steps"]
 
 
@@ -50,6 +53,11 @@ class DataConfig:
         doc_max_length: token limit for documents.
         group_by_length: batch texts of similar length together (less padding).
         one_source_per_batch: draw every batch from one source (file / ``source`` field, per ``lang``).
+        length_buckets: upper bounds (tokens of the positive) of length buckets with their own
+            batch sizes, as BGE M3-Embedding trains (e.g. ``[128, 512, 2048, 8192]``):
+            ``loop.batch_size`` is the batch of the first bucket, a bucket with bound ``L`` gets
+            about ``batch_size * L_0 / L`` (``embforge.data.samplers.bucket_batch_sizes``), so every
+            step holds about the same number of tokens. Empty = one batch size.
     """
 
     train_files: list[str]
@@ -58,9 +66,13 @@ class DataConfig:
     doc_max_length: int = 256
     group_by_length: bool = True
     one_source_per_batch: bool = True
+    length_buckets: list[int] = field(default_factory=list)
 
     def validate(self) -> list[str]:
         errs = []
+        b = self.length_buckets
+        if b and (any(x < 1 for x in b) or b != sorted(set(b))):
+            errs.append(f"length_buckets: must be increasing positive token counts, got {b}")
         if self.num_negatives < 0:
             errs.append(f"num_negatives: must be >= 0, got {self.num_negatives}")
         for k in ("query_max_length", "doc_max_length"):
@@ -202,19 +214,27 @@ def _init_sparse(cfg: ContrastiveConfig, enc: Encoder, examples: list[TrainExamp
     print(f"model.sparse_init={how}: {did}", file=sys.stderr)
 
 
-def _check_lengths(cfg: ContrastiveConfig, limit: int) -> None:
-    """Token limits above the model's position limit fail here, before any step (not mid-run)."""
-    bad = [
-        f"data.{k} = {getattr(cfg.data, k)} exceeds the model's limit of {limit} tokens"
+def _clip_lengths(cfg: ContrastiveConfig, limit: int) -> None:
+    """Token limits above the model's position limit are clipped to it, with one warning before
+    any step (a recipe written for BGE-M3's 8192 tokens runs on a 512-token model as is)."""
+    over = {
+        k: getattr(cfg.data, k)
         for k in ("query_max_length", "doc_max_length")
         if getattr(cfg.data, k) > limit
-    ]
-    if bad:
-        raise ConfigError(
-            "; ".join(bad)
-            + f"; set it to at most {limit} (e.g. data.doc_max_length={limit}) or extend the model's "
-            "positions first with `embforge pretrain extend-positions`"
-        )
+    }
+    if not over:
+        return
+    for k in over:
+        setattr(cfg.data, k, limit)
+    said = ", ".join(f"data.{k} = {v}" for k, v in over.items())
+    logger.warning(
+        "%s above the model's limit of %d tokens: clipped to %d (set it to at most %d to silence this, "
+        "or extend the model's positions first with `embforge pretrain extend-positions`)",
+        said,
+        limit,
+        limit,
+        limit,
+    )
 
 
 def _check_world(cfg: ContrastiveConfig) -> None:
@@ -227,18 +247,28 @@ def _check_world(cfg: ContrastiveConfig) -> None:
 
 
 def _sampler(cfg: ContrastiveConfig, examples: list[TrainExample], tok: Tokenize) -> SourceBatchSampler:
+    buckets = cfg.data.length_buckets or None
     lengths = (
         tok.lengths([e.pos[0] for e in examples], cfg.data.doc_max_length)
-        if cfg.data.group_by_length
+        if cfg.data.group_by_length or buckets
         else None
     )
-    return SourceBatchSampler(
+    sampler = SourceBatchSampler(
         sources_of(examples),
         cfg.loop.batch_size,
         lengths=lengths,
         seed=cfg.loop.seed,
         one_source_per_batch=cfg.data.one_source_per_batch,
+        buckets=buckets,
+        multiple=du.world_size(),
     )
+    if buckets and du.rank() == 0:
+        table = ", ".join(
+            f"{name}: {len(sampler.sources[name])} records x batch {bs}"
+            for name, bs in sampler.group_batch_sizes().items()
+        )
+        print(f"data.length_buckets {buckets}: {table}", file=sys.stderr)
+    return sampler
 
 
 @dataclass
@@ -290,6 +320,8 @@ class ContrastiveStep:
         )
         if cfg.loss.name == "m3":
             self._log_schedule(out, step)
+        if data.length_buckets:  # the batch size varies with the length bucket: log it
+            out.parts["batch_size"] = torch.tensor(float(len(global_idx)))
         return out
 
     def _log_schedule(self, out: LossOutput, step: int) -> None:
@@ -331,7 +363,7 @@ def run(cfg: ContrastiveConfig, callbacks: Sequence[Callback] = ()) -> TrainResu
     examples = read_examples(cfg.data.train_files)
     check_examples(examples, cfg.data.num_negatives, cfg.loss.name == "distill")
     enc = _load_encoder(cfg)
-    _check_lengths(cfg, enc.model_limit)
+    _clip_lengths(cfg, enc.model_limit)
     _init_sparse(cfg, enc, examples)
     tok = Tokenize(enc)
     sampler = _sampler(cfg, examples, tok)
@@ -347,7 +379,7 @@ def run(cfg: ContrastiveConfig, callbacks: Sequence[Callback] = ()) -> TrainResu
         cfg.optim,
         cfg.schedule,
         total_steps(cfg.loop, len(sampler)),
-        items_per_step=cfg.loop.batch_size,
+        items_per_step=None if cfg.data.length_buckets else cfg.loop.batch_size,
         save_model=save_final,
         config=config_to_dict(cfg),
         callbacks=callbacks,

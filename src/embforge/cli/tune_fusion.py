@@ -1,0 +1,74 @@
+"""`embforge tune-fusion`: choose the hybrid's fusion rule and weights on a dev split; write fusion.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from embforge.cli._common import (
+    batch_size_option,
+    heads_option,
+    max_length_option,
+    model_option,
+    resolve_heads,
+)
+from embforge.errors import ConfigError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("tune-fusion")
+    def tune_fusion_command(
+        beir: Path = typer.Argument(..., help="BEIR directory whose --split qrels are the dev judgements."),
+        model: str = model_option("Model directory; fusion.json is written into it.", required=True),
+        split: str = typer.Option(
+            "dev", "--split", help="Qrels split to tune on (never the split you report)."
+        ),
+        max_queries: Optional[int] = typer.Option(
+            None, "--max-queries", help="Use only the first N judged queries."
+        ),
+        margin: float = typer.Option(
+            0.01,
+            "--min-gain",
+            help="Keep the paper's weighted 1,0.3,1 unless the best point beats it by more than this "
+            "(dev nDCG@10; 0.01 = the seed spread of a 100-query set).",
+        ),
+        heads: str = heads_option(),
+        batch_size: int = batch_size_option(),
+        max_length: Optional[int] = max_length_option(),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the choice, write nothing."),
+    ) -> None:
+        """Grid-search fusion (weighted, minmax, zscore, rrf) x weights on a dev split; write MODEL/fusion.json.
+
+        eval, index, search and serve then use the model's fusion unless given --fusion / --weights.
+
+        Example: embforge tune-fusion data/my-dev -m runs/m3/final --split dev
+        """
+        from embforge.eval.datasets import load_beir
+        from embforge.eval.tune import score_matrices, tune_fusion
+        from embforge.model.encoder import Encoder
+        from embforge.model.fusion import write_fusion
+
+        folder = Path(model)
+        if not (folder / "config.json").is_file() and not (folder / "modules.json").is_file():
+            raise ConfigError(
+                f"{model}: not a model directory (no config.json); give the folder `embforge train` wrote"
+            )
+        head_t = resolve_heads(heads, model)
+        data = load_beir(beir, split=split, max_queries=max_queries)
+        enc = Encoder.from_pretrained(model, heads=head_t)
+        typer.echo(
+            f"tune-fusion: {len(data.query_ids)} {split} queries x {len(data.doc_ids)} documents", err=True
+        )
+        res = tune_fusion(score_matrices(enc, data, head_t, batch_size, max_length), data, margin=margin)
+        res.chosen.tuned["dev"] = {"beir": str(beir), "split": split, "max_queries": max_queries}
+        for row in res.table[:5]:
+            w = ",".join(f"{v:g}" for v in row["weights"].values())
+            typer.echo(f"  {row['fusion']:<8} {w:<12} nDCG@10 {row['ndcg@10']:.4f}")
+        typer.echo(
+            f"paper weighted 1,0.3,1: {res.default_ndcg:.4f}; best: {res.best['ndcg@10']:.4f} "
+            f"-> {res.chosen.fusion} {dict(res.chosen.weights)} ({res.chosen.tuned['decision']})"
+        )
+        if not dry_run:
+            typer.echo(f"wrote {write_fusion(folder, res.chosen)}")

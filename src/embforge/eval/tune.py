@@ -1,0 +1,117 @@
+"""``embforge tune-fusion``: pick the hybrid's fusion rule and weights on a dev split.
+
+Every head scores every dev query against the whole corpus once; each point of a small
+grid is then ranked as the hybrid index ranks (``embforge.eval.fusion.fused_run``: the
+dense + sparse top-100 candidates, re-ranked by the fusion) and scored by nDCG@10.
+
+The grid (``GRID``): the rules weighted (BGE-M3's ``w1 s_dense + w2 s_lex + w3 s_mul``,
+Chen et al., 2024), minmax / zscore (weighted sums of per-query normalised scores, Bruch
+et al., 2023; z-scores as Qdrant's DBSF and mteb's hybrid search) and rrf (Cormack et al.,
+2009), each with the dense weight fixed at 1 (only ratios matter), the sparse weight in
+{0.1, 0.3, 0.5, 1} and the multi-vector weight in {0.5, 1, 2}: 4 x 4 x 3 = 48 points.
+
+The paper's weighted (1, 0.3, 1) stays unless the best point beats it on the dev split by
+more than ``margin`` (default 0.01 nDCG@10: the seed-to-seed spread of a 100-query set;
+weights tuned on another language moved held-out sets by -0.009..+0.009, docs/quality.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from embforge.errors import ConfigError
+from embforge.eval import metrics as M
+from embforge.eval.datasets import RetrievalSet
+from embforge.eval.fusion import candidate_matrix, fused_run
+from embforge.model.fusion import ModelFusion
+from embforge.model.heads import head_scores
+from embforge.scoring.fusion import DEFAULT_WEIGHTS
+
+__all__ = ["GRID", "DEFAULT_MARGIN", "TuneResult", "grid_points", "score_matrices", "tune_fusion"]
+
+GRID: dict[str, tuple[Any, ...]] = {
+    "fusion": ("weighted", "minmax", "zscore", "rrf"),
+    "sparse": (0.1, 0.3, 0.5, 1.0),
+    "multivector": (0.5, 1.0, 2.0),
+}
+DEFAULT_MARGIN = 0.01
+
+
+@dataclass
+class TuneResult:
+    """The chosen fusion, the paper default's and the best point's dev nDCG@10, every point's score."""
+
+    chosen: ModelFusion
+    default_ndcg: float
+    best: dict[str, Any]
+    table: list[dict[str, Any]]
+
+
+def grid_points(heads: Sequence[str]) -> list[ModelFusion]:
+    """The grid's (rule, weights) points for the heads present (absent heads: no weight axis)."""
+    sparse = GRID["sparse"] if "sparse" in heads else (0.0,)
+    multi = GRID["multivector"] if "multivector" in heads else (0.0,)
+    out = []
+    for rule, ws, wm in itertools.product(GRID["fusion"], sparse, multi):
+        w = {"dense": 1.0, "sparse": float(ws), "multivector": float(wm)}
+        out.append(ModelFusion(rule, {h: v for h, v in w.items() if h in heads}))
+    return out
+
+
+def score_matrices(
+    encoder: Any,
+    data: RetrievalSet,
+    heads: Sequence[str],
+    batch_size: int = 32,
+    max_length: int | None = None,
+) -> dict[str, np.ndarray]:
+    """head -> (Q, D) exact scores of every query against every document."""
+    kw = {"heads": tuple(heads), "batch_size": batch_size, "max_length": max_length}
+    qe = encoder.encode(list(data.query_texts), role="query", **kw)
+    chunks: dict[str, list[np.ndarray]] = {h: [] for h in heads}
+    for a in range(0, len(data.doc_texts), 2048):
+        de = encoder.encode(list(data.doc_texts[a : a + 2048]), role="document", **kw)
+        for h in heads:
+            chunks[h].append(np.asarray(head_scores(qe, de, h), np.float32))
+    return {h: np.concatenate(c, axis=1) for h, c in chunks.items()}
+
+
+def tune_fusion(
+    mats: dict[str, np.ndarray], data: RetrievalSet, margin: float = DEFAULT_MARGIN, candidates: int = 100
+) -> TuneResult:
+    """Score the grid on ``data`` (its qrels are the dev judgements) and choose (module doc)."""
+    if len(mats) < 2:
+        raise ConfigError(f"tune-fusion needs at least two heads to fuse, got {list(mats)}")
+    cand = candidate_matrix(mats, candidates)
+
+    def ndcg(f: ModelFusion) -> float:
+        run = fused_run(mats, data.query_ids, data.doc_ids, f.fusion, f.weights, 10, cand=cand, rrf_k=f.rrf_k)
+        return float(M.evaluate(data.qrels, run, (10,))["ndcg@10"])
+
+    paper = ModelFusion("weighted", {h: w for h, w in DEFAULT_WEIGHTS.items() if h in mats})
+    default = ndcg(paper)
+    points = sorted(((ndcg(f), f) for f in grid_points(list(mats))), key=lambda p: -p[0])
+    table: list[dict[str, Any]] = [
+        {"fusion": f.fusion, "weights": dict(f.weights), "ndcg@10": v} for v, f in points
+    ]
+    best = table[0]
+    gain = points[0][0] - default
+    keep = gain <= margin
+    chosen = paper if keep else points[0][1]
+    tuned = {
+        "metric": "ndcg@10",
+        "num_queries": len(data.query_ids),
+        "num_docs": len(data.doc_ids),
+        "paper_default_ndcg@10": round(default, 5),
+        "best": {**best, "ndcg@10": round(points[0][0], 5)},
+        "gain": round(gain, 5),
+        "margin": margin,
+        "decision": "kept the paper's weighted (1, 0.3, 1): gain <= margin" if keep else "best grid point",
+        "top": [{**r, "ndcg@10": round(v, 5)} for r, (v, _) in zip(table[:10], points)],
+    }
+    return TuneResult(ModelFusion(chosen.fusion, chosen.weights, chosen.rrf_k, tuned), default, best, table)

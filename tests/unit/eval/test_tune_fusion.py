@@ -1,0 +1,74 @@
+"""tune_fusion: grid over rules x weights, keeps the paper's weighted (1, 0.3, 1) within the margin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embforge.eval.datasets import RetrievalSet
+from embforge.eval.fusion import candidate_sets, fused_run
+from embforge.eval.tune import GRID, grid_points, tune_fusion
+
+
+def _set(nq: int, nd: int) -> RetrievalSet:
+    qids, dids = [f"q{i}" for i in range(nq)], [f"d{j}" for j in range(nd)]
+    return RetrievalSet(
+        name="dev",
+        query_ids=qids,
+        query_texts=qids,
+        doc_ids=dids,
+        doc_texts=dids,
+        qrels={q: {f"d{i}": 1} for i, q in enumerate(qids)},
+    )
+
+
+def _mats(nq: int, nd: int, informative: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """Scores where only ``informative`` ranks query i's document i first; the others are noise."""
+    rng = np.random.default_rng(seed)
+    mats = {h: rng.normal(0, 1, (nq, nd)) for h in ("dense", "sparse", "multivector")}
+    mats[informative][np.arange(nq), np.arange(nq)] += 4.0
+    return mats
+
+
+def test_grid_is_small_and_documented():
+    pts = grid_points(["dense", "sparse", "multivector"])
+    assert len(pts) == len(GRID["fusion"]) * len(GRID["sparse"]) * len(GRID["multivector"]) == 48
+    assert all(p.weights["dense"] == 1.0 for p in pts)
+    assert len(grid_points(["dense", "sparse"])) == 16
+
+
+def test_keeps_the_paper_default_within_the_margin():
+    data = _set(30, 60)
+    res = tune_fusion(_mats(30, 60, "multivector"), data, margin=1.0)
+    assert res.chosen.fusion == "weighted" and dict(res.chosen.weights) == {
+        "dense": 1.0,
+        "sparse": 0.3,
+        "multivector": 1.0,
+    }
+    assert res.chosen.tuned["decision"].startswith("kept the paper's")
+    assert res.chosen.tuned["paper_default_ndcg@10"] == pytest.approx(res.default_ndcg, abs=1e-5)
+
+
+def test_picks_a_better_point_above_the_margin():
+    data = _set(30, 60)
+    mats = _mats(30, 60, "sparse")
+    res = tune_fusion(mats, data, margin=0.01)
+    assert res.best["ndcg@10"] > res.default_ndcg + 0.01
+    assert res.chosen.fusion == res.best["fusion"] and res.chosen.weights["sparse"] == 1.0
+
+    def top1(fusion, weights):
+        run = fused_run(mats, data.query_ids, data.doc_ids, fusion, weights, 10)
+        return sum(next(iter(r)) == f"d{i}" for i, r in enumerate(run.values()))
+
+    assert top1(res.chosen.fusion, res.chosen.weights) > top1(
+        "weighted", {"dense": 1, "sparse": 0.3, "multivector": 1}
+    )
+
+
+def test_candidates_are_the_union_of_dense_and_sparse_tops():
+    mats = {
+        "dense": np.array([[3.0, 2.0, 1.0, 0.0]]),
+        "sparse": np.array([[0.0, 0.0, 0.0, 5.0]]),
+        "multivector": np.zeros((1, 4)),
+    }
+    assert candidate_sets(mats, 1)[0].tolist() == [0, 3]
