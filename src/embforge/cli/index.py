@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from embforge.cli._common import (
-    backend_option,
     batch_size_option,
     dtype_option,
     heads_option,
