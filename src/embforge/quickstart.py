@@ -73,6 +73,7 @@ class QuickstartConfig:
             the model's dense size are skipped).
         query_max_length, doc_max_length: token limits while training and evaluating.
         threads: torch threads (None = torch's default).
+        progress: the training loop's progress bar (`embforge demo --progress/--no-progress`).
         examples: example searches to print.
         seed: seeds the data order, sampling and dropout.
         dev_queries: training questions per language held out of mining and training: the dev
@@ -96,6 +97,7 @@ class QuickstartConfig:
     query_max_length: int = 32
     doc_max_length: int = 128
     threads: int | None = None
+    progress: bool = True
     examples: int = 3
     seed: int = 0
     dev_queries: int = 60
@@ -219,7 +221,7 @@ def _train(cfg: QuickstartConfig, train_file: Path, out: Path, echo, full_dim: i
             "seed": cfg.seed,
             "checkpoint_every": 0,
             "resume": False,
-            "progress": True,
+            "progress": cfg.progress,
             "threads": cfg.threads,
         },
     }

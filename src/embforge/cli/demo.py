@@ -10,7 +10,9 @@ from embforge.cli._common import (
     languages_option,
     model_option,
     output_option,
+    progress_option,
     set_threads,
+    show_progress,
     split_list,
     threads_option,
 )
@@ -35,6 +37,7 @@ def register(app: typer.Typer) -> None:
             None, help="Training questions per language (default all 894)."
         ),
         threads: Optional[int] = threads_option(),
+        progress: Optional[bool] = progress_option(),
         quick: bool = typer.Option(
             False, "--quick", help="Only encode + search the English set with every head (no training)."
         ),
@@ -48,6 +51,9 @@ def register(app: typer.Typer) -> None:
         questions, mines hard negatives (TopK-PercPos), fine-tunes with the M3 recipe + Matryoshka,
         evaluates again, builds a hybrid index, runs example searches, prints a before/after table
         and writes demo_out/report/report.md with plots. Sized for a 2-core CPU (docs/eval.md)."""
+        from embforge.model.encode import set_progress_default
+
+        set_progress_default(show_progress(progress))
         if quick:
             from embforge.demo import run_demo
 
@@ -71,5 +77,6 @@ def register(app: typer.Typer) -> None:
             max_eval_queries=max_eval_queries,
             max_train_queries=max_train_queries,
             threads=threads,
+            progress=show_progress(progress),
         )
         run_quickstart(cfg, echo=typer.echo)

@@ -17,8 +17,10 @@ from embforge.cli._common import (
     model_option,
     output_option,
     parse_heads,
+    progress_option,
     resolve_heads,
     set_threads,
+    show_progress,
     split_option,
     threads_option,
 )
@@ -148,6 +150,7 @@ def eval_command(
     plots: bool = typer.Option(True, help="Write PNG plots next to report.md."),
     threads: Optional[int] = threads_option(),
     backend: str = backend_option(),
+    progress: Optional[bool] = progress_option(),
 ) -> None:
     """Evaluate models: retrieval per head + hybrid + BM25 + Matryoshka curve, STS, bitext; write a report.
 
@@ -179,6 +182,9 @@ def eval_command(
         "max_queries": max_queries,
     }
     set_threads(threads)
+    from embforge.model.encode import set_progress_default
+
+    set_progress_default(show_progress(progress))
     if index is not None:
         if not sets[0]:
             raise ConfigError("--index needs at least one --beir DIR with the queries and qrels to evaluate")

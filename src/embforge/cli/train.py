@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 import yaml
 
+from embforge.cli._common import progress_option, show_progress
+
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
@@ -23,6 +25,7 @@ def register(app: typer.Typer) -> None:
         check: bool = typer.Option(
             False, "--check", help="Only load and validate the config, print it, and exit."
         ),
+        progress: Optional[bool] = progress_option(),
     ) -> None:
         """Train a model from a recipe. Resumes from OUTPUT_DIR/checkpoints when present.
 
@@ -33,7 +36,13 @@ def register(app: typer.Typer) -> None:
         from embforge.config import config_to_dict
         from embforge.train.recipes import load_config
 
-        recipe, cfg = load_config(config, overrides or [])
+        overrides = list(overrides or [])
+        if not any(o.startswith("loop.progress=") for o in overrides):
+            # --progress/--no-progress, else the bar only on a terminal (a config's own value is kept
+            # when stderr is a terminal)
+            if progress is not None or not show_progress(None):
+                overrides.append(f"loop.progress={str(show_progress(progress)).lower()}")
+        recipe, cfg = load_config(config, overrides)
         if check:
             typer.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
             typer.echo(f"ok: {config} is a valid '{recipe.name}' config")

@@ -32,7 +32,7 @@ from embforge.types import Embeddings
 if TYPE_CHECKING:
     from embforge.model.encoder import Encoder
 
-__all__ = ["DTYPES", "LONG_INPUTS", "cpu_has_bf16", "encode", "encode_ids"]
+__all__ = ["DTYPES", "LONG_INPUTS", "cpu_has_bf16", "encode", "encode_ids", "set_progress_default"]
 
 logger = logging.getLogger("embforge")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": None}
@@ -72,6 +72,16 @@ class _Plan:
     batches: list[np.ndarray]
 
 
+#: The bar default of ``encode`` when a caller passes none: set once per command by the CLI's
+#: ``--progress/--no-progress`` (unset there = on only when stderr is a terminal); None = by size.
+PROGRESS_DEFAULT: list[bool | None] = [None]
+
+
+def set_progress_default(on: bool | None) -> None:
+    """Progress bars for every ``encode`` call that does not choose (``None`` = by size, >2,000 texts)."""
+    PROGRESS_DEFAULT[0] = on
+
+
 def encode(
     enc: Encoder,
     texts: str | Iterable[str],
@@ -102,7 +112,8 @@ def encode(
         long_inputs: "truncate" or "mcls" (a [CLS] every ``config.mcls_stride`` tokens; the dense
             vector is the mean of their hidden states: MCLS, Chen et al., 2024, "BGE M3-Embedding").
         max_tokens: padded tokens per forward pass (batch size x longest text).
-        show_progress: tqdm bar; default on for more than 2,000 texts.
+        show_progress: tqdm bar; default: ``set_progress_default``'s value when a command set one
+            (``--progress/--no-progress``), else on for more than 2,000 texts.
 
     Returns:
         ``Embeddings`` with the asked heads filled (plugin heads in ``extra``), and ``num_tokens``.
@@ -110,7 +121,7 @@ def encode(
     texts = check_texts(texts)
     plan = _plan(enc, texts, role, heads, dim, batch_size, max_length, dtype, long_inputs, max_tokens)
     if show_progress is None:
-        show_progress = len(texts) > 2000
+        show_progress = PROGRESS_DEFAULT[0] if PROGRESS_DEFAULT[0] is not None else len(texts) > 2000
     rows = _run(enc, plan, len(texts), show_progress)
     parts = {h: enc.head(h).stack(rows[h], enc.vocab_size) for h in plan.heads}
     return Embeddings.from_parts(parts, num_tokens=plan.lengths)
