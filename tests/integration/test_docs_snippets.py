@@ -10,6 +10,9 @@ A block may carry one marker, the HTML comment on the line right above its fence
 
 * ``<!-- snippet: slow -->``: longer than the default suite allows (e.g. ``make demo``); it
   runs in ``make test-slow`` (``pytest -m slow``).
+* ``<!-- snippet: server ARGS -->``: a client of ``embforge serve`` (curl, the openai package):
+  the test starts ``embforge serve ARGS`` on a free port (the block's ``127.0.0.1:8000`` is
+  pointed at it; nothing else of the block changes), runs the block, stops the server. Slow.
 * ``<!-- snippet: skip REASON -->``: cannot run on a CI machine at all, for the REASON given
   (needs network, GPUs, a running server, data that is not shipped, or is an API outline
   rather than a program). The test reports it as skipped with its reason.
@@ -22,8 +25,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,7 +38,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(bash|python)\n(.*?)^```", re.S | re.M)
-MARKER = re.compile(r"<!--\s*snippet:\s*(slow|skip)\s*(.*?)\s*-->\s*$")
+MARKER = re.compile(r"<!--\s*snippet:\s*(slow|skip|server)\s*(.*?)\s*-->\s*$")
 TIMEOUT_S = 900
 
 
@@ -45,12 +52,14 @@ def snippets() -> list:
             above = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
             mark = MARKER.search(above)
             marks = []
-            if mark and mark.group(1) == "slow":
+            server = None
+            if mark and mark.group(1) in ("slow", "server"):
                 marks.append(pytest.mark.slow)
+                server = mark.group(2) if mark.group(1) == "server" else None
             elif mark:
                 marks.append(pytest.mark.skip(reason=mark.group(2) or "(no reason given)"))
             sid = f"{path.relative_to(ROOT)}:{line}"
-            out.append(pytest.param(m.group(1), m.group(2), id=sid, marks=marks))
+            out.append(pytest.param(m.group(1), m.group(2), server, id=sid, marks=marks))
     return out
 
 
@@ -68,8 +77,40 @@ def test_snippets_found():
     assert len(SNIPPETS) > 20
 
 
-@pytest.mark.parametrize("lang,code", SNIPPETS)
-def test_snippet_runs(lang, code, tmp_path):
+@contextmanager
+def _server(args: str, env: dict, cwd: Path):
+    """``embforge serve ARGS`` on a free loopback port until the block is done; yields the port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = ["embforge", "serve", *args.split(), "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    raise AssertionError(
+                        f"embforge serve {args} did not start:\n{proc.stderr.read()[-3000:]}"
+                    ) from None
+                time.sleep(1)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.parametrize("lang,code,server", SNIPPETS)
+def test_snippet_runs(lang, code, server, tmp_path):
     bin_dir = str(Path(sys.executable).parent)
     shutil.copytree(
         ROOT / "configs", tmp_path / "configs"
@@ -80,8 +121,19 @@ def test_snippet_runs(lang, code, tmp_path):
         "PYTHONPATH": str(ROOT / "src"),
         "MPLBACKEND": "Agg",
     }
-    cmd = ["bash", "-e", "-o", "pipefail", "-c", code] if lang == "bash" else [sys.executable, "-c", code]
-    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    if server is not None:
+        with _server(server, env, tmp_path) as port:
+            code = code.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+            if lang == "bash":  # an HTTP error (e.g. a missing API key) fails the block
+                code = 'curl() { command curl --fail-with-body "$@"; }\n' + code
+            res = _run(lang, code, env, tmp_path)
+    else:
+        res = _run(lang, code, env, tmp_path)
     assert res.returncode == 0, (
         f"exit {res.returncode}\n--- stdout\n{res.stdout[-3000:]}\n--- stderr\n{res.stderr[-3000:]}"
     )
+
+
+def _run(lang: str, code: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    cmd = ["bash", "-e", "-o", "pipefail", "-c", code] if lang == "bash" else [sys.executable, "-c", code]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
