@@ -10,7 +10,9 @@ learning rate, warm-up, temperature and token limits for every variant:
   per-head InfoNCE losses and no self-distillation (``self_distill_start_step`` = steps);
 * (d) ``m3``: M3 with self-knowledge distillation from step 0;
 * (e) ``m3_warmup``: M3 with the heads warmed up (no distillation) for ``--warmup-frac`` of the
-  steps, then self-distillation (the paper's schedule, scaled down).
+  steps, then self-distillation (the paper's schedule, scaled down);
+* (f) ``m3_idf``: (d) with the sparse head initialised by a ridge fit to the training corpus's token
+  IDF (``model.sparse_init: idf``) instead of the balanced constant.
 
 Every trained model is evaluated with all three heads and their hybrid (BGE-M3 weights
 1 / 0.3 / 1, the recipe's own sparse/multi-vector heads; for (a) and (b) they are the
@@ -76,6 +78,7 @@ VARIANTS = {
     "m3_nodistill": "(c) M3 without self-distillation",
     "m3": "(d) M3 with self-distillation",
     "m3_warmup": "(e) M3 warm-up then self-distillation",
+    "m3_idf": "(f) M3 with self-distillation, IDF-fit sparse init",
 }
 COLS = ("dense", "sparse", "multivector", "hybrid")
 # The sparse head of a model trained without it (base, (a), (b)) is untrained: set it to the recipe's
@@ -348,9 +351,12 @@ def train_config(variant: str, seed: int, args, work: Path) -> dict[str, Any]:
         loss["self_distill_start_step"] = args.steps
     elif variant == "m3_warmup":
         loss["self_distill_start_step"] = int(round(args.steps * args.warmup_frac))
+    model: dict[str, Any] = {"path": base_model(), "heads": heads}
+    if variant == "m3_idf":
+        model["sparse_init"] = "idf"  # ridge fit of the sparse head to token IDF of the training corpus
     return {
         "recipe": "contrastive",
-        "model": {"path": base_model(), "heads": heads},
+        "model": model,
         "data": {
             "train_files": [str(work / "mix" / "train.jsonl")],
             "num_negatives": 1,
