@@ -7,6 +7,7 @@ and queries) and L2-renormalises them (MRL truncation, as Arctic-Embed 2.0's 256
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,9 @@ class DenseRows(BaseIndex):
         self.idmap.append(ids)
         self._chunks.append(x)
 
+    @abc.abstractmethod
     def search_rows(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """(rows (Q, k), scores (Q, k)) of the top-``k`` documents per query; each backend defines it."""
 
     def search(self, queries: Any, k: int = 10) -> Hits:
         """Top-``k`` documents by inner product for each query row."""
