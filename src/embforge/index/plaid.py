@@ -122,8 +122,10 @@ class PlaidIndex(MultiVectorIndex):
         return cent
 
     @staticmethod
-    def _assign(cent: np.ndarray, x: np.ndarray, block: int = 65536) -> np.ndarray:
-        """Nearest centroid (inner product, as ColBERT's normalised vectors) of every row."""
+    def _assign(cent: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Nearest centroid (inner product, as ColBERT's normalised vectors) of every row, in blocks
+        of rows whose (block, nlist) score matrix stays near 64 MB whatever the centroid count."""
+        block = max(256, 2**24 // max(1, len(cent)))
         out = np.empty(len(x), np.int32)
         for a in range(0, len(x), block):
             out[a : a + block] = np.argmax(np.asarray(x[a : a + block], np.float32) @ cent.T, axis=1)
@@ -166,60 +168,77 @@ class PlaidIndex(MultiVectorIndex):
         self._built_rows = -1
 
     # ---- search -------------------------------------------------------------------
-    def _candidates(self, q: np.ndarray, c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Stages 2-3: probe each query token's ``nprobe`` best centroids and score every document
-        of their lists by the pruned centroid interaction ``sum_i max_{probed c in doc} <q_i, c>``
-        (PLAID's centroid pruning: unprobed centroids count 0). Returns (live rows, scores)."""
-        sc = q @ c["centroids"].T  # (Tq, nlist)
-        nprobe = min(self.nprobe, sc.shape[1])
-        probe = np.argpartition(-sc, nprobe - 1, axis=1)[:, :nprobe]  # (Tq, nprobe)
-        pscore = np.take_along_axis(sc, probe, axis=1)
-        ptr, docs = c["ivf_ptr"], c["ivf_docs"]
-        lens = (ptr[probe + 1] - ptr[probe]).reshape(-1)
-        starts = ptr[probe].reshape(-1)
-        pos = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
-        best = np.zeros((len(q), self.idmap.n_rows), np.float32)
-        token = np.repeat(np.repeat(np.arange(len(q)), nprobe), lens)
-        np.maximum.at(best, (token, docs[pos]), np.repeat(pscore.reshape(-1), lens))
-        total = best.sum(axis=0)
-        cand = np.flatnonzero((total != 0) & self.idmap.alive)
-        return cand, total[cand]
+    def _candidates(
+        self, q: np.ndarray, c: dict[str, np.ndarray], buf: tuple[np.ndarray, ...] | None = None, tag: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Stages 2-3 for one (Tq, M) query: the documents of each query token's ``nprobe`` best
+        centroids, scored by the centroid interaction (numba kernel). Returns (rows, scores); with
+        ``buf`` (stamp, rows, scores buffers of N entries, reused across queries) they are views of it."""
+        from embforge.index._plaid_kernel import centroid_interaction  # lazy-import: needs numba
+
+        n_rows = self.idmap.n_rows
+        if buf is None:
+            buf = (np.zeros(n_rows, np.int32), np.empty(n_rows, np.int32), np.empty(n_rows, np.float32))
+        stamp, out_rows, out_sc = buf
+        st = np.ascontiguousarray((q @ c["centroids"].T).T)  # (nlist, Tq)
+        nprobe = min(self.nprobe, st.shape[0])
+        probe = np.unique(np.argpartition(-st, nprobe - 1, axis=0)[:nprobe])  # (P,) probed centroids
+        ptr, docs, cid = c["ivf_ptr"], c["ivf_docs"], c["token_cid"]
+        n = centroid_interaction(st, probe, ptr, docs, self.store[2], cid, self.idmap.alive, stamp, tag, out_rows, out_sc)
+        return out_rows[:n], out_sc[:n]
+
+    def _shortlist(self, q: np.ndarray, c: dict[str, np.ndarray], buf: tuple[np.ndarray, ...], tag: int, keep: int) -> np.ndarray:
+        """Stages 2-4 for one query: the best ``ndocs`` by centroid interaction, then (when
+        ``keep`` < ``ndocs``) the best ``keep`` of those by PQ-decompressed MaxSim."""
+        cand, approx = self._candidates(q, c, buf, tag)
+        if len(cand) > self.ndocs:
+            cand = cand[np.argpartition(-approx, self.ndocs - 1)[: self.ndocs]]
+        if len(cand) > keep:
+            s = self._decompressed(q, cand, c)
+            cand = cand[np.argpartition(-s, keep - 1)[:keep]]
+        return cand.astype(np.int64)
 
     def _decompressed(self, q: np.ndarray, cand: np.ndarray, c: dict[str, np.ndarray]) -> np.ndarray:
-        """Stage 4: MaxSim over centroid + PQ residual reconstructions of the candidates' tokens."""
+        """Stage 4: MaxSim over centroid + PQ residual reconstructions of the candidates' tokens:
+        by lookup tables (numba) for 8-bit codes, else by decoding them (bit-packed codes)."""
+        if self.pq_bits == 8:
+            from embforge.index._plaid_kernel import residual_maxsim  # lazy-import: needs numba
+
+            pq = self._pq
+            cb = faiss_module().vector_to_array(pq.centroids).reshape(pq.M, pq.ksub, pq.dsub)
+            lut = np.einsum("msd,tmd->mst", cb, q.reshape(len(q), pq.M, pq.dsub)).astype(np.float32)
+            st = np.ascontiguousarray((q @ c["centroids"].T).T)  # (nlist, Tq)
+            out = np.empty(len(cand), np.float32)
+            residual_maxsim(st, np.ascontiguousarray(lut), cand, self.store[2], c["token_cid"], c["codes"], out)
+            return out / max(1, len(q))
         idx, lens = padded_token_index(cand, self.store[2])
         flat = idx.reshape(-1)
         x = c["centroids"][c["token_cid"][flat]] + self._pq.decode(np.ascontiguousarray(c["codes"][flat]))
         qp, ql = pad_queries([q])
         return maxsim_padded(qp, ql, x.reshape(1, *idx.shape, -1), lens[None])[0]
 
-    def _search_one(self, q: np.ndarray, k: int, c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        cand, approx = self._candidates(q, c)
-        if len(cand) > self.ndocs:
-            cand = cand[np.argpartition(-approx, self.ndocs - 1)[: self.ndocs]]
-        s = self._decompressed(q, cand, c)
-        keep = max(k, self.exact)
-        if len(cand) > keep:
-            part = np.argpartition(-s, keep - 1)[:keep]
-            cand, s = cand[part], s[part]
-        return cand, s
-
     def search_rows(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` rows per query through stages 2-4 (exact MaxSim of the final ``exact`` shortlist)."""
+        """Top-``k`` rows per query: stages 2-4 per query, then one batched exact MaxSim re-rank of
+        every query's shortlist from the (memory-mapped) token store."""
         k = check_k(k)
         qs = _as_list(queries, "queries", self.m)
-        if self.idmap.n_rows == 0 or not qs:
+        n_rows = self.idmap.n_rows
+        if n_rows == 0 or not qs:
             return np.full((len(qs), 0), -1, np.int64), np.zeros((len(qs), 0), np.float32)
         c = self._build()
-        found = [self._search_one(q, k, c) for q in qs]
-        width = max(1, max(len(r) for r, _ in found))
-        rows = np.full((len(qs), width), -1, np.int64)
-        vals = np.full((len(qs), width), -np.inf, np.float32)
-        for i, (r, s) in enumerate(found):
-            rows[i, : len(r)], vals[i, : len(r)] = r, s
+        keep = max(k, self.exact) if self.exact else max(k, self.ndocs)
+        buf = (np.zeros(n_rows, np.int32), np.empty(n_rows, np.int32), np.empty(n_rows, np.float32))
+        found = [self._shortlist(q, c, buf, i + 1, keep) for i, q in enumerate(qs)]
+        rows = np.full((len(qs), max(1, max(len(r) for r in found))), -1, np.int64)
+        for i, r in enumerate(found):
+            rows[i, : len(r)] = r
         if self.exact:
             v, sc, off = self.store
             vals = np.nan_to_num(maxsim_rerank_rows(qs, rows, v, off, sc), nan=-np.inf)
+        else:
+            vals = np.full(rows.shape, -np.inf, np.float32)
+            for i, (q, r) in enumerate(zip(qs, found)):
+                vals[i, : len(r)] = self._decompressed(q, r, c) if len(r) else vals[i, :0]
         top, tv = topk(vals, k)
         return np.take_along_axis(rows, top, axis=1), tv
 

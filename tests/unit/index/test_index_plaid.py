@@ -61,6 +61,40 @@ def test_fewer_candidates_than_corpus_and_compressed_smaller(data):
     assert sizes["compressed"] < sizes["exact_store"]
 
 
+def test_candidates_score_is_maxsim_over_centroids(data):
+    """The numba centroid interaction equals MaxSim with every token replaced by its centroid."""
+    docs, queries, _ = data
+    idx = PlaidIndex(nprobe=2)
+    idx.add(IDS, docs)
+    c = idx._build()
+    q = queries[3]
+    rows, approx = idx._candidates(q, c)
+    assert len(np.unique(rows)) == len(rows)  # each document scored once
+    off, cent = idx.store[2], c["centroids"]
+    for r, a in list(zip(rows, approx))[:20]:
+        tok = cent[c["token_cid"][off[r] : off[r + 1]]]
+        np.testing.assert_allclose(a, (q @ tok.T).max(axis=1).sum(), rtol=1e-5)
+    # every document holding a token of a probed centroid is a candidate, no other
+    probe = np.unique(np.argsort(-(q @ cent.T), axis=1)[:, :2])
+    holds = {int(d) for p in probe for d in c["ivf_docs"][c["ivf_ptr"][p] : c["ivf_ptr"][p + 1]]}
+    assert set(rows.tolist()) == holds
+
+
+def test_residual_lookup_scores_equal_decoded_maxsim(data):
+    """Stage 4 by PQ lookup tables (8-bit codes) equals MaxSim over the decoded tokens."""
+    _, queries, _ = data
+    docs = topical_docs(1500, 32, seed=2)  # >= 39 x 256 training tokens: 8-bit codes
+    idx = PlaidIndex(nlist=32)
+    idx.add([str(i) for i in range(1500)], docs)
+    c = idx._build()
+    assert idx.pq_bits == 8
+    cand = np.arange(0, 1500, 7)
+    by_table = idx._decompressed(queries[0], cand, c)
+    idx.pq_bits = 7  # forces the decode path (the codes themselves are unchanged)
+    decoded = idx._decompressed(queries[0], cand, c)
+    np.testing.assert_allclose(by_table, decoded, atol=1e-5)
+
+
 def test_save_load_mmap_and_add_after_load(tmp_path, data):
     docs, queries, _ = data
     idx = PlaidIndex(dtype="float16")
