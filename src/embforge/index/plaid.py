@@ -6,16 +6,17 @@ Interaction Retrieval") on faiss building blocks, over ColBERT token vectors
 
 1. **Centroids**: faiss k-means over (a sample of) the token vectors; every token keeps its
    centroid id, every centroid an inverted list of the documents holding one of its tokens.
-2. **Candidate generation without brute force**: each query token probes its ``nprobe``
-   best centroids; the candidates are the documents of those lists.
-3. **Centroid interaction** (PLAID's pruning): each candidate is scored by the MaxSim of the
-   query over the *probed centroids* it holds (unprobed centroids count 0; no decompression);
-   the best ``ndocs`` survive.
-4. **Residual decompression**: the survivors' tokens are rebuilt as centroid + faiss PQ
-   residual code (ColBERTv2's residual compression, Santhanam et al., 2021) and scored by
-   MaxSim (:func:`embforge.scoring.maxsim_padded`); the best ``exact`` (if > 0) are
-   re-scored from the float16 token store, memory-mapped from disk, so the final
-   scores are exact MaxSim.
+2. **Candidate generation without brute force**: each query token probes its ``nprobe`` best
+   centroids; the candidates are the documents of those lists (never a pass over the corpus).
+3. **Centroid interaction** (PLAID's stage 2): each candidate is scored once by MaxSim with every
+   token replaced by its centroid, ``sum_i max_{j in d} <q_i, C[cid_j]>`` (numba kernel over the
+   centroid ids; nothing decompressed); the best ``ndocs`` survive.
+4. **Residual scoring** (when ``exact`` < ``ndocs``, or ``exact`` = 0): MaxSim over centroid + faiss
+   PQ residual (ColBERTv2's residual compression, Santhanam et al., 2021), computed from per-query
+   lookup tables without decoding (Jegou et al., 2011); the best ``exact`` survive.
+5. **Exact MaxSim** of the final shortlist, all queries in one batched re-rank
+   (:func:`embforge.scoring.maxsim_rerank_rows`) from the float16 token store, memory-mapped from
+   disk, so the final scores are exact and recall is limited by stages 2-4 only.
 
 In memory: 2-4 bytes of centroid id + ``pq_m`` bytes of code per token and the inverted
 lists; the float16 store (``MultiVectorIndex``'s) stays on disk. Shipped settings are
