@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def centroid_interaction(st, probe, ivf_ptr, ivf_docs, offsets, token_cid, alive, stamp, tag, out_rows, out_scores):  # noqa: PLR0913
     """Candidates of one query and their centroid-interaction scores; returns how many.
 
@@ -47,7 +47,7 @@ def centroid_interaction(st, probe, ivf_ptr, ivf_docs, offsets, token_cid, alive
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def residual_maxsim(st, lut, rows, offsets, token_cid, codes, out):  # noqa: PLR0913
     """MaxSim (unnormalised sum over query tokens) of one query against the documents ``rows``
     with every token rebuilt as centroid + PQ residual, scored without rebuilding it: by lookup
