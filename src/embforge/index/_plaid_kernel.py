@@ -48,7 +48,7 @@ def centroid_interaction(st, probe, ivf_ptr, ivf_docs, offsets, token_cid, alive
 
 
 @njit(cache=True, nogil=True)
-def residual_maxsim(st, lut, rows, offsets, token_cid, codes, out):  # noqa: PLR0913
+def residual_interaction(st, lut, rows, offsets, token_cid, codes, out):  # noqa: PLR0913
     """MaxSim (unnormalised sum over query tokens) of one query against the documents ``rows``
     with every token rebuilt as centroid + PQ residual, scored without rebuilding it: by lookup
     tables (asymmetric distance computation, Jegou et al., 2011, "Product quantization for nearest

@@ -230,14 +230,14 @@ class PlaidIndex(MultiVectorIndex):
         """Stage 4: MaxSim over centroid + PQ residual reconstructions of the candidates' tokens:
         by lookup tables (numba) for 8-bit codes, else by decoding them (bit-packed codes)."""
         if self.pq_bits == 8:
-            from embforge.index._plaid_kernel import residual_maxsim  # lazy-import: needs numba
+            from embforge.index._plaid_kernel import residual_interaction  # lazy-import: needs numba
 
             pq = self._pq
             cb = faiss_module().vector_to_array(pq.centroids).reshape(pq.M, pq.ksub, pq.dsub)
             lut = np.einsum("msd,tmd->mst", cb, q.reshape(len(q), pq.M, pq.dsub)).astype(np.float32)
             st = np.ascontiguousarray((q @ c["centroids"].T).T)  # (nlist, Tq)
             out = np.empty(len(cand), np.float32)
-            residual_maxsim(st, np.ascontiguousarray(lut), cand, self.store[2], c["token_cid"], c["codes"], out)
+            residual_interaction(st, np.ascontiguousarray(lut), cand, self.store[2], c["token_cid"], c["codes"], out)
             return out / max(1, len(q))
         idx, lens = padded_token_index(cand, self.store[2])
         flat = idx.reshape(-1)
