@@ -40,6 +40,8 @@ from embforge.scoring.maxsim import (
     pad_multivectors,
     pad_queries,
     padded_token_index,
+    maxsim_segments,
+    segment_token_index,
     stack_tokens,
 )
 from embforge.scoring.weights import parse_weights
@@ -67,6 +69,8 @@ __all__ = [
     "pad_multivectors",
     "pad_queries",
     "padded_token_index",
+    "maxsim_segments",
+    "segment_token_index",
     "ranks",
     "rrf",
     "sparse_vector_scores",
