@@ -25,6 +25,7 @@ Shapes: Q queries, N documents, T tokens, M multi-vector dim.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -282,7 +283,11 @@ def segment_token_index(rows: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarr
 
 
 def maxsim_segments(
-    q: np.ndarray, q_len: np.ndarray, d: np.ndarray, bounds: np.ndarray, d_len: np.ndarray,
+    q: np.ndarray,
+    q_len: np.ndarray,
+    d: np.ndarray,
+    bounds: np.ndarray,
+    d_len: np.ndarray,
     d_scale: np.ndarray | None = None,
 ) -> np.ndarray:
     """MaxSim of B queries against their candidates laid out by :func:`segment_token_index`.
@@ -325,6 +330,7 @@ def maxsim_rerank_rows(
     offsets: np.ndarray,
     scales: np.ndarray | None = None,
     block: int = RERANK_BLOCK,
+    workers: int | None = None,
 ) -> np.ndarray:
     """MaxSim of query i against document rows ``rows[i]``, gathered straight from (memory-mapped) storage.
 
@@ -341,6 +347,7 @@ def maxsim_rerank_rows(
         offsets: (N+1,) document r = ``tokens[offsets[r]:offsets[r+1]]``.
         scales: (T_total,) per-token scale of int8 ``tokens`` (None for float storage).
         block: bound on the gathered (B x L x M) elements of one block.
+        workers: threads scoring blocks side by side (default: torch's thread count).
 
     Returns:
         (Q, C) float32.
@@ -358,14 +365,26 @@ def maxsim_rerank_rows(
     doc_len = np.diff(offsets)
     per_query = np.where(rows >= 0, doc_len[np.maximum(rows, 0)], 0).sum(axis=1) + 1  # (Q,) tokens
     step = max(1, block // max(1, tokens.shape[1] * int(per_query.max())))
-    for i in range(0, len(q), step):
-        j = min(len(q), i + step)
+    spans = [(i, min(len(q), i + step)) for i in range(0, len(q), step)]
+
+    def run(span: tuple[int, int]) -> None:
+        i, j = span
         src, bounds, lens = segment_token_index(rows[i:j], offsets)
         d = np.take(tokens, src, axis=0)  # (B*L, M) one gather from the (memory-mapped) store
         sc = None if scales is None else np.take(scales, src)
         qp, ql = pad_queries(q[i:j])
         s = maxsim_segments(qp, ql, d, bounds, lens, sc)
         out[i:j] = np.where(rows[i:j] >= 0, s, np.nan)
+
+    n_workers = torch.get_num_threads() if workers is None else max(1, int(workers))
+    if n_workers > 1 and len(spans) > 1:
+        # numpy's gather and segment max run single-threaded and release the GIL: blocks in
+        # parallel threads keep every core busy between the (threaded) products
+        with ThreadPoolExecutor(min(n_workers, len(spans))) as pool:
+            list(pool.map(run, spans))
+    else:
+        for span in spans:
+            run(span)
     return out
 
 

@@ -50,7 +50,9 @@ def test_one_token_documents_and_negative_similarities_match_the_definition(rng)
     tok, off = stack_tokens(docs)
     rows = rng.integers(0, 20, size=(3, 7))
     for block in (1, 50, 10**9):
-        np.testing.assert_allclose(maxsim_rerank_rows(q, rows, tok, off, block=block), reference(q, rows, docs), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            maxsim_rerank_rows(q, rows, tok, off, block=block), reference(q, rows, docs), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_empty_candidate_sets(rng):
@@ -62,7 +64,13 @@ def test_empty_candidate_sets(rng):
     got = maxsim_rerank_rows(q, rows, tok, off)
     assert np.isnan(got[[0, 2]]).all()
     np.testing.assert_allclose(got[1], [brute(q[1], docs[0]), brute(q[1], docs[4])], rtol=1e-5)
-    assert maxsim_segments(np.zeros((0, 2, 4), np.float32), np.zeros(0), np.zeros((0, 4)), np.zeros((0, 1), np.int64), np.zeros((0, 0))).shape == (0, 0)
+    assert maxsim_segments(
+        np.zeros((0, 2, 4), np.float32),
+        np.zeros(0),
+        np.zeros((0, 4)),
+        np.zeros((0, 1), np.int64),
+        np.zeros((0, 0)),
+    ).shape == (0, 0)
 
 
 @settings(max_examples=40, deadline=None)
