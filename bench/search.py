@@ -410,7 +410,9 @@ def bench_hybrid3(x, q, counts, qcounts, k, rows, n_ref=50):
 
 
 def _rows(sv, n):
-    return SparseVectors(sv.indptr[: n + 1], sv.indices, sv.values, sv.vocab_size)
+    """The first ``n`` rows of a SparseVectors (indices and values cut to match)."""
+    end = int(sv.indptr[n])
+    return SparseVectors(sv.indptr[: n + 1], sv.indices[:end], sv.values[:end], sv.vocab_size)
 
 
 # ----------------------------------------------------------------------------- multi-vector
