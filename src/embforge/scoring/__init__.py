@@ -36,11 +36,11 @@ from embforge.scoring.maxsim import (
     maxsim_rerank,
     maxsim_rerank_rows,
     maxsim_scores,
+    maxsim_segments,
     multivector_list_scores,
     pad_multivectors,
     pad_queries,
     padded_token_index,
-    maxsim_segments,
     segment_token_index,
     stack_tokens,
 )
