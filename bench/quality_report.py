@@ -308,6 +308,19 @@ def plot(sm: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def stage_commands(work: Path) -> list[str]:
+    """``python bench/quality.py ARGV`` of every non-report invocation on ``work``, oldest first."""
+    recs = sorted(work.glob("args-*.json"), key=lambda p: p.stat().st_mtime)
+    seen, out = set(), []
+    for p in recs:
+        argv = json.loads(p.read_text())["argv"]
+        cmd = "python bench/quality.py " + shlex.join(argv)
+        if "report" not in argv and cmd not in seen:
+            seen.add(cmd)
+            out.append(f"- `{cmd}`")
+    return out
+
+
 def header(args, fixed: dict, runs: dict, missing: list[str], sets: list[str]) -> list[str]:
     base = fixed.get("base", {})
     mix = fixed.get("mix", {}).get("result", {})
@@ -329,6 +342,8 @@ def header(args, fixed: dict, runs: dict, missing: list[str], sets: list[str]) -
         f"**Machine:** {json.dumps(machine())}; load average (1 min) at stage starts/ends: min {min(loads, default=float('nan')):.1f}, "
         f"max {max(loads, default=float('nan')):.1f}. Wall/CPU seconds per stage are in quality.json.", "",
         f"**Missing stages:** {', '.join(missing) or 'none'}.", "",
+        "**Stage commands** (every invocation on this workdir, oldest first, from its `args-*.json`):", "",
+        *stage_commands(Path(args.workdir)), "",
         f"**Full run on a quiet machine:** `{FULL_RUN}` (add `--eval-*` options only to sample).", "",
     ]  # fmt: skip
 
@@ -387,7 +402,8 @@ def write_report(args, work: Path, out_md: Path) -> None:
     best = max(sv[h][0] for h in COLS[:3])
     b = sm["base"]
     lines += ["", f"RESULT st_ndcg10={st['dense'][0]:.4f} embforge_dense_ndcg10={sv['dense'][0]:.4f} "
-              f"embforge_hybrid_ndcg10={sv['hybrid'][0]:.4f} embforge_hybrid_tuned_ndcg10={sv.get(TUNED_COL, (float('nan'),))[0]:.4f} "
+              f"embforge_hybrid_ndcg10={sv['hybrid'][0]:.4f} "
+              + (f"embforge_hybrid_tuned_ndcg10={sv[TUNED_COL][0]:.4f} " if TUNED_COL in sv else "") +
               f"best_single_head_ndcg10={best:.4f} "
               f"bm25_rrf_ndcg10={b['dense_bm25_rrf']:.4f} sparse_ndcg10={sv['sparse'][0]:.4f} bm25_ndcg10={b['bm25']:.4f}"]  # fmt: skip
     text = "\n".join(lines) + "\n"
