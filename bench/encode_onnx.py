@@ -41,6 +41,7 @@ sys.path.insert(0, str(HERE))
 
 LOCK = "/tmp/embforge-bench.lock"
 MAIN_ROWS = [
+    "gemm_peak",
     "st_fp32",
     "embforge_torch_fp32",
     "embforge_torch_bf16",
@@ -118,6 +119,18 @@ def prepare(ns: argparse.Namespace) -> None:
     print(f"prepared {work}")
 
 
+def high_priority(cmd: list[str]) -> list[str]:
+    """``cmd`` at nice -10 in its OWN scheduler autogroup with autogroup nice -10.
+
+    With ``kernel.sched_autogroup_enabled=1`` (this machine) CFS first shares the CPU between
+    sessions (autogroups) and applies ``nice`` only inside one, so a plain ``nice -n -10`` bench gets
+    one session's share (~50% measured here beside two nice-15 sessions). ``setsid`` starts a new
+    autogroup and writing -10 to ``/proc/PID/autogroup`` weights it like a nice -10 process (root).
+    """
+    inner = 'echo -10 > /proc/$$/autogroup 2>/dev/null; exec nice -n -10 "$@"'
+    return ["setsid", "-w", "sh", "-c", inner, "sh", *cmd]
+
+
 def run(ns: argparse.Namespace) -> None:
     """Each row in its own process, under the exclusive bench lock (a piece per row)."""
     a, work = _args(ns), Path(ns.work)
@@ -130,8 +143,7 @@ def run(ns: argparse.Namespace) -> None:
             continue
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         row_cmd = [pythons[row], str(HERE / "_encode_rows.py"), row, str(work / "args.json")]
-        # the piece (not the wait for the lock) is limited to 5 minutes
-        cmd = ["flock", "-x", LOCK, "timeout", "300", *row_cmd]
+        cmd = ["flock", "-x", LOCK, *high_priority(["timeout", "300", *row_cmd])]  # 5 min a piece
         res = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if res.returncode != 0:
             err = res.stderr.strip().splitlines()[-1:] or ["?"]
@@ -151,9 +163,34 @@ def _cpu_info() -> tuple[str, str]:
     return name, " ".join(f for f in want if f in flags)
 
 
+def _prec(key: str) -> str:
+    return "int8" if "int8" in key else "bf16" if "bf16" in key else "fp32"
+
+
+def _mfu(key: str, r: dict, peak: dict | None) -> str:
+    """Model FLOPs / wall / the measured GEMM peak of the row's precision (int8: ONNX Runtime MatMulInteger)."""
+    if peak is None:
+        return "no peak row"
+    flops = peak["flops"]["m3" if "m3" in key else "dense"]
+    return f"{flops / r['wall_s'] / peak['peaks'][_prec(key)]:.1%}"
+
+
+def _peak_line(peak: dict | None) -> str:
+    if peak is None:
+        return "GEMM peak: not measured (row gemm_peak missing)."
+    p, f = peak["peaks"], peak["flops"]
+    return (
+        f"Measured GEMM peak in the same run ({peak['gemm_n']}^3 matmul, same threads): fp32 {p['fp32'] / 1e9:.0f}, "
+        f"bf16 {p['bf16'] / 1e9:.0f} GFLOP/s (torch), int8 {p['int8'] / 1e9:.0f} GOP/s (ONNX Runtime MatMulInteger). "
+        f"Model FLOPs: dense {f['dense'] / 1e12:.2f} TFLOP, three heads (max 512) {f['m3'] / 1e12:.2f} TFLOP "
+        "(2 x non-embedding params per token + attention; bench/encode.py's model_flops)."
+    )
+
+
 def report(ns: argparse.Namespace) -> None:
     work = Path(ns.work)
     rows = {p.stem: json.loads(p.read_text()) for p in sorted((work / "rows").glob("*.json"))}
+    peak = rows.pop("gemm_peak", None)
     errors = {p.stem: p.read_text().strip().splitlines()[-1][:200] for p in (work / "rows").glob("*.error")}
     ref = np.load(work / "rows" / "embforge_torch_fp32.npy") if "embforge_torch_fp32" in rows else None
     name, flags = _cpu_info()
@@ -170,12 +207,14 @@ def report(ns: argparse.Namespace) -> None:
         "Load average (1 min) before/after each row and the row's own CPU use (process CPU s / wall s) "
         "are measured in the row's process. Peers: see the module docstring for the venv of each row.",
         "",
-        "| row | precision | texts | wall s | texts/s | CPU s | CPU use | load before/after | dense cos to embforge fp32 (min / mean) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        _peak_line(peak),
+        "",
+        "| row | precision | texts | wall s | texts/s | CPU s | CPU use | load before/after | MFU (peak of its precision) | dense cos to embforge fp32 (min / mean) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     for key, label in LABELS.items():
         if key not in rows:
-            lines.append(f"| {label} | | | | | | | | not run: {errors.get(key, 'not measured')} |")
+            lines.append(f"| {label} | | | | | | | | | not run: {errors.get(key, 'not measured')} |")
             continue
         r = rows[key]
         cos = ""
@@ -185,7 +224,8 @@ def report(ns: argparse.Namespace) -> None:
             cos = f"{c.min():.4f} / {c.mean():.4f}"
         lines.append(
             f"| {label} | {r['precision']} | {r['n']} | {r['wall_s']:.2f} | {r['n'] / r['wall_s']:.1f} | "
-            f"{r['cpu_s']:.1f} | {r['cpu_s'] / r['wall_s']:.2f} | {r['load_before']:.1f} / {r['load_after']:.1f} | {cos} |"
+            f"{r['cpu_s']:.1f} | {r['cpu_s'] / r['wall_s']:.2f} | {r['load_before']:.1f} / {r['load_after']:.1f} | "
+            f"{_mfu(key, r, peak)} | {cos} |"
         )
     t = {k: v["wall_s"] for k, v in rows.items()}
 
@@ -223,7 +263,9 @@ def main() -> None:
     ap.add_argument("--rows", default="", help="comma-separated rows (default: all not yet measured)")
     ap.add_argument("--again", action="store_true", help="re-measure rows already measured")
     ap.add_argument("--work", default="/tmp/embforge-bench-onnx")
-    ap.add_argument("--ref-python", default=str(ROOT / ".venv-ref" / "bin" / "python"))
+    ref = ROOT / ".venv-ref" / "bin" / "python"  # `make reference`; a worktree shares the main checkout's
+    ref = ref if ref.exists() else Path("/work/main/.venv-ref/bin/python")
+    ap.add_argument("--ref-python", default=str(ref))
     ap.add_argument("--peer-python", default="/work/venvs/i19/bin/python")
     ns = ap.parse_args()
     {"prepare": prepare, "run": run, "report": report}[ns.step](ns)
