@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typer.testing import CliRunner
 from embforge.cli.app import app
 from embforge.data.shards import iter_shards, read_manifest
 from embforge.errors import DataError
+from helpers.torchrun import torchrun_embforge
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -119,12 +119,6 @@ def test_directory_output_switches_to_shards_and_old_outputs_still_work(tiny_m3_
     assert isinstance(r.exception, DataError) and "another job (heads" in str(r.exception)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one_process(tiny_m3_path, tmp_path):
     corpus = _corpus(tmp_path / "c.jsonl", 90)
@@ -136,26 +130,7 @@ def test_torchrun_two_processes_equal_one_process(tiny_m3_path, tmp_path):
         timeout=600,
     )
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(_free_port()),
-            "-m",
-            "embforge.cli.app",
-            *_args(corpus, tmp_path / "two", tiny_m3_path, 16),
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    two = torchrun_embforge(_args(corpus, tmp_path / "two", tiny_m3_path, 16), env=_env())
     assert two.returncode == 0, two.stderr[-3000:]
     assert "rank 0/2" in two.stderr and "rank 1/2" in two.stderr
     files = sorted(p.name for p in (tmp_path / "one").glob("shard-*.parquet"))

@@ -6,6 +6,7 @@ labels are enough for the server, and their output is pinned by tests.
 
 from __future__ import annotations
 
+import abc
 import math
 import threading
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ def _escape(v: str) -> str:
     return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-class _Metric:
+class _Metric(abc.ABC):
     kind = ""
 
     def __init__(self, name: str, help: str, labelnames: Sequence[str], lock: threading.Lock) -> None:
@@ -50,9 +51,9 @@ class _Metric:
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
 
+    @abc.abstractmethod
     def render(self) -> list[str]:
         """The metric's lines in the Prometheus text format (each kind writes its own)."""
-        raise NotImplementedError
 
 
 class Counter(_Metric):

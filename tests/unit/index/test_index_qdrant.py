@@ -73,8 +73,11 @@ def assert_same_hits(a: Hits, b: Hits) -> None:
         {"weights": (0.0, 1.0, 0.0)},  # sparse
         {"weights": (0.0, 0.0, 1.0)},  # multi-vector re-rank of the dense+sparse candidates
         {},  # the weighted hybrid 1/0.3/1
+        {"fusion": "rrf"},
+        {"fusion": "minmax"},
+        {"fusion": "zscore"},
     ],
-    ids=["dense", "sparse", "multivector-rerank", "weighted-hybrid"],
+    ids=["dense", "sparse", "multivector-rerank", "weighted-hybrid", "rrf", "minmax", "zscore"],
 )
 def test_same_top10_as_hybrid_index(data, kw):
     hybrid, q, queries, _ = data
@@ -99,3 +102,41 @@ def test_reingest_keeps_the_count_and_load_index_opens_it(data):
     assert loaded.kind == "qdrant" and len(loaded) == 80 and loaded.heads == HEADS
     assert loaded.search(queries, k=3).ids[0]
     assert q.delete(["doc-5", "nope"]) == 1 and len(q) == 79
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "weighted", "zscore"])
+def test_exact_duplicates_tie_the_same_way_as_hybrid_index(tmp_path, fusion):
+    """Ten documents stored twice under other ids: every head ties them exactly, so rank-based
+    fusion (RRF's shared competition ranks) and the candidate cut-off meet real ties; the fused
+    scores must still agree rank by rank and the ids up to the tied pairs."""
+    require_module("qdrant_client", "pip install 'embforge[qdrant]'")
+    from embforge.index.qdrant import QdrantIndex
+
+    base = _emb(40, 3)
+    dup = Embeddings(
+        dense=np.concatenate([base.dense, base.dense[:10]]),
+        sparse=SparseVectors.from_dicts(base.sparse.to_dicts() + base.sparse.to_dicts()[:10], 40),
+        multivector=list(base.multivector) + list(base.multivector[:10]),
+    )
+    ids = [f"doc-{i}" for i in range(50)]
+    hybrid = HybridIndex(ExactDenseIndex(), SparseIndex(), MultiVectorIndex(), candidates=12)
+    hybrid.add(ids, dup)
+    q = QdrantIndex.open(tmp_path, heads=HEADS, candidates=12, batch_size=16)
+    q.add(ids, dup, [{"title": "", "text": i} for i in ids])
+    queries = Embeddings(
+        dense=base.dense[:5].copy(),
+        sparse=SparseVectors.from_dicts(base.sparse.to_dicts()[:5], 40),
+        multivector=list(base.multivector[:5]),
+    )
+    a, b = hybrid.search(queries, k=10, fusion=fusion), q.search(queries, k=10, fusion=fusion)
+
+    def canon(i: str) -> str:  # a copy stands for its original: the two are interchangeable
+        return f"doc-{int(i.split('-')[1]) % 40}"
+
+    for i, (ia, ib, sa, sb) in enumerate(zip(a.ids, b.ids, a.scores, b.scores)):
+        np.testing.assert_allclose(sa, sb, atol=TOL)  # the fused scores agree rank by rank
+        cut = sa[-1] + TOL  # which copy survives a candidate cut-off tie may differ; the scores may not
+        assert sorted(canon(x) for x, s in zip(ia, sa) if s > cut) == sorted(
+            canon(x) for x, s in zip(ib, sb) if s > cut
+        )
+        assert canon(ia[0]) == canon(ib[0]) == f"doc-{i}"  # the query's own document leads

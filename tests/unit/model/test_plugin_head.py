@@ -214,3 +214,18 @@ def test_an_index_searches_it(enc, tmp_path):
         order = np.argsort(-brute[qi], kind="stable")
         assert hits.ids[qi] == [f"d{j}" for j in order]
         np.testing.assert_allclose(hits.scores[qi], brute[qi][order], rtol=1e-5, atol=1e-5)
+
+
+def test_a_head_without_build_or_forward_cannot_be_made():
+    """``Head.build`` / ``Head.forward`` are abstract: a plugin missing one fails at class use,
+    naming the method, not deep inside an encode."""
+
+    class NoForward(Head):
+        name = "no_forward"
+
+        @classmethod
+        def build(cls, hidden_size, tokenizer, config):
+            return cls()
+
+    with pytest.raises(TypeError, match="forward"):
+        NoForward.build(8, None, None)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from embforge.serve import ServeConfig, create_app
+from helpers.requires import require_module
 
 TEXTS = [
     "The cat sat on the mat.",
@@ -99,7 +100,10 @@ def test_sparse_multivector_equal_encode_tiny_m3(tiny_m3, served_m3, make_server
         np.testing.assert_allclose(mv, ref.multivector[i], atol=1e-5)
 
 
-def test_search_over_a_saved_hybrid_index(tiny_m3, served_m3, make_server, tmp_path):
+@pytest.mark.parametrize("store", ["hybrid", "qdrant"])
+def test_search_over_a_saved_index(tiny_m3, served_m3, make_server, tmp_path, store):
+    """`serve --index` over embforge's own hybrid folder and over an embedded Qdrant collection
+    (issue 17): the same /v1/search answers as the index searched directly."""
     from embforge.index import ExactDenseIndex, MultiVectorIndex, SparseIndex, load_index
     from embforge.search import HybridIndex
 
@@ -112,11 +116,20 @@ def test_search_over_a_saved_hybrid_index(tiny_m3, served_m3, make_server, tmp_p
         "Mountains cover most of Korea.",
     ]
     ids = [f"d{i}" for i in range(len(docs))]
-    index = HybridIndex(
-        dense=ExactDenseIndex(), sparse=SparseIndex(), multivector=MultiVectorIndex(dtype="float32")
-    )
-    index.add(ids, tiny_m3.encode(docs, heads=("dense", "sparse", "multivector")))
-    index.save(tmp_path / "idx")
+    heads = ("dense", "sparse", "multivector")
+    if store == "qdrant":
+        require_module("qdrant_client", "pip install 'embforge[qdrant]'")
+        from embforge.index.qdrant import QdrantIndex
+
+        index = QdrantIndex.open(tmp_path / "idx", heads=heads)
+        index.add(ids, tiny_m3.encode(docs, heads=heads), [{"title": "", "text": d} for d in docs])
+        index.save(tmp_path / "idx")
+    else:
+        index = HybridIndex(
+            dense=ExactDenseIndex(), sparse=SparseIndex(), multivector=MultiVectorIndex(dtype="float32")
+        )
+        index.add(ids, tiny_m3.encode(docs, heads=heads))
+        index.save(tmp_path / "idx")
     url = make_server(create_app(served_m3, index=str(tmp_path / "idx")))
     assert httpx.get(url + "/healthz").json()["index"] is True
     queries = ["capital of Korea", "sleeping cat"]

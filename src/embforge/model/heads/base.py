@@ -20,6 +20,7 @@ serving iterate ``encoder.head_names`` instead of naming heads.
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,8 +61,9 @@ class HeadOptions:
     cls_positions: Sequence[Sequence[int]] | None = None
 
 
-class Head(nn.Module):
-    """Base class of a head plugin; subclasses set ``name`` and override what differs.
+class Head(nn.Module, abc.ABC):
+    """Base class of a head plugin; subclasses set ``name``, define ``build`` and ``forward``
+    (abstract: a head class without them cannot be instantiated), and override what else differs.
 
     The defaults suit a head whose output is one (B, D') tensor per text, stored in
     ``EmbeddingOutput.extra[name]`` / ``Embeddings.extra[name]`` as an (N, D') float32
@@ -73,13 +75,13 @@ class Head(nn.Module):
     bge_m3_file: ClassVar[str | None] = None
 
     @classmethod
+    @abc.abstractmethod
     def build(cls, hidden_size: int, tokenizer: Any, config: EncoderConfig) -> Head:
         """A fresh head for a backbone of hidden size H."""
-        raise NotImplementedError(f"head {cls.name!r} must define build()")
 
+    @abc.abstractmethod
     def forward(self, hidden: torch.Tensor, batch: Batch, opts: HeadOptions) -> dict[str, torch.Tensor]:
         """Hidden states (B, T, H) -> ``{EmbeddingOutput field or head name: tensor}``."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------ checkpoints
     def file_module(self) -> nn.Module:
