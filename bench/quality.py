@@ -29,6 +29,13 @@ and KorSTS dev (Spearman of the dense cosine) and the held-apart Tatoeba lines o
 (accuracy@1, dense). ``--eval-*`` options sample these sets (seeded, identical for every
 model; a retrieval sample keeps every judged-relevant document of its sampled queries).
 
+The ``tune`` stage (``--only base,m3,...``) runs ``embforge tune-fusion``'s grid for the base model
+and every trained M3-family model on a dev split disjoint from every evaluated query (questions of
+the XQuAD *training* articles the mix did not sample, ``--dev-queries`` per language, each language
+against its own corpus; the grid point is scored by the mean nDCG@10 over the languages), writes
+``fusion.json`` into the model folder as the recipe does, and scores the fixed (1 / 0.3 / 1) and the
+tuned hybrid on every evaluation set: the report's "hybrid (tuned)" column.
+
 Stages are resumable: each writes ``WORKDIR/<stage>.json`` atomically when it ends and is skipped
 when that file exists; embforge training checkpoints every 5 steps and resumes. The report
 stage reads whatever stages exist (missing ones are listed) and writes
@@ -99,7 +106,7 @@ def balanced_sparse(enc) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", required=True, help="stage outputs; rerun with the same folder to resume")
-    ap.add_argument("--stage", choices=("all", "mix", "base", "train", "report"), default="all")
+    ap.add_argument("--stage", choices=("all", "mix", "base", "train", "tune", "report"), default="all")
     ap.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants to train")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=30)
@@ -117,8 +124,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--eval-dbpedia-docs", type=int, default=None)
     ap.add_argument("--eval-sts-pairs", type=int, default=None)
     ap.add_argument("--eval-tatoeba-pairs", type=int, default=None, help="per Tatoeba language (max 250)")
+    ap.add_argument(
+        "--dev-queries",
+        type=int,
+        default=25,
+        help="fusion dev: unused training-article questions per language",
+    )
     ap.add_argument("--shipped", default="m3", choices=list(VARIANTS)[2:], help="the RESULT's embforge")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--steps-workdirs",
+        nargs="*",
+        default=[],
+        help="report: workdirs of the same mix/base trained with other --steps (sparse vs BM25 by steps)",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.md"))
     return ap.parse_args(argv)
 
@@ -453,7 +472,11 @@ def variant_stage(variant: str, seed: int, args, work: Path) -> dict[str, Any]:
 
     torch.manual_seed(seed)
     t = time.perf_counter()
-    if variant == "st":
+    st_final = work / f"st-s{seed}" / "final"
+    if variant == "st" and (st_final / "model.safetensors").exists():
+        # trained before, stopped during its evaluation: sentence-transformers saves only at the end
+        model_dir, log = st_final, []
+    elif variant == "st":
         model_dir, log = train_st(seed, args, work)
     else:
         model_dir, log = train_embforge(variant, seed, args, work)
@@ -464,6 +487,102 @@ def variant_stage(variant: str, seed: int, args, work: Path) -> dict[str, Any]:
     res = evaluate(enc, eval_sets(args, work), args)
     res.update(train_seconds=train_s, train_log=log, model_dir=str(model_dir))
     return res
+
+
+# ---- the tuned fusion (issue 13: "fusion measured, not assumed") ----------------------------------
+# Tuned variants: the M3 family, and the base model as the untrained reference.
+TUNED = ("base", "m3_nodistill", "m3", "m3_warmup", "m3_idf")
+
+
+def dev_sets(args, work: Path):
+    """The fusion dev split, disjoint from every evaluated query: per XQuAD language, questions of
+    the *training* articles (article index % 4 != 3) that the mix did not sample (neither trained
+    on nor set aside short of negatives), against the language's full 240-paragraph corpus,
+    sampled as the evaluation sets are (``--dev-queries``, ``--eval-docs``; seed 1)."""
+    from embforge.data.convert.squad import find_xquad_files, read_squad
+    from embforge.data.mix import held_apart
+    from embforge.eval.datasets import RetrievalSet, load_beir
+
+    used = set()
+    for name in ("train.jsonl", "short.jsonl"):
+        for line in (work / "mix" / name).read_text(encoding="utf-8").splitlines():
+            if line:
+                used.add(json.loads(line)["query"].strip())
+    files = find_xquad_files(DATA / "xquad")
+    out = []
+    for ev in sorted((work / "mix" / "eval").glob("xquad-*")):
+        lang = ev.name[6:]
+        full = load_beir(ev, split="test", language=lang)  # corpus: every paragraph of the language
+        paras = [p for p in read_squad(files[lang]) if not held_apart(int(p.doc_id.split("-")[0]))]
+        qs = [(qid, text, p.doc_id) for p in paras for qid, text in p.questions if text not in used]
+        ds = RetrievalSet(
+            f"dev-{lang}", full.doc_ids, full.doc_texts, [q for q, _, _ in qs], [t for _, t, _ in qs],
+            {q: {d: 1} for q, _, d in qs}, lang, full.meta,
+        )  # fmt: skip
+        out.append(sample_retrieval(ds, args.dev_queries, args.eval_docs, seed=1))
+    return out
+
+
+def _ndcg10(mats, ds, fusion, weights) -> float:
+    """nDCG@10 of a fused ranking of the whole corpus (every document a candidate)."""
+    from embforge.eval import metrics as M
+    from embforge.eval.fusion import fused_run
+
+    n = len(ds.doc_ids)
+    run = fused_run(mats, ds.query_ids, ds.doc_ids, fusion, weights, 10, candidates=n)
+    return float(M.evaluate(ds.qrels, run, (10,))["ndcg@10"])
+
+
+def tuned_stage(variant: str, seed: int | None, args, work: Path) -> dict[str, Any]:
+    """``embforge tune-fusion`` on the dev split (mean nDCG@10 over the dev languages, the shipped
+    margin), ``fusion.json`` written into the model folder as the recipe does; then the fixed
+    (1, 0.3, 1) and the tuned hybrid on every evaluation set, from one set of score matrices."""
+    from embforge.eval.tune import score_matrices, tune_fusion_sets
+    from embforge.model.encoder import Encoder
+    from embforge.model.fusion import write_fusion
+    from embforge.scoring.fusion import DEFAULT_WEIGHTS
+
+    if variant == "base":
+        model_dir = None
+        enc = Encoder.from_pretrained(base_model(), heads=HEADS)
+        balanced_sparse(enc)
+    else:
+        model_dir = Path(json.loads((work / f"{variant}-s{seed}.json").read_text())["result"]["model_dir"])
+        enc = Encoder.from_pretrained(str(model_dir), heads=HEADS)
+
+    def mats_of(ds):
+        return score_matrices(enc, ds, HEADS, batch_size=32, max_length=args.doc_max_length)
+
+    dev = [(mats_of(ds), ds) for ds in dev_sets(args, work)]
+    res = tune_fusion_sets(dev)
+    chosen = res.chosen
+    if model_dir is not None:
+        write_fusion(model_dir, chosen)
+    per_set = {}
+    for ds in eval_sets(args, work)[0]:
+        mats = mats_of(ds)
+        per_set[ds.name] = {
+            "fixed": _ndcg10(mats, ds, "weighted", DEFAULT_WEIGHTS),
+            "tuned": _ndcg10(mats, ds, chosen.fusion, chosen.weights),
+        }
+        print(
+            f"  {ds.name}: hybrid fixed {per_set[ds.name]['fixed']:.3f} tuned {per_set[ds.name]['tuned']:.3f}"
+        )
+    return {
+        "fusion": {"fusion": chosen.fusion, "weights": dict(chosen.weights), "tuned": chosen.tuned},
+        "dev": {ds.name: {"queries": len(ds.query_ids), "docs": len(ds.doc_ids)} for _, ds in dev},
+        "retrieval": per_set,
+    }
+
+
+def tune_stages(args, work: Path) -> None:
+    """``tuned-base`` (when ``--only`` names base) and ``tuned-<variant>-s<seed>`` of every trained model."""
+    only = args.only.split(",")
+    if "base" in only:
+        run_stage(work, "tuned-base", lambda: tuned_stage("base", None, args, work))
+    for seed in args.seeds:
+        for v in [v for v in TUNED if v in only and (work / f"{v}-s{seed}.json").exists()]:
+            run_stage(work, f"tuned-{v}-s{seed}", lambda v=v, seed=seed: tuned_stage(v, seed, args, work))
 
 
 def main(argv=None) -> None:
@@ -484,6 +603,8 @@ def main(argv=None) -> None:
         for seed in args.seeds:
             for v in [v for v in VARIANTS if v in args.only.split(",")]:
                 run_stage(work, f"{v}-s{seed}", lambda v=v, seed=seed: variant_stage(v, seed, args, work))
+    if args.stage in ("all", "tune"):
+        tune_stages(args, work)
     if args.stage in ("all", "report"):
         from quality_report import write_report  # bench/quality_report.py
 

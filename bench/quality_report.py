@@ -19,13 +19,30 @@ FULL_RUN = (
 )
 
 
+TUNED_COL = "hybrid (tuned)"
+
+
+def load_tuned(work: Path) -> dict[str, dict[int, dict]]:
+    """tuned[variant][seed] = the ``tuned-<variant>-s<seed>`` stage's result (base: seed -1)."""
+    out: dict[str, dict[int, dict]] = {}
+    for p in sorted(work.glob("tuned-*.json")):
+        name = p.stem.removeprefix("tuned-")
+        v, _, s = name.rpartition("-s")
+        if name == "base":
+            v, s = "base", "-1"
+        if v in VARIANTS or v == "base":
+            out.setdefault(v, {})[int(s)] = json.loads(p.read_text())["result"]
+    return out
+
+
 def load_stages(work: Path) -> tuple[dict, dict[str, dict[int, dict]], list[str]]:
-    """(mix/base stage records, runs[variant][seed] = stage record, missing stage names)."""
-    fixed = {
+    """(mix/base stage records + ``tuned``, runs[variant][seed] = stage record, missing stage names)."""
+    fixed: dict[str, Any] = {
         k: json.loads((work / f"{k}.json").read_text())
         for k in ("mix", "base")
         if (work / f"{k}.json").exists()
     }
+    fixed["tuned"] = load_tuned(work)
     runs: dict[str, dict[int, dict]] = {}
     for p in sorted(work.glob("*-s*.json")):
         v, _, s = p.stem.rpartition("-s")
@@ -70,6 +87,19 @@ def summary(fixed: dict, runs: dict, sets: list[str]) -> dict[str, Any]:
         }
     for h in (*COLS, "bm25"):
         out["base"][h] = float(np.mean([ndcg(base, d, h) for d in sets])) if base else float("nan")
+    tuned = fixed.get("tuned", {})
+    for v, by_seed in tuned.items():
+        if v == "base":
+            b = by_seed[-1]["retrieval"]
+            out["base"][TUNED_COL] = float(np.mean([b[d]["tuned"] for d in sets]))
+            continue
+        if v not in runs:
+            continue
+        out["variants"][v][TUNED_COL] = ms(
+            [float(np.mean([r["retrieval"][d]["tuned"] for d in sets])) for r in by_seed.values()]
+        )
+        for d in sets:
+            out["per_set"][v][d][TUNED_COL] = ms([r["retrieval"][d]["tuned"] for r in by_seed.values()])
     rrf = base.get("dense_bm25_rrf", {})
     out["base"]["dense_bm25_rrf"] = (
         float(np.mean([rrf[d] for d in sets if d in rrf])) if rrf else float("nan")
@@ -90,8 +120,9 @@ def checks(sm: dict, fixed: dict, sets: list[str], shipped: str) -> list[str]:
         lines.append(
             f"- {mark(not bad)} {VARIANTS[v]}: hybrid >= best single head on every set (fails: {', '.join(bad) or 'none'})"
         )
-    sv = sm["variants"].get(shipped)
     rrf = sm["base"]["dense_bm25_rrf"]
+    lines += tuned_checks(sm, sets, mark)
+    sv = sm["variants"].get(shipped)
     if sv:
         lines.append(
             f"- {mark(sv['hybrid'][0] >= rrf)} {VARIANTS[shipped]} hybrid mean {sv['hybrid'][0]:.4f} >= dense+BM25 RRF {rrf:.4f}"
@@ -127,38 +158,102 @@ def checks(sm: dict, fixed: dict, sets: list[str], shipped: str) -> list[str]:
     return lines
 
 
+def tuned_checks(sm: dict, sets: list[str], mark) -> list[str]:
+    """The hybrid targets for the tuned fusion of every tuned variant (mean over its seeds)."""
+    lines, ps, rrf = [], sm["per_set"], sm["base"]["dense_bm25_rrf"]
+    for v in [v for v in VARIANTS if v in ps and TUNED_COL in sm["variants"][v]]:
+        bad = [d for d in sets if ps[v][d][TUNED_COL][0] < max(ps[v][d][h][0] for h in COLS[:3]) - 1e-12]
+        tm = sm["variants"][v][TUNED_COL][0]
+        best = max(sm["variants"][v][h][0] for h in COLS[:3])
+        lines.append(
+            f"- {mark(not bad)} {VARIANTS[v]}: tuned hybrid >= best single head on every set (fails: {', '.join(bad) or 'none'})"
+        )
+        lines.append(
+            f"- {mark(tm >= best)} {VARIANTS[v]}: tuned hybrid mean {tm:.4f} >= its best single head's mean {best:.4f}"
+        )
+        lines.append(
+            f"- {mark(tm >= rrf)} {VARIANTS[v]}: tuned hybrid mean {tm:.4f} >= dense+BM25 RRF {rrf:.4f}"
+        )
+    return lines
+
+
 def tables(sm: dict, fixed: dict, runs: dict, sets: list[str]) -> list[str]:
     base = fixed.get("base", {}).get("result", {})
     n = {v: len(r) for v, r in runs.items()}
+    nt = {v: len(r) for v, r in fixed.get("tuned", {}).items()}
+    cols = (*COLS, TUNED_COL)
+    nan2 = (float("nan"), float("nan"))
     lines = ["## nDCG@10, mean over the retrieval sets (mean ± std over seeds)", "",
-             "| variant | seeds | " + " | ".join(COLS) + " |", "|---" * (len(COLS) + 2) + "|"]  # fmt: skip
+             "hybrid = the paper's fixed weighted sum 1 / 0.3 / 1; hybrid (tuned) = the fusion "
+             "`embforge tune-fusion` picks on the dev split (below) and writes into the model folder.", "",
+             "| variant | seeds | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]  # fmt: skip
     for v in VARIANTS:
         if v in sm["variants"]:
+            seeds = f"{n[v]}" + (f" (tuned {nt[v]})" if v in nt else "")
             lines.append(
-                f"| {VARIANTS[v]} | {n[v]} | " + " | ".join(fmt(*sm["variants"][v][h]) for h in COLS) + " |"
+                f"| {VARIANTS[v]} | {seeds} | "
+                + " | ".join(fmt(*sm["variants"][v].get(h, nan2)) for h in cols)
+                + " |"
             )
     b = sm["base"]
     lines.append(
-        "| base model, no training | - | " + " | ".join(fmt(b[h], float("nan")) for h in COLS) + " |"
+        "| base model, no training | - | "
+        + " | ".join(fmt(b.get(h, float("nan")), float("nan")) for h in cols)
+        + " |"
     )
     lines += [
         "",
         f"Baselines without training: BM25 (model tokenizer) {b['bm25']:.4f}; dense+BM25 RRF (k=60) {b['dense_bm25_rrf']:.4f}.",
         "",
     ]
-    lines += ["## nDCG@10 per set (dense / sparse / multi-vector / hybrid; mean over seeds)", "",
+    lines += fusion_table(fixed)
+    lines += ["## nDCG@10 per set (dense / sparse / multi-vector / hybrid [/ hybrid tuned]; mean over seeds)", "",
               "| set | base | " + " | ".join(VARIANTS[v].split(" ")[0] for v in VARIANTS if v in runs) + " | BM25 | dense+BM25 RRF |",
               "|---" * (len(runs) + 4) + "|"]  # fmt: skip
     rrf = base.get("dense_bm25_rrf", {})
+    tb = fixed.get("tuned", {}).get("base", {}).get(-1, {}).get("retrieval", {})
     for d in sets:
-        cells = [" / ".join(f"{ndcg(base, d, h):.3f}" for h in COLS)]
-        cells += [" / ".join(f"{sm['per_set'][v][d][h][0]:.3f}" for h in COLS) for v in VARIANTS if v in runs]
+        cells = [
+            " / ".join(f"{ndcg(base, d, h):.3f}" for h in COLS)
+            + (f" / {tb[d]['tuned']:.3f}" if d in tb else "")
+        ]
+        for v in [v for v in VARIANTS if v in runs]:
+            ps = sm["per_set"][v][d]
+            cells.append(" / ".join(f"{ps[h][0]:.3f}" for h in cols if h in ps))
         lines.append(
             f"| {d} | "
             + " | ".join(cells)
             + f" | {ndcg(base, d, 'bm25'):.3f} | {rrf.get(d, float('nan')):.3f} |"
         )
     return lines + [""] + sts_bitext(fixed, runs)
+
+
+def fusion_table(fixed: dict) -> list[str]:
+    """What ``tune-fusion`` chose per model, on which dev split, and its dev gain over 1 / 0.3 / 1."""
+    tuned = fixed.get("tuned", {})
+    if not tuned:
+        return []
+    any_run = next(iter(next(iter(tuned.values())).values()))
+    dev = any_run["dev"]
+    lines = [
+        "## Tuned fusion (`embforge tune-fusion` grid, mean nDCG@10 over the dev sets, shipped margin)", "",
+        f"Dev split, disjoint from every evaluated query: questions of the XQuAD *training* articles that the "
+        f"mix did not sample, {len(dev)} languages x {next(iter(dev.values()))['queries']} queries, each against "
+        f"its language's corpus sampled to {next(iter(dev.values()))['docs']} documents. dbpedia has no dev "
+        "queries (out of domain for the tuning).", "",
+        "| model | seed | chosen fusion | weights d / s / m | dev nDCG@10 paper 1/0.3/1 | dev best point | decision |",
+        "|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for v in ("base", *VARIANTS):
+        for seed, r in sorted(tuned.get(v, {}).items()):
+            f, t = r["fusion"], r["fusion"]["tuned"]
+            w = " / ".join(f"{f['weights'].get(h, 0):g}" for h in COLS[:3])
+            bw = " / ".join(f"{t['best']['weights'].get(h, 0):g}" for h in COLS[:3])
+            lines.append(
+                f"| {VARIANTS.get(v, 'base model').split(' ')[0]} {v} | {'-' if seed < 0 else seed} | {f['fusion']} | {w} | "
+                f"{t['paper_default_ndcg@10']:.4f} | {t['best']['fusion']} {bw}: {t['best']['ndcg@10']:.4f} | {t['decision']} |"
+            )
+    return lines + [""]
 
 
 def sts_bitext(fixed: dict, runs: dict) -> list[str]:
@@ -192,10 +287,11 @@ def plot(sm: dict, path: Path) -> None:
 
     vs = [v for v in VARIANTS if v in sm["variants"]]
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    w = 0.8 / len(COLS)
-    for j, h in enumerate(COLS):
-        m = [sm["variants"][v][h][0] for v in vs]
-        s = [np.nan_to_num(sm["variants"][v][h][1]) for v in vs]
+    cols = (*COLS, TUNED_COL)
+    w = 0.8 / len(cols)
+    for j, h in enumerate(cols):
+        m = [sm["variants"][v].get(h, (np.nan, np.nan))[0] for v in vs]
+        s = [np.nan_to_num(sm["variants"][v].get(h, (np.nan, np.nan))[1]) for v in vs]
         ax.bar(np.arange(len(vs)) + j * w, m, w, yerr=s, label=h, capsize=2)
     ax.axhline(sm["base"]["bm25"], color="k", ls="--", lw=1, label="BM25 (base tokenizer)")
     ax.axhline(sm["base"]["dense_bm25_rrf"], color="grey", ls=":", lw=1, label="dense+BM25 RRF (base)")
@@ -204,12 +300,25 @@ def plot(sm: dict, path: Path) -> None:
         np.arange(len(vs)) + 0.4 - w / 2, [VARIANTS[v].split(" ", 1)[0] + " " + v for v in vs], fontsize=8
     )
     ax.set_ylabel("mean nDCG@10 over retrieval sets")
-    lo = min([sm["variants"][v][h][0] for v in vs for h in COLS] + [sm["base"]["bm25"]]) - 0.05
+    lo = np.nanmin([sm["variants"][v][h][0] for v in vs for h in COLS] + [sm["base"]["bm25"]]) - 0.05
     ax.set_ylim(max(0.0, lo), 1.0)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def stage_commands(work: Path) -> list[str]:
+    """``python bench/quality.py ARGV`` of every non-report invocation on ``work``, oldest first."""
+    recs = sorted(work.glob("args-*.json"), key=lambda p: p.stat().st_mtime)
+    seen, out = set(), []
+    for p in recs:
+        argv = json.loads(p.read_text())["argv"]
+        cmd = "python bench/quality.py " + shlex.join(argv)
+        if "report" not in argv and cmd not in seen:
+            seen.add(cmd)
+            out.append(f"- `{cmd}`")
+    return out
 
 
 def header(args, fixed: dict, runs: dict, missing: list[str], sets: list[str]) -> list[str]:
@@ -233,8 +342,42 @@ def header(args, fixed: dict, runs: dict, missing: list[str], sets: list[str]) -
         f"**Machine:** {json.dumps(machine())}; load average (1 min) at stage starts/ends: min {min(loads, default=float('nan')):.1f}, "
         f"max {max(loads, default=float('nan')):.1f}. Wall/CPU seconds per stage are in quality.json.", "",
         f"**Missing stages:** {', '.join(missing) or 'none'}.", "",
+        "**Stage commands** (every invocation on this workdir, oldest first, from its `args-*.json`):", "",
+        *stage_commands(Path(args.workdir)), "",
         f"**Full run on a quiet machine:** `{FULL_RUN}` (add `--eval-*` options only to sample).", "",
     ]  # fmt: skip
+
+
+def steps_table(work: Path, extra: list[str], sets: list[str], base: dict) -> list[str]:
+    """The sparse head against BM25 as training gets longer: every variant/seed of this workdir and
+    of ``--steps-workdirs`` (same mix, base and sets, another ``--steps``), one row each."""
+    dirs = [work, *[Path(x) for x in extra]]
+    non_en = [d for d in sets if d.startswith("xquad-") and d != "xquad-en"]
+    bm_db, bm_x = ndcg(base, "dbpedia", "bm25"), float(np.mean([ndcg(base, d, "bm25") for d in non_en]))
+    lines = [
+        "## The sparse head against BM25 by training steps (one row per model)", "",
+        f"BM25 on the model tokenizer: dbpedia {bm_db:.4f}, non-English XQuAD mean {bm_x:.4f}. "
+        "Extra rows come from workdirs that share this run's mix and base stages (`--steps-workdirs`).", "",
+        "| steps | variant | seed | sparse dbpedia | sparse non-English XQuAD | dense mean | multi-vector mean | hybrid mean | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    rows = []
+    for w in dirs:
+        _, runs, _ = load_stages(w)
+        for v in [v for v in VARIANTS if v in runs and v not in ("st", "infonce")]:
+            for seed, r in sorted(runs[v].items()):
+                res = r["result"]
+                steps = len(res.get("train_log", []))
+                rows.append((steps, list(VARIANTS).index(v), seed, v, res))
+    for steps, _, seed, v, res in sorted(rows, key=lambda x: x[:3]):
+        means = [float(np.mean([ndcg(res, d, h) for d in sets])) for h in ("dense", "multivector", "hybrid")]
+        lines.append(
+            f"| {steps} | {VARIANTS[v].split(' ')[0]} {v} | {seed} | {ndcg(res, 'dbpedia', 'sparse'):.4f} | "
+            f"{float(np.mean([ndcg(res, d, 'sparse') for d in non_en])):.4f} | "
+            + " | ".join(f"{m:.4f}" for m in means)
+            + f" | {res.get('train_seconds', float('nan')):.0f} |"
+        )
+    return lines + [""]
 
 
 def write_report(args, work: Path, out_md: Path) -> None:
@@ -245,6 +388,8 @@ def write_report(args, work: Path, out_md: Path) -> None:
     sets = list(base.get("retrieval", {}))
     sm = summary(fixed, runs, sets)
     lines = header(args, fixed, runs, missing, sets) + tables(sm, fixed, runs, sets)
+    if base:
+        lines += steps_table(work, list(getattr(args, "steps_workdirs", None) or []), sets, base)
     lines += ["## The issue's targets (shipped = " + VARIANTS[args.shipped] + ")", ""] + checks(
         sm, fixed, sets, args.shipped
     )
@@ -257,7 +402,9 @@ def write_report(args, work: Path, out_md: Path) -> None:
     best = max(sv[h][0] for h in COLS[:3])
     b = sm["base"]
     lines += ["", f"RESULT st_ndcg10={st['dense'][0]:.4f} embforge_dense_ndcg10={sv['dense'][0]:.4f} "
-              f"embforge_hybrid_ndcg10={sv['hybrid'][0]:.4f} best_single_head_ndcg10={best:.4f} "
+              f"embforge_hybrid_ndcg10={sv['hybrid'][0]:.4f} "
+              + (f"embforge_hybrid_tuned_ndcg10={sv[TUNED_COL][0]:.4f} " if TUNED_COL in sv else "") +
+              f"best_single_head_ndcg10={best:.4f} "
               f"bm25_rrf_ndcg10={b['dense_bm25_rrf']:.4f} sparse_ndcg10={sv['sparse'][0]:.4f} bm25_ndcg10={b['bm25']:.4f}"]  # fmt: skip
     text = "\n".join(lines) + "\n"
     atomic_write_text(out_md, text)

@@ -159,6 +159,19 @@ def test_tune_fusion_cli_writes_fusion_json(model, beir):
     assert r.exit_code != 0 and "not a model directory" in str(r.exception)
 
 
+def test_tune_fusion_cli_scores_several_dev_sets_by_their_mean(model, beir):
+    """Two dev folders (here the same one twice): every grid point scores the mean over both."""
+    args = ["tune-fusion", str(beir), str(beir), "-m", str(model), "--split", "test", "--min-gain", "0"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    f = Encoder.from_pretrained(str(model)).fusion
+    assert f is not None and f.tuned["dev"]["beir"] == [str(beir), str(beir)]
+    assert f.tuned["num_queries"] == 24 and f.tuned["dev_sets"] == [beir.name, beir.name]
+    one = CliRunner().invoke(app, [*args[:2], *args[3:], "--dry-run"])
+    assert one.exit_code == 0, one.output
+    assert one.output.split("paper weighted")[1] in r.output  # same scores: the mean of two equal sets
+
+
 def test_rerank_top_uses_the_model_fusion_and_matches_exact_candidates(model, beir, tmp_path):
     write_fusion(model, SPARSE_ONLY)
     sparse = _eval(model, beir, tmp_path / "a", "--rerank-top", "20")

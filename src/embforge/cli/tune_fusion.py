@@ -20,7 +20,11 @@ from embforge.errors import ConfigError
 def register(app: typer.Typer) -> None:
     @app.command("tune-fusion")
     def tune_fusion_command(
-        beir: Path = typer.Argument(..., help="BEIR directory whose --split qrels are the dev judgements."),
+        beir: list[Path] = typer.Argument(
+            ...,
+            help="BEIR directories whose --split qrels are the dev judgements; several (e.g. one per "
+            "language) are scored by their mean nDCG@10.",
+        ),
         model: str = model_option("Model directory; fusion.json is written into it.", required=True),
         split: str = typer.Option(
             "dev", "--split", help="Qrels split to tune on (never the split you report)."
@@ -46,7 +50,7 @@ def register(app: typer.Typer) -> None:
         Example: embforge tune-fusion data/my-dev -m runs/m3/final --split dev
         """
         from embforge.eval.datasets import load_beir
-        from embforge.eval.tune import score_matrices, tune_fusion
+        from embforge.eval.tune import score_matrices, tune_fusion_sets
         from embforge.model.encoder import Encoder
         from embforge.model.fusion import write_fusion
 
@@ -56,13 +60,20 @@ def register(app: typer.Typer) -> None:
                 f"{model}: not a model directory (no config.json); give the folder `embforge train` wrote"
             )
         head_t = resolve_heads(heads, model)
-        data = load_beir(beir, split=split, max_queries=max_queries)
+        sets = [load_beir(b, split=split, max_queries=max_queries) for b in beir]
         enc = Encoder.from_pretrained(model, heads=head_t)
-        typer.echo(
-            f"tune-fusion: {len(data.query_ids)} {split} queries x {len(data.doc_ids)} documents", err=True
-        )
-        res = tune_fusion(score_matrices(enc, data, head_t, batch_size, max_length), data, margin=margin)
-        res.chosen.tuned["dev"] = {"beir": str(beir), "split": split, "max_queries": max_queries}
+        for b, data in zip(beir, sets):
+            typer.echo(
+                f"tune-fusion: {b}: {len(data.query_ids)} {split} queries x {len(data.doc_ids)} documents",
+                err=True,
+            )
+        dev = [(score_matrices(enc, d, head_t, batch_size, max_length), d) for d in sets]
+        res = tune_fusion_sets(dev, margin=margin)
+        res.chosen.tuned["dev"] = {
+            "beir": str(beir[0]) if len(beir) == 1 else [str(b) for b in beir],
+            "split": split,
+            "max_queries": max_queries,
+        }
         for row in res.table[:5]:
             w = ",".join(f"{v:g}" for v in row["weights"].values())
             typer.echo(f"  {row['fusion']:<8} {w:<12} nDCG@10 {row['ndcg@10']:.4f}")

@@ -32,7 +32,15 @@ from embforge.model.fusion import ModelFusion
 from embforge.model.heads import head_scores
 from embforge.scoring.fusion import DEFAULT_WEIGHTS
 
-__all__ = ["GRID", "DEFAULT_MARGIN", "TuneResult", "grid_points", "score_matrices", "tune_fusion"]
+__all__ = [
+    "GRID",
+    "DEFAULT_MARGIN",
+    "TuneResult",
+    "grid_points",
+    "score_matrices",
+    "tune_fusion",
+    "tune_fusion_sets",
+]
 
 GRID: dict[str, tuple[Any, ...]] = {
     "fusion": ("weighted", "minmax", "zscore", "rrf"),
@@ -85,17 +93,38 @@ def tune_fusion(
     mats: dict[str, np.ndarray], data: RetrievalSet, margin: float = DEFAULT_MARGIN, candidates: int = 100
 ) -> TuneResult:
     """Score the grid on ``data`` (its qrels are the dev judgements) and choose (module doc)."""
-    if len(mats) < 2:
-        raise ConfigError(f"tune-fusion needs at least two heads to fuse, got {list(mats)}")
-    cand = candidate_matrix(mats, candidates)
+    return tune_fusion_sets([(mats, data)], margin=margin, candidates=candidates)
+
+
+def tune_fusion_sets(
+    dev: Sequence[tuple[dict[str, np.ndarray], RetrievalSet]],
+    margin: float = DEFAULT_MARGIN,
+    candidates: int = 100,
+) -> TuneResult:
+    """``tune_fusion`` over several dev sets (e.g. one per language, each with its own corpus):
+    every grid point is scored by its nDCG@10 averaged over the sets, so no one corpus's score
+    scale decides (module doc for the grid and the margin rule)."""
+    if not dev:
+        raise ConfigError("tune-fusion needs at least one dev set")
+    heads = list(dev[0][0])
+    if len(heads) < 2:
+        raise ConfigError(f"tune-fusion needs at least two heads to fuse, got {heads}")
+    if any(list(m) != heads for m, _ in dev):
+        raise ConfigError(f"tune-fusion: every dev set needs the same heads {heads}")
+    cands = [candidate_matrix(m, candidates) for m, _ in dev]
 
     def ndcg(f: ModelFusion) -> float:
-        run = fused_run(mats, data.query_ids, data.doc_ids, f.fusion, f.weights, 10, cand=cand, rrf_k=f.rrf_k)
-        return float(M.evaluate(data.qrels, run, (10,))["ndcg@10"])
+        vals = []
+        for (mats, data), cand in zip(dev, cands):
+            run = fused_run(
+                mats, data.query_ids, data.doc_ids, f.fusion, f.weights, 10, cand=cand, rrf_k=f.rrf_k
+            )
+            vals.append(float(M.evaluate(data.qrels, run, (10,))["ndcg@10"]))
+        return float(np.mean(vals))
 
-    paper = ModelFusion("weighted", {h: w for h, w in DEFAULT_WEIGHTS.items() if h in mats})
+    paper = ModelFusion("weighted", {h: w for h, w in DEFAULT_WEIGHTS.items() if h in heads})
     default = ndcg(paper)
-    points = sorted(((ndcg(f), f) for f in grid_points(list(mats))), key=lambda p: -p[0])
+    points = sorted(((ndcg(f), f) for f in grid_points(heads)), key=lambda p: -p[0])
     table: list[dict[str, Any]] = [
         {"fusion": f.fusion, "weights": dict(f.weights), "ndcg@10": v} for v, f in points
     ]
@@ -104,9 +133,9 @@ def tune_fusion(
     keep = gain <= margin
     chosen = paper if keep else points[0][1]
     tuned = {
-        "metric": "ndcg@10",
-        "num_queries": len(data.query_ids),
-        "num_docs": len(data.doc_ids),
+        "metric": "ndcg@10" if len(dev) == 1 else f"ndcg@10, mean of {len(dev)} dev sets",
+        "num_queries": sum(len(d.query_ids) for _, d in dev),
+        "num_docs": sum(len(d.doc_ids) for _, d in dev),
         "paper_default_ndcg@10": round(default, 5),
         "best": {**best, "ndcg@10": round(points[0][0], 5)},
         "gain": round(gain, 5),
@@ -114,4 +143,6 @@ def tune_fusion(
         "decision": "kept the paper's weighted (1, 0.3, 1): gain <= margin" if keep else "best grid point",
         "top": [{**r, "ndcg@10": round(v, 5)} for r, (v, _) in zip(table[:10], points)],
     }
+    if len(dev) > 1:
+        tuned["dev_sets"] = [d.name for _, d in dev]
     return TuneResult(ModelFusion(chosen.fusion, chosen.weights, chosen.rrf_k, tuned), default, best, table)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from embforge.errors import ConfigError
 from embforge.eval.datasets import RetrievalSet
 from embforge.eval.fusion import candidate_sets, fused_run
-from embforge.eval.tune import GRID, grid_points, tune_fusion
+from embforge.eval.tune import GRID, grid_points, tune_fusion, tune_fusion_sets
 
 
 def _set(nq: int, nd: int) -> RetrievalSet:
@@ -72,3 +73,31 @@ def test_candidates_are_the_union_of_dense_and_sparse_tops():
         "multivector": np.zeros((1, 4)),
     }
     assert candidate_sets(mats, 1)[0].tolist() == [0, 3]
+
+
+def _key(row: dict) -> tuple:
+    return row["fusion"], tuple(sorted(row["weights"].items()))
+
+
+def test_several_dev_sets_score_each_point_by_the_mean_over_sets():
+    a, b = _set(30, 60), _set(20, 50)
+    ma, mb = _mats(30, 60, "sparse", seed=1), _mats(20, 50, "multivector", seed=2)
+    both = tune_fusion_sets([(ma, a), (mb, b)], margin=0.0)
+    one_a, one_b = tune_fusion(ma, a), tune_fusion(mb, b)
+    by_a = {_key(r): r["ndcg@10"] for r in one_a.table}
+    by_b = {_key(r): r["ndcg@10"] for r in one_b.table}
+    for row in both.table:
+        assert row["ndcg@10"] == pytest.approx((by_a[_key(row)] + by_b[_key(row)]) / 2)
+    assert both.default_ndcg == pytest.approx((one_a.default_ndcg + one_b.default_ndcg) / 2)
+    assert both.chosen.tuned["dev_sets"] == ["dev", "dev"] and both.chosen.tuned["num_queries"] == 50
+    # one set alone is tune_fusion itself
+    assert tune_fusion_sets([(ma, a)]).table == one_a.table
+
+
+def test_several_dev_sets_need_the_same_heads():
+    a = _set(5, 10)
+    m = _mats(5, 10, "dense")
+    with pytest.raises(ConfigError, match="same heads"):
+        tune_fusion_sets([(m, a), ({"dense": m["dense"], "sparse": m["sparse"]}, a)])
+    with pytest.raises(ConfigError, match="at least one dev set"):
+        tune_fusion_sets([])
