@@ -58,6 +58,71 @@ def _fastembed(a: dict):
     return (lambda texts: np.stack(list(fe.embed(texts, batch_size=32)))), (lambda out: out), "fp32"
 
 
+def _gemm_peaks(a: dict) -> dict:
+    """Measured GEMM FLOP/s of each precision on ``threads`` threads (the MFU denominators), and the
+    model FLOPs of the dense (MiniLM, its max length) and three-head (max 512) workloads on these texts."""
+    import torch
+
+    from embforge.model.encoder import Encoder
+    from embforge.text.tokenize import tokenize_texts
+    from encode import model_flops
+
+    n, reps = a.get("peak_n", 2048), a.get("peak_reps", 8)
+    peaks = {"fp32": _torch_peak(torch.float32, n, reps), "bf16": _torch_peak(torch.bfloat16, n, reps)}
+    peaks["int8"] = _ort_int8_peak(n, reps, a["threads"])
+    texts = json.loads(Path(a["texts"]).read_text(encoding="utf-8"))
+    flops = {}
+    for key, model, limit in (("dense", a["model"], None), ("m3", a["m3_model"], 512)):
+        enc = Encoder.from_pretrained(model)
+        tok = tokenize_texts(enc.tokenizer, texts, enc.check_max_length(limit))
+        flops[key] = model_flops(enc.backbone, np.asarray(tok.lengths))
+    return {"peaks": peaks, "flops": flops, "gemm_n": n}
+
+
+def _torch_peak(dtype, n: int, reps: int) -> float:
+    import torch
+
+    x, y = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    for _ in range(2):
+        x @ y
+    t = time.perf_counter()
+    for _ in range(reps):
+        x @ y
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def _ort_int8_peak(n: int, reps: int, threads: int) -> float:
+    """ONNX Runtime's MatMulInteger (uint8 x int8 -> int32, the op its dynamic int8 graphs run)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("MatMulInteger", ["A", "B"], ["Y"])
+    graph = helper.make_graph(
+        [node],
+        "peak",
+        [
+            helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n]),
+            helper.make_tensor_value_info("B", TensorProto.INT8, [n, n]),
+        ],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {
+        "A": rng.integers(0, 255, (n, n), dtype=np.uint8),
+        "B": rng.integers(-127, 127, (n, n), dtype=np.int8),
+    }
+    for _ in range(2):
+        sess.run(None, feed)
+    t = time.perf_counter()
+    for _ in range(reps):
+        sess.run(None, feed)
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
 ROWS = {
     "st_fp32": lambda a: _st(a, "torch"),
     "st_onnx_fp32": lambda a: _st(a, "onnx"),
@@ -82,6 +147,14 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args["threads"])
+    if row == "gemm_peak":
+        load0, c, t = os.getloadavg(), time.process_time(), time.perf_counter()
+        res = _gemm_peaks(args)
+        res |= {"row": row, "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c}
+        res |= {"load_before": load0[0], "load_after": os.getloadavg()[0]}
+        (Path(args["out_dir"]) / "gemm_peak.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
+        print(json.dumps(res))
+        return
     texts = json.loads(Path(args["texts"]).read_text(encoding="utf-8"))
     run, dense, precision = ROWS[row](args)
     run(texts[:: max(1, len(texts) // 64)])  # warm-up (not timed)

@@ -19,18 +19,25 @@ plugin heads by name): one backbone pass for all heads, as in BGE-M3 (Chen et al
   MatMul/Gemm, so such a graph cannot run there; bf16 on AMX CPUs is the torch backend's
   ``dtype="bf16"`` (``embforge.model.precision``).
 
+The graph is traced with the backbone's EAGER attention (``_eager_attention``): the explicit
+``softmax(QK^T/sqrt(d) + mask) V`` pattern is what ONNX Runtime's graph optimiser fuses into its
+``Attention`` kernel, while the SDPA trace is not fused. Measured on an AMX Xeon (2 threads,
+MiniLM, 400 real texts): fp32 6.13 -> 5.11 s, dynamic int8 3.92 -> 2.48 s, same outputs
+(max |diff| to torch 2.8e-5 on the hidden states, 1.6e-7 on the dense vectors).
+
 The folder is written to a temporary sibling and renamed into place (atomic).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,7 +222,7 @@ def _export_graph(enc: Encoder, graph: Path) -> tuple[str, ...]:
             **({1: "sequence" if value.shape[1] == tokens else f"{name}_tokens"} if per_token else {}),
         }
     axes["last_hidden_state"] = {0: "batch", 1: "sequence"}
-    with warnings.catch_warnings():  # the TorchScript exporter warns about traced python conditions
+    with warnings.catch_warnings(), _eager_attention(enc):  # the exporter warns about traced conditions
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _AllHeads(enc, fields).eval(),  # the exporter restores the wrapper's mode on enc afterwards
@@ -228,6 +235,27 @@ def _export_graph(enc: Encoder, graph: Path) -> tuple[str, ...]:
             dynamo=False,  # the TorchScript exporter: 0.3 s vs 10 s for a tiny model, same graph values
         )
     return outputs
+
+
+@contextlib.contextmanager
+def _eager_attention(enc: Encoder) -> Iterator[None]:
+    """The backbone with eager attention while tracing (ONNX Runtime fuses that pattern), restored after."""
+    backbone: Any = enc.backbone
+    before = getattr(backbone.config, "_attn_implementation", None)
+    switch = getattr(backbone, "set_attn_implementation", None)
+    if before in (None, "eager") or switch is None:
+        yield
+        return
+    try:
+        switch("eager")
+    except (ValueError, ImportError):  # a backbone without an eager path: trace what it has
+        logger.info("export: %s has no eager attention; tracing %s", type(backbone).__name__, before)
+        yield
+        return
+    try:
+        yield
+    finally:
+        switch(before)
 
 
 def _quantize_int8(graph: Path) -> None:

@@ -2,7 +2,8 @@
 
 Speed comes from: tokenizing once, sorting by TOKEN length (not characters), batching by a
 token budget (little padding, big batches of short texts), ``torch.inference_mode``, and
-optional bf16 autocast (a real gain only where the hardware has bf16 matmul: AMX CPUs, GPUs).
+optional bf16 (a real gain only where the hardware has bf16 matmul: AMX CPUs, GPUs; on a CPU a
+bf16 copy of the backbone's weights, elsewhere autocast: ``embforge.model.precision``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from embforge.errors import ConfigError
-from embforge.model.precision import resolve_dtype
+from embforge.model.precision import cast_backbone, cast_weights, resolve_dtype
 from embforge.text import (
     TokenizedTexts,
     check_texts,
@@ -66,6 +67,7 @@ class _Plan:
     dim: int | None
     mcls: int | None
     autocast: torch.dtype | None
+    weights: torch.dtype | None  # a backbone copy cast to this dtype (bf16 on CPU), not autocast
     prefix: str
     tok: TokenizedTexts
     lengths: np.ndarray  # (N,) tokens per text
@@ -106,7 +108,8 @@ def encode(
         batch_size: most texts per forward pass.
         max_length: token limit per text (default: the model's); longer texts are truncated with a
             warning, or see ``long_inputs``.
-        dtype: "fp32" (default), "bf16" or "fp16" autocast, or "auto": bf16 where the device computes it
+        dtype: "fp32" (default), "bf16" (on a CPU a cached bf16 copy of the backbone's weights with fp32
+            heads, elsewhere autocast), "fp16" autocast, or "auto": bf16 where the device computes it
             natively (AMX/AVX512-BF16 CPUs, GPUs), else fp32 (``embforge.model.precision``; logged).
             Outputs are always float32.
         long_inputs: "truncate" or "mcls" (a [CLS] every ``config.mcls_stride`` tokens; the dense
@@ -207,7 +210,9 @@ def _plan(  # noqa: PLR0913 - the options of encode(), checked in one place
     warn_truncated(tok.truncated, len(tok.ids), limit, enc.model_limit)
     lengths = tok.lengths
     batches = token_budget_batches(lengths, max_tokens, batch_size)
-    return _Plan(heads, dim, mcls, DTYPES[dtype], pre, tok, lengths, batches)
+    cast = getattr(enc, "backend", "torch") == "torch" and cast_weights(dtype, enc.device)
+    auto, weights = (None, DTYPES[dtype]) if cast else (DTYPES[dtype], None)
+    return _Plan(heads, dim, mcls, auto, weights, pre, tok, lengths, batches)
 
 
 def _run(enc: Encoder, plan: _Plan, n: int, show_progress: bool) -> dict[str, list[Any]]:
@@ -218,14 +223,23 @@ def _run(enc: Encoder, plan: _Plan, n: int, show_progress: bool) -> dict[str, li
     enc.eval()
     pad_side = getattr(enc.tokenizer, "padding_side", "right")
     tok = plan.tok
+    cast = cast_backbone(enc.backbone, plan.weights) if plan.weights is not None else None
     try:
         with torch.inference_mode(), tqdm(total=n, disable=not show_progress, desc="encode") as bar:
             for idx in plan.batches:
                 ids = [tok.ids[i] for i in idx]
                 batch = enc.mask_prefix(collate(ids, enc.pad_id, pad_side), ids, plan.prefix).to(device)
                 cls_pos = [tok.cls_positions[i] for i in idx] if plan.mcls and tok.cls_positions else None
-                with torch.autocast(device.type, dtype=plan.autocast, enabled=plan.autocast is not None):
-                    out = enc.infer(batch, plan.heads, plan.dim, cls_pos)
+                if cast is not None:  # bf16 weights on CPU (oneDNN bf16/AMX kernels); the heads stay fp32
+                    hidden = cast(
+                        input_ids=batch.input_ids, attention_mask=batch.attention_mask, return_dict=True
+                    )
+                    out = enc.head_outputs(
+                        hidden.last_hidden_state.float(), batch, plan.heads, plan.dim, cls_pos
+                    )
+                else:
+                    with torch.autocast(device.type, dtype=plan.autocast, enabled=plan.autocast is not None):
+                        out = enc.infer(batch, plan.heads, plan.dim, cls_pos)
                 for h in plan.heads:
                     values = enc.head(h).to_numpy(out, batch, plan.lengths[idx])
                     for j, i in enumerate(idx):

@@ -1,8 +1,12 @@
 """Which compute units this CPU has, and the encode precision ``dtype="auto"`` picks from them.
 
-bf16 autocast pays off only where the hardware multiplies bf16 natively: AMX-BF16 or AVX512-BF16
-CPUs (Sapphire Rapids, Cooper Lake, Zen 4 and newer; oneDNN kernels) and bf16-capable GPUs; on
-AVX2-only CPUs it is emulated and several times slower than fp32 (measured 5x, issue 19). int8
+bf16 pays off only where the hardware multiplies bf16 natively: AMX-BF16 or AVX512-BF16 CPUs
+(Sapphire Rapids, Cooper Lake, Zen 4 and newer; oneDNN kernels) and bf16-capable GPUs; on AVX2-only
+CPUs it is emulated and several times slower than fp32 (measured 5x, issue 19). On a CPU, bf16 runs
+a bf16 COPY of the backbone's weights (:func:`cast_backbone`; the heads stay fp32) rather than
+autocast, which re-casts every weight at every matmul: on an AMX Xeon (2 threads, MiniLM, 400 real
+texts) fp32 5.97 s, bf16 autocast 2.37 s, bf16 weights 1.70 s, dense cosine to fp32 >= 0.9998
+(bench/results/encode_onnx.md). GPUs keep autocast (fp16/bf16 with fp32 accumulation). int8
 (ONNX Runtime's dynamic quantization, ``embforge export --quantize int8``) uses AVX512-VNNI or
 AMX-INT8 where present and AVX2 otherwise. ``auto`` resolves to bf16 where it is native, else
 fp32, and the encode log says which and why.
@@ -17,12 +21,23 @@ Example:
 
 from __future__ import annotations
 
+import copy
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
-__all__ = ["CpuUnits", "DtypeChoice", "cpu_flags", "cpu_units", "resolve_dtype"]
+__all__ = [
+    "CpuUnits",
+    "DtypeChoice",
+    "cast_backbone",
+    "cast_weights",
+    "cpu_flags",
+    "cpu_units",
+    "resolve_dtype",
+]
 
 #: The flags that matter for embedding inference, in the order the log prints them.
 UNIT_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -98,5 +113,35 @@ def resolve_dtype(dtype: str, device: torch.device | str, units: CpuUnits | None
         return DtypeChoice("fp32", f"auto: no bf16 rule for {dev.type}")
     units = units or cpu_units()
     if units.native_bf16:
-        return DtypeChoice("bf16", f"auto: native bf16 matmul ({units.describe()})")
+        why = "native bf16 matmul; a bf16 copy of the backbone's weights, heads in fp32"
+        return DtypeChoice("bf16", f"auto: {why} ({units.describe()})")
     return DtypeChoice("fp32", f"auto: bf16 would be emulated here ({units.describe()})")
+
+
+def cast_weights(dtype: str, device: torch.device | str) -> bool:
+    """True where ``dtype`` runs as a cast copy of the weights (bf16 on a CPU), False for autocast."""
+    return dtype == "bf16" and torch.device(device).type == "cpu"
+
+
+#: backbone -> (fingerprint of its fp32 weights, the cast copy); weak so a dropped model frees its copy
+_CASTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
+
+
+def cast_backbone(backbone: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+    """An eval-mode copy of ``backbone`` with its floating weights in ``dtype``, cached.
+
+    The copy is remade when a weight of ``backbone`` changes: the fingerprint is each parameter's
+    and buffer's storage pointer and in-place version counter (an optimizer step, ``load_state_dict``
+    and ``.to()`` all change one), so training between two ``encode`` calls is never served stale
+    weights. Memory: one more copy of the backbone at ``dtype``'s width (bf16: half the fp32 size).
+    """
+    tensors = [*backbone.parameters(), *backbone.buffers()]
+    key = (dtype, tuple((t.data_ptr(), t._version, t.dtype) for t in tensors))
+    hit = _CASTS.get(backbone)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    cast = copy.deepcopy(backbone).to(dtype).eval()
+    for p in cast.parameters():
+        p.requires_grad_(False)
+    _CASTS[backbone] = (key, cast)
+    return cast

@@ -362,6 +362,9 @@ def maxsim_rerank_rows(
     if not len(q) or not rows.shape[1]:
         return out
     offsets = np.asarray(offsets, np.int64)
+    if len(tokens) == 0:  # every document is empty (and the spare gather slot 0 does not exist)
+        out[rows >= 0] = 0.0
+        return out
     doc_len = np.diff(offsets)
     per_query = np.where(rows >= 0, doc_len[np.maximum(rows, 0)], 0).sum(axis=1) + 1  # (Q,) tokens
     step = max(1, block // max(1, tokens.shape[1] * int(per_query.max())))

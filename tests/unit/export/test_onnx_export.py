@@ -197,3 +197,22 @@ def test_plugin_head_is_a_graph_output(tmp_path):
         assert np.abs(a.extra["maxpool"] - b.extra["maxpool"]).max() <= TOL
     finally:
         HEADS.unregister("maxpool")
+
+
+def test_export_traces_eager_attention_and_restores_the_model(tmp_path, monkeypatch):
+    """The graph is traced with eager attention (the pattern ONNX Runtime fuses and quantizes; the SDPA
+    trace measured 1.6x slower in int8), and the encoder gets its own attention back afterwards."""
+    enc = _bert_encoder()
+    enc.backbone.set_attn_implementation("sdpa")
+    seen = []
+    real = torch.onnx.export
+
+    def spy(*args, **kwargs):
+        seen.append(enc.backbone.config._attn_implementation)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", spy)
+    res = export_onnx(enc, tmp_path / "eager")
+    assert seen == ["eager"]
+    assert enc.backbone.config._attn_implementation == "sdpa"
+    assert max(res.max_abs_diff.values()) <= TOL

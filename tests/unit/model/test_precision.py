@@ -39,3 +39,25 @@ def test_encode_auto_resolves_and_logs(tiny_m3, monkeypatch, caplog):
         bf16 = tiny_m3.encode(texts, dtype="auto")
     assert "encode precision: bf16 (auto: native bf16" in caplog.text
     assert ((bf16.dense * auto.dense).sum(1) > 0.98).all()
+
+
+def test_bf16_on_cpu_runs_a_cached_bf16_copy_of_the_backbone(tiny_m3):
+    """bf16 on a CPU: a bf16 weight copy (not autocast), fp32 heads, close to fp32, remade after a weight changes."""
+    import torch
+
+    texts = ["the dog runs in the park", "a cat sleeps", "der Hund läuft im Park und bellt laut"]
+    heads = ("dense", "sparse", "multivector")
+    fp32 = tiny_m3.encode(texts, heads=heads)
+    bf16 = tiny_m3.encode(texts, heads=heads, dtype="bf16")
+    assert bf16.dense.dtype == np.float32
+    cast = P._CASTS[tiny_m3.backbone][1]
+    assert next(cast.parameters()).dtype == torch.bfloat16
+    assert next(tiny_m3.backbone.parameters()).dtype == torch.float32  # the model itself is untouched
+    assert ((bf16.dense * fp32.dense).sum(1) >= 0.99).all()
+    for a, b in zip(bf16.multivector, fp32.multivector):
+        assert ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).mean() >= 0.99
+    assert P.cast_backbone(tiny_m3.backbone) is cast  # cached while the weights are unchanged
+    with torch.no_grad():
+        next(tiny_m3.backbone.parameters()).mul_(1.0)  # an in-place update (as an optimizer step)
+    assert P.cast_backbone(tiny_m3.backbone) is not cast
+    assert not P.cast_weights("bf16", "cuda") and not P.cast_weights("fp16", "cpu")

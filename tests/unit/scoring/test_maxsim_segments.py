@@ -73,6 +73,14 @@ def test_empty_candidate_sets(rng):
     ).shape == (0, 0)
 
 
+def test_a_store_without_any_token_scores_every_candidate_zero(rng):
+    """Every document empty: the token store has 0 rows (found by hypothesis: the gather of the
+    spare slot 0 used to raise IndexError)."""
+    q = [rng.normal(size=(2, 3)).astype(np.float32)]
+    got = maxsim_rerank_rows(q, np.array([[0, -1, 1]]), np.zeros((0, 3), np.float32), np.zeros(3, np.int64))
+    assert got[0, 0] == 0.0 and np.isnan(got[0, 1]) and got[0, 2] == 0.0
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     lens=st.lists(st.integers(0, 6), min_size=1, max_size=12),
