@@ -36,6 +36,7 @@ from embforge.train.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
+from embforge.train.fast_dropout import cpu_training_kernels
 from embforge.train.precision import resolve_precision
 from embforge.train.schedules import ScheduleConfig, build_scheduler
 from embforge.train.settings import LoopConfig, OptimConfig
@@ -241,7 +242,12 @@ class Trainer:
         it = iter(self.batches)
         device = next(self.model.parameters()).device
         self._choose_precision(device)
-        with open(self.log_path, "a", encoding="utf-8") if self.is_main else contextlib.nullcontext() as fh:
+        with (
+            open(self.log_path, "a", encoding="utf-8") if self.is_main else contextlib.nullcontext() as fh,
+            cpu_training_kernels(self.model) as kernels,
+        ):
+            if kernels and self.is_main:
+                print("cpu training kernels: fast dropout in " + ", ".join(kernels), file=sys.stderr)
             for step in range(start + 1, self.total_steps + 1):
                 rec = self._train_step(next(it), step, device)
                 log.append(rec)
