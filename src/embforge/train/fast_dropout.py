@@ -45,7 +45,9 @@ ATTENTION_NAME = "embforge_cpu_train"
 _LEVELS = 65536  # 16-bit uniforms
 
 
-def dropout_mask(shape: tuple[int, ...] | torch.Size, p: float, device: torch.device | str = "cpu") -> torch.Tensor:
+def dropout_mask(
+    shape: tuple[int, ...] | torch.Size, p: float, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Bool keep-mask of ``shape``: each element True with probability ``1 - round(p * 2^16) / 2^16``."""
     n = math.prod(shape)
     draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
@@ -131,13 +133,15 @@ def cpu_training_kernels(model: nn.Module) -> Iterator[list[str]]:
         for name, child in list(parent.named_children()):
             if type(child) is nn.Dropout and child.p > 0:
                 swapped.append((parent, name, child))
-                setattr(parent, name, FastDropout(child.p, child.inplace))
+                setattr(parent, name, FastDropout(child.p, child.inplace).train(child.training))
     _register_attention()
     configs = _sdpa_configs(model)
     for cfg in configs:
         cfg._attn_implementation = ATTENTION_NAME
     changed = [f"{len(swapped)} dropout layers"] if swapped else []
-    changed += [f"{len(configs)} sdpa attention config(s) -> eager bf16-friendly attention"] if configs else []
+    changed += (
+        [f"{len(configs)} sdpa attention config(s) -> eager bf16-friendly attention"] if configs else []
+    )
     try:
         yield changed
     finally:

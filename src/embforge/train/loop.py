@@ -227,6 +227,14 @@ class Trainer:
         if self.is_main:
             print(choice.log_line(), file=sys.stderr)
 
+    @contextlib.contextmanager
+    def _cpu_kernels(self) -> Iterator[None]:
+        """Fast dropout (and eager attention with it) while training on CPU; logged when it applies."""
+        with cpu_training_kernels(self.model) as changed:
+            if changed and self.is_main:
+                print("cpu training kernels: fast dropout in " + ", ".join(changed), file=sys.stderr)
+            yield
+
     def fit(self) -> TrainResult:
         if self.loop.threads:
             torch.set_num_threads(self.loop.threads)
@@ -244,10 +252,8 @@ class Trainer:
         self._choose_precision(device)
         with (
             open(self.log_path, "a", encoding="utf-8") if self.is_main else contextlib.nullcontext() as fh,
-            cpu_training_kernels(self.model) as kernels,
+            self._cpu_kernels(),
         ):
-            if kernels and self.is_main:
-                print("cpu training kernels: fast dropout in " + ", ".join(kernels), file=sys.stderr)
             for step in range(start + 1, self.total_steps + 1):
                 rec = self._train_step(next(it), step, device)
                 log.append(rec)
