@@ -29,7 +29,7 @@ from embforge.scoring import M3_SCORE_WEIGHTS
 from embforge.train import distributed as du
 from embforge.train.data import TrainExample, check_examples, group_texts, read_examples, sources_of
 from embforge.train.loop import Callback, Trainer, TrainResult
-from embforge.train.memory import plan_for_backbone
+from embforge.train.memory import encoder_probe, measure_sub_batch_cost, plan_for_backbone, plan_measured
 from embforge.train.precision import resolve_precision
 from embforge.train.runtime import Tokenize, enable_checkpointing, pick_device, seed_everything, total_steps
 from embforge.train.settings import LoopConfig, ModelConfig, OptimConfig, ScheduleConfig
@@ -341,13 +341,15 @@ def plan_memory(cfg: ContrastiveConfig, enc: Encoder) -> int | None:
     """Tokens per GradCache sub-batch that fit ``loop.memory_budget_gib`` (None: no budget set)."""
     if cfg.loop.memory_budget_gib is None:
         return None
-    plan = plan_for_backbone(
-        enc.backbone,
-        max(cfg.data.query_max_length, cfg.data.doc_max_length),
-        cfg.loop.memory_budget_gib,
-        resolve_precision(cfg.loop.precision, enc.device).precision,
-        cfg.model.gradient_checkpointing,
-    )
+    length = max(cfg.data.query_max_length, cfg.data.doc_max_length)
+    precision = resolve_precision(cfg.loop.precision, enc.device).precision
+    measured = measure_sub_batch_cost(encoder_probe(enc, tuple(cfg.model.heads), length, precision))
+    n_params = sum(p.numel() for p in enc.parameters())
+    plan = plan_measured(n_params, *measured, length, cfg.loop.memory_budget_gib) if measured else None
+    if plan is None:
+        plan = plan_for_backbone(
+            enc.backbone, length, cfg.loop.memory_budget_gib, precision, cfg.model.gradient_checkpointing
+        )
     if du.rank() == 0:
         print(plan.log_line(), file=sys.stderr)
     return plan.tokens_per_sub_batch
