@@ -448,7 +448,8 @@ def _row(spec: dict, r: dict, base: float) -> str:
     if "skipped" in r:
         return f"| {spec['name']} | skipped: {r['skipped']} | - | - | - | - | - | {r['when']} |"
     ps = r["pairs_per_s"]
-    cells = f"{ps:.2f} | {ps / base:.2f}x" if ps == ps else "memory only (1 step) | -"
+    vs = f"{ps / base:.2f}x" if base == base else "n/a (no peer row)"
+    cells = f"{ps:.2f} | {vs}" if ps == ps else "memory only (1 step) | -"
     use = r.get("cpu_use", "-")
     if "cpu_use_steps" in r:  # over the timed steps (worker), then over the whole process (startup too)
         use = f"{r['cpu_use_steps']} ({use})"
@@ -500,7 +501,8 @@ def write_report(runs: dict, pad: dict, n: int) -> None:
         "ef32bf16": "ef32f",
         "ef128cbf16": "ef128c",
     }
-    lines += [_row(spec, runs[k], pps(peer.get(k, k))) for k, spec in SPECS.items() if k in runs]
+    peer.update({k: k for k in ("st32", "st128c", "ef32f")})  # the rows the others are compared with
+    lines += [_row(spec, runs[k], pps(peer[k]) if k in peer else float("nan")) for k, spec in SPECS.items() if k in runs]
     lines += [
         "",
         *_notes(runs, pad),

@@ -219,8 +219,8 @@ def encoder_probe(
             with autocast(precision, encoder.device), cpu_training_kernels(encoder):
                 out = encoder(Batch(ids, torch.ones_like(ids)).to(encoder.device), heads=heads)
                 loss = sum(v.float().sum() for v in tensor_fields(out).values() if v.requires_grad)
-            if isinstance(loss, torch.Tensor):
-                loss.backward()
+                if isinstance(loss, torch.Tensor):  # inside: checkpointed layers recompute the same way
+                    loss.backward()
         finally:
             if rows > 1:  # the 1-text passes keep their gradients: they belong to the fixed part
                 encoder.zero_grad(set_to_none=True)

@@ -171,3 +171,20 @@ def test_activation_checkpointing_with_gradcache_equals_plain():
 def _ids(tok, texts):
     enc = tok(texts, padding=True, return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"]
+
+
+def test_measured_plan_uses_the_probe_and_fits_the_budget():
+    from embforge.train.memory import measure_sub_batch_cost, plan_measured
+
+    mib = 2**20
+    # a probe whose "activations" are 64 MiB per text, touched so they count in RSS
+    measured = measure_sub_batch_cost(lambda rows: torch.ones(rows * 16 * mib).sum())
+    if measured is None:
+        pytest.skip("peak RSS cannot be reset here (not Linux)")
+    per_text, peak_one = measured
+    assert 40 * mib < per_text < 90 * mib
+    plan = plan_measured(1_000_000, 100 * mib, 500 * mib, 1000, budget_gib=1.0)
+    assert plan is not None and "measured" in plan.log_line()
+    assert plan.fixed_bytes == 400 * mib + 8_000_000  # peak with one text - its activations + AdamW
+    assert plan.rows_at_max_length == (1024 * mib - plan.fixed_bytes) // (plan.bytes_per_token * 1000)
+    assert plan_measured(1_000_000, 900 * mib, 1000 * mib, 1000, budget_gib=1.0) is None  # falls back
