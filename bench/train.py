@@ -402,6 +402,12 @@ def main() -> None:
     ap.add_argument("--worker")
     ap.add_argument("--pairs")
     ap.add_argument("--steps", type=int, default=4, help="steps per bs-32 configuration")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the rows N times, alternating; report each row's median run",
+    )
     ap.add_argument("--report-only", action="store_true", help="rewrite train.md from train_runs.json")
     ap.add_argument(
         "--only",
@@ -423,25 +429,41 @@ def main() -> None:
     print(f"{n} pairs; {THREADS} threads; seq <= {SEQ}", flush=True)
     native_bf16, cpu = cpu_report()
     print(cpu, flush=True)
-    runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}
-    for k in keys:
-        spec = {"steps": a.steps, **SPECS[k]}
-        if spec.get("long"):  # built here, so the worker's peak RSS is the training run's alone
-            model, long_pairs = build_long(tmp, pairs)
-            spec = {**spec, "model": str(model), "pairs": str(long_pairs)}
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        if spec.get("bf16") and not native_bf16:
-            res = {"skipped": f"bf16 emulated on this CPU ({cpu})", "steps": 0, "load_avg": "-", "when": when}
-            print(f"  {spec['name']:<34} skipped: {res['skipped']}", flush=True)
-        else:
-            res = spawn(spec, pairs)
-            res.update(when=when, steps=spec["steps"], only=a.only)
+    runs: dict = {}
+    done: dict[str, list[dict]] = {}
+    for k in [k for _ in range(a.repeat) for k in keys]:  # repeats alternate the group's rows
+        res = _measure(k, {"steps": a.steps, **SPECS[k]}, tmp, pairs, native_bf16, cpu, a.only)
+        done.setdefault(k, []).append(res)
         runs = json.loads(RUNS.read_text()) if RUNS.exists() else {}  # merge with parallel invocations
-        runs[k] = res
+        runs[k] = _median_run(done[k])
         runs["_cpu"] = cpu
         RUNS.parent.mkdir(parents=True, exist_ok=True)
         RUNS.write_text(json.dumps(runs, indent=1))
+    runs = json.loads(RUNS.read_text()) if RUNS.exists() else runs
     write_report(runs, padding_stats(pairs, 32, a.steps), n)
+
+
+def _measure(k: str, spec: dict, tmp: Path, pairs: Path, native_bf16: bool, cpu: str, only: str) -> dict:
+    """One run of row ``k`` in its own process (or the reason it is skipped)."""
+    if spec.get("long"):  # built here, so the worker's peak RSS is the training run's alone
+        model, long_pairs = build_long(tmp, pairs)
+        spec = {**spec, "model": str(model), "pairs": str(long_pairs)}
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if spec.get("bf16") and not native_bf16:
+        res = {"skipped": f"bf16 emulated on this CPU ({cpu})", "steps": 0, "load_avg": "-", "when": when}
+        print(f"  {spec['name']:<34} skipped: {res['skipped']}", flush=True)
+        return res
+    res = spawn(spec, pairs)
+    res.update(when=when, steps=spec["steps"], only=only)
+    return res
+
+
+def _median_run(results: list[dict]) -> dict:
+    """The run with the median pairs/s of a row's repeats (all repeats' pairs/s kept in ``repeats``)."""
+    if len(results) == 1 or "skipped" in results[0]:
+        return results[0]
+    ranked = sorted(results, key=lambda r: r["pairs_per_s"])
+    return {**ranked[(len(ranked) - 1) // 2], "repeats": [round(r["pairs_per_s"], 2) for r in results]}
 
 
 def _row(spec: dict, r: dict, base: float) -> str:
@@ -449,7 +471,8 @@ def _row(spec: dict, r: dict, base: float) -> str:
         return f"| {spec['name']} | skipped: {r['skipped']} | - | - | - | - | - | {r['when']} |"
     ps = r["pairs_per_s"]
     vs = f"{ps / base:.2f}x" if base == base else "n/a (no peer row)"
-    cells = f"{ps:.2f} | {vs}" if ps == ps else "memory only (1 step) | -"
+    rep = f" (median of {', '.join(f'{x:.1f}' for x in r['repeats'])})" if "repeats" in r else ""
+    cells = f"{ps:.2f}{rep} | {vs}" if ps == ps else "memory only (1 step) | -"
     use = r.get("cpu_use", "-")
     if "cpu_use_steps" in r:  # over the timed steps (worker), then over the whole process (startup too)
         use = f"{r['cpu_use_steps']} ({use})"
@@ -502,7 +525,11 @@ def write_report(runs: dict, pad: dict, n: int) -> None:
         "ef128cbf16": "ef128c",
     }
     peer.update({k: k for k in ("st32", "st128c", "ef32f")})  # the rows the others are compared with
-    lines += [_row(spec, runs[k], pps(peer[k]) if k in peer else float("nan")) for k, spec in SPECS.items() if k in runs]
+    lines += [
+        _row(spec, runs[k], pps(peer[k]) if k in peer else float("nan"))
+        for k, spec in SPECS.items()
+        if k in runs
+    ]
     lines += [
         "",
         *_notes(runs, pad),
