@@ -497,11 +497,12 @@ def write_report(runs: dict, pad: dict, n: int) -> None:
         "# Training throughput: sentence-transformers vs embforge",
         "",
         "Command: `flock -x /tmp/embforge-bench.lock nice -n -10 env PYTHONPATH=$PWD/src python bench/train.py "
-        "--only main,cached,bf16,long,big [--steps 12]` (one group per invocation, each a few minutes; a "
-        "group runs its rows back to back; `--steps` sets the bs-32 rows' steps, the cached rows run 6).",
+        "--only main,cached,bf16,long,big [--steps 8] [--repeat 3]` (one group per invocation, each a few "
+        "minutes; a group runs its rows back to back; `--steps` sets the bs-32 rows' steps (main 8, bf16 20 "
+        "with `--repeat 3`), the cached rows run 6).",
         "",
         f"CPU (measured by the bench): {runs.get('_cpu', 'not recorded')}. GPU: {_gpu()}; no GPU was lent "
-        "to this session, so there is no GPU row (tokens/s and peak memory of a 12-layer XLM-R at 8,192 "
+        "to this session (2026-11-30 wave 5 included), so there is no GPU row (tokens/s and peak memory of a 12-layer XLM-R at 8,192 "
         "tokens).",
         "",
         f"Model all-MiniLM-L6-v2 (mean pooling), {n} pairs (XQuAD-en question->paragraph + SNLI "
@@ -556,7 +557,8 @@ def _notes(runs: dict, pad: dict) -> list[str]:
     plan = "; ".join(long.get("log", [])) or "not run"
     return [
         f"Where the time goes: the model math per processed token is the same in both libraries (same "
-        f"HF BertModel with SDPA attention, same AdamW), so throughput follows the number of tokens "
+        f"HF BertModel, same AdamW; embforge's CPU training draws dropout masks 3x cheaper, "
+        f"`embforge.train.fast_dropout`), so throughput follows the number of tokens "
         f"processed. Real / processed tokens at bs 32: {pad['st']:.2f} for sentence-transformers "
         f"(random batches, each side padded to its longest text), {pad['random_grouped_forward']:.2f} "
         f"for embforge on the same kind of random batches (length groups, "
@@ -567,21 +569,24 @@ def _notes(runs: dict, pad: dict) -> list[str]:
         "some all-SNLI (short), so few-step rows depend on which batches they drew: the "
         "`random batches` rows use sentence-transformers' batch composition.",
         "",
-        "bf16 rows: autocast bf16 vs fp32 on the same batches (same seed), back to back; they run only "
-        "where /proc/cpuinfo shows amx_bf16 or avx512_bf16 (the test of `loop.precision: auto`). Where the "
-        "time goes (`bench/results/train_profile.md`, torch.profiler and ONEDNN_VERBOSE): every bf16 matrix "
-        "product runs on oneDNN's AMX kernels (`brg_matmul:avx10_1_512_amx`) and the model math alone is "
-        "2x fp32 on one fixed shape, but in the training step the matrix products are a minority of the "
-        "time: dropout's random numbers (`bernoulli_`, the same in both precisions), the fp32<->bf16 casts "
-        "of autocast, the dense word-embedding gradient, fused AdamW and a oneDNN kernel compiled for "
-        "every new (rows x tokens) shape that length-grouped batches meet, so bf16 stays far below the "
-        "1.5x target.",
+        "bf16 rows: autocast bf16 vs fp32 on the same batches (same seed), run alternately (`--repeat`: "
+        "each row's median run is shown, all repeats in brackets); they run only where /proc/cpuinfo shows "
+        "amx_bf16 or avx512_bf16 (the test of `loop.precision: auto`). Training on CPU now uses "
+        "`embforge.train.fast_dropout` (the same Bernoulli masks from 16-bit random draws, bool masks; "
+        "attention with dropout run eagerly in bf16 instead of SDPA's math path, which upcast bf16 to fp32). "
+        "Where the rest of the bf16 step goes (`bench/results/train_profile.md`): the matrix products are "
+        "1.6x faster than fp32, not 2x, because oneDNN compiles an AMX kernel for every new (rows x tokens) "
+        "shape; autocast's activation casts, the dense word-embedding gradient and fused AdamW cost the "
+        "same or more in bf16. So bf16 stays below the 1.5x target on MiniLM (hidden 384, ~20-150-token "
+        "texts) on this CPU.",
         "",
         f"Long-input row: {LONG['rows']} passages of {LONG['tokens']} tokens (+ {LONG['rows']} queries) per "
         f"step on a random XLM-R (hidden {LONG['hidden']}, {LONG['layers']} layers, {LONG['heads']} heads, "
         f"{LONG['tokens'] + 2} positions) with activation checkpointing and `loop.memory_budget_gib="
         f"{LONG['budget_gib']}`; the planner's log: {plan}. Peak RSS "
-        f"{long.get('peak_rss_mib', float('nan')):.0f} MiB against a budget of {LONG['budget_gib'] * 1024:.0f} MiB.",
+        f"{long.get('peak_rss_mib', float('nan')):.0f} MiB against a budget of {LONG['budget_gib'] * 1024:.0f} MiB "
+        "(the planner measures the activation cost of 1 and 2 texts at the longest length, "
+        "`embforge.train.memory.measure_sub_batch_cost`; the formula it replaced allowed 1 text). No peer row.",
         "",
         "The bs 1,024 row measures memory only (one GradCache step, sub-batches of 32 texts); "
         "peak RSS includes the Python process, torch, transformers and the model (about 0.4 GiB before "
