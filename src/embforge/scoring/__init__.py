@@ -30,7 +30,9 @@ from embforge.scoring.fusion import (
 )
 from embforge.scoring.matryoshka import truncate_dense
 from embforge.scoring.maxsim import (
+    DOC_MAJOR_PAIRS,
     MAXSIM_BLOCK,
+    maxsim_by_document,
     maxsim_flat,
     maxsim_padded,
     maxsim_rerank,
@@ -47,6 +49,7 @@ from embforge.scoring.maxsim import (
 from embforge.scoring.weights import parse_weights
 
 __all__ = [
+    "DOC_MAJOR_PAIRS",
     "parse_weights",
     "DEFAULT_WEIGHTS",
     "M3_SCORE_WEIGHTS",
@@ -58,6 +61,7 @@ __all__ = [
     "embedding_scores",
     "hybrid_scores",
     "lexical_scores",
+    "maxsim_by_document",
     "maxsim_flat",
     "maxsim_padded",
     "maxsim_rerank",

@@ -17,6 +17,11 @@ document without tokens scores 0. Every MaxSim in embforge is one of these forms
   back (:func:`segment_token_index`), one batched product and one segment max; the kernel of
   :func:`maxsim_rerank_rows`, each query against its own candidate rows, gathered per query
   block straight from (memory-mapped) token storage (the multi-vector indexes).
+* :func:`maxsim_by_document` (numpy + torch): the same pairs, document-major: each candidate
+  document's tokens are read once and scored against the tokens of every query that holds it
+  (one product per document); :func:`maxsim_rerank_rows` picks it when documents recur in many
+  queries' candidate lists (evaluation over a small corpus), where gathering every candidate's
+  long token matrix per query would move far more memory than the queries' short ones.
 * :func:`maxsim_rerank` (numpy): the same over a ``gather`` callback (the mining teachers).
 
 Shapes: Q queries, N documents, T tokens, M multi-vector dim.
@@ -43,7 +48,9 @@ __all__ = [
     "padded_token_index",
     "segment_token_index",
     "maxsim_segments",
+    "maxsim_by_document",
     "MAXSIM_BLOCK",
+    "DOC_MAJOR_PAIRS",
     "RERANK_BLOCK",
 ]
 
@@ -52,6 +59,10 @@ MAXSIM_BLOCK = 8_000_000
 #: Bound on the gathered (queries x candidate tokens x M) elements of one re-rank block: small
 #: enough that the gathered tokens and their similarities stay in cache (measured: 2M beats 8M).
 RERANK_BLOCK = 2_000_000
+#: :func:`maxsim_rerank_rows` scores document-major when the (query, candidate) pairs per distinct
+#: candidate document reach this many: below it the per-document product is too small to pay
+#: for its call (bench/results/eval_rerank.md: ~900 pairs per document there; ~1.6 in the 100k hybrid).
+DOC_MAJOR_PAIRS = 16
 
 
 def maxsim_scores(
@@ -323,6 +334,78 @@ def maxsim_segments(
     return np.where(d_len > 0, out, 0.0).astype(np.float32)
 
 
+def maxsim_by_document(
+    q: Sequence[np.ndarray],
+    rows: np.ndarray,
+    tokens: np.ndarray,
+    offsets: np.ndarray,
+    scales: np.ndarray | None = None,
+    workers: int | None = None,
+) -> np.ndarray:
+    """MaxSim of query i against document rows ``rows[i]``, document-major.
+
+    The (query, candidate) pairs are grouped by document; each document's tokens are read
+    (and widened to float32) once, the tokens of every query holding it are gathered, and one
+    product (sum T_q, M) x (M, T_d) with a max over the document's tokens and a segment sum
+    per query gives all its scores. Same formula as :func:`maxsim_rerank_rows` (ColBERT's
+    MaxSim, Khattab and Zaharia, 2020); it moves query tokens instead of document tokens, so
+    it wins when few documents are each a candidate of many queries.
+
+    Args and returns: as :func:`maxsim_rerank_rows`.
+
+    Example:
+        >>> tok = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+        >>> maxsim_by_document([np.eye(2, dtype=np.float32)], np.array([[1, -1]]), tok, np.array([0, 1, 2]))
+        array([[0.5, nan]], dtype=float32)
+    """
+    rows = np.asarray(rows, np.int64).reshape(len(q), -1)
+    out = np.full(rows.shape, np.nan, np.float32)
+    flat = rows.reshape(-1)
+    pair = np.flatnonzero(flat >= 0)
+    if not len(pair):
+        return out
+    offsets = np.asarray(offsets, np.int64)
+    qlen = np.array([len(x) for x in q], np.int64)
+    qoff = np.concatenate([[0], np.cumsum(qlen)]).astype(np.int64)
+    m = tokens.shape[1] if tokens.ndim == 2 else 0
+    qcat = torch.from_numpy(np.concatenate([np.asarray(x, np.float32).reshape(-1, m) for x in q]))
+    pair = pair[np.argsort(flat[pair], kind="stable")]  # pairs grouped by document
+    doc = flat[pair]
+    qi_all = pair // rows.shape[1]
+    cut = np.flatnonzero(np.diff(doc)) + 1
+    groups = list(zip(np.concatenate([[0], cut]).tolist(), np.concatenate([cut, [len(doc)]]).tolist()))
+    res = np.zeros(len(pair), np.float32)  # a query or a document without tokens scores 0
+
+    def run(span: tuple[int, int]) -> None:
+        for a, b in groups[span[0] : span[1]]:
+            d, qi = int(doc[a]), qi_all[a:b]
+            lo, hi = int(offsets[d]), int(offsets[d + 1])
+            ql = qlen[qi]
+            if hi == lo or not ql.any():
+                continue
+            dn = np.array(tokens[lo:hi], np.float32)  # (T_d, M) a float32 copy (float16/int8 widened)
+            if scales is not None:
+                dn *= np.asarray(scales[lo:hi], np.float32)[:, None]
+            dt = torch.from_numpy(dn)
+            seg = np.cumsum(ql) - ql  # each query's first token inside the gathered block
+            idx = np.repeat(qoff[qi] - seg, ql) + np.arange(int(ql.sum()))
+            best = (qcat.index_select(0, torch.from_numpy(idx)) @ dt.T).amax(dim=1).numpy()  # (sum T_q,)
+            has = ql > 0  # reduceat of an empty segment would read its neighbour's first token
+            res[a:b][has] = np.add.reduceat(best, seg[has]) / ql[has]
+
+    n_workers = torch.get_num_threads() if workers is None else max(1, int(workers))
+    step = max(1, -(-len(groups) // (4 * n_workers)))
+    spans = [(i, min(len(groups), i + step)) for i in range(0, len(groups), step)]
+    if n_workers > 1 and len(spans) > 1:
+        with ThreadPoolExecutor(min(n_workers, len(spans))) as pool:  # numpy parts release the GIL
+            list(pool.map(run, spans))
+    else:
+        for span in spans:
+            run(span)
+    out.reshape(-1)[pair] = res
+    return out
+
+
 def maxsim_rerank_rows(
     q: Sequence[np.ndarray],
     rows: np.ndarray,
@@ -365,6 +448,9 @@ def maxsim_rerank_rows(
     if len(tokens) == 0:  # every document is empty (and the spare gather slot 0 does not exist)
         out[rows >= 0] = 0.0
         return out
+    live = rows[rows >= 0]
+    if len(live) >= DOC_MAJOR_PAIRS * len(np.unique(live)):  # documents recur: read each once
+        return maxsim_by_document(q, rows, tokens, offsets, scales, workers)
     doc_len = np.diff(offsets)
     per_query = np.where(rows >= 0, doc_len[np.maximum(rows, 0)], 0).sum(axis=1) + 1  # (Q,) tokens
     step = max(1, block // max(1, tokens.shape[1] * int(per_query.max())))
