@@ -32,6 +32,7 @@ from embforge.scoring.matryoshka import truncate_dense
 from embforge.scoring.maxsim import (
     DOC_MAJOR_PAIRS,
     MAXSIM_BLOCK,
+    RERANK_KERNELS,
     maxsim_by_document,
     maxsim_flat,
     maxsim_padded,
@@ -50,6 +51,7 @@ from embforge.scoring.weights import parse_weights
 
 __all__ = [
     "DOC_MAJOR_PAIRS",
+    "RERANK_KERNELS",
     "parse_weights",
     "DEFAULT_WEIGHTS",
     "M3_SCORE_WEIGHTS",

@@ -51,6 +51,7 @@ __all__ = [
     "maxsim_by_document",
     "MAXSIM_BLOCK",
     "DOC_MAJOR_PAIRS",
+    "RERANK_KERNELS",
     "RERANK_BLOCK",
 ]
 
@@ -63,6 +64,8 @@ RERANK_BLOCK = 2_000_000
 #: candidate document reach this many: below it the per-document product is too small to pay
 #: for its call (bench/results/eval_rerank.md: ~900 pairs per document there; ~1.6 in the 100k hybrid).
 DOC_MAJOR_PAIRS = 16
+#: The forms :func:`maxsim_rerank_rows` can run ("auto" picks one).
+RERANK_KERNELS = ("auto", "segments", "document", "numba")
 
 
 def maxsim_scores(
@@ -334,6 +337,25 @@ def maxsim_segments(
     return np.where(d_len > 0, out, 0.0).astype(np.float32)
 
 
+def _rows_f16_numba(q: Sequence[np.ndarray], rows: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The query-major re-rank of float16 storage by the numba kernel (no similarity matrix)."""
+    from embforge.scoring import _maxsim_kernel as kern  # lazy-import: needs numba (~1.5 s import)
+
+    n_docs = len(offsets) - 1
+    if rows.size and (int(rows.max()) >= n_docs or int(offsets[-1]) > len(tokens)):
+        raise IndexError(f"candidate row {int(rows.max())} or offsets beyond the {n_docs}-document store")
+    m = tokens.shape[1]
+    qcat = np.ascontiguousarray(np.concatenate([np.asarray(x, np.float32).reshape(-1, m) for x in q]))
+    qoff = np.concatenate([[0], np.cumsum([len(x) for x in q])]).astype(np.int64)
+    if _HALF[0] is None:
+        _HALF[0] = kern.half_table()
+    bits = np.asarray(tokens).view(np.uint16)  # a plain ndarray view of the (memory-mapped) store
+    return kern.maxsim_rows_f16(qcat, qoff, np.ascontiguousarray(rows), bits, np.asarray(offsets), _HALF[0])
+
+
+_HALF: list[np.ndarray | None] = [None]  # the float16 -> float32 table of the numba kernel, built once
+
+
 def maxsim_by_document(
     q: Sequence[np.ndarray],
     rows: np.ndarray,
@@ -414,6 +436,7 @@ def maxsim_rerank_rows(
     scales: np.ndarray | None = None,
     block: int = RERANK_BLOCK,
     workers: int | None = None,
+    kernel: str = "auto",
 ) -> np.ndarray:
     """MaxSim of query i against document rows ``rows[i]``, gathered straight from (memory-mapped) storage.
 
@@ -421,7 +444,11 @@ def maxsim_rerank_rows(
     (Santhanam et al., 2022): a block of queries gathers its candidates' token vectors with
     one fancy index (:func:`segment_token_index`, no per-document padding) and scores them
     with one batched product and one segment max (:func:`maxsim_segments`); no union, no
-    Python loop over candidates or over the queries of a block.
+    Python loop over candidates or over the queries of a block. Two faster forms are picked
+    when they fit: document-major (:func:`maxsim_by_document`) when documents recur in many
+    candidate lists, and for float16 storage a parallel numba kernel
+    that widens each candidate token once and keeps the running maxima without a similarity
+    matrix (``embforge.scoring._maxsim_kernel``; bench/results/search.md).
 
     Args:
         q: Q query token matrices (Tq_i, M).
@@ -431,6 +458,8 @@ def maxsim_rerank_rows(
         scales: (T_total,) per-token scale of int8 ``tokens`` (None for float storage).
         block: bound on the gathered (B x L x M) elements of one block.
         workers: threads scoring blocks side by side (default: torch's thread count).
+        kernel: "auto" (the rule above), or one of ``RERANK_KERNELS`` forced: "segments" (the
+            batched product), "document" (document-major), "numba" (float16 storage only).
 
     Returns:
         (Q, C) float32.
@@ -449,8 +478,14 @@ def maxsim_rerank_rows(
         out[rows >= 0] = 0.0
         return out
     live = rows[rows >= 0]
-    if len(live) >= DOC_MAJOR_PAIRS * len(np.unique(live)):  # documents recur: read each once
-        return maxsim_by_document(q, rows, tokens, offsets, scales, workers)
+    if kernel not in RERANK_KERNELS:
+        raise ValueError(f"unknown re-rank kernel {kernel!r}; choose from: {', '.join(RERANK_KERNELS)}")
+    if kernel == "document" or (kernel == "auto" and len(live) >= DOC_MAJOR_PAIRS * len(np.unique(live))):
+        return maxsim_by_document(q, rows, tokens, offsets, scales, workers)  # documents recur: read each once
+    if kernel == "numba" or (kernel == "auto" and tokens.dtype == np.float16 and scales is None):
+        if tokens.dtype != np.float16 or scales is not None:
+            raise ValueError(f"the numba re-rank kernel reads float16 storage, got {tokens.dtype}")
+        return _rows_f16_numba(q, rows, tokens, offsets)
     doc_len = np.diff(offsets)
     per_query = np.where(rows >= 0, doc_len[np.maximum(rows, 0)], 0).sum(axis=1) + 1  # (Q,) tokens
     step = max(1, block // max(1, tokens.shape[1] * int(per_query.max())))

@@ -168,3 +168,38 @@ def test_rerank_rows_goes_document_major_when_documents_recur(rng, monkeypatch):
         few = maxsim_rerank_rows(q[:2], rows[:2], v, off, sc)  # 2 queries: query-major
         np.testing.assert_allclose(few, want[:2], rtol=1e-4, atol=1e-5)
     assert len(called) == 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lens=st.lists(st.integers(0, 6), min_size=1, max_size=12),
+    qlens=st.lists(st.integers(0, 4), min_size=1, max_size=5),
+    c=st.integers(0, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_property_numba_float16_kernel_equals_brute_force(lens, qlens, c, seed):
+    """The numba kernel over float16 storage (what "auto" runs for a float16 store) == the
+    definition on the stored values, and == the segment kernel on the same store."""
+    rng = np.random.default_rng(seed)
+    docs = [rng.normal(size=(n, 3)).astype(np.float16) for n in lens]
+    q = [rng.normal(size=(n, 3)).astype(np.float32) for n in qlens]
+    tok, off = stack_tokens(docs)
+    tok = tok.astype(np.float16)
+    rows = rng.integers(-1, len(docs), size=(len(q), c))
+    want = reference(q, rows, [d.astype(np.float32) for d in docs])
+    got = maxsim_rerank_rows(q, rows, tok, off, kernel="numba")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    seg = maxsim_rerank_rows(q, rows, tok, off, kernel="segments")
+    np.testing.assert_allclose(got, seg, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_choice_errors(rng):
+    docs = [rng.normal(size=(2, 3)).astype(np.float32) for _ in range(3)]
+    tok, off = stack_tokens(docs)
+    q = [rng.normal(size=(2, 3)).astype(np.float32)]
+    with pytest.raises(ValueError, match="float16"):
+        maxsim_rerank_rows(q, np.array([[0, 1]]), tok, off, kernel="numba")
+    with pytest.raises(ValueError, match="choose from"):
+        maxsim_rerank_rows(q, np.array([[0, 1]]), tok, off, kernel="fast")
+    with pytest.raises(IndexError):
+        maxsim_rerank_rows(q, np.array([[0, 7]]), tok.astype(np.float16), off)
