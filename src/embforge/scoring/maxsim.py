@@ -444,11 +444,12 @@ def maxsim_rerank_rows(
     (Santhanam et al., 2022): a block of queries gathers its candidates' token vectors with
     one fancy index (:func:`segment_token_index`, no per-document padding) and scores them
     with one batched product and one segment max (:func:`maxsim_segments`); no union, no
-    Python loop over candidates or over the queries of a block. Two faster forms are picked
-    when they fit: document-major (:func:`maxsim_by_document`) when documents recur in many
-    candidate lists, and for float16 storage a parallel numba kernel
-    that widens each candidate token once and keeps the running maxima without a similarity
-    matrix (``embforge.scoring._maxsim_kernel``; bench/results/search.md).
+    Python loop over candidates or over the queries of a block. "auto" scores document-major
+    (:func:`maxsim_by_document`) instead when documents recur in many candidate lists. A
+    parallel numba kernel over float16 storage (``kernel="numba"``: each candidate token
+    widened once, running maxima, no similarity matrix; ``embforge.scoring._maxsim_kernel``)
+    is not picked by "auto": measured at 0.74x the segment kernel at the issue's shape and
+    1.06x at the 100k projected shape (bench/results/search.md, run 5a).
 
     Args:
         q: Q query token matrices (Tq_i, M).
@@ -459,7 +460,8 @@ def maxsim_rerank_rows(
         block: bound on the gathered (B x L x M) elements of one block.
         workers: threads scoring blocks side by side (default: torch's thread count).
         kernel: "auto" (the rule above), or one of ``RERANK_KERNELS`` forced: "segments" (the
-            batched product), "document" (document-major), "numba" (float16 storage only).
+            batched product), "document" (document-major), "numba" (float16 storage only, never
+            picked by "auto").
 
     Returns:
         (Q, C) float32.
@@ -482,7 +484,7 @@ def maxsim_rerank_rows(
         raise ValueError(f"unknown re-rank kernel {kernel!r}; choose from: {', '.join(RERANK_KERNELS)}")
     if kernel == "document" or (kernel == "auto" and len(live) >= DOC_MAJOR_PAIRS * len(np.unique(live))):
         return maxsim_by_document(q, rows, tokens, offsets, scales, workers)  # documents recur: read each once
-    if kernel == "numba" or (kernel == "auto" and tokens.dtype == np.float16 and scales is None):
+    if kernel == "numba":
         if tokens.dtype != np.float16 or scales is not None:
             raise ValueError(f"the numba re-rank kernel reads float16 storage, got {tokens.dtype}")
         return _rows_f16_numba(q, rows, tokens, offsets)
