@@ -6,9 +6,9 @@ every (query, candidate row) pair, parallel over queries, without materialising 
 matrix: each candidate token is widened once (float16 bits -> float32 through a 65,536-entry
 table, numba has no float16 type on the CPU) and dotted with every query token while the
 running maxima stay in registers/L1. Measured against the batched-product (segment) form
-(bench/results/search.md, run 5a, 2 threads): 0.74x at the issue's shape (32 query tokens,
-8-39 document tokens), 1.06x at the 100k projected shape, so ``maxsim_rerank_rows`` runs it
-only when asked (``kernel="numba"``).
+over two runs (bench/results/search.md, run 5a): 0.49x-1.09x at the issue's shape (32 query
+tokens, 8-39 document tokens), 1.06x-1.19x at the 100k projected shape: no clear win, so
+``maxsim_rerank_rows`` runs it only when asked (``kernel="numba"``).
 """
 
 from __future__ import annotations

@@ -448,8 +448,9 @@ def maxsim_rerank_rows(
     (:func:`maxsim_by_document`) instead when documents recur in many candidate lists. A
     parallel numba kernel over float16 storage (``kernel="numba"``: each candidate token
     widened once, running maxima, no similarity matrix; ``embforge.scoring._maxsim_kernel``)
-    is not picked by "auto": measured at 0.74x the segment kernel at the issue's shape and
-    1.06x at the 100k projected shape (bench/results/search.md, run 5a).
+    is not picked by "auto": against the segment kernel it measured 0.49x-1.09x at the issue's
+    shape and 1.06x-1.19x at the 100k projected shape over two runs (bench/results/search.md,
+    run 5a), no clear win.
 
     Args:
         q: Q query token matrices (Tq_i, M).
