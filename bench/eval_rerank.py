@@ -186,6 +186,8 @@ def _load_run(work: Path, mode: str) -> dict:
 
 def report(work: Path, out: Path, rerank_top: int, note: str = "") -> None:
     ex, rr = (_load_run(work, m) for m in ("exact", "rerank"))
+    # an fp32 re-rank run kept beside a bf16 one (`cp rerank.json rerank_fp32.json` before re-running)
+    more = [_load_run(work, "rerank_fp32")] if (work / "rerank_fp32.json").exists() else []
     heads = [h for h in ex["ndcg10"] if h in rr["ndcg10"]]
     lines = [
         "# `embforge eval`: exact vs `--rerank-top` (bench/eval_rerank.py)",
@@ -201,7 +203,7 @@ def report(work: Path, out: Path, rerank_top: int, note: str = "") -> None:
         f"CPU flags: {cpu_flags()}.  ",
         "Each row says when it ran and at which encode precision (`--extra \"--dtype auto\"`: bf16 where the "
         "CPU multiplies it natively). The exact reference runs longer than one 5-minute bench piece, so it is "
-        "re-run only when its code path changes.",
+        "re-run only when its code path changes.  ",
         *([note] if note else []),
         "",
         "| mode | report says | encode dtype | run at | wall s | CPU s | CPU/wall | load start/end | "
@@ -209,7 +211,7 @@ def report(work: Path, out: Path, rerank_top: int, note: str = "") -> None:
         + " |",
         "| --- | --- | --- | --- | ---: | ---: | ---: | --- | " + " | ".join("---:" for _ in heads) + " |",
     ]
-    for r in (ex, rr):
+    for r in (ex, *more, rr):
         lines.append(
             f"| {r['mode']} | {r['report_mode']} | {r['encode_dtype']} | {r['when']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['cpu_s'] / r['wall_s']:.2f} | "
             f"{r['load_start']:.1f}/{r['load_end']:.1f} | "
@@ -220,11 +222,18 @@ def report(work: Path, out: Path, rerank_top: int, note: str = "") -> None:
     lines += [
         "| delta (rerank - exact) |  |  |  |  |  |  |  | " + " | ".join(f"{delta[h]:+.4f}" for h in heads) + " |",
         "",
-        f"Commands: `{ex['cmd']}` and `{rr['cmd']}`.",
+        *(
+            f"The {r['encode_dtype']} re-rank run: max |nDCG@10 delta| to exact "
+            f"{max(abs(r['ndcg10'][h] - ex['ndcg10'][h]) for h in heads):.4f}, {ex['wall_s'] / r['wall_s']:.1f}x faster."
+            for r in more
+        ),
+        "",
+        "Commands: " + "; ".join(f"`{r['cmd']}`" for r in (ex, *more, rr)) + ".",
         "",
         f"RESULT eval_exact_s={ex['wall_s']:.1f} eval_rerank_s={rr['wall_s']:.1f} "
         f"eval_speedup={ex['wall_s'] / rr['wall_s']:.1f} "
-        f"eval_max_ndcg10_delta={max(abs(d) for d in delta.values()):.4f}",
+        f"eval_max_ndcg10_delta={max(abs(d) for d in delta.values()):.4f}"
+        + "".join(f" eval_rerank_fp32_s={r['wall_s']:.1f}" for r in more),
     ]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
