@@ -325,9 +325,7 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
             ``()`` = no curve.
         rerank_top: None = exact evaluation (every head against the whole corpus); N = every
             head and the hybrid re-rank the union of the top-N dense and top-N sparse documents.
-        dtype: encode precision of the set's queries and documents ("fp32", "bf16", "fp16" or "auto":
-            bf16 where the CPU multiplies it natively, ``embforge.model.precision``); the report's
-            ``encode_dtype`` says which was asked.
+        dtype: encode precision ("fp32", "bf16", "fp16", "auto"), reported as ``encode_dtype``.
         hybrid_bm25: also report ``hybrid+bm25``: z-scores of the heads (1, 0.3, 1) + 0.3 z(BM25)
             on the same candidates (``embforge.eval.fusion.HYBRID_BM25``); needs the three heads.
 
@@ -363,10 +361,9 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     res = _retrieval_report(runs, data, k_values)
     for name, top in extra.items():
         res["heads"][name] = M.evaluate(data.qrels, top.run(data.query_ids, data.doc_ids), k_values)
-    res["mode"] = (
+    res["mode"], res["encode_dtype"] = (
         "exact" if runs.index is None else f"rerank-top {runs.index.candidates} (dense + sparse candidates)"
-    )
-    res["encode_dtype"] = dtype
+    ), dtype
     if bm25 and hasattr(encoder, "tokenizer"):
         res["heads"]["bm25"] = M.evaluate(data.qrels, bm25_run(encoder.tokenizer.tokenize, data, k), k_values)
     if runs.mrl_tops:

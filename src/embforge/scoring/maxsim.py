@@ -337,6 +337,19 @@ def maxsim_segments(
     return np.where(d_len > 0, out, 0.0).astype(np.float32)
 
 
+def _pick_kernel(kernel: str, rows: np.ndarray, tokens: np.ndarray, scales: np.ndarray | None) -> str:
+    """The re-rank form to run: ``kernel`` checked, or for "auto" document-major when the
+    (query, candidate) pairs reach ``DOC_MAJOR_PAIRS`` per distinct document, else segments."""
+    if kernel not in RERANK_KERNELS:
+        raise ValueError(f"unknown re-rank kernel {kernel!r}; choose from: {', '.join(RERANK_KERNELS)}")
+    if kernel == "numba" and (tokens.dtype != np.float16 or scales is not None):
+        raise ValueError(f"the numba re-rank kernel reads float16 storage, got {tokens.dtype}")
+    if kernel != "auto":
+        return kernel
+    live = rows[rows >= 0]
+    return "document" if len(live) >= DOC_MAJOR_PAIRS * len(np.unique(live)) else "segments"
+
+
 def _rows_f16_numba(q: Sequence[np.ndarray], rows: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """The query-major re-rank of float16 storage by the numba kernel (no similarity matrix)."""
     from embforge.scoring import _maxsim_kernel as kern  # lazy-import: needs numba (~1.5 s import)
@@ -460,9 +473,8 @@ def maxsim_rerank_rows(
         scales: (T_total,) per-token scale of int8 ``tokens`` (None for float storage).
         block: bound on the gathered (B x L x M) elements of one block.
         workers: threads scoring blocks side by side (default: torch's thread count).
-        kernel: "auto" (the rule above), or one of ``RERANK_KERNELS`` forced: "segments" (the
-            batched product), "document" (document-major), "numba" (float16 storage only, never
-            picked by "auto").
+        kernel: "auto" (the rule above) or a form of ``RERANK_KERNELS`` forced: "segments",
+            "document", "numba" (float16 storage only, never picked by "auto").
 
     Returns:
         (Q, C) float32.
@@ -480,14 +492,10 @@ def maxsim_rerank_rows(
     if len(tokens) == 0:  # every document is empty (and the spare gather slot 0 does not exist)
         out[rows >= 0] = 0.0
         return out
-    live = rows[rows >= 0]
-    if kernel not in RERANK_KERNELS:
-        raise ValueError(f"unknown re-rank kernel {kernel!r}; choose from: {', '.join(RERANK_KERNELS)}")
-    if kernel == "document" or (kernel == "auto" and len(live) >= DOC_MAJOR_PAIRS * len(np.unique(live))):
-        return maxsim_by_document(q, rows, tokens, offsets, scales, workers)  # documents recur: read each once
+    kernel = _pick_kernel(kernel, rows, tokens, scales)
+    if kernel == "document":  # documents recur: read each once
+        return maxsim_by_document(q, rows, tokens, offsets, scales, workers)
     if kernel == "numba":
-        if tokens.dtype != np.float16 or scales is not None:
-            raise ValueError(f"the numba re-rank kernel reads float16 storage, got {tokens.dtype}")
         return _rows_f16_numba(q, rows, tokens, offsets)
     doc_len = np.diff(offsets)
     per_query = np.where(rows >= 0, doc_len[np.maximum(rows, 0)], 0).sum(axis=1) + 1  # (Q,) tokens
