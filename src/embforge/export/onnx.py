@@ -240,7 +240,9 @@ def _tokenizer_limit(file: Path, max_length: int) -> None:
         return
     cfg = json.loads(file.read_text(encoding="utf-8"))
     if cfg.get("max_length") not in (None, max_length):
-        logger.info("export: tokenizer_config.json max_length %s -> %d (the encoder's)", cfg["max_length"], max_length)
+        logger.info(
+            "export: tokenizer_config.json max_length %s -> %d (the encoder's)", cfg["max_length"], max_length
+        )
     cfg["max_length"] = max_length
     file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -308,7 +310,9 @@ def _quantize_int8(graph: Path) -> None:
 
     keep = ffn_down_matmuls(onnx.load(str(graph), load_external_data=False))[:INT8_FP32_FFN_LAYERS]
     if keep:
-        logger.info("export int8: keeping %s in fp32 (the most sensitive to int8 activations)", ", ".join(keep))
+        logger.info(
+            "export int8: keeping %s in fp32 (the most sensitive to int8 activations)", ", ".join(keep)
+        )
     fp32 = graph.with_name("model_fp32.onnx")
     graph.rename(fp32)
     quantize_dynamic(

@@ -185,8 +185,11 @@ def test_int8_runs_every_head_close_to_fp32(tmp_path, tiny_m3, tiny_m3_path):
     assert export_mod.INT8_FP32_FFN_LAYERS == 1
     assert ffn_down_matmuls(graph) == ["/backbone/encoder/layer.0/output/dense/MatMul"]
     n_layers = tiny_m3.backbone.config.num_hidden_layers
-    int8_ffn = [n.name for n in graph.graph.node if n.op_type == "MatMulInteger" and "/output/dense/" in n.name
-                and "/attention/" not in n.name]
+    int8_ffn = [
+        n.name
+        for n in graph.graph.node
+        if n.op_type == "MatMulInteger" and "/output/dense/" in n.name and "/attention/" not in n.name
+    ]
     assert len(int8_ffn) == n_layers - 1 >= 1 and not any("layer.0/" in n for n in int8_ffn), int8_ffn
     a, b = q.encode(TEXTS, heads=ALL), tiny_m3.encode(TEXTS, heads=ALL)
     cos = (a.dense * b.dense).sum(1)
@@ -255,7 +258,9 @@ def test_ffn_down_matmuls_finds_the_gelu_fed_projections_in_layer_order():
         "/sparse/linear/MatMul",
     ]
     nodes = [onnx.helper.make_node("MatMul", ["a", "b"], [f"y{i}"], name=n) for i, n in enumerate(names)]
-    nodes.append(onnx.helper.make_node("Add", ["a", "b"], ["z"], name="/backbone/encoder/layer.0/output/dense/Add"))
+    nodes.append(
+        onnx.helper.make_node("Add", ["a", "b"], ["z"], name="/backbone/encoder/layer.0/output/dense/Add")
+    )
     graph = onnx.helper.make_model(onnx.helper.make_graph(nodes, "g", [], []))
     assert ffn_down_matmuls(graph) == [
         "/backbone/layers.1/mlp/down_proj/MatMul",
