@@ -147,7 +147,7 @@ def stage_build(a) -> None:
         if not (a.workdir / f"{name}.npz").exists():
             continue
         docs, _ = _load_set(a.workdir, name)
-        idx = PlaidIndex(**BUILD[name], **({"nlist": a.nlist} if a.nlist else {}))
+        idx = PlaidIndex(**BUILD[name], **({"nlist": a.nlist} if a.nlist else {}), train_tokens=a.train_tokens)
         idx.add([str(i) for i in range(len(docs))], docs)
         del docs
         with Meter() as m:
@@ -363,6 +363,8 @@ def main() -> None:
     ap.add_argument("--headline", default="", help="report: the query-plaid-* key of the RESULT line")
     ap.add_argument("--only", default="", help="query: comma-separated index folder names (default: all)")
     ap.add_argument("--nlist", type=int, default=None, help="build: centroids (default: PlaidIndex's rule)")
+    ap.add_argument("--train-tokens", type=int, default=131_072, help="build: tokens sampled to train centroids and PQ")
+    ap.add_argument("--sets", default="projected,real", help="prep/build/brute: comma-separated sets")
     a = ap.parse_args()
     a.workdir.mkdir(parents=True, exist_ok=True)
     globals()[f"stage_{a.stage}"](a)
