@@ -18,10 +18,13 @@ Interaction Retrieval") on faiss building blocks, over ColBERT token vectors
    (:func:`embforge.scoring.maxsim_rerank_rows`) from the float16 token store, memory-mapped from
    disk, so the final scores are exact and recall is limited by stages 2-4 only.
 
-In memory: 2-4 bytes of centroid id + ``pq_m`` bytes of code per token and the inverted
-lists; the float16 store (``MultiVectorIndex``'s) stays on disk. Shipped settings are
-measured by bench/search_multivector.py (bench/results/search_multivector.md: at 100k
-documents 7x exact brute force at recall@10 0.95; the issue's 20x is not reached).
+Stages 1-4 of a block of queries run in one parallel numba kernel (``prange`` over queries,
+:func:`embforge.index._plaid_kernel.centroid_shortlists`). In memory: 2-4 bytes of centroid
+id + ``pq_m`` bytes of code per token and the inverted lists; the float16 store
+(``MultiVectorIndex``'s) stays on disk and is read only for the final exact stage (``exact`` >
+0). Shipped settings are measured by bench/search_multivector.py
+(bench/results/search_multivector.md: at 100k documents a median 17x exact brute force at
+recall@10 0.952; PQ-only, exact=0, reads 1/10 of float16 but reaches recall@10 0.75).
 """
 
 from __future__ import annotations
@@ -223,7 +226,7 @@ class PlaidIndex(MultiVectorIndex):
         return np.ascontiguousarray(np.matmul(cb, qs))  # (pq_m, ksub, Tq): one batched BLAS product
 
     def _decompressed(self, q: np.ndarray, cand: np.ndarray, c: dict[str, np.ndarray]) -> np.ndarray:
-        """Stage 4: MaxSim over centroid + PQ residual reconstructions of the candidates' tokens:
+        """Stage 4 of one query: MaxSim over centroid + PQ residual reconstructions of the candidates' tokens:
         by lookup tables (numba) for 8-bit codes, else by decoding them (bit-packed codes)."""
         if self.pq_bits == 8:
             from embforge.index._plaid_kernel import residual_interaction  # lazy-import: needs numba
@@ -263,7 +266,7 @@ class PlaidIndex(MultiVectorIndex):
         threads = self.n_threads or os.cpu_count() or 1
         stage4 = keep < self.ndocs and self.pq_bits == 8  # in the kernel (by lookup tables)
         before = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
         try:
             for block in self._blocks(qs, len(cent)):
                 q_off = np.concatenate([[0], np.cumsum([len(q) for q in block])]).astype(np.int64)
