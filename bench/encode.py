@@ -5,9 +5,13 @@ Run (one bench at a time on the shared machine):
 
 Texts: XQuAD contexts (12 languages) split into sentences + DBpedia entity abstracts, from
 ../shared/data (``$EMBFORGE_DATA``). Model: all-MiniLM-L6-v2 (bundled). 2 torch threads.
-- dense: sentence-transformers ``encode`` vs embforge ``encode`` (fp32 and bf16 autocast);
+- dense: sentence-transformers ``encode`` vs embforge ``encode`` (fp32 and ``dtype="bf16"``: a bf16
+  weight copy on AVX512-BF16/AMX CPUs, autocast elsewhere);
 - all three heads: FlagEmbedding ``BGEM3FlagModel`` vs embforge on the same MiniLM exported in the
   BGE-M3 layout (CLS pooling, sparse_linear.pt, colbert_linear.pt).
+FlagEmbedding needs transformers 4.x: run it in the reference venv (``make reference``) with
+    EMBFORGE_DATA=../shared/data EMBFORGE_DEFAULT_MODEL=<a copy of the bundled MiniLM folder> \
+    flock -x /tmp/embforge-bench.lock nice -n -10 .venv-ref/bin/python bench/encode.py
 Writes bench/results/encode.md; last line ``RESULT encode_fp32_vs_st=... encode_bf16_vs_st=... m3_vs_flag=...``.
 """
 
@@ -116,7 +120,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "encode.md"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    load0 = os.getloadavg()
+    load0, cpu0, wall0 = os.getloadavg(), time.process_time(), time.perf_counter()
 
     from FlagEmbedding import BGEM3FlagModel
     from sentence_transformers import SentenceTransformer
@@ -148,7 +152,7 @@ def main() -> None:
         flops,
     )
     rows["embforge (dense, fp32)"] = (t_fp32, CPU_SECONDS[id(f_fp32)], n_all, ntok, flops)
-    # bf16 autocast on an evenly spaced subset (bf16 matmul is emulated without AVX512-BF16/AMX: slow).
+    # bf16 on an evenly spaced subset (bf16 matmul is emulated without AVX512-BF16/AMX: slow there).
     sub = texts[:: max(1, len(texts) // args.bf16_n)][: args.bf16_n]
     ours.encode(warm[:8], dtype="bf16")
     f_sub_st = lambda: st.encode(sub, batch_size=32)  # noqa: E731
@@ -166,7 +170,7 @@ def main() -> None:
         ntok_s,
         flops_s,
     )
-    rows[f"embforge (dense, bf16 autocast) on the {len(sub)}-text subset"] = (
+    rows[f"embforge (dense, dtype='bf16') on the {len(sub)}-text subset"] = (
         t_bf16,
         CPU_SECONDS[id(f_bf16)],
         len(sub),
@@ -224,8 +228,10 @@ def main() -> None:
         f"Dense tokens after truncation (max 256): {int(ntok.sum())}; three-head run (max 512): {int(ntok_m3.sum())}.",
         f"Measured GEMM peak on {args.threads} threads: fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s "
         "(MFU = model FLOPs / time / fp32 peak).",
-        f"Machine load average at start / end: {load0[0]:.1f} / {load1[0]:.1f} on 2 cores — the machine was SHARED "
-        "with 7 other engineers' jobs, so absolute numbers are noisy; ratios come from back-to-back runs.",
+        f"CPU flags (measured, /proc/cpuinfo): `{cpu_flags()}`. Machine load average (1 min) at start / end: "
+        f"{load0[0]:.1f} / {load1[0]:.1f}; this process's CPU use (process CPU s / wall s, measured): "
+        f"{(time.process_time() - cpu0) / (time.perf_counter() - wall0):.2f} of {args.threads} threads. "
+        "The machine is shared: run under the bench lock at high priority; ratios come from back-to-back runs.",
         "",
         "| system | texts | wall s | CPU s | sentences/s | tokens/s | MFU (fp32 peak) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -254,6 +260,19 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
+
+
+def cpu_flags() -> str:
+    """The CPU's vector and matrix units that matter here, from /proc/cpuinfo."""
+    want = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    have = next(
+        (set(ln.split(":", 1)[1].split()) for ln in text.splitlines() if ln.startswith("flags")), set()
+    )
+    return " ".join(f for f in want if f in have) or "none of " + " ".join(want)
 
 
 def cpu_name() -> str:

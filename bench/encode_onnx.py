@@ -166,19 +166,24 @@ def _cpu_info() -> tuple[str, str]:
 NOTES = [
     "Notes (read before quoting these numbers):",
     "- Priority: the machine is shared (see the load column). Each row ran under the exclusive bench lock at "
-    "nice -10 in its own scheduler autogroup with autogroup nice -10; with `kernel.sched_autogroup_enabled=1` "
-    "a plain `nice -n -10` only ranks processes inside one session, and the first attempt of this run got "
-    "~50-65% of the 2 cores that way. The CPU-use column (process CPU s / wall s, measured) says how clean each row is.",
+    "nice -10 (in its own scheduler autogroup with autogroup nice -10, which matters only where "
+    "`kernel.sched_autogroup_enabled=1`); the other jobs ran at nice 15. The CPU-use column (process CPU s / "
+    "wall s, measured) says how clean each row is.",
     "- bf16 (torch): on a CPU `dtype='bf16'` (and `'auto'` on AVX512-BF16/AMX CPUs) runs a cached bf16 copy of "
     "the backbone's weights with fp32 heads (oneDNN AMX kernels), not autocast, which re-casts the weights "
     "at every matmul (embforge.model.precision.cast_backbone).",
     "- ONNX: the graph is traced with eager attention (embforge.export.onnx._eager_attention); ONNX Runtime "
-    "fuses and quantizes that pattern. int8 = dynamic quantization, int8 weights per output channel "
-    "(per-tensor weights and the offline transformer optimiser measured slower or worse, dense cosine "
-    "min 0.75, on 400 of these texts).",
+    "fuses and quantizes that pattern. int8 = dynamic quantization, int8 weights per output channel, "
+    "except layer 0's FFN down-projection, kept fp32 (embforge.export.onnx.INT8_FP32_FFN_LAYERS: the int8 "
+    "fidelity gate on xquad-es missed by a hair without it; per-layer sensitivity, static and SmoothQuant "
+    "variants: src/embforge/export/onnx.py's docstring). Per-tensor weights and the offline transformer "
+    "optimiser measured slower or worse (dense cosine min 0.75 on 400 of these texts).",
     "- Cosines are to the embforge torch fp32 row of the same kind (dense: mean pooling, max 256 tokens; "
-    "three heads: CLS pooling, max 512). fastembed's vectors from the same exported graph differ on some texts "
-    "(see its min cosine); the cause was not investigated (not the 256-token truncation).",
+    "three heads: CLS pooling, max 512). fastembed truncates at min(model_max_length, max_length) of "
+    "tokenizer_config.json; all-MiniLM-L6-v2 ships `max_length: 128` (max_seq_length is 256), so on the "
+    "previous export fastembed cut the 140 of these 2,000 texts that are over 128 tokens (cosine down to 0.51; "
+    "the other 1,860 matched). `embforge export` now writes the encoder's limit there (256): fastembed's "
+    "vectors on those 140 texts then equal embforge's (max |diff| 8.9e-8).",
     "- MFU = model FLOPs / wall / the measured GEMM peak of the row's precision (int8 rows: ONNX Runtime "
     "MatMulInteger peak; attention, softmax, LayerNorm and tokenization are outside the GEMM peak).",
     "- No GPU was lent to this task: GPU rows (fp16/bf16 SDPA, varlen) are not measured.",

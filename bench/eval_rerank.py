@@ -117,6 +117,8 @@ def run_eval(work: Path, mode: str, timeout: int, rerank_top: int, extra: list[s
         "load_start": load0,
         "load_end": os.getloadavg()[0],
         "report_mode": _find(report, "mode"),
+        "encode_dtype": _find(report, "encode_dtype") or "fp32",
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "ndcg10": _ndcg(report),
     }
     (work / f"{mode}.json").write_text(json.dumps(res, indent=1))
@@ -172,8 +174,20 @@ def cpu_flags() -> str:
     return " ".join(f for f in keep if f in flags)
 
 
-def report(work: Path, out: Path, rerank_top: int) -> None:
-    ex, rr = (json.loads((work / f"{m}.json").read_text()) for m in ("exact", "rerank"))
+def _load_run(work: Path, mode: str) -> dict:
+    """A mode's saved result; runs saved before ``when``/``encode_dtype`` were recorded get the
+    file's modification time and fp32 (the only encode precision eval had then)."""
+    path = work / f"{mode}.json"
+    r = json.loads(path.read_text())
+    r.setdefault("when", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime)))
+    r.setdefault("encode_dtype", "fp32")
+    return r
+
+
+def report(work: Path, out: Path, rerank_top: int, note: str = "") -> None:
+    ex, rr = (_load_run(work, m) for m in ("exact", "rerank"))
+    # an fp32 re-rank run kept beside a bf16 one (`cp rerank.json rerank_fp32.json` before re-running)
+    more = [_load_run(work, "rerank_fp32")] if (work / "rerank_fp32.json").exists() else []
     heads = [h for h in ex["ndcg10"] if h in rr["ndcg10"]]
     lines = [
         "# `embforge eval`: exact vs `--rerank-top` (bench/eval_rerank.py)",
@@ -186,29 +200,40 @@ def report(work: Path, out: Path, rerank_top: int) -> None:
         "untrained), 2 threads. Each mode is one `embforge eval` process; wall seconds and the child's own CPU "
         "seconds (getrusage) are measured, as is the 1-min load average at start and end. Timing runs: "
         "`flock -x /tmp/embforge-bench.lock nice -n -10 python bench/eval_rerank.py --mode {exact,rerank}`.  ",
-        f"CPU flags: {cpu_flags()}.",
+        f"CPU flags: {cpu_flags()}.  ",
+        "Each row says when it ran and at which encode precision (`--extra \"--dtype auto\"`: bf16 where the "
+        "CPU multiplies it natively). The exact reference runs longer than one 5-minute bench piece, so it is "
+        "re-run only when its code path changes.  ",
+        *([note] if note else []),
         "",
-        "| mode | report says | wall s | CPU s | CPU/wall | load start/end | "
+        "| mode | report says | encode dtype | run at | wall s | CPU s | CPU/wall | load start/end | "
         + " | ".join(f"nDCG@10 {h}" for h in heads)
         + " |",
-        "| --- | --- | ---: | ---: | ---: | --- | " + " | ".join("---:" for _ in heads) + " |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | --- | " + " | ".join("---:" for _ in heads) + " |",
     ]
-    for r in (ex, rr):
+    for r in (ex, *more, rr):
         lines.append(
-            f"| {r['mode']} | {r['report_mode']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['cpu_s'] / r['wall_s']:.2f} | "
+            f"| {r['mode']} | {r['report_mode']} | {r['encode_dtype']} | {r['when']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['cpu_s'] / r['wall_s']:.2f} | "
             f"{r['load_start']:.1f}/{r['load_end']:.1f} | "
             + " | ".join(f"{r['ndcg10'][h]:.4f}" for h in heads)
             + " |"
         )
     delta = {h: rr["ndcg10"][h] - ex["ndcg10"][h] for h in heads}
     lines += [
-        "| delta (rerank - exact) |  |  |  |  |  | " + " | ".join(f"{delta[h]:+.4f}" for h in heads) + " |",
+        "| delta (rerank - exact) |  |  |  |  |  |  |  | " + " | ".join(f"{delta[h]:+.4f}" for h in heads) + " |",
         "",
-        f"Commands: `{ex['cmd']}` and `{rr['cmd']}`.",
+        *(
+            f"The {r['encode_dtype']} re-rank run: max |nDCG@10 delta| to exact "
+            f"{max(abs(r['ndcg10'][h] - ex['ndcg10'][h]) for h in heads):.4f}, {ex['wall_s'] / r['wall_s']:.1f}x faster."
+            for r in more
+        ),
+        "",
+        "Commands: " + "; ".join(f"`{r['cmd']}`" for r in (ex, *more, rr)) + ".",
         "",
         f"RESULT eval_exact_s={ex['wall_s']:.1f} eval_rerank_s={rr['wall_s']:.1f} "
         f"eval_speedup={ex['wall_s'] / rr['wall_s']:.1f} "
-        f"eval_max_ndcg10_delta={max(abs(d) for d in delta.values()):.4f}",
+        f"eval_max_ndcg10_delta={max(abs(d) for d in delta.values()):.4f}"
+        + "".join(f" eval_rerank_fp32_s={r['wall_s']:.1f}" for r in more),
     ]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -222,12 +247,13 @@ def main() -> None:
     ap.add_argument("--timeout", type=int, default=3600)
     ap.add_argument("--extra", default="", help="more `embforge eval` options (e.g. --max-queries 200)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "eval_rerank.md"))
+    ap.add_argument("--note", default="", help="a paragraph for the report (e.g. a profile of the run)")
     args = ap.parse_args()
     work = Path(args.work)
     if args.mode == "build":
         print(build(work / "set"))
     elif args.mode == "report":
-        report(work, Path(args.out), args.rerank_top)
+        report(work, Path(args.out), args.rerank_top, args.note)
     else:
         if not (work / "set" / "corpus.jsonl").exists():
             build(work / "set")

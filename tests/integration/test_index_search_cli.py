@@ -110,7 +110,7 @@ def test_index_matryoshka_hnsw_and_errors(tiny_m3_path, beir, tmp_path):
     r = CliRunner().invoke(app, ["index", str(beir), "-o", str(tmp_path / "x"), "--dense-index", "annoy"])
     assert (
         r.exit_code != 0
-        and "unknown dense index 'annoy'; choose from: binary, exact, hnsw, int8, ivfpq" in str(r.exception)
+        and "unknown dense index 'annoy'; choose from: binary, exact, hnsw, int8, ivf, ivfpq" in str(r.exception)
     )
     r = CliRunner().invoke(app, ["search", str(out), str(beir), "-o", str(tmp_path / "r.csv")])
     assert r.exit_code != 0 and "use .trec (TREC) or .json" in str(r.exception)

@@ -11,6 +11,7 @@ import typer
 from embforge.cli._common import (
     backend_option,
     batch_size_option,
+    dtype_option,
     heads_option,
     lang_option,
     max_length_option,
@@ -151,6 +152,10 @@ def eval_command(
     threads: Optional[int] = threads_option(),
     backend: str = backend_option(),
     progress: Optional[bool] = progress_option(),
+    dtype: str = dtype_option(
+        "Encode dtype of the retrieval sets: fp32, bf16, fp16 autocast, or auto (bf16 where the CPU "
+        "multiplies it natively); the report's encode_dtype says which."
+    ),
 ) -> None:
     """Evaluate models: retrieval per head + hybrid + BM25 + Matryoshka curve, STS, bitext; write a report.
 
@@ -211,6 +216,7 @@ def eval_command(
             max_length=max_length,
             rerank_top=rerank_top,
             hybrid_bm25=hybrid_bm25,
+            dtype=dtype,
         )
         info[label] = {"path": m or "bundled all-MiniLM-L6-v2", "heads": list(head_t)}
         typer.echo(format_run_table(runs[label]))

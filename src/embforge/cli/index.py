@@ -156,7 +156,7 @@ def register(app: typer.Typer) -> None:
         model: Optional[str] = model_option(),
         heads: str = heads_option(),
         dense_index: str = typer.Option(
-            "exact", "--dense-index", help="Dense backend: exact, int8, binary (rescored), hnsw, ivfpq."
+            "exact", "--dense-index", help="Dense backend: exact, int8, binary (rescored), hnsw, ivf, ivfpq."
         ),
         dim: Optional[int] = typer.Option(
             None, "--dim", help="Matryoshka: index the first DIM dense dims, renormalised."

@@ -67,7 +67,9 @@ def serve(
     ),
     max_batch_size: int = typer.Option(256, "--max-batch-size", help="Texts per micro-batch at most."),
     max_wait_ms: float = typer.Option(
-        5.0, "--max-wait-ms", help="How long the first queued text waits for others to join its batch."
+        5.0,
+        "--max-wait-ms",
+        help="How long the first queued text waits for others to join its batch (only while other requests are on their way).",
     ),
     max_batch_ms: Optional[float] = typer.Option(
         500.0,

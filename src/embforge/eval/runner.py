@@ -132,9 +132,10 @@ def bm25_matrix(tokenize: Callable[[str], list[str]], data: RetrievalSet) -> np.
     return np.asarray((qm @ wd.T).toarray(), np.float32)
 
 
-def _encode(encoder, texts, role, heads, batch_size, max_length) -> Embeddings:
+def _encode(encoder, texts, role, heads, batch_size, max_length, dtype: str = "fp32") -> Embeddings:
+    kw = {} if dtype == "fp32" else {"dtype": dtype}  # encoders without a dtype option still work at fp32
     return encoder.encode(
-        list(texts), role=role, heads=tuple(heads), batch_size=batch_size, max_length=max_length
+        list(texts), role=role, heads=tuple(heads), batch_size=batch_size, max_length=max_length, **kw
     )
 
 
@@ -310,6 +311,7 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     health: bool = True,
     rerank_top: int | None = None,
     hybrid_bm25: bool = False,
+    dtype: str = "fp32",
 ) -> dict[str, Any]:
     """Evaluate every head, the hybrid, the Matryoshka dims and BM25 on one retrieval set.
 
@@ -323,6 +325,7 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
             ``()`` = no curve.
         rerank_top: None = exact evaluation (every head against the whole corpus); N = every
             head and the hybrid re-rank the union of the top-N dense and top-N sparse documents.
+        dtype: encode precision ("fp32", "bf16", "fp16", "auto"), reported as ``encode_dtype``.
         hybrid_bm25: also report ``hybrid+bm25``: z-scores of the heads (1, 0.3, 1) + 0.3 z(BM25)
             on the same candidates (``embforge.eval.fusion.HYBRID_BM25``); needs the three heads.
 
@@ -338,13 +341,13 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     bm25_fused = _wants_hybrid_bm25(hybrid_bm25, hybrid, heads, encoder)
     keep = rerank_top is None and hybrid and (mf.fusion != "weighted" or bm25_fused)
     _check_fusion_size(keep, len(data.query_ids), len(data.doc_ids), len(heads))
-    qe = _encode(encoder, data.query_texts, "query", heads, batch_size, max_length)
+    qe = _encode(encoder, data.query_texts, "query", heads, batch_size, max_length, dtype)
     runs = _start_runs(qe, heads, mf, hybrid, mrl_dims, k, rerank_top)
     runs.mats = {} if keep else None
     pos_docs = {d for rel in data.qrels.values() for d, r in rel.items() if r > 0}
     for start in range(0, len(data.doc_texts), chunk_size):
         de = _encode(
-            encoder, data.doc_texts[start : start + chunk_size], "document", heads, batch_size, max_length
+            encoder, data.doc_texts[start : start + chunk_size], "document", heads, batch_size, max_length, dtype
         )
         runs.add_chunk(de, start)
         if health and de.dense is not None:
@@ -358,9 +361,9 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     res = _retrieval_report(runs, data, k_values)
     for name, top in extra.items():
         res["heads"][name] = M.evaluate(data.qrels, top.run(data.query_ids, data.doc_ids), k_values)
-    res["mode"] = (
+    res["mode"], res["encode_dtype"] = (
         "exact" if runs.index is None else f"rerank-top {runs.index.candidates} (dense + sparse candidates)"
-    )
+    ), dtype
     if bm25 and hasattr(encoder, "tokenizer"):
         res["heads"]["bm25"] = M.evaluate(data.qrels, bm25_run(encoder.tokenizer.tokenize, data, k), k_values)
     if runs.mrl_tops:

@@ -1,4 +1,4 @@
-"""Retrieval indexes over arrays: dense (exact, int8/binary, faiss HNSW/IVF-PQ),
+"""Retrieval indexes over arrays: dense (exact, int8/binary, faiss HNSW/IVF-Flat/IVF-PQ),
 learned-sparse inverted index, BM25 (bm25s), multi-vector MaxSim store (exact, and compressed PLAID-style), a Qdrant collection, and the
 hybrid index that retrieves with some and re-ranks with all of them.
 
@@ -7,7 +7,7 @@ and is registered in ``INDEXES`` by name; ``load_index(dir)`` opens any saved on
 Scores come from :mod:`embforge.scoring`; ``embforge.search`` builds on this package.
 """
 
-from embforge.index.ann import HNSWIndex, IVFPQIndex
+from embforge.index.ann import HNSWIndex, IVFFlatIndex, IVFPQIndex
 from embforge.index.base import INDEXES, BaseIndex, IdMap, Index, load_index, topk
 from embforge.index.bm25 import BM25Index, bm25_weights, counts_from_ids, term_counts
 from embforge.index.dense import ExactDenseIndex, prepare_dense
@@ -28,6 +28,7 @@ __all__ = [
     "topk",
     "ExactDenseIndex",
     "HNSWIndex",
+    "IVFFlatIndex",
     "IVFPQIndex",
     "prepare_dense",
     "SparseIndex",

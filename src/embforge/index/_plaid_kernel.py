@@ -9,7 +9,7 @@ every token replaced by its centroid, without decompressing anything.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True, nogil=True)
@@ -47,7 +47,7 @@ def centroid_interaction(st, probe, ivf_ptr, ivf_docs, offsets, token_cid, alive
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def residual_interaction(st, lut, rows, offsets, token_cid, codes, out):  # noqa: PLR0913
     """MaxSim (unnormalised sum over query tokens) of one query against the documents ``rows``
     with every token rebuilt as centroid + PQ residual, scored without rebuilding it: by lookup
@@ -79,3 +79,104 @@ def residual_interaction(st, lut, rows, offsets, token_cid, codes, out):  # noqa
                 if acc[i] > best[i]:
                     best[i] = acc[i]
         out[r] = best.sum() if offsets[d + 1] > offsets[d] else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _probe(sq, nprobe, probed):
+    """Mark in ``probed`` the ``nprobe`` best centroids of every query token (sq: (Tq, nlist))."""
+    tv = np.empty(nprobe, np.float32)
+    ti = np.empty(nprobe, np.int64)
+    for i in range(sq.shape[0]):
+        tv[:] = -np.inf
+        ti[:] = -1
+        for c in range(sq.shape[1]):
+            v = sq[i, c]
+            if v > tv[nprobe - 1]:  # insertion into the running top-nprobe
+                k = nprobe - 1
+                while k > 0 and tv[k - 1] < v:
+                    tv[k] = tv[k - 1]
+                    ti[k] = ti[k - 1]
+                    k -= 1
+                tv[k] = v
+                ti[k] = c
+        for k in range(nprobe):
+            if ti[k] >= 0:
+                probed[ti[k]] = True
+
+
+@njit(cache=True, nogil=True)
+def _keep_best(rows, sc, n, ndocs, out):
+    """The ``ndocs`` rows of highest score among the first ``n`` into ``out``; returns how many."""
+    if n <= ndocs:
+        out[:n] = rows[:n]
+        return n
+    thr = np.partition(sc[:n], n - ndocs)[n - ndocs]  # the ndocs-th largest score
+    m = 0
+    for r in range(n):
+        if sc[r] > thr:
+            out[m] = rows[r]
+            m += 1
+    for r in range(n):
+        if m >= ndocs:
+            break
+        if sc[r] == thr:  # ties at the threshold: in list order
+            out[m] = rows[r]
+            m += 1
+    return m
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def centroid_shortlists(s, q_off, nprobe, ivf_ptr, ivf_docs, offsets, token_cid, alive, ndocs, keep, lut, codes, out_rows, out_n):  # noqa: PLR0913
+    """Stages 1-4 of a block of queries in parallel (``prange`` over queries, one per core): each
+    query token's ``nprobe`` best centroids, the documents of their lists as candidates, each
+    scored once by the centroid interaction, the best ``ndocs`` kept; then, when ``keep`` <
+    ``ndocs``, the best ``keep`` of those by centroid + PQ-residual MaxSim (lookup tables, as
+    :func:`residual_interaction`).
+
+    Args:
+        s: (T, nlist) float32 query-token x centroid scores of the block (one BLAS product);
+            query ``i`` owns rows ``q_off[i]:q_off[i+1]``.
+        nprobe: centroids probed per query token.
+        ivf_ptr, ivf_docs, offsets, token_cid, alive: as in :func:`centroid_interaction`.
+        ndocs: candidates kept per query by the centroid interaction.
+        keep: candidates kept per query by the residual scores (>= ndocs: no residual stage).
+        lut: (pq_m, ksub, T) float32 ``<q_t[sub m], codeword>`` of the block's query tokens;
+            codes: (T_total, pq_m) uint8 residual codes (both unused when keep >= ndocs).
+        out_rows: (Q, ndocs) int64 output rows; out_n: (Q,) int64 how many of each row are filled.
+    """
+    n_rows, nlist = len(offsets) - 1, s.shape[1]
+    for qi in prange(len(q_off) - 1):
+        a, tq = q_off[qi], q_off[qi + 1] - q_off[qi]
+        st = np.ascontiguousarray(s[a : a + tq].T)  # (nlist, Tq): a centroid's scores in one cache line
+        probed = np.zeros(nlist, np.bool_)
+        _probe(s[a : a + tq], nprobe, probed)
+        seen = np.zeros(n_rows, np.bool_)
+        rows = np.empty(n_rows, np.int64)
+        sc = np.empty(n_rows, np.float32)
+        best = np.empty(tq, np.float32)
+        n = 0
+        for p in range(nlist):
+            if not probed[p]:
+                continue
+            for x in range(ivf_ptr[p], ivf_ptr[p + 1]):
+                d = ivf_docs[x]
+                if seen[d] or not alive[d]:
+                    continue
+                seen[d] = True
+                best[:] = -np.inf
+                for j in range(offsets[d], offsets[d + 1]):
+                    c = token_cid[j]
+                    for i in range(tq):
+                        v = st[c, i]
+                        if v > best[i]:
+                            best[i] = v
+                rows[n] = d
+                sc[n] = best.sum()
+                n += 1
+        m = _keep_best(rows, sc, n, ndocs, out_rows[qi])
+        if m > keep:  # stage 4 on the survivors
+            lq = np.ascontiguousarray(lut[:, :, a : a + tq])  # (pq_m, ksub, Tq) of this query
+            residual_interaction(st, lq, out_rows[qi, :m], offsets, token_cid, codes, sc[:m])
+            rows[:m] = out_rows[qi, :m]
+            m = _keep_best(rows, sc, m, keep, out_rows[qi])
+        out_n[qi] = m

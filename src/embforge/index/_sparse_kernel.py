@@ -130,3 +130,38 @@ def search_kernel(q_indptr, q_indices, q_values, col_ptr, doc_rows, weights, ali
                 hr[0] = hr[size]
                 _sift_down(hv, hr, size)
     return out_r, out_v
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def score_rows_kernel(q_indptr, q_indices, q_values, rows, ok, indptr, indices, values, vocab, n_chunks):
+    """(Q, C) float32 ``sum_t w_qt * w_dt`` of query i with document rows ``rows[i]`` (nan where not ``ok``).
+
+    Per query: scatter its weights into a dense vocabulary buffer, walk each candidate's
+    forward (CSR) terms summing ``w_dt * buffer[t]`` (float64), then clear the buffer; chunks
+    of queries run in parallel, one buffer per chunk.
+    """
+    nq, c = rows.shape
+    out = np.full((nq, c), np.nan, np.float32)
+    per = (nq + n_chunks - 1) // n_chunks
+    for ch in prange(n_chunks):
+        buf = np.zeros(vocab, np.float64)
+        for qi in range(ch * per, min(nq, (ch + 1) * per)):
+            for p in range(q_indptr[qi], q_indptr[qi + 1]):
+                t = q_indices[p]
+                if 0 <= t < vocab:
+                    buf[t] += q_values[p]
+            for j in range(c):
+                if not ok[qi, j]:
+                    continue
+                r = rows[qi, j]
+                s = 0.0
+                for p in range(indptr[r], indptr[r + 1]):
+                    t = indices[p]
+                    if 0 <= t < vocab:
+                        s += values[p] * buf[t]
+                out[qi, j] = s
+            for p in range(q_indptr[qi], q_indptr[qi + 1]):
+                t = q_indices[p]
+                if 0 <= t < vocab:
+                    buf[t] = 0.0
+    return out

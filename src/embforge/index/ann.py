@@ -9,7 +9,9 @@ all-MiniLM-L6-v2 embeddings (5,000 sentences, 300 queries) HNSW ``M=32,
 efConstruction=200`` reaches recall@10 0.89 / 0.96 / 0.98 / 0.99 at efSearch 64 /
 128 / 256 / 512 vs exact search, so ``ef_search=256`` ships (DESIGN.md measured 0.88
 at M=32, efSearch=64). IVF-PQ ships ``nprobe=32`` with a ``rescore=10``x exact float
-shortlist (0.95 on the same set).
+shortlist (0.95 on the same set). IVF-Flat (``dense-ivf``) keeps exact float vectors in its
+lists: the fast approximate first stage of a hybrid index at 100k documents (bench/search.py,
+"hybrid 3 heads" rows: recall of the fused top-10 against the exhaustive fused ranking).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from embforge.index.base import INDEXES, IdMap, check_k, topk
 from embforge.index.dense import DenseRows, _check_rows, prepare_dense
 from embforge.index.storage import check_array, load_array, save_array, write_manifest
 
-__all__ = ["HNSWIndex", "IVFPQIndex", "faiss_module", "new_flat_ip", "new_hnsw_ip"]
+__all__ = ["HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "faiss_module", "new_flat_ip", "new_hnsw_ip"]
 
 
 def faiss_module():
@@ -196,6 +198,49 @@ class HNSWIndex(_FaissDenseIndex):
         }
 
 
+def default_nlist(n: int) -> int:
+    """About ``4 * sqrt(n)`` coarse clusters (faiss's guideline), at most one per 39 vectors
+    (faiss warns below 39 training points per centroid), at least 1."""
+    return max(1, min(int(4 * math.sqrt(n)), n // 39))
+
+
+@INDEXES.register("dense-ivf")
+class IVFFlatIndex(_FaissDenseIndex):
+    """faiss IVF-Flat: k-means coarse clusters (trained on the first build's vectors), exact
+    float vectors in the inverted lists, ``nprobe`` lists scanned per query (Jegou et al., 2011,
+    "Product quantization for nearest neighbor search", the IVF part). Scores are exact inner
+    products; only documents outside the probed lists are missed.
+
+    Args:
+        dim: Matryoshka truncation (None = full).
+        nlist: number of coarse clusters (None = about 4*sqrt(N), see :func:`default_nlist`).
+        nprobe: lists visited per query (higher = better recall, slower search).
+    """
+
+    kind = "dense-ivf"
+
+    def __init__(self, dim: int | None = None, nlist: int | None = None, nprobe: int = 32) -> None:
+        super().__init__(dim)
+        if nprobe < 1 or (nlist is not None and nlist < 1):
+            raise ConfigError(f"IVF needs nlist >= 1 and nprobe >= 1; got {nlist}, {nprobe}")
+        self.nlist, self.nprobe = nlist, int(nprobe)
+
+    def _new_index(self, d: int, n: int):
+        faiss = _faiss()
+        self.nlist = self.nlist or default_nlist(n)
+        return faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, self.nlist, faiss.METRIC_INNER_PRODUCT)
+
+    def _params(self, sel):
+        p = _faiss().SearchParametersIVF()
+        p.nprobe = self.nprobe
+        if sel is not None:
+            p.sel = sel
+        return p
+
+    def config(self) -> dict[str, Any]:
+        return {"dim": self.dim, "nlist": self.nlist, "nprobe": self.nprobe}
+
+
 @INDEXES.register("dense-ivfpq")
 class IVFPQIndex(_FaissDenseIndex):
     """faiss IVF-PQ (inverted lists of product-quantised codes), trained on the first
@@ -229,7 +274,7 @@ class IVFPQIndex(_FaissDenseIndex):
 
     def _new_index(self, d: int, n: int):
         faiss = _faiss()
-        nlist = self.nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
+        nlist = self.nlist or default_nlist(n)
         m = self.pq_m or max(x for x in range(1, max(1, d // 4) + 1) if d % x == 0)
         if d % m:
             raise ConfigError(f"pq_m={m} must divide the vector dim {d}; choose a divisor of {d}")

@@ -18,10 +18,13 @@ Interaction Retrieval") on faiss building blocks, over ColBERT token vectors
    (:func:`embforge.scoring.maxsim_rerank_rows`) from the float16 token store, memory-mapped from
    disk, so the final scores are exact and recall is limited by stages 2-4 only.
 
-In memory: 2-4 bytes of centroid id + ``pq_m`` bytes of code per token and the inverted
-lists; the float16 store (``MultiVectorIndex``'s) stays on disk. Shipped settings are
-measured by bench/search_multivector.py (bench/results/search_multivector.md: at 100k
-documents 7x exact brute force at recall@10 0.95; the issue's 20x is not reached).
+Stages 1-4 of a block of queries run in one parallel numba kernel (``prange`` over queries,
+:func:`embforge.index._plaid_kernel.centroid_shortlists`). In memory: 2-4 bytes of centroid
+id + ``pq_m`` bytes of code per token and the inverted lists; the float16 store
+(``MultiVectorIndex``'s) stays on disk and is read only for the final exact stage (``exact`` >
+0). Shipped settings are measured by bench/search_multivector.py
+(bench/results/search_multivector.md: at 100k documents a median 17x exact brute force at
+recall@10 0.952; PQ-only, exact=0, reads 1/10 of float16 but reaches recall@10 0.75).
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -86,7 +88,7 @@ class PlaidIndex(MultiVectorIndex):
             ``pq_bits`` bits (8; fewer when the training sample is small).
         train_tokens: at most this many tokens train the centroids and the PQ.
         dtype: the exact token store ("float16", "int8", "float32").
-        n_threads: threads for stages 2-4 (queries split among them; 0 = one per core; 1, the default, was faster on 2 cores: numpy and torch already use both).
+        n_threads: numba threads for stages 1-4 (queries split among them; 0, the default, = one per core).
     """
 
     kind = "multivector-plaid"
@@ -94,14 +96,14 @@ class PlaidIndex(MultiVectorIndex):
     def __init__(
         self,
         nlist: int | None = None,
-        nprobe: int = 4,
+        nprobe: int = 3,
         ndocs: int = 2048,
-        exact: int = 512,
+        exact: int = 256,
         pq_m: int | None = None,
         train_tokens: int = 131_072,
         dtype: str = "float16",
         pq_bits: int = 8,
-        n_threads: int = 1,
+        n_threads: int = 0,
     ) -> None:
         super().__init__(dtype=dtype)
         if (
@@ -216,29 +218,23 @@ class PlaidIndex(MultiVectorIndex):
         n = centroid_interaction(st, probe, ptr, docs, self.store[2], cid, self.idmap.alive, stamp, tag, out_rows, out_sc)
         return out_rows[:n], out_sc[:n]
 
-    def _shortlist(self, q: np.ndarray, c: dict[str, np.ndarray], buf: tuple[np.ndarray, ...], tag: int, keep: int) -> np.ndarray:
-        """Stages 2-4 for one query: the best ``ndocs`` by centroid interaction, then (when
-        ``keep`` < ``ndocs``) the best ``keep`` of those by PQ-decompressed MaxSim."""
-        cand, approx = self._candidates(q, c, buf, tag)
-        if len(cand) > self.ndocs:
-            cand = cand[np.argpartition(-approx, self.ndocs - 1)[: self.ndocs]]
-        if len(cand) > keep:
-            s = self._decompressed(q, cand, c)
-            cand = cand[np.argpartition(-s, keep - 1)[:keep]]
-        return cand.astype(np.int64)
+    def _lut(self, q: np.ndarray) -> np.ndarray:
+        """(pq_m, ksub, Tq) float32 ``<q_t[sub m], codeword>`` lookup tables of query tokens (Tq, M)."""
+        pq = self._pq
+        cb = faiss_module().vector_to_array(pq.centroids).reshape(pq.M, pq.ksub, pq.dsub)
+        qs = np.ascontiguousarray(q.reshape(len(q), pq.M, pq.dsub).transpose(1, 2, 0), np.float32)  # (pq_m, dsub, Tq)
+        return np.ascontiguousarray(np.matmul(cb, qs))  # (pq_m, ksub, Tq): one batched BLAS product
 
     def _decompressed(self, q: np.ndarray, cand: np.ndarray, c: dict[str, np.ndarray]) -> np.ndarray:
-        """Stage 4: MaxSim over centroid + PQ residual reconstructions of the candidates' tokens:
+        """Stage 4 of one query: MaxSim over centroid + PQ residual reconstructions of the candidates' tokens:
         by lookup tables (numba) for 8-bit codes, else by decoding them (bit-packed codes)."""
         if self.pq_bits == 8:
             from embforge.index._plaid_kernel import residual_interaction  # lazy-import: needs numba
 
-            pq = self._pq
-            cb = faiss_module().vector_to_array(pq.centroids).reshape(pq.M, pq.ksub, pq.dsub)
-            lut = np.einsum("msd,tmd->mst", cb, q.reshape(len(q), pq.M, pq.dsub)).astype(np.float32)
+            lut = self._lut(q)
             st = np.ascontiguousarray((q @ c["centroids"].T).T)  # (nlist, Tq)
             out = np.empty(len(cand), np.float32)
-            residual_interaction(st, np.ascontiguousarray(lut), cand, self.store[2], c["token_cid"], c["codes"], out)
+            residual_interaction(st, lut, cand, self.store[2], c["token_cid"], c["codes"], out)
             return out / max(1, len(q))
         idx, lens = padded_token_index(cand, self.store[2])
         flat = idx.reshape(-1)
@@ -246,23 +242,49 @@ class PlaidIndex(MultiVectorIndex):
         qp, ql = pad_queries([q])
         return maxsim_padded(qp, ql, x.reshape(1, *idx.shape, -1), lens[None])[0]
 
+    @staticmethod
+    def _blocks(qs: list[np.ndarray], nlist: int) -> Iterator[list[np.ndarray]]:
+        """Consecutive queries whose (tokens, nlist) float32 score matrix stays near 32 MB."""
+        a = 0
+        while a < len(qs):
+            b, tokens = a, 0
+            while b < len(qs) and (b == a or (tokens + len(qs[b])) * nlist <= 2**23):
+                tokens += len(qs[b])
+                b += 1
+            yield qs[a:b]
+            a = b
+
     def _shortlists(self, qs: list[np.ndarray], c: dict[str, np.ndarray], keep: int) -> list[np.ndarray]:
-        """Stages 2-4 of every query; ``n_threads`` threads take every n-th query (the numba
-        kernels release the GIL), each with its own buffers."""
-        n_rows = self.idmap.n_rows
-        threads = max(1, min(self.n_threads or os.cpu_count() or 1, len(qs)))
-        found: list[np.ndarray] = [np.zeros(0, np.int64)] * len(qs)
+        """Stages 2-4 of every query: stages 2-3 in one parallel numba kernel per block of queries
+        (``n_threads`` threads, 0 = one per core), stage 4 (when ``keep`` < ``ndocs``) per query."""
+        import numba  # lazy-import: numba is needed only by searches
 
-        def work(t: int) -> None:
-            buf = (np.zeros(n_rows, np.int32), np.empty(n_rows, np.int32), np.empty(n_rows, np.float32))
-            for i in range(t, len(qs), threads):
-                found[i] = self._shortlist(qs[i], c, buf, i + 1, keep)
+        from embforge.index._plaid_kernel import centroid_shortlists  # lazy-import: needs numba
 
-        if threads == 1:
-            work(0)
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(work, range(threads)))  # list(): re-raises a worker's error
+        v, _, off = self.store
+        cent, found = c["centroids"], []
+        threads = self.n_threads or os.cpu_count() or 1
+        stage4 = keep < self.ndocs and self.pq_bits == 8  # in the kernel (by lookup tables)
+        before = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+        try:
+            for block in self._blocks(qs, len(cent)):
+                q_off = np.concatenate([[0], np.cumsum([len(q) for q in block])]).astype(np.int64)
+                out = np.empty((len(block), self.ndocs), np.int64)
+                n = np.zeros(len(block), np.int64)
+                qcat = np.concatenate(block)  # (T, M)
+                lut = self._lut(qcat) if stage4 else np.zeros((1, 1, len(qcat)), np.float32)
+                centroid_shortlists(
+                    qcat @ cent.T, q_off, min(self.nprobe, len(cent)), c["ivf_ptr"], c["ivf_docs"], off,
+                    c["token_cid"], self.idmap.alive, self.ndocs, keep if stage4 else self.ndocs, lut, c["codes"], out, n,
+                )  # fmt: skip
+                found += [out[i, : n[i]] for i in range(len(block))]
+        finally:
+            numba.set_num_threads(before)
+        for i, (q, cand) in enumerate(zip(qs, found)):
+            if len(cand) > keep:  # stage 4 of bit-packed (< 8-bit) codes: by decoding them
+                s = self._decompressed(q, cand, c)
+                found[i] = cand[np.argpartition(-s, keep - 1)[:keep]]
         return found
 
     def search_rows(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:

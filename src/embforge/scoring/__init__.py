@@ -30,7 +30,10 @@ from embforge.scoring.fusion import (
 )
 from embforge.scoring.matryoshka import truncate_dense
 from embforge.scoring.maxsim import (
+    DOC_MAJOR_PAIRS,
     MAXSIM_BLOCK,
+    RERANK_KERNELS,
+    maxsim_by_document,
     maxsim_flat,
     maxsim_padded,
     maxsim_rerank,
@@ -47,6 +50,8 @@ from embforge.scoring.maxsim import (
 from embforge.scoring.weights import parse_weights
 
 __all__ = [
+    "DOC_MAJOR_PAIRS",
+    "RERANK_KERNELS",
     "parse_weights",
     "DEFAULT_WEIGHTS",
     "M3_SCORE_WEIGHTS",
@@ -58,6 +63,7 @@ __all__ = [
     "embedding_scores",
     "hybrid_scores",
     "lexical_scores",
+    "maxsim_by_document",
     "maxsim_flat",
     "maxsim_padded",
     "maxsim_rerank",

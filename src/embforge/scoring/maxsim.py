@@ -17,6 +17,11 @@ document without tokens scores 0. Every MaxSim in embforge is one of these forms
   back (:func:`segment_token_index`), one batched product and one segment max; the kernel of
   :func:`maxsim_rerank_rows`, each query against its own candidate rows, gathered per query
   block straight from (memory-mapped) token storage (the multi-vector indexes).
+* :func:`maxsim_by_document` (numpy + torch): the same pairs, document-major: each candidate
+  document's tokens are read once and scored against the tokens of every query that holds it
+  (one product per document); :func:`maxsim_rerank_rows` picks it when documents recur in many
+  queries' candidate lists (evaluation over a small corpus), where gathering every candidate's
+  long token matrix per query would move far more memory than the queries' short ones.
 * :func:`maxsim_rerank` (numpy): the same over a ``gather`` callback (the mining teachers).
 
 Shapes: Q queries, N documents, T tokens, M multi-vector dim.
@@ -43,7 +48,10 @@ __all__ = [
     "padded_token_index",
     "segment_token_index",
     "maxsim_segments",
+    "maxsim_by_document",
     "MAXSIM_BLOCK",
+    "DOC_MAJOR_PAIRS",
+    "RERANK_KERNELS",
     "RERANK_BLOCK",
 ]
 
@@ -52,6 +60,12 @@ MAXSIM_BLOCK = 8_000_000
 #: Bound on the gathered (queries x candidate tokens x M) elements of one re-rank block: small
 #: enough that the gathered tokens and their similarities stay in cache (measured: 2M beats 8M).
 RERANK_BLOCK = 2_000_000
+#: :func:`maxsim_rerank_rows` scores document-major when the (query, candidate) pairs per distinct
+#: candidate document reach this many: below it the per-document product is too small to pay
+#: for its call (bench/results/eval_rerank.md: ~900 pairs per document there; ~1.6 in the 100k hybrid).
+DOC_MAJOR_PAIRS = 16
+#: The forms :func:`maxsim_rerank_rows` can run ("auto" picks one).
+RERANK_KERNELS = ("auto", "segments", "document", "numba")
 
 
 def maxsim_scores(
@@ -323,6 +337,110 @@ def maxsim_segments(
     return np.where(d_len > 0, out, 0.0).astype(np.float32)
 
 
+def _pick_kernel(kernel: str, rows: np.ndarray, tokens: np.ndarray, scales: np.ndarray | None) -> str:
+    """The re-rank form to run: ``kernel`` checked, or for "auto" document-major when the
+    (query, candidate) pairs reach ``DOC_MAJOR_PAIRS`` per distinct document, else segments."""
+    if kernel not in RERANK_KERNELS:
+        raise ValueError(f"unknown re-rank kernel {kernel!r}; choose from: {', '.join(RERANK_KERNELS)}")
+    if kernel == "numba" and (tokens.dtype != np.float16 or scales is not None):
+        raise ValueError(f"the numba re-rank kernel reads float16 storage, got {tokens.dtype}")
+    if kernel != "auto":
+        return kernel
+    live = rows[rows >= 0]
+    return "document" if len(live) >= DOC_MAJOR_PAIRS * len(np.unique(live)) else "segments"
+
+
+def _rows_f16_numba(q: Sequence[np.ndarray], rows: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The query-major re-rank of float16 storage by the numba kernel (no similarity matrix)."""
+    from embforge.scoring import _maxsim_kernel as kern  # lazy-import: needs numba (~1.5 s import)
+
+    n_docs = len(offsets) - 1
+    if rows.size and (int(rows.max()) >= n_docs or int(offsets[-1]) > len(tokens)):
+        raise IndexError(f"candidate row {int(rows.max())} or offsets beyond the {n_docs}-document store")
+    m = tokens.shape[1]
+    qcat = np.ascontiguousarray(np.concatenate([np.asarray(x, np.float32).reshape(-1, m) for x in q]))
+    qoff = np.concatenate([[0], np.cumsum([len(x) for x in q])]).astype(np.int64)
+    if _HALF[0] is None:
+        _HALF[0] = kern.half_table()
+    bits = np.asarray(tokens).view(np.uint16)  # a plain ndarray view of the (memory-mapped) store
+    return kern.maxsim_rows_f16(qcat, qoff, np.ascontiguousarray(rows), bits, np.asarray(offsets), _HALF[0])
+
+
+_HALF: list[np.ndarray | None] = [None]  # the float16 -> float32 table of the numba kernel, built once
+
+
+def maxsim_by_document(
+    q: Sequence[np.ndarray],
+    rows: np.ndarray,
+    tokens: np.ndarray,
+    offsets: np.ndarray,
+    scales: np.ndarray | None = None,
+    workers: int | None = None,
+) -> np.ndarray:
+    """MaxSim of query i against document rows ``rows[i]``, document-major.
+
+    The (query, candidate) pairs are grouped by document; each document's tokens are read
+    (and widened to float32) once, the tokens of every query holding it are gathered, and one
+    product (sum T_q, M) x (M, T_d) with a max over the document's tokens and a segment sum
+    per query gives all its scores. Same formula as :func:`maxsim_rerank_rows` (ColBERT's
+    MaxSim, Khattab and Zaharia, 2020); it moves query tokens instead of document tokens, so
+    it wins when few documents are each a candidate of many queries.
+
+    Args and returns: as :func:`maxsim_rerank_rows`.
+
+    Example:
+        >>> tok = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+        >>> maxsim_by_document([np.eye(2, dtype=np.float32)], np.array([[1, -1]]), tok, np.array([0, 1, 2]))
+        array([[0.5, nan]], dtype=float32)
+    """
+    rows = np.asarray(rows, np.int64).reshape(len(q), -1)
+    out = np.full(rows.shape, np.nan, np.float32)
+    flat = rows.reshape(-1)
+    pair = np.flatnonzero(flat >= 0)
+    if not len(pair):
+        return out
+    offsets = np.asarray(offsets, np.int64)
+    qlen = np.array([len(x) for x in q], np.int64)
+    qoff = np.concatenate([[0], np.cumsum(qlen)]).astype(np.int64)
+    m = tokens.shape[1] if tokens.ndim == 2 else 0
+    qcat = torch.from_numpy(np.concatenate([np.asarray(x, np.float32).reshape(-1, m) for x in q]))
+    pair = pair[np.argsort(flat[pair], kind="stable")]  # pairs grouped by document
+    doc = flat[pair]
+    qi_all = pair // rows.shape[1]
+    cut = np.flatnonzero(np.diff(doc)) + 1
+    groups = list(zip(np.concatenate([[0], cut]).tolist(), np.concatenate([cut, [len(doc)]]).tolist()))
+    res = np.zeros(len(pair), np.float32)  # a query or a document without tokens scores 0
+
+    def run(span: tuple[int, int]) -> None:
+        for a, b in groups[span[0] : span[1]]:
+            d, qi = int(doc[a]), qi_all[a:b]
+            lo, hi = int(offsets[d]), int(offsets[d + 1])
+            ql = qlen[qi]
+            if hi == lo or not ql.any():
+                continue
+            dn = np.array(tokens[lo:hi], np.float32)  # (T_d, M) a float32 copy (float16/int8 widened)
+            if scales is not None:
+                dn *= np.asarray(scales[lo:hi], np.float32)[:, None]
+            dt = torch.from_numpy(dn)
+            seg = np.cumsum(ql) - ql  # each query's first token inside the gathered block
+            idx = np.repeat(qoff[qi] - seg, ql) + np.arange(int(ql.sum()))
+            best = (qcat.index_select(0, torch.from_numpy(idx)) @ dt.T).amax(dim=1).numpy()  # (sum T_q,)
+            has = ql > 0  # reduceat of an empty segment would read its neighbour's first token
+            res[a:b][has] = np.add.reduceat(best, seg[has]) / ql[has]
+
+    n_workers = torch.get_num_threads() if workers is None else max(1, int(workers))
+    step = max(1, -(-len(groups) // (4 * n_workers)))
+    spans = [(i, min(len(groups), i + step)) for i in range(0, len(groups), step)]
+    if n_workers > 1 and len(spans) > 1:
+        with ThreadPoolExecutor(min(n_workers, len(spans))) as pool:  # numpy parts release the GIL
+            list(pool.map(run, spans))
+    else:
+        for span in spans:
+            run(span)
+    out.reshape(-1)[pair] = res
+    return out
+
+
 def maxsim_rerank_rows(
     q: Sequence[np.ndarray],
     rows: np.ndarray,
@@ -331,6 +449,7 @@ def maxsim_rerank_rows(
     scales: np.ndarray | None = None,
     block: int = RERANK_BLOCK,
     workers: int | None = None,
+    kernel: str = "auto",
 ) -> np.ndarray:
     """MaxSim of query i against document rows ``rows[i]``, gathered straight from (memory-mapped) storage.
 
@@ -338,7 +457,13 @@ def maxsim_rerank_rows(
     (Santhanam et al., 2022): a block of queries gathers its candidates' token vectors with
     one fancy index (:func:`segment_token_index`, no per-document padding) and scores them
     with one batched product and one segment max (:func:`maxsim_segments`); no union, no
-    Python loop over candidates or over the queries of a block.
+    Python loop over candidates or over the queries of a block. "auto" scores document-major
+    (:func:`maxsim_by_document`) instead when documents recur in many candidate lists. A
+    parallel numba kernel over float16 storage (``kernel="numba"``: each candidate token
+    widened once, running maxima, no similarity matrix; ``embforge.scoring._maxsim_kernel``)
+    is not picked by "auto": against the segment kernel it measured 0.49x-1.09x at the issue's
+    shape and 1.06x-1.19x at the 100k projected shape over two runs (bench/results/search.md,
+    run 5a), no clear win.
 
     Args:
         q: Q query token matrices (Tq_i, M).
@@ -348,6 +473,8 @@ def maxsim_rerank_rows(
         scales: (T_total,) per-token scale of int8 ``tokens`` (None for float storage).
         block: bound on the gathered (B x L x M) elements of one block.
         workers: threads scoring blocks side by side (default: torch's thread count).
+        kernel: "auto" (the rule above) or a form of ``RERANK_KERNELS`` forced: "segments",
+            "document", "numba" (float16 storage only, never picked by "auto").
 
     Returns:
         (Q, C) float32.
@@ -365,6 +492,11 @@ def maxsim_rerank_rows(
     if len(tokens) == 0:  # every document is empty (and the spare gather slot 0 does not exist)
         out[rows >= 0] = 0.0
         return out
+    kernel = _pick_kernel(kernel, rows, tokens, scales)
+    if kernel == "document":  # documents recur: read each once
+        return maxsim_by_document(q, rows, tokens, offsets, scales, workers)
+    if kernel == "numba":
+        return _rows_f16_numba(q, rows, tokens, offsets)
     doc_len = np.diff(offsets)
     per_query = np.where(rows >= 0, doc_len[np.maximum(rows, 0)], 0).sum(axis=1) + 1  # (Q,) tokens
     step = max(1, block // max(1, tokens.shape[1] * int(per_query.max())))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from embforge.errors import ConfigError
-from embforge.index.ann import HNSWIndex, IVFPQIndex
+from embforge.index.ann import HNSWIndex, IVFFlatIndex, IVFPQIndex
 from embforge.index.base import load_index
 from embforge.index.dense import ExactDenseIndex
 from embforge.index.hybrid import HybridIndex
@@ -31,6 +31,7 @@ DENSE_BACKENDS.add("exact", lambda dim: ExactDenseIndex(dim=dim))
 DENSE_BACKENDS.add("int8", lambda dim: ExactDenseIndex(dim=dim, quantization="int8"))
 DENSE_BACKENDS.add("binary", lambda dim: ExactDenseIndex(dim=dim, quantization="binary"))
 DENSE_BACKENDS.add("hnsw", lambda dim: HNSWIndex(dim=dim))
+DENSE_BACKENDS.add("ivf", lambda dim: IVFFlatIndex(dim=dim))
 DENSE_BACKENDS.add("ivfpq", lambda dim: IVFPQIndex(dim=dim))
 
 

@@ -100,7 +100,7 @@ def create_app(
     app.state.service = service
     app.state.metrics = service.metrics
     app.state.batcher = batcher
-    _add_middleware(app, config, service.metrics)
+    _add_middleware(app, config, service.metrics, batcher)
     _add_error_handlers(app)
     _add_routes(app, service, service.metrics)
     return app
@@ -150,6 +150,8 @@ def _build_service(
 #: Paths open without the API key (probes and scrapers); everything else, /docs and
 #: /openapi.json included, follows the key when one is set.
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+#: Paths whose requests go through the batcher.
+_ENCODING_PATHS = frozenset({"/v1/embeddings", "/v1/search"})
 
 
 class _BodyTooLarge(ApiError):
@@ -174,8 +176,8 @@ class _GuardAndMeasure:
     * request/error counters and the latency histogram.
     """
 
-    def __init__(self, app, config: ServeConfig, metrics) -> None:
-        self.app, self.config, self.metrics = app, config, metrics
+    def __init__(self, app, config: ServeConfig, metrics, batcher: DynamicBatcher | None = None) -> None:
+        self.app, self.config, self.metrics, self.batcher = app, config, metrics, batcher
         self.expected = f"Bearer {config.api_key}".encode() if config.api_key else None
 
     async def __call__(self, scope, receive, send) -> None:
@@ -196,7 +198,8 @@ class _GuardAndMeasure:
             _refuse(Request(scope), self.config, self.expected)
             chunks = await _read_body(receive, self.config.max_body_bytes, self.config.body_timeout_s)
             if chunks is not None:  # None: the client left while sending
-                await self._run(scope, chunks, receive, send_and_see, seen)
+                with self._on_the_way(scope):
+                    await self._run(scope, chunks, receive, send_and_see, seen)
         except ApiError as e:
             if not seen["started"]:
                 await _error_response(e)(scope, receive, send_and_see)
@@ -208,6 +211,13 @@ class _GuardAndMeasure:
             await _error_response(_internal(exc, ref))(scope, receive, send_and_see)
         finally:
             self._record(scope, seen["status"], t0)
+
+    def _on_the_way(self, scope):
+        """An encoding request counts as on its way to the batcher until it submits its texts, so
+        the batcher waits for it (``max_wait_ms``) only when it is coming."""
+        if self.batcher is None or scope.get("method") != "POST" or scope.get("path") not in _ENCODING_PATHS:
+            return contextlib.nullcontext()
+        return self.batcher.on_the_way()
 
     async def _run(self, scope, chunks: list[dict], receive, send, seen: dict) -> None:
         """Run the app on the buffered body; cancel it if the client disconnects first."""
@@ -285,8 +295,8 @@ def _error_response(e: ApiError) -> JSONResponse:
     return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
 
 
-def _add_middleware(app, config: ServeConfig, metrics) -> None:
-    app.add_middleware(_GuardAndMeasure, config=config, metrics=metrics)
+def _add_middleware(app, config: ServeConfig, metrics, batcher: DynamicBatcher | None = None) -> None:
+    app.add_middleware(_GuardAndMeasure, config=config, metrics=metrics, batcher=batcher)
 
 
 def _has_body(request) -> bool:

@@ -3,7 +3,8 @@
 Requests put their texts in one bounded queue; a single worker task groups
 queued texts of the same kind (role, max length) into micro-batches whose
 padded size (texts x longest text) stays within a token budget, waits at most
-``max_wait_s`` after the first text for others to join, and runs the encoder
+``max_wait_s`` after the first text for others to join (only while other requests are on their
+way: ``arriving``, counted by the app from the request's arrival to its ``submit``), and runs the encoder
 in a dedicated thread so the event loop keeps accepting requests while the
 model computes. While one batch is encoding the next one fills up, so batches
 grow with load and latency stays low when idle.
@@ -28,9 +29,11 @@ Backpressure: more than ``max_queue`` texts waiting or encoding -> ``QueueFull``
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +55,10 @@ __all__ = ["DynamicBatcher", "Row", "QueueFull", "QueueTimeout", "BatcherClosed"
 # encode_fn(inputs, role, heads, max_length) -> Embeddings, called in the worker thread; the
 # inputs of one call are all texts or all token-id lists.
 EncodeFn = Callable[[list[Any], str, tuple[str, ...], "int | None"], Embeddings]
+
+
+#: The current request's arrival mark ([1] until it reaches submit()); set by ``on_the_way``.
+_ARRIVAL: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("embforge_arrival", default=None)
 
 
 class QueueFull(Exception):
@@ -133,6 +140,7 @@ class DynamicBatcher:
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closed = True
+        self.arriving = 0  # requests the server accepted that have not reached submit() yet (app.py)
         self._requests = 0  # submit() calls so far (request numbers)
         self._leader = -1  # the request that led the last batch
         self._stale_check_s = min(0.25, max(queue_timeout_s / 4, 0.01))
@@ -162,6 +170,24 @@ class DynamicBatcher:
             self._executor.shutdown(wait=True)
             self._executor = None
 
+    @contextlib.contextmanager
+    def on_the_way(self) -> Iterator[None]:
+        """Count the request running in this context (and the tasks it starts) as ``arriving``
+        until it calls ``submit`` or the block ends, whichever comes first."""
+        mark = [1]
+        self.arriving += 1
+        token = _ARRIVAL.set(mark)
+        try:
+            yield
+        finally:
+            _ARRIVAL.reset(token)
+            self._arrived(mark)
+
+    def _arrived(self, mark: list[int] | None) -> None:
+        if mark is not None and mark[0]:
+            mark[0] = 0
+            self.arriving -= 1
+
     @property
     def depth(self) -> int:
         """Texts waiting or being encoded."""
@@ -180,6 +206,7 @@ class DynamicBatcher:
         """Queue ``texts`` (texts or token-id lists, with their token counts) and wait for their rows.
 
         Cancelling the caller (the client went away) drops the texts not yet encoding."""
+        self._arrived(_ARRIVAL.get())
         if self._closed or self._wakeup is None:
             self.metrics.rejected.inc(len(texts), reason="closed")
             raise BatcherClosed("the server is not running or shutting down")
@@ -298,7 +325,9 @@ class DynamicBatcher:
                 continue
             deadline = self._queue[0].enqueued + self.max_wait_s
             batch, full = self._select()
-            while not full and (remaining := deadline - time.monotonic()) > 0:
+            # wait for company only while another request is on its way: a lone request on an idle
+            # encoder starts at once (max_wait_s would be most of its latency: a sentence encodes in ~2 ms)
+            while not full and self.arriving > 0 and (remaining := deadline - time.monotonic()) > 0:
                 self._wakeup.clear()
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)

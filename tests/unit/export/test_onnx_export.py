@@ -20,6 +20,7 @@ from torch import nn
 from embforge.errors import CheckpointError, ConfigError
 from embforge.export import export_onnx
 from embforge.export import onnx as export_mod
+from embforge.export.onnx import ffn_down_matmuls
 from embforge.model.builders import tiny_bert
 from embforge.model.checkpoint import load_encoder, resolve_backend, trained_heads
 from embforge.model.config import EncoderConfig
@@ -119,6 +120,24 @@ def test_folder_layout_and_config(xlmr_pair):
     assert resolve_backend(str(out)) == "onnx"
 
 
+def test_tokenizer_files_truncate_at_the_encoders_limit(tmp_path):
+    """Runtimes that read only the tokenizer files (fastembed: min(model_max_length, max_length))
+    truncate where the encoder does: a stale ``max_length: 128`` (all-MiniLM-L6-v2 ships one, with
+    max_seq_length 256) made fastembed cut every text over 128 tokens (cosine down to 0.51)."""
+    enc = _bert_encoder()
+    enc.config.max_length = 40
+    folder = tmp_path / "tok"
+    enc.tokenizer.save_pretrained(str(folder))  # a checkpoint whose tokenizer carries a stale limit
+    cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    cfg |= {"max_length": 16, "model_max_length": 512}
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg))
+    enc.tokenizer = type(enc.tokenizer).from_pretrained(str(folder))
+    export_onnx(enc, tmp_path / "out")
+    got = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())
+    assert got["max_length"] == enc.max_length == 40
+    assert min(got["model_max_length"], got["max_length"]) == 40  # fastembed's rule
+
+
 def test_only_asked_heads_and_errors(xlmr_pair, tiny_m3_path):
     out = str(xlmr_pair[2])
     dense_only = Encoder.from_pretrained(out, heads=("dense",))
@@ -159,8 +178,19 @@ def test_int8_runs_every_head_close_to_fp32(tmp_path, tiny_m3, tiny_m3_path):
     res = export_onnx(str(tiny_m3_path), tmp_path / "q", quantize="int8")
     q = Encoder.from_pretrained(str(tmp_path / "q"))
     assert res.precision == "int8" and q.precision == "int8"
-    ops = {n.op_type for n in onnx.load(str(tmp_path / "q" / GRAPH_FILE)).graph.node}
+    graph = onnx.load(str(tmp_path / "q" / GRAPH_FILE))
+    ops = {n.op_type for n in graph.graph.node}
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops, ops
+    # the default pinned by the int8 gate: layer 0's FFN down-projection stays fp32, the others are int8
+    assert export_mod.INT8_FP32_FFN_LAYERS == 1
+    assert ffn_down_matmuls(graph) == ["/backbone/encoder/layer.0/output/dense/MatMul"]
+    n_layers = tiny_m3.backbone.config.num_hidden_layers
+    int8_ffn = [
+        n.name
+        for n in graph.graph.node
+        if n.op_type == "MatMulInteger" and "/output/dense/" in n.name and "/attention/" not in n.name
+    ]
+    assert len(int8_ffn) == n_layers - 1 >= 1 and not any("layer.0/" in n for n in int8_ffn), int8_ffn
     a, b = q.encode(TEXTS, heads=ALL), tiny_m3.encode(TEXTS, heads=ALL)
     cos = (a.dense * b.dense).sum(1)
     assert cos.min() >= 0.99, cos
@@ -216,3 +246,24 @@ def test_export_traces_eager_attention_and_restores_the_model(tmp_path, monkeypa
     assert seen == ["eager"]
     assert enc.backbone.config._attn_implementation == "sdpa"
     assert max(res.max_abs_diff.values()) <= TOL
+
+
+def test_ffn_down_matmuls_finds_the_gelu_fed_projections_in_layer_order():
+    names = [
+        "/backbone/encoder/layer.10/output/dense/MatMul",
+        "/backbone/encoder/layer.2/attention/output/dense/MatMul",
+        "/backbone/encoder/layer.2/output/dense/MatMul",
+        "/backbone/layers.1/mlp/down_proj/MatMul",
+        "/backbone/encoder/layer.2/intermediate/dense/MatMul",
+        "/sparse/linear/MatMul",
+    ]
+    nodes = [onnx.helper.make_node("MatMul", ["a", "b"], [f"y{i}"], name=n) for i, n in enumerate(names)]
+    nodes.append(
+        onnx.helper.make_node("Add", ["a", "b"], ["z"], name="/backbone/encoder/layer.0/output/dense/Add")
+    )
+    graph = onnx.helper.make_model(onnx.helper.make_graph(nodes, "g", [], []))
+    assert ffn_down_matmuls(graph) == [
+        "/backbone/layers.1/mlp/down_proj/MatMul",
+        "/backbone/encoder/layer.2/output/dense/MatMul",
+        "/backbone/encoder/layer.10/output/dense/MatMul",
+    ]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from embforge.errors import CheckpointError, ConfigError, DataError
-from embforge.index import ExactDenseIndex, HNSWIndex, IVFPQIndex, load_index
+from embforge.index import ExactDenseIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex, load_index
 from helpers.index_testdata import clustered, recall
 
 
@@ -82,6 +82,26 @@ def test_ivfpq_recall_at_shipped_settings():
         np.testing.assert_allclose(hs, x[[int(h[1:]) for h in hid]] @ q[qi], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parity
+def test_ivf_flat_scores_are_exact_and_all_lists_equal_brute_force():
+    """IVF-Flat keeps float vectors: returned scores are the exact inner products, and probing
+    every list is exact search."""
+    x, q = clustered(2000, 32, seed=14), clustered(50, 32, seed=15)
+    idx = IVFFlatIndex(nlist=16, nprobe=16)
+    idx.add(IDS[:2000], x)
+    rows, vals = brute(q, x, 10)
+    hits = idx.search(q, k=10)
+    assert hits.ids == ids_of(rows)
+    np.testing.assert_allclose(hits.scores, vals, rtol=1e-5, atol=1e-6)
+    idx.nprobe = 8  # half the lists: approximate, but the scores stay exact
+    few = idx.search(q, k=10)
+    assert recall(few.ids, ids_of(rows)) >= 0.8
+    for qi, (hid, hs) in enumerate(zip(few.ids, few.scores)):
+        np.testing.assert_allclose(hs, x[[int(h[1:]) for h in hid]] @ q[qi], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="nprobe"):
+        IVFFlatIndex(nprobe=0)
+
+
 @pytest.mark.parametrize(
     "make",
     [
@@ -90,8 +110,9 @@ def test_ivfpq_recall_at_shipped_settings():
         lambda: ExactDenseIndex(quantization="binary"),
         lambda: HNSWIndex(),
         lambda: IVFPQIndex(),
+        lambda: IVFFlatIndex(),
     ],
-    ids=["exact", "int8", "binary", "hnsw", "ivfpq"],
+    ids=["exact", "int8", "binary", "hnsw", "ivfpq", "ivf"],
 )
 def test_delete_add_and_save_load_roundtrip(tmp_path, make):
     x, q = clustered(1200, 32, seed=10), clustered(8, 32, seed=11)

@@ -265,7 +265,7 @@ def test_hostile_plaid_config_is_a_clear_error(plaid_dir, edit) -> None:
 
 def _every_kind(tmp_path: Path) -> dict[str, Path]:
     """One small saved index of every registered kind but hybrid (its components are these)."""
-    from embforge.index import INDEXES, IVFPQIndex, PlaidIndex, counts_from_ids
+    from embforge.index import INDEXES, IVFFlatIndex, IVFPQIndex, PlaidIndex, counts_from_ids
 
     ids = [f"d{i}" for i in range(300)]
     rng = np.random.default_rng(7)
@@ -273,6 +273,7 @@ def _every_kind(tmp_path: Path) -> dict[str, Path]:
         "bm25": (BM25Index(), counts_from_ids([list(rng.integers(0, 40, 6)) for _ in ids], vocab_size=40)),
         "dense-exact": (ExactDenseIndex(), clustered(300, 16, 1)),
         "dense-hnsw": (HNSWIndex(), clustered(300, 16, 1)),
+        "dense-ivf": (IVFFlatIndex(nlist=4), clustered(300, 16, 1)),
         "dense-ivfpq": (IVFPQIndex(nlist=4, pq_m=4, nbits=4), clustered(300, 16, 1)),
         "multivector": (MultiVectorIndex(dtype="int8"), random_multivector(300, 16, seed=2)),
         "multivector-plaid": (PlaidIndex(nlist=8, exact=4), random_multivector(300, 16, seed=2)),

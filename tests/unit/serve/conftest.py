@@ -21,7 +21,9 @@ class FakeEncoder:
     dense = L2-normalised mean of per-token vectors (Matryoshka: truncate + renormalise),
     sparse = max per term of a per-token weight (special tokens excluded),
     multivector = L2-normalised per-token vectors of the non-[CLS] tokens.
-    ``gate`` (a threading.Event) blocks encode until set; ``calls`` records batches.
+    ``gate`` (a threading.Event) blocks encode until set; ``started`` is set when an encode call
+    begins (before the gate), so a test knows a batch is running, not merely queued (texts queued
+    within ``max_wait_ms`` of the first would join its batch); ``calls`` records batches.
     """
 
     def __init__(self, tokenizer, dim=32, mdim=8, seed=0, heads=HEADS, max_length=64, query_prefix="query: "):
@@ -36,12 +38,14 @@ class FakeEncoder:
         )
         self.special = set(tokenizer.all_special_ids)
         self.gate: threading.Event | None = None
+        self.started = threading.Event()
         self.calls: list[tuple[list[str], str, tuple[str, ...]]] = []
         self.fail_on: str | None = None
 
     def encode(
         self, texts, role="document", heads=("dense",), dim=None, batch_size=32, max_length=None, dtype="fp32"
     ):
+        self.started.set()
         if self.gate is not None:
             self.gate.wait(30)
         self.calls.append((list(texts), role, tuple(heads)))
@@ -56,6 +60,7 @@ class FakeEncoder:
         self, ids, role="document", heads=("dense",), max_length=None, dtype="fp32", max_tokens=8192
     ):
         """Token-id inputs framed as ``Encoder.encode_ids`` does (never decoded)."""
+        self.started.set()
         if self.gate is not None:
             self.gate.wait(30)
         self.calls.append(([list(x) for x in ids], role, tuple(heads)))

@@ -235,6 +235,7 @@ def test_queue_full_gives_429_then_503_timeout_and_recovers(fake_encoder, make_s
     cfg = ServeConfig(max_queue_inputs=4, max_inputs=4, queue_timeout_s=2.0, max_wait_ms=0)
     url = make_server(create_app(fake_encoder, config=cfg))
     fake_encoder.gate = threading.Event()  # the encoder blocks until released
+    fake_encoder.started.clear()  # set by the app's warm-up
     results = {}
 
     def post(name, body):
@@ -243,6 +244,7 @@ def test_queue_full_gives_429_then_503_timeout_and_recovers(fake_encoder, make_s
     first = threading.Thread(target=post, args=("first", {"input": ["a", "b"]}))
     first.start()
     _wait_depth(url, 2)
+    assert fake_encoder.started.wait(10)  # "a", "b" are encoding, so "c", "d" cannot join them
     second = threading.Thread(target=post, args=("second", {"input": ["c", "d"]}))
     second.start()
     _wait_depth(url, 4)

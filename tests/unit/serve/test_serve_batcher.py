@@ -90,8 +90,9 @@ def test_max_wait_collects_later_arrivals():
         await b.start()
 
         async def late(i):
-            await asyncio.sleep(0.02 * i)
-            return await b.submit([f"{i}:x"], [3], role="document", heads=("dense",))
+            with b.on_the_way():  # accepted by the server, still parsing: the batcher waits for it
+                await asyncio.sleep(0.02 * i)
+                return await b.submit([f"{i}:x"], [3], role="document", heads=("dense",))
 
         await asyncio.gather(*(late(i) for i in range(5)))
         await b.stop()
@@ -221,3 +222,52 @@ def test_output_doctests_and_base64_is_little_endian_float32():
     np.testing.assert_array_equal(np.frombuffer(base64.b64decode(s), "<f4"), v)
     with pytest.raises(ValueError, match="choose from"):
         out.quantize(v, "int4")
+
+
+def test_lone_request_on_an_idle_encoder_does_not_wait_for_company():
+    """Nobody else on the way (``arriving`` 0): the batch starts at once, not after max_wait_s
+    (60 s here: a wait would time the test out); the count is back to 0 after submit."""
+    rec = Recorder()
+
+    async def main():
+        b = DynamicBatcher(rec, max_wait_s=60.0)
+        await b.start()
+        with b.on_the_way():
+            assert b.arriving == 1
+            rows = await asyncio.wait_for(b.submit(["0:a"], [3], role="document", heads=("dense",)), 10)
+            assert b.arriving == 0  # counted off at submit, not at the end of the block
+        assert b.arriving == 0
+        await b.stop()
+        return rows
+
+    assert len(_run(main())) == 1 and len(rec.batches) == 1
+
+
+def test_batch_waits_for_a_request_on_its_way_and_takes_it():
+    """While another request is on its way (accepted, not yet submitted) the first text waits up to
+    max_wait_s for it, and both share one batch; a request that leaves before submitting stops
+    counting when its block ends."""
+    rec = Recorder()
+
+    async def main():
+        b = DynamicBatcher(rec, max_wait_s=60.0)
+        await b.start()
+
+        async def later():
+            with b.on_the_way():
+                await asyncio.sleep(0.05)  # parsing, tokenizing...
+                return await b.submit(["1:b"], [3], role="document", heads=("dense",))
+
+        second = asyncio.ensure_future(later())
+        await asyncio.sleep(0)  # the second request is on its way
+        assert b.arriving == 1
+        first = await asyncio.wait_for(b.submit(["0:a"], [3], role="document", heads=("dense",)), 10)
+        await second
+        with b.on_the_way():
+            pass  # a request refused before submit (e.g. invalid): no longer on its way
+        assert b.arriving == 0
+        await b.stop()
+        return first
+
+    _run(main())
+    assert [t for t, _, _ in rec.batches] == [["0:a", "1:b"]]
