@@ -116,6 +116,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--warmup-frac", type=float, default=0.5, help="(e): share of steps before distillation")
     ap.add_argument("--query-max-length", type=int, default=64)
     ap.add_argument("--doc-max-length", type=int, default=128)
+    ap.add_argument(
+        "--eval-max-length",
+        type=int,
+        default=512,
+        help="token limit of queries and documents at evaluation (default 512, the bundled model's "
+        "position limit; BM25 reads whole documents, so a shorter limit handicaps every neural head)",
+    )
+    ap.add_argument(
+        "--models-from",
+        default=None,
+        help="train stage: evaluate the models an earlier workdir trained (same mix, variant, seed) "
+        "instead of training again; their train seconds and logs are carried over",
+    )
     ap.add_argument("--mix-per-group", type=int, default=None, help="queries per (source, language)")
     ap.add_argument("--mix-max-corpus", type=int, default=None, help="mining candidates per group")
     ap.add_argument("--eval-queries", type=int, default=None, help="per XQuAD language (default all)")
@@ -319,7 +332,7 @@ def evaluate(encoder, sets, args, bm25: bool = False) -> dict[str, Any]:
     retrieval, sts, bitext = sets
     return evaluate_all(
         encoder, retrieval, sts, bitext, log=print, heads=HEADS, mrl_dims=(), bm25=bm25,
-        batch_size=32, max_length=args.doc_max_length, health=False,
+        batch_size=32, max_length=args.eval_max_length, health=False,
     )  # fmt: skip
 
 
@@ -332,7 +345,7 @@ def dense_bm25_rrf(encoder, retrieval, args) -> dict[str, float]:
 
     out = {}
     for ds in retrieval:
-        kw = dict(role="query", heads=("dense",), batch_size=32, max_length=args.doc_max_length)
+        kw = dict(role="query", heads=("dense",), batch_size=32, max_length=args.eval_max_length)
         q = encoder.encode(ds.query_texts, **kw).dense
         d = encoder.encode(ds.doc_texts, **{**kw, "role": "document"}).dense
         dense = dense_scores(q, d)
@@ -473,14 +486,20 @@ def variant_stage(variant: str, seed: int, args, work: Path) -> dict[str, Any]:
     torch.manual_seed(seed)
     t = time.perf_counter()
     st_final = work / f"st-s{seed}" / "final"
-    if variant == "st" and (st_final / "model.safetensors").exists():
+    carried = None
+    earlier = Path(args.models_from) / f"{variant}-s{seed}.json" if args.models_from else None
+    if earlier is not None and earlier.exists():
+        old = json.loads(earlier.read_text())["result"]
+        model_dir, log = Path(old["model_dir"]), old.get("train_log", [])
+        carried = old.get("train_seconds")
+    elif variant == "st" and (st_final / "model.safetensors").exists():
         # trained before, stopped during its evaluation: sentence-transformers saves only at the end
         model_dir, log = st_final, []
     elif variant == "st":
         model_dir, log = train_st(seed, args, work)
     else:
         model_dir, log = train_embforge(variant, seed, args, work)
-    train_s = round(time.perf_counter() - t, 1)
+    train_s = carried if carried is not None else round(time.perf_counter() - t, 1)
     enc = Encoder.from_pretrained(str(model_dir), heads=HEADS)
     if variant in ("st", "infonce"):
         balanced_sparse(enc)
@@ -551,7 +570,7 @@ def tuned_stage(variant: str, seed: int | None, args, work: Path) -> dict[str, A
         enc = Encoder.from_pretrained(str(model_dir), heads=HEADS)
 
     def mats_of(ds):
-        return score_matrices(enc, ds, HEADS, batch_size=32, max_length=args.doc_max_length)
+        return score_matrices(enc, ds, HEADS, batch_size=32, max_length=args.eval_max_length)
 
     dev = [(mats_of(ds), ds) for ds in dev_sets(args, work)]
     res = tune_fusion_sets(dev)
