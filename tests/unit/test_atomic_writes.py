@@ -69,10 +69,15 @@ ALLOWED_IN_PLACE = {
     ),
     "cli/encode.py": (2, "a temp file renamed into place when complete"),
     "index/storage.py": (1, "index.json inside atomic_write_dir's temp folder"),
-    "export/onnx.py": (1, "embforge_onnx.json inside the export's temp folder, renamed when complete"),
+    "export/onnx.py": (
+        2,
+        "embforge_onnx.json and tokenizer_config.json's max_length inside the export's temp folder, "
+        "renamed when complete",
+    ),
     "index/base.py": (1, "ids.json inside atomic_write_dir's temp folder"),
     "train/checkpoint.py": (1, "trainer_state.json inside the temp checkpoint folder, renamed when complete"),
     "data/shard_mining.py": (1, "mining's scratch vector file, in its own temporary folder (not an output)"),
+    "train/memory.py": (2, "/proc/self/clear_refs: resets the kernel's peak-RSS counter (no file output)"),
     "train/loop.py": (1, "log.jsonl appended a line per step (a log; resume drops a torn last line)"),
 }
 

@@ -16,6 +16,7 @@ from embforge.train.precision import cpu_flags, resolve_precision
 from embforge.train.settings import LoopConfig, OptimConfig, ScheduleConfig
 from embforge.train.step import cached_step, length_groups, plain_step
 from embforge.types import Batch
+from helpers.requires import missing
 from helpers.tiny_heads import TinyThreeHead, random_batch
 
 # ------------------------------------------------------------------ precision
@@ -180,7 +181,7 @@ def test_measured_plan_uses_the_probe_and_fits_the_budget():
     # a probe whose "activations" are 64 MiB per text, touched so they count in RSS
     measured = measure_sub_batch_cost(lambda rows: torch.ones(rows * 16 * mib).sum())
     if measured is None:
-        pytest.skip("peak RSS cannot be reset here (not Linux)")
+        missing("peak RSS cannot be reset here (needs Linux /proc/self/clear_refs)")
     per_text, peak_one = measured
     assert 40 * mib < per_text < 90 * mib
     plan = plan_measured(1_000_000, 100 * mib, 500 * mib, 1000, budget_gib=1.0)
