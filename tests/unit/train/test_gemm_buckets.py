@@ -51,7 +51,9 @@ def test_the_product_runs_on_bucketed_rows_in_bf16_only(monkeypatch):
     _, buck = _pair()
     seen = []
     real = torch.nn.functional.linear
-    monkeypatch.setattr(torch.nn.functional, "linear", lambda x, w, b=None: seen.append(x.shape[0]) or real(x, w, b))
+    monkeypatch.setattr(
+        torch.nn.functional, "linear", lambda x, w, b=None: seen.append(x.shape[0]) or real(x, w, b)
+    )
     x = torch.randn(3, 7, 24)
     buck(x)  # fp32: untouched
     with torch.autocast("cpu", dtype=torch.bfloat16):
