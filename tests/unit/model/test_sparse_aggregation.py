@@ -27,7 +27,9 @@ def _g(c: int) -> float:
 
 def _bert(aggregation: str) -> Encoder:
     backbone, tok = tiny_bert(seed=3)
-    enc = Encoder(backbone, tok, EncoderConfig(heads=list(ALL), pooling="mean", sparse_aggregation=aggregation))
+    enc = Encoder(
+        backbone, tok, EncoderConfig(heads=list(ALL), pooling="mean", sparse_aggregation=aggregation)
+    )
     torch.manual_seed(5)
     with torch.no_grad():
         for p in enc.head_modules.parameters():
@@ -106,7 +108,9 @@ def test_saved_with_the_model_and_bad_values_name_the_file(tmp_path):
     _set(cfg, "sparse_aggregation", "max_tf")
     _set(cfg, "sparse_avg_length", -3)
     cfg_file.write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"sparse_avg_length must be a number of tokens > 0 or null, got -3"):
+    with pytest.raises(
+        CheckpointError, match=r"sparse_avg_length must be a number of tokens > 0 or null, got -3"
+    ):
         Encoder.from_pretrained(str(tmp_path / "m"))
 
 
@@ -131,8 +135,8 @@ def test_onnx_graph_carries_the_aggregation(tmp_path):
 
 def test_training_config_sets_the_aggregation(tiny_m3_path, tmp_path):
     from embforge.config import build_config
-    from embforge.train.recipes import RECIPES
     from embforge.train.data import TrainExample
+    from embforge.train.recipes import RECIPES
     from embforge.train.recipes.contrastive import _load_encoder, _set_sparse_avg_length
 
     path = tmp_path / "m3"

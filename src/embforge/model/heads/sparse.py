@@ -57,7 +57,18 @@ from embforge.model.heads.base import Head, HeadOptions, _need
 from embforge.scoring import lexical_scores, sparse_vector_scores
 from embforge.types import Batch, EmbeddingOutput, Embeddings, SparseVectors
 
-__all__ = ["SparseHead", "SPARSE_AGGREGATIONS", "TF_K1", "TF_B", "tf_saturation", "SPARSE_INITS", "BALANCED_BIAS", "IDF_SCALE", "init_sparse_head", "fit_idf_weights"]
+__all__ = [
+    "SparseHead",
+    "SPARSE_AGGREGATIONS",
+    "TF_K1",
+    "TF_B",
+    "tf_saturation",
+    "SPARSE_INITS",
+    "BALANCED_BIAS",
+    "IDF_SCALE",
+    "init_sparse_head",
+    "fit_idf_weights",
+]
 
 logger = logging.getLogger("embforge")
 
@@ -82,7 +93,11 @@ class SparseHead(Head):
     special_ids: torch.Tensor  # (S,) sorted special token ids (a buffer)
 
     def __init__(
-        self, hidden_size: int, special_ids: list[int], aggregation: str = "max", avg_length: float | None = None
+        self,
+        hidden_size: int,
+        special_ids: list[int],
+        aggregation: str = "max",
+        avg_length: float | None = None,
     ) -> None:
         super().__init__()
         if aggregation not in SPARSE_AGGREGATIONS:
