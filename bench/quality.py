@@ -579,8 +579,20 @@ def tuned_stage(variant: str, seed: int | None, args, work: Path) -> dict[str, A
         model_dir = Path(json.loads((work / f"{variant}-s{seed}.json").read_text())["result"]["model_dir"])
         enc = Encoder.from_pretrained(str(model_dir), heads=HEADS)
 
+    cache = work / "mats" / (variant if seed is None else f"{variant}-s{seed}") / str(args.eval_max_length)
+
     def mats_of(ds):
-        return score_matrices(enc, ds, HEADS, batch_size=32, max_length=args.eval_max_length)
+        # Score matrices are kept (atomically) so a changed grid or margin re-tunes without re-encoding.
+        path = cache / f"{ds.name}.npz"
+        if path.exists():
+            with np.load(path) as z:
+                return {h: z[h] for h in z.files}
+        mats = score_matrices(enc, ds, HEADS, batch_size=32, max_length=args.eval_max_length)
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **mats)
+        os.replace(tmp, path)
+        return mats
 
     dev = [(mats_of(ds), ds) for ds in dev_sets(args, work)]
     res = tune_fusion_sets(dev)

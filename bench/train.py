@@ -502,8 +502,11 @@ def write_report(runs: dict, pad: dict, n: int) -> None:
         "with `--repeat 5`), the cached rows run 6).",
         "",
         f"CPU (measured by the bench): {runs.get('_cpu', 'not recorded')}. GPU: {_gpu()}; no GPU was lent "
-        "to this session (2026-11-30 wave 5 and 2026-12-01 wave 6 included), so there is no GPU row (tokens/s and peak memory of a 12-layer XLM-R at 8,192 "
-        "tokens).",
+        "to the sessions that ran this bench (through 2026-12-01), so there is no GPU row (tokens/s and peak "
+        "memory of a 12-layer XLM-R at 8,192 tokens). On a GPU, `loop.attention: auto` runs FlashAttention-2's "
+        "unpadded (varlen) attention where flash_attn is installed and the run is bf16 "
+        "(`embforge.train.attention`; the choice, the switch and the log line are unit-tested on CPU, the "
+        "kernel itself has not run here).",
         "",
         f"Model all-MiniLM-L6-v2 (mean pooling), {n} pairs (XQuAD-en question->paragraph + SNLI "
         f"premise->entailment, shuffled together), seq <= {SEQ}, in-batch negatives, scale 20 (tau 0.05), "

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from embforge.atomic import atomic_write_text
 from embforge.train import distributed as dist_utils
+from embforge.train.attention import apply_attention, hf_backbones, resolve_attention
 from embforge.train.checkpoint import (
     collect_rng_states,
     latest_checkpoint,
@@ -224,8 +225,13 @@ class Trainer:
         """Resolve ``loop.precision`` (``auto``: bf16 where the device has it) and say which path runs."""
         choice = resolve_precision(self.loop.precision, device)
         self.precision = choice.precision
+        backbones = hf_backbones(self.model)
+        flash = bool(backbones) and all(getattr(type(b), "_supports_flash_attn", False) for b in backbones)
+        attn = resolve_attention(self.loop.attention, device, self.precision, flash)
+        apply_attention(self.model, attn)
         if self.is_main:
             print(choice.log_line(), file=sys.stderr)
+            print(attn.log_line(), file=sys.stderr)
 
     @contextlib.contextmanager
     def _cpu_kernels(self) -> Iterator[None]:

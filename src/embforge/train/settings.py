@@ -100,6 +100,9 @@ class LoopConfig:
             GradCache sub-batches are planned to fit it (``embforge.train.memory``). None = no plan.
         precision: auto (bf16 autocast on bf16-capable GPUs and AMX / AVX512-BF16 CPUs, fp32
             elsewhere; the run logs which), fp32 or bf16.
+        attention: auto (FlashAttention-2's unpadded varlen attention on CUDA when flash_attn
+            is installed, the run is bf16 and the backbone supports it; otherwise the backbone's
+            own; the run logs which), sdpa, eager or flash_attention_2 (``embforge.train.attention``).
         seed: seeds data order, negative sampling, dropout and initialisation.
         log_every: write a JSONL log line every this many steps.
         checkpoint_every: save a resumable checkpoint every this many steps (0 = only at the end).
@@ -116,6 +119,7 @@ class LoopConfig:
     sub_batch_size: int | None = None
     memory_budget_gib: float | None = None
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    attention: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
     seed: int = 42
     log_every: int = 1
     checkpoint_every: int = 500
