@@ -14,7 +14,9 @@ learning rate, warm-up, temperature and token limits for every variant:
 * (f) ``m3_idf``: (d) with the sparse head initialised by a ridge fit to the training corpus's token
   IDF (``model.sparse_init: idf``) instead of the balanced constant;
 * (g) ``m3_tf``: (f) with the sparse head's term-frequency-aware aggregation
-  (``model.sparse_aggregation: max_tf``: a repeated term's max weight times BM25's saturation).
+  (``model.sparse_aggregation: max_tf``: a repeated term's max weight times BM25's saturation);
+* (h) ``m3_terms``: (g) with the sparse head's per-token-id term weights started at the training
+  documents' IDF (``model.sparse_init: idf_terms``) under the contextual weight.
 
 Every trained model is evaluated with all three heads and their hybrid (BGE-M3 weights
 1 / 0.3 / 1, the recipe's own sparse/multi-vector heads; for (a) and (b) they are the
@@ -89,6 +91,7 @@ VARIANTS = {
     "m3_warmup": "(e) M3 warm-up then self-distillation",
     "m3_idf": "(f) M3 with self-distillation, IDF-fit sparse init",
     "m3_tf": "(g) (f) with term-frequency-aware sparse aggregation (max_tf)",
+    "m3_terms": "(h) (g) with per-term IDF sparse weights (idf_terms)",
 }
 COLS = ("dense", "sparse", "multivector", "hybrid")
 # The sparse head of a model trained without it (base, (a), (b)) is untrained: set it to the recipe's
@@ -389,7 +392,9 @@ def train_config(variant: str, seed: int, args, work: Path) -> dict[str, Any]:
     model: dict[str, Any] = {"path": base_model(), "heads": heads}
     if variant in ("m3_idf", "m3_tf"):
         model["sparse_init"] = "idf"  # ridge fit of the sparse head to token IDF of the training corpus
-    if variant == "m3_tf":
+    if variant == "m3_terms":
+        model["sparse_init"] = "idf_terms"  # per-token-id term weights = IDF, contextual part from 0
+    if variant in ("m3_tf", "m3_terms"):
         model["sparse_aggregation"] = "max_tf"  # a repeated term: max weight x BM25's TF saturation
     return {
         "recipe": "contrastive",
@@ -520,7 +525,7 @@ def variant_stage(variant: str, seed: int, args, work: Path) -> dict[str, Any]:
 
 # ---- the tuned fusion (issue 13: "fusion measured, not assumed") ----------------------------------
 # Tuned variants: the M3 family, and the base model as the untrained reference.
-TUNED = ("base", "m3_nodistill", "m3", "m3_warmup", "m3_idf", "m3_tf")
+TUNED = ("base", "m3_nodistill", "m3", "m3_warmup", "m3_idf", "m3_tf", "m3_terms")
 
 
 def dev_sets(args, work: Path):

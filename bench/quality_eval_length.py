@@ -20,7 +20,8 @@ HEADS = ("dense", "sparse", "multivector", "hybrid")
 VARIANTS = (("base", "base model, no training"), ("st", "(a) sentence-transformers MNRL"),
             ("m3_nodistill", "(c) M3 without self-distillation"), ("m3", "(d) M3 with self-distillation"),
             ("m3_idf", "(f) M3 + IDF-fit sparse init"),
-            ("m3_tf", "(g) (f) + max_tf sparse aggregation"))  # fmt: skip
+            ("m3_tf", "(g) (f) + max_tf sparse aggregation"),
+            ("m3_terms", "(h) (g) + per-term IDF sparse weights"))  # fmt: skip
 
 
 def _retrieval(path: Path) -> dict:

@@ -71,7 +71,10 @@ class QuickstartConfig:
         temperature: InfoNCE temperature of the M3 loss.
         matryoshka_dims: extra dense truncation dims trained with the M3 loss (dims not below
             the model's dense size are skipped).
-        query_max_length, doc_max_length: token limits while training and evaluating.
+        query_max_length, doc_max_length: token limits while mining and training.
+        eval_max_length: token limit of the documents while evaluating, tuning the fusion and
+            indexing; None = the model's own limit (512 for the bundled model), so the heads read
+            what BM25 reads (XQuAD paragraphs are 150-700 model tokens).
         threads: torch threads (None = torch's default).
         progress: the training loop's progress bar (`embforge demo --progress/--no-progress`).
         examples: example searches to print.
@@ -101,6 +104,7 @@ class QuickstartConfig:
     matryoshka_dims: tuple[int, ...] = (64, 128)
     query_max_length: int = 32
     doc_max_length: int = 128
+    eval_max_length: int | None = None
     threads: int | None = None
     progress: bool = True
     examples: int = 3
@@ -133,10 +137,13 @@ def _eval_sets(cfg: QuickstartConfig) -> list[RetrievalSet]:
     ]
 
 
+def _eval_length(encoder, cfg: QuickstartConfig) -> int:
+    return min(cfg.eval_max_length or encoder.model_limit, encoder.model_limit)
+
+
 def _evaluate(encoder, sets, cfg: QuickstartConfig, echo) -> dict[str, Any]:
-    return evaluate_all(
-        encoder, sets, log=echo, mrl_dims=None, bm25=True, batch_size=32, max_length=cfg.doc_max_length
-    )
+    n = _eval_length(encoder, cfg)
+    return evaluate_all(encoder, sets, log=echo, mrl_dims=None, bm25=True, batch_size=32, max_length=n)
 
 
 def _dev_set(cfg: QuickstartConfig) -> RetrievalSet | None:
@@ -163,7 +170,7 @@ def _tune_fusion(model_dir: Path, dev: RetrievalSet, cfg: QuickstartConfig, echo
     """``embforge tune-fusion`` on the dev split: writes ``model_dir/fusion.json``."""
     enc = Encoder.from_pretrained(str(model_dir))
     heads = tuple(h for h in ("dense", "sparse", "multivector") if h in enc.heads)
-    mats = score_matrices(enc, dev, heads, batch_size=32, max_length=cfg.doc_max_length)
+    mats = score_matrices(enc, dev, heads, batch_size=32, max_length=_eval_length(enc, cfg))
     res = tune_fusion(mats, dev, margin=cfg.fusion_min_gain)
     res.chosen.tuned["dev"] = {"questions": len(dev.query_ids), "languages": list(cfg.languages)}
     write_fusion(model_dir, res.chosen)
@@ -255,7 +262,7 @@ def _index_and_search(encoder, cfg: QuickstartConfig, out: Path, echo) -> dict[s
     data = load_beir(DEMO_ROOT / f"xquad-{lang}", split="test")
     heads = ("dense", "sparse", "multivector")
     emb = encoder.encode(
-        data.doc_texts, role="document", heads=heads, batch_size=32, max_length=cfg.doc_max_length
+        data.doc_texts, role="document", heads=heads, batch_size=32, max_length=_eval_length(encoder, cfg)
     )
     index = HybridIndex(dense=ExactDenseIndex(), sparse=SparseIndex(), multivector=MultiVectorIndex())
     index.add(data.doc_ids, emb)

@@ -449,6 +449,11 @@ def save_encoder(enc: Encoder, path: str | os.PathLike, format: str = "embforge"
         save_model(enc, str(out / "model.safetensors"), metadata={"format": "pt"})
         atomic_write_text(out / "config.json", json.dumps(meta, indent=2, sort_keys=True))
         return
+    if getattr(enc.config, "sparse_term_weights", False):
+        raise ConfigError(
+            f"format={format!r} cannot hold the sparse head's per-term weights (model.sparse_init: idf_terms; "
+            "BGE-M3's sparse_linear.pt is one Linear); save with format='embforge'"
+        )
     backbone: Any = enc.backbone  # a transformers PreTrainedModel (the non-embforge layouts need one)
     backbone.save_pretrained(str(out), safe_serialization=True)
     for head in map(enc.head, enc.heads):

@@ -45,6 +45,8 @@ class EncoderConfig:
             "max_tf" (max x BM25 term-frequency saturation; ``embforge.model.heads.sparse``).
         sparse_avg_length: ``max_tf``'s reference text length in tokens (BM25's avgdl; the training
             documents' mean, set by the training recipe); None = no length normalisation.
+        sparse_term_weights: the sparse head has a per-vocabulary term weight added to its
+            contextual one (``model.sparse_init: idf_terms``; ``embforge.model.heads.sparse``).
     """
 
     heads: list[str] = field(default_factory=lambda: list(HEADS))
@@ -62,6 +64,7 @@ class EncoderConfig:
     base_model: str | None = None
     sparse_aggregation: str = "max"
     sparse_avg_length: float | None = None
+    sparse_term_weights: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

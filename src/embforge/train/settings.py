@@ -32,7 +32,8 @@ class ModelConfig:
             torchrun: cuda:LOCAL_RANK), else cpu.
         sparse_init: init of a sparse head the checkpoint has no weights for (trained weights
             are kept): balanced (W=0, b=0.4, scaled to the other heads), ones (W=0, b=1) or idf
-            (fit to the IDF of the training documents); see ``embforge.model.heads.sparse``.
+            (fit to the IDF of the training documents) or idf_terms (a per-token-id weight set to
+            that IDF plus the contextual part); see ``embforge.model.heads.sparse``.
         sparse_aggregation: how the sparse head weighs a repeated term, saved with the model: max
             (BGE-M3) or max_tf (max x BM25 term-frequency saturation); None = the checkpoint's own.
     """

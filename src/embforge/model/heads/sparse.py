@@ -40,6 +40,13 @@ starts from a random ``W_lex``):
 * ``idf``: a ridge fit of ``(W_lex, b)`` on the backbone's hidden states so that the token
   weight tracks the token's IDF over a corpus (``init_sparse_head(enc, "idf", texts)``):
   untrained sparse nDCG@10 0.722 -> 0.782 over five sets (docs/quality.md).
+* ``idf_terms``: adds a per-vocabulary term weight ``e`` (``EncoderConfig.sparse_term_weights``):
+  ``w_t = ReLU(W_lex^T H[t] + b + e[id_t])``, started at ``W_lex = 0, b = 0`` and ``e`` = the
+  training documents' IDF (normalised to mean ``IDF_SCALE``), so the untrained head is BM25's term
+  weight exactly and training learns the contextual part on top. Why: the hidden states of a
+  backbone whose vocabulary splits a script into characters (all-MiniLM-L6-v2 on Greek, Russian)
+  carry little of a token's rarity, so the ridge fit (correlation ~0.8) leaves those tokens'
+  weights flat; IDF per id is what BM25 uses there. With ``e = 0`` the head is BGE-M3's formula.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ __all__ = [
     "IDF_SCALE",
     "init_sparse_head",
     "fit_idf_weights",
+    "token_idf",
 ]
 
 logger = logging.getLogger("embforge")
@@ -78,7 +86,7 @@ SPARSE_AGGREGATIONS = ("max", "max_tf")
 TF_K1 = 1.2
 TF_B = 0.75
 #: Names of the initialisations of a sparse head without trained weights (module doc).
-SPARSE_INITS = ("balanced", "ones", "idf")
+SPARSE_INITS = ("balanced", "ones", "idf", "idf_terms")
 #: ``balanced``: the bias of ``W_lex = 0`` (token weight); measured, see the module doc.
 BALANCED_BIAS = 0.4
 #: ``idf``: mean token weight of the fitted head (IDF normalised to mean 1, times this); 0.3 is
@@ -98,6 +106,7 @@ class SparseHead(Head):
         special_ids: list[int],
         aggregation: str = "max",
         avg_length: float | None = None,
+        term_weights: int | None = None,
     ) -> None:
         super().__init__()
         if aggregation not in SPARSE_AGGREGATIONS:
@@ -107,6 +116,10 @@ class SparseHead(Head):
         self.aggregation = aggregation
         self.avg_length = avg_length
         self.linear = nn.Linear(hidden_size, 1)
+        #: (V,) per-vocabulary term weight ``e`` added before the ReLU (``idf_terms``); None = BGE-M3's head.
+        self.term_weight: nn.Parameter | None = None
+        if term_weights:
+            self.enable_term_weights(term_weights)
         self.register_buffer(
             "special_ids", torch.tensor(sorted(set(special_ids)), dtype=torch.long), persistent=False
         )
@@ -119,13 +132,22 @@ class SparseHead(Head):
             special,
             getattr(config, "sparse_aggregation", "max"),
             getattr(config, "sparse_avg_length", None),
+            _vocab_size(tokenizer) if getattr(config, "sparse_term_weights", False) else None,
         )
+
+    def enable_term_weights(self, vocab_size: int) -> None:
+        """Add the (V,) term weights ``e`` (zeros: the head's scores are unchanged until they are set)."""
+        if self.term_weight is None or len(self.term_weight) != vocab_size:
+            self.term_weight = nn.Parameter(torch.zeros(vocab_size, device=self.linear.weight.device))
 
     def weights(
         self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
         """Per-token weights (B, T), 0 at special and padding tokens (times ``g(c)`` for ``max_tf``)."""
-        w = torch.relu(self.linear(hidden)).squeeze(-1)  # (B, T)
+        logit = self.linear(hidden).squeeze(-1)  # (B, T)
+        if self.term_weight is not None:
+            logit = logit + self.term_weight[input_ids]  # (B, T): the term's own weight e[id]
+        w = torch.relu(logit)
         # == against each special id (few) rather than torch.isin: same result, and it exports to ONNX
         special = (input_ids.unsqueeze(-1) == self.special_ids).any(-1)
         keep = (attention_mask.bool() & ~special).to(w.dtype)  # (B, T)
@@ -236,6 +258,11 @@ def _unique_terms(w: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return t[starts].astype(np.int32), np.maximum.reduceat(v, starts).astype(np.float32)
 
 
+def _vocab_size(tokenizer: Any) -> int:
+    """Ids the tokenizer can produce (added tokens included)."""
+    return max(len(tokenizer), int(getattr(tokenizer, "vocab_size", 0) or 0))
+
+
 # ------------------------------------------------------------------ initialisation
 def init_sparse_head(enc: Any, how: str = "balanced", texts: Sequence[str] | None = None, **fit: Any) -> str:
     """(Re-)initialise ``enc``'s sparse head: ``balanced`` | ``ones`` | ``idf`` (module doc).
@@ -256,17 +283,47 @@ def init_sparse_head(enc: Any, how: str = "balanced", texts: Sequence[str] | Non
         )
     if how not in SPARSE_INITS:
         raise ValueError(f"init_sparse_head: unknown init {how!r}; choose from: {', '.join(SPARSE_INITS)}")
-    if how != "idf":
+    if how not in ("idf", "idf_terms"):
         return head.init_constant(1.0 if how == "ones" else BALANCED_BIAS)
     if not texts:
         raise ValueError(
             "init_sparse_head: 'idf' needs texts (a corpus to take IDF from); pass the training documents"
         )
+    if how == "idf_terms":
+        return _init_idf_terms(enc, head, texts, fit.get("max_length", 128))
     weight, bias, corr, n_tokens, n_texts = fit_idf_weights(enc, texts, **fit)
     with torch.no_grad():
         head.linear.weight.copy_(weight.view_as(head.linear.weight))
         head.linear.bias.fill_(bias)
     return f"idf fit on {n_texts} texts ({n_tokens} tokens, correlation {corr:.2f})"
+
+
+def token_idf(tokenizer: Any, texts: Sequence[str], max_length: int = 128) -> tuple[np.ndarray, int]:
+    """(V,) BM25 IDF ``log(1 + (N - df + 0.5) / (df + 0.5))`` of every token id over the distinct
+    ``texts`` (ids never seen get the largest value, df = 0), and N."""
+    docs = list(dict.fromkeys(t for t in texts if t))
+    df = np.zeros(_vocab_size(tokenizer), dtype=np.float64)
+    for ids in tokenizer(docs, truncation=True, max_length=max_length)["input_ids"]:
+        df[np.unique(np.asarray(ids, dtype=np.int64))] += 1
+    n = len(docs)
+    return np.log1p((n - df + 0.5) / (df + 0.5)), n
+
+
+def _init_idf_terms(enc: Any, head: SparseHead, texts: Sequence[str], max_length: int) -> str:
+    """``idf_terms``: ``W_lex = 0, b = 0, e = IDF_SCALE * idf / mean idf`` (module doc); sets
+    ``enc.config.sparse_term_weights`` so the table is saved and rebuilt on load."""
+    idf, n = token_idf(enc.tokenizer, texts, max_length)
+    seen = idf < idf.max()  # the mean over the tokens the corpus has, as the ridge fit normalises
+    scale = IDF_SCALE / float(idf[seen].mean() if seen.any() else idf.mean())
+    head.enable_term_weights(len(idf))
+    assert head.term_weight is not None
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.zero_()
+        head.term_weight.copy_(torch.from_numpy(idf * scale).to(head.term_weight))
+    if hasattr(enc, "config"):
+        enc.config.sparse_term_weights = True
+    return f"idf_terms: W_lex=0, b=0, term weights = IDF of {n} texts over {len(idf)} ids (x{scale:.3f})"
 
 
 def fit_idf_weights(

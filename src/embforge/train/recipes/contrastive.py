@@ -212,7 +212,7 @@ def _init_sparse(cfg: ContrastiveConfig, enc: Encoder, examples: list[TrainExamp
     if head is None or not getattr(head, "untrained", False):
         return
     how = cfg.model.sparse_init
-    docs = [t for e in examples for t in (*e.pos, *e.neg)] if how == "idf" else None
+    docs = [t for e in examples for t in (*e.pos, *e.neg)] if how in ("idf", "idf_terms") else None
     did = init_sparse_head(enc, how, docs, max_length=min(128, cfg.data.doc_max_length))
     print(f"model.sparse_init={how}: {did}", file=sys.stderr)
 
