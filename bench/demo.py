@@ -106,7 +106,10 @@ def main() -> None:
         "",
         "nDCG@10, base -> fine-tuned (the hybrid uses the fine-tuned model's fusion.json, chosen by "
         f"`embforge tune-fusion` on a dev split of training questions: {fusion.get('fusion', '?')} "
-        f"{fusion.get('weights', {})}, {fusion.get('decision', '')}):",
+        f"{fusion.get('weights', {})}, {fusion.get('decision', '')}; dev nDCG@10 of the paper's weights "
+        f"{fusion.get('paper_default_ndcg@10', float('nan')):.4f}, best grid point "
+        f"{(fusion.get('best') or {}).get('fusion', '?')} {(fusion.get('best') or {}).get('weights', {})} "
+        f"{(fusion.get('best') or {}).get('ndcg@10', float('nan')):.4f}):",
         "",
         *rows,
         "",

@@ -80,7 +80,8 @@ class QuickstartConfig:
         examples: example searches to print.
         seed: seeds the data order, sampling and dropout.
         sparse_init: the recipe's ``model.sparse_init`` (the bundled model has no sparse weights):
-            ``idf``, a ridge fit of the sparse head to the training documents' token IDF.
+            ``idf_terms``, per-token-id term weights started at the training documents' IDF under
+            the contextual weight (bench/results/quality.md, variant (h)).
         sparse_aggregation: the recipe's ``model.sparse_aggregation``: ``max_tf``, a repeated
             term's max weight times BM25's TF saturation (bench/results/quality_eval512.md: the
             sparse head 0.550 -> 0.613 and the hybrid 0.626 -> 0.644 mean nDCG@10, 3 seeds).
@@ -109,7 +110,7 @@ class QuickstartConfig:
     progress: bool = True
     examples: int = 3
     seed: int = 0
-    sparse_init: str = "idf"
+    sparse_init: str = "idf_terms"
     sparse_aggregation: str = "max_tf"
     dev_queries: int = 60
     fusion_min_gain: float = 0.01

@@ -33,7 +33,7 @@ def _mats(nq: int, nd: int, informative: str, seed: int = 0) -> dict[str, np.nda
 
 def test_grid_is_small_and_documented():
     pts = grid_points(["dense", "sparse", "multivector"])
-    assert len(pts) == len(GRID["fusion"]) * len(GRID["sparse"]) * len(GRID["multivector"]) == 48
+    assert len(pts) == len(GRID["fusion"]) * len(GRID["sparse"]) * len(GRID["multivector"]) == 80
     assert all(p.weights["dense"] == 1.0 for p in pts)
     assert len(grid_points(["dense", "sparse"])) == 16
 
