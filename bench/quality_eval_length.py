@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 HEADS = ("dense", "sparse", "multivector", "hybrid")
-VARIANTS = (("base", "base model, no training"), ("m3", "(d) M3 with self-distillation"),
-            ("m3_idf", "(f) M3 + IDF-fit sparse init"))  # fmt: skip
+VARIANTS = (("base", "base model, no training"), ("st", "(a) sentence-transformers MNRL"),
+            ("m3_nodistill", "(c) M3 without self-distillation"), ("m3", "(d) M3 with self-distillation"),
+            ("m3_idf", "(f) M3 + IDF-fit sparse init"),
+            ("m3_tf", "(g) (f) + max_tf sparse aggregation"))  # fmt: skip
 
 
 def _retrieval(path: Path) -> dict:
@@ -55,10 +57,19 @@ def summarise(work: Path) -> list[str]:
             f"{bm['dbpedia']:.4f}, non-English XQuAD {np.mean([bm[s] for s in nonen]):.4f}; dense+BM25 RRF mean "
             f"{np.mean(list(rrf.values())):.4f}.", ""]  # fmt: skip
     d = means.get("m3", {})
+    g = {s: np.mean([_retrieval(f)[s]["heads"]["sparse"]["ndcg@10"] for f in sorted(work.glob("m3_tf-s[0-9].json"))])
+         for s in sets} if list(work.glob("m3_tf-s[0-9].json")) else {}  # fmt: skip
     out.append(
         f"RESULT eval_max_length=512 m3_dense_ndcg10={d.get('dense', float('nan')):.4f} "
         f"m3_sparse_ndcg10={d.get('sparse', float('nan')):.4f} m3_multivector_ndcg10={d.get('multivector', float('nan')):.4f} "
         f"m3_hybrid_ndcg10={d.get('hybrid', float('nan')):.4f} bm25_ndcg10={np.mean(list(bm.values())):.4f}"
+        + (
+            f" m3_tf_sparse_ndcg10={np.mean(list(g.values())):.4f} m3_tf_sparse_dbpedia={g['dbpedia']:.4f} "
+            f"m3_tf_sparse_nonen={np.mean([g[s] for s in nonen]):.4f} bm25_dbpedia={bm['dbpedia']:.4f} "
+            f"bm25_nonen={np.mean([bm[s] for s in nonen]):.4f}"
+            if g
+            else ""
+        )
     )
     return out
 

@@ -4,7 +4,7 @@ Scores every quality.py retrieval set with hand-set term weights on the model to
 MAX_LENGTH tokens as the neural heads are: shared-term count (the untrained head), IDF squared with one
 weight per distinct term (the best a max-pooled BGE-M3 head can express without term frequency), IDF x
 term-frequency forms, and BM25 on whole documents. Usage:
-``python bench/research/sparse_ceiling.py MAX_LENGTH QUALITY_WORKDIR``.
+``python bench/research/sparse_ceiling.py MAX_LENGTH QUALITY_WORKDIR [ROW,ROW...]``.
 """
 # ruff: noqa: B023 (each lambda is called inside its own loop iteration)
 
@@ -51,7 +51,8 @@ def idf_of(docs):
 
 
 idf_tr = idf_of(train_docs)
-print("train docs", len(train_docs))
+avg_train = float(np.mean([len(ids(d)) for d in train_docs]))
+print("train docs", len(train_docs), "mean length", round(avg_train, 1))
 
 
 def ndcg(ds, score):
@@ -75,22 +76,35 @@ for ds in retrieval:
         tf = dl.count(t)
         return tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(dl) / avg))
 
-    r = {
-        "count": ndcg(ds, lambda q, d, dl: len(q & d)),
-        "count_tf": ndcg(ds, lambda q, d, dl: sum(dl.count(t) for t in q & d)),
-        "idf_eval^2": ndcg(ds, lambda q, d, dl: sum(idf_ev(t) ** 2 for t in q & d)),
-        "idf_train^2": ndcg(ds, lambda q, d, dl: sum(idf_tr(t) ** 2 for t in q & d)),
-        "idf_train*tf": ndcg(ds, lambda q, d, dl: sum(idf_tr(t) ** 2 * dl.count(t) for t in q & d)),
-        "idf_train*log1p(tf)": ndcg(
-            ds, lambda q, d, dl: sum(idf_tr(t) ** 2 * math.log1p(dl.count(t)) for t in q & d)
+    def bm25_fixed(t, dl, k1=1.2, b=0.75):
+        """BM25's TF part with the TRAINING documents' mean length in place of this corpus's: what a
+        model can carry (a constant in its config) without seeing the corpus it is used on."""
+        tf = dl.count(t)
+        return tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(dl) / avg_train))
+
+    def sat(t, dl, k1=1.2):
+        """BM25's saturation without its length normalisation (b = 0): 1 at tf = 1."""
+        tf = dl.count(t)
+        return tf * (k1 + 1) / (tf + k1)
+
+    rows_wanted = sys.argv[3].split(",") if len(sys.argv) > 3 else None
+    forms = {
+        "count": lambda q, d, dl: len(q & d),
+        "count_tf": lambda q, d, dl: sum(dl.count(t) for t in q & d),
+        "idf_eval^2": lambda q, d, dl: sum(idf_ev(t) ** 2 for t in q & d),
+        "idf_train^2": lambda q, d, dl: sum(idf_tr(t) ** 2 for t in q & d),
+        "idf_train*tf": lambda q, d, dl: sum(idf_tr(t) ** 2 * dl.count(t) for t in q & d),
+        "idf_train*log1p(tf)": lambda q, d, dl: sum(idf_tr(t) ** 2 * math.log1p(dl.count(t)) for t in q & d),
+        "splade_log1p(idf*tf)": lambda q, d, dl: sum(
+            math.log1p(idf_tr(t)) * dl.count(t) * math.log1p(idf_tr(t)) for t in q & d
         ),
-        "splade_log1p(idf*tf)": ndcg(
-            ds,
-            lambda q, d, dl: sum(math.log1p(idf_tr(t)) * dl.count(t) * math.log1p(idf_tr(t)) for t in q & d),
-        ),
-        "idf_train*bm25tf": ndcg(ds, lambda q, d, dl: sum(idf_tr(t) * bm25d(t, dl) for t in q & d)),
-        "idf_eval*bm25tf": ndcg(ds, lambda q, d, dl: sum(idf_ev(t) * bm25d(t, dl) for t in q & d)),
+        "idf_train^2*sat(tf)": lambda q, d, dl: sum(idf_tr(t) ** 2 * sat(t, dl) for t in q & d),
+        "idf_train^2*bm25tf": lambda q, d, dl: sum(idf_tr(t) ** 2 * bm25d(t, dl) for t in q & d),
+        "idf_train^2*bm25tf_fixed": lambda q, d, dl: sum(idf_tr(t) ** 2 * bm25_fixed(t, dl) for t in q & d),
+        "idf_train*bm25tf": lambda q, d, dl: sum(idf_tr(t) * bm25d(t, dl) for t in q & d),
+        "idf_eval*bm25tf": lambda q, d, dl: sum(idf_ev(t) * bm25d(t, dl) for t in q & d),
     }
+    r = {k: ndcg(ds, f) for k, f in forms.items() if rows_wanted is None or k in rows_wanted}
     bm = bm25_run(tok.tokenize, ds, len(ds.doc_ids))
     r["BM25"] = M.evaluate(ds.qrels, bm, (10,))["ndcg@10"]
     rows[ds.name] = r

@@ -13,6 +13,7 @@ from typing import Any
 
 from embforge.errors import CheckpointError, ConfigError
 from embforge.model.heads import HEADS as HEAD_REGISTRY
+from embforge.model.heads.sparse import SPARSE_AGGREGATIONS
 from embforge.types import HEADS
 
 __all__ = ["FORMAT_VERSION", "EncoderConfig"]
@@ -40,6 +41,10 @@ class EncoderConfig:
         bidirectional: a decoder backbone runs without its causal mask (NV-Embed,
             ``embforge.nv_embed.decoder``).
         base_model: path / hub id of the base weights of a LoRA-adapter checkpoint.
+        sparse_aggregation: how the sparse head weighs a repeated term: "max" (BGE-M3) or
+            "max_tf" (max x BM25 term-frequency saturation; ``embforge.model.heads.sparse``).
+        sparse_avg_length: ``max_tf``'s reference text length in tokens (BM25's avgdl; the training
+            documents' mean, set by the training recipe); None = no length normalisation.
     """
 
     heads: list[str] = field(default_factory=lambda: list(HEADS))
@@ -55,6 +60,8 @@ class EncoderConfig:
     pool_prefix: bool = True
     bidirectional: bool = False
     base_model: str | None = None
+    sparse_aggregation: str = "max"
+    sparse_avg_length: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -74,4 +81,16 @@ class EncoderConfig:
             raise CheckpointError(
                 f"{source}: {e} (a plugin head must be registered before loading)"
             ) from None
+        agg = d.get("sparse_aggregation", "max")
+        if agg not in SPARSE_AGGREGATIONS:
+            raise CheckpointError(
+                f"{source}: sparse_aggregation {agg!r} is not one of {', '.join(SPARSE_AGGREGATIONS)}; "
+                "fix the value in the file (max is BGE-M3's)"
+            )
+        avg = d.get("sparse_avg_length")
+        if avg is not None and (isinstance(avg, bool) or not isinstance(avg, (int, float)) or avg <= 0):
+            raise CheckpointError(
+                f"{source}: sparse_avg_length must be a number of tokens > 0 or null, got {avg!r}; "
+                "fix the value in the file (null turns the length normalisation off)"
+            )
         return cls(**d)

@@ -39,6 +39,8 @@ from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
 
+from embforge.train.gemm_buckets import bucket_linears
+
 __all__ = ["dropout_mask", "fast_dropout", "FastDropout", "cpu_training_kernels", "ATTENTION_NAME"]
 
 ATTENTION_NAME = "embforge_cpu_train"
@@ -119,8 +121,9 @@ def _register_attention() -> None:
 
 @contextlib.contextmanager
 def cpu_training_kernels(model: nn.Module) -> Iterator[list[str]]:
-    """While training ``model`` on CPU: ``FastDropout`` for every ``nn.Dropout``, and HF sdpa attention
-    with dropout run eagerly with it; restored on exit (nothing of it is saved with the model).
+    """While training ``model`` on CPU: ``FastDropout`` for every ``nn.Dropout``, HF sdpa attention
+    with dropout run eagerly with it, and linear layers whose bf16 products use a few row counts
+    (``embforge.train.gemm_buckets``); restored on exit (nothing of it is saved with the model).
 
     Yields what changed (for the log): empty on GPU, where torch's fused dropout is kept.
     """
@@ -138,10 +141,12 @@ def cpu_training_kernels(model: nn.Module) -> Iterator[list[str]]:
     configs = _sdpa_configs(model)
     for cfg in configs:
         cfg._attn_implementation = ATTENTION_NAME
+    linears = bucket_linears(model)
     changed = [f"{len(swapped)} dropout layers"] if swapped else []
     changed += (
         [f"{len(configs)} sdpa attention config(s) -> eager bf16-friendly attention"] if configs else []
     )
+    changed += [f"{len(linears)} linear layers with bucketed bf16 row counts"] if linears else []
     try:
         yield changed
     finally:
@@ -149,6 +154,8 @@ def cpu_training_kernels(model: nn.Module) -> Iterator[list[str]]:
             setattr(parent, name, child)
         for cfg in configs:
             cfg._attn_implementation = "sdpa"
+        for lin in linears:
+            lin.__class__ = nn.Linear
 
 
 def _sdpa_configs(model: nn.Module) -> list[Any]:

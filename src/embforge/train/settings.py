@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from embforge.config import Choice
 from embforge.model.heads import HEADS
-from embforge.model.heads.sparse import SPARSE_INITS
+from embforge.model.heads.sparse import SPARSE_AGGREGATIONS, SPARSE_INITS
 from embforge.model.pooling import POOLINGS
 from embforge.train.schedules import ScheduleConfig
 
@@ -33,6 +33,8 @@ class ModelConfig:
         sparse_init: init of a sparse head the checkpoint has no weights for (trained weights
             are kept): balanced (W=0, b=0.4, scaled to the other heads), ones (W=0, b=1) or idf
             (fit to the IDF of the training documents); see ``embforge.model.heads.sparse``.
+        sparse_aggregation: how the sparse head weighs a repeated term, saved with the model: max
+            (BGE-M3) or max_tf (max x BM25 term-frequency saturation); None = the checkpoint's own.
     """
 
     path: str | None = None
@@ -41,6 +43,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     device: str | None = None
     sparse_init: Annotated[str, Choice(SPARSE_INITS)] = "balanced"
+    sparse_aggregation: Annotated[str | None, Choice(SPARSE_AGGREGATIONS)] = None
 
     def validate(self) -> list[str]:
         known = HEADS.names()

@@ -23,7 +23,7 @@ from embforge.data.samplers import SourceBatchSampler
 from embforge.errors import ConfigError
 from embforge.losses import LOSSES, ContrastiveLoss, build_loss
 from embforge.model.encoder import Encoder
-from embforge.model.heads.sparse import init_sparse_head
+from embforge.model.heads.sparse import SparseHead, init_sparse_head
 from embforge.model.pooling import build_pooling
 from embforge.scoring import M3_SCORE_WEIGHTS
 from embforge.train import distributed as du
@@ -195,6 +195,9 @@ def _load_encoder(cfg: ContrastiveConfig) -> Encoder:
     if cfg.model.pooling is not None and cfg.model.pooling != enc.config.pooling:
         enc.config.pooling = cfg.model.pooling
         enc.dense_head.pooling = build_pooling(cfg.model.pooling, enc.hidden_size)
+    agg, head = cfg.model.sparse_aggregation, enc.sparse_head
+    if agg is not None and isinstance(head, SparseHead) and agg != head.aggregation:
+        enc.config.sparse_aggregation = head.aggregation = agg
     if cfg.model.gradient_checkpointing:
         enable_checkpointing(enc.backbone)
     return enc
@@ -212,6 +215,29 @@ def _init_sparse(cfg: ContrastiveConfig, enc: Encoder, examples: list[TrainExamp
     docs = [t for e in examples for t in (*e.pos, *e.neg)] if how == "idf" else None
     did = init_sparse_head(enc, how, docs, max_length=min(128, cfg.data.doc_max_length))
     print(f"model.sparse_init={how}: {did}", file=sys.stderr)
+
+
+def _set_sparse_avg_length(cfg: ContrastiveConfig, enc: Encoder, examples: list[TrainExample]) -> None:
+    """``max_tf`` without a reference length: the training documents' mean kept-token count (BM25's
+    avgdl, cut at ``data.doc_max_length``), stored in the model's config so it travels with it."""
+    head = enc.sparse_head
+    if not isinstance(head, SparseHead) or head.aggregation != "max_tf" or head.avg_length:
+        return
+    docs = list(dict.fromkeys(t for e in examples for t in (*e.pos, *e.neg)))
+    docs = docs[:: max(1, len(docs) // 2000)][:2000]  # evenly spaced, bounded cost
+    if not docs:
+        return
+    special = torch.tensor(sorted(set(enc.tokenizer.all_special_ids)), dtype=torch.long)
+    kept = 0
+    for i in range(0, len(docs), 256):
+        b = enc.tokenize(docs[i : i + 256], role="document", max_length=cfg.data.doc_max_length)
+        kept += int((b.attention_mask.bool() & ~torch.isin(b.input_ids, special)).sum())
+    enc.config.sparse_avg_length = head.avg_length = round(kept / len(docs), 2)
+    print(
+        f"model.sparse_aggregation=max_tf: reference length {head.avg_length} tokens "
+        f"(mean of {len(docs)} training documents)",
+        file=sys.stderr,
+    )
 
 
 def _clip_lengths(cfg: ContrastiveConfig, limit: int) -> None:
@@ -367,6 +393,7 @@ def run(cfg: ContrastiveConfig, callbacks: Sequence[Callback] = ()) -> TrainResu
     enc = _load_encoder(cfg)
     _clip_lengths(cfg, enc.model_limit)
     _init_sparse(cfg, enc, examples)
+    _set_sparse_avg_length(cfg, enc, examples)
     tok = Tokenize(enc)
     sampler = _sampler(cfg, examples, tok)
 
