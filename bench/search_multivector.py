@@ -57,15 +57,12 @@ SETS = ("projected", "real")
 # the settings timed (the first is the shipped default); build settings per set
 BUILD = {"projected": {}, "real": {}}
 SWEEP = [
-    {k: v for k, v in PlaidIndex().config().items() if k in ("nprobe", "ndocs", "exact", "n_threads")},  # shipped
-    {"nprobe": 3, "ndocs": 2048, "exact": 256, "n_threads": 1},
-    {"nprobe": 3, "ndocs": 1024, "exact": 256},
-    {"nprobe": 3, "ndocs": 2048, "exact": 128},
-    {"nprobe": 4, "ndocs": 4096, "exact": 256},
-    {"nprobe": 2, "ndocs": 768, "exact": 768},
-    {"nprobe": 4, "ndocs": 2048, "exact": 512},  # the previous defaults
-    {"nprobe": 3, "ndocs": 2048, "exact": 0},  # PQ-only: the float16 store is not read
-    {"nprobe": 4, "ndocs": 4096, "exact": 0},
+    {k: v for k, v in PlaidIndex().config().items() if k in ("nprobe", "ndocs", "exact", "n_threads", "t_cs")},  # shipped
+    {"nprobe": 3, "ndocs": 768, "exact": 256, "t_cs": None},  # no centroid pruning
+    {"nprobe": 3, "ndocs": 1024, "exact": 256, "t_cs": 0.2},
+    {"nprobe": 2, "ndocs": 768, "exact": 256, "t_cs": 0.2},
+    {"nprobe": 3, "ndocs": 2048, "exact": 256, "t_cs": None},  # the previous defaults
+    {"nprobe": 3, "ndocs": 2048, "exact": 0, "t_cs": None},  # PQ-only: the float16 store is not read
 ]
 REPEAT = 3  # timed runs of each setting; the fastest counts (the machine is shared)
 
@@ -363,7 +360,7 @@ def _fmt_run(name: str, r: dict, brute: dict, build: dict) -> str:
         " (shipped query defaults)" if r.get("shipped") else ""
     )
     return (
-        f"| {name} | PlaidIndex nlist={c['nlist']} nprobe={c['nprobe']} ndocs={c['ndocs']} exact={c['exact']}{tag} "
+        f"| {name} | PlaidIndex nlist={c['nlist']} nprobe={c['nprobe']} ndocs={c['ndocs']} exact={c['exact']} t_cs={c.get('t_cs')}{tag} "
         f"| {build['wall_s']:.0f} | {r['qps']:.1f} | {r['qps'] / brute['qps']:.1f}x | {r['recall']:.3f} "
         f"| {r['cpu_s'] / r['wall_s']:.2f} | {r['load'][0]:.1f} |"
     )
@@ -403,7 +400,7 @@ def _ratio_lines(s: dict) -> tuple[list[str], dict]:
     c = r["config"]
     lines = [
         f"**Speed-up, back to back** (`ratio`: exact brute force then PlaidIndex nlist={c['nlist']} nprobe={c['nprobe']} "
-        f"ndocs={c['ndocs']} exact={c['exact']} (shipped defaults), {r['queries']} queries, same process and loaded "
+        f"ndocs={c['ndocs']} exact={c['exact']} t_cs={c.get('t_cs')} (shipped defaults), {r['queries']} queries, same process and loaded "
         f"index, {len(ratios)} rounds): per-round speed-up {', '.join(f'{x:.1f}x' for x in ratios)}; "
         f"**median {med:.1f}x** at recall@10 {r['recall']:.3f}.",
         "",
@@ -447,7 +444,7 @@ def _other_ratio_lines(s: dict) -> list[str]:
         r, ratios = s[key], sorted(x["ratio"] for x in s[key]["rounds"])
         c = r["config"]
         lines.append(
-            f"- `{key}`: nlist={c['nlist']} nprobe={c['nprobe']} ndocs={c['ndocs']} exact={c['exact']}: per-round "
+            f"- `{key}`: nlist={c['nlist']} nprobe={c['nprobe']} ndocs={c['ndocs']} exact={c['exact']} t_cs={c.get('t_cs')}: per-round "
             f"{', '.join(f'{x:.1f}x' for x in ratios)}, median **{float(np.median(ratios)):.1f}x** at recall@10 "
             f"{r['recall']:.3f}; PlaidIndex CPU use {np.median([x['plaid']['cpu_s'] / x['plaid']['wall_s'] for x in r['rounds']]):.2f}, "
             f"load {np.median([x['brute']['load'][0] for x in r['rounds']]):.1f}."
@@ -504,9 +501,8 @@ def stage_report(a) -> None:
         "`mv_bytes_ratio` is the index on disk that the search reads, over float16 token vectors: at the headline "
         "setting (exact > 0) the final exact MaxSim reads the float16 store (memory-mapped), so it is the whole saved "
         "index, float16 store included (> 1). A PQ-only search (exact=0: the shortlist's final scores are "
-        "centroid + 16-byte PQ residual, by lookup tables) never opens the float16 store and reads 1/13 of float16, "
-        "but its recall@10 is 0.75 on this set (16 x 8-bit codes over 4,096 centroids are too coarse): the 1/8 storage "
-        "target at recall 0.95 is not met.",
+        "centroid + 16-byte PQ residual, by lookup tables) never opens the float16 store; its bytes and recall@10 are "
+        "in the last column: the 1/8 storage target at recall 0.95 is not met.",
     ]
     lines += _codec_lines(s) + _other_ratio_lines(s)
     p = s.get("peers")
