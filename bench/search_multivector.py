@@ -57,15 +57,12 @@ SETS = ("projected", "real")
 # the settings timed (the first is the shipped default); build settings per set
 BUILD = {"projected": {}, "real": {}}
 SWEEP = [
-    {k: v for k, v in PlaidIndex().config().items() if k in ("nprobe", "ndocs", "exact", "n_threads")},  # shipped
-    {"nprobe": 3, "ndocs": 2048, "exact": 256, "n_threads": 1},
-    {"nprobe": 3, "ndocs": 1024, "exact": 256},
-    {"nprobe": 3, "ndocs": 2048, "exact": 128},
-    {"nprobe": 4, "ndocs": 4096, "exact": 256},
-    {"nprobe": 2, "ndocs": 768, "exact": 768},
-    {"nprobe": 4, "ndocs": 2048, "exact": 512},  # the previous defaults
-    {"nprobe": 3, "ndocs": 2048, "exact": 0},  # PQ-only: the float16 store is not read
-    {"nprobe": 4, "ndocs": 4096, "exact": 0},
+    {k: v for k, v in PlaidIndex().config().items() if k in ("nprobe", "ndocs", "exact", "n_threads", "t_cs")},  # shipped
+    {"nprobe": 3, "ndocs": 768, "exact": 256, "t_cs": None},  # no centroid pruning
+    {"nprobe": 3, "ndocs": 1024, "exact": 256, "t_cs": 0.2},
+    {"nprobe": 2, "ndocs": 768, "exact": 256, "t_cs": 0.2},
+    {"nprobe": 3, "ndocs": 2048, "exact": 256, "t_cs": None},  # the previous defaults
+    {"nprobe": 3, "ndocs": 2048, "exact": 0, "t_cs": None},  # PQ-only: the float16 store is not read
 ]
 REPEAT = 3  # timed runs of each setting; the fastest counts (the machine is shared)
 
@@ -229,12 +226,12 @@ def stage_ratio(a) -> None:
     """Brute force and the shipped PlaidIndex setting back to back, ``--rounds`` times, on the same
     loaded index and queries: the speed-up of each round is a ratio of neighbouring timings (the
     shared machine's speed drifts between stages by up to 1.5x)."""
-    d = a.workdir / "plaid-projected-nlist4096"
+    d = a.workdir / a.index
     _, queries = _load_set(a.workdir, "projected")
     kth = np.load(a.workdir / "exact-projected.npz")["vals"][:, a.k - 1].astype(np.float64)
     idx = load_index(d)
     assert isinstance(idx, PlaidIndex)
-    for key, val in SWEEP[0].items():
+    for key, val in {**SWEEP[0], **json.loads(a.setting or "{}")}.items():
         setattr(idx, key, val)
     idx.search_rows(queries[:2], a.k)
     MultiVectorIndex.search_rows(idx, queries[:1], a.k)
@@ -247,7 +244,81 @@ def stage_ratio(a) -> None:
         rounds.append({"brute": b.info(), "plaid": p.info(), "ratio": b.wall / p.wall})
         print(rounds[-1], flush=True)
     rec = recall_ties(np.nan_to_num(vals, nan=-np.inf), kth, a.k)
-    _save_state(a.workdir, "ratio", {"config": idx.config(), "rounds": rounds, "recall": rec, "queries": len(queries)})
+    _save_state(a.workdir, a.key, {"config": idx.config(), "rounds": rounds, "recall": rec, "queries": len(queries)})
+
+
+def _codec_rows(idx: PlaidIndex, queries: list[np.ndarray], ndocs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stage-3 shortlists (centroid interaction, ``ndocs`` a query) and their exact MaxSim."""
+    from embforge.scoring.maxsim import maxsim_rerank_rows
+
+    idx.ndocs = ndocs
+    found = idx._shortlists(queries, idx._build(), ndocs)
+    rows = np.full((len(queries), ndocs), -1, np.int64)
+    for i, r in enumerate(found):
+        rows[i, : len(r)] = r
+    v, sc, off = idx.store
+    return rows, np.nan_to_num(maxsim_rerank_rows(queries, rows, v, off, sc), nan=-np.inf)
+
+
+def stage_codecs(a) -> None:
+    """Recall@10 when the final re-score of a stage-3 shortlist reads decoded residual codes
+    instead of the float16 store (the storage target: no float16 store on disk), per codec:
+    faiss PQ of the token residual (token - centroid) at 16-32 bytes a token, ColBERTv2's 1-2 bit
+    per-dimension buckets, and a document-level mean residual (PQ) + token PQ. Not a timing."""
+    import faiss
+
+    from embforge.scoring.maxsim import maxsim_rerank_rows
+
+    faiss.omp_set_num_threads(1)
+    _, queries = _load_set(a.workdir, "projected")
+    kth = np.load(a.workdir / "exact-projected.npz")["vals"][:, a.k - 1].astype(np.float64)
+    idx = load_index(a.workdir / a.index)
+    assert isinstance(idx, PlaidIndex)
+    rows, ex = _codec_rows(idx, queries, a.codec_ndocs)
+    c, (v, _, off) = idx._build(), idx.store
+    cent, cid = c["centroids"], np.asarray(c["token_cid"]).astype(np.int64)
+    docs = np.unique(rows[rows >= 0])
+    tok = np.concatenate([np.arange(off[d], off[d + 1]) for d in docs])  # tokens of the shortlisted docs
+    x = np.asarray(v[tok], np.float32)
+    res = x - cent[cid[tok]]  # (T, M) token residuals
+    rng = np.random.default_rng(0)
+    train = res[rng.choice(len(res), min(len(res), a.train_tokens), replace=False)]
+    dpos = np.repeat(np.arange(len(docs)), off[docs + 1] - off[docs])
+    mu = np.zeros((len(docs), res.shape[1]), np.float32)
+    np.add.at(mu, dpos, res)
+    mu /= np.bincount(dpos)[:, None]
+
+    def recall(recon: np.ndarray) -> float:
+        full = np.zeros(v.shape, np.float16)
+        full[tok] = recon
+        approx = np.nan_to_num(maxsim_rerank_rows(queries, rows, full, off, None), nan=-np.inf)
+        top = np.argsort(-approx, axis=1)[:, : a.k]
+        return float(recall_ties(np.take_along_axis(ex, top, 1), kth, a.k))
+
+    def pq(sub: int, bits: int, fit: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, int]:
+        q = faiss.ProductQuantizer(res.shape[1], sub, bits)
+        q.train(np.ascontiguousarray(fit))
+        return q.decode(q.compute_codes(np.ascontiguousarray(xs))), int(q.code_size)
+
+    out = [{"codec": "float16 (exact re-score)", "token_bytes": 2 * res.shape[1], "doc_bytes": 0, "recall": recall(x)}]
+    for sub, bits in ((16, 8), (32, 6), (32, 8)):
+        r, size = pq(sub, bits, train, res)
+        out.append({"codec": f"residual PQ {sub}x{bits}-bit", "token_bytes": size, "doc_bytes": 0, "recall": recall(cent[cid[tok]] + r)})
+        print(out[-1], flush=True)
+    for bits in (1, 2):  # ColBERTv2: per-dimension quantile buckets of the residual
+        cuts = np.quantile(train, np.linspace(0, 1, 2**bits + 1)[1:-1])
+        mids = np.array([train[np.searchsorted(cuts, train) == j].mean() for j in range(2**bits)], np.float32)
+        out.append({"codec": f"ColBERTv2 {bits}-bit buckets", "token_bytes": 16 * bits, "doc_bytes": 0,
+                    "recall": recall(cent[cid[tok]] + mids[np.searchsorted(cuts, res)])})  # fmt: skip
+        print(out[-1], flush=True)
+    muh, dsize = pq(64, 8, mu[rng.choice(len(mu), min(len(mu), 20000), replace=False)], mu)
+    res2 = res - muh[dpos]
+    r, size = pq(16, 8, res2[rng.choice(len(res2), min(len(res2), a.train_tokens), replace=False)], res2)
+    out.append({"codec": "document mean PQ 64x8 + token PQ 16x8", "token_bytes": size, "doc_bytes": dsize,
+                "recall": recall(cent[cid[tok]] + muh[dpos] + r)})  # fmt: skip
+    print(out[-1], flush=True)
+    norms = {"residual": float(np.linalg.norm(res, axis=1).mean()), "after_doc_mean": float(np.linalg.norm(res - mu[dpos], axis=1).mean())}
+    _save_state(a.workdir, f"codecs-{a.index}", {"ndocs": a.codec_ndocs, "nprobe": idx.nprobe, "nlist": len(cent), "rows": out, "norms": norms})
 
 
 def stage_peers(a) -> None:
@@ -289,7 +360,7 @@ def _fmt_run(name: str, r: dict, brute: dict, build: dict) -> str:
         " (shipped query defaults)" if r.get("shipped") else ""
     )
     return (
-        f"| {name} | PlaidIndex nlist={c['nlist']} nprobe={c['nprobe']} ndocs={c['ndocs']} exact={c['exact']}{tag} "
+        f"| {name} | PlaidIndex nlist={c['nlist']} nprobe={c['nprobe']} ndocs={c['ndocs']} exact={c['exact']} t_cs={c.get('t_cs')}{tag} "
         f"| {build['wall_s']:.0f} | {r['qps']:.1f} | {r['qps'] / brute['qps']:.1f}x | {r['recall']:.3f} "
         f"| {r['cpu_s'] / r['wall_s']:.2f} | {r['load'][0]:.1f} |"
     )
@@ -329,7 +400,7 @@ def _ratio_lines(s: dict) -> tuple[list[str], dict]:
     c = r["config"]
     lines = [
         f"**Speed-up, back to back** (`ratio`: exact brute force then PlaidIndex nlist={c['nlist']} nprobe={c['nprobe']} "
-        f"ndocs={c['ndocs']} exact={c['exact']} (shipped defaults), {r['queries']} queries, same process and loaded "
+        f"ndocs={c['ndocs']} exact={c['exact']} t_cs={c.get('t_cs')} (shipped defaults), {r['queries']} queries, same process and loaded "
         f"index, {len(ratios)} rounds): per-round speed-up {', '.join(f'{x:.1f}x' for x in ratios)}; "
         f"**median {med:.1f}x** at recall@10 {r['recall']:.3f}.",
         "",
@@ -343,6 +414,42 @@ def _ratio_lines(s: dict) -> tuple[list[str], dict]:
             f"| {b['cpu_s'] / b['wall_s']:.2f} | {p['cpu_s'] / p['wall_s']:.2f} | {b['load'][0]:.1f} |"
         )
     return lines + [""], {"speedup": med, "recall": r["recall"], "config": c}
+
+
+def _codec_lines(s: dict) -> list[str]:
+    """The `codecs` stage's table: recall@10 of a decoded final re-score, bytes per token."""
+    lines = []
+    for key in sorted(k for k in s if k.startswith("codecs-")):
+        c, tokens_per_doc = s[key], s["brute-projected"]["tokens"] / s["brute-projected"]["docs"]
+        lines += [
+            "",
+            f"Residual codecs (`codecs --index {key[len('codecs-'):]}`; not a timing): the stage-3 shortlist "
+            f"(nlist={c['nlist']}, nprobe={c['nprobe']}, ndocs={c['ndocs']}) re-scored from decoded codes instead of the "
+            f"float16 store; recall@10 vs exact MaxSim over all documents. Mean token residual norm (token - centroid) "
+            f"{c['norms']['residual']:.3f} of a unit vector, {c['norms']['after_doc_mean']:.3f} after the document's mean residual.",
+            "",
+            "| final re-score from | bytes/token | bytes/doc (codes only) | recall@10 |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for r in c["rows"]:
+            per_doc = r["token_bytes"] * tokens_per_doc + r["doc_bytes"]
+            lines.append(f"| {r['codec']} | {r['token_bytes']} | {per_doc:.0f} | {r['recall']:.3f} |")
+    return lines
+
+
+def _other_ratio_lines(s: dict) -> list[str]:
+    """Other back-to-back `ratio --key ratio-*` runs (other indexes or settings)."""
+    lines = []
+    for key in sorted(k for k in s if k.startswith("ratio-")):
+        r, ratios = s[key], sorted(x["ratio"] for x in s[key]["rounds"])
+        c = r["config"]
+        lines.append(
+            f"- `{key}`: nlist={c['nlist']} nprobe={c['nprobe']} ndocs={c['ndocs']} exact={c['exact']} t_cs={c.get('t_cs')}: per-round "
+            f"{', '.join(f'{x:.1f}x' for x in ratios)}, median **{float(np.median(ratios)):.1f}x** at recall@10 "
+            f"{r['recall']:.3f}; PlaidIndex CPU use {np.median([x['plaid']['cpu_s'] / x['plaid']['wall_s'] for x in r['rounds']]):.2f}, "
+            f"load {np.median([x['brute']['load'][0] for x in r['rounds']]):.1f}."
+        )
+    return ["", "Other back-to-back speed-ups (`ratio --index ... --setting ... --key ...`):", "", *lines] if lines else []
 
 
 def stage_report(a) -> None:
@@ -394,10 +501,10 @@ def stage_report(a) -> None:
         "`mv_bytes_ratio` is the index on disk that the search reads, over float16 token vectors: at the headline "
         "setting (exact > 0) the final exact MaxSim reads the float16 store (memory-mapped), so it is the whole saved "
         "index, float16 store included (> 1). A PQ-only search (exact=0: the shortlist's final scores are "
-        "centroid + 16-byte PQ residual, by lookup tables) never opens the float16 store and reads 1/13 of float16, "
-        "but its recall@10 is 0.75 on this set (16 x 8-bit codes over 4,096 centroids are too coarse): the 1/8 storage "
-        "target at recall 0.95 is not met.",
+        "centroid + 16-byte PQ residual, by lookup tables) never opens the float16 store; its bytes and recall@10 are "
+        "in the last column: the 1/8 storage target at recall 0.95 is not met.",
     ]
+    lines += _codec_lines(s) + _other_ratio_lines(s)
     p = s.get("peers")
     if p:
         lines += [
@@ -422,7 +529,7 @@ def stage_report(a) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["prep", "build", "brute", "query", "ratio", "peers", "report"])
+    ap.add_argument("stage", choices=["prep", "build", "brute", "query", "ratio", "codecs", "peers", "report"])
     ap.add_argument("--rounds", type=int, default=5, help="ratio: brute force / PlaidIndex rounds")
     ap.add_argument("--workdir", type=Path, default=ROOT / "bench" / ".cache" / "mv")
     ap.add_argument("--docs", type=int, default=100_000)
@@ -430,7 +537,10 @@ def main() -> None:
     ap.add_argument("--real", type=int, default=3000, help="documents encoded by the bundled model (0 = none)")
     ap.add_argument("--peer-docs", type=int, default=2000)
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--headline", default="", help="report: the query-plaid-* key of the RESULT line")
+    ap.add_argument("--index", default="plaid-projected-nlist4096", help="ratio/codecs: the index folder in the workdir")
+    ap.add_argument("--setting", default="", help='ratio: JSON query settings over the shipped ones, e.g. {"nprobe": 2}')
+    ap.add_argument("--codec-ndocs", type=int, default=2048, help="codecs: stage-3 shortlist re-scored by each codec")
+    ap.add_argument("--key", default="ratio", help="ratio: the state key (report: 'ratio' is the headline, ratio-* listed)")
     ap.add_argument("--only", default="", help="query: comma-separated index folder names (default: all)")
     ap.add_argument("--nlist", type=int, default=None, help="build: centroids (default: PlaidIndex's rule)")
     ap.add_argument("--train-tokens", type=int, default=131_072, help="build: tokens sampled to train centroids and PQ")

@@ -766,6 +766,27 @@ def save_piece(name: str, rows: list[dict], error: str | None = None) -> None:
     tmp.replace(ROWS)
 
 
+#: What was tried for the single-client latency (issue 19), each measured with the c=1 phase of this
+#: bench's embforge-onnx-int8 server under the bench lock, variants alternated in one run.
+SINGLE_CLIENT_NOTES = [
+    "Single-client latency, what was measured (c=1, 6 s phases, variants alternated in one locked run):",
+    "",
+    "- ONNX Runtime intra-op spinning off for the serving session (`session.intra_op.allow_spinning=0`):",
+    "  p50 4.53 and 4.80 ms against 4.35 and 4.01 ms with the default (server CPU 1.1 vs 1.9 s/s): the",
+    "  worker thread's wake-up for every parallel section costs more than the spinning; kept on.",
+    "  `spin_duration_us` 200 / 20000: 4.38, 4.33 / 4.17, 3.97 ms, within the noise of the default; not used.",
+    "- Per-request phases inside the server (timestamps, c=1): encode 2.9 ms of a 3.5 ms server",
+    "  time; request parsing, validation and counting 0.47 ms, the hand-offs to and from the encode",
+    "  thread 0.17 + 0.20 ms, JSON 0.22 ms. Changed: float vectors are written with `%.9g` (every",
+    "  float32 exact, 3x faster than `json.dumps` of `tolist()`), token counting calls the Rust",
+    "  tokenizer directly (same counts, a third of the HF call's time). The second tokenization",
+    "  (in `encode`) is kept: handing the ids over (`encode_ids`) costs as many tokenizer calls.",
+    "- The bare encode time itself moves between 1.97 and 2.64 ms from one minute to the next on this",
+    "  shared machine (nice-15 work of other sessions beside the locked bench), so the ratio is noisy",
+    "  by about +-0.2.",
+]
+
+
 def write_peers_report(out: Path, command: str) -> str:
     """serve.md from ROWS: the table, the ratios the issue asks for, and the RESULT line."""
     data = json.loads(ROWS.read_text())
@@ -853,6 +874,8 @@ def write_peers_report(out: Path, command: str) -> str:
         "request in the thread pool. infinity-emb runs in its own venv (/work/venvs/infinity), torch",
         "engine on the model folder, optimum (ONNX) engine on the folder `embforge export --format onnx",
         "--quantize int8` wrote (its `onnx/model.onnx`), the same graph embforge ONNX int8 serves.",
+        "",
+        *SINGLE_CLIENT_NOTES,
         "",
         "Command (each piece under the bench lock, then the report):",
         "",

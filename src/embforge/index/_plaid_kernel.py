@@ -13,7 +13,7 @@ from numba import njit, prange
 
 
 @njit(cache=True, nogil=True)
-def centroid_interaction(st, probe, ivf_ptr, ivf_docs, offsets, token_cid, alive, stamp, tag, out_rows, out_scores):  # noqa: PLR0913
+def centroid_interaction(st, probe, ivf_ptr, ivf_docs, offsets, token_cid, alive, stamp, tag, out_rows, out_scores, qsum, doc_mean):  # noqa: PLR0913
     """Candidates of one query and their centroid-interaction scores; returns how many.
 
     Args:
@@ -24,6 +24,8 @@ def centroid_interaction(st, probe, ivf_ptr, ivf_docs, offsets, token_cid, alive
         alive: (N,) bool live rows.
         stamp, tag: (N,) int32 marks; a document is visited once per ``tag`` (no clearing between queries).
         out_rows, out_scores: (N,) outputs, filled in their first (returned) positions.
+        qsum, doc_mean: (M,) sum of the query's tokens, (N, M) float32 mean token residual of each
+            document (or (0, M): no term): the score adds ``<qsum, doc_mean[d]>`` (:func:`_mean_term`).
     """
     tq = st.shape[1]
     best = np.empty(tq, np.float32)
@@ -42,13 +44,26 @@ def centroid_interaction(st, probe, ivf_ptr, ivf_docs, offsets, token_cid, alive
                     if v > best[i]:
                         best[i] = v
             out_rows[n] = d
-            out_scores[n] = best.sum()
+            out_scores[n] = best.sum() + _mean_term(qsum, doc_mean, d)
             n += 1
     return n
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def residual_interaction(st, lut, rows, offsets, token_cid, codes, out):  # noqa: PLR0913
+@njit(cache=True, nogil=True)
+def _mean_term(qsum, doc_mean, d):
+    """``<sum_i q_i, mean_j (x_j - C[cid_j])>``: what the document's mean token residual adds to
+    every query token's best centroid score (0 without ``doc_mean`` rows). Tokens of one text share
+    a context component that centroids do not keep; this restores it at one dot product a document."""
+    if doc_mean.shape[0] == 0:
+        return 0.0
+    t = 0.0
+    for k in range(len(qsum)):
+        t += qsum[k] * doc_mean[d, k]
+    return t
+
+
+@njit(cache=True, nogil=True)
+def residual_interaction(st, lut, rows, offsets, token_cid, codes, out, keepc):  # noqa: PLR0913
     """MaxSim (unnormalised sum over query tokens) of one query against the documents ``rows``
     with every token rebuilt as centroid + PQ residual, scored without rebuilding it: by lookup
     tables (asymmetric distance computation, Jegou et al., 2011, "Product quantization for nearest
@@ -60,6 +75,9 @@ def residual_interaction(st, lut, rows, offsets, token_cid, codes, out):  # noqa
         rows: (C,) document rows; offsets, token_cid: as in :func:`centroid_interaction`.
         codes: (T_total, pq_m) uint8 residual codes.
         out: (C,) float32 output.
+        keepc: (nlist,) bool: only tokens of these centroids get their residual added, the others
+            score their centroid's score (PLAID's centroid pruning carried to this stage; all True:
+            every token decompressed).
     """
     tq, pq_m = st.shape[1], lut.shape[0]
     best = np.empty(tq, np.float32)
@@ -69,6 +87,10 @@ def residual_interaction(st, lut, rows, offsets, token_cid, codes, out):  # noqa
         best[:] = -np.inf
         for j in range(offsets[d], offsets[d + 1]):
             c = token_cid[j]
+            if not keepc[c]:
+                for i in range(tq):
+                    best[i] = max(best[i], st[c, i])
+                continue
             for i in range(tq):
                 acc[i] = st[c, i]
             for m in range(pq_m):
@@ -76,8 +98,7 @@ def residual_interaction(st, lut, rows, offsets, token_cid, codes, out):  # noqa
                 for i in range(tq):
                     acc[i] += lut[m, t, i]
             for i in range(tq):
-                if acc[i] > best[i]:
-                    best[i] = acc[i]
+                best[i] = max(best[i], acc[i])
         out[r] = best.sum() if offsets[d + 1] > offsets[d] else 0.0
 
 
@@ -125,17 +146,62 @@ def _keep_best(rows, sc, n, ndocs, out):
     return m
 
 
+@njit(cache=True, nogil=True)
+def _kept_centroids(st, t_cs, keepc):
+    """PLAID's centroid pruning: mark in ``keepc`` the centroids whose best score against any query
+    token reaches ``t_cs`` (st: (nlist, Tq)); returns how many were kept."""
+    n = 0
+    for c in range(st.shape[0]):
+        keepc[c] = False
+        for i in range(st.shape[1]):
+            if st[c, i] >= t_cs:
+                keepc[c] = True
+                n += 1
+                break
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _interaction(st, rows, offsets, token_cid, keepc, floor, best, out, qsum, doc_mean):  # noqa: PLR0913
+    """Centroid-interaction score of each document in ``rows`` into ``out``: ``sum_i max_j
+    st[cid_j, i]`` over the tokens whose centroid is kept (``keepc``) + :func:`_mean_term`; a query
+    token with no kept token counts ``floor`` (the pruning threshold: pruned centroids score below it)."""
+    tq = st.shape[1]
+    for r in range(len(rows)):
+        d = rows[r]
+        best[:] = -np.inf
+        for j in range(offsets[d], offsets[d + 1]):
+            c = token_cid[j]
+            if not keepc[c]:
+                continue
+            for i in range(tq):
+                v = st[c, i]
+                if v > best[i]:
+                    best[i] = v
+        t = 0.0
+        for i in range(tq):
+            t += best[i] if best[i] > floor else floor
+        out[r] = t + _mean_term(qsum, doc_mean, d)
+
+
 @njit(cache=True, nogil=True, parallel=True)
-def centroid_shortlists(s, q_off, nprobe, ivf_ptr, ivf_docs, offsets, token_cid, alive, ndocs, keep, lut, codes, out_rows, out_n):  # noqa: PLR0913
+def centroid_shortlists(s, q_off, qsum, doc_mean, nprobe, ivf_ptr, ivf_docs, offsets, token_cid, alive, ndocs, keep, lut, codes, out_rows, out_n, t_cs):  # noqa: PLR0913
     """Stages 1-4 of a block of queries in parallel (``prange`` over queries, one per core): each
     query token's ``nprobe`` best centroids, the documents of their lists as candidates, each
-    scored once by the centroid interaction, the best ``ndocs`` kept; then, when ``keep`` <
-    ``ndocs``, the best ``keep`` of those by centroid + PQ-residual MaxSim (lookup tables, as
-    :func:`residual_interaction`).
+    scored once by the centroid interaction (+ the document's mean residual term,
+    :func:`_mean_term`), the best ``ndocs`` kept; then, when ``keep`` < ``ndocs``, the best
+    ``keep`` of those by centroid + PQ-residual MaxSim (lookup tables, as :func:`residual_interaction`).
+
+    With ``t_cs`` > -inf, PLAID's centroid pruning (Santhanam et al., 2022, sec. 4.2): a centroid
+    is kept when its best score against the query tokens reaches ``t_cs``; the centroid interaction
+    reads only tokens of kept centroids (a query token without one counts ``t_cs``) and stage 4
+    decompresses only their residuals (the others score their centroid). ``t_cs`` = -inf: no pruning.
 
     Args:
         s: (T, nlist) float32 query-token x centroid scores of the block (one BLAS product);
             query ``i`` owns rows ``q_off[i]:q_off[i+1]``.
+        qsum: (Q, M) float32 sum of each query's tokens; doc_mean: (N, M) float32 mean token
+            residual of each document, or (0, M) for none.
         nprobe: centroids probed per query token.
         ivf_ptr, ivf_docs, offsets, token_cid, alive: as in :func:`centroid_interaction`.
         ndocs: candidates kept per query by the centroid interaction.
@@ -143,6 +209,7 @@ def centroid_shortlists(s, q_off, nprobe, ivf_ptr, ivf_docs, offsets, token_cid,
         lut: (pq_m, ksub, T) float32 ``<q_t[sub m], codeword>`` of the block's query tokens;
             codes: (T_total, pq_m) uint8 residual codes (both unused when keep >= ndocs).
         out_rows: (Q, ndocs) int64 output rows; out_n: (Q,) int64 how many of each row are filled.
+        t_cs: centroid score threshold of the pruning (-inf: no pruning).
     """
     n_rows, nlist = len(offsets) - 1, s.shape[1]
     for qi in prange(len(q_off) - 1):
@@ -150,6 +217,9 @@ def centroid_shortlists(s, q_off, nprobe, ivf_ptr, ivf_docs, offsets, token_cid,
         st = np.ascontiguousarray(s[a : a + tq].T)  # (nlist, Tq): a centroid's scores in one cache line
         probed = np.zeros(nlist, np.bool_)
         _probe(s[a : a + tq], nprobe, probed)
+        keepc = np.ones(nlist, np.bool_)
+        if t_cs > -np.inf:
+            _kept_centroids(st, t_cs, keepc)
         seen = np.zeros(n_rows, np.bool_)
         rows = np.empty(n_rows, np.int64)
         sc = np.empty(n_rows, np.float32)
@@ -163,20 +233,13 @@ def centroid_shortlists(s, q_off, nprobe, ivf_ptr, ivf_docs, offsets, token_cid,
                 if seen[d] or not alive[d]:
                     continue
                 seen[d] = True
-                best[:] = -np.inf
-                for j in range(offsets[d], offsets[d + 1]):
-                    c = token_cid[j]
-                    for i in range(tq):
-                        v = st[c, i]
-                        if v > best[i]:
-                            best[i] = v
                 rows[n] = d
-                sc[n] = best.sum()
                 n += 1
+        _interaction(st, rows[:n], offsets, token_cid, keepc, t_cs, best, sc[:n], qsum[qi], doc_mean)
         m = _keep_best(rows, sc, n, ndocs, out_rows[qi])
         if m > keep:  # stage 4 on the survivors
             lq = np.ascontiguousarray(lut[:, :, a : a + tq])  # (pq_m, ksub, Tq) of this query
-            residual_interaction(st, lq, out_rows[qi, :m], offsets, token_cid, codes, sc[:m])
+            residual_interaction(st, lq, out_rows[qi, :m], offsets, token_cid, codes, sc[:m], keepc)
             rows[:m] = out_rows[qi, :m]
             m = _keep_best(rows, sc, m, keep, out_rows[qi])
         out_n[qi] = m

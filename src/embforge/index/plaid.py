@@ -10,10 +10,14 @@ Interaction Retrieval") on faiss building blocks, over ColBERT token vectors
    centroids; the candidates are the documents of those lists (never a pass over the corpus).
 3. **Centroid interaction** (PLAID's stage 2): each candidate is scored once by MaxSim with every
    token replaced by its centroid, ``sum_i max_{j in d} <q_i, C[cid_j]>`` (numba kernel over the
-   centroid ids; nothing decompressed); the best ``ndocs`` survive.
+   centroid ids; nothing decompressed), plus ``<sum_i q_i, mean_j r_j>`` with the document's mean
+   token residual ``r_j = x_j - C[cid_j]`` (256 bytes a document in float16: the context all tokens of
+   a text share, which centroids drop); the best ``ndocs`` survive. With ``t_cs`` (PLAID's centroid
+   pruning) only tokens of centroids scoring >= ``t_cs`` against some query token are read.
 4. **Residual scoring** (when ``exact`` < ``ndocs``, or ``exact`` = 0): MaxSim over centroid + faiss
    PQ residual (ColBERTv2's residual compression, Santhanam et al., 2021), computed from per-query
-   lookup tables without decoding (Jegou et al., 2011); the best ``exact`` survive.
+   lookup tables without decoding (Jegou et al., 2011), residuals of pruned centroids' tokens
+   skipped; the best ``exact`` survive.
 5. **Exact MaxSim** of the final shortlist, all queries in one batched re-rank
    (:func:`embforge.scoring.maxsim_rerank_rows`) from the float16 token store, memory-mapped from
    disk, so the final scores are exact and recall is limited by stages 2-4 only.
@@ -23,8 +27,8 @@ Stages 1-4 of a block of queries run in one parallel numba kernel (``prange`` ov
 id + ``pq_m`` bytes of code per token and the inverted lists; the float16 store
 (``MultiVectorIndex``'s) stays on disk and is read only for the final exact stage (``exact`` >
 0). Shipped settings are measured by bench/search_multivector.py
-(bench/results/search_multivector.md: at 100k documents a median 17x exact brute force at
-recall@10 0.952; PQ-only, exact=0, reads 1/10 of float16 but reaches recall@10 0.75).
+(bench/results/search_multivector.md: at 100k documents a median 22.7x exact brute force at
+recall@10 0.951; PQ-only, exact=0, reads 0.17 of float16 but reaches recall@10 0.75).
 """
 
 from __future__ import annotations
@@ -89,6 +93,9 @@ class PlaidIndex(MultiVectorIndex):
         train_tokens: at most this many tokens train the centroids and the PQ.
         dtype: the exact token store ("float16", "int8", "float32").
         n_threads: numba threads for stages 1-4 (queries split among them; 0, the default, = one per core).
+        t_cs: PLAID's centroid score threshold (None = no pruning): the centroid interaction reads
+            only tokens whose centroid scores >= ``t_cs`` against some query token, and stage 4
+            decompresses only their residuals (scores are inner products: 0.2 suits unit vectors).
     """
 
     kind = "multivector-plaid"
@@ -97,13 +104,14 @@ class PlaidIndex(MultiVectorIndex):
         self,
         nlist: int | None = None,
         nprobe: int = 3,
-        ndocs: int = 2048,
+        ndocs: int = 768,
         exact: int = 256,
         pq_m: int | None = None,
         train_tokens: int = 131_072,
         dtype: str = "float16",
         pq_bits: int = 8,
         n_threads: int = 0,
+        t_cs: float | None = 0.2,
     ) -> None:
         super().__init__(dtype=dtype)
         if (
@@ -113,18 +121,21 @@ class PlaidIndex(MultiVectorIndex):
             or (nlist is not None and nlist < 1)
             or (pq_m is not None and pq_m < 1)
             or not 1 <= pq_bits <= 8
+            or (t_cs is not None and not math.isfinite(t_cs))
         ):
             raise ConfigError(
                 f"PlaidIndex needs nlist >= 1, nprobe >= 1, ndocs >= 1, exact >= 0, pq_m >= 1 and "
-                f"1 <= pq_bits <= 8 (one uint8 code per sub-quantizer); got nlist={nlist}, nprobe={nprobe}, "
-                f"ndocs={ndocs}, exact={exact}, pq_m={pq_m}, pq_bits={pq_bits}"
+                f"1 <= pq_bits <= 8 (one uint8 code per sub-quantizer) and a finite t_cs (or None); got nlist={nlist}, "
+                f"nprobe={nprobe}, ndocs={ndocs}, exact={exact}, pq_m={pq_m}, pq_bits={pq_bits}, t_cs={t_cs}"
             )
         self.nlist, self.nprobe, self.ndocs, self.exact = nlist, int(nprobe), int(ndocs), int(exact)
         self.pq_m, self.pq_bits, self.train_tokens = pq_m, int(pq_bits), int(train_tokens)
         self.n_threads = max(0, int(n_threads))
+        self.t_cs = None if t_cs is None else float(t_cs)
         self._codes: dict[str, np.ndarray] | None = None  # centroids, token_cid, codes, pq, ivf_ptr, ivf_docs
         self._pq: Any = None
         self._built_rows = -1
+        self._mean32: np.ndarray | None = None
 
     # ---- build --------------------------------------------------------------------
     def _train(self, v: np.ndarray) -> np.ndarray:
@@ -177,6 +188,7 @@ class PlaidIndex(MultiVectorIndex):
             x = self._decode(v[a : a + 65536], None if s is None else s[a : a + 65536])
             cid[a : a + 65536] = self._assign(cent, x)
             codes[a : a + 65536] = self._pq.compute_codes(np.ascontiguousarray(x - cent[cid[a : a + 65536]]))
+        doc_mean = self._doc_means(v, s, off, cent, cid)
         doc = np.repeat(np.arange(self.idmap.n_rows, dtype=np.int32), np.diff(off))
         pairs = np.unique(cid.astype(np.int64) * self.idmap.n_rows + doc)  # (centroid, doc), sorted
         ivf_ptr = np.searchsorted(pairs // max(1, self.idmap.n_rows), np.arange(len(cent) + 1))
@@ -186,9 +198,36 @@ class PlaidIndex(MultiVectorIndex):
             "codes": codes,
             "ivf_ptr": ivf_ptr.astype(np.int64),
             "ivf_docs": (pairs % max(1, self.idmap.n_rows)).astype(np.int32),
+            "doc_mean": doc_mean.astype(np.float16),
         }
+        self._mean32 = doc_mean
         self._built_rows = self.idmap.n_rows
         return self._codes
+
+    def _doc_means(
+        self, v: np.ndarray, s: np.ndarray | None, off: np.ndarray, cent: np.ndarray, cid: np.ndarray
+    ) -> np.ndarray:
+        """(N, M) float32 mean token residual ``mean_j (x_j - C[cid_j])`` of every document (0 for an
+        empty one), in chunks of tokens: the centroid interaction adds ``<sum_i q_i, mean>``."""
+        off = np.asarray(off, np.int64)
+        n_rows, lens = len(off) - 1, np.diff(off)
+        out = np.zeros((n_rows, v.shape[1] if v.ndim == 2 else int(self.m or 0)), np.float32)
+        starts = off[:-1][lens > 0]  # first token of every non-empty document
+        docs = np.flatnonzero(lens > 0)
+        for a in range(0, len(v), 65536):
+            b = min(len(v), a + 65536)
+            x = self._decode(v[a:b], None if s is None else s[a:b]) - cent[np.asarray(cid[a:b], np.int64)]
+            lo, hi = np.searchsorted(starts, a, "right") - 1, np.searchsorted(starts, b, "left")
+            seg = np.maximum(starts[max(lo, 0) : hi], a) - a  # segment starts inside the chunk
+            out[docs[max(lo, 0) : hi]] += np.add.reduceat(x, seg, axis=0)
+        return out / np.maximum(lens, 1)[:, None].astype(np.float32)
+
+    def _means(self, c: dict[str, np.ndarray]) -> np.ndarray:
+        """The float32 document mean residuals of ``c`` (float16 in the index), converted once."""
+        mean = self._mean32
+        if mean is None or len(mean) != len(c["doc_mean"]):
+            mean = self._mean32 = np.asarray(c["doc_mean"], np.float32)
+        return mean
 
     def commit(self, ids: list[str], xs: list[np.ndarray]) -> None:
         super().commit(ids, xs)
@@ -215,7 +254,10 @@ class PlaidIndex(MultiVectorIndex):
         nprobe = min(self.nprobe, st.shape[0])
         probe = np.unique(np.argpartition(-st, nprobe - 1, axis=0)[:nprobe])  # (P,) probed centroids
         ptr, docs, cid = c["ivf_ptr"], c["ivf_docs"], c["token_cid"]
-        n = centroid_interaction(st, probe, ptr, docs, self.store[2], cid, self.idmap.alive, stamp, tag, out_rows, out_sc)
+        qsum = np.asarray(q, np.float32).sum(axis=0)
+        n = centroid_interaction(
+            st, probe, ptr, docs, self.store[2], cid, self.idmap.alive, stamp, tag, out_rows, out_sc, qsum, self._means(c)
+        )
         return out_rows[:n], out_sc[:n]
 
     def _lut(self, q: np.ndarray) -> np.ndarray:
@@ -234,7 +276,7 @@ class PlaidIndex(MultiVectorIndex):
             lut = self._lut(q)
             st = np.ascontiguousarray((q @ c["centroids"].T).T)  # (nlist, Tq)
             out = np.empty(len(cand), np.float32)
-            residual_interaction(st, lut, cand, self.store[2], c["token_cid"], c["codes"], out)
+            residual_interaction(st, lut, cand, self.store[2], c["token_cid"], c["codes"], out, np.ones(len(st), np.bool_))
             return out / max(1, len(q))
         idx, lens = padded_token_index(cand, self.store[2])
         flat = idx.reshape(-1)
@@ -262,7 +304,7 @@ class PlaidIndex(MultiVectorIndex):
         from embforge.index._plaid_kernel import centroid_shortlists  # lazy-import: needs numba
 
         v, _, off = self.store
-        cent, found = c["centroids"], []
+        cent, found, mean = c["centroids"], [], self._means(c)
         threads = self.n_threads or os.cpu_count() or 1
         stage4 = keep < self.ndocs and self.pq_bits == 8  # in the kernel (by lookup tables)
         before = numba.get_num_threads()
@@ -274,9 +316,11 @@ class PlaidIndex(MultiVectorIndex):
                 n = np.zeros(len(block), np.int64)
                 qcat = np.concatenate(block)  # (T, M)
                 lut = self._lut(qcat) if stage4 else np.zeros((1, 1, len(qcat)), np.float32)
+                qsum = np.stack([q.sum(axis=0) for q in block]).astype(np.float32)  # (Q, M)
                 centroid_shortlists(
-                    qcat @ cent.T, q_off, min(self.nprobe, len(cent)), c["ivf_ptr"], c["ivf_docs"], off,
+                    qcat @ cent.T, q_off, qsum, mean, min(self.nprobe, len(cent)), c["ivf_ptr"], c["ivf_docs"], off,
                     c["token_cid"], self.idmap.alive, self.ndocs, keep if stage4 else self.ndocs, lut, c["codes"], out, n,
+                    -np.inf if self.t_cs is None else self.t_cs,
                 )  # fmt: skip
                 found += [out[i, : n[i]] for i in range(len(block))]
         finally:
@@ -336,6 +380,7 @@ class PlaidIndex(MultiVectorIndex):
             "dtype": self.dtype,
             "pq_bits": self.pq_bits,
             "n_threads": self.n_threads,
+            "t_cs": self.t_cs,
         }
 
     def _write(self, d: Path) -> None:
@@ -355,6 +400,18 @@ class PlaidIndex(MultiVectorIndex):
             names = ("centroids", "token_cid", "codes", "ivf_ptr", "ivf_docs")
             idx._codes = {n: load_array(d, f"plaid_{n}", mmap and n != "centroids") for n in names}
             idx._pq = idx._check_codes(d, idx._codes, np.asarray(load_array(d, "plaid_pq", False)))
+            if (d / "plaid_doc_mean.npy").exists():
+                idx._codes["doc_mean"] = load_array(d, "plaid_doc_mean", False)
+                check_array(d, "plaid_doc_mean", idx._codes["doc_mean"], "f", 2, idx.idmap.n_rows)
+                if idx._codes["doc_mean"].shape[1] != idx.m:
+                    raise CheckpointError(
+                        f"{d / 'plaid_doc_mean.npy'}: shape {idx._codes['doc_mean'].shape}, expected "
+                        f"({idx.idmap.n_rows}, {idx.m}) (documents x token dim); the index is corrupt or hostile, rebuild it"
+                    )
+            else:  # written before the document mean residuals existed: computed from the token store
+                v, sc, off = idx.store
+                cent, cid = idx._codes["centroids"], idx._codes["token_cid"]
+                idx._codes["doc_mean"] = idx._doc_means(v, sc, off, cent, cid).astype(np.float16)
             idx._built_rows = idx.idmap.n_rows
         return idx
 

@@ -224,6 +224,34 @@ def test_output_doctests_and_base64_is_little_endian_float32():
         out.quantize(v, "int4")
 
 
+def test_float_vectors_render_as_json_numbers_that_give_back_every_float32():
+    """Float outputs stay float32 arrays until ``render_json`` writes them (9 significant digits):
+    parsed back they equal the float32 values bit for bit; NaN is refused like json.dumps does."""
+    import json
+
+    import embforge.serve.output as out
+
+    rng = np.random.default_rng(0)
+    v = np.concatenate([rng.standard_normal(500), [0.0, -0.0, 1.0, 1e-30, -3.4e38, 1e-45]]).astype(np.float32)
+    m = rng.standard_normal((3, 4)).astype(np.float32)
+    body = {
+        "data": [
+            {
+                "embedding": out.encode_vector(v, "float32", "float"),
+                "mv": out.encode_matrix(m, "float32", "float"),
+            }
+        ],
+        "usage": {"n": 1},
+    }
+    got = json.loads(asyncio.run(out.render_json(body)))
+    np.testing.assert_array_equal(np.float32(got["data"][0]["embedding"]), v)
+    np.testing.assert_array_equal(np.float32(got["data"][0]["mv"]), m)
+    assert got["usage"] == {"n": 1}
+    assert out.encode_vector(v, "int8", "float") == out.quantize(v, "int8").tolist()  # ints: plain lists
+    with pytest.raises(ValueError):
+        asyncio.run(out.render_json({"data": [{"embedding": np.float32([1.0, np.nan])}]}))
+
+
 def test_lone_request_on_an_idle_encoder_does_not_wait_for_company():
     """Nobody else on the way (``arriving`` 0): the batch starts at once, not after max_wait_s
     (60 s here: a wait would time the test out); the count is back to 0 after submit."""

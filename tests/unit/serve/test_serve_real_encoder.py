@@ -194,3 +194,20 @@ def test_malformed_looking_token_ids_real_encoder_encodes_the_ids(minilm, served
     assert not np.allclose(direct, decoded, atol=1e-3)
     got = httpx.post(url + "/v1/embeddings", json={"input": [ing]}).json()["data"][0]["embedding"]
     np.testing.assert_allclose(np.float32(got), direct, atol=1e-5)
+
+
+@pytest.mark.parametrize("which", ["minilm", "tiny_m3"])
+def test_token_counts_equal_the_hf_tokenizer_call(request, which):
+    """``count_tokens`` counts with the Rust tokenizer directly (no HF wrapping): the same counts
+    as the HF call with the role prefix, special tokens and no truncation, long texts included."""
+    from embforge.serve.engine import EncoderEngine
+
+    enc = request.getfixturevalue(which)
+    engine = EncoderEngine(enc)
+    assert engine._backend() is not None  # the fast path is the one under test
+    texts = [*TEXTS, "word " * 700, "ünïcödé 中文  spaces\tand\nlines " * 20]
+    for role in ("query", "document"):
+        prefix = engine.prefixes[role]
+        want = [len(x) for x in enc.tokenizer([prefix + t for t in texts], truncation=False)["input_ids"]]
+        assert engine.count_tokens(texts, role) == want
+    assert engine.count_tokens(["word " * 700], "document")[0] > engine.max_length  # not truncated
