@@ -58,19 +58,21 @@ def summarise(work: Path) -> list[str]:
             f"{bm['dbpedia']:.4f}, non-English XQuAD {np.mean([bm[s] for s in nonen]):.4f}; dense+BM25 RRF mean "
             f"{np.mean(list(rrf.values())):.4f}.", ""]  # fmt: skip
     d = means.get("m3", {})
-    g = {s: np.mean([_retrieval(f)[s]["heads"]["sparse"]["ndcg@10"] for f in sorted(work.glob("m3_tf-s[0-9].json"))])
-         for s in sets} if list(work.glob("m3_tf-s[0-9].json")) else {}  # fmt: skip
+    tail = ""
+    for v in ("m3_tf", "m3_terms"):  # the sparse-head variants' own fields
+        files = sorted(work.glob(f"{v}-s[0-9].json"))
+        if not files:
+            continue
+        g = {s: np.mean([_retrieval(f)[s]["heads"]["sparse"]["ndcg@10"] for f in files]) for s in sets}
+        tail += (
+            f" {v}_sparse_ndcg10={np.mean(list(g.values())):.4f} {v}_sparse_dbpedia={g['dbpedia']:.4f} "
+            f"{v}_sparse_nonen={np.mean([g[s] for s in nonen]):.4f}"
+        )
     out.append(
         f"RESULT eval_max_length=512 m3_dense_ndcg10={d.get('dense', float('nan')):.4f} "
         f"m3_sparse_ndcg10={d.get('sparse', float('nan')):.4f} m3_multivector_ndcg10={d.get('multivector', float('nan')):.4f} "
         f"m3_hybrid_ndcg10={d.get('hybrid', float('nan')):.4f} bm25_ndcg10={np.mean(list(bm.values())):.4f}"
-        + (
-            f" m3_tf_sparse_ndcg10={np.mean(list(g.values())):.4f} m3_tf_sparse_dbpedia={g['dbpedia']:.4f} "
-            f"m3_tf_sparse_nonen={np.mean([g[s] for s in nonen]):.4f} bm25_dbpedia={bm['dbpedia']:.4f} "
-            f"bm25_nonen={np.mean([bm[s] for s in nonen]):.4f}"
-            if g
-            else ""
-        )
+        f"{tail} bm25_dbpedia={bm['dbpedia']:.4f} bm25_nonen={np.mean([bm[s] for s in nonen]):.4f}"
     )
     return out
 

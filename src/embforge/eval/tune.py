@@ -11,9 +11,10 @@ et al., 2023; z-scores as Qdrant's DBSF and mteb's hybrid search) and rrf (Corma
 {0.1, 0.3, 0.5, 1, 2} and the multi-vector weight in {0.5, 1, 2, 4}: 4 x 5 x 4 = 80 points.
 The grid reaches a multi-vector weight of 4 and a sparse weight of 2 because a short fine-tune of a
 small or monolingual backbone leaves the dense head far behind the other two (bench/quality.py,
-13 sets: dense 0.49 vs sparse 0.61 / multi-vector 0.63): on the dev split of three seeds the best
-point of the 48-point grid sat on its edge (multi-vector 2), and the edge moved out gave +0.012
-dev nDCG@10 (bench/results/quality.md).
+13 sets: dense 0.49 vs sparse 0.61-0.67 / multi-vector 0.63). On the 12-language dev split the
+48-point grid's best point for variant (g) sat on its edge (1 / 1 / 2, dev nDCG@10 0.671, seed 0);
+the 80-point grid's best, 1 / 1 / 4, gave 0.684, and every seed of (g) and (h) chose a point
+outside the old grid (bench/results/quality.md, "Tuned fusion").
 
 The paper's weighted (1, 0.3, 1) stays unless the best point beats it on the dev split by
 more than ``margin`` (default 0.01 nDCG@10: the seed-to-seed spread of a 100-query set;
