@@ -33,5 +33,18 @@ def random_multivector(n: int, m: int, seed: int, max_tokens: int = 12) -> list[
     return out
 
 
+def topical_docs(n: int, m: int, seed: int, n_topics: int = 24) -> list[np.ndarray]:
+    """Unit-norm multi-vector documents whose tokens come from two of a few topics each (text-like)."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(123).standard_normal((n_topics, m))
+    out = []
+    for _ in range(n):
+        topics = rng.choice(n_topics, 2, replace=False)
+        t = int(rng.integers(3, 16))
+        x = centres[rng.choice(topics, t)] + 0.6 * rng.standard_normal((t, m))
+        out.append((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32))
+    return out
+
+
 def recall(got: list[list[str]], ref: list[list[str]]) -> float:
     return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(got, ref)]))

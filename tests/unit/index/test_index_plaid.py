@@ -9,20 +9,7 @@ import pytest
 from embforge.errors import ConfigError
 from embforge.index import MultiVectorIndex, PlaidIndex, load_index
 from embforge.index import storage as storage_mod
-
-
-def topical_docs(n: int, m: int, seed: int, n_topics: int = 24) -> list[np.ndarray]:
-    """Documents whose tokens come from a few topics each (text-like: not uniform noise)."""
-    rng = np.random.default_rng(seed)
-    centres = np.random.default_rng(123).standard_normal((n_topics, m))
-    out = []
-    for _ in range(n):
-        topics = rng.choice(n_topics, 2, replace=False)
-        t = int(rng.integers(3, 16))
-        x = centres[rng.choice(topics, t)] + 0.6 * rng.standard_normal((t, m))
-        out.append((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32))
-    return out
-
+from helpers.index_testdata import topical_docs
 
 IDS = [f"d{i}" for i in range(600)]
 
@@ -153,7 +140,9 @@ def test_parallel_shortlists_equal_per_query_reference(data, n_threads):
     then the ``keep`` best of those by PQ-residual MaxSim (lookup tables)."""
     _, queries, _ = data
     docs = topical_docs(1500, 32, seed=2)  # 8-bit codes: stage 4 runs inside the kernel
-    idx = PlaidIndex(nlist=32, nprobe=2, ndocs=60, n_threads=n_threads, t_cs=None)  # the reference does not prune
+    idx = PlaidIndex(
+        nlist=32, nprobe=2, ndocs=60, n_threads=n_threads, t_cs=None
+    )  # the reference does not prune
     idx.add([str(i) for i in range(1500)], docs)
     c = idx._build()
     assert idx.pq_bits == 8

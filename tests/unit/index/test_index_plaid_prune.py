@@ -10,19 +10,7 @@ import pytest
 from embforge.errors import CheckpointError, ConfigError
 from embforge.index import MultiVectorIndex, PlaidIndex, load_index
 from embforge.index._plaid_kernel import _interaction, residual_interaction
-
-
-def topical_docs(n: int, m: int, seed: int, n_topics: int = 24) -> list[np.ndarray]:
-    """Unit-norm documents whose tokens come from two of a few topics each (text-like)."""
-    rng = np.random.default_rng(seed)
-    centres = np.random.default_rng(123).standard_normal((n_topics, m))
-    out = []
-    for _ in range(n):
-        topics = rng.choice(n_topics, 2, replace=False)
-        t = int(rng.integers(3, 16))
-        x = centres[rng.choice(topics, t)] + 0.6 * rng.standard_normal((t, m))
-        out.append((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32))
-    return out
+from helpers.index_testdata import topical_docs
 
 IDS = [f"d{i}" for i in range(400)]
 
@@ -77,7 +65,18 @@ def test_pruned_tokens_score_their_centroid():
     rows, out, ci = np.array([0, 1]), np.empty(2, np.float32), np.empty(2, np.float32)
     no_mean = np.zeros((0, 3), np.float32)
     residual_interaction(st, lut, rows, offsets, cid, codes, out, np.zeros(8, np.bool_))
-    _interaction(st, rows, offsets, cid, np.ones(8, np.bool_), -np.inf, np.empty(3, np.float32), ci, np.zeros(3, np.float32), no_mean)
+    _interaction(
+        st,
+        rows,
+        offsets,
+        cid,
+        np.ones(8, np.bool_),
+        -np.inf,
+        np.empty(3, np.float32),
+        ci,
+        np.zeros(3, np.float32),
+        no_mean,
+    )
     np.testing.assert_allclose(out, ci, rtol=1e-6)
     residual_interaction(st, lut, rows, offsets, cid, codes, out, np.ones(8, np.bool_))
     assert not np.allclose(out, ci)
@@ -98,7 +97,9 @@ def test_doc_mean_saved_recomputed_and_checked(tmp_path, data):
     assert saved.shape == (400, 32) and saved.dtype == np.float16
     (d / "plaid_doc_mean.npy").unlink()  # an index written before the array existed
     old = load_index(d)
-    np.testing.assert_allclose(np.asarray(old._codes["doc_mean"], np.float32), saved.astype(np.float32), atol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(old._codes["doc_mean"], np.float32), saved.astype(np.float32), atol=1e-3
+    )
     assert old.search(queries, k=5).ids == hits.ids
     np.save(d / "plaid_doc_mean.npy", saved[:, :7])  # damaged: wrong width
     with pytest.raises(CheckpointError, match="plaid_doc_mean"):
