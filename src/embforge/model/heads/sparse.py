@@ -52,7 +52,6 @@ starts from a random ``W_lex``):
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -345,11 +344,7 @@ def fit_idf_weights(
     docs = list(dict.fromkeys(t for t in texts if t))
     tok = enc.tokenizer
     special = set(getattr(tok, "all_special_ids", []) or [])
-    df: dict[int, int] = {}
-    for ids in tok(docs, truncation=True, max_length=max_length)["input_ids"]:
-        for t in set(ids):
-            df[t] = df.get(t, 0) + 1
-    n = len(docs)
+    idf, n = token_idf(tok, docs, max_length)  # (V,) BM25 IDF per token id
     sample = docs[:: max(1, n // fit_texts)][:fit_texts]
     hs: list[torch.Tensor] = []
     ys: list[float] = []
@@ -364,9 +359,7 @@ def fit_idf_weights(
             ids = b.input_ids[b.attention_mask.bool()].tolist()
             keep = torch.tensor([t not in special for t in ids], dtype=torch.bool)
             hs.append(h[b.attention_mask.bool()].float().cpu()[keep])
-            ys.extend(
-                math.log(1 + (n - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5)) for t in ids if t not in special
-            )
+            ys.extend(float(idf[t]) for t in ids if t not in special)
     enc.train(was_training)
     x = torch.cat(hs).double()
     y = torch.tensor(ys, dtype=torch.float64)
