@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from embforge.atomic import atomic_write_text  # noqa: E402  (after the path: the checkout's own embforge)
+
 OUT = ROOT / "bench" / "results" / "demo.md"
 HEADS = ("dense", "sparse", "multivector")
 
@@ -127,9 +130,7 @@ def main() -> None:
         f"RESULT demo_wall_s={wall:.0f} demo_cpu_s={cpu:.0f} hybrid_ndcg10={means['hybrid']:.4f} "
         f"best_single_head_ndcg10={best:.4f} sets_hybrid_below_best={below} bm25_ndcg10={means['bm25']:.4f}",
     ]
-    tmp = OUT.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, OUT)
+    atomic_write_text(OUT, "\n".join(lines) + "\n")
     print("\n".join(lines))
     shutil.rmtree(work, ignore_errors=True)
 
