@@ -557,13 +557,26 @@ def dev_sets(args, work: Path):
     return out
 
 
-def _ndcg10(mats, ds, fusion, weights) -> float:
-    """nDCG@10 of a fused ranking of the whole corpus (every document a candidate)."""
+def _per_query10(mats, ds, fusion, weights, row_weights=None) -> list[float]:
+    """Each query's nDCG@10 (order of ``ds.query_ids``) of the same fused ranking as ``_ndcg10``,
+    for the report's paired bootstrap of the per-set comparisons."""
     from embforge.eval import metrics as M
     from embforge.eval.fusion import fused_run
 
     n = len(ds.doc_ids)
-    run = fused_run(mats, ds.query_ids, ds.doc_ids, fusion, weights, 10, candidates=n)
+    run = fused_run(mats, ds.query_ids, ds.doc_ids, fusion, weights, 10, candidates=n, row_weights=row_weights)
+    pq = M.per_query(ds.qrels, run, (10,))
+    return [round(pq.get(q, {}).get("ndcg@10", 0.0), 6) for q in ds.query_ids]
+
+
+def _ndcg10(mats, ds, fusion, weights, row_weights=None) -> float:
+    """nDCG@10 of a fused ranking of the whole corpus (every document a candidate); ``row_weights``:
+    one weights mapping per query (a coverage split, ``ModelFusion.query_weights``)."""
+    from embforge.eval import metrics as M
+    from embforge.eval.fusion import fused_run
+
+    n = len(ds.doc_ids)
+    run = fused_run(mats, ds.query_ids, ds.doc_ids, fusion, weights, 10, candidates=n, row_weights=row_weights)
     return float(M.evaluate(ds.qrels, run, (10,))["ndcg@10"])
 
 
@@ -573,7 +586,7 @@ def tuned_stage(variant: str, seed: int | None, args, work: Path) -> dict[str, A
     (1, 0.3, 1) and the tuned hybrid on every evaluation set, from one set of score matrices."""
     from embforge.eval.tune import score_matrices, tune_fusion_sets
     from embforge.model.encoder import Encoder
-    from embforge.model.fusion import write_fusion
+    from embforge.model.fusion import CoverageSplit, ModelFusion, write_fusion
     from embforge.scoring.fusion import DEFAULT_WEIGHTS
 
     if variant == "base":
@@ -600,22 +613,35 @@ def tuned_stage(variant: str, seed: int | None, args, work: Path) -> dict[str, A
         return mats
 
     dev = [(mats_of(ds), ds) for ds in dev_sets(args, work)]
-    res = tune_fusion_sets(dev)
+    res = tune_fusion_sets(dev, tokenizer=enc.tokenizer)
     chosen = res.chosen
     if model_dir is not None:
         write_fusion(model_dir, chosen)
     per_set = {}
+    # the coverage split tune-fusion measured but did not keep (dev gain <= margin), as a what-if row
+    cov = chosen.tuned.get("low_coverage", {})
+    unkept = None
+    if chosen.low_coverage is None and "low_weights" in cov:
+        unkept = ModelFusion(chosen.fusion, cov["weights"], low_coverage=CoverageSplit(cov["low_weights"]))
     for ds in eval_sets(args, work)[0]:
         mats = mats_of(ds)
+        rw = chosen.query_weights(ds.query_texts, enc.tokenizer)
         per_set[ds.name] = {
             "fixed": _ndcg10(mats, ds, "weighted", DEFAULT_WEIGHTS),
-            "tuned": _ndcg10(mats, ds, chosen.fusion, chosen.weights),
+            "tuned": _ndcg10(mats, ds, chosen.fusion, chosen.weights, rw),
+            "per_query": {
+                "tuned": _per_query10(mats, ds, chosen.fusion, chosen.weights, rw),
+                **{h: _per_query10({h: mats[h]}, ds, "weighted", {h: 1.0}) for h in HEADS},
+            },
         }
+        if unkept is not None:
+            split_rw = unkept.query_weights(ds.query_texts, enc.tokenizer)
+            per_set[ds.name]["per_query"]["split"] = _per_query10(mats, ds, unkept.fusion, unkept.weights, split_rw)
         print(
             f"  {ds.name}: hybrid fixed {per_set[ds.name]['fixed']:.3f} tuned {per_set[ds.name]['tuned']:.3f}"
         )
     return {
-        "fusion": {"fusion": chosen.fusion, "weights": dict(chosen.weights), "tuned": chosen.tuned},
+        "fusion": chosen.to_dict(),
         "dev": {ds.name: {"queries": len(ds.query_ids), "docs": len(ds.doc_ids)} for _, ds in dev},
         "retrieval": per_set,
     }

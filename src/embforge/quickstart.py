@@ -40,7 +40,7 @@ from embforge.errors import DataError
 from embforge.eval.datasets import RetrievalSet, load_beir
 from embforge.eval.report import build_report, write_report
 from embforge.eval.runner import evaluate_all
-from embforge.eval.tune import score_matrices, tune_fusion
+from embforge.eval.tune import score_matrices, tune_fusion_sets
 from embforge.index import HybridIndex
 from embforge.index.base import load_index
 from embforge.index.dense import ExactDenseIndex
@@ -172,7 +172,7 @@ def _tune_fusion(model_dir: Path, dev: RetrievalSet, cfg: QuickstartConfig, echo
     enc = Encoder.from_pretrained(str(model_dir))
     heads = tuple(h for h in ("dense", "sparse", "multivector") if h in enc.heads)
     mats = score_matrices(enc, dev, heads, batch_size=32, max_length=_eval_length(enc, cfg))
-    res = tune_fusion(mats, dev, margin=cfg.fusion_min_gain)
+    res = tune_fusion_sets([(mats, dev)], margin=cfg.fusion_min_gain, tokenizer=enc.tokenizer)
     res.chosen.tuned["dev"] = {"questions": len(dev.query_ids), "languages": list(cfg.languages)}
     write_fusion(model_dir, res.chosen)
     w = ",".join(f"{v:g}" for v in res.chosen.weights.values())

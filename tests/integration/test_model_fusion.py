@@ -6,13 +6,14 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from embforge.cli.app import app
 from embforge.errors import ConfigError
 from embforge.model.encoder import Encoder
-from embforge.model.fusion import ModelFusion, read_fusion, write_fusion
+from embforge.model.fusion import CoverageSplit, ModelFusion, read_fusion, write_fusion
 from embforge.search.retriever import Retriever
 
 DEMO = Path(__file__).parents[2] / "src/embforge/resources/demo"
@@ -169,7 +170,8 @@ def test_tune_fusion_cli_scores_several_dev_sets_by_their_mean(model, beir):
     assert f.tuned["num_queries"] == 24 and f.tuned["dev_sets"] == [beir.name, beir.name]
     one = CliRunner().invoke(app, [*args[:2], *args[3:], "--dry-run"])
     assert one.exit_code == 0, one.output
-    assert one.output.split("paper weighted")[1] in r.output  # same scores: the mean of two equal sets
+    # same scores: the mean of two equal sets (the coverage line below it counts the queries of both)
+    assert one.output.split("paper weighted")[1].splitlines()[0] in r.output
 
 
 def test_rerank_top_uses_the_model_fusion_and_matches_exact_candidates(model, beir, tmp_path):
@@ -234,3 +236,64 @@ def test_encoder_similarity_hybrid_uses_the_model_fusion(model):
     write_fusion(model, SPARSE_ONLY)
     enc = Encoder.from_pretrained(str(model))
     assert np.allclose(enc.similarity(q, d, head="hybrid"), parts["sparse"], atol=1e-5)
+
+
+def _split_fusion(threshold: float) -> ModelFusion:
+    """Dense alone for well-covered queries, sparse alone at or below ``threshold`` chars/token."""
+    return ModelFusion("weighted", dict(DENSE_ONLY.weights), low_coverage=CoverageSplit(dict(SPARSE_ONLY.weights), threshold))
+
+
+def test_coverage_split_round_trips_and_refuses_a_bad_entry(model):
+    f = _split_fusion(1.5)
+    write_fusion(model, f)
+    assert read_fusion(model) == f and Encoder.from_pretrained(str(model)).fusion == f
+    (model / "fusion.json").write_text('{"fusion": "weighted", "low_coverage": {"weights": {"sparse": 1}}}')
+    with pytest.raises(ConfigError, match=r"low_coverage needs 'max_chars_per_token'"):
+        read_fusion(model)
+    (model / "fusion.json").write_text(
+        '{"fusion": "weighted", "low_coverage": {"max_chars_per_token": 1.5, "weights": {"lexical": 1}}}'
+    )
+    with pytest.raises(ConfigError, match=r"low_coverage weights .*lexical"):
+        read_fusion(model)
+
+
+def test_coverage_split_reaches_eval_search_serve_and_similarity(model, beir, tmp_path):
+    """Each query is ranked by the weights of its side of the split, in every path that fuses."""
+    from fastapi.testclient import TestClient
+
+    from embforge.serve import ServeConfig, create_app
+    from embforge.text.coverage import chars_per_token
+
+    texts = _texts(beir, 6)
+    enc = Encoder.from_pretrained(str(model))
+    cpt = chars_per_token(texts, enc.tokenizer)
+    threshold = float(np.median(cpt))
+    low = cpt <= threshold
+    assert 0 < low.sum() < len(texts)  # both sides are present
+    write_fusion(model, _split_fusion(1e6))  # every query is low-coverage: the sparse head alone
+    every = _eval(model, beir, tmp_path / "a")
+    assert every["heads"]["hybrid"] == every["heads"]["sparse"]
+    assert every["hybrid_low_coverage"]["num_queries"] == 12
+    rerank = _eval(model, beir, tmp_path / "b", "--rerank-top", "20")
+    assert rerank["heads"]["hybrid"] == rerank["heads"]["sparse"]
+    explicit = _eval(model, beir, tmp_path / "c", "--weights", "1,0,0")  # an explicit option wins
+    assert explicit["heads"]["hybrid"] == explicit["heads"]["dense"] and "hybrid_low_coverage" not in explicit
+
+    write_fusion(model, _split_fusion(threshold))
+    idx = tmp_path / "idx"
+    r = CliRunner().invoke(app, ["index", str(beir), "-o", str(idx), "-m", str(model)])
+    assert r.exit_code == 0, r.output
+    hits = Retriever.load(idx).search(texts, k=5)
+    for i, is_low in enumerate(low):
+        assert hits.scores[i] == hits.per_head["sparse" if is_low else "dense"][i], i
+    with TestClient(create_app(Encoder.from_pretrained(str(model)), index=str(idx), config=ServeConfig())) as c:
+        res = c.post("/v1/search", json={"query": texts, "k": 5}).json()
+    for i, q in enumerate(res["data"]):
+        head = "sparse" if low[i] else "dense"
+        assert [h["score"] for h in q["hits"]] == pytest.approx([h["scores"][head] for h in q["hits"]]), i
+    enc = Encoder.from_pretrained(str(model))
+    docs = [json.loads(x)["text"] for x in (beir / "corpus.jsonl").read_text().splitlines()[:7]]
+    fused = enc.similarity(texts, docs, head="hybrid")
+    for i, is_low in enumerate(low):
+        ref = np.asarray(enc.similarity(texts[i : i + 1], docs, head="sparse" if is_low else "dense"))
+        assert np.allclose(fused[i], ref[0], atol=1e-5), i

@@ -250,9 +250,9 @@ def _fusion_option(encoder, fusion: str | None, weights: dict[str, float] | None
     (None and a mapping leave the rest to the model's own fusion, ``eval.runner.hybrid_fusion``)."""
     from embforge.model.fusion import ModelFusion
 
-    if fusion is None:
-        return weights
     own = getattr(encoder, "fusion", None) or ModelFusion()
+    if fusion is None or (fusion == own.fusion and weights is None):
+        return weights  # the model's own fusion (with its coverage split, if any)
     r = own.resolve(fusion, weights)
     return ModelFusion(r["fusion"], r["weights"], own.rrf_k)
 

@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
         dev = [(score_matrices(enc, d, head_t, batch_size, max_length), d) for d in sets]
-        res = tune_fusion_sets(dev, margin=margin)
+        res = tune_fusion_sets(dev, margin=margin, tokenizer=getattr(enc, "tokenizer", None))
         res.chosen.tuned["dev"] = {
             "beir": str(beir[0]) if len(beir) == 1 else [str(b) for b in beir],
             "split": split,
@@ -81,5 +81,12 @@ def register(app: typer.Typer) -> None:
             f"paper weighted 1,0.3,1: {res.default_ndcg:.4f}; best: {res.best['ndcg@10']:.4f} "
             f"-> {res.chosen.fusion} {dict(res.chosen.weights)} ({res.chosen.tuned['decision']})"
         )
+        cov = res.chosen.tuned.get("low_coverage")
+        if cov is not None:
+            low = f", low-coverage queries {cov['low_weights']}" if "low_weights" in cov else ""
+            typer.echo(
+                f"coverage split (<= {cov['max_chars_per_token']} chars/token, {cov['num_queries_low']} dev "
+                f"queries): {cov['decision']}{low}"
+            )
         if not dry_run:
             typer.echo(f"wrote {write_fusion(folder, res.chosen)}")

@@ -21,7 +21,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from embforge.scoring.fusion import DEFAULT_WEIGHTS, FUSIONS, RRF_K
+from embforge.scoring.fusion import DEFAULT_WEIGHTS, FUSIONS, RRF_K, fuse_rows_by_weights
 
 __all__ = [
     "HYBRID_BM25",
@@ -82,9 +82,14 @@ def fuse_rows(
     fusion: str,
     weights: Mapping[str, float],
     rrf_k: int = RRF_K,
+    row_weights: Sequence[Mapping[str, float]] | None = None,
 ) -> np.ndarray:
-    """(Q, C) fused scores of the candidates (``-inf`` at padding), one fusion call for all rows."""
-    fused = np.asarray(FUSIONS.get(fusion)(dict(scores), weights, rrf_k=rrf_k), np.float64)
+    """(Q, C) fused scores of the candidates (``-inf`` at padding), one fusion call for all rows
+    (one per distinct weights when ``row_weights`` gives each query its own, e.g. a coverage split)."""
+    if row_weights is not None:
+        fused = fuse_rows_by_weights(dict(scores), fusion, row_weights, rrf_k)
+    else:
+        fused = np.asarray(FUSIONS.get(fusion)(dict(scores), weights, rrf_k=rrf_k), np.float64)
     return np.where(pos >= 0, fused, -np.inf)
 
 
@@ -106,6 +111,7 @@ def fused_run(
     candidates: int = 100,
     rrf_k: int = RRF_K,
     cand: np.ndarray | None = None,
+    row_weights: Sequence[Mapping[str, float]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """``{query id: {doc id: fused score}}`` (top ``k``) from head -> (Q, D) score matrices.
 
@@ -115,7 +121,7 @@ def fused_run(
         ['b', 'a']
     """
     pos = candidate_matrix(mats, candidates) if cand is None else cand
-    fused = fuse_rows(gather(mats, pos), pos, fusion, weights, rrf_k)
+    fused = fuse_rows(gather(mats, pos), pos, fusion, weights, rrf_k, row_weights)
     top, rows = top_rows(fused, pos, k)
     return {
         qid: {doc_ids[j]: float(v) for j, v in zip(rows[i], top[i]) if np.isfinite(v)}

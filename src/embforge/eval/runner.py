@@ -44,7 +44,14 @@ from embforge.index.multivector import MultiVectorIndex
 from embforge.index.sparse import SparseIndex
 from embforge.model.fusion import ModelFusion
 from embforge.model.heads import head_scores
-from embforge.scoring import DEFAULT_WEIGHTS, dense_scores, parse_weights, truncate_dense, weighted_parts
+from embforge.scoring import (
+    DEFAULT_WEIGHTS,
+    dense_scores,
+    fuse_rows_by_weights,
+    parse_weights,
+    truncate_dense,
+    weighted_parts,
+)
 from embforge.types import Embeddings
 
 __all__ = [
@@ -165,6 +172,7 @@ class _RetrievalRuns:
     pos_vecs: dict[str, np.ndarray] = field(default_factory=dict)
     index: HybridIndex | None = None  # rerank mode: the corpus is indexed, scored at the end
     mats: dict[str, list[np.ndarray]] | None = None  # exact mode, candidate-ranked hybrids
+    row_weights: list[dict[str, float]] | None = None  # per-query hybrid weights (coverage split)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -179,7 +187,12 @@ class _RetrievalRuns:
             for h, s in sc.items():
                 self.tops[h].add(s, start)
             if "hybrid" in self.tops and self.fusion.fusion == "weighted":
-                self.tops["hybrid"].add(weighted_parts(sc, self.weights), start)
+                fused = (
+                    weighted_parts(sc, self.weights)
+                    if self.row_weights is None
+                    else fuse_rows_by_weights(sc, "weighted", self.row_weights)
+                )
+                self.tops["hybrid"].add(fused, start)
             if self.mats is not None:
                 for h, s in sc.items():
                     self.mats.setdefault(h, []).append(np.asarray(s, np.float32))
@@ -234,7 +247,8 @@ def _rank_candidates(runs: _RetrievalRuns, bm25_scores: np.ndarray | None) -> di
             _set_top(runs.tops[h], scores[h], pos)
     mf = runs.fusion
     if "hybrid" in runs.tops and (runs.index is not None or mf.fusion != "weighted"):
-        _set_top(runs.tops["hybrid"], fuse_rows(scores, pos, mf.fusion, mf.weights, mf.rrf_k), pos)
+        fused = fuse_rows(scores, pos, mf.fusion, mf.weights, mf.rrf_k, runs.row_weights)
+        _set_top(runs.tops["hybrid"], fused, pos)
     extra: dict[str, TopK] = {}
     if bm25_scores is not None:
         four = {**scores, "bm25": gather({"bm25": bm25_scores}, pos)["bm25"]}
@@ -251,6 +265,7 @@ def _start_runs(
     mrl_dims: Sequence[int] | None,
     k: int,
     rerank_top: int | None = None,
+    row_weights: list[dict[str, float]] | None = None,
 ) -> _RetrievalRuns:
     nq = len(qe)
     full_dim = qe.dense.shape[1] if qe.dense is not None else 0
@@ -260,7 +275,7 @@ def _start_runs(
     tops = {h: TopK(nq, k) for h in heads}
     if hybrid and len(heads) > 1:
         tops["hybrid"] = TopK(nq, k)
-    runs = _RetrievalRuns(heads, fusion, qe, tops, {dim: TopK(nq, k) for dim in dims})
+    runs = _RetrievalRuns(heads, fusion, qe, tops, {dim: TopK(nq, k) for dim in dims}, row_weights=row_weights)
     if qe.dense is not None:  # dims is empty without a dense head
         runs.q_trunc = {dim: truncate_dense(qe.dense, dim) for dim in dims}
     if rerank_top:
@@ -277,6 +292,8 @@ def hybrid_fusion(encoder: Any, weights: Mapping[str, float] | ModelFusion | Non
         weights = cast(dict[str, float], parse_weights(weights))
     own = getattr(encoder, "fusion", None)
     if isinstance(own, ModelFusion):
+        if weights is None:
+            return own  # with its coverage split, if it has one
         r = own.resolve(None, weights)
         return ModelFusion(r["fusion"], r["weights"], own.rrf_k)
     return ModelFusion("weighted", dict(DEFAULT_WEIGHTS if weights is None else weights))
@@ -342,7 +359,7 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     keep = rerank_top is None and hybrid and (mf.fusion != "weighted" or bm25_fused)
     _check_fusion_size(keep, len(data.query_ids), len(data.doc_ids), len(heads))
     qe = _encode(encoder, data.query_texts, "query", heads, batch_size, max_length, dtype)
-    runs = _start_runs(qe, heads, mf, hybrid, mrl_dims, k, rerank_top)
+    runs = _start_runs(qe, heads, mf, hybrid, mrl_dims, k, rerank_top, _row_weights(mf, hybrid, encoder, data))
     runs.mats = {} if keep else None
     pos_docs = {d for rel in data.qrels.values() for d, r in rel.items() if r > 0}
     for start in range(0, len(data.doc_texts), chunk_size):
@@ -377,6 +394,13 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     return res
 
 
+def _row_weights(mf: ModelFusion, hybrid: bool, encoder: Any, data: RetrievalSet) -> list[dict[str, float]] | None:
+    """Per-query hybrid weights when the fusion has a coverage split (``ModelFusion.query_weights``)."""
+    if not hybrid or mf.low_coverage is None or not hasattr(encoder, "tokenizer"):
+        return None
+    return mf.query_weights(data.query_texts, encoder.tokenizer)
+
+
 def _wants_hybrid_bm25(asked: bool, hybrid: bool, heads: tuple[str, ...], encoder: Any) -> bool:
     if not asked:
         return False
@@ -403,6 +427,10 @@ def _retrieval_report(runs: _RetrievalRuns, data: RetrievalSet, k_values: Sequen
     }
     if "hybrid" in runs.tops:
         out["hybrid_fusion"] = runs.fusion.fusion
+    split = runs.fusion.low_coverage
+    if "hybrid" in runs.tops and split is not None and runs.row_weights is not None:
+        low = sum(w == dict(split.weights) for w in runs.row_weights)
+        out["hybrid_low_coverage"] = {**split.to_dict(), "num_queries": int(low)}
     return out
 
 

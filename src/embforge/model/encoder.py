@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,7 +35,7 @@ from embforge.model.fusion import ModelFusion, read_fusion, write_fusion
 from embforge.model.heads import HEADS, Head, HeadOptions
 from embforge.model.instructions import with_instruction_pool_mask
 from embforge.model.plugins import BACKBONE_ADAPTERS, import_attr
-from embforge.scoring import FUSIONS, embedding_scores
+from embforge.scoring import FUSIONS, embedding_scores, fuse_rows_by_weights
 from embforge.text import check_texts, collate, tokenize_texts, warn_truncated
 from embforge.types import Batch, EmbeddingOutput, Embeddings
 
@@ -361,6 +362,11 @@ class Encoder(nn.Module):
             if qa.output(h) is not None and qb.output(h) is not None
         }
         f = self.fusion or ModelFusion()
+        per_query = None
+        if f.low_coverage is not None and not isinstance(a, Embeddings):
+            per_query = f.query_weights([a] if isinstance(a, str) else list(a), self.tokenizer)
+        if per_query is not None and all(np.ndim(s) == 2 for s in scores.values()):
+            return fuse_rows_by_weights(scores, f.fusion, per_query, f.rrf_k)
         return FUSIONS.get(f.fusion)(scores, f.weights, rrf_k=f.rrf_k)
 
     def encode_ids(self, ids: Sequence[Sequence[int]], role: str = "document", **kwargs) -> Embeddings:

@@ -42,6 +42,7 @@ __all__ = [
     "minmax_normalize",
     "zscore_normalize",
     "weighted_parts",
+    "fuse_rows_by_weights",
 ]
 
 #: BGE-M3's hybrid weights w1*s_dense + w2*s_lex + w3*s_mul (Chen et al., 2024): the one definition.
@@ -194,3 +195,33 @@ def rrf(
         for h, s in head_scores.items()
     ]
     return reduce(operator.add, parts)
+
+
+def fuse_rows_by_weights(
+    head_scores: Mapping[str, Any],
+    fusion: str,
+    row_weights: Any,
+    rrf_k: int = RRF_K,
+) -> np.ndarray:
+    """(Q, C) fused scores where query row ``i`` has its own weights ``row_weights[i]`` (a list of Q
+    head -> weight mappings, e.g. from ``ModelFusion.query_weights``): rows that share weights are
+    fused by one :data:`FUSIONS` call, so each row gets exactly the scores its weights give alone.
+
+    Example:
+        >>> s = {"dense": np.array([[0.9, 0.1], [0.9, 0.1]]), "sparse": np.array([[0.0, 2.0], [0.0, 2.0]])}
+        >>> fuse_rows_by_weights(s, "weighted", [{"dense": 1.0, "sparse": 0.0}, {"dense": 0.0, "sparse": 1.0}]).tolist()
+        [[0.9, 0.1], [0.0, 2.0]]
+    """
+    arrays = {h: np.asarray(s, np.float64) for h, s in head_scores.items()}
+    keys = [tuple(sorted((h, float(v)) for h, v in w.items())) for w in row_weights]
+    nq = len(keys)
+    if any(a.shape[0] != nq for a in arrays.values()):
+        raise ValueError(f"{nq} per-query weights for scores of {[a.shape[0] for a in arrays.values()]} queries")
+    out: np.ndarray | None = None
+    for key in dict.fromkeys(keys):
+        rows = np.array([i for i, k in enumerate(keys) if k == key])
+        part = np.asarray(FUSIONS.get(fusion)({h: a[rows] for h, a in arrays.items()}, dict(key), rrf_k=rrf_k))
+        if out is None:
+            out = np.empty((nq, *part.shape[1:]), np.float64)
+        out[rows] = part
+    return out if out is not None else np.zeros((0,))

@@ -116,16 +116,25 @@ def query_model(index_dir: str | os.PathLike, recorded: str | None) -> str | Non
     return str(beside) if beside.is_dir() else recorded
 
 
-def model_fusion_kwargs(encoder: Any, search_kw: dict[str, Any]) -> dict[str, Any]:
+def model_fusion_kwargs(
+    encoder: Any, search_kw: dict[str, Any], texts: Sequence[str] | None = None
+) -> dict[str, Any]:
     """``search_kw`` with the encoder's fusion (``fusion.json``) filling in fusion and weights the
-    caller left None; per-query weight lists are left as they are."""
+    caller left None; per-query weight lists are left as they are. With the query ``texts`` and a
+    fusion that has a coverage split (``ModelFusion.low_coverage``), the weights become one
+    mapping per query (the split's for queries the tokenizer covers poorly)."""
     fusion = getattr(encoder, "fusion", None)
     w = search_kw.get("weights")
     if isinstance(w, (tuple, list)) and all(isinstance(x, (int, float)) for x in w):
         w = dict(zip(HEADS, map(float, w)))  # (w_dense, w_sparse, w_multivector)
     if fusion is None or (w is not None and not isinstance(w, Mapping)):
         return search_kw
-    return {**search_kw, **fusion.resolve(search_kw.get("fusion"), w)}
+    out = {**search_kw, **fusion.resolve(search_kw.get("fusion"), w)}
+    if texts is not None and hasattr(encoder, "tokenizer"):
+        per_query = fusion.query_weights(texts, encoder.tokenizer, search_kw.get("fusion"), w)
+        if per_query is not None:
+            out["weights"] = per_query
+    return out
 
 
 class Retriever:
@@ -177,11 +186,10 @@ class Retriever:
         else the index's own setting.
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
-        search_kw = model_fusion_kwargs(self.encoder, search_kw)
         out = Hits(ids=[], scores=[], per_head={h: [] for h in self.index.heads})
         for a in range(0, len(texts), block):
             q = self.encode_queries(texts[a : a + block], **(encode_kwargs or {}))
-            h = self.index.search(q, k=k, **search_kw)
+            h = self.index.search(q, k=k, **model_fusion_kwargs(self.encoder, search_kw, texts[a : a + block]))
             out.ids.extend(h.ids)
             out.scores.extend(h.scores)
             for name, v in h.per_head.items():

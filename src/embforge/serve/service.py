@@ -343,7 +343,7 @@ class EmbeddingService:
         rows = await self.run(prep, "query", heads)
         emb = self._stack(rows, heads)
         try:
-            hits = await asyncio.to_thread(self._search_index, emb, req)
+            hits = await asyncio.to_thread(self._search_index, emb, req, prep.texts)
         except ValueError as e:  # EmbforgeError: the index refused the request
             raise ApiError(400, f"the index refused the search: {e}", code="invalid_search") from None
         self.metrics.tokens.inc(prep.total, endpoint="/v1/search")
@@ -388,14 +388,15 @@ class EmbeddingService:
                 "serve the model the index was built with, or rebuild the index with this model"
             ) from e
 
-    def _search_index(self, emb: Embeddings, req: SearchRequest):
+    def _search_index(self, emb: Embeddings, req: SearchRequest, texts: Sequence[str] | None = None):
         kw: dict[str, Any] = {"k": req.k}
         if req.weights is not None:
             kw["weights"] = dict(req.weights)
         if req.fusion is not None:
             kw["fusion"] = req.fusion
         # the model's fusion.json fills in what the request leaves out (then the index's own setting)
-        kw = model_fusion_kwargs(self.engine.encoder, kw)
+        strings = texts if texts is not None and all(isinstance(t, str) for t in texts) else None
+        kw = model_fusion_kwargs(self.engine.encoder, kw, strings)
         return self.index.search(emb, **kw)
 
     def _stack(self, rows: list[Row], heads: Sequence[str]) -> Embeddings:

@@ -33,9 +33,9 @@ def _mats(nq: int, nd: int, informative: str, seed: int = 0) -> dict[str, np.nda
 
 def test_grid_is_small_and_documented():
     pts = grid_points(["dense", "sparse", "multivector"])
-    assert len(pts) == len(GRID["fusion"]) * len(GRID["sparse"]) * len(GRID["multivector"]) == 80
-    assert all(p.weights["dense"] == 1.0 for p in pts)
-    assert len(grid_points(["dense", "sparse"])) == 4 * 5  # no multi-vector axis without the head
+    assert len(pts) == len(GRID["fusion"]) * len(GRID["dense"]) * len(GRID["sparse"]) * len(GRID["multivector"]) == 160
+    assert {p.weights["dense"] for p in pts} == set(GRID["dense"])
+    assert len(grid_points(["dense", "sparse"])) == 4 * 2 * 5  # no multi-vector axis without the head
 
 
 def test_keeps_the_paper_default_within_the_margin():
@@ -101,3 +101,59 @@ def test_several_dev_sets_need_the_same_heads():
         tune_fusion_sets([(m, a), ({"dense": m["dense"], "sparse": m["sparse"]}, a)])
     with pytest.raises(ConfigError, match="at least one dev set"):
         tune_fusion_sets([])
+
+
+def _coverage_dev(n_low: int, n_high: int = 40, nd: int = 80) -> tuple[dict[str, np.ndarray], RetrievalSet]:
+    """English queries (well covered by MiniLM's vocabulary) whose multi-vector head is right, and
+    Chinese ones (one character per token) whose sparse head is right; everything else is noise."""
+    nq = n_low + n_high
+    data = _set(nq, nd)
+    texts = [f"where is station number {i}" for i in range(n_high)]
+    texts += ["\u8eca\u7ad9\u5728\u54ea\u88e1" + "\u7ad9" * (i % 5) for i in range(n_low)]  # Chinese: 1 char/token
+    data = RetrievalSet(
+        name="dev", query_ids=data.query_ids, query_texts=texts, doc_ids=data.doc_ids,
+        doc_texts=data.doc_texts, qrels=data.qrels,
+    )  # fmt: skip
+    rng = np.random.default_rng(3)
+    mats = {h: rng.normal(0, 1, (nq, nd)) for h in ("dense", "sparse", "multivector")}
+    mats["multivector"][np.arange(n_high), np.arange(n_high)] += 4.0
+    mats["sparse"][np.arange(n_high, nq), np.arange(n_high, nq)] += 4.0
+    return mats, data
+
+
+def test_coverage_split_gives_low_coverage_queries_their_own_weights():
+    from transformers import AutoTokenizer
+
+    from embforge.model.builders import bundled_model_path
+
+    tok = AutoTokenizer.from_pretrained(bundled_model_path())
+    mats, data = _coverage_dev(40)
+    res = tune_fusion_sets([(mats, data)], margin=0.01, tokenizer=tok)
+    split, info = res.chosen.low_coverage, res.chosen.tuned["low_coverage"]
+    assert split is not None and info["decision"] == "split" and info["num_queries_low"] == 40
+    assert split.weights["sparse"] / split.weights["multivector"] > (
+        res.chosen.weights["sparse"] / res.chosen.weights["multivector"]
+    )
+    per_query = res.chosen.query_weights(data.query_texts, tok)
+    assert per_query[0] == dict(res.chosen.weights) and per_query[-1] == dict(split.weights)
+    assert res.chosen.query_weights(data.query_texts, tok, weights={"dense": 1.0}) is None  # explicit wins
+
+    def ndcg(row_weights):
+        run = fused_run(mats, data.query_ids, data.doc_ids, res.chosen.fusion, res.chosen.weights, 10,
+                        row_weights=row_weights)  # fmt: skip
+        return sum(next(iter(r)) == f"d{i}" for i, r in enumerate(run.values()))
+
+    assert ndcg(per_query) > ndcg(None)  # the split ranks more queries' document first
+    assert info["ndcg@10"] > res.best["ndcg@10"] + 0.01
+
+
+def test_no_coverage_split_without_enough_low_coverage_queries():
+    from transformers import AutoTokenizer
+
+    from embforge.model.builders import bundled_model_path
+
+    tok = AutoTokenizer.from_pretrained(bundled_model_path())
+    mats, data = _coverage_dev(5)
+    res = tune_fusion_sets([(mats, data)], tokenizer=tok)
+    assert res.chosen.low_coverage is None
+    assert res.chosen.tuned["low_coverage"]["decision"].startswith("no split: 5 low-coverage")

@@ -13,7 +13,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embforge.scoring import FUSIONS, RRF_K
+from embforge.scoring import FUSIONS, RRF_K, fuse_rows_by_weights
 
 HEADS = ("dense", "sparse", "multivector")
 
@@ -103,3 +103,26 @@ def test_empty_candidate_lists_and_rows_without_scores():
         assert np.asarray(fuse({"dense": np.zeros((3, 0))}, {"dense": 1.0})).shape == (3, 0)
         nan_row = {"dense": np.full((1, 4), np.nan), "sparse": np.full((1, 4), np.nan)}
         assert np.asarray(fuse(nan_row, {"dense": 1.0, "sparse": 1.0})).tolist() == [[0.0] * 4]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    arrays=head_arrays(),
+    row_w=st.lists(weights, min_size=4, max_size=4),
+    fusion=st.sampled_from(sorted(FUSIONS.names())),
+)
+def test_per_query_weights_fuse_each_row_with_its_own_weights(arrays, row_w, fusion):
+    """``fuse_rows_by_weights`` (a coverage split's per-query weights) == each row fused alone."""
+    q = next(iter(arrays.values())).shape[0]
+    got = fuse_rows_by_weights(arrays, fusion, row_w[:q], RRF_K)
+    assert got.shape == next(iter(arrays.values())).shape
+    for i in range(q):
+        want = reference(fusion, {h: a[i].tolist() for h, a in arrays.items()}, row_w[i])
+        np.testing.assert_allclose(got[i], want, rtol=1e-9, atol=1e-12)
+
+
+def test_per_query_weights_must_match_the_queries():
+    import pytest
+
+    with pytest.raises(ValueError, match="2 per-query weights for scores of"):
+        fuse_rows_by_weights({"dense": np.zeros((3, 2))}, "weighted", [{"dense": 1.0}] * 2)
