@@ -631,6 +631,7 @@ def tuned_stage(variant: str, seed: int | None, args, work: Path) -> dict[str, A
             "tuned": _ndcg10(mats, ds, chosen.fusion, chosen.weights, rw),
             "per_query": {
                 "tuned": _per_query10(mats, ds, chosen.fusion, chosen.weights, rw),
+                "fixed": _per_query10(mats, ds, "weighted", DEFAULT_WEIGHTS),
                 **{h: _per_query10({h: mats[h]}, ds, "weighted", {h: 1.0}) for h in HEADS},
             },
         }

@@ -143,6 +143,33 @@ def paired_bootstrap(
     return out
 
 
+def base_bootstrap(fixed: dict, shipped: str, pairs: list[list[str]], n: int = 2000) -> list[str]:
+    """For each (set, column) below base: a paired bootstrap over the set's queries of (shipped,
+    each query averaged over the tuned seeds) - (base model; its hybrid the fixed 1 / 0.3 / 1), from
+    the tune stage's per-query results (``tuned-base`` and ``tuned-<shipped>-s*``). Empty without them."""
+    tuned = fixed.get("tuned", {})
+    b = (tuned.get("base") or {}).get(-1, {}).get("retrieval")
+    runs = list((tuned.get(shipped) or {}).values())
+    if not pairs or b is None or not runs:
+        return []
+    rng = np.random.default_rng(0)
+    cells = []
+    for d, col in pairs:
+        key = "tuned" if col == TUNED_COL else col
+        pqs = [r["retrieval"][d].get("per_query", {}).get(key) for r in runs]
+        ref = b.get(d, {}).get("per_query", {}).get("fixed" if col in ("hybrid", TUNED_COL) else col)
+        if ref is None or any(p is None for p in pqs):
+            return []
+        diff = np.mean([np.asarray(p) for p in pqs], axis=0) - np.asarray(ref)
+        draws = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(1)
+        lo, hi = np.percentile(draws, [2.5, 97.5])
+        cells.append(f"{d} {col} {diff.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]{' significant' if hi < 0 else ''}")
+    return [
+        "  - paired bootstrap vs the base model over each set's queries (2,000 draws, 95% interval; base hybrid "
+        f"= fixed 1/0.3/1): {'; '.join(cells)}"
+    ]
+
+
 def checks(sm: dict, fixed: dict, sets: list[str], shipped: str) -> list[str]:
     """The issue's targets, each PASS / FAIL / n/a with its numbers."""
     lines, ps = [], sm["per_set"]
@@ -196,6 +223,7 @@ def checks(sm: dict, fixed: dict, sets: list[str], shipped: str) -> list[str]:
                 f"- {mark(not worse)} no set/head of the shipped model below base by more than one std "
                 f"(hybrid = {'its tuned fusion' if own else 'fixed 1/0.3/1'}; below: {', '.join(worse) or 'none'})"
             )
+            lines += base_bootstrap(fixed, shipped, [w.rsplit(" ", 1) for w in worse])
     return lines
 
 

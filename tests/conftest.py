@@ -39,9 +39,9 @@ def tiny_m3_path():
     Built once per machine and cached under $TMPDIR/embforge-test-cache (read-only use, please:
     copy it with shutil.copytree before modifying files).
     """
-    from embforge.model.builders import cached_tiny_m3_checkpoint
+    from helpers.tiny_m3 import tiny_m3_checkpoint
 
-    return cached_tiny_m3_checkpoint()
+    return tiny_m3_checkpoint()
 
 
 @pytest.fixture(scope="session")

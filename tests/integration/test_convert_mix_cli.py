@@ -10,14 +10,13 @@ from typer.testing import CliRunner
 from embforge.cli.app import app
 from embforge.data import read_records
 from helpers.paths import SHARED_DATA
+from helpers.tiny_m3 import tiny_m3_checkpoint
 
 DATA = SHARED_DATA
 pytestmark = pytest.mark.integration
 
 
 def test_convert_mix_cli(tmp_path):
-    from embforge.model.builders import cached_tiny_m3_checkpoint
-
     root = tmp_path / "shared"
     doc = json.loads((DATA / "xquad/xquad.es.json").read_text(encoding="utf-8"))
     doc["data"] = doc["data"][:4]
@@ -27,7 +26,7 @@ def test_convert_mix_cli(tmp_path):
     (root / "sts").symlink_to(DATA / "sts")
     (root / "tatoeba").symlink_to(DATA / "tatoeba")
     out = tmp_path / "mix"
-    args = ["convert", "mix", root, "--output", out, "--model", cached_tiny_m3_checkpoint(), "--per-group", "2",
+    args = ["convert", "mix", root, "--output", out, "--model", tiny_m3_checkpoint(), "--per-group", "2",
             "--max-corpus", "8", "--max-length", "32"]  # fmt: skip
     r = CliRunner().invoke(app, list(map(str, args)))
     assert r.exit_code == 0, r.output

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def tiny_m3() -> str:
-    from embforge.model.builders import cached_tiny_m3_checkpoint
+    from helpers.tiny_m3 import tiny_m3_checkpoint
 
-    return str(cached_tiny_m3_checkpoint())
+    return str(tiny_m3_checkpoint())
 
 
 @pytest.fixture(scope="module")
