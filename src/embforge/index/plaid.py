@@ -20,7 +20,11 @@ Interaction Retrieval") on faiss building blocks, over ColBERT token vectors
    skipped; the best ``exact`` survive.
 5. **Exact MaxSim** of the final shortlist, all queries in one batched re-rank
    (:func:`embforge.scoring.maxsim_rerank_rows`) from the float16 token store, memory-mapped from
-   disk, so the final scores are exact and recall is limited by stages 2-4 only.
+   disk, so the final scores are exact and recall is limited by stages 2-4 only. With
+   ``store="codes"`` no token store is kept on disk: the shortlist's tokens are decoded
+   (centroid + PQ residual) and re-scored by the same MaxSim, so the index is about ``pq_m`` + 2
+   bytes a token (measured curve of bytes a token vs recall@10 per codec in
+   bench/results/search_multivector.md).
 
 Stages 1-4 of a block of queries run in one parallel numba kernel (``prange`` over queries,
 :func:`embforge.index._plaid_kernel.centroid_shortlists`). In memory: 2-4 bytes of centroid
