@@ -48,10 +48,16 @@ import numpy as np
 
 from embforge.errors import CheckpointError, ConfigError
 from embforge.index.ann import faiss_module
-from embforge.index.base import INDEXES, check_k, hits_from_rows, topk
+from embforge.index.base import INDEXES, IdMap, check_k, hits_from_rows, topk
 from embforge.index.multivector import MultiVectorIndex, _as_list
-from embforge.index.base import IdMap
-from embforge.index.storage import check_array, check_bounds, check_offsets, load_array, save_array, write_manifest
+from embforge.index.storage import (
+    check_array,
+    check_bounds,
+    check_offsets,
+    load_array,
+    save_array,
+    write_manifest,
+)
 from embforge.scoring.maxsim import maxsim_padded, maxsim_rerank_rows, pad_queries, padded_token_index
 from embforge.types import Hits
 
