@@ -352,6 +352,8 @@ def stage_codecs(a) -> None:
     def row(codec: str, token_bytes: float, recon: np.ndarray) -> None:
         out.append({"codec": codec, "token_bytes": token_bytes, "doc_bytes": 0, "recall": recall(recon)})
         print(out[-1], flush=True)
+        info = {"set": name, "ndocs": a.codec_ndocs, "nprobe": idx.nprobe, "nlist": len(cent), "rows": out}
+        _save_state(a.workdir, f"codecs-{a.index}", {**info, "partial": "(partial: the stage was stopped before its last codec) "})
 
     out: list[dict] = []
     row("float16 (exact re-score)", 2 * m, x)
