@@ -76,6 +76,7 @@ import torch
 from torch import nn
 
 from embforge.errors import ConfigError, MissingDependencyError
+from embforge.export.int8_rows import constant_weight_matmuls, quantize_rows
 from embforge.model.checkpoint import trained_heads, write_st_files
 from embforge.model.encoder import Encoder
 from embforge.model.onnx_encoder import (
@@ -87,7 +88,16 @@ from embforge.model.onnx_encoder import (
 )
 from embforge.types import Batch
 
-__all__ = ["FORMATS", "INT8_FP32_FFN_LAYERS", "QUANTIZE", "ExportResult", "export_onnx", "ffn_down_matmuls"]
+__all__ = [
+    "FORMATS",
+    "INT8_GROUPS",
+    "INT8_PER_ROW",
+    "QUANTIZE",
+    "ExportResult",
+    "export_onnx",
+    "ffn_down_matmuls",
+    "matmul_groups",
+]
 
 logger = logging.getLogger("embforge")
 
@@ -95,8 +105,10 @@ FORMATS = ("onnx",)
 QUANTIZE = ("int8", "fp16", "bf16")
 #: ONNX opset of the graph (ONNX Runtime >= 1.14 runs it).
 OPSET = 17
-#: int8: the FFN down-projections of this many first layers stay fp32 (``_quantize_int8``).
-INT8_FP32_FFN_LAYERS = 1
+#: int8: MatMul groups (``matmul_groups``) whose activations can be quantized per row.
+INT8_GROUPS = ("attention", "attention_out", "ffn_up", "ffn_down", "heads")
+#: int8 default: these groups get per-row activation scales (``int8_rows``), the others one per tensor.
+INT8_PER_ROW = ("ffn_down", "heads")
 
 
 @dataclass(frozen=True)
@@ -151,12 +163,14 @@ def export_onnx(
     quantize: str | None = None,
     heads: Sequence[str] | None = None,
     overwrite: bool = False,
+    int8_per_row: Sequence[str] = INT8_PER_ROW,
 ) -> ExportResult:
     """Export ``model`` (an ``Encoder``, a checkpoint path or hub id; None = the bundled MiniLM) to ``out``.
 
     ``heads``: the heads in the graph (default: those the checkpoint has trained weights for, as
     ``--heads auto``; an ``Encoder``: all it has). ``quantize``: None (fp32), "int8" or "fp16".
-    ``overwrite``: replace an existing folder. Returns what was written, with the fidelity of the
+    ``overwrite``: replace an existing folder. ``int8_per_row``: with int8, the MatMul groups
+    (``INT8_GROUPS``) whose activations get one scale per token instead of one per tensor. Returns what was written, with the fidelity of the
     reloaded export against the torch model on a check batch.
     """
     start = time.perf_counter()
@@ -169,7 +183,7 @@ def export_onnx(
         tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent if target.parent.exists() else None)
     )
     try:
-        outputs = _write_folder(enc, tmp, precision)
+        outputs = _write_folder(enc, tmp, precision, tuple(int8_per_row))
         diffs = _fidelity(enc, tmp)
         _replace_dir(tmp, target)
     except BaseException:
@@ -208,7 +222,7 @@ def _load(model: Encoder | str | os.PathLike | None, heads: Sequence[str] | None
     return enc.eval()
 
 
-def _write_folder(enc: Encoder, root: Path, precision: str) -> tuple[str, ...]:
+def _write_folder(enc: Encoder, root: Path, precision: str, per_row: tuple[str, ...]) -> tuple[str, ...]:
     """Tokenizer, configs, head weights, sentence-transformers files and the graph into ``root``."""
     from safetensors.torch import save_file
 
@@ -227,7 +241,7 @@ def _write_folder(enc: Encoder, root: Path, precision: str) -> tuple[str, ...]:
     graph.parent.mkdir()
     outputs = _export_graph(enc, graph)
     if precision == "int8":
-        _quantize_int8(graph)
+        _quantize_int8(graph, per_row)
     elif precision == "fp16":
         _to_fp16(graph)
     meta = OnnxMeta(enc.config, outputs, precision, backbone.config.to_dict(), OPSET)
@@ -311,17 +325,19 @@ def _eager_attention(enc: Encoder) -> Iterator[None]:
         switch(before)
 
 
-def _quantize_int8(graph: Path) -> None:
-    """Dynamic int8 quantization of MatMul/Gemm weights in place (ONNX Runtime's tooling), except the
-    FFN down-projections of the first ``INT8_FP32_FFN_LAYERS`` layers (``ffn_down_matmuls``)."""
+def _quantize_int8(graph: Path, per_row: Sequence[str] = INT8_PER_ROW) -> None:
+    """int8 in place: the MatMuls of the groups ``per_row`` (``matmul_groups``) with per-row activation
+    scales (``int8_rows.quantize_rows``), every other MatMul/Gemm by ONNX Runtime's ``quantize_dynamic``
+    (one activation scale per tensor)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    keep = ffn_down_matmuls(onnx.load(str(graph), load_external_data=False))[:INT8_FP32_FFN_LAYERS]
-    if keep:
-        logger.info(
-            "export int8: keeping %s in fp32 (the most sensitive to int8 activations)", ", ".join(keep)
-        )
+    unknown = sorted(set(per_row) - set(INT8_GROUPS))
+    if unknown:
+        raise ConfigError(f"int8 per-row groups {unknown} unknown; choose from: {', '.join(INT8_GROUPS)}")
+    groups = matmul_groups(onnx.load(str(graph), load_external_data=False))
+    rows = [n for g in per_row for n in groups[g]]
+    logger.info("export int8: per-row activation scales for %d MatMuls (%s)", len(rows), ", ".join(per_row))
     fp32 = graph.with_name("model_fp32.onnx")
     graph.rename(fp32)
     quantize_dynamic(
@@ -330,9 +346,38 @@ def _quantize_int8(graph: Path) -> None:
         weight_type=QuantType.QInt8,
         per_channel=True,
         op_types_to_quantize=["MatMul", "Gemm"],
-        nodes_to_exclude=keep,
+        nodes_to_exclude=rows,
     )
     fp32.unlink()
+    if rows:
+        model = onnx.load(str(graph))
+        with contextlib.suppress(ValueError):  # > 2 GB: no shapes, ORT then fuses less around the rewrite
+            model = onnx.shape_inference.infer_shapes(model)
+        quantize_rows(model, rows)
+        onnx.save(model, str(graph))
+
+
+def matmul_groups(model: Any) -> dict[str, list[str]]:
+    """The MatMuls with a constant weight (``int8_rows.constant_weight_matmuls``) by role, from the module
+    paths the exporter writes into node names: ``attention`` (Q/K/V), ``attention_out``, ``ffn_up``,
+    ``ffn_down`` (``ffn_down_matmuls``), ``heads`` (outside ``/backbone/``), ``other``."""
+    down = set(ffn_down_matmuls(model))
+    out: dict[str, list[str]] = {g: [] for g in (*INT8_GROUPS, "other")}
+    for name in constant_weight_matmuls(model):
+        if name in down:
+            group = "ffn_down"
+        elif not name.startswith("/backbone/"):
+            group = "heads"
+        elif re.search(r"/attention/self/|/(q|k|v)_proj/|/self_attn/(q|k|v)", name):
+            group = "attention"
+        elif re.search(r"/attention/output/dense/|/o_proj/|/out_proj/", name):
+            group = "attention_out"
+        elif re.search(r"/intermediate/dense/|/up_proj/|/gate_proj/|/fc1/", name):
+            group = "ffn_up"
+        else:
+            group = "other"
+        out[group].append(name)
+    return out
 
 
 def ffn_down_matmuls(model: Any) -> list[str]:
