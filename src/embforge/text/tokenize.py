@@ -6,6 +6,7 @@ content) is read off the tokenizer by comparing its output with and without spec
 
 from __future__ import annotations
 
+import functools
 import logging
 import weakref
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ class SpecialLayout:
             return hit[1]
         lay = cls._probe(tokenizer)
         try:
-            ref = weakref.ref(tokenizer, lambda _, key=id(tokenizer): _LAYOUTS.pop(key, None))
+            ref = weakref.ref(tokenizer, functools.partial(_forget, id(tokenizer)))
         except TypeError:  # not weak-referenceable: probe every time
             return lay
         _LAYOUTS[id(tokenizer)] = (ref, lay)
@@ -61,6 +62,11 @@ class SpecialLayout:
 #: ``SpecialLayout.of`` per live tokenizer object: id -> (weak reference, layout); by identity, as
 #: tokenizers need not be hashable.
 _LAYOUTS: dict[int, tuple[weakref.ref, SpecialLayout]] = {}
+
+
+def _forget(key: int, _ref: weakref.ref) -> None:
+    """Weak-reference callback: the tokenizer ``key`` is gone."""
+    _LAYOUTS.pop(key, None)
 
 
 @dataclass(frozen=True)
