@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from embforge.index import MultiVectorIndex, PlaidIndex, load_index  # noqa: E402
+from embforge.scoring.maxsim import maxsim_rerank_rows  # noqa: E402
 from search import (  # noqa: E402
     build_corpus,
     counts_from_ids,
@@ -132,39 +133,78 @@ def stage_prep(a) -> None:
         docs = projected_multivectors(counts)
         _save_set(a.workdir, "projected", docs, projected_multivectors(qcounts))
     if a.real:
-        from embforge.model.encoder import Encoder
-
-        enc = Encoder.from_pretrained(heads=("multivector",))
-        d = enc.encode(texts[: a.real], role="document", batch_size=64, max_length=128).multivector
-        q = enc.encode(qtexts, role="query", batch_size=64, max_length=128).multivector
-        _save_set(a.workdir, "real", [np.asarray(x) for x in d], [np.asarray(x) for x in q])
+        _prep_real(a, texts[: a.real], qtexts)
     _save_state(a.workdir, "prep", {"docs": len(texts), "queries": len(qtexts), "real": a.real})
 
 
+def _prep_real(a, texts: list[str], qtexts: list[str]) -> None:
+    """Real token vectors: the bundled MiniLM's multivector head (normalised, float16), bf16 on a
+    bf16 CPU, encoded in shards of ``--shard`` texts (``real-shards/NNNN.npz``; a re-run resumes at
+    the first missing shard), then joined into ``real.npz``. Encode seconds go to the state."""
+    from embforge.model.encoder import Encoder
+
+    enc = Encoder.from_pretrained(heads=("multivector",))
+    sd = a.workdir / "real-shards"
+    sd.mkdir(exist_ok=True)
+
+    def run(xs: list[str], role: str) -> list[np.ndarray]:
+        out = enc.encode(xs, role=role, heads=("multivector",), batch_size=64, max_length=128, dtype="bf16")
+        return [np.asarray(x, np.float16) for x in out.multivector]
+
+    for i in range(0, len(texts), a.shard):
+        f = sd / f"{i // a.shard:04d}.npz"
+        if f.exists():
+            continue
+        with Meter() as m:
+            d = run(texts[i : i + a.shard], "document")
+        tmp = sd / f"{f.stem}.tmp.npz"
+        np.savez(tmp, v=np.concatenate(d), n=np.array([len(x) for x in d]), wall_s=m.wall, cpu_s=m.cpu)
+        tmp.replace(f)
+        print(f.name, len(d), f"{len(d) / m.wall:.0f} texts/s", flush=True)
+    docs, walls, cpus = [], 0.0, 0.0
+    for i in range(0, len(texts), a.shard):
+        z = np.load(sd / f"{i // a.shard:04d}.npz")
+        docs += np.split(z["v"], np.cumsum(z["n"])[:-1])
+        walls, cpus = walls + float(z["wall_s"]), cpus + float(z["cpu_s"])
+    _save_set(a.workdir, "real", docs, run(qtexts, "query"))
+    _save_state(a.workdir, "prep-real", {"docs": len(docs), "encode_wall_s": walls, "encode_cpu_s": cpus})
+
+
+def _add_chunked(idx: MultiVectorIndex, docs: list[np.ndarray], chunk: int = 10_000) -> None:
+    """``idx.add`` of documents "0".."N-1" in chunks, each flushed into the float16 store (``add``
+    holds float32 copies until the store is read: at 2.4M x 384 that is 3.7 GB at once)."""
+    for a in range(0, len(docs), chunk):
+        idx.add([str(i) for i in range(a, min(len(docs), a + chunk))], docs[a : a + chunk])
+        idx.store  # noqa: B018
+
+
 def stage_build(a) -> None:
-    for name in SETS:
+    for name in a.sets.split(","):
         if not (a.workdir / f"{name}.npz").exists():
             continue
         docs, _ = _load_set(a.workdir, name)
-        idx = PlaidIndex(**BUILD[name], **({"nlist": a.nlist} if a.nlist else {}), train_tokens=a.train_tokens)
-        idx.add([str(i) for i in range(len(docs))], docs)
+        kw = {"nlist": a.nlist} if a.nlist else {}
+        idx = PlaidIndex(**BUILD[name], **kw, **({"pq_m": a.pq_m} if a.pq_m else {}), train_tokens=a.train_tokens)
+        _add_chunked(idx, docs)
         del docs
         with Meter() as m:
             idx._build()
-        d = a.workdir / f"plaid-{name}-nlist{idx.nlist}"
+        d = a.workdir / (f"plaid-{name}-nlist{idx.nlist}" + (f"-pq{idx.pq_m}" if a.pq_m else ""))
         idx.save(d)
-        _save_state(a.workdir, f"build-{d.name}", {**m.info(), "config": idx.config()})
+        idx.store_kind = "codes"  # the same build saved without its token store (store="codes")
+        idx.save(d.with_name(d.name + "-codes"))
+        for key in (d.name, d.name + "-codes"):
+            _save_state(a.workdir, f"build-{key}", {**m.info(), "config": idx.config()})
         print(name, m.info(), idx.config(), flush=True)
 
 
 def stage_brute(a) -> None:
-    for name in SETS:
+    for name in a.sets.split(","):
         if not (a.workdir / f"{name}.npz").exists():
             continue
         docs, queries = _load_set(a.workdir, name)
         mv = MultiVectorIndex(dtype="float16")
-        mv.add([str(i) for i in range(len(docs))], docs)
-        mv.store  # noqa: B018  (concatenate outside the timing)
+        _add_chunked(mv, docs)
         mv.search_rows(queries[:1], a.k)
         with Meter() as m:
             rows, vals = mv.search_rows(queries, a.k)
@@ -176,19 +216,33 @@ def stage_brute(a) -> None:
 
 
 def _sizes(idx: PlaidIndex, d: Path) -> dict:
-    """Bytes of the saved index: the candidate structure, the PQ codes, the float16 store and the
-    files a search opens (everything; with exact=0 everything but the float16 store vectors.npy)."""
+    """Bytes of the saved index: the candidate structure, the PQ codes, the document means, the
+    token store (0 for store="codes") and everything on disk (what a search may read)."""
     c = idx._build()
     cand = sum(int(np.asarray(c[n]).nbytes) for n in ("centroids", "token_cid", "ivf_ptr", "ivf_docs"))
-    cand += int(np.asarray(idx.store[2]).nbytes)
+    cand += int(np.asarray(idx._offsets()).nbytes)
+    vec = d / "vectors.npy"
     disk = sum(f.stat().st_size for f in d.iterdir())
     return {
         "candidate_bytes": cand,
         "pq_bytes": int(np.asarray(c["codes"]).nbytes),
-        "exact_store_bytes": int(np.asarray(idx.store[0]).nbytes),
+        "mean_bytes": (d / "plaid_doc_mean.npy").stat().st_size if (d / "plaid_doc_mean.npy").exists() else 0,
+        "exact_store_bytes": vec.stat().st_size if vec.exists() else 0,
         "disk_bytes": disk,
-        "pq_only_read_bytes": disk - (d / "vectors.npy").stat().st_size,
+        "pq_only_read_bytes": disk - (vec.stat().st_size if vec.exists() else 0),
     }
+
+
+def _index_and_reference(d: Path) -> tuple[PlaidIndex, PlaidIndex]:
+    """The PlaidIndex in ``d`` and one holding the exact token store of the same documents: itself,
+    or for a ``*-codes`` index (store="codes", no token store) the vectors index it was saved from."""
+    idx = load_index(d)
+    assert isinstance(idx, PlaidIndex)
+    if idx.store_kind == "vectors":
+        return idx, idx
+    ref = load_index(d.with_name(d.name[: -len("-codes")]))
+    assert isinstance(ref, PlaidIndex) and ref.store_kind == "vectors" and len(ref) == len(idx)
+    return idx, ref
 
 
 def stage_query(a) -> None:
@@ -199,13 +253,12 @@ def stage_query(a) -> None:
         name = d.name.split("-")[1]
         _, queries = _load_set(a.workdir, name)
         kth = np.load(a.workdir / f"exact-{name}.npz")["vals"][:, a.k - 1].astype(np.float64)
-        idx = load_index(d)
-        assert isinstance(idx, PlaidIndex)
+        idx, ref = _index_and_reference(d)
         base = idx.config()
         out = []
         for kw in SWEEP:
             for key, val in {**base, "n_threads": 0, **kw}.items():
-                setattr(idx, key, val)
+                setattr(idx, "store_kind" if key == "store" else key, val)
             idx.search_rows(queries[:2], a.k)  # numba JIT / page cache
             runs = []
             for _ in range(REPEAT):
@@ -213,7 +266,7 @@ def stage_query(a) -> None:
                     rows, _ = idx.search_rows(queries, a.k)
                 runs.append(m.info())
             fast = min(runs, key=lambda r: r["wall_s"])
-            exact = idx.score_rows(queries, rows)  # exact MaxSim of what was returned (exact=0 returns PQ scores)
+            exact = ref.score_rows(queries, rows)  # exact MaxSim of what was returned (exact=0/codes: approximate scores)
             exact = np.where(rows >= 0, np.nan_to_num(exact, nan=-np.inf), -np.inf)
             out.append(
                 {"config": idx.config(), **fast, "qps": len(queries) / fast["wall_s"], "recall": recall_ties(exact, kth, a.k)}
@@ -225,32 +278,35 @@ def stage_query(a) -> None:
 def stage_ratio(a) -> None:
     """Brute force and the shipped PlaidIndex setting back to back, ``--rounds`` times, on the same
     loaded index and queries: the speed-up of each round is a ratio of neighbouring timings (the
-    shared machine's speed drifts between stages by up to 1.5x)."""
+    shared machine's speed drifts between stages by up to 1.5x). Brute force is exact MaxSim over
+    the float16 token store (of the vectors index a ``*-codes`` index was saved from); recall@10
+    is on the exact MaxSim of the returned documents."""
     d = a.workdir / a.index
-    _, queries = _load_set(a.workdir, "projected")
-    kth = np.load(a.workdir / "exact-projected.npz")["vals"][:, a.k - 1].astype(np.float64)
-    idx = load_index(d)
-    assert isinstance(idx, PlaidIndex)
+    name = a.index.split("-")[1]
+    _, queries = _load_set(a.workdir, name)
+    kth = np.load(a.workdir / f"exact-{name}.npz")["vals"][:, a.k - 1].astype(np.float64)
+    idx, ref = _index_and_reference(d)
     for key, val in {**SWEEP[0], **json.loads(a.setting or "{}")}.items():
         setattr(idx, key, val)
     idx.search_rows(queries[:2], a.k)
-    MultiVectorIndex.search_rows(idx, queries[:1], a.k)
+    MultiVectorIndex.search_rows(ref, queries[:1], a.k)
     rounds = []
     for _ in range(a.rounds):
         with Meter() as b:
-            MultiVectorIndex.search_rows(idx, queries, a.k)  # exact MaxSim over every document
+            MultiVectorIndex.search_rows(ref, queries, a.k)  # exact MaxSim over every document
         with Meter() as p:
-            rows, vals = idx.search_rows(queries, a.k)
+            rows, _ = idx.search_rows(queries, a.k)
         rounds.append({"brute": b.info(), "plaid": p.info(), "ratio": b.wall / p.wall})
         print(rounds[-1], flush=True)
-    rec = recall_ties(np.nan_to_num(vals, nan=-np.inf), kth, a.k)
-    _save_state(a.workdir, a.key, {"config": idx.config(), "rounds": rounds, "recall": rec, "queries": len(queries)})
+    exact = np.where(rows >= 0, np.nan_to_num(ref.score_rows(queries, rows), nan=-np.inf), -np.inf)
+    rec = recall_ties(exact, kth, a.k)
+    info = {"index": a.index, "set": name, "config": idx.config(), "rounds": rounds, "recall": rec, "queries": len(queries)}
+    _save_state(a.workdir, a.key, info)
+    print(a.key, rec, flush=True)
 
 
 def _codec_rows(idx: PlaidIndex, queries: list[np.ndarray], ndocs: int) -> tuple[np.ndarray, np.ndarray]:
     """Stage-3 shortlists (centroid interaction, ``ndocs`` a query) and their exact MaxSim."""
-    from embforge.scoring.maxsim import maxsim_rerank_rows
-
     idx.ndocs = ndocs
     found = idx._shortlists(queries, idx._build(), ndocs)
     rows = np.full((len(queries), ndocs), -1, np.int64)
@@ -261,64 +317,66 @@ def _codec_rows(idx: PlaidIndex, queries: list[np.ndarray], ndocs: int) -> tuple
 
 
 def stage_codecs(a) -> None:
-    """Recall@10 when the final re-score of a stage-3 shortlist reads decoded residual codes
-    instead of the float16 store (the storage target: no float16 store on disk), per codec:
-    faiss PQ of the token residual (token - centroid) at 16-32 bytes a token, ColBERTv2's 1-2 bit
-    per-dimension buckets, and a document-level mean residual (PQ) + token PQ. Not a timing."""
+    """Recall@10 when the final re-score of a stage-3 shortlist reads decoded token codes instead of
+    the float16 store (the storage target: no float16 store on disk), per codec of the token
+    residual (token - centroid): faiss PQ (M x 8-bit), faiss SQ8/SQ4, ColBERTv2's 1-2 bit
+    per-dimension buckets. Not a timing; codecs are trained on the shortlisted tokens."""
     import faiss
 
-    from embforge.scoring.maxsim import maxsim_rerank_rows
-
     faiss.omp_set_num_threads(1)
-    _, queries = _load_set(a.workdir, "projected")
-    kth = np.load(a.workdir / "exact-projected.npz")["vals"][:, a.k - 1].astype(np.float64)
+    name = a.index.split("-")[1]  # plaid-SET-nlistN
+    _, queries = _load_set(a.workdir, name)
+    kth = np.load(a.workdir / f"exact-{name}.npz")["vals"][:, a.k - 1].astype(np.float64)
     idx = load_index(a.workdir / a.index)
     assert isinstance(idx, PlaidIndex)
     rows, ex = _codec_rows(idx, queries, a.codec_ndocs)
     c, (v, _, off) = idx._build(), idx.store
     cent, cid = c["centroids"], np.asarray(c["token_cid"]).astype(np.int64)
     docs = np.unique(rows[rows >= 0])
+    lens = off[docs + 1] - off[docs]
     tok = np.concatenate([np.arange(off[d], off[d + 1]) for d in docs])  # tokens of the shortlisted docs
+    loff = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)  # their offsets in a compact store
+    lrows = np.where(rows >= 0, np.searchsorted(docs, np.maximum(rows, 0)), -1)
     x = np.asarray(v[tok], np.float32)
-    res = x - cent[cid[tok]]  # (T, M) token residuals
+    base = cent[cid[tok]]
+    res = x - base  # (T, M) token residuals
+    m = res.shape[1]
     rng = np.random.default_rng(0)
-    train = res[rng.choice(len(res), min(len(res), a.train_tokens), replace=False)]
-    dpos = np.repeat(np.arange(len(docs)), off[docs + 1] - off[docs])
-    mu = np.zeros((len(docs), res.shape[1]), np.float32)
-    np.add.at(mu, dpos, res)
-    mu /= np.bincount(dpos)[:, None]
+    train = np.ascontiguousarray(res[rng.choice(len(res), min(len(res), a.train_tokens), replace=False)])
 
     def recall(recon: np.ndarray) -> float:
-        full = np.zeros(v.shape, np.float16)
-        full[tok] = recon
-        approx = np.nan_to_num(maxsim_rerank_rows(queries, rows, full, off, None), nan=-np.inf)
+        approx = np.nan_to_num(maxsim_rerank_rows(queries, lrows, recon.astype(np.float16), loff, None), nan=-np.inf)
         top = np.argsort(-approx, axis=1)[:, : a.k]
         return float(recall_ties(np.take_along_axis(ex, top, 1), kth, a.k))
 
-    def pq(sub: int, bits: int, fit: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, int]:
-        q = faiss.ProductQuantizer(res.shape[1], sub, bits)
-        q.train(np.ascontiguousarray(fit))
-        return q.decode(q.compute_codes(np.ascontiguousarray(xs))), int(q.code_size)
-
-    out = [{"codec": "float16 (exact re-score)", "token_bytes": 2 * res.shape[1], "doc_bytes": 0, "recall": recall(x)}]
-    for sub, bits in ((16, 8), (32, 6), (32, 8)):
-        r, size = pq(sub, bits, train, res)
-        out.append({"codec": f"residual PQ {sub}x{bits}-bit", "token_bytes": size, "doc_bytes": 0, "recall": recall(cent[cid[tok]] + r)})
+    def row(codec: str, token_bytes: float, recon: np.ndarray) -> None:
+        out.append({"codec": codec, "token_bytes": token_bytes, "doc_bytes": 0, "recall": recall(recon)})
         print(out[-1], flush=True)
+        info = {"set": name, "ndocs": a.codec_ndocs, "nprobe": idx.nprobe, "nlist": len(cent), "rows": out}
+        _save_state(a.workdir, f"codecs-{a.index}", {**info, "partial": "(partial: the stage was stopped before its last codec) "})
+
+    out: list[dict] = []
+    row("float16 (exact re-score)", 2 * m, x)
+    row("centroid only", 0, base)
+    for sub in (16, 32, 48, 64, 96):
+        if m % sub == 0 and m // sub >= 2:
+            q = faiss.ProductQuantizer(m, sub, 8)
+            q.train(train)
+            row(f"residual PQ {sub}x8-bit", q.code_size, base + q.decode(q.compute_codes(np.ascontiguousarray(res))))
+    for qt, bits in ((faiss.ScalarQuantizer.QT_8bit, 8), (faiss.ScalarQuantizer.QT_4bit, 4)):
+        sq = faiss.ScalarQuantizer(m, qt)
+        sq.train(train)
+        row(f"residual SQ{bits}", sq.code_size, base + sq.decode(sq.compute_codes(np.ascontiguousarray(res))))
     for bits in (1, 2):  # ColBERTv2: per-dimension quantile buckets of the residual
         cuts = np.quantile(train, np.linspace(0, 1, 2**bits + 1)[1:-1])
         mids = np.array([train[np.searchsorted(cuts, train) == j].mean() for j in range(2**bits)], np.float32)
-        out.append({"codec": f"ColBERTv2 {bits}-bit buckets", "token_bytes": 16 * bits, "doc_bytes": 0,
-                    "recall": recall(cent[cid[tok]] + mids[np.searchsorted(cuts, res)])})  # fmt: skip
-        print(out[-1], flush=True)
-    muh, dsize = pq(64, 8, mu[rng.choice(len(mu), min(len(mu), 20000), replace=False)], mu)
-    res2 = res - muh[dpos]
-    r, size = pq(16, 8, res2[rng.choice(len(res2), min(len(res2), a.train_tokens), replace=False)], res2)
-    out.append({"codec": "document mean PQ 64x8 + token PQ 16x8", "token_bytes": size, "doc_bytes": dsize,
-                "recall": recall(cent[cid[tok]] + muh[dpos] + r)})  # fmt: skip
-    print(out[-1], flush=True)
+        row(f"ColBERTv2 {bits}-bit buckets", m * bits // 8, base + mids[np.searchsorted(cuts, res)])
+    dpos = np.repeat(np.arange(len(docs)), lens)
+    mu = np.zeros((len(docs), m), np.float32)
+    np.add.at(mu, dpos, res)
+    mu /= np.maximum(lens, 1)[:, None]
     norms = {"residual": float(np.linalg.norm(res, axis=1).mean()), "after_doc_mean": float(np.linalg.norm(res - mu[dpos], axis=1).mean())}
-    _save_state(a.workdir, f"codecs-{a.index}", {"ndocs": a.codec_ndocs, "nprobe": idx.nprobe, "nlist": len(cent), "rows": out, "norms": norms})
+    _save_state(a.workdir, f"codecs-{a.index}", {"set": name, "ndocs": a.codec_ndocs, "nprobe": idx.nprobe, "nlist": len(cent), "rows": out, "norms": norms})
 
 
 def stage_peers(a) -> None:
@@ -360,7 +418,8 @@ def _fmt_run(name: str, r: dict, brute: dict, build: dict) -> str:
         " (shipped query defaults)" if r.get("shipped") else ""
     )
     return (
-        f"| {name} | PlaidIndex nlist={c['nlist']} nprobe={c['nprobe']} ndocs={c['ndocs']} exact={c['exact']} t_cs={c.get('t_cs')}{tag} "
+        f"| {name} | PlaidIndex store={c.get('store', 'vectors')} nlist={c['nlist']} pq_m={c['pq_m']} nprobe={c['nprobe']} "
+        f"ndocs={c['ndocs']} exact={c['exact']} t_cs={c.get('t_cs')}{tag} "
         f"| {build['wall_s']:.0f} | {r['qps']:.1f} | {r['qps'] / brute['qps']:.1f}x | {r['recall']:.3f} "
         f"| {r['cpu_s'] / r['wall_s']:.2f} | {r['load'][0]:.1f} |"
     )
@@ -370,39 +429,51 @@ def _report_head(s: dict) -> list[str]:
     import faiss
     import numba
 
+    real = s.get("prep-real", {})
+    enc = (
+        f"{real['docs']} texts encoded in {real['encode_wall_s']:.0f} s wall ({real['encode_cpu_s'] / real['encode_wall_s']:.2f} "
+        "CPU s / wall s, nice 15 beside other work)"
+        if real
+        else "not encoded"
+    )
     return [
         "# Multi-vector first stage at 100k documents (bench/search_multivector.py)",
         "",
         "Commands (from the repository root; W=bench/.cache/mv): `nice -n 15 python bench/search_multivector.py "
-        "--workdir $W prep`, `... build` (no lock, nice 15), then `flock -x /tmp/embforge-bench.lock nice -n -10 "
-        "python bench/search_multivector.py --workdir $W brute`, `... query --only plaid-projected-nlist4096`, "
-        "`... ratio`, `... peers`, `... report`.  ",
+        "--workdir $W prep --real 100000`, `... build --sets real --pq-m 64` (no lock, nice 15; saves the index "
+        "and the same build as store=\"codes\"), `... codecs --index ...` (nice 15, not a timing), then "
+        "`flock -x /tmp/embforge-bench.lock nice -n -10 python bench/search_multivector.py --workdir $W brute`, "
+        "`... query --only ...`, `... ratio --index ...`, `... report`.  ",
         f"CPU flags: {cpu_flags()}; {os.cpu_count()} cores (virtual CPUs of a shared VM), numba threads = cores. "
         f"Versions: faiss {faiss.__version__}, numba {numba.__version__}, numpy {np.__version__}.  ",
-        "Data: **projected** = bench/search.py's 100k corpus (dbpedia + XQuAD sentences + Tatoeba) as text-like 128-d "
+        "Data: **real** = bench/search.py's 100k corpus (dbpedia + XQuAD sentences + Tatoeba) encoded by the bundled "
+        "all-MiniLM-L6-v2 with embforge's multivector head (no trained head weights ship with it: W_mul = identity, "
+        "so the token vectors are the backbone's last hidden states without [CLS], L2-normalised; 384-d; bf16 "
+        f"inference, stored float16; max_length 128): {enc}. **projected** = the same corpus as text-like 128-d "
         "token vectors (a Gaussian vector per real WordPiece id + the text's context; at most 32 distinct ids a "
-        "text; real MiniLM token vectors for 100k texts are too slow to encode on 2 shared cores). Queries: "
-        f"the first {s.get('prep', {}).get('queries', '?')} of bench/search.py's (50 dbpedia, then XQuAD questions).  ",
+        f"text). Queries: the first {s.get('prep', {}).get('queries', '?')} of bench/search.py's (50 dbpedia, then "
+        "XQuAD questions), encoded the same way.  ",
         "Recall@10 against exact MaxSim over every document (tie-aware), computed on the **exact** MaxSim of the "
-        "returned documents (so the PQ-only rows, exact=0, are not flattered by their approximate scores). "
-        "queries/s = the fastest of 3 timed runs of all queries; CPU use (process CPU s / wall s) and the 1-min "
-        "load average are measured during that run.",
+        "returned documents (so rows whose final scores are approximate -- exact=0, store=codes -- are not "
+        "flattered by them). queries/s = the fastest of 3 timed runs of all queries; CPU use (process CPU s / "
+        "wall s) and the 1-min load average are measured during that run.",
         "",
     ]
 
 
-def _ratio_lines(s: dict) -> tuple[list[str], dict]:
-    r = s.get("ratio")
-    if not r:
-        return [], {}
+def _ratio_block(key: str, r: dict, headline: bool) -> tuple[list[str], dict]:
     ratios = sorted(x["ratio"] for x in r["rounds"])
     med = float(np.median(ratios))
     c = r["config"]
+    setting = (
+        f"PlaidIndex store={c.get('store', 'vectors')} nlist={c['nlist']} pq_m={c['pq_m']} nprobe={c['nprobe']} "
+        f"ndocs={c['ndocs']} exact={c['exact']} t_cs={c.get('t_cs')}"
+    )
+    head = "**Speed-up, back to back (headline)**" if headline else f"`{key}`"
     lines = [
-        f"**Speed-up, back to back** (`ratio`: exact brute force then PlaidIndex nlist={c['nlist']} nprobe={c['nprobe']} "
-        f"ndocs={c['ndocs']} exact={c['exact']} t_cs={c.get('t_cs')} (shipped defaults), {r['queries']} queries, same process and loaded "
-        f"index, {len(ratios)} rounds): per-round speed-up {', '.join(f'{x:.1f}x' for x in ratios)}; "
-        f"**median {med:.1f}x** at recall@10 {r['recall']:.3f}.",
+        f"{head} (`ratio --index {r.get('index', 'plaid-projected-nlist4096')}`, {r.get('set', 'projected')} set: exact "
+        f"brute force (float16 token store) then {setting}, {r['queries']} queries, same process, {len(ratios)} rounds): "
+        f"per-round speed-up {', '.join(f'{x:.1f}x' for x in ratios)}; **median {med:.1f}x** at recall@10 {r['recall']:.3f}.",
         "",
         "| round | brute force q/s | PlaidIndex q/s | speed-up | brute CPU use | Plaid CPU use | load |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -413,51 +484,43 @@ def _ratio_lines(s: dict) -> tuple[list[str], dict]:
             f"| {i + 1} | {r['queries'] / b['wall_s']:.2f} | {r['queries'] / p['wall_s']:.1f} | {x['ratio']:.1f}x "
             f"| {b['cpu_s'] / b['wall_s']:.2f} | {p['cpu_s'] / p['wall_s']:.2f} | {b['load'][0]:.1f} |"
         )
-    return lines + [""], {"speedup": med, "recall": r["recall"], "config": c}
+    return lines + [""], {"speedup": med, "recall": r["recall"], "config": c, "index": r.get("index", "plaid-projected-nlist4096"), "set": r.get("set", "projected")}
 
 
 def _codec_lines(s: dict) -> list[str]:
-    """The `codecs` stage's table: recall@10 of a decoded final re-score, bytes per token."""
+    """The `codecs` stage's tables: recall@10 of a decoded final re-score, bytes per token."""
     lines = []
     for key in sorted(k for k in s if k.startswith("codecs-")):
-        c, tokens_per_doc = s[key], s["brute-projected"]["tokens"] / s["brute-projected"]["docs"]
+        c = s[key]
+        name = c.get("set", "projected")
+        brute = s[f"brute-{name}"]
+        tokens_per_doc, f16 = brute["tokens"] / brute["docs"], 2 * brute["dim"]
         lines += [
             "",
-            f"Residual codecs (`codecs --index {key[len('codecs-'):]}`; not a timing): the stage-3 shortlist "
-            f"(nlist={c['nlist']}, nprobe={c['nprobe']}, ndocs={c['ndocs']}) re-scored from decoded codes instead of the "
-            f"float16 store; recall@10 vs exact MaxSim over all documents. Mean token residual norm (token - centroid) "
-            f"{c['norms']['residual']:.3f} of a unit vector, {c['norms']['after_doc_mean']:.3f} after the document's mean residual.",
+            f"Residual codecs, **{name}** set (`codecs --index {key[len('codecs-'):]}`; not a timing): each query's "
+            f"stage-3 shortlist (nlist={c['nlist']}, nprobe={c['nprobe']}, ndocs={c['ndocs']}) re-scored by MaxSim over "
+            "tokens decoded as centroid + coded residual instead of the float16 store; recall@10 vs exact MaxSim over "
+            "all documents. Codecs are trained on the shortlisted tokens' residuals. "
+            + (
+                f"Mean token residual norm (token - centroid) {c['norms']['residual']:.3f} of a unit vector, "
+                f"{c['norms']['after_doc_mean']:.3f} after the document's mean residual. "
+                if c.get("norms")
+                else c.get("partial", "")
+            )
+            + f"{tokens_per_doc:.1f} tokens a document; float16 = {f16} B a token; "
+            "'+ id' adds the 2-byte centroid id a token (the index's other parts are in the bytes table).",
             "",
-            "| final re-score from | bytes/token | bytes/doc (codes only) | recall@10 |",
+            "| final re-score from | bytes/token (+ id) | of float16 | recall@10 |",
             "| --- | ---: | ---: | ---: |",
         ]
         for r in c["rows"]:
-            per_doc = r["token_bytes"] * tokens_per_doc + r["doc_bytes"]
-            lines.append(f"| {r['codec']} | {r['token_bytes']} | {per_doc:.0f} | {r['recall']:.3f} |")
+            tb = r["token_bytes"] + (2 if r["token_bytes"] < f16 else 0)
+            lines.append(f"| {r['codec']} | {tb:g} | {tb / f16:.3f} | {r['recall']:.3f} |")
     return lines
 
 
-def _other_ratio_lines(s: dict) -> list[str]:
-    """Other back-to-back `ratio --key ratio-*` runs (other indexes or settings)."""
-    lines = []
-    for key in sorted(k for k in s if k.startswith("ratio-")):
-        r, ratios = s[key], sorted(x["ratio"] for x in s[key]["rounds"])
-        c = r["config"]
-        lines.append(
-            f"- `{key}`: nlist={c['nlist']} nprobe={c['nprobe']} ndocs={c['ndocs']} exact={c['exact']} t_cs={c.get('t_cs')}: per-round "
-            f"{', '.join(f'{x:.1f}x' for x in ratios)}, median **{float(np.median(ratios)):.1f}x** at recall@10 "
-            f"{r['recall']:.3f}; PlaidIndex CPU use {np.median([x['plaid']['cpu_s'] / x['plaid']['wall_s'] for x in r['rounds']]):.2f}, "
-            f"load {np.median([x['brute']['load'][0] for x in r['rounds']]):.1f}."
-        )
-    return ["", "Other back-to-back speed-ups (`ratio --index ... --setting ... --key ...`):", "", *lines] if lines else []
-
-
-def stage_report(a) -> None:
-    s = _state(a.workdir)
-    lines = _report_head(s)
-    rl, result = _ratio_lines(s)
-    lines += rl
-    lines += [
+def _sweep_and_bytes(s: dict) -> list[str]:
+    lines = [
         "Sweep (`query`; speed-up = queries/s over the `brute` stage's, timed minutes apart: drifts with the machine):",
         "",
         "| set | engine | build s | queries/s | speed-up vs brute force | recall@10 | CPU use | load |",
@@ -473,55 +536,68 @@ def stage_report(a) -> None:
             f"{brute['dim']}d | 0 | {brute['qps']:.2f} | 1.0x | 1.000 | {brute['cpu_s'] / brute['wall_s']:.2f} "
             f"| {brute['load'][0]:.1f} |"
         )
-        for key in sorted(k for k in s if k.startswith(f"query-plaid-{name}")):
+        for key in sorted(k for k in s if k.startswith(f"query-plaid-{name}-")):
             q, build = s[key], s.get("build-" + key[len("query-") :], {"wall_s": float("nan")})
             for i, r in enumerate(q["runs"]):
                 r["shipped"] = i == 0
                 lines.append(_fmt_run(name, r, brute, build))
-            pq_only = max((r["recall"] for r in q["runs"] if r["config"]["exact"] == 0), default=float("nan"))
-            sizes.append((name, brute, q["sizes"], q["runs"][0]["config"]["nlist"], pq_only))
-    lines += ["", "Bytes per document (multivector head, the saved index):", ""]
-    lines += [
-        "| set | nlist | float16 tokens | candidate structure | PQ residual codes | on disk = read by a search with exact > 0 "
-        "| read by a PQ-only search (exact=0) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for name, brute, z, nlist, pq_only in sizes:
-        n = brute["docs"]
-        f16 = brute["tokens"] * brute["dim"] * 2
-        lines.append(
-            f"| {name} | {nlist} | {f16 / n:.0f} | {z['candidate_bytes'] / n:.0f} ({z['candidate_bytes'] / f16:.3f}) "
-            f"| {z['pq_bytes'] / n:.0f} | {z['disk_bytes'] / n:.0f} ({z['disk_bytes'] / f16:.2f} of float16) "
-            f"| {z['pq_only_read_bytes'] / n:.0f} ({z['pq_only_read_bytes'] / f16:.3f} of float16; recall@10 {pq_only:.3f}) |"
-        )
-        if name == "projected" and result:
-            result["ratio"] = z["disk_bytes"] / f16
+            best = max((r["recall"] for r in q["runs"]), default=float("nan"))
+            sizes.append((name, key[len("query-") :], brute, q["sizes"], q["runs"][0]["config"], best))
     lines += [
         "",
-        "`mv_bytes_ratio` is the index on disk that the search reads, over float16 token vectors: at the headline "
-        "setting (exact > 0) the final exact MaxSim reads the float16 store (memory-mapped), so it is the whole saved "
-        "index, float16 store included (> 1). A PQ-only search (exact=0: the shortlist's final scores are "
-        "centroid + 16-byte PQ residual, by lookup tables) never opens the float16 store; its bytes and recall@10 are "
-        "in the last column: the 1/8 storage target at recall 0.95 is not met.",
+        "Bytes per document (multivector head, the saved index; 'on disk' is every file of the index folder, "
+        "ids and manifest included: what a search may read):",
+        "",
+        "| set | index | store | float16 tokens | candidate structure | PQ codes | document means | token store | on disk | of float16 |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    lines += _codec_lines(s) + _other_ratio_lines(s)
+    for name, key, brute, z, c, _ in sizes:
+        n, f16 = brute["docs"], brute["tokens"] * brute["dim"] * 2
+        lines.append(
+            f"| {name} | {key} | {c.get('store', 'vectors')} | {f16 / n:.0f} | {z['candidate_bytes'] / n:.0f} | {z['pq_bytes'] / n:.0f} "
+            f"| {z.get('mean_bytes', 0) / n:.0f} | {z['exact_store_bytes'] / n:.0f} | {z['disk_bytes'] / n:.0f} "
+            f"| **{z['disk_bytes'] / f16:.3f}** |"
+        )
+    return lines
+
+
+def stage_report(a) -> None:
+    s = _state(a.workdir)
+    lines = _report_head(s)
+    result: dict = {}
+    head_key = "ratio" if "ratio" in s else "ratio-projected-shipped"  # `ratio` run last (or the earlier headline)
+    if s.get(head_key):
+        rl, result = _ratio_block(head_key, s[head_key], True)
+        lines += rl
+    lines += _sweep_and_bytes(s)
+    if result:  # the headline index's bytes on disk over its set's float16 token vectors, measured now
+        d, brute = a.workdir / result["index"], s[f"brute-{result['set']}"]
+        result["ratio"] = sum(f.stat().st_size for f in d.iterdir()) / (brute["tokens"] * brute["dim"] * 2)
+        lines += [
+            "",
+            f"`mv_bytes_ratio` = every file of the headline index folder ({result['index']}, store="
+            f"{result['config'].get('store', 'vectors')}) over its set's float16 token vectors: **{result['ratio']:.3f}**. "
+            "A store=vectors index keeps the float16 store (memory-mapped) for its exact final re-score, so it is > 1; "
+            "a store=codes index keeps only centroid ids, PQ residual codes, document means and the lists.",
+        ]
+    lines += _codec_lines(s)
+    others = sorted(k for k in s if k.startswith("ratio-") and k != head_key)
+    if others:
+        lines += ["", "Other back-to-back speed-ups (`ratio --index ... --setting ... --key ...`):", ""]
+        for key in others:
+            lines += _ratio_block(key, s[key], False)[0]
     p = s.get("peers")
     if p:
         lines += [
             "",
             f"Peers: qdrant-client local mode exact MaxSim over the first {p['docs']} projected docs: "
             f"{p['qdrant']['qps']:.2f} queries/s vs embforge brute force {p['embforge_brute']['qps']:.1f} on the same docs "
-            f"({p['embforge_brute']['qps'] / p['qdrant']['qps']:.1f}x; measured in the previous session, load 7).",
+            f"({p['embforge_brute']['qps'] / p['qdrant']['qps']:.1f}x; measured in an earlier session, load 7).",
         ]
-    lines += ["", "Not run: the real-vector subset (`prep --real`; no time left this session), MUVERA + HNSW, and pylate's "
-              "PLAID / fast-plaid (fast-plaid 1.7.0 pins torch==2.11.0, whose CPU wheel is not reachable here: only PyPI, "
-              "which serves the CUDA build; our torch is 2.13; pylate needs it too). Voyager 2.x installs in a side venv "
-              "(/work/venvs/i16); it is a single-vector HNSW (pylate builds its multi-vector index as HNSW over every "
-              "token + MaxSim re-rank on top of it); that peer row was not built.", ""]
     lines += ["", "\n\n".join(s.get("notes", [])), ""] if s.get("notes") else [""]
     lines.append(  # this part's fields only (bench/search.py's line holds the others)
         f"RESULT mv_first_stage_speedup={result.get('speedup', float('nan')):.1f} "
-        f"mv_recall10={result.get('recall', float('nan')):.3f} mv_bytes_ratio={result.get('ratio', float('nan')):.2f}"
+        f"mv_recall10={result.get('recall', float('nan')):.3f} mv_bytes_ratio={result.get('ratio', float('nan')):.3f}"
     )
     OUT.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -534,7 +610,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=ROOT / "bench" / ".cache" / "mv")
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=100)
-    ap.add_argument("--real", type=int, default=3000, help="documents encoded by the bundled model (0 = none)")
+    ap.add_argument("--real", type=int, default=100_000, help="documents encoded by the bundled model (0 = none)")
+    ap.add_argument("--shard", type=int, default=10_000, help="prep: texts per encoded shard (resumable)")
     ap.add_argument("--peer-docs", type=int, default=2000)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--index", default="plaid-projected-nlist4096", help="ratio/codecs: the index folder in the workdir")
@@ -543,6 +620,7 @@ def main() -> None:
     ap.add_argument("--key", default="ratio", help="ratio: the state key (report: 'ratio' is the headline, ratio-* listed)")
     ap.add_argument("--only", default="", help="query: comma-separated index folder names (default: all)")
     ap.add_argument("--nlist", type=int, default=None, help="build: centroids (default: PlaidIndex's rule)")
+    ap.add_argument("--pq-m", type=int, default=None, help="build: PQ sub-quantizers a token (default: dim / 8)")
     ap.add_argument("--train-tokens", type=int, default=131_072, help="build: tokens sampled to train centroids and PQ")
     ap.add_argument("--sets", default="projected,real", help="prep/build/brute: comma-separated sets")
     a = ap.parse_args()

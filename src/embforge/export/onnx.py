@@ -10,37 +10,36 @@ plugin heads by name): one backbone pass for all heads, as in BGE-M3 (Chen et al
 
 ``quantize``:
 
-* ``int8``: ONNX Runtime's dynamic quantization (``quantize_dynamic``: int8 weights per output
-  channel, uint8 activations quantized per batch at run time; Jacob et al., 2018, "Quantization
-  and Training of Neural Networks for Efficient Integer-Arithmetic-Only Inference"), except the FFN
-  down-projection of the first layer (``INT8_FP32_FFN_LAYERS``), which stays fp32. Its input is the
-  GELU output, whose outlier channels set the per-tensor activation scale (Dettmers et al., 2022,
-  "LLM.int8()"). Chosen on the bundled MiniLM with all three heads, by fidelity to the fp32 graph on
-  held-apart TRAINING articles of the bundled XQuAD sets (odd article numbers; mean dense cosine,
-  mean multi-vector token cosine) and by nDCG@10 on their training questions, then confirmed on the
-  test questions (tests/unit/export/test_onnx_quality.py):
+* ``int8``: dynamic quantization (Jacob et al., 2018, "Quantization and Training of Neural Networks
+  for Efficient Integer-Arithmetic-Only Inference"): int8 weights per output channel, activations
+  quantized at run time. The FFN down-projections and the heads (``INT8_PER_ROW``) get one
+  activation scale PER TOKEN (``embforge.export.int8_rows``, ZeroQuant's per-token scheme); the
+  other MatMuls ONNX Runtime's ``quantize_dynamic`` (one scale per whole batch tensor, where one
+  outlier token, Dettmers et al., 2022, "LLM.int8()", coarsens every other token's grid). Chosen on
+  the bundled MiniLM with all three heads by fidelity to the fp32 graph on 240 held-apart TRAINING
+  texts of the bundled XQuAD sets (odd article numbers) and by speed, then checked on the test
+  questions (tests/unit/export/test_onnx_quality.py). Mean dense cosine / mean token cosine to fp32:
 
-  mean dense cosine / mean token cosine to fp32 on 240 held-apart training texts:
+  - one scale per tensor, every MatMul: 0.9918 / 0.9830;
+  - the previous default, layer 0's FFN down-projection fp32: 0.9938 / 0.9865; all six fp32
+    0.9960 / 0.9896 (+29% time);
+  - per-token FFN down + heads (the default): 0.9953 / 0.9924;
+  - per-token FFN up + down + heads: 0.9971 / 0.9969; per-token everywhere: 0.9970 / 0.9972;
+  - (torch simulation, fake-quantized) per-token FFN down alone 0.9953 / 0.9888, Q/K/V alone or
+    attention-out alone no gain (0.9917, 0.9919): the outlier tokens matter in the FFN and heads;
+  - ONNX Runtime's ``MatMulNBits`` 8-bit with int8 compute (activations per 32- or 128-block):
+    0.9997 / 0.9996 and 0.9991 / 0.9990, but 2.4x and 2.0x the time (its 8-bit kernel is slow);
+  - earlier: SmoothQuant (Xiao et al., 2023) on the down-projection input, alpha 0.5 / 0.75:
+    0.9803 / 0.9650, 0.9889 / 0.9780; static QDQ: 0.9165 / 0.8255; ``reduce_range``: worse.
 
-  - dynamic, every MatMul: 0.9918 / 0.9830 (the xquad-es hybrid gate missed by 0.0100);
-  - layer 0's FFN down-projection fp32 (the default): 0.9938 / 0.9860;
-  - layers 0-1, 0-2 fp32: 0.9946 / 0.9873, 0.9955 / 0.9886; all six: 0.9960 / 0.9896 (slow);
-  - one other layer's down-projection fp32: 0.9919-0.9928 / 0.9832-0.9845 (layer 0 matters most);
-  - SmoothQuant (Xiao et al., 2023) on the down-projection input (a per-channel 1/s before it,
-    s in the weights; exact in fp32), alpha 0.5 / 0.75: 0.9803 / 0.9650, 0.9889 / 0.9780 (worse:
-    the outliers move into the per-channel weight scales);
-  - static QDQ, MinMax, per-channel weights: 0.9165 / 0.8255 (one static scale per tensor);
-  - ``reduce_range`` (7-bit weights): layer 0 fp32 0.9927 / 0.9848, all six fp32 0.9952 / 0.9889
-    (both worse than without it).
-
-  Cost, ``Encoder.encode`` of 500 of bench/encode_onnx.py's texts, 2 threads, best of 3 (one
-  locked run): every MatMul int8 2.18 s, layer 0 fp32 (the default) 2.29 s, layers 0-2 2.64 s
-  (+15%), all six 2.95 s (+29%): with the default, ``onnx_int8_vs_st`` measured 3.14 (target 3),
-  so keeping more layers in fp32 would miss the speed target. nDCG@10 of the default against
-  torch fp32 on the training questions of the held-apart articles: xquad-de dense -0.0018
-  (bootstrap sd of the per-query mean 0.0038), xquad-en -0.0001 (0.0021).
-
-  Calibration texts (SmoothQuant, static) came from the even-numbered training articles.
+  Cost, ONNX Runtime sessions, 2 threads, 320 of bench/encode_onnx.py's texts, 9 interleaved
+  rounds, best (median) under the bench lock: per tensor 4.02 (4.62) s; layer 0 fp32 4.03 (4.74) s;
+  per-token FFN down + heads 4.14 (4.70) s; + FFN up 4.35 (5.04) s (+8%); everywhere 5.12 (5.50) s
+  (+27%): the per-token quantization, the row scale ``Mul`` and the lost bias fusion are extra
+  passes, and ``onnx_int8_vs_st`` (3.14 with the previous default) leaves ~4% to spend.
+  nDCG@10 against torch fp32 on the training questions (dev), default: xquad-de dense -0.0035
+  (bootstrap sd of the per-query mean 0.0032), xquad-en +0.0021 (0.0017), xquad-es -0.0069 (0.0033),
+  hybrid within 0.0026. Calibration texts (SmoothQuant, static) came from the even-numbered articles.
 * ``fp16``: weights and compute in float16 with float32 inputs and outputs
   (``onnxruntime.transformers.float16``; worthwhile on GPUs, emulated on most CPUs);
 * ``bf16`` is refused with the reason: ONNX Runtime's CPU provider has no bfloat16 kernels for
@@ -76,6 +75,7 @@ import torch
 from torch import nn
 
 from embforge.errors import ConfigError, MissingDependencyError
+from embforge.export.int8_rows import constant_weight_matmuls, quantize_rows
 from embforge.model.checkpoint import trained_heads, write_st_files
 from embforge.model.encoder import Encoder
 from embforge.model.onnx_encoder import (
@@ -87,7 +87,16 @@ from embforge.model.onnx_encoder import (
 )
 from embforge.types import Batch
 
-__all__ = ["FORMATS", "INT8_FP32_FFN_LAYERS", "QUANTIZE", "ExportResult", "export_onnx", "ffn_down_matmuls"]
+__all__ = [
+    "FORMATS",
+    "INT8_GROUPS",
+    "INT8_PER_ROW",
+    "QUANTIZE",
+    "ExportResult",
+    "export_onnx",
+    "ffn_down_matmuls",
+    "matmul_groups",
+]
 
 logger = logging.getLogger("embforge")
 
@@ -95,8 +104,10 @@ FORMATS = ("onnx",)
 QUANTIZE = ("int8", "fp16", "bf16")
 #: ONNX opset of the graph (ONNX Runtime >= 1.14 runs it).
 OPSET = 17
-#: int8: the FFN down-projections of this many first layers stay fp32 (``_quantize_int8``).
-INT8_FP32_FFN_LAYERS = 1
+#: int8: MatMul groups (``matmul_groups``) whose activations can be quantized per row.
+INT8_GROUPS = ("attention", "attention_out", "ffn_up", "ffn_down", "heads")
+#: int8 default: these groups get per-row activation scales (``int8_rows``), the others one per tensor.
+INT8_PER_ROW = ("ffn_down", "heads")
 
 
 @dataclass(frozen=True)
@@ -151,12 +162,14 @@ def export_onnx(
     quantize: str | None = None,
     heads: Sequence[str] | None = None,
     overwrite: bool = False,
+    int8_per_row: Sequence[str] = INT8_PER_ROW,
 ) -> ExportResult:
     """Export ``model`` (an ``Encoder``, a checkpoint path or hub id; None = the bundled MiniLM) to ``out``.
 
     ``heads``: the heads in the graph (default: those the checkpoint has trained weights for, as
     ``--heads auto``; an ``Encoder``: all it has). ``quantize``: None (fp32), "int8" or "fp16".
-    ``overwrite``: replace an existing folder. Returns what was written, with the fidelity of the
+    ``overwrite``: replace an existing folder. ``int8_per_row``: with int8, the MatMul groups
+    (``INT8_GROUPS``) whose activations get one scale per token instead of one per tensor. Returns what was written, with the fidelity of the
     reloaded export against the torch model on a check batch.
     """
     start = time.perf_counter()
@@ -169,7 +182,7 @@ def export_onnx(
         tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent if target.parent.exists() else None)
     )
     try:
-        outputs = _write_folder(enc, tmp, precision)
+        outputs = _write_folder(enc, tmp, precision, tuple(int8_per_row))
         diffs = _fidelity(enc, tmp)
         _replace_dir(tmp, target)
     except BaseException:
@@ -208,7 +221,7 @@ def _load(model: Encoder | str | os.PathLike | None, heads: Sequence[str] | None
     return enc.eval()
 
 
-def _write_folder(enc: Encoder, root: Path, precision: str) -> tuple[str, ...]:
+def _write_folder(enc: Encoder, root: Path, precision: str, per_row: tuple[str, ...]) -> tuple[str, ...]:
     """Tokenizer, configs, head weights, sentence-transformers files and the graph into ``root``."""
     from safetensors.torch import save_file
 
@@ -227,7 +240,7 @@ def _write_folder(enc: Encoder, root: Path, precision: str) -> tuple[str, ...]:
     graph.parent.mkdir()
     outputs = _export_graph(enc, graph)
     if precision == "int8":
-        _quantize_int8(graph)
+        _quantize_int8(graph, per_row)
     elif precision == "fp16":
         _to_fp16(graph)
     meta = OnnxMeta(enc.config, outputs, precision, backbone.config.to_dict(), OPSET)
@@ -311,17 +324,19 @@ def _eager_attention(enc: Encoder) -> Iterator[None]:
         switch(before)
 
 
-def _quantize_int8(graph: Path) -> None:
-    """Dynamic int8 quantization of MatMul/Gemm weights in place (ONNX Runtime's tooling), except the
-    FFN down-projections of the first ``INT8_FP32_FFN_LAYERS`` layers (``ffn_down_matmuls``)."""
+def _quantize_int8(graph: Path, per_row: Sequence[str] = INT8_PER_ROW) -> None:
+    """int8 in place: the MatMuls of the groups ``per_row`` (``matmul_groups``) with per-row activation
+    scales (``int8_rows.quantize_rows``), every other MatMul/Gemm by ONNX Runtime's ``quantize_dynamic``
+    (one activation scale per tensor)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    keep = ffn_down_matmuls(onnx.load(str(graph), load_external_data=False))[:INT8_FP32_FFN_LAYERS]
-    if keep:
-        logger.info(
-            "export int8: keeping %s in fp32 (the most sensitive to int8 activations)", ", ".join(keep)
-        )
+    unknown = sorted(set(per_row) - set(INT8_GROUPS))
+    if unknown:
+        raise ConfigError(f"int8 per-row groups {unknown} unknown; choose from: {', '.join(INT8_GROUPS)}")
+    groups = matmul_groups(onnx.load(str(graph), load_external_data=False))
+    rows = [n for g in per_row for n in groups[g]]
+    logger.info("export int8: per-row activation scales for %d MatMuls (%s)", len(rows), ", ".join(per_row))
     fp32 = graph.with_name("model_fp32.onnx")
     graph.rename(fp32)
     quantize_dynamic(
@@ -330,9 +345,38 @@ def _quantize_int8(graph: Path) -> None:
         weight_type=QuantType.QInt8,
         per_channel=True,
         op_types_to_quantize=["MatMul", "Gemm"],
-        nodes_to_exclude=keep,
+        nodes_to_exclude=rows,
     )
     fp32.unlink()
+    if rows:
+        model = onnx.load(str(graph))
+        with contextlib.suppress(ValueError):  # > 2 GB: no shapes, ORT then fuses less around the rewrite
+            model = onnx.shape_inference.infer_shapes(model)
+        quantize_rows(model, rows)
+        onnx.save(model, str(graph))
+
+
+def matmul_groups(model: Any) -> dict[str, list[str]]:
+    """The MatMuls with a constant weight (``int8_rows.constant_weight_matmuls``) by role, from the module
+    paths the exporter writes into node names: ``attention`` (Q/K/V), ``attention_out``, ``ffn_up``,
+    ``ffn_down`` (``ffn_down_matmuls``), ``heads`` (outside ``/backbone/``), ``other``."""
+    down = set(ffn_down_matmuls(model))
+    out: dict[str, list[str]] = {g: [] for g in (*INT8_GROUPS, "other")}
+    for name in constant_weight_matmuls(model):
+        if name in down:
+            group = "ffn_down"
+        elif not name.startswith("/backbone/"):
+            group = "heads"
+        elif re.search(r"/attention/self/|/(q|k|v)_proj/|/self_attn/(q|k|v)", name):
+            group = "attention"
+        elif re.search(r"/attention/output/dense/|/o_proj/|/out_proj/", name):
+            group = "attention_out"
+        elif re.search(r"/intermediate/dense/|/up_proj/|/gate_proj/|/fc1/", name):
+            group = "ffn_up"
+        else:
+            group = "other"
+        out[group].append(name)
+    return out
 
 
 def ffn_down_matmuls(model: Any) -> list[str]:

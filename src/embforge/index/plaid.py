@@ -20,7 +20,11 @@ Interaction Retrieval") on faiss building blocks, over ColBERT token vectors
    skipped; the best ``exact`` survive.
 5. **Exact MaxSim** of the final shortlist, all queries in one batched re-rank
    (:func:`embforge.scoring.maxsim_rerank_rows`) from the float16 token store, memory-mapped from
-   disk, so the final scores are exact and recall is limited by stages 2-4 only.
+   disk, so the final scores are exact and recall is limited by stages 2-4 only. With
+   ``store="codes"`` no token store is kept on disk: the shortlist's tokens are decoded
+   (centroid + PQ residual) and re-scored by the same MaxSim, so the index is about ``pq_m`` + 2
+   bytes a token (measured curve of bytes a token vs recall@10 per codec in
+   bench/results/search_multivector.md).
 
 Stages 1-4 of a block of queries run in one parallel numba kernel (``prange`` over queries,
 :func:`embforge.index._plaid_kernel.centroid_shortlists`). In memory: 2-4 bytes of centroid
@@ -44,13 +48,22 @@ import numpy as np
 
 from embforge.errors import CheckpointError, ConfigError
 from embforge.index.ann import faiss_module
-from embforge.index.base import INDEXES, check_k, hits_from_rows, topk
+from embforge.index.base import INDEXES, IdMap, check_k, hits_from_rows, topk
 from embforge.index.multivector import MultiVectorIndex, _as_list
-from embforge.index.storage import check_array, check_bounds, check_offsets, load_array, save_array
+from embforge.index.storage import (
+    check_array,
+    check_bounds,
+    check_offsets,
+    load_array,
+    save_array,
+    write_manifest,
+)
 from embforge.scoring.maxsim import maxsim_padded, maxsim_rerank_rows, pad_queries, padded_token_index
 from embforge.types import Hits
 
-__all__ = ["PlaidIndex", "default_nlist"]
+__all__ = ["PLAID_STORES", "PlaidIndex", "default_nlist"]
+
+PLAID_STORES = ("vectors", "codes")  # what the final re-score reads (and what is saved)
 
 
 def default_nlist(n_tokens: int) -> int:
@@ -78,6 +91,23 @@ def _faiss_one_thread() -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
+def _segment_means(rows: Any, off: np.ndarray, m: int, chunk: int = 65536) -> np.ndarray:
+    """(N, m) float32 mean over each document's token rows (0 for an empty document);
+    ``rows(a, b)`` gives the (b - a, m) rows of tokens a..b, read ``chunk`` tokens at a time."""
+    off = np.asarray(off, np.int64)
+    n_rows, lens = len(off) - 1, np.diff(off)
+    out = np.zeros((n_rows, m), np.float32)
+    starts = off[:-1][lens > 0]  # first token of every non-empty document
+    docs = np.flatnonzero(lens > 0)
+    for a in range(0, int(off[-1]), chunk):
+        b = min(int(off[-1]), a + chunk)
+        x = rows(a, b)
+        lo, hi = np.searchsorted(starts, a, "right") - 1, np.searchsorted(starts, b, "left")
+        seg = np.maximum(starts[max(lo, 0) : hi], a) - a  # segment starts inside the chunk
+        out[docs[max(lo, 0) : hi]] += np.add.reduceat(x, seg, axis=0)
+    return out / np.maximum(lens, 1)[:, None].astype(np.float32)
+
+
 @INDEXES.register("multivector-plaid")
 class PlaidIndex(MultiVectorIndex):
     """Multi-vector index with PLAID-style candidate generation and residual PQ compression.
@@ -96,6 +126,13 @@ class PlaidIndex(MultiVectorIndex):
         t_cs: PLAID's centroid score threshold (None = no pruning): the centroid interaction reads
             only tokens whose centroid scores >= ``t_cs`` against some query token, and stage 4
             decompresses only their residuals (scores are inner products: 0.2 suits unit vectors).
+        store: what the final re-score reads. "vectors" (default): the exact token store (``dtype``,
+            saved as vectors.npy, memory-mapped). "codes": every token as its centroid + PQ residual,
+            decoded (Santhanam et al., 2021, ColBERTv2's residual compression; no token store is
+            saved: about ``pq_m`` + 2 bytes a token): ``exact`` shortlisted documents a query are
+            re-scored by MaxSim over their decoded tokens, so scores (and ``score``/``rerank``)
+            are approximate. Pair it with more sub-quantizers (e.g. ``pq_m`` = dim / 6 at 8 bits).
+            Adding to a loaded "codes" index rebuilds its tokens from their codes first.
     """
 
     kind = "multivector-plaid"
@@ -112,8 +149,11 @@ class PlaidIndex(MultiVectorIndex):
         pq_bits: int = 8,
         n_threads: int = 0,
         t_cs: float | None = 0.2,
+        store: str = "vectors",
     ) -> None:
         super().__init__(dtype=dtype)
+        if store not in PLAID_STORES:
+            raise ConfigError(f"PlaidIndex store={store!r}; choose from: {', '.join(PLAID_STORES)}")
         if (
             nprobe < 1
             or ndocs < 1
@@ -136,6 +176,8 @@ class PlaidIndex(MultiVectorIndex):
         self._pq: Any = None
         self._built_rows = -1
         self._mean32: np.ndarray | None = None
+        self.store_kind = store
+        self._vectors_absent = False  # a loaded "codes" index: no token store until one is needed
 
     # ---- build --------------------------------------------------------------------
     def _train(self, v: np.ndarray) -> np.ndarray:
@@ -170,9 +212,9 @@ class PlaidIndex(MultiVectorIndex):
 
     def _build(self) -> dict[str, np.ndarray]:
         """Assign and encode every token (trains on the first build), then the inverted lists."""
-        v, s, off = self.store
-        if self._codes is not None and self._built_rows == self.idmap.n_rows:
+        if self._codes is not None and self._built_rows == self.idmap.n_rows and not self._pending:
             return self._codes
+        v, s, off = self.store
         with _faiss_one_thread():
             return self._encode_all(v, s, off)
 
@@ -188,7 +230,10 @@ class PlaidIndex(MultiVectorIndex):
             x = self._decode(v[a : a + 65536], None if s is None else s[a : a + 65536])
             cid[a : a + 65536] = self._assign(cent, x)
             codes[a : a + 65536] = self._pq.compute_codes(np.ascontiguousarray(x - cent[cid[a : a + 65536]]))
-        doc_mean = self._doc_means(v, s, off, cent, cid)
+        if self.store_kind == "codes":  # from the codes: what a loaded index recomputes (none saved)
+            doc_mean = self._code_means(codes, off)
+        else:
+            doc_mean = self._doc_means(v, s, off, cent, cid)
         doc = np.repeat(np.arange(self.idmap.n_rows, dtype=np.int32), np.diff(off))
         pairs = np.unique(cid.astype(np.int64) * self.idmap.n_rows + doc)  # (centroid, doc), sorted
         ivf_ptr = np.searchsorted(pairs // max(1, self.idmap.n_rows), np.arange(len(cent) + 1))
@@ -200,7 +245,7 @@ class PlaidIndex(MultiVectorIndex):
             "ivf_docs": (pairs % max(1, self.idmap.n_rows)).astype(np.int32),
             "doc_mean": doc_mean.astype(np.float16),
         }
-        self._mean32 = doc_mean
+        self._mean32 = doc_mean.astype(np.float16).astype(np.float32)  # as a loaded index reads it
         self._built_rows = self.idmap.n_rows
         return self._codes
 
@@ -209,18 +254,17 @@ class PlaidIndex(MultiVectorIndex):
     ) -> np.ndarray:
         """(N, M) float32 mean token residual ``mean_j (x_j - C[cid_j])`` of every document (0 for an
         empty one), in chunks of tokens: the centroid interaction adds ``<sum_i q_i, mean>``."""
-        off = np.asarray(off, np.int64)
-        n_rows, lens = len(off) - 1, np.diff(off)
-        out = np.zeros((n_rows, v.shape[1] if v.ndim == 2 else int(self.m or 0)), np.float32)
-        starts = off[:-1][lens > 0]  # first token of every non-empty document
-        docs = np.flatnonzero(lens > 0)
-        for a in range(0, len(v), 65536):
-            b = min(len(v), a + 65536)
-            x = self._decode(v[a:b], None if s is None else s[a:b]) - cent[np.asarray(cid[a:b], np.int64)]
-            lo, hi = np.searchsorted(starts, a, "right") - 1, np.searchsorted(starts, b, "left")
-            seg = np.maximum(starts[max(lo, 0) : hi], a) - a  # segment starts inside the chunk
-            out[docs[max(lo, 0) : hi]] += np.add.reduceat(x, seg, axis=0)
-        return out / np.maximum(lens, 1)[:, None].astype(np.float32)
+
+        def residuals(a: int, b: int) -> np.ndarray:
+            return self._decode(v[a:b], None if s is None else s[a:b]) - cent[np.asarray(cid[a:b], np.int64)]
+
+        return _segment_means(residuals, off, v.shape[1] if v.ndim == 2 else int(self.m or 0))
+
+    def _code_means(self, codes: np.ndarray, off: np.ndarray) -> np.ndarray:
+        """(N, M) float32 mean decoded PQ residual of every document: a store="codes" index's
+        document means, recomputed from its codes at load instead of being saved."""
+        pq = self._pq
+        return _segment_means(lambda a, b: pq.decode(np.ascontiguousarray(codes[a:b])), off, int(self.m or 0))
 
     def _means(self, c: dict[str, np.ndarray]) -> np.ndarray:
         """The float32 document mean residuals of ``c`` (float16 in the index), converted once."""
@@ -229,11 +273,70 @@ class PlaidIndex(MultiVectorIndex):
             mean = self._mean32 = np.asarray(c["doc_mean"], np.float32)
         return mean
 
+    # ---- token store / decoded codes ------------------------------------------------
+    @property
+    def store(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """As :attr:`MultiVectorIndex.store`; a loaded "codes" index (no token store saved) first
+        rebuilds its tokens from their codes (centroid + PQ residual), once."""
+        if self._vectors_absent and self._store is not None:
+            off = self._store[2]
+            if self._codes is not None and "codes" in self._codes:
+                x, sc = self._encode(self._decoded(np.arange(int(off[-1])), self._codes))
+            else:
+                x, sc = self._encode(np.zeros((0, int(self.m or 0)), np.float32))
+            self._store, self._vectors_absent = (x, sc, off), False
+        return MultiVectorIndex.store.fget(self)  # type: ignore[attr-defined]
+
+    def _offsets(self) -> np.ndarray:
+        """(N+1,) token offsets of the documents, without rebuilding an absent token store."""
+        if self._store is not None and not self._pending:
+            return self._store[2]
+        return self.store[2]
+
+    def _decoded(self, tok: np.ndarray, c: dict[str, np.ndarray]) -> np.ndarray:
+        """(len(tok), M) float32 tokens ``tok`` rebuilt as centroid + decoded PQ residual."""
+        tok = np.asarray(tok, np.int64)
+        cent = c["centroids"][np.asarray(c["token_cid"][tok], np.int64)]
+        return cent + self._pq.decode(np.ascontiguousarray(c["codes"][tok]))
+
+    def _code_scores(self, qs: list[np.ndarray], rows: np.ndarray, c: dict[str, np.ndarray]) -> np.ndarray:
+        """(Q, C) MaxSim of query i with document rows ``rows[i]`` (-1 -> nan) over their decoded
+        tokens: the distinct documents' tokens are decoded once into a compact store."""
+        off = self._offsets()
+        docs, inv = np.unique(rows[rows >= 0], return_inverse=True)
+        if not len(docs):
+            return np.full(rows.shape, np.nan, np.float32)
+        lens = off[docs + 1] - off[docs]
+        loff = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)  # (D+1,) compact offsets
+        tok = np.repeat(off[docs] - loff[:-1], lens) + np.arange(loff[-1])  # (T,) their token rows
+        local = np.full(rows.shape, -1, np.int64)
+        local[rows >= 0] = inv.reshape(-1)
+        return maxsim_rerank_rows(qs, local, self._decoded(tok, c), loff, None)
+
+    def score_rows(self, queries: Any, rows: np.ndarray) -> np.ndarray:
+        """(Q, C) MaxSim of query i with document rows ``rows[i]`` (-1 or dead -> nan): from the
+        token store, or with ``store="codes"`` from the decoded codes."""
+        if self.store_kind != "codes" or not self.idmap.n_rows:
+            return super().score_rows(queries, rows)
+        qs = _as_list(queries, "queries", self.m)
+        rows = np.asarray(rows, np.int64).reshape(len(qs), -1)
+        rows = np.where((rows >= 0) & self.idmap.alive[np.maximum(rows, 0)], rows, -1)
+        return self._code_scores(qs, rows, self._build())
+
+    def doc_vectors(self, row: int) -> np.ndarray:
+        """(T_d, M) float32 token vectors of ``row`` (decoded from codes when no token store is loaded)."""
+        if not self._vectors_absent or self._codes is None or self._pending:
+            return super().doc_vectors(row)
+        off = self._offsets()
+        return self._decoded(np.arange(off[row], off[row + 1]), self._codes)
+
     def commit(self, ids: list[str], xs: list[np.ndarray]) -> None:
         super().commit(ids, xs)
         self._built_rows = -1  # codes and lists are rebuilt (centroids and PQ kept) on next search
 
     def compact(self) -> None:
+        if self._vectors_absent:
+            self.store  # noqa: B018  (tokens rebuilt from codes before the rows are re-added)
         super().compact()
         self._built_rows = -1
 
@@ -256,7 +359,7 @@ class PlaidIndex(MultiVectorIndex):
         ptr, docs, cid = c["ivf_ptr"], c["ivf_docs"], c["token_cid"]
         qsum = np.asarray(q, np.float32).sum(axis=0)
         n = centroid_interaction(
-            st, probe, ptr, docs, self.store[2], cid, self.idmap.alive, stamp, tag, out_rows, out_sc, qsum, self._means(c)
+            st, probe, ptr, docs, self._offsets(), cid, self.idmap.alive, stamp, tag, out_rows, out_sc, qsum, self._means(c)
         )
         return out_rows[:n], out_sc[:n]
 
@@ -276,9 +379,9 @@ class PlaidIndex(MultiVectorIndex):
             lut = self._lut(q)
             st = np.ascontiguousarray((q @ c["centroids"].T).T)  # (nlist, Tq)
             out = np.empty(len(cand), np.float32)
-            residual_interaction(st, lut, cand, self.store[2], c["token_cid"], c["codes"], out, np.ones(len(st), np.bool_))
+            residual_interaction(st, lut, cand, self._offsets(), c["token_cid"], c["codes"], out, np.ones(len(st), np.bool_))
             return out / max(1, len(q))
-        idx, lens = padded_token_index(cand, self.store[2])
+        idx, lens = padded_token_index(cand, self._offsets())
         flat = idx.reshape(-1)
         x = c["centroids"][c["token_cid"][flat]] + self._pq.decode(np.ascontiguousarray(c["codes"][flat]))
         qp, ql = pad_queries([q])
@@ -303,7 +406,7 @@ class PlaidIndex(MultiVectorIndex):
 
         from embforge.index._plaid_kernel import centroid_shortlists  # lazy-import: needs numba
 
-        v, _, off = self.store
+        off = self._offsets()
         cent, found, mean = c["centroids"], [], self._means(c)
         threads = self.n_threads or os.cpu_count() or 1
         stage4 = keep < self.ndocs and self.pq_bits == 8  # in the kernel (by lookup tables)
@@ -340,12 +443,15 @@ class PlaidIndex(MultiVectorIndex):
         if n_rows == 0 or not qs:
             return np.full((len(qs), 0), -1, np.int64), np.zeros((len(qs), 0), np.float32)
         c = self._build()
-        keep = max(k, self.exact) if self.exact else max(k, self.ndocs)
+        codes = self.store_kind == "codes"
+        keep = max(k, self.exact) if self.exact or codes else max(k, self.ndocs)
         found = self._shortlists(qs, c, keep)
         rows = np.full((len(qs), max(1, max(len(r) for r in found))), -1, np.int64)
         for i, r in enumerate(found):
             rows[i, : len(r)] = r
-        if self.exact:
+        if codes:  # final re-score: MaxSim over the shortlist's decoded tokens
+            vals = np.nan_to_num(self._code_scores(qs, rows, c), nan=-np.inf)
+        elif self.exact:
             v, sc, off = self.store
             vals = np.nan_to_num(maxsim_rerank_rows(qs, rows, v, off, sc), nan=-np.inf)
         else:
@@ -362,11 +468,12 @@ class PlaidIndex(MultiVectorIndex):
     def nbytes(self) -> dict[str, int]:
         """Bytes of the in-memory compressed structures and of the on-disk exact token store."""
         c = self._build()
-        v, s, off = self.store
-        return {
-            "compressed": int(sum(np.asarray(a).nbytes for a in c.values()) + np.asarray(off).nbytes),
-            "exact_store": int(np.asarray(v).nbytes + (0 if s is None else np.asarray(s).nbytes)),
-        }
+        off = self._offsets()
+        exact = 0
+        if self.store_kind == "vectors":
+            v, s, _ = self.store
+            exact = int(np.asarray(v).nbytes + (0 if s is None else np.asarray(s).nbytes))
+        return {"compressed": int(sum(np.asarray(a).nbytes for a in c.values()) + np.asarray(off).nbytes), "exact_store": exact}
 
     # ---- persistence --------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -381,26 +488,42 @@ class PlaidIndex(MultiVectorIndex):
             "pq_bits": self.pq_bits,
             "n_threads": self.n_threads,
             "t_cs": self.t_cs,
+            "store": self.store_kind,
         }
 
     def _write(self, d: Path) -> None:
         built = self._build() if self.idmap.n_rows else {}  # first: training fixes nlist and the PQ
-        super()._write(d)
+        if self.store_kind == "codes":  # no token store: offsets, ids and the codes below
+            save_array(d, "offsets", self._offsets())
+            self.idmap.save(d)
+            write_manifest(d, self.kind, self.config(), dim=self.m, count=len(self))
+        else:
+            super()._write(d)
         for name, a in built.items():
-            save_array(d, f"plaid_{name}", a)
+            if not (name == "doc_mean" and self.store_kind == "codes"):  # recomputed from the codes at load
+                save_array(d, f"plaid_{name}", a)
         if built:
             save_array(d, "plaid_pq", faiss_module().vector_to_array(self._pq.centroids))
 
     @classmethod
     def _read(cls, d: Path, manifest: dict[str, Any], mmap: bool) -> PlaidIndex:
         idx = cls._from_config(d, manifest)  # unknown keys or bad values: CheckpointError
-        base = MultiVectorIndex._read(d, {**manifest, "config": {"dtype": idx.dtype}}, mmap)
-        idx.idmap, idx.m, idx._store = base.idmap, base.m, base._store
+        if idx.store_kind == "codes":
+            idx._read_code_store(d, manifest)
+        else:
+            base = MultiVectorIndex._read(d, {**manifest, "config": {"dtype": idx.dtype}}, mmap)
+            idx.idmap, idx.m, idx._store = base.idmap, base.m, base._store
+        if idx.store_kind == "codes" and idx.idmap.n_rows and not (d / "plaid_pq.npy").exists():
+            raise CheckpointError(
+                f"{d / 'plaid_pq.npy'} is missing: a store='codes' index keeps its tokens only as codes; rebuild it"
+            )
         if (d / "plaid_pq.npy").exists():
             names = ("centroids", "token_cid", "codes", "ivf_ptr", "ivf_docs")
             idx._codes = {n: load_array(d, f"plaid_{n}", mmap and n != "centroids") for n in names}
             idx._pq = idx._check_codes(d, idx._codes, np.asarray(load_array(d, "plaid_pq", False)))
-            if (d / "plaid_doc_mean.npy").exists():
+            if idx.store_kind == "codes":
+                idx._codes["doc_mean"] = idx._code_means(idx._codes["codes"], idx._offsets()).astype(np.float16)
+            elif (d / "plaid_doc_mean.npy").exists():
                 idx._codes["doc_mean"] = load_array(d, "plaid_doc_mean", False)
                 check_array(d, "plaid_doc_mean", idx._codes["doc_mean"], "f", 2, idx.idmap.n_rows)
                 if idx._codes["doc_mean"].shape[1] != idx.m:
@@ -415,11 +538,23 @@ class PlaidIndex(MultiVectorIndex):
             idx._built_rows = idx.idmap.n_rows
         return idx
 
+    def _read_code_store(self, d: Path, manifest: dict[str, Any]) -> None:
+        """ids, dim and token offsets of a store="codes" index (no vectors.npy): the token count
+        is checked against the codes by :meth:`_check_codes`."""
+        self.idmap, self.m = IdMap.load(d), manifest.get("dim")
+        off = np.asarray(load_array(d, "offsets", False))
+        check_array(d, "offsets", off, "iu", 1, self.idmap.n_rows + 1)
+        n_tokens = int(off[-1]) if len(off) else 0
+        check_offsets(d, "offsets", off, self.idmap.n_rows, n_tokens)
+        if self.idmap.n_rows and (not isinstance(self.m, int) or isinstance(self.m, bool) or self.m < 1):
+            raise CheckpointError(f"{d / 'index.json'}: dim {self.m!r} is not a positive int; the index is corrupt, rebuild it")
+        self._store, self._vectors_absent = (np.zeros((0, int(self.m or 0)), self.dtype), None, off.astype(np.int64)), True
+
     def _check_codes(self, d: Path, c: dict[str, np.ndarray], pq_centroids: np.ndarray) -> Any:
         """Shapes, dtypes and bounds of the loaded PLAID arrays (they index each other and feed
         faiss, which checks nothing: an out-of-range centroid id or document row would read past an
         array); returns the residual product quantizer. Raises CheckpointError naming the file."""
-        m, n_tokens, n_rows = int(self.m or 0), len(self.store[0]), self.idmap.n_rows
+        m, n_tokens, n_rows = int(self.m or 0), int(self._offsets()[-1]), self.idmap.n_rows
         if m < 1 or m % int(self.pq_m or 0):
             raise CheckpointError(
                 f"{d / 'index.json'}: pq_m={self.pq_m} does not divide the token dim {m}; the index is "

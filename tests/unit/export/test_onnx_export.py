@@ -20,7 +20,7 @@ from torch import nn
 from embforge.errors import CheckpointError, ConfigError
 from embforge.export import export_onnx
 from embforge.export import onnx as export_mod
-from embforge.export.onnx import ffn_down_matmuls
+from embforge.export.onnx import ffn_down_matmuls, matmul_groups
 from embforge.model.builders import tiny_bert
 from embforge.model.checkpoint import load_encoder, resolve_backend, trained_heads
 from embforge.model.config import EncoderConfig
@@ -181,16 +181,15 @@ def test_int8_runs_every_head_close_to_fp32(tmp_path, tiny_m3, tiny_m3_path):
     graph = onnx.load(str(tmp_path / "q" / GRAPH_FILE))
     ops = {n.op_type for n in graph.graph.node}
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops, ops
-    # the default pinned by the int8 gate: layer 0's FFN down-projection stays fp32, the others are int8
-    assert export_mod.INT8_FP32_FFN_LAYERS == 1
-    assert ffn_down_matmuls(graph) == ["/backbone/encoder/layer.0/output/dense/MatMul"]
+    # the default: per-row activation scales for the FFN down-projections and the heads, per tensor elsewhere
+    assert export_mod.INT8_PER_ROW == ("ffn_down", "heads")
     n_layers = tiny_m3.backbone.config.num_hidden_layers
-    int8_ffn = [
-        n.name
-        for n in graph.graph.node
-        if n.op_type == "MatMulInteger" and "/output/dense/" in n.name and "/attention/" not in n.name
-    ]
-    assert len(int8_ffn) == n_layers - 1 >= 1 and not any("layer.0/" in n for n in int8_ffn), int8_ffn
+    rows = sorted(n.name[: -len("/rowq/yw")] for n in graph.graph.node if n.name.endswith("/rowq/yw"))
+    want = [f"/backbone/encoder/layer.{i}/output/dense/MatMul" for i in range(n_layers)]
+    assert rows == sorted([*want, "/multivector/linear/MatMul", "/sparse/linear/MatMul"]), rows
+    assert not any(n.op_type == "MatMul" and n.name in rows for n in graph.graph.node)
+    per_tensor = [n.name for n in graph.graph.node if n.op_type == "MatMulInteger"]
+    assert len(per_tensor) == 5 * n_layers, per_tensor  # Q, K, V, attention out, FFN up
     a, b = q.encode(TEXTS, heads=ALL), tiny_m3.encode(TEXTS, heads=ALL)
     cos = (a.dense * b.dense).sum(1)
     assert cos.min() >= 0.99, cos
@@ -267,3 +266,30 @@ def test_ffn_down_matmuls_finds_the_gelu_fed_projections_in_layer_order():
         "/backbone/encoder/layer.2/output/dense/MatMul",
         "/backbone/encoder/layer.10/output/dense/MatMul",
     ]
+
+
+def test_matmul_groups_by_role_and_an_unknown_group_is_refused(tmp_path):
+    names = {
+        "/backbone/encoder/layer.0/attention/self/query/MatMul": "attention",
+        "/backbone/layers.0/self_attn/k_proj/MatMul": "attention",
+        "/backbone/encoder/layer.0/attention/output/dense/MatMul": "attention_out",
+        "/backbone/encoder/layer.0/intermediate/dense/MatMul": "ffn_up",
+        "/backbone/layers.0/mlp/gate_proj/MatMul": "ffn_up",
+        "/backbone/encoder/layer.0/output/dense/MatMul": "ffn_down",
+        "/backbone/pooler/dense/MatMul": "other",
+        "/multivector/linear/MatMul": "heads",
+    }
+    nodes = [onnx.helper.make_node("MatMul", ["a", "w"], [f"y{i}"], name=n) for i, n in enumerate(names)]
+    nodes.append(
+        onnx.helper.make_node(
+            "MatMul", ["a", "a"], ["z"], name="/backbone/encoder/layer.0/attention/self/MatMul"
+        )
+    )
+    w = onnx.numpy_helper.from_array(np.zeros((4, 4), np.float32), "w")
+    graph = onnx.helper.make_model(onnx.helper.make_graph(nodes, "g", [], [], [w]))
+    groups = matmul_groups(graph)
+    assert {n: g for g, ns in groups.items() for n in ns} == names  # Q @ K^T (no constant weight) is not one
+    graph_file = tmp_path / "model.onnx"
+    onnx.save(graph, str(graph_file))
+    with pytest.raises(ConfigError, match="qkv"):
+        export_mod._quantize_int8(graph_file, ("qkv",))
