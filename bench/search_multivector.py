@@ -688,7 +688,7 @@ def _codec_lines(s: dict) -> list[str]:
             f"all documents. Codecs are trained on {c.get('train', 'a sample of')} of the shortlisted tokens' residuals. "
             + _codec_note(c, brute["dim"])
             + f"{tokens_per_doc:.1f} tokens a document; float16 = {f16} B a token; "
-            "'+ id' adds the 2-byte centroid id a token (and a per-document code spread over the document's tokens) (the index's other parts are in the bytes table; the "
+            "'+ id' adds the 2-byte centroid id a token and any per-document code spread over the document's tokens (the index's other parts are in the bytes table; the "
             "storage target, 1/8 of float16 for everything, leaves about 96 B a token with the id). 'train + encode s': "
             "wall seconds to train the codec and code the shortlisted tokens at nice 15 on the shared machine "
             "(1 faiss thread), only a rough cost; CPU s: the process CPU seconds of that; load: 1-min load average.",
