@@ -297,7 +297,9 @@ def report(ns: argparse.Namespace) -> None:
         lines.append(f"| {k} | {v} | {'>= ' + str(tgt) + 'x' if tgt else ''} | {met} |")
     lines += ["", *NOTES, "", "RESULT " + " ".join(f"{k}={v}" for k, v in results.items() if k in targets)]
     out = HERE / "results" / "encode_onnx.md"
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")  # atomic: a reader never sees half a table
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, out)
     print("\n".join(lines))
 
 
