@@ -36,7 +36,9 @@ model; a retrieval sample keeps every judged-relevant document of its sampled qu
 The ``tune`` stage (``--only base,m3,...``) runs ``embforge tune-fusion``'s grid for the base model
 and every trained M3-family model on a dev split disjoint from every evaluated query (questions of
 the XQuAD *training* articles the mix did not sample, ``--dev-queries`` per language, each language
-against its own corpus; the grid point is scored by the mean nDCG@10 over the languages), writes
+against its own corpus; plus, with ``--dev-domains xquad,nli`` (the default), sentence retrieval
+from the SNLI and KorNLI test files, which the mix never reads; the grid point is scored by the
+mean nDCG@10 over the dev sets), writes
 ``fusion.json`` into the model folder as the recipe does, and scores the fixed (1 / 0.3 / 1) and the
 tuned hybrid on every evaluation set: the report's "hybrid (tuned)" column.
 
@@ -148,6 +150,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         default=25,
         help="fusion dev: unused training-article questions per language",
+    )
+    ap.add_argument(
+        "--dev-domains",
+        default="xquad,nli",
+        help="fusion dev split: xquad (unused training-article questions, 12 languages) and/or nli "
+        "(premise -> entailed hypothesis among entailed and contradicting ones: SNLI test, en, and "
+        "KorNLI test, ko; files the mix never reads). Comma-separated.",
     )
     ap.add_argument("--shipped", default="m3", choices=list(VARIANTS)[2:], help="the RESULT's embforge")
     ap.add_argument("--threads", type=int, default=1)
@@ -529,10 +538,23 @@ TUNED = ("base", "m3_nodistill", "m3", "m3_warmup", "m3_idf", "m3_tf", "m3_terms
 
 
 def dev_sets(args, work: Path):
-    """The fusion dev split, disjoint from every evaluated query: per XQuAD language, questions of
-    the *training* articles (article index % 4 != 3) that the mix did not sample (neither trained
-    on nor set aside short of negatives), against the language's full 240-paragraph corpus,
-    sampled as the evaluation sets are (``--dev-queries``, ``--eval-docs``; seed 1)."""
+    """The fusion dev split (``--dev-domains``), disjoint from every evaluated query: XQuAD
+    questions of the *training* articles that the mix did not use, and NLI sets built from files
+    the mix never reads (``nli_dev_sets``)."""
+    domains = set(args.dev_domains.split(","))
+    unknown = domains - {"xquad", "nli"}
+    if unknown:
+        raise SystemExit(f"--dev-domains: unknown {sorted(unknown)}; choose from xquad, nli")
+    return (xquad_dev_sets(args, work) if "xquad" in domains else []) + (
+        nli_dev_sets(args) if "nli" in domains else []
+    )
+
+
+def xquad_dev_sets(args, work: Path):
+    """Per XQuAD language, questions of the *training* articles (article index % 4 != 3) that the
+    mix did not sample (neither trained on nor set aside short of negatives), against the
+    language's full 240-paragraph corpus, sampled as the evaluation sets are (``--dev-queries``,
+    ``--eval-docs``; seed 1)."""
     from embforge.data.convert.squad import find_xquad_files, read_squad
     from embforge.data.mix import held_apart
     from embforge.eval.datasets import RetrievalSet, load_beir
@@ -549,11 +571,51 @@ def dev_sets(args, work: Path):
         full = load_beir(ev, split="test", language=lang)  # corpus: every paragraph of the language
         paras = [p for p in read_squad(files[lang]) if not held_apart(int(p.doc_id.split("-")[0]))]
         qs = [(qid, text, p.doc_id) for p in paras for qid, text in p.questions if text not in used]
+        if not qs:
+            print(f"  dev-{lang}: every training-article question is in the mix; no dev set", flush=True)
+            continue
         ds = RetrievalSet(
             f"dev-{lang}", full.doc_ids, full.doc_texts, [q for q, _, _ in qs], [t for _, t, _ in qs],
             {q: {d: 1} for q, _, d in qs}, lang, full.meta,
         )  # fmt: skip
         out.append(sample_retrieval(ds, args.dev_queries, args.eval_docs, seed=1))
+    return out
+
+
+#: NLI dev files the mix never reads (it trains on SNLI dev and KorNLI's xnli.dev): (name, rows, language).
+NLI_DEV = (
+    ("dev-nli-en", ("snli", "nli/snli_esnli", "test"), "en"),
+    ("dev-nli-ko", ("tsv", "nli/kornli_xnli_ko/xnli.test.ko.tsv", ""), "ko"),
+)
+
+
+def nli_dev_sets(args):
+    """Sentence retrieval out of XQuAD's domain, one set per NLI test file: ``--eval-docs`` / 2
+    premises (seeded), each premise a query whose relevant document is its entailed hypothesis;
+    the corpus is the entailed AND the contradicting hypothesis of every sampled premise, so each
+    query meets a lexically close wrong answer (where a lexical head alone is misled). The first
+    ``--dev-queries`` premises are the queries."""
+    from embforge.data.convert.nli import nli_triples, read_nli_lines, read_nli_tsv
+    from embforge.eval.datasets import RetrievalSet
+
+    out = []
+    for name, (kind, rel, split), lang in NLI_DEV:
+        path = DATA / rel
+        if kind == "snli":
+            rows = read_nli_lines(path / f"s1.{split}", path / f"s2.{split}", path / f"labels.{split}")
+        else:
+            rows = read_nli_tsv(path)
+        triples = list(nli_triples(rows, "first", name, lang))
+        n = min(len(triples), max(1, (args.eval_docs or 240) // 2))
+        picked = random.Random(f"1-{name}").sample(triples, n)
+        doc_ids = [f"{i}-{k}" for i in range(n) for k in ("ent", "con")]
+        doc_texts = [x for t in picked for x in (t.positive, t.negative)]
+        nq = min(n, args.dev_queries or n)
+        qids = [f"q{i}" for i in range(nq)]
+        qrels = {f"q{i}": {f"{i}-ent": 1} for i in range(nq)}
+        meta = {"path": str(path), "split": split, "language_source": "given"}
+        queries = [t.query for t in picked[:nq]]
+        out.append(RetrievalSet(name, doc_ids, doc_texts, qids, queries, qrels, lang, meta))
     return out
 
 

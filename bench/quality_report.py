@@ -326,23 +326,28 @@ def fusion_table(fixed: dict) -> list[str]:
     if not tuned:
         return []
     any_run = next(iter(next(iter(tuned.values())).values()))
-    dev = any_run["dev"]
+    xq = {k: v for k, v in any_run["dev"].items() if not k.startswith("dev-nli")}
+    x0 = next(iter(xq.values()), {"queries": 0, "docs": 0})
     lines = [
         "## Tuned fusion (`embforge tune-fusion` grid, mean nDCG@10 over the dev sets, shipped margin)", "",
         f"Dev split, disjoint from every evaluated query: questions of the XQuAD *training* articles that the "
-        f"mix did not sample, {len(dev)} languages x {next(iter(dev.values()))['queries']} queries, each against "
-        f"its language's corpus sampled to {next(iter(dev.values()))['docs']} documents. dbpedia has no dev "
-        "queries (out of domain for the tuning).", "",
-        "| model | seed | chosen fusion | weights d / s / m | dev nDCG@10 paper 1/0.3/1 | dev best point | decision | coverage split (low-coverage queries' weights d / s / m, dev gain) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"mix did not sample, {len(xq)} languages x {x0['queries']} queries, each against its language's corpus "
+        f"sampled to {x0['docs']} documents; where the 'dev sets' column says '+ nli', also sentence retrieval "
+        "from the SNLI (en) and KorNLI (ko) test files, which the mix never reads (premise -> its entailed "
+        "hypothesis, among the entailed and the contradicting hypotheses of the sampled premises; "
+        "`bench/quality.py` `nli_dev_sets`). dbpedia has no dev queries (out of domain for the tuning).", "",
+        "| model | seed | dev sets | chosen fusion | weights d / s / m | dev nDCG@10 paper 1/0.3/1 | dev best point | decision | coverage split (low-coverage queries' weights d / s / m, dev gain) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for v in ("base", *VARIANTS):
         for seed, r in sorted(tuned.get(v, {}).items()):
             f, t = r["fusion"], r["fusion"]["tuned"]
             w = " / ".join(f"{f['weights'].get(h, 0):g}" for h in COLS[:3])
             bw = " / ".join(f"{t['best']['weights'].get(h, 0):g}" for h in COLS[:3])
+            n_nli = sum(k.startswith("dev-nli") for k in r["dev"])
+            sets = f"{len(r['dev']) - n_nli} xquad" + (f" + {n_nli} nli" if n_nli else "")
             lines.append(
-                f"| {VARIANTS[v].split(' ')[0] + ' ' + v if v in VARIANTS else 'base model'} | {'-' if seed < 0 else seed} | {f['fusion']} | {w} | "
+                f"| {VARIANTS[v].split(' ')[0] + ' ' + v if v in VARIANTS else 'base model'} | {'-' if seed < 0 else seed} | {sets} | {f['fusion']} | {w} | "
                 f"{t['paper_default_ndcg@10']:.4f} | {t['best']['fusion']} {bw}: {t['best']['ndcg@10']:.4f} | {t['decision']} | {_split_cell(t)} |"
             )
     return lines + [""]

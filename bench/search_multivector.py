@@ -9,7 +9,11 @@ lock) are apart from timings (short pieces under the bench lock), and a piece ca
     flock -x /tmp/embforge-bench.lock nice -n -10 $P brute   # exact MaxSim: reference top-10 + timing
     flock -x /tmp/embforge-bench.lock nice -n -10 $P query   # PlaidIndex settings: speed, recall, bytes
     flock -x /tmp/embforge-bench.lock nice -n -10 $P peers   # qdrant local MaxSim; voyager (side venv)
-    $P report
+    nice -n 15 $P codecs --index plaid-real-nlist8192-pq64 --codec-ndocs 768  # residual codecs (not a timing)
+    $P report                          # or `report --codecs-only`: the codecs tables alone (OUT_CODECS)
+
+faiss's bundled OpenBLAS runs its SSE3 sgemm kernel on this CPU unless OPENBLAS_CORETYPE=SKYLAKEX is
+set (k-means 3.5x slower): set it for `build` and `codecs`.
 
 Data. 100k set: bench/search.py's corpus (dbpedia + XQuAD sentences + Tatoeba) with its projected
 text-like 128-d token vectors (``projected_multivectors``: a Gaussian vector per real WordPiece id
@@ -27,9 +31,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
@@ -54,6 +60,7 @@ from search import (  # noqa: E402
 )
 
 OUT = ROOT / "bench" / "results" / "search_multivector.md"
+OUT_CODECS = ROOT / "bench" / "results" / "search_multivector_codecs.md"  # report --codecs-only
 SETS = ("projected", "real")
 # the settings timed (the first is the shipped default); build settings per set
 BUILD = {"projected": {}, "real": {}}
@@ -80,6 +87,12 @@ def _save_state(w: Path, key: str, value) -> None:
     tmp = w / "state.json.tmp"
     tmp.write_text(json.dumps(s, indent=1))
     tmp.replace(w / "state.json")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 class Meter:
@@ -316,11 +329,179 @@ def _codec_rows(idx: PlaidIndex, queries: list[np.ndarray], ndocs: int) -> tuple
     return rows, np.nan_to_num(maxsim_rerank_rows(queries, rows, v, off, sc), nan=-np.inf)
 
 
+def _transform(vt, train: np.ndarray, res: np.ndarray, quant) -> tuple[np.ndarray, int]:
+    """Train the faiss VectorTransform ``vt`` (PCA / OPQ rotation) and ``quant`` (a faiss PQ or SQ
+    on the transformed residual) on ``train``; returns the decoded residuals and the code bytes."""
+    vt.train(train)
+    quant.train(np.ascontiguousarray(vt.apply(train)))
+    out = np.empty_like(res)
+    for a in range(0, len(res), 65536):
+        y = np.ascontiguousarray(vt.apply(np.ascontiguousarray(res[a : a + 65536])))
+        out[a : a + 65536] = vt.reverse_transform(np.ascontiguousarray(quant.decode(quant.compute_codes(y))))
+    return out, int(quant.code_size)
+
+
+def _plain(quant, train: np.ndarray, res: np.ndarray) -> tuple[np.ndarray, int]:
+    """``quant`` (faiss PQ or SQ) trained on ``train`` and applied to ``res`` (decoded residuals, code bytes)."""
+    quant.train(train)
+    out = np.empty_like(res)
+    for a in range(0, len(res), 65536):
+        out[a : a + 65536] = quant.decode(quant.compute_codes(np.ascontiguousarray(res[a : a + 65536])))
+    return out, int(quant.code_size)
+
+
+def _colbert_buckets(bits: int, train: np.ndarray, res: np.ndarray) -> tuple[np.ndarray, int]:
+    """ColBERTv2: per-dimension quantile buckets of the residual (one cut list for all dims)."""
+    cuts = np.quantile(train, np.linspace(0, 1, 2**bits + 1)[1:-1])
+    mids = np.array([train[np.searchsorted(cuts, train) == j].mean() for j in range(2**bits)], np.float32)
+    return mids[np.searchsorted(cuts, res)], res.shape[1] * bits // 8
+
+
+def _pq_codec(m: int, sub: int, bits: int):
+    def make(t, r):
+        import faiss
+
+        q = faiss.ProductQuantizer(m, sub, bits)
+        q.cp.niter = 25 if bits == 8 else 15  # faiss' default; fewer for the large codebooks
+        return _plain(q, t, r)
+
+    return make
+
+
+def _sq_codec(m: int, qt: int):
+    import faiss
+
+    return lambda t, r: _plain(faiss.ScalarQuantizer(m, qt), t, r)
+
+
+def _opq_codec(m: int, sub: int, d2: int):
+    def make(t, r):
+        import faiss
+
+        vt = faiss.OPQMatrix(m, sub, d2)
+        vt.niter, vt.max_train_points = 20, 65536
+        return _transform(vt, t, r, faiss.ProductQuantizer(d2, sub, 8))
+
+    return make
+
+
+def _pcasq_codec(m: int, d2: int, qt: int):
+    import faiss
+
+    return lambda t, r: _transform(faiss.PCAMatrix(m, d2, 0, False), t, r, faiss.ScalarQuantizer(d2, qt))
+
+
+def _docmean_codec(m: int, sub: int, d2: int):
+    """The document's mean residual coded once a document (faiss PQ 96 x 8-bit), then each token's
+    residual minus that decoded mean by OPQ ``sub`` x 8-bit (to ``d2`` dims): the per-text context
+    that all tokens of a text share is paid once, not per token."""
+
+    def make(d: dict) -> tuple[np.ndarray, int, int]:
+        import faiss
+
+        lens, res = d["lens"], d["res"]
+        dpos = np.repeat(np.arange(len(lens)), lens)
+        mu = np.zeros((len(lens), m), np.float32)
+        np.add.at(mu, dpos, res)
+        mu /= np.maximum(lens, 1)[:, None]
+        mean_pq = faiss.ProductQuantizer(m, 96 if m % 96 == 0 else m // 4, 8)
+        mu_hat, doc_bytes = _plain(mean_pq, np.ascontiguousarray(mu[:: max(1, len(mu) // 65536)]), mu)
+        r2 = res - mu_hat[dpos]
+        take = np.random.default_rng(1).choice(len(r2), min(len(r2), len(d["train"])), replace=False)
+        dec, token_bytes = _opq_codec(m, sub, d2)(np.ascontiguousarray(r2[take]), r2)
+        return mu_hat[dpos] + dec, token_bytes, doc_bytes
+
+    return make
+
+
+def _on_residuals(make):
+    """A ``make(train, res)`` codec as a ``make(d)`` one (no per-document bytes)."""
+    return lambda d: (*make(d["train"], d["res"]), 0)
+
+
+def _codec_bank(m: int, groups: set[str]) -> list[tuple[str, Any]]:
+    """(name, make) for every codec of the chosen groups; ``make(train, res)`` returns the decoded
+    residuals and the bytes a token's code takes (the 2-byte centroid id not included).
+
+    base: PQ M x 8-bit, SQ8/SQ4 (faiss), ColBERTv2 1-2 bit buckets.
+    opq: a learned rotation (faiss OPQMatrix; to fewer dims, 4 a sub-quantizer, below 96 bytes) before PQ M x 8-bit.
+    pcasq: PCA of the residual to d' dims (faiss PCAMatrix), then a per-dim scalar quantizer (faiss SQ).
+    docmean: the document's mean residual coded once (PQ), then OPQ of each token's residual minus it.
+    pqbits: PQ with more bits on fewer sub-quantizers (M x 10/12 bit; not 16-bit: 65536 codewords a
+    sub-quantizer, each needing >= 65536 training residuals and a 65536-wide search per code)."""
+    import faiss
+
+    SQ = faiss.ScalarQuantizer
+    bank: dict[str, list[tuple[str, Any]]] = {
+        "base": [(f"residual PQ {s}x8-bit", _pq_codec(m, s, 8)) for s in (16, 32, 48, 64, 96) if m % s == 0 and m // s >= 2]
+        + [(f"residual SQ{b}", _sq_codec(m, q)) for q, b in ((SQ.QT_8bit, 8), (SQ.QT_4bit, 4))]
+        + [(f"ColBERTv2 {b}-bit buckets", (lambda b: lambda t, r: _colbert_buckets(b, t, r))(b)) for b in (1, 2)],  # noqa: B023
+        "opq": [
+            (f"OPQ{s} rotation ({m}->{d2}) + PQ {s}x8-bit", _opq_codec(m, s, d2))
+            for s, d2 in ((64, m), (80, 320), (94, 376), (96, m))
+            if d2 <= m and d2 % s == 0
+        ],
+        "pcasq": [
+            (f"PCA {m}->{d2} + SQ{b}", _pcasq_codec(m, d2, q))
+            for d2, q, b in ((94, SQ.QT_8bit, 8), (125, SQ.QT_6bit, 6), (128, SQ.QT_6bit, 6), (188, SQ.QT_4bit, 4))
+            if d2 <= m
+        ],
+        "pqbits": [(f"residual PQ {s}x{b}-bit", _pq_codec(m, s, b)) for s, b in ((64, 10), (48, 12)) if m % s == 0],
+    }
+    chosen = [(name, _on_residuals(make)) for g in bank if g in groups for name, make in bank[g]]
+    if "docmean" in groups:  # bytes: token code + the document's code spread over its tokens
+        chosen += [
+            (f"doc mean PQ 96x8 + OPQ{s} ({m}->{d2}) x8-bit of token - mean", _docmean_codec(m, s, d2))
+            for s, d2 in ((80, 320), (88, 352))
+            if d2 <= m and d2 % s == 0
+        ]
+    return chosen
+
+
+def _codec_data(idx: PlaidIndex, rows: np.ndarray, train_tokens: int) -> dict:
+    """The shortlisted documents' tokens: float32 vectors, centroid bases, residuals, a training
+    sample of residuals, the compact offsets and the shortlist rows into them."""
+    c, (v, _, off) = idx._build(), idx.store
+    cent, cid = c["centroids"], np.asarray(c["token_cid"]).astype(np.int64)
+    docs = np.unique(rows[rows >= 0])
+    lens = off[docs + 1] - off[docs]
+    tok = np.concatenate([np.arange(off[d], off[d + 1]) for d in docs])  # tokens of the shortlisted docs
+    x = np.asarray(v[tok], np.float32)
+    base = cent[cid[tok]]
+    res = x - base
+    rng = np.random.default_rng(0)
+    train = np.ascontiguousarray(res[rng.choice(len(res), min(len(res), train_tokens), replace=False)])
+    return {
+        "x": x, "base": base, "res": res, "train": train, "lens": lens, "nlist": len(cent),
+        "loff": np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+        "lrows": np.where(rows >= 0, np.searchsorted(docs, np.maximum(rows, 0)), -1),
+    }  # fmt: skip
+
+
+def _residual_stats(d: dict) -> dict:
+    """Mean residual norm, after the document's mean residual, and the anisotropy of the residuals:
+    the share of their variance in the top 32/94/128/188 principal directions."""
+    res, lens = d["res"], d["lens"]
+    dpos = np.repeat(np.arange(len(lens)), lens)
+    mu = np.zeros((len(lens), res.shape[1]), np.float32)
+    np.add.at(mu, dpos, res)
+    mu /= np.maximum(lens, 1)[:, None]
+    t = d["train"] - d["train"].mean(axis=0)
+    ev = np.sort(np.linalg.eigvalsh((t.T @ t) / len(t)))[::-1]
+    share = {str(k): float(ev[:k].sum() / ev.sum()) for k in (32, 94, 128, 188) if k <= len(ev)}
+    return {
+        "residual": float(np.linalg.norm(res, axis=1).mean()),
+        "after_doc_mean": float(np.linalg.norm(res - mu[dpos], axis=1).mean()),
+        "variance_share": share,
+    }
+
+
 def stage_codecs(a) -> None:
     """Recall@10 when the final re-score of a stage-3 shortlist reads decoded token codes instead of
     the float16 store (the storage target: no float16 store on disk), per codec of the token
-    residual (token - centroid): faiss PQ (M x 8-bit), faiss SQ8/SQ4, ColBERTv2's 1-2 bit
-    per-dimension buckets. Not a timing; codecs are trained on the shortlisted tokens."""
+    residual (token - centroid): see :func:`_codec_bank` (``--codec-groups``). Not a timing (each
+    codec's train + encode seconds are recorded, nice 15 on a shared machine); codecs are trained
+    on the shortlisted tokens' residuals. Rows are merged by codec name into the saved ones."""
     import faiss
 
     faiss.omp_set_num_threads(1)
@@ -330,53 +511,37 @@ def stage_codecs(a) -> None:
     idx = load_index(a.workdir / a.index)
     assert isinstance(idx, PlaidIndex)
     rows, ex = _codec_rows(idx, queries, a.codec_ndocs)
-    c, (v, _, off) = idx._build(), idx.store
-    cent, cid = c["centroids"], np.asarray(c["token_cid"]).astype(np.int64)
-    docs = np.unique(rows[rows >= 0])
-    lens = off[docs + 1] - off[docs]
-    tok = np.concatenate([np.arange(off[d], off[d + 1]) for d in docs])  # tokens of the shortlisted docs
-    loff = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)  # their offsets in a compact store
-    lrows = np.where(rows >= 0, np.searchsorted(docs, np.maximum(rows, 0)), -1)
-    x = np.asarray(v[tok], np.float32)
-    base = cent[cid[tok]]
-    res = x - base  # (T, M) token residuals
-    m = res.shape[1]
-    rng = np.random.default_rng(0)
-    train = np.ascontiguousarray(res[rng.choice(len(res), min(len(res), a.train_tokens), replace=False)])
+    d = _codec_data(idx, rows, a.train_tokens)
+    key = f"codecs-{a.index}"
+    old = _state(a.workdir).get(key, {})
+    same = old.get("ndocs") == a.codec_ndocs and old.get("nlist") == d["nlist"]
+    info = {"set": name, "ndocs": a.codec_ndocs, "nprobe": idx.nprobe, "nlist": d["nlist"], "train": len(d["train"])}
+    info["rows"] = old.get("rows", []) if same else []
+    info["norms"] = old.get("norms") if same and old.get("norms") else _residual_stats(d)
+    print(info["norms"], flush=True)
 
     def recall(recon: np.ndarray) -> float:
-        approx = np.nan_to_num(maxsim_rerank_rows(queries, lrows, recon.astype(np.float16), loff, None), nan=-np.inf)
-        top = np.argsort(-approx, axis=1)[:, : a.k]
+        approx = maxsim_rerank_rows(queries, d["lrows"], recon.astype(np.float16), d["loff"], None)
+        top = np.argsort(-np.nan_to_num(approx, nan=-np.inf), axis=1)[:, : a.k]
         return float(recall_ties(np.take_along_axis(ex, top, 1), kth, a.k))
 
-    def row(codec: str, token_bytes: float, recon: np.ndarray) -> None:
-        out.append({"codec": codec, "token_bytes": token_bytes, "doc_bytes": 0, "recall": recall(recon)})
-        print(out[-1], flush=True)
-        info = {"set": name, "ndocs": a.codec_ndocs, "nprobe": idx.nprobe, "nlist": len(cent), "rows": out}
-        _save_state(a.workdir, f"codecs-{a.index}", {**info, "partial": "(partial: the stage was stopped before its last codec) "})
+    def row(codec: str, token_bytes: int, recon: np.ndarray, m: dict, doc_bytes: int = 0) -> None:
+        r = {"codec": codec, "token_bytes": token_bytes, "doc_bytes": doc_bytes, "recall": recall(recon), "train_encode_s": m["wall_s"]}
+        r |= {"train_encode_cpu_s": m["cpu_s"], "load": m["load"]}
+        info["rows"] = [x for x in info["rows"] if x["codec"] != codec] + [r]
+        _save_state(a.workdir, key, info)
+        print(r, flush=True)
 
-    out: list[dict] = []
-    row("float16 (exact re-score)", 2 * m, x)
-    row("centroid only", 0, base)
-    for sub in (16, 32, 48, 64, 96):
-        if m % sub == 0 and m // sub >= 2:
-            q = faiss.ProductQuantizer(m, sub, 8)
-            q.train(train)
-            row(f"residual PQ {sub}x8-bit", q.code_size, base + q.decode(q.compute_codes(np.ascontiguousarray(res))))
-    for qt, bits in ((faiss.ScalarQuantizer.QT_8bit, 8), (faiss.ScalarQuantizer.QT_4bit, 4)):
-        sq = faiss.ScalarQuantizer(m, qt)
-        sq.train(train)
-        row(f"residual SQ{bits}", sq.code_size, base + sq.decode(sq.compute_codes(np.ascontiguousarray(res))))
-    for bits in (1, 2):  # ColBERTv2: per-dimension quantile buckets of the residual
-        cuts = np.quantile(train, np.linspace(0, 1, 2**bits + 1)[1:-1])
-        mids = np.array([train[np.searchsorted(cuts, train) == j].mean() for j in range(2**bits)], np.float32)
-        row(f"ColBERTv2 {bits}-bit buckets", m * bits // 8, base + mids[np.searchsorted(cuts, res)])
-    dpos = np.repeat(np.arange(len(docs)), lens)
-    mu = np.zeros((len(docs), m), np.float32)
-    np.add.at(mu, dpos, res)
-    mu /= np.maximum(lens, 1)[:, None]
-    norms = {"residual": float(np.linalg.norm(res, axis=1).mean()), "after_doc_mean": float(np.linalg.norm(res - mu[dpos], axis=1).mean())}
-    _save_state(a.workdir, f"codecs-{a.index}", {"set": name, "ndocs": a.codec_ndocs, "nprobe": idx.nprobe, "nlist": len(cent), "rows": out, "norms": norms})
+    if "base" in a.codec_groups.split(","):
+        none = {"wall_s": 0.0, "cpu_s": 0.0, "load": list(os.getloadavg()[:1]) * 2}
+        row("float16 (exact re-score)", 2 * d["res"].shape[1], d["x"], none)
+        row("centroid only", 0, d["base"], none)
+    for codec, make in _codec_bank(d["res"].shape[1], set(a.codec_groups.split(","))):
+        if (not a.codec_redo and any(x["codec"] == codec for x in info["rows"])) or not re.search(a.codec_match, codec):
+            continue  # measured on this shortlist already (rows are kept while ndocs and nlist match)
+        with Meter() as mt:
+            dec, nbytes, doc_bytes = make(d)
+        row(codec, nbytes, d["base"] + dec, mt.info(), doc_bytes)
 
 
 def stage_peers(a) -> None:
@@ -487,6 +652,25 @@ def _ratio_block(key: str, r: dict, headline: bool) -> tuple[list[str], dict]:
     return lines + [""], {"speedup": med, "recall": r["recall"], "config": c, "index": r.get("index", "plaid-projected-nlist4096"), "set": r.get("set", "projected")}
 
 
+def _codec_note(c: dict, dim: int) -> str:
+    """The residual statistics of a `codecs` run (norms, share of variance in the top principal directions)."""
+    n = c.get("norms")
+    if not n:
+        return c.get("partial", "")
+    share = n.get("variance_share", {})
+    aniso = (
+        "Share of the residuals' variance in their top " + ", ".join(f"{k}" for k in share) + " principal directions: "
+        + ", ".join(f"{v:.2f}" for v in share.values()) + " (anisotropic: isotropic would be "
+        + ", ".join(f"{int(k) / dim:.2f}" for k in share) + f" at {dim} dims). "
+        if share
+        else ""
+    )
+    return (
+        f"Mean token residual norm (token - centroid) {n['residual']:.3f} of a unit vector, "
+        f"{n['after_doc_mean']:.3f} after the document's mean residual. " + aniso
+    )
+
+
 def _codec_lines(s: dict) -> list[str]:
     """The `codecs` stage's tables: recall@10 of a decoded final re-score, bytes per token."""
     lines = []
@@ -497,25 +681,27 @@ def _codec_lines(s: dict) -> list[str]:
         tokens_per_doc, f16 = brute["tokens"] / brute["docs"], 2 * brute["dim"]
         lines += [
             "",
-            f"Residual codecs, **{name}** set (`codecs --index {key[len('codecs-'):]}`; not a timing): each query's "
+            f"Residual codecs, **{name}** set, {brute['docs']} documents (`codecs --index {key[len('codecs-') :]} "
+            f"--codec-ndocs {c['ndocs']}`; not a timing): each query's "
             f"stage-3 shortlist (nlist={c['nlist']}, nprobe={c['nprobe']}, ndocs={c['ndocs']}) re-scored by MaxSim over "
             "tokens decoded as centroid + coded residual instead of the float16 store; recall@10 vs exact MaxSim over "
-            "all documents. Codecs are trained on the shortlisted tokens' residuals. "
-            + (
-                f"Mean token residual norm (token - centroid) {c['norms']['residual']:.3f} of a unit vector, "
-                f"{c['norms']['after_doc_mean']:.3f} after the document's mean residual. "
-                if c.get("norms")
-                else c.get("partial", "")
-            )
+            f"all documents. Codecs are trained on {c.get('train', 'a sample of')} of the shortlisted tokens' residuals. "
+            + _codec_note(c, brute["dim"])
             + f"{tokens_per_doc:.1f} tokens a document; float16 = {f16} B a token; "
-            "'+ id' adds the 2-byte centroid id a token (the index's other parts are in the bytes table).",
+            "'+ id' adds the 2-byte centroid id a token and any per-document code spread over the document's tokens (the index's other parts are in the bytes table; the "
+            "storage target, 1/8 of float16 for everything, leaves about 96 B a token with the id). 'train + encode s': "
+            "wall seconds to train the codec and code the shortlisted tokens at nice 15 on the shared machine "
+            "(1 faiss thread), only a rough cost; CPU s: the process CPU seconds of that; load: 1-min load average.",
             "",
-            "| final re-score from | bytes/token (+ id) | of float16 | recall@10 |",
-            "| --- | ---: | ---: | ---: |",
+            "| final re-score from | bytes/token (+ id) | of float16 | recall@10 | train + encode s | CPU s | load |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for r in c["rows"]:
-            tb = r["token_bytes"] + (2 if r["token_bytes"] < f16 else 0)
-            lines.append(f"| {r['codec']} | {tb:g} | {tb / f16:.3f} | {r['recall']:.3f} |")
+        for r in sorted(c["rows"], key=lambda r: (r["token_bytes"] >= f16, r["token_bytes"], r["codec"])):
+            tb = r["token_bytes"] + r.get("doc_bytes", 0) / tokens_per_doc + (2 if r["token_bytes"] < f16 else 0)
+            sec = f"{r['train_encode_s']:.0f}" if "train_encode_s" in r else "-"
+            cpu = f"{r['train_encode_cpu_s']:.0f}" if "train_encode_cpu_s" in r else "-"
+            load = f"{r['load'][0]:.1f}" if "load" in r else "-"
+            lines.append(f"| {r['codec']} | {tb:.4g} | {tb / f16:.3f} | {r['recall']:.3f} | {sec} | {cpu} | {load} |")
     return lines
 
 
@@ -561,8 +747,38 @@ def _sweep_and_bytes(s: dict) -> list[str]:
     return lines
 
 
+def _codecs_report(a, s: dict) -> None:
+    """``report --codecs-only``: the `codecs` tables of this workdir alone, in OUT_CODECS (a workdir
+    rebuilt without the other stages' results must not overwrite the main report's)."""
+    import faiss
+
+    prep = s.get("prep-real", {})
+    lines = [
+        "# Multi-vector residual codecs on real vectors (bench/search_multivector.py `codecs`)",
+        "",
+        f"Commands (from the repository root; W={a.workdir}): `nice -n 15 python bench/search_multivector.py --workdir $W "
+        "prep --real N`, `OPENBLAS_CORETYPE=SKYLAKEX nice -n 15 ... build --sets real --pq-m 64` (faiss's bundled "
+        "OpenBLAS otherwise runs its SSE3 kernel on this CPU: k-means 3.5x slower), `nice -n 15 ... brute --sets real` "
+        "(exact MaxSim over every document: the reference top-10; its speed is not used here), "
+        "`OPENBLAS_CORETYPE=SKYLAKEX OPENBLAS_NUM_THREADS=1 nice -n 15 ... codecs --index plaid-real-nlistN-pq64 "
+        "--codec-ndocs D --train-tokens 65536 --codec-groups G [--codec-match REGEX]` (one run a group), "
+        "`... report --codecs-only`.  ",
+        f"CPU flags: {cpu_flags()}; {os.cpu_count()} cores (virtual CPUs of a shared VM). Versions: faiss "
+        f"{faiss.__version__}, numpy {np.__version__}.  ",
+        f"Data: the first {prep.get('docs', '?')} documents of bench/search.py's corpus encoded by the bundled "
+        "all-MiniLM-L6-v2 with embforge's untrained multivector head (W_mul = identity: the backbone's last hidden "
+        "states without [CLS], L2-normalised, 384-d, float16, max_length 128); 100 queries encoded the same way.",
+    ]
+    lines += _codec_lines(s)
+    _write_atomic(OUT_CODECS, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def stage_report(a) -> None:
     s = _state(a.workdir)
+    if a.codecs_only:
+        _codecs_report(a, s)
+        return
     lines = _report_head(s)
     result: dict = {}
     head_key = "ratio" if "ratio" in s else "ratio-projected-shipped"  # `ratio` run last (or the earlier headline)
@@ -599,7 +815,7 @@ def stage_report(a) -> None:
         f"RESULT mv_first_stage_speedup={result.get('speedup', float('nan')):.1f} "
         f"mv_recall10={result.get('recall', float('nan')):.3f} mv_bytes_ratio={result.get('ratio', float('nan')):.3f}"
     )
-    OUT.write_text("\n".join(lines) + "\n")
+    _write_atomic(OUT, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -617,7 +833,11 @@ def main() -> None:
     ap.add_argument("--index", default="plaid-projected-nlist4096", help="ratio/codecs: the index folder in the workdir")
     ap.add_argument("--setting", default="", help='ratio: JSON query settings over the shipped ones, e.g. {"nprobe": 2}')
     ap.add_argument("--codec-ndocs", type=int, default=2048, help="codecs: stage-3 shortlist re-scored by each codec")
+    ap.add_argument("--codec-groups", default="base,opq,pcasq,pqbits", help="codecs: comma-separated codec groups (see _codec_bank)")
     ap.add_argument("--key", default="ratio", help="ratio: the state key (report: 'ratio' is the headline, ratio-* listed)")
+    ap.add_argument("--codec-match", default="", help="codecs: only the codecs whose name matches this regex")
+    ap.add_argument("--codec-redo", action="store_true", help="codecs: re-measure codecs already in the state")
+    ap.add_argument("--codecs-only", action="store_true", help="report: only the codecs tables, to " + OUT_CODECS.name)
     ap.add_argument("--only", default="", help="query: comma-separated index folder names (default: all)")
     ap.add_argument("--nlist", type=int, default=None, help="build: centroids (default: PlaidIndex's rule)")
     ap.add_argument("--pq-m", type=int, default=None, help="build: PQ sub-quantizers a token (default: dim / 8)")

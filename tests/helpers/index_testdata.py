@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from embforge.index import load_index
+from embforge.index import storage as storage_mod
 from embforge.types import SparseVectors
 
 
@@ -48,3 +51,25 @@ def topical_docs(n: int, m: int, seed: int, n_topics: int = 24) -> list[np.ndarr
 
 def recall(got: list[list[str]], ref: list[list[str]]) -> float:
     return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(got, ref)]))
+
+
+def check_plaid_save_crash(idx, ids, docs, queries, first: int, path, monkeypatch) -> None:
+    """Save ``idx`` holding ``first`` documents, add the rest, make the codes write fail (disk full)
+    during the second save, and check that the folder still loads as the first save with the same
+    answers: a PLAID index is never half-written."""
+    idx.add(ids[:first], docs[:first])
+    idx.save(path)
+    before = load_index(path).search(queries, k=5)
+    idx.add(ids[first:], docs[first:])
+    real = storage_mod.save_array
+
+    def dies(d, name, a):
+        if name.startswith("plaid_codes"):
+            raise OSError("disk full")
+        real(d, name, a)
+
+    monkeypatch.setattr("embforge.index.plaid.save_array", dies)
+    with pytest.raises(OSError, match="disk full"):
+        idx.save(path)
+    after = load_index(path)
+    assert len(after) == first and after.search(queries, k=5).ids == before.ids

@@ -8,8 +8,7 @@ import pytest
 
 from embforge.errors import ConfigError
 from embforge.index import MultiVectorIndex, PlaidIndex, load_index
-from embforge.index import storage as storage_mod
-from helpers.index_testdata import topical_docs
+from helpers.index_testdata import check_plaid_save_crash, topical_docs
 
 IDS = [f"d{i}" for i in range(600)]
 
@@ -103,23 +102,7 @@ def test_save_load_mmap_and_add_after_load(tmp_path, data):
 
 def test_crash_during_save_keeps_previous_index(tmp_path, monkeypatch, data):
     docs, queries, _ = data
-    idx = PlaidIndex()
-    idx.add(IDS[:300], docs[:300])
-    idx.save(tmp_path / "pl")
-    before = load_index(tmp_path / "pl").search(queries, k=5)
-    idx.add(IDS[300:], docs[300:])
-    real = storage_mod.save_array
-
-    def dies(d, name, a):
-        if name.startswith("plaid_codes"):
-            raise OSError("disk full")
-        real(d, name, a)
-
-    monkeypatch.setattr("embforge.index.plaid.save_array", dies)
-    with pytest.raises(OSError, match="disk full"):
-        idx.save(tmp_path / "pl")
-    after = load_index(tmp_path / "pl")
-    assert len(after) == 300 and after.search(queries, k=5).ids == before.ids
+    check_plaid_save_crash(PlaidIndex(), IDS, docs, queries, 300, tmp_path / "pl", monkeypatch)
 
 
 def test_delete_and_bad_config(data):

@@ -11,7 +11,7 @@ import pytest
 
 from embforge.errors import CheckpointError, ConfigError
 from embforge.index import MultiVectorIndex, PlaidIndex, load_index
-from helpers.index_testdata import topical_docs
+from helpers.index_testdata import check_plaid_save_crash, topical_docs
 
 N = 400
 IDS = [f"d{i}" for i in range(N)]
@@ -114,26 +114,9 @@ def test_add_delete_compact_after_load(tmp_path, data, built):
 
 
 def test_crash_during_save_keeps_previous_index(tmp_path, monkeypatch, data):
-    from embforge.index import storage as storage_mod
-
     docs, queries, _ = data
     idx = PlaidIndex(nlist=16, pq_m=16, store="codes")
-    idx.add(IDS[:200], docs[:200])
-    idx.save(tmp_path / "pl")
-    before = load_index(tmp_path / "pl").search(queries, k=5)
-    idx.add(IDS[200:], docs[200:])
-    real = storage_mod.save_array
-
-    def dies(d, name, a):
-        if name.startswith("plaid_codes"):
-            raise OSError("disk full")
-        real(d, name, a)
-
-    monkeypatch.setattr("embforge.index.plaid.save_array", dies)
-    with pytest.raises(OSError, match="disk full"):
-        idx.save(tmp_path / "pl")
-    after = load_index(tmp_path / "pl")
-    assert len(after) == 200 and after.search(queries, k=5).ids == before.ids
+    check_plaid_save_crash(idx, IDS, docs, queries, 200, tmp_path / "pl", monkeypatch)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,73 @@
+"""bench/quality.py's fusion dev split (issue 13): the NLI dev sets are built from files the mix
+never reads, every query has its entailed hypothesis as the one relevant document and meets its
+contradicting hypothesis in the corpus, and the sample is seeded."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "bench"))
+_spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "bench" / "quality.py")
+assert _spec is not None and _spec.loader is not None
+quality = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(quality)
+
+
+def _snli(root: Path, n: int) -> None:
+    d = root / "nli" / "snli_esnli"
+    d.mkdir(parents=True)
+    s1, s2, lab = [], [], []
+    for i in range(n):
+        for label, hyp in (("entailment", f"a dog runs {i}"), ("contradiction", f"a cat sleeps {i}"), ("neutral", "x")):
+            s1.append(f"premise {i} : a dog {i} runs in the park .")
+            s2.append(hyp)
+            lab.append(label)
+    for name, rows in (("s1", s1), ("s2", s2), ("labels", lab)):
+        (d / f"{name}.test").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _kornli(root: Path, n: int) -> None:
+    d = root / "nli" / "kornli_xnli_ko"
+    d.mkdir(parents=True)
+    rows = ["sentence1\tsentence2\tgold_label"]
+    for i in range(n):
+        rows += [f"전제 {i}\t개 {i}\tentailment", f"전제 {i}\t고양이 {i}\tcontradiction"]
+    (d / "xnli.test.ko.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    _snli(tmp_path, 40)
+    _kornli(tmp_path, 40)
+    monkeypatch.setattr(quality, "DATA", tmp_path)
+    return tmp_path
+
+
+def test_nli_dev_sets_pair_each_premise_with_its_entailment_and_contradiction(data):
+    args = argparse.Namespace(eval_docs=20, dev_queries=6)
+    sets = quality.nli_dev_sets(args)
+    assert [s.name for s in sets] == ["dev-nli-en", "dev-nli-ko"]
+    for ds in sets:
+        assert len(ds.doc_ids) == 20 and len(set(ds.doc_ids)) == 20 and len(ds.query_ids) == 6
+        docs = dict(zip(ds.doc_ids, ds.doc_texts))
+        for qid, text in zip(ds.query_ids, ds.query_texts):
+            (rel,) = ds.qrels[qid]
+            i = rel.split("-")[0]
+            num = text.split()[1]  # "premise <i> ..." / "전제 <i>"
+            assert docs[rel].split()[-1] == num and docs[f"{i}-con"].split()[-1] == num
+            assert docs[rel] != docs[f"{i}-con"]
+    again = quality.nli_dev_sets(args)
+    assert [s.query_texts for s in again] == [s.query_texts for s in sets]
+
+
+def test_dev_domains_select_and_reject(data, tmp_path):
+    args = argparse.Namespace(eval_docs=20, dev_queries=6, dev_domains="nli")
+    assert [s.name for s in quality.dev_sets(args, tmp_path)] == ["dev-nli-en", "dev-nli-ko"]
+    with pytest.raises(SystemExit, match="unknown"):
+        quality.dev_sets(argparse.Namespace(eval_docs=20, dev_queries=6, dev_domains="nli,msmarco"), tmp_path)
