@@ -256,8 +256,8 @@ def tuned_checks(sm: dict, sets: list[str], mark) -> list[str]:
             below = [d for d in sets if ps_[d][0] < 0]
             sig = [f"{d} {ps_[d][0]:+.3f} [{ps_[d][1]:+.3f}, {ps_[d][2]:+.3f}]" for d in sets if ps_[d][2] < 0]
             lines.append(
-                f"  - what-if, not shipped: the coverage split tune-fusion measured but did not keep (dev gain <= "
-                f"margin, table above) gives mean {ps_['_mean'][0]:.4f}; below the best head on "
+                f"  - what-if, not shipped: the coverage split tune-fusion measured but did not keep (its dev "
+                f"gain under the rule of that run, table above) gives mean {ps_['_mean'][0]:.4f}; below the best head on "
                 f"{', '.join(below) or 'no set'}; significantly below on {', '.join(sig) or 'no set'}"
             )
         lines.append(
@@ -362,7 +362,9 @@ def _split_cell(t: dict) -> str:
         return c["decision"]
     lw = " / ".join(f"{c['low_weights'].get(h, 0):g}" for h in COLS[:3])
     hw = " / ".join(f"{c['weights'].get(h, 0):g}" for h in COLS[:3])
-    return f"{c['decision']} ({c['num_queries_low']} low queries: {lw}; others {hw}; gain {c['gain']:+.4f})"
+    ci = c.get("gain_ci95")
+    ci_txt = f" [95% {ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else ""
+    return f"{c['decision']} ({c['num_queries_low']} low queries: {lw}; others {hw}; gain {c['gain']:+.4f}{ci_txt})"
 
 
 def sts_bitext(fixed: dict, runs: dict) -> list[str]:

@@ -145,6 +145,23 @@ def test_coverage_split_gives_low_coverage_queries_their_own_weights():
 
     assert ndcg(per_query) > ndcg(None)  # the split ranks more queries' document first
     assert info["ndcg@10"] > res.best["ndcg@10"] + 0.01
+    assert 0 < info["gain_ci95"][0] <= info["gain"] <= info["gain_ci95"][1]  # kept: significant
+
+
+def test_split_test_is_a_stratified_paired_bootstrap():
+    from embforge.eval.tune import _stratified_bootstrap
+
+    rng = np.random.default_rng(1)
+    better = [rng.normal(0.05, 0.1, 300), rng.normal(0.05, 0.1, 40)]
+    lo, hi = _stratified_bootstrap(better)
+    assert 0 < lo < 0.05 < hi
+    noise = [rng.normal(0.0, 0.1, 300), rng.normal(0.0, 0.1, 40)]
+    lo, hi = _stratified_bootstrap(noise)
+    assert lo < 0 < hi  # a gain within the query noise is not kept
+    # each set weighs the same, whatever its size: a small set's large gain moves the mean
+    lo, hi = _stratified_bootstrap([np.zeros(300), np.full(10, 0.2)])
+    assert lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
+    assert _stratified_bootstrap(noise) == _stratified_bootstrap(noise)  # seeded
 
 
 def test_no_coverage_split_without_enough_low_coverage_queries():
