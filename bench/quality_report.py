@@ -215,15 +215,16 @@ def checks(sm: dict, fixed: dict, sets: list[str], shipped: str) -> list[str]:
             # where the tune stage wrote one for every seed; else the paper's fixed weights
             own = TUNED_COL in sv and sm["tuned_ref"][shipped]["seeds"] == sm["seeds"].get(shipped)
             col = {h: (TUNED_COL if h == "hybrid" and own else h) for h in COLS}
-            worse = [
-                f"{d} {col[h]}" for d in sets for h in COLS
+            below = [
+                [d, col[h]] for d in sets for h in COLS
                 if ps[shipped][d][col[h]][0] < ndcg(base, d, h) - (0 if np.isnan(ps[shipped][d][col[h]][1]) else ps[shipped][d][col[h]][1])
             ]  # fmt: skip
+            worse = [f"{d} {c}" for d, c in below]
             lines.append(
                 f"- {mark(not worse)} no set/head of the shipped model below base by more than one std "
                 f"(hybrid = {'its tuned fusion' if own else 'fixed 1/0.3/1'}; below: {', '.join(worse) or 'none'})"
             )
-            lines += base_bootstrap(fixed, shipped, [w.rsplit(" ", 1) for w in worse])
+            lines += base_bootstrap(fixed, shipped, below)
     return lines
 
 
