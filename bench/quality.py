@@ -631,26 +631,25 @@ def nli_dev_sets(args):
 
 
 def _per_query10(mats, ds, fusion, weights, row_weights=None) -> list[float]:
-    """Each query's nDCG@10 (order of ``ds.query_ids``) of the same fused ranking as ``_ndcg10``,
-    for the report's paired bootstrap of the per-set comparisons."""
+    """Each query's nDCG@10 (order of ``ds.query_ids``; 0 for a query the run misses) of a fused
+    ranking of the whole corpus (every document a candidate); ``row_weights``: one weights mapping
+    per query (a coverage split, ``ModelFusion.query_weights``). For the set's mean (``_mean10``)
+    and the report's paired bootstrap, from ONE fusion."""
     from embforge.eval import metrics as M
     from embforge.eval.fusion import fused_run
 
     n = len(ds.doc_ids)
-    run = fused_run(mats, ds.query_ids, ds.doc_ids, fusion, weights, 10, candidates=n, row_weights=row_weights)
+    run = fused_run(
+        mats, ds.query_ids, ds.doc_ids, fusion, weights, 10, candidates=n, row_weights=row_weights
+    )
     pq = M.per_query(ds.qrels, run, (10,))
-    return [round(pq.get(q, {}).get("ndcg@10", 0.0), 6) for q in ds.query_ids]
+    return [pq.get(q, {}).get("ndcg@10", 0.0) for q in ds.query_ids]
 
 
-def _ndcg10(mats, ds, fusion, weights, row_weights=None) -> float:
-    """nDCG@10 of a fused ranking of the whole corpus (every document a candidate); ``row_weights``:
-    one weights mapping per query (a coverage split, ``ModelFusion.query_weights``)."""
-    from embforge.eval import metrics as M
-    from embforge.eval.fusion import fused_run
-
-    n = len(ds.doc_ids)
-    run = fused_run(mats, ds.query_ids, ds.doc_ids, fusion, weights, 10, candidates=n, row_weights=row_weights)
-    return float(M.evaluate(ds.qrels, run, (10,))["ndcg@10"])
+def _mean10(ds, per_query: list[float]) -> float:
+    """The set's nDCG@10 as ``metrics.evaluate`` averages it: over the judged queries, a missed one 0."""
+    judged = sum(1 for j in ds.qrels.values() if j)
+    return float(sum(per_query) / judged) if judged else 0.0
 
 
 def tuned_stage(variant: str, seed: int | None, args, work: Path) -> dict[str, Any]:
@@ -699,18 +698,20 @@ def tuned_stage(variant: str, seed: int | None, args, work: Path) -> dict[str, A
     for ds in eval_sets(args, work)[0]:
         mats = mats_of(ds)
         rw = chosen.query_weights(ds.query_texts, enc.tokenizer)
+        pq = {
+            "tuned": _per_query10(mats, ds, chosen.fusion, chosen.weights, rw),
+            "fixed": _per_query10(mats, ds, "weighted", DEFAULT_WEIGHTS),
+            **{h: _per_query10({h: mats[h]}, ds, "weighted", {h: 1.0}) for h in HEADS},
+        }
         per_set[ds.name] = {
-            "fixed": _ndcg10(mats, ds, "weighted", DEFAULT_WEIGHTS),
-            "tuned": _ndcg10(mats, ds, chosen.fusion, chosen.weights, rw),
-            "per_query": {
-                "tuned": _per_query10(mats, ds, chosen.fusion, chosen.weights, rw),
-                "fixed": _per_query10(mats, ds, "weighted", DEFAULT_WEIGHTS),
-                **{h: _per_query10({h: mats[h]}, ds, "weighted", {h: 1.0}) for h in HEADS},
-            },
+            "fixed": _mean10(ds, pq["fixed"]),
+            "tuned": _mean10(ds, pq["tuned"]),
+            "per_query": {k: [round(x, 6) for x in v] for k, v in pq.items()},
         }
         if unkept is not None:
             split_rw = unkept.query_weights(ds.query_texts, enc.tokenizer)
-            per_set[ds.name]["per_query"]["split"] = _per_query10(mats, ds, unkept.fusion, unkept.weights, split_rw)
+            split = _per_query10(mats, ds, unkept.fusion, unkept.weights, split_rw)
+            per_set[ds.name]["per_query"]["split"] = [round(x, 6) for x in split]
         print(
             f"  {ds.name}: hybrid fixed {per_set[ds.name]['fixed']:.3f} tuned {per_set[ds.name]['tuned']:.3f}"
         )
