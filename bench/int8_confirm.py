@@ -15,6 +15,8 @@ queries of ``|delta_A| - |delta_B|`` (delta: the variant's nDCG@10 minus torch's
 variant, B the second): a positive difference means B is closer to fp32.
 
     python bench/int8_confirm.py                 # bench/results/int8_confirm.md + .json
+    python bench/int8_confirm.py --variants ffn_down,heads ffn_down,heads+smooth \
+        --out bench/results/int8_smooth_confirm  # SmoothQuant (the export's default) vs none
 
 Fidelity only (no timing), so it does not take the bench lock.
 """
@@ -149,6 +151,18 @@ def paired_bootstrap(da: np.ndarray, db: np.ndarray, n: int, seed: int) -> dict[
     }
 
 
+def parse_variant(v: str) -> tuple[tuple[str, ...], float | None]:
+    """``"ffn_down,heads"`` -> (per-row groups, no smoothing); ``"ffn_down,heads+smooth"`` -> smoothing
+    with ``SMOOTH_ALPHA``; ``"...+smooth0.75"`` -> alpha 0.75 (``embforge.export.smooth``)."""
+    from embforge.export.smooth import SMOOTH_ALPHA
+
+    groups, _, smooth = v.partition("+")
+    if smooth and not smooth.startswith("smooth"):
+        raise SystemExit(f"variant {v!r}: write GROUPS or GROUPS+smooth[ALPHA]")
+    alpha = (float(smooth[6:]) if smooth[6:] else SMOOTH_ALPHA) if smooth else None
+    return tuple(g for g in groups.split(",") if g), alpha
+
+
 def export_variants(variants: list[str], work: Path) -> dict[str, Any]:
     """torch fp32 and one int8 ONNX export per variant of the bundled MiniLM with all three heads."""
     from embforge.export import export_onnx
@@ -157,8 +171,9 @@ def export_variants(variants: list[str], work: Path) -> dict[str, Any]:
     torch_enc = Encoder.from_pretrained(heads=ALL)
     encs: dict[str, Any] = {"torch": torch_enc}
     for v in variants:
-        out = work / f"int8-{v.replace(',', '+')}"
-        export_onnx(torch_enc, out, quantize="int8", int8_per_row=tuple(v.split(",")))
+        out = work / f"int8-{v.replace(',', '_')}"
+        groups, smooth = parse_variant(v)
+        export_onnx(torch_enc, out, quantize="int8", int8_per_row=groups, int8_smooth=smooth)
         encs[v] = Encoder.from_pretrained(str(out))
     return encs
 
@@ -242,14 +257,15 @@ def summary(res: dict[str, Any], deltas: dict[str, Any], args) -> dict[str, Any]
 def report(res: dict[str, Any], summ: dict[str, Any], args, cpu: tuple[str, str], command: str) -> str:
     va, vb = args.variants
     lines = [
-        "# int8 per-row variants on independent sets (bench/int8_confirm.py)",
+        "# int8 export variants on independent sets (bench/int8_confirm.py)",
         "",
         f"Command: `{command}`",
         "",
         f"CPU `{cpu[0]}`, flags (/proc/cpuinfo): `{cpu[1]}`; {platform.python_version()}, "
         f"{args.threads} threads. Bundled all-MiniLM-L6-v2 with all three heads (as the gate), torch fp32 "
         f"against its int8 ONNX export with per-token activation scales on A = ({va}) and B = ({vb}) "
-        "(the other MatMuls one scale per tensor). XQuAD: all questions of each language against its 240 "
+        "(the other MatMuls one scale per tensor; '+smooth': SmoothQuant, alpha 0.5 unless given, on the "
+        "inputs of Q/K/V and the FFN up projection, embforge.export.smooth). XQuAD: all questions of each language against its 240 "
         "paragraphs (none of these languages is bundled, so neither the gate's questions nor the dev texts); "
         f"dbpedia: every query against its relevant documents + random others ({args.dbpedia_docs} docs). "
         f"Delta = int8 nDCG@10 - torch fp32 nDCG@10. Bootstrap: {args.boot} resamples of the queries, paired, "
@@ -322,7 +338,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--langs", default=",".join(LANGS), help="XQuAD languages (comma-separated)")
     ap.add_argument("--variants", nargs=2, default=list(VARIANTS), metavar=("A", "B"),
-                    help="two INT8_PER_ROW variants, groups comma-separated")  # fmt: skip
+                    help="two int8 variants: INT8_PER_ROW groups comma-separated, +smooth[ALPHA] for SmoothQuant")  # fmt: skip
     ap.add_argument("--dbpedia-docs", type=int, default=1000, help="0: no dbpedia set")
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)

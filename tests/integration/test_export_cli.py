@@ -50,6 +50,7 @@ def test_index_with_the_export(exported, tmp_path):
 def test_user_errors_exit_2(exported, tiny_m3_path, tmp_path, monkeypatch, capsys):
     src = tmp_path / "docs.txt"
     src.write_text("hello\n", encoding="utf-8")
+    (tmp_path / "empty.txt").write_text("\n \n", encoding="utf-8")
     cases = [
         (["export", "-m", str(tiny_m3_path), "-o", str(tmp_path / "x"), "--quantize", "bf16"], "bfloat16"),
         (
@@ -57,6 +58,34 @@ def test_user_errors_exit_2(exported, tiny_m3_path, tmp_path, monkeypatch, capsy
             "choose from: onnx",
         ),
         (["export", "-m", str(tiny_m3_path), "-o", str(exported)], "exists"),
+        (
+            [
+                "export",
+                "-m",
+                str(tiny_m3_path),
+                "-o",
+                str(tmp_path / "x"),
+                "--quantize",
+                "int8",
+                "--smooth-alpha",
+                "1",
+            ],
+            "--smooth-alpha 1.0: choose a value in [0, 1)",
+        ),
+        (
+            [
+                "export",
+                "-m",
+                str(tiny_m3_path),
+                "-o",
+                str(tmp_path / "x"),
+                "--quantize",
+                "int8",
+                "--calibration",
+                str(tmp_path / "empty.txt"),
+            ],
+            "no non-empty lines",
+        ),
         (
             ["encode", str(src), "-o", str(tmp_path / "e.npy"), "-m", str(tiny_m3_path), "--backend", "onnx"],
             "embforge export",
@@ -72,3 +101,20 @@ def test_user_errors_exit_2(exported, tiny_m3_path, tmp_path, monkeypatch, capsy
             main()
         assert e.value.code == 2, argv
         assert msg in capsys.readouterr().err, argv
+
+
+def test_int8_export_with_calibration_file_and_without_smoothing(tiny_m3_path, tmp_path):
+    import onnx
+
+    calib = tmp_path / "calib.txt"
+    calib.write_text("the dog runs\nEin Hund läuft im Park\n", encoding="utf-8")
+    smooth_muls = {}
+    for name, extra in (("own", ["--calibration", str(calib)]), ("off", ["--smooth-alpha", "0"])):
+        out = tmp_path / name
+        r = CliRunner().invoke(
+            app, ["export", "-m", str(tiny_m3_path), "-o", str(out), "--quantize", "int8", *extra]
+        )
+        assert r.exit_code == 0, r.output
+        graph = onnx.load(str(out / "onnx" / "model.onnx"))
+        smooth_muls[name] = sum(n.name.endswith("/smooth") for n in graph.graph.node)
+    assert smooth_muls["own"] > 0 and smooth_muls["off"] == 0

@@ -190,10 +190,24 @@ def test_int8_runs_every_head_close_to_fp32(tmp_path, tiny_m3, tiny_m3_path):
     assert not any(n.op_type == "MatMul" and n.name in rows for n in graph.graph.node)
     per_tensor = [n.name for n in graph.graph.node if n.op_type == "MatMulInteger"]
     assert len(per_tensor) == 5 * n_layers, per_tensor  # Q, K, V, attention out, FFN up
+    # SmoothQuant (the default): one Mul per layer before Q/K/V (shared) and one before the FFN up projection
+    smooth = [n for n in graph.graph.node if n.op_type == "Mul" and n.name.endswith("/smooth")]
+    assert len(smooth) == 2 * n_layers, [n.name for n in smooth]
     a, b = q.encode(TEXTS, heads=ALL), tiny_m3.encode(TEXTS, heads=ALL)
     cos = (a.dense * b.dense).sum(1)
     assert cos.min() >= 0.99, cos
     assert [x.shape for x in a.multivector] == [x.shape for x in b.multivector]
+
+
+def test_int8_without_smoothing_and_with_own_calibration_texts(tmp_path, tiny_m3_path, caplog):
+    export_onnx(str(tiny_m3_path), tmp_path / "plain", quantize="int8", int8_smooth=None)
+    graph = onnx.load(str(tmp_path / "plain" / GRAPH_FILE))
+    assert not [n for n in graph.graph.node if n.name.endswith("/smooth")]
+    with caplog.at_level("INFO", logger="embforge"):
+        export_onnx(str(tiny_m3_path), tmp_path / "own", quantize="int8", calibration=["ein Text", "a text"])
+    assert "alpha 0.50, 2 calibration texts" in caplog.text
+    with pytest.raises(ConfigError, match="no texts"):
+        export_onnx(str(tiny_m3_path), tmp_path / "none", quantize="int8", calibration=[])
 
 
 # ----------------------------------------------------------------------- a plugin head in the graph
