@@ -166,17 +166,15 @@ def _cpu_info() -> tuple[str, str]:
 #: measured with `pytest -m slow tests/unit/export/test_onnx_quality.py` and, per variant, the same nDCG on
 #: the test split by the harness of the issue-19 session (numbers, not tuning: variants were chosen on dev).
 GATE_NOTE = (
-    "xquad-de dense -0.0108 (the gate fails by 0.0008), en +0.0037, es -0.0031, every other head and the hybrid "
-    "within 0.0031; dense cosine gates met. Per-token FFN up + down + heads (dev fidelity 0.9971, +5-8% time "
-    "in interleaved A/B runs): de -0.0095, en +0.0037, es +0.0067 (within the gate), not made the default: "
-    "the margin (0.0005 against a bootstrap sd of 0.0044) would be chosen on the gate's own questions. "
-    "Layer 0 fp32 (previous default) on dev: de -0.0018; per-token down + heads on dev: de -0.0035, "
-    "es -0.0069 (sd 0.0033): the dev questions do not separate the variants, cosine fidelity does."
-    " On sets neither choice saw (bench/results/int8_confirm.md: the nine XQuAD languages not bundled + "
-    "DBpedia), + FFN up has the higher dense cosine on all ten but not the closer nDCG@10 (mean |delta| "
-    "dense 0.0030 vs 0.0038, multivector 0.0044 vs 0.0041, hybrid 0.0044 both; xquad-hi hybrid -0.0176 vs "
-    "-0.0099): the default stays."
+    "met since SmoothQuant became the default (embforge.export.smooth: Q/K/V and FFN-up inputs smoothed, "
+    "alpha 0.5): xquad-de dense -0.0039, en +0.0031, es +0.0045; every head and the hybrid within 0.0045. "
+    "Before it (per-token FFN down + heads alone): xquad-de dense -0.0108, the gate failed by 0.0008. "
+    "SmoothQuant was chosen on dev-text fidelity (dense / token cosine 0.9954 / 0.9926 -> 0.9977 / 0.9968) "
+    "and on sets neither choice saw (bench/results/int8_smooth_confirm.md: the nine XQuAD languages not "
+    "bundled + DBpedia: mean |delta nDCG@10| hybrid 0.0044 -> 0.0020, closer on 9 of 10 sets, largest "
+    "|delta| 0.0124 -> 0.0076) before the gate ran. Its cost: bench/results/int8_speed_ab.md (interleaved)."
 )
+
 
 NOTES = [
     "Notes (read before quoting these numbers):",
@@ -185,18 +183,19 @@ NOTES = [
     "`kernel.sched_autogroup_enabled=1`); the other jobs ran at nice 15. The CPU-use column (process CPU s / "
     "wall s, measured) says how clean each row is.",
     "- bf16 (torch): on a CPU `dtype='bf16'` (and `'auto'` on AVX512-BF16/AMX CPUs) runs a cached bf16 copy of "
-    "the backbone's weights with fp32 heads (oneDNN AMX kernels), not autocast, which re-casts the weights "
+    "the backbone's weights with fp32 heads (oneDNN bf16 kernels: AMX where the CPU has it, AVX512-BF16 "
+    "otherwise; see the flags above), not autocast, which re-casts the weights "
     "at every matmul (embforge.model.precision.cast_backbone).",
     "- ONNX: the graph is traced with eager attention (embforge.export.onnx._eager_attention); ONNX Runtime "
     "fuses and quantizes that pattern. int8 = dynamic quantization, int8 weights per output channel; the FFN "
     "down-projections and the heads quantize their activations with one scale PER TOKEN "
     "(embforge.export.int8_rows, embforge.export.onnx.INT8_PER_ROW), the other MatMuls with ONNX Runtime's one "
-    "scale per tensor. Per-variant fidelity, dev nDCG and speed: src/embforge/export/onnx.py's docstring and "
+    "scale per tensor; the inputs of Q/K/V and the FFN up projection are SmoothQuant-ed first "
+    "(embforge.export.smooth). Per-variant fidelity, dev nDCG and speed: src/embforge/export/onnx.py's docstring and "
     "the int8 gate note below. Per-tensor weights and the offline transformer optimiser measured slower or "
     "worse (dense cosine min 0.75 on 400 of these texts).",
     "- int8 quality gate (tests/unit/export/test_onnx_quality.py, slow: nDCG@10 within 0.01 of torch fp32 per "
-    "head and hybrid on the held-apart XQuAD test questions): NOT met on xquad-de dense. Previous default "
-    "(layer 0 FFN down fp32): -0.0171 (bootstrap sd 0.0061); per-token FFN down + heads (now): " + GATE_NOTE,
+    "head and hybrid on the held-apart XQuAD test questions): " + GATE_NOTE,
     "- Cosines are to the embforge torch fp32 row of the same kind (dense: mean pooling, max 256 tokens; "
     "three heads: CLS pooling, max 512). fastembed truncates at min(model_max_length, max_length) of "
     "tokenizer_config.json; all-MiniLM-L6-v2 ships `max_length: 128` (max_seq_length is 256), so on the "

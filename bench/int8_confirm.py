@@ -318,8 +318,24 @@ def report(res: dict[str, Any], summ: dict[str, Any], args, cpu: tuple[str, str]
         "",
         f"Dense cosine over all sets: A mean {summ['cos_mean'][va]:.4f}, min {summ['cos_min'][va]:.4f}; "
         f"B mean {summ['cos_mean'][vb]:.4f}, min {summ['cos_min'][vb]:.4f}.",
+        "",
+        result_line(summ, va, vb),
     ]
     return "\n".join(lines) + "\n"
+
+
+def result_line(summ: dict[str, Any], va: str, vb: str) -> str:
+    """The RESULT line: hybrid mean / largest |delta nDCG@10| over sets and heads, dense cosine; a = A, b = B."""
+
+    def worst(v: str) -> float:
+        return max(summ[h][f"max_abs_delta[{v}]"] for h in SCORED)
+
+    return (
+        f"RESULT int8_hybrid_mean_abs_delta_a={summ['hybrid'][f'mean_abs_delta[{va}]']:.4f} "
+        f"int8_hybrid_mean_abs_delta_b={summ['hybrid'][f'mean_abs_delta[{vb}]']:.4f} "
+        f"int8_max_abs_delta_a={worst(va):.4f} int8_max_abs_delta_b={worst(vb):.4f} "
+        f"int8_dense_cos_a={summ['cos_mean'][va]:.4f} int8_dense_cos_b={summ['cos_mean'][vb]:.4f}"
+    )
 
 
 def write_atomic(path: Path, text: str) -> None:
