@@ -209,9 +209,8 @@ def export_onnx(
     if target.exists() and not overwrite:
         raise ConfigError(f"{target} exists; pass another output folder, or overwrite=True (--overwrite)")
     enc = _load(model, heads)
-    tmp = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent if target.parent.exists() else None)
-    )
+    target.parent.mkdir(parents=True, exist_ok=True)  # the temp folder sits beside the target: one rename
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         int8 = _Int8Options(
             tuple(int8_per_row), int8_smooth, None if calibration is None else list(calibration)

@@ -164,6 +164,15 @@ def test_quantize_choices_and_existing_folder(tmp_path, tiny_m3_path):
         export_onnx(str(tiny_m3_path), tmp_path / "b")
 
 
+def test_export_into_a_folder_that_does_not_exist_yet(tmp_path, tiny_m3_path):
+    # `embforge export -o bench/.cache/x` with no bench/.cache: the parent is made, the temp folder
+    # sits beside the target (a rename, never a cross-device move), nothing else is left
+    out = tmp_path / "not" / "yet" / "m"
+    export_onnx(str(tiny_m3_path), out)
+    assert (out / GRAPH_FILE).is_file()
+    assert [p.name for p in out.parent.iterdir()] == ["m"]
+
+
 def test_failed_export_leaves_nothing(tmp_path, tiny_m3_path, monkeypatch):
     def boom(*_a, **_k):
         raise RuntimeError("disk full")
