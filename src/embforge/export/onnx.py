@@ -102,7 +102,7 @@ from embforge.export.smooth import (
     calibration_texts,
     smooth_matmuls,
 )
-from embforge.model.checkpoint import trained_heads, write_st_files
+from embforge.model.checkpoint import ST_POOLING_MODES, trained_heads, write_st_files
 from embforge.model.encoder import Encoder
 from embforge.model.onnx_encoder import (
     GRAPH_FILE,
@@ -271,7 +271,13 @@ def _write_folder(enc: Encoder, root: Path, precision: str, int8: _Int8Options) 
     enc.tokenizer.save_pretrained(str(root))
     _tokenizer_limit(root / "tokenizer_config.json", enc.max_length)
     backbone.config.save_pretrained(str(root))
-    write_st_files(enc, root)
+    if enc.config.pooling in ST_POOLING_MODES:
+        write_st_files(enc, root)
+    else:  # e.g. NV-Embed's latent attention: the graph has it, sentence-transformers has no such module
+        logger.info(
+            "export: pooling %r has no sentence-transformers equivalent; the folder loads in embforge only",
+            enc.config.pooling,
+        )
     state = {
         f"{name}.{k}": v.detach().cpu().contiguous().clone()
         for name in enc.heads

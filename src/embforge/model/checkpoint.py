@@ -465,13 +465,17 @@ def save_encoder(enc: Encoder, path: str | os.PathLike, format: str = "embforge"
         write_st_files(enc, out)
 
 
+#: embforge pooling -> the sentence-transformers Pooling flag of the same pooling.
+ST_POOLING_MODES = {
+    "cls": "pooling_mode_cls_token",
+    "mean": "pooling_mode_mean_tokens",
+    "last_token": "pooling_mode_lasttoken",
+}
+
+
 def write_st_files(enc: Encoder, out: Path) -> None:
     """The sentence-transformers module files (modules.json, pooling, normalize, prompts) into ``out``."""
-    modes = {
-        "cls": "pooling_mode_cls_token",
-        "mean": "pooling_mode_mean_tokens",
-        "last_token": "pooling_mode_lasttoken",
-    }
+    modes = ST_POOLING_MODES
     if enc.config.pooling not in modes:
         raise ConfigError(
             f"pooling {enc.config.pooling!r} has no sentence-transformers equivalent (it supports: "

@@ -128,8 +128,12 @@ class OnnxBackbone(nn.Module):
     """The ONNX graph in the place of the HF backbone: ``forward`` returns ``last_hidden_state``.
 
     ``config`` is the backbone's HF config (hidden size, vocab, positions), so every ``Encoder``
-    property works unchanged. It has no parameters and no gradient.
+    property works unchanged. It has no parameters and no gradient. ``traced_graph``: its attention
+    pattern (e.g. a decoder made bidirectional before the export) is fixed in the graph, so backbone
+    adapters leave it alone.
     """
+
+    traced_graph = True
 
     def __init__(self, session: ort.InferenceSession, config: Any) -> None:
         super().__init__()

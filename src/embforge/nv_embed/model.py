@@ -111,9 +111,11 @@ def prepare_decoder_tokenizer(tokenizer):
 
 def adapt_decoder_backbone(backbone: nn.Module, tokenizer: Any, config: EncoderConfig) -> None:
     """The backbone adapter of decoder LLM families (``embforge.model.plugins.BACKBONE_ADAPTERS``):
-    right padding and EOS on the tokenizer, causal mask on or off per ``config.bidirectional``."""
+    right padding and EOS on the tokenizer, causal mask on or off per ``config.bidirectional``
+    (not on an exported graph, ``traced_graph``: it keeps the mask it was traced with)."""
     prepare_decoder_tokenizer(tokenizer)
-    set_bidirectional(backbone, config.bidirectional)
+    if not getattr(backbone, "traced_graph", False):
+        set_bidirectional(backbone, config.bidirectional)
 
 
 def _check_pooling(pooling: str) -> None:

@@ -154,3 +154,30 @@ np.testing.assert_allclose(back.encode({TEXTS!r}, role="query").dense, np.load({
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kind", ["llama", "mistral"])
+def test_onnx_export_of_a_bidirectional_decoder_with_latent_attention(decoder_dir, tmp_path, kind):
+    """``embforge export`` of an NV-Embed model: the graph is traced bidirectional, the reloaded folder
+    keeps that mask (no adapter re-patches the graph), latent attention is in the graph, and there
+    are no sentence-transformers module files (no such pooling there). fp32 matches torch; int8
+    (SmoothQuant on the q/k/v and gate/up inputs) stays close."""
+    from embforge.export import export_onnx
+
+    enc = _build(decoder_dir, kind, lora=False)
+    ref = enc.encode(TEXTS, role="query").dense
+    fp32 = export_onnx(enc, tmp_path / "fp32")
+    assert max(fp32.max_abs_diff.values()) <= 1e-4, fp32.max_abs_diff
+    assert not (tmp_path / "fp32" / "modules.json").exists()
+    back = Encoder.from_pretrained(str(tmp_path / "fp32"))
+    assert back.backend == "onnx" and back.config.pooling == "latent_attention"
+    np.testing.assert_allclose(back.encode(TEXTS, role="query").dense, ref, atol=1e-4)
+    export_onnx(enc, tmp_path / "int8", quantize="int8")
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "int8" / "onnx" / "model.onnx"))
+    assert (
+        sum(n.name.endswith("/smooth") for n in graph.graph.node) == 2 * enc.backbone.config.num_hidden_layers
+    )
+    got = Encoder.from_pretrained(str(tmp_path / "int8")).encode(TEXTS, role="query").dense
+    assert (got * ref).sum(1).min() >= 0.99
