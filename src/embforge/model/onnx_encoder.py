@@ -227,12 +227,28 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     return opts
 
 
+def _tokenizer(root: Path) -> Any:
+    """The tokenizer the export saved, of the class its ``tokenizer_config.json`` names.
+
+    ``AutoTokenizer`` on an exported folder prefers the class of the backbone's ``model_type``
+    (``config.json`` is the backbone's, for sentence-transformers and fastembed): a Qwen2 decoder
+    trained with another tokenizer would get ``Qwen2Tokenizer`` and other token ids."""
+    import transformers
+
+    file = root / "tokenizer_config.json"
+    name = json.loads(file.read_text(encoding="utf-8")).get("tokenizer_class") if file.is_file() else None
+    cls = getattr(transformers, name, None) if isinstance(name, str) else None
+    if cls is not None and hasattr(cls, "from_pretrained"):
+        return cls.from_pretrained(str(root))
+    return transformers.AutoTokenizer.from_pretrained(str(root))
+
+
 def load_onnx_encoder(
     path: str | os.PathLike, heads: Sequence[str] | None = None, threads: int | None = None
 ) -> OnnxEncoder:
     """Load an exported folder; ``heads`` limits the heads used (those the graph has)."""
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     root = Path(path)
     meta = read_onnx_meta(root)
@@ -251,7 +267,7 @@ def load_onnx_encoder(
         cfg.heads = [h for h in have if h in heads or h == "dense"]
     session = ort.InferenceSession(str(graph), session_options(threads), providers=["CPUExecutionProvider"])
     backbone = OnnxBackbone(session, AutoConfig.from_pretrained(str(root)))
-    enc = OnnxEncoder(backbone, AutoTokenizer.from_pretrained(str(root)), cfg, meta)
+    enc = OnnxEncoder(backbone, _tokenizer(root), cfg, meta)
     state = load_file(str(root / HEADS_FILE)) if (root / HEADS_FILE).is_file() else {}
     for name in enc.heads:
         pre = f"{name}."

@@ -156,12 +156,13 @@ np.testing.assert_allclose(back.encode({TEXTS!r}, role="query").dense, np.load({
     assert r.returncode == 0, r.stderr[-2000:]
 
 
-@pytest.mark.parametrize("kind", ["llama", "mistral"])
+@pytest.mark.parametrize("kind", ["llama", "mistral", "qwen2"])
 def test_onnx_export_of_a_bidirectional_decoder_with_latent_attention(decoder_dir, tmp_path, kind):
     """``embforge export`` of an NV-Embed model: the graph is traced bidirectional, the reloaded folder
     keeps that mask (no adapter re-patches the graph), latent attention is in the graph, and there
     are no sentence-transformers module files (no such pooling there). fp32 matches torch; int8
-    (SmoothQuant on the q/k/v and gate/up inputs) stays close."""
+    (SmoothQuant on the q/k/v and gate/up inputs) stays close. qwen2: the folder's config.json says
+    qwen2 but the tokenizer is MiniLM's: the reload keeps the saved tokenizer class (same ids)."""
     from embforge.export import export_onnx
 
     enc = _build(decoder_dir, kind, lora=False)
@@ -171,6 +172,7 @@ def test_onnx_export_of_a_bidirectional_decoder_with_latent_attention(decoder_di
     assert not (tmp_path / "fp32" / "modules.json").exists()
     back = Encoder.from_pretrained(str(tmp_path / "fp32"))
     assert back.backend == "onnx" and back.config.pooling == "latent_attention"
+    assert back.tokenizer(TEXTS[0])["input_ids"] == enc.tokenizer(TEXTS[0])["input_ids"]
     np.testing.assert_allclose(back.encode(TEXTS, role="query").dense, ref, atol=1e-4)
     export_onnx(enc, tmp_path / "int8", quantize="int8")
     import onnx
