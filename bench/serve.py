@@ -30,6 +30,9 @@ bench/results/serve_hostile.md:
 * disconnect: a 1,024-text request is abandoned (socket closed) while it encodes; reports
   the texts handed to the encoder after the client left (``embforge_encoder_texts_total``
   read just before closing and once the queue is empty; target 0).
+
+``EMBFORGE_SERVE_ARGS`` (environment): extra ``embforge serve`` options for the embforge pieces, for
+A/B runs (e.g. ``--http-parser h11``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -602,7 +606,8 @@ def server_cmd(
     if name.startswith("embforge"):
         folder, backend = (onnx_dir, "onnx") if name == "embforge-onnx-int8" else (model, "torch")
         cmd = [sys.executable, "-m", "embforge.cli.app", "serve", "--model", folder, *base, "--backend", backend,
-               "--threads", str(threads), "--heads", "dense", "--log-level", "warning"]  # fmt: skip
+               "--threads", str(threads), "--heads", "dense", "--log-level", "warning",
+               *shlex.split(os.environ.get("EMBFORGE_SERVE_ARGS", ""))]  # fmt: skip
         return cmd, "/v1/embeddings"
     if name.startswith("infinity"):  # torch on the model folder; optimum (ONNX) on the exported folder
         engine, folder = ("optimum", onnx_dir) if name == "infinity-optimum" else ("torch", model)

@@ -16,6 +16,7 @@ from embforge.cli._common import (
     set_threads,
     threads_option,
 )
+from embforge.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -103,6 +104,12 @@ def serve(
         help="Seconds an idle keep-alive connection stays open (uvicorn's default is 5).",
     ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    http_parser: str = typer.Option(
+        "auto",
+        "--http-parser",
+        help="HTTP/1.1 parser: httptools (C, faster under load), h11 (pure Python) or auto (httptools "
+        "when installed). Both enforce the request-head deadline.",
+    ),
 ) -> None:
     """Serve MODEL over HTTP: POST /v1/embeddings (OpenAI-compatible, plus sparse, multivector
     and int8/binary outputs), POST /v1/search with --index, GET /healthz and /metrics.
@@ -116,6 +123,8 @@ def serve(
     from embforge.serve.protocol import http_protocol
 
     check_exposure(host, api_key, allow_unauthenticated)  # before loading anything
+    if http_parser not in ("auto", "httptools", "h11"):
+        raise ConfigError(f"--http-parser {http_parser!r}: choose auto, httptools or h11")
     set_threads(threads)
     config = ServeConfig(
         model_name=model_name,
@@ -147,7 +156,7 @@ def serve(
         access_log=False,
         # uvicorn annotates int but only hands it to asyncio's call_later, where fractions of a second work
         timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # see above
-        http=http_protocol(config),  # h11 with a deadline on request heads (slowloris)
+        http=http_protocol(config, http_parser),  # a deadline on request heads (slowloris)
     )
 
 

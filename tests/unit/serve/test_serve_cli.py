@@ -46,3 +46,21 @@ def test_config_reports_every_problem_at_once():
         "api_key is empty",
     ):
         assert part in msg
+
+
+def test_http_parser_choice(monkeypatch, capsys):
+    from embforge.cli.app import main
+    from embforge.serve.protocol import http_protocol
+
+    monkeypatch.setattr("sys.argv", ["embforge", "serve", "--http-parser", "nope"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert (
+        e.value.code == 2 and "--http-parser 'nope': choose auto, httptools or h11" in capsys.readouterr().err
+    )
+    cfg = ServeConfig(header_timeout_s=3.0)
+    assert http_protocol(cfg).__mro__[1].__name__ == "HttpToolsHeadDeadlineProtocol"  # httptools is installed
+    assert http_protocol(cfg, "h11").__mro__[1].__name__ == "HeadDeadlineProtocol"
+    assert http_protocol(cfg, "h11").header_timeout_s == 3.0
+    with pytest.raises(ValueError, match="choose auto, httptools or h11"):
+        http_protocol(cfg, "nope")

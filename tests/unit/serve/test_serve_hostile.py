@@ -436,7 +436,10 @@ def test_hostile_big_response_is_rendered_in_chunks_between_other_requests():
     rng = np.random.default_rng(0)
     body = {
         "object": "list",
-        "data": [{"object": "embedding", "index": i, "embedding": rng.random(8).tolist(), "x": "é"} for i in range(2000)],
+        "data": [
+            {"object": "embedding", "index": i, "embedding": rng.random(8).tolist(), "x": "é"}
+            for i in range(2000)
+        ],
         "model": "m",
         "usage": {"prompt_tokens": 3, "total_tokens": 3},
     }
@@ -496,16 +499,22 @@ def _read_until_closed(s: socket.socket, timeout: float = 30.0) -> bytes:
     return out
 
 
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
 def test_hostile_slowloris_heads_and_bodies_time_out_without_blocking_others(
-    fake_encoder_cls, minilm_tokenizer
+    fake_encoder_cls, minilm_tokenizer, parser
 ):
     """Byte-at-a-time heads, a silent connection and a byte-at-a-time body are each answered 408 and
-    closed by their deadline, while a normal client is served meanwhile."""
+    closed by their deadline, while a normal client is served meanwhile (both HTTP parsers)."""
     from embforge.serve.protocol import http_protocol
 
     config = ServeConfig(header_timeout_s=0.5, body_timeout_s=1.0)
     app = create_app(fake_encoder_cls(minilm_tokenizer), config=config)
-    with serve_in_thread(app, http=http_protocol(config)) as url:
+    protocol = http_protocol(config, parser=parser)
+    assert (
+        protocol.__mro__[1].__name__
+        == {"httptools": "HttpToolsHeadDeadlineProtocol", "h11": "HeadDeadlineProtocol"}[parser]
+    )
+    with serve_in_thread(app, http=protocol) as url:
         port = int(url.rsplit(":", 1)[1])
         stop = threading.Event()
         body = b'{"input": "hello there"}'
