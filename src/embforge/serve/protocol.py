@@ -59,31 +59,23 @@ def _timeout_response(seconds: float) -> bytes:
     return head.encode("ascii") + body
 
 
-class HeadDeadlineProtocol(H11Protocol):
-    """uvicorn's ``H11Protocol`` with a deadline on each request head (``header_timeout_s``)."""
+class _HeadDeadline:
+    """The deadline's timer, shared by both parsers' protocols (mixed in before uvicorn's class):
+    ``_arm`` / ``_disarm``; disarmed when a response completes (uvicorn's keep-alive timer then
+    watches the idle connection) and when the connection is lost. Subclasses say when a request
+    head starts and ends, and what ``_head_timeout`` finds."""
 
     header_timeout_s: float = 10.0
-
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]  # uvicorn narrows the type
-        self._head_timer: asyncio.TimerHandle | None = None
-        super().connection_made(transport)
-        self._arm()  # a connection that never sends a byte is closed too
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            if self._head_timer is None:  # the first bytes of a new request head
-                self._arm()
-        else:
-            self._disarm()  # the head is complete (or the connection is done)
+    loop: asyncio.AbstractEventLoop
+    _head_timer: asyncio.TimerHandle | None
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()  # arms uvicorn's keep-alive timer for the idle wait
+        super().on_response_complete()  # type: ignore[misc]  # arms uvicorn's keep-alive timer
         self._disarm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _arm(self) -> None:
         self._disarm()
@@ -96,6 +88,26 @@ class HeadDeadlineProtocol(H11Protocol):
             self._head_timer = None
 
     def _head_timeout(self) -> None:
+        raise NotImplementedError  # each parser's protocol knows whether a head is pending
+
+
+class HeadDeadlineProtocol(_HeadDeadline, H11Protocol):
+    """uvicorn's ``H11Protocol`` with a deadline on each request head (``header_timeout_s``)."""
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]  # uvicorn narrows the type
+        self._head_timer = None
+        super().connection_made(transport)
+        self._arm()  # a connection that never sends a byte is closed too
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            if self._head_timer is None:  # the first bytes of a new request head
+                self._arm()
+        else:
+            self._disarm()  # the head is complete (or the connection is done)
+
+    def _head_timeout(self) -> None:
         self._head_timer = None
         if self.conn.their_state is not h11.IDLE or self.transport.is_closing():
             return  # a request is running: its body deadline and the app take over
@@ -104,15 +116,13 @@ class HeadDeadlineProtocol(H11Protocol):
         self.transport.close()
 
 
-class HttpToolsHeadDeadlineProtocol(HttpToolsProtocol or object):  # type: ignore[misc]
+class HttpToolsHeadDeadlineProtocol(_HeadDeadline, HttpToolsProtocol or object):  # type: ignore[misc]
     """uvicorn's ``HttpToolsProtocol`` with a deadline on each request head (``header_timeout_s``):
     armed when the connection opens and when a new request's first bytes arrive
     (``on_message_begin``), disarmed when its headers are complete."""
 
-    header_timeout_s: float = 10.0
-
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]  # uvicorn narrows the type
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_timer = None
         self._in_head = True  # waiting for (the rest of) a request head
         super().connection_made(transport)
         self._arm()  # a connection that never sends a byte is closed too
@@ -127,24 +137,6 @@ class HttpToolsHeadDeadlineProtocol(HttpToolsProtocol or object):  # type: ignor
         self._in_head = False
         self._disarm()
         super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()  # arms uvicorn's keep-alive timer for the idle wait
-        self._disarm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        self._disarm()
-        self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timeout)
-
-    def _disarm(self) -> None:
-        timer = getattr(self, "_head_timer", None)
-        if timer is not None:
-            timer.cancel()
-            self._head_timer = None
 
     def _head_timeout(self) -> None:
         self._head_timer = None
