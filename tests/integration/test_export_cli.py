@@ -51,6 +51,7 @@ def test_user_errors_exit_2(exported, tiny_m3_path, tmp_path, monkeypatch, capsy
     src = tmp_path / "docs.txt"
     src.write_text("hello\n", encoding="utf-8")
     (tmp_path / "empty.txt").write_text("\n \n", encoding="utf-8")
+    int8 = ["export", "-m", str(tiny_m3_path), "-o", str(tmp_path / "x"), "--quantize", "int8"]
     cases = [
         (["export", "-m", str(tiny_m3_path), "-o", str(tmp_path / "x"), "--quantize", "bf16"], "bfloat16"),
         (
@@ -58,34 +59,8 @@ def test_user_errors_exit_2(exported, tiny_m3_path, tmp_path, monkeypatch, capsy
             "choose from: onnx",
         ),
         (["export", "-m", str(tiny_m3_path), "-o", str(exported)], "exists"),
-        (
-            [
-                "export",
-                "-m",
-                str(tiny_m3_path),
-                "-o",
-                str(tmp_path / "x"),
-                "--quantize",
-                "int8",
-                "--smooth-alpha",
-                "1",
-            ],
-            "--smooth-alpha 1.0: choose a value in [0, 1)",
-        ),
-        (
-            [
-                "export",
-                "-m",
-                str(tiny_m3_path),
-                "-o",
-                str(tmp_path / "x"),
-                "--quantize",
-                "int8",
-                "--calibration",
-                str(tmp_path / "empty.txt"),
-            ],
-            "no non-empty lines",
-        ),
+        ([*int8, "--smooth-alpha", "1"], "--smooth-alpha 1.0: choose a value in [0, 1)"),
+        ([*int8, "--calibration", str(tmp_path / "empty.txt")], "no non-empty lines"),
         (
             ["encode", str(src), "-o", str(tmp_path / "e.npy"), "-m", str(tiny_m3_path), "--backend", "onnx"],
             "embforge export",
