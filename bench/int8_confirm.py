@@ -257,7 +257,7 @@ def summary(res: dict[str, Any], deltas: dict[str, Any], args) -> dict[str, Any]
 def report(res: dict[str, Any], summ: dict[str, Any], args, cpu: tuple[str, str], command: str) -> str:
     va, vb = args.variants
     lines = [
-        "# int8 export variants on independent sets (bench/int8_confirm.py)",
+        f"# int8 export variants on independent sets: {va} vs {vb} (bench/int8_confirm.py)",
         "",
         f"Command: `{command}`",
         "",
