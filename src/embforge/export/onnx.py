@@ -100,7 +100,9 @@ from embforge.export.smooth import (
     SMOOTH_GROUPS,
     calibration_batches,
     calibration_texts,
+    channel_absmax,
     smooth_matmuls,
+    smoothed_inputs,
 )
 from embforge.model.checkpoint import ST_POOLING_MODES, trained_heads, write_st_files
 from embforge.model.encoder import Encoder
@@ -375,24 +377,51 @@ def _eager_attention(enc: Encoder) -> Iterator[None]:
 
 
 def _smooth_int8(enc: Encoder, graph: Path, alpha: float, texts: list[str] | None) -> None:
-    """SmoothQuant the inputs of the ``SMOOTH_GROUPS`` MatMuls in place (``embforge.export.smooth``)."""
+    """SmoothQuant the inputs of the ``SMOOTH_GROUPS`` MatMuls in place (``embforge.export.smooth``).
+
+    A graph whose weights are external data (over 2 GB in fp32, e.g. BGE-M3) is written back the
+    same way, into one data file beside it (the tracer's per-tensor files are removed)."""
     import onnx
 
-    model = onnx.load(str(graph))
-    groups = matmul_groups(model)
+    head = onnx.load(str(graph), load_external_data=False)
+    groups = matmul_groups(head)
     names = [n for g in SMOOTH_GROUPS for n in groups[g]]
     if texts is None:
         texts = calibration_texts(enc.tokenizer)
     if not texts:
         raise ConfigError("int8 calibration: no texts; pass at least one text (one a line)")
-    inputs = [i.name for i in model.graph.input]
+    inputs = [i.name for i in head.graph.input]
     batches = calibration_batches(enc.tokenizer, texts, inputs, max_length=min(enc.max_length, 512))
-    res = smooth_matmuls(model, names, batches, alpha)
+    amax = channel_absmax(graph, smoothed_inputs(head, names), batches)
+    old_files = _external_files(head, graph.parent)
+    model = onnx.load(str(graph))
+    res = smooth_matmuls(model, names, amax, alpha)
     logger.info(
         "export int8: smoothed %d activation tensors (%d MatMuls, alpha %.2f, %d calibration texts)",
         len(res.tensors), len(res.matmuls), alpha, len(texts),
     )  # fmt: skip
-    onnx.save(model, str(graph))
+    if not old_files:
+        onnx.save(model, str(graph))
+        return
+    data = graph.with_name(graph.name + ".data")
+    onnx.save_model(
+        model, str(graph), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name
+    )
+    for f in old_files - {data}:
+        f.unlink(missing_ok=True)
+
+
+def _external_files(model: Any, root: Path) -> set[Path]:
+    """The external data files the graph's initializers point to (none for a graph under 2 GB)."""
+    from onnx.external_data_helper import uses_external_data
+
+    out = set()
+    for t in model.graph.initializer:
+        if uses_external_data(t):
+            loc = next((e.value for e in t.external_data if e.key == "location"), None)
+            if loc:
+                out.add(root / loc)
+    return out
 
 
 def _quantize_int8(graph: Path, per_row: Sequence[str] = INT8_PER_ROW) -> None:
@@ -418,7 +447,10 @@ def _quantize_int8(graph: Path, per_row: Sequence[str] = INT8_PER_ROW) -> None:
         op_types_to_quantize=["MatMul", "Gemm"],
         nodes_to_exclude=rows,
     )
+    fp32_data = _external_files(onnx.load(str(fp32), load_external_data=False), fp32.parent)
     fp32.unlink()
+    for f in fp32_data:  # the fp32 weights of a graph over 2 GB; the int8 graph holds its own
+        f.unlink(missing_ok=True)
     if rows:
         model = onnx.load(str(graph))
         with contextlib.suppress(ValueError):  # > 2 GB: no shapes, ORT then fuses less around the rewrite

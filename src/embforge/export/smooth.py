@@ -26,9 +26,12 @@ attention output and FFN down inputs too: 0.9977 / 0.9967, 0.9978 / 0.9967.
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +44,7 @@ __all__ = [
     "calibration_texts",
     "channel_absmax",
     "smooth_matmuls",
+    "smoothed_inputs",
 ]
 
 #: Migration strength: 0.5 splits the range evenly between activations and weights (the paper's default).
@@ -95,38 +99,54 @@ def calibration_batches(
 
 
 def channel_absmax(
-    model: Any, tensors: Sequence[str], batches: Sequence[Mapping[str, np.ndarray]], threads: int = 0
+    graph: str | os.PathLike,
+    tensors: Sequence[str],
+    batches: Sequence[Mapping[str, np.ndarray]],
+    threads: int = 0,
 ) -> dict[str, np.ndarray]:
-    """tensor -> [K] max |value| per last-axis channel over the non-padding tokens of ``batches``
-    (the graph run by ONNX Runtime with ``tensors`` as extra outputs; ``attention_mask`` in each feed)."""
+    """tensor -> [K] max |value| per last-axis channel over the non-padding tokens of ``batches``: the
+    graph file run by ONNX Runtime with ``tensors`` as extra outputs (``attention_mask`` in each feed).
+
+    The probe graph is written beside ``graph`` without loading its weights, so a graph whose weights
+    are external data (over 2 GB, e.g. BGE-M3 in fp32) is probed as it is, without a copy in memory."""
     import onnx
     import onnxruntime as ort
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
+    src = Path(graph)
+    probe = onnx.load(str(src), load_external_data=False)  # external weights stay referenced, not read
     for t in tensors:
         probe.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    amax: dict[str, np.ndarray] = {}
-    for feed in batches:
-        mask = np.asarray(feed["attention_mask"]).astype(bool)
-        for t, v in zip(tensors, sess.run(list(tensors), dict(feed))):
-            m = np.abs(np.asarray(v)[mask]).max(axis=0)  # [tokens, K] -> [K]
-            amax[t] = m if t not in amax else np.maximum(amax[t], m)
+    fd, name = tempfile.mkstemp(prefix=".probe-", suffix=".onnx", dir=src.parent)
+    os.close(fd)
+    try:
+        onnx.save(probe, name)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(name, opts, providers=["CPUExecutionProvider"])
+        amax: dict[str, np.ndarray] = {}
+        for feed in batches:
+            mask = np.asarray(feed["attention_mask"]).astype(bool)
+            for t, v in zip(tensors, sess.run(list(tensors), dict(feed))):
+                m = np.abs(np.asarray(v)[mask]).max(axis=0)  # [tokens, K] -> [K]
+                amax[t] = m if t not in amax else np.maximum(amax[t], m)
+    finally:
+        Path(name).unlink(missing_ok=True)
     return amax
 
 
+def smoothed_inputs(model: Any, matmuls: Sequence[str]) -> list[str]:
+    """The distinct input tensors of the MatMuls ``matmuls`` (what ``channel_absmax`` measures)."""
+    nodes = {n.name: n for n in model.graph.node}
+    return list(dict.fromkeys(nodes[m].input[0] for m in matmuls))
+
+
 def smooth_matmuls(
-    model: Any,
-    matmuls: Sequence[str],
-    batches: Sequence[Mapping[str, np.ndarray]],
-    alpha: float = SMOOTH_ALPHA,
+    model: Any, matmuls: Sequence[str], amax: Mapping[str, np.ndarray], alpha: float = SMOOTH_ALPHA
 ) -> SmoothResult:
-    """Smooth the inputs of the constant-weight MatMuls ``matmuls`` of ``model`` (an ``onnx.ModelProto``,
-    changed in place; module doc): one ``Mul(x, 1/s)`` after each distinct input ``x``, the weight rows
-    times ``s``. The graph computes the same function (up to float rounding)."""
+    """Smooth the inputs of the constant-weight MatMuls ``matmuls`` of ``model`` (an ``onnx.ModelProto``
+    with its weights loaded, changed in place; module doc): one ``Mul(x, 1/s)`` after each distinct
+    input ``x``, the weight rows times ``s``; ``amax``: each input's channel maxima
+    (``channel_absmax``). The graph computes the same function (up to float rounding)."""
     from onnx import helper, numpy_helper
 
     if not 0.0 < alpha < 1.0:
@@ -137,7 +157,9 @@ def smooth_matmuls(
         by_input.setdefault(nodes[name].input[0], []).append(nodes[name])
     if not by_input:
         return SmoothResult((), (), alpha)
-    amax = channel_absmax(model, list(by_input), batches)
+    missing = [x for x in by_input if x not in amax]
+    if missing:
+        raise ValueError(f"smoothing: no channel maxima for {missing[:3]}; measure them with channel_absmax")
     inits = {t.name: t for t in model.graph.initializer}
     uses: dict[str, int] = {}
     for n in model.graph.node:
@@ -151,20 +173,30 @@ def smooth_matmuls(
         inv = numpy_helper.from_array((1.0 / s).astype(np.float32), name=f"{x}/smooth_inv")
         model.graph.initializer.append(inv)
         for n, w in zip(readers, weights):
-            name = n.input[1]
-            if uses.get(name, 0) > 1:  # a shared weight: this MatMul gets its own copy
-                name = f"{n.name}/smooth_weight"
-                n.input[1] = name
-            scaled = numpy_helper.from_array((w * s[:, None]).astype(np.float32), name=name)
-            if name in inits:
-                inits[name].CopyFrom(scaled)
-            else:
-                model.graph.initializer.append(scaled)
+            _scale_rows(model, n, w, s, inits, shared=uses.get(n.input[1], 0) > 1)
             n.input[0] = f"{x}/smoothed"
         _insert_after_producer(
             model, helper.make_node("Mul", [x, inv.name], [f"{x}/smoothed"], name=f"{x}/smooth")
         )
     return SmoothResult(tuple(by_input), tuple(n.name for r in by_input.values() for n in r), alpha)
+
+
+def _scale_rows(
+    model: Any, node: Any, w: np.ndarray, s: np.ndarray, inits: dict[str, Any], shared: bool
+) -> None:
+    """``node``'s weight [K, N] with row k times ``s[k]``, in place (a weight other nodes also read:
+    this node gets its own scaled copy)."""
+    from onnx import numpy_helper
+
+    name = node.input[1]
+    if shared:
+        name = f"{node.name}/smooth_weight"
+        node.input[1] = name
+    scaled = numpy_helper.from_array((w * s[:, None]).astype(np.float32), name=name)
+    if name in inits:
+        inits[name].CopyFrom(scaled)
+    else:
+        model.graph.initializer.append(scaled)
 
 
 def _insert_after_producer(model: Any, node: Any) -> None:

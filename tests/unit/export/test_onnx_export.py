@@ -316,3 +316,32 @@ def test_matmul_groups_by_role_and_an_unknown_group_is_refused(tmp_path):
     onnx.save(graph, str(graph_file))
     with pytest.raises(ConfigError, match="qkv"):
         export_mod._quantize_int8(graph_file, ("qkv",))
+
+
+def test_int8_of_a_graph_with_external_weights_leaves_one_graph(tmp_path, tiny_m3):
+    """A graph over 2 GB in fp32 (BGE-M3) is traced with its weights in external files: smoothing reads
+    and writes them as such, quantization leaves only the int8 graph, and the outputs stay close."""
+    import onnxruntime as ort
+
+    export_onnx(tiny_m3, tmp_path / "fp32")
+    graph = tmp_path / "fp32" / GRAPH_FILE
+    batch = export_mod._check_batch(tiny_m3)
+    feed = {"input_ids": batch.input_ids.numpy(), "attention_mask": batch.attention_mask.numpy()}
+    want = ort.InferenceSession(str(graph)).run(["dense"], feed)[0]
+    # the tracer's layout for > 2 GB: one file per tensor beside the graph
+    onnx.save_model(
+        onnx.load(str(graph)),
+        str(graph),
+        save_as_external_data=True,
+        all_tensors_to_one_file=False,
+        size_threshold=0,
+    )
+    assert len(list(graph.parent.iterdir())) > 3
+    export_mod._smooth_int8(tiny_m3, graph, 0.5, None)
+    assert sorted(p.name for p in graph.parent.iterdir()) == ["model.onnx", "model.onnx.data"]
+    got = ort.InferenceSession(str(graph)).run(["dense"], feed)[0]
+    np.testing.assert_allclose(got, want, atol=1e-4)  # smoothing keeps the function
+    export_mod._quantize_int8(graph)
+    assert [p.name for p in graph.parent.iterdir()] == ["model.onnx"]
+    q = ort.InferenceSession(str(graph)).run(["dense"], feed)[0]
+    assert float((q * want).sum(1).min()) >= 0.99

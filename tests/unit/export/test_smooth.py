@@ -16,6 +16,7 @@ from embforge.export.smooth import (
     calibration_texts,
     channel_absmax,
     smooth_matmuls,
+    smoothed_inputs,
 )
 
 K, N = 32, 16
@@ -59,12 +60,20 @@ def _feeds(x: np.ndarray, mask: np.ndarray | None = None) -> list[dict[str, np.n
     return [{"x": x, "attention_mask": np.ones(x.shape[:2], np.int64) if mask is None else mask}]
 
 
-def test_smoothing_keeps_the_function_and_shares_one_mul():
+def _smooth(model: onnx.ModelProto, feeds, tmp_path, alpha: float = SMOOTH_ALPHA):
+    """channel_absmax on the saved graph, then smooth_matmuls on ``model`` (as the exporter does)."""
+    path = tmp_path / "probe-src.onnx"
+    onnx.save(model, str(path))
+    amax = channel_absmax(path, smoothed_inputs(model, list(NAMES)), feeds)
+    return smooth_matmuls(model, list(NAMES), amax, alpha=alpha)
+
+
+def test_smoothing_keeps_the_function_and_shares_one_mul(tmp_path):
     rng = np.random.default_rng(0)
     model = _graph(rng.standard_normal((K, N)), rng.standard_normal((K, N)))
     x = _outlier_inputs(rng)
     before = _run(model, x)
-    res = smooth_matmuls(model, list(NAMES), _feeds(_outlier_inputs(rng)), alpha=SMOOTH_ALPHA)
+    res = _smooth(model, _feeds(_outlier_inputs(rng)), tmp_path)
     onnx.checker.check_model(model)
     assert res.tensors == ("h",) and res.matmuls == NAMES
     muls = [n for n in model.graph.node if n.op_type == "Mul"]
@@ -78,15 +87,30 @@ def test_smoothing_keeps_the_function_and_shares_one_mul():
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
 
 
-def test_padding_tokens_do_not_set_the_channel_range():
+def test_padding_tokens_do_not_set_the_channel_range(tmp_path):
     x = np.ones((2, 3, K), np.float32)
     x[1, 2] = 1000.0  # a padding position
     mask = np.array([[1, 1, 1], [1, 1, 0]], np.int64)
     rng = np.random.default_rng(1)
-    amax = channel_absmax(
-        _graph(rng.standard_normal((K, N)), rng.standard_normal((K, N))), ["h"], _feeds(x, mask)
-    )
+    onnx.save(_graph(rng.standard_normal((K, N)), rng.standard_normal((K, N))), str(tmp_path / "g.onnx"))
+    amax = channel_absmax(tmp_path / "g.onnx", ["h"], _feeds(x, mask))
     np.testing.assert_array_equal(amax["h"], np.ones(K, np.float32))
+    assert [p.name for p in tmp_path.iterdir()] == ["g.onnx"]  # the probe graph is gone
+
+
+def test_channel_ranges_of_a_graph_with_external_weights(tmp_path):
+    """Graphs over 2 GB keep their weights in external files: the probe reads them where they are."""
+    rng = np.random.default_rng(4)
+    model = _graph(rng.standard_normal((K, N)), rng.standard_normal((K, N)))
+    x = _outlier_inputs(rng)
+    onnx.save(model, str(tmp_path / "in.onnx"))
+    want = channel_absmax(tmp_path / "in.onnx", ["h"], _feeds(x))
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    onnx.save_model(model, str(ext / "g.onnx"), save_as_external_data=True, location="g.data", size_threshold=0)
+    got = channel_absmax(ext / "g.onnx", ["h"], _feeds(x))
+    np.testing.assert_array_equal(got["h"], want["h"])
+    assert sorted(p.name for p in ext.iterdir()) == ["g.data", "g.onnx"]
 
 
 def _int8_error(model: onnx.ModelProto, x: np.ndarray, tmp_path, name: str) -> float:
@@ -105,15 +129,18 @@ def test_outlier_channels_lose_less_to_int8_after_smoothing(tmp_path):
     x = _outlier_inputs(rng)
     plain = _int8_error(_graph(wq, wk), x, tmp_path, "plain")
     smoothed = _graph(wq, wk)
-    smooth_matmuls(smoothed, list(NAMES), _feeds(_outlier_inputs(rng)))
+    _smooth(smoothed, _feeds(_outlier_inputs(rng)), tmp_path)
     after = _int8_error(smoothed, x, tmp_path, "smooth")
     assert after < 0.5 * plain, (plain, after)
 
 
-def test_alpha_out_of_range_is_refused():
+def test_alpha_out_of_range_and_missing_ranges_are_refused():
     rng = np.random.default_rng(3)
+    model = _graph(rng.standard_normal((K, N)), rng.standard_normal((K, N)))
     with pytest.raises(ValueError, match=r"alpha 1.0: choose a value in \(0, 1\)"):
-        smooth_matmuls(_graph(rng.standard_normal((K, N)), rng.standard_normal((K, N))), list(NAMES), [], 1.0)
+        smooth_matmuls(model, list(NAMES), {}, 1.0)
+    with pytest.raises(ValueError, match="no channel maxima for"):
+        smooth_matmuls(model, list(NAMES), {}, 0.5)
 
 
 class _Vocab:
