@@ -434,7 +434,9 @@ def _quantize_int8(graph: Path, per_row: Sequence[str] = INT8_PER_ROW) -> None:
     unknown = sorted(set(per_row) - set(INT8_GROUPS))
     if unknown:
         raise ConfigError(f"int8 per-row groups {unknown} unknown; choose from: {', '.join(INT8_GROUPS)}")
-    groups = matmul_groups(onnx.load(str(graph), load_external_data=False))
+    head = onnx.load(str(graph), load_external_data=False)  # the graph without its weights
+    groups = matmul_groups(head)
+    fp32_data = _external_files(head, graph.parent)  # the weight files of a graph over 2 GB
     rows = [n for g in per_row for n in groups[g]]
     logger.info("export int8: per-row activation scales for %d MatMuls (%s)", len(rows), ", ".join(per_row))
     fp32 = graph.with_name("model_fp32.onnx")
@@ -447,9 +449,8 @@ def _quantize_int8(graph: Path, per_row: Sequence[str] = INT8_PER_ROW) -> None:
         op_types_to_quantize=["MatMul", "Gemm"],
         nodes_to_exclude=rows,
     )
-    fp32_data = _external_files(onnx.load(str(fp32), load_external_data=False), fp32.parent)
     fp32.unlink()
-    for f in fp32_data:  # the fp32 weights of a graph over 2 GB; the int8 graph holds its own
+    for f in fp32_data:  # the int8 graph holds its own weights
         f.unlink(missing_ok=True)
     if rows:
         model = onnx.load(str(graph))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -68,6 +69,7 @@ class _HeadDeadline:
     header_timeout_s: float = 10.0
     loop: asyncio.AbstractEventLoop
     _head_timer: asyncio.TimerHandle | None
+    _head_timeout: Callable[[], None]  # each parser's protocol: whether a head is pending, then 408
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # type: ignore[misc]  # arms uvicorn's keep-alive timer
@@ -86,9 +88,6 @@ class _HeadDeadline:
         if timer is not None:
             timer.cancel()
             self._head_timer = None
-
-    def _head_timeout(self) -> None:
-        raise NotImplementedError  # each parser's protocol knows whether a head is pending
 
 
 class HeadDeadlineProtocol(_HeadDeadline, H11Protocol):
