@@ -14,13 +14,15 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
@@ -100,9 +102,12 @@ def create_app(
     app.state.service = service
     app.state.metrics = service.metrics
     app.state.batcher = batcher
-    _add_middleware(app, config, service.metrics, batcher)
+    direct: dict[str, DirectRoute] = {}
+    _add_middleware(app, config, service.metrics, batcher, direct)
     _add_error_handlers(app)
     _add_routes(app, service, service.metrics)
+    direct.update(_direct_routes(app, service))
+    app.state.direct_routes = direct  # emptied, every request goes through FastAPI (tests compare)
     return app
 
 
@@ -165,6 +170,34 @@ class _BodyTooLarge(ApiError):
         )
 
 
+@dataclass(frozen=True)
+class DirectRoute:
+    """A POST route the middleware answers itself when the body is a valid ``model`` (JSON):
+    ``handler(request) -> JSON bytes``. Anything else (invalid body, other content type) goes
+    through FastAPI, whose validation gives the error; the two paths share the model and handler."""
+
+    model: type[BaseModel]
+    handler: Callable[[Any], Awaitable[bytes]]
+    route: Any  # the FastAPI route (its ``path`` labels the metrics)
+
+
+def _direct_routes(app, service: EmbeddingService) -> dict[str, DirectRoute]:
+    """``/v1/embeddings`` and ``/v1/search`` without FastAPI's request machinery (routing, a second
+    body read, dependency solving): 0.1 ms less per request, a tenth of a short text's encode."""
+    routes = {getattr(r, "path", None): r for r in app.routes}
+
+    async def embeddings(req: EmbeddingRequest) -> bytes:
+        return await render_json(await service.embeddings(req))
+
+    async def search(req: SearchRequest) -> bytes:
+        return await render_json(await service.search(req))
+
+    return {
+        "/v1/embeddings": DirectRoute(EmbeddingRequest, embeddings, routes["/v1/embeddings"]),
+        "/v1/search": DirectRoute(SearchRequest, search, routes["/v1/search"]),
+    }
+
+
 class _GuardAndMeasure:
     """Pure ASGI middleware (cheaper than ``BaseHTTPMiddleware``), outermost of the app:
 
@@ -173,11 +206,20 @@ class _GuardAndMeasure:
     * a client that disconnects cancels its request, so its queued texts are dropped;
     * any unhandled exception becomes a 500 without internal details (logged with an id),
       answered here so the kept-alive connection stays usable;
-    * request/error counters and the latency histogram.
+    * request/error counters and the latency histogram;
+    * ``direct`` routes answered without FastAPI when the body is valid (``DirectRoute``).
     """
 
-    def __init__(self, app, config: ServeConfig, metrics, batcher: DynamicBatcher | None = None) -> None:
+    def __init__(
+        self,
+        app,
+        config: ServeConfig,
+        metrics,
+        batcher: DynamicBatcher | None = None,
+        direct: dict[str, DirectRoute] | None = None,
+    ) -> None:
         self.app, self.config, self.metrics, self.batcher = app, config, metrics, batcher
+        self.direct = direct if direct is not None else {}
         self.expected = f"Bearer {config.api_key}".encode() if config.api_key else None
 
     async def __call__(self, scope, receive, send) -> None:
@@ -199,7 +241,8 @@ class _GuardAndMeasure:
             chunks = await _read_body(receive, self.config.max_body_bytes, self.config.body_timeout_s)
             if chunks is not None:  # None: the client left while sending
                 with self._on_the_way(scope):
-                    await self._run(scope, chunks, receive, send_and_see, seen)
+                    app = self._direct_app(scope, chunks) or self.app
+                    await self._run(app, scope, chunks, receive, send_and_see, seen)
         except ApiError as e:
             if not seen["started"]:
                 await _error_response(e)(scope, receive, send_and_see)
@@ -219,8 +262,31 @@ class _GuardAndMeasure:
             return contextlib.nullcontext()
         return self.batcher.on_the_way()
 
-    async def _run(self, scope, chunks: list[dict], receive, send, seen: dict) -> None:
-        """Run the app on the buffered body; cancel it if the client disconnects first."""
+    def _direct_app(self, scope, chunks: list[dict]):
+        """An ASGI app answering this request by its ``DirectRoute`` (None: let FastAPI answer)."""
+        direct = self.direct.get(scope["path"]) if scope.get("method") == "POST" else None
+        if direct is None or not _is_json(scope):
+            return None
+        try:
+            req = direct.model.model_validate_json(b"".join(c.get("body", b"") for c in chunks))
+        except ValidationError:
+            return None  # FastAPI validates again and words the error
+        scope["route"] = direct.route
+
+        async def answer(scope, receive, send) -> None:
+            try:
+                body = await direct.handler(req)
+            except ApiError as e:
+                await _error_response(e)(scope, receive, send)
+                return
+            head = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": 200, "headers": head})
+            await send({"type": "http.response.body", "body": body})
+
+        return answer
+
+    async def _run(self, app, scope, chunks: list[dict], receive, send, seen: dict) -> None:
+        """Run ``app`` on the buffered body; cancel it if the client disconnects first."""
         gone = asyncio.Event()
         replay = deque(chunks)
 
@@ -235,7 +301,7 @@ class _GuardAndMeasure:
                 pass
             gone.set()
 
-        app_task = asyncio.ensure_future(self.app(scope, app_receive, send))
+        app_task = asyncio.ensure_future(app(scope, app_receive, send))
         watcher = asyncio.ensure_future(watch())
         try:
             await asyncio.wait({app_task, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -295,8 +361,18 @@ def _error_response(e: ApiError) -> JSONResponse:
     return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
 
 
-def _add_middleware(app, config: ServeConfig, metrics, batcher: DynamicBatcher | None = None) -> None:
-    app.add_middleware(_GuardAndMeasure, config=config, metrics=metrics, batcher=batcher)
+def _add_middleware(
+    app, config: ServeConfig, metrics, batcher: DynamicBatcher | None, direct: dict[str, DirectRoute]
+) -> None:
+    app.add_middleware(_GuardAndMeasure, config=config, metrics=metrics, batcher=batcher, direct=direct)
+
+
+def _is_json(scope) -> bool:
+    """Whether the request says ``Content-Type: application/json`` (parameters such as charset aside)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == b"application/json"
+    return False
 
 
 def _has_body(request) -> bool:
