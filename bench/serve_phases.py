@@ -15,7 +15,6 @@ import argparse
 import functools
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 import serve as bench_serve  # noqa: E402  # bench/serve.py: server process and load generator
 
 ONNX_DIR = Path(__file__).parent / ".cache" / "minilm-onnx-int8"
-ORDER = ["mw_in", "svc_in", "sub_in", "bat_in", "enc_in", "enc_out", "fin", "svc_out", "rj_in", "rj_out", "mw_out"]
+ORDER = [
+    "mw_in",
+    "svc_in",
+    "sub_in",
+    "bat_in",
+    "enc_in",
+    "enc_out",
+    "fin",
+    "svc_out",
+    "rj_in",
+    "rj_out",
+    "mw_out",
+]
 
 
 def _instrument(stamps: dict, rows: list) -> None:
@@ -138,12 +149,15 @@ def main() -> None:
         sys.exit(f"{ONNX_DIR} missing: run bench/serve.py --piece embforge-onnx-int8 once (it exports it)")
     print(bench_serve.cpu_flags())
     port = bench_serve.free_port()
-    out = tempfile.mktemp(suffix=".json")
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out = f.name
     cmd = [sys.executable, __file__, "--threads", str(args.threads), "--server", str(port), args.encoder, out]
     srv = bench_serve.Server(cmd, port, dict(os.environ))
     try:
         srv.wait_ready(health_path="/healthz")
-        bench_serve.run_loadgen(srv.url, "/v1/embeddings", 1, argparse.Namespace(seconds=2.0, max_requests=500))
+        bench_serve.run_loadgen(
+            srv.url, "/v1/embeddings", 1, argparse.Namespace(seconds=2.0, max_requests=500)
+        )
         for _ in range(args.reps):
             r = bench_serve.run_loadgen(srv.url, "/v1/embeddings", 1,
                                         argparse.Namespace(seconds=args.seconds, max_requests=100000))  # fmt: skip

@@ -130,9 +130,14 @@ def test_other_content_types_go_through_fastapi(app_and_url):
 def test_direct_requests_count_under_their_route(app_and_url):
     app, url = app_and_url
     with httpx.Client(base_url=url, timeout=30) as client:
+
         def count() -> float:
             text = client.get("/metrics").text
-            line = [x for x in text.splitlines() if x.startswith("embforge_requests_total{") and '"/v1/embeddings"' in x and 'code="200"' in x]
+            line = [
+                x
+                for x in text.splitlines()
+                if x.startswith("embforge_requests_total{") and '"/v1/embeddings"' in x and 'code="200"' in x
+            ]
             return float(line[0].rsplit(" ", 1)[1]) if line else 0.0
 
         before = count()
