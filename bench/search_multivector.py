@@ -674,7 +674,8 @@ def _codec_note(c: dict, dim: int) -> str:
 def _codec_lines(s: dict) -> list[str]:
     """The `codecs` stage's tables: recall@10 of a decoded final re-score, bytes per token."""
     lines = []
-    for key in sorted(k for k in s if k.startswith("codecs-")):
+    keys = sorted((k for k in s if k.startswith("codecs-")), key=lambda k: (s[k].get("set", ""), s[k].get("nlist", 0)))
+    for key in keys:  # by set, then by centroids
         c = s[key]
         name = c.get("set", "projected")
         brute = s[f"brute-{name}"]
@@ -687,7 +688,9 @@ def _codec_lines(s: dict) -> list[str]:
             "tokens decoded as centroid + coded residual instead of the float16 store; recall@10 vs exact MaxSim over "
             f"all documents. Codecs are trained on {c.get('train', 'a sample of')} of the shortlisted tokens' residuals. "
             + _codec_note(c, brute["dim"])
-            + f"{tokens_per_doc:.1f} tokens a document; float16 = {f16} B a token; "
+            + f"{tokens_per_doc:.1f} tokens a document; float16 = {f16} B a token; the centroid table "
+            f"({c['nlist']} x {brute['dim']} float16) adds {c['nlist'] * f16 / brute['tokens']:.1f} B a token at this "
+            f"corpus size ({c['nlist'] / brute['tokens']:.4f} of float16; not in the columns below); "
             "'+ id' adds the 2-byte centroid id a token and any per-document code spread over the document's tokens (the index's other parts are in the bytes table; the "
             "storage target, 1/8 of float16 for everything, leaves about 96 B a token with the id). 'train + encode s': "
             "wall seconds to train the codec and code the shortlisted tokens at nice 15 on the shared machine "
