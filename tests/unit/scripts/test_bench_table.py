@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from helpers.paths import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[3]
-_spec = importlib.util.spec_from_file_location("bench_table", ROOT / "scripts" / "bench_table.py")
-assert _spec is not None and _spec.loader is not None
-bench_table = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_table)
+bench_table = load_script("scripts/bench_table.py", "bench_table")
 
 
 def test_generated_blocks_are_current():

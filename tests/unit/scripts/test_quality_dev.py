@@ -5,18 +5,13 @@ contradicting hypothesis in the corpus, and the sample is seeded."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "bench"))
-_spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "bench" / "quality.py")
-assert _spec is not None and _spec.loader is not None
-quality = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(quality)
+from helpers.paths import load_script
+
+quality = load_script("bench/quality.py", "quality_bench")
 
 
 def _snli(root: Path, n: int) -> None:
@@ -24,7 +19,11 @@ def _snli(root: Path, n: int) -> None:
     d.mkdir(parents=True)
     s1, s2, lab = [], [], []
     for i in range(n):
-        for label, hyp in (("entailment", f"a dog runs {i}"), ("contradiction", f"a cat sleeps {i}"), ("neutral", "x")):
+        for label, hyp in (
+            ("entailment", f"a dog runs {i}"),
+            ("contradiction", f"a cat sleeps {i}"),
+            ("neutral", "x"),
+        ):
             s1.append(f"premise {i} : a dog {i} runs in the park .")
             s2.append(hyp)
             lab.append(label)

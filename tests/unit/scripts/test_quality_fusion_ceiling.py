@@ -4,21 +4,13 @@ grid point leaves one of them below its best head."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
 from embforge.eval.datasets import RetrievalSet
 from embforge.eval.tune import grid_points
+from helpers.paths import load_script
 
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "bench"))
-_spec = importlib.util.spec_from_file_location("fusion_ceiling", ROOT / "bench" / "quality_fusion_ceiling.py")
-assert _spec is not None and _spec.loader is not None
-ceiling = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ceiling)
+ceiling = load_script("bench/quality_fusion_ceiling.py", "fusion_ceiling")
 
 HEADS = ("dense", "sparse", "multivector")
 

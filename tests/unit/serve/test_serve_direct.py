@@ -86,23 +86,17 @@ def _both(app, url: str, path: str, body: bytes, headers: dict | None = None) ->
     return first, second
 
 
-@pytest.mark.parametrize("body", EMBEDDINGS, ids=range(len(EMBEDDINGS)))
-def test_embeddings_same_bytes_as_fastapi(app_and_url, body):
+VALID = [("/v1/embeddings", b) for b in EMBEDDINGS] + [("/v1/search", b) for b in SEARCHES]
+
+
+@pytest.mark.parametrize(("path", "body"), VALID, ids=[f"{p[4:]}-{i}" for i, (p, _) in enumerate(VALID)])
+def test_same_bytes_as_fastapi(app_and_url, path, body):
     app, url = app_and_url
-    direct, fastapi = _both(app, url, "/v1/embeddings", json.dumps(body).encode())
+    direct, fastapi = _both(app, url, path, json.dumps(body).encode())
     assert direct.took_direct
     assert direct.status_code == fastapi.status_code == 200
     assert direct.content == fastapi.content
     assert direct.headers["content-type"] == fastapi.headers["content-type"] == "application/json"
-
-
-@pytest.mark.parametrize("body", SEARCHES, ids=range(len(SEARCHES)))
-def test_search_same_bytes_as_fastapi(app_and_url, body):
-    app, url = app_and_url
-    direct, fastapi = _both(app, url, "/v1/search", json.dumps(body).encode())
-    assert direct.took_direct
-    assert direct.status_code == fastapi.status_code == 200
-    assert direct.content == fastapi.content
 
 
 @pytest.mark.parametrize("body", INVALID, ids=range(len(INVALID)))
