@@ -41,6 +41,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from embforge.eval.stats import interval, resample_index  # noqa: E402
+
 DATA = Path(os.environ.get("EMBFORGE_DATA", "/work/shared/data"))
 ALL = ("dense", "sparse", "multivector")
 SCORED = (*ALL, "hybrid")
@@ -138,9 +140,9 @@ def per_query(enc, ds) -> tuple[dict[str, np.ndarray], np.ndarray]:
 def paired_bootstrap(da: np.ndarray, db: np.ndarray, n: int, seed: int) -> dict[str, float]:
     """Resample queries: ``|mean da| - |mean db|`` (> 0: B closer to fp32); mean, 95% interval, P(> 0)."""
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(da), size=(n, len(da)))
+    idx = resample_index(len(da), n, rng)  # the same queries for both variants: paired
     diff = np.abs(da[idx].mean(1)) - np.abs(db[idx].mean(1))
-    lo, hi = np.percentile(diff, [2.5, 97.5])
+    lo, hi = interval(diff)
     return {
         "diff": float(abs(da.mean()) - abs(db.mean())),
         "lo": float(lo),
@@ -226,10 +228,10 @@ def pooled_bootstrap(pairs: list[tuple[np.ndarray, np.ndarray]], n: int, seed: i
     rng = np.random.default_rng(seed)
     diff = np.zeros(n)
     for da, db in pairs:
-        idx = rng.integers(0, len(da), size=(n, len(da)))
+        idx = resample_index(len(da), n, rng)
         diff += np.abs(da[idx].mean(1)) - np.abs(db[idx].mean(1))
     diff /= len(pairs)
-    lo, hi = np.percentile(diff, [2.5, 97.5])
+    lo, hi = interval(diff)
     point = float(np.mean([abs(da.mean()) - abs(db.mean()) for da, db in pairs]))
     return {"diff": point, "lo": float(lo), "hi": float(hi), "p_b_closer": float((diff > 0).mean())}
 

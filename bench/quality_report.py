@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from embforge.eval.stats import interval, resampled_means
 from quality import COLS, VARIANTS, atomic_json, machine
 
 FULL_RUN = (
@@ -137,8 +138,7 @@ def paired_bootstrap(
         best = max(COLS[:3], key=lambda h: ms([ndcg(x["result"], d, h) for x in same.values()])[0])
         diff = np.mean([np.asarray(p[col]) - np.asarray(p[best]) for p in pqs], axis=0)
         means.append(float(np.mean([np.mean(p[col]) for p in pqs])))
-        draws = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(1)
-        out[d] = [float(diff.mean()), *(float(x) for x in np.percentile(draws, [2.5, 97.5]))]
+        out[d] = [float(diff.mean()), *interval(resampled_means(diff, n, rng))]
     out["_mean"] = [float(np.mean(means))]
     return out
 
@@ -161,8 +161,7 @@ def base_bootstrap(fixed: dict, shipped: str, pairs: list[list[str]], n: int = 2
         if ref is None or any(p is None for p in pqs):
             return []
         diff = np.mean([np.asarray(p) for p in pqs], axis=0) - np.asarray(ref)
-        draws = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(1)
-        lo, hi = np.percentile(draws, [2.5, 97.5])
+        lo, hi = interval(resampled_means(diff, n, rng))
         cells.append(f"{d} {col} {diff.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]{' significant' if hi < 0 else ''}")
     return [
         "  - paired bootstrap vs the base model over each set's queries (2,000 draws, 95% interval; base hybrid "

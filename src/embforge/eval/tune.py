@@ -51,6 +51,7 @@ from embforge.errors import ConfigError
 from embforge.eval import metrics as M
 from embforge.eval.datasets import RetrievalSet
 from embforge.eval.fusion import candidate_matrix, fused_run
+from embforge.eval.stats import interval, stratified_means
 from embforge.model.fusion import CoverageSplit, ModelFusion
 from embforge.model.heads import head_scores
 from embforge.scoring.fusion import DEFAULT_WEIGHTS
@@ -238,10 +239,4 @@ def _tune_split(
 def _stratified_bootstrap(diffs: list[np.ndarray], n: int = SPLIT_BOOTSTRAP_DRAWS) -> tuple[float, float]:
     """95% interval of the mean over dev sets of each set's mean per-query difference, resampling
     every set's queries with replacement (``n`` draws, fixed seed): the paired test of the split."""
-    rng = np.random.default_rng(0)
-    draws = np.zeros(n)
-    for d in diffs:
-        if len(d):
-            draws += d[rng.integers(0, len(d), (n, len(d)))].mean(1)
-    lo, hi = np.percentile(draws / len(diffs), [2.5, 97.5])
-    return float(lo), float(hi)
+    return interval(stratified_means(diffs, n, np.random.default_rng(0)))
