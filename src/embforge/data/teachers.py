@@ -57,7 +57,15 @@ class DenseTeacher:
         return x
 
     def rescore(self, queries: list[str], docs: list[list[str]]) -> list[np.ndarray]:
-        raise NotImplementedError("a DenseTeacher scores by inner product only")
+        """Each query's inner product with each of its documents: the same score as the candidate
+        search, so mining never needs it (``rescores`` is False); here for the ``Teacher`` protocol."""
+        uniq = list(dict.fromkeys(t for ds in docs for t in ds))
+        q = self.embed(queries, "query")
+        d = self.embed(uniq, "document") if uniq else np.zeros((0, q.shape[1]), np.float32)
+        pos = {t: i for i, t in enumerate(uniq)}
+        return [
+            d[[pos[t] for t in ds]] @ q[i] if ds else np.zeros(0, np.float32) for i, ds in enumerate(docs)
+        ]
 
 
 class EncoderTeacher:

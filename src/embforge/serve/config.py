@@ -140,7 +140,7 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         """``{"error": {...}}`` with every string valid UTF-8 (a lone surrogate from the request
-        is written as its ``\\udXXX`` escape, so rendering the error can never fail)."""
+        is written as its ``\\ud800``-style escape, so rendering the error can never fail)."""
         return {
             "error": {
                 "message": _printable(self.message),

@@ -262,3 +262,12 @@ def test_short_examples_can_go_to_a_side_file(tmp_path):
     short = list(read_records(tmp_path / "short.jsonl"))
     assert [e.query for e in full] == ["q"] and len(full[0].neg) == 6
     assert [e.query for e in short] == ["neg0"] and stats.short_queries == 1
+
+
+def test_dense_teacher_rescore_is_the_inner_product():
+    table = {"q": [1.0, 0.0], "r": [0.0, 1.0], "a": [0.5, 0.5], "b": [2.0, 0.0]}
+    teacher = DenseTeacher(lambda texts, role: np.array([table[t] for t in texts], np.float32))
+    assert not teacher.rescores  # mining never calls it: the candidate search gives the same score
+    out = teacher.rescore(["q", "r"], [["a", "b"], []])
+    np.testing.assert_allclose(out[0], [0.5, 2.0])
+    assert out[1].shape == (0,)
