@@ -278,12 +278,10 @@ class _GuardAndMeasure:
             return None  # FastAPI validates again and words the error
         scope["route"] = direct.route
 
-        async def answer(scope, receive, send) -> None:
-            try:
-                body = await direct.handler(req)
-            except ApiError as e:
-                await _error_response(e)(scope, receive, send)
-                return
+        async def answer(
+            scope, receive, send
+        ) -> None:  # an ApiError is answered by __call__, as for FastAPI's
+            body = await direct.handler(req)
             head = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
             await send({"type": "http.response.start", "status": 200, "headers": head})
             await send({"type": "http.response.body", "body": body})
