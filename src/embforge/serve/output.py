@@ -5,9 +5,9 @@ embeddings (``np.frombuffer(base64.b64decode(s), "<f4")`` decodes them); int8
 and packed binary vectors are base64 of their raw bytes.
 
 Float vectors stay float32 arrays until ``render_json`` writes them with orjson: the shortest
-decimal that reads back as the same float32 (Ryu), 7 us for a 384-d vector where ``%.9g``
-formatting took 51 us and ``json.dumps`` of ``tolist()`` (17 digits of the float64 repr) 150 us;
-the text is also the shortest of the three.
+decimal that reads back as the same float32 (Ryu): 7 us for a 384-d vector, where the earlier
+``%.9g`` formatting took 51 us (that one was 3x faster than ``json.dumps`` of ``tolist()``, which
+writes the 17 digits of the float64 repr); the text is also shorter than either.
 """
 
 from __future__ import annotations
