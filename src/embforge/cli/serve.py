@@ -78,6 +78,12 @@ def serve(
         help="Aim for micro-batches of at most this many ms of encoding (at the measured speed), so a big "
         "request cannot hold small ones for long; 0 = no time cap, only --max-batch-tokens.",
     ),
+    max_inline_ms: float = typer.Option(
+        5.0,
+        "--max-inline-ms",
+        help="A lone text on an idle server whose encode takes under this many ms (as measured so far) is "
+        "encoded on the event loop's thread, saving two thread hand-offs; 0 = always in the encode thread.",
+    ),
     max_queue: int = typer.Option(
         4096, "--max-queue", help="Texts waiting or encoding at most; more -> HTTP 429."
     ),
@@ -134,6 +140,7 @@ def serve(
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
         max_batch_ms=max_batch_ms or None,
+        max_inline_ms=max_inline_ms,
         max_queue_inputs=max_queue,
         queue_timeout_s=queue_timeout,
         max_inputs=max_inputs,

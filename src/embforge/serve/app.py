@@ -135,6 +135,7 @@ def _build_service(
         max_batch_size=config.max_batch_size,
         max_wait_s=config.max_wait_ms / 1000.0,
         max_batch_s=None if config.max_batch_ms is None else config.max_batch_ms / 1000.0,
+        max_inline_s=config.max_inline_ms / 1000.0,
         max_queue=config.max_queue_inputs,
         queue_timeout_s=config.queue_timeout_s,
         metrics=metrics,

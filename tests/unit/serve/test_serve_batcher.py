@@ -299,3 +299,85 @@ def test_batch_waits_for_a_request_on_its_way_and_takes_it():
 
     _run(main())
     assert [t for t, _, _ in rec.batches] == [["0:a", "1:b"]]
+
+
+class ThreadRecorder(Recorder):
+    """Recorder that also notes which thread ran each batch and can be slowed down."""
+
+    def __init__(self, seconds=0.0):
+        super().__init__()
+        self.threads = []
+        self.seconds = seconds
+
+    def __call__(self, texts, role, heads, max_length):
+        self.threads.append(threading.get_ident())
+        if self.seconds:
+            threading.Event().wait(self.seconds)
+        return super().__call__(texts, role, heads, max_length)
+
+
+def test_lone_fast_text_is_encoded_on_the_loop_thread_after_one_measurement():
+    rec = ThreadRecorder()
+
+    async def main():
+        b = DynamicBatcher(rec, max_wait_s=0.0, max_inline_s=0.05)
+        await b.start()
+        loop_thread = threading.get_ident()
+        rows = [await b.submit([f"{i}:x"], [4], role="query", heads=("dense",)) for i in range(3)]
+        both = await asyncio.gather(
+            *(b.submit([f"{i}:y"], [4], role="query", heads=("dense",)) for i in (7, 8))
+        )
+        await b.stop()
+        return loop_thread, rows, both, b
+
+    loop_thread, rows, both, b = _run(main())
+    assert [int(r[0].dense[0]) for r in rows] == [0, 1, 2]  # same rows either way
+    assert [int(r[0].dense[0]) for r in both] == [7, 8]
+    # the first lone text is measured in the encode thread, the next two are inline; two texts
+    # queued together go to the encode thread again
+    assert rec.threads[0] != loop_thread
+    assert rec.threads[1:3] == [loop_thread, loop_thread]
+    assert all(t != loop_thread for t in rec.threads[3:])
+    assert b.lone_rate is not None and b.lone_rate > 0
+    assert "embforge_encoder_texts_total 5" in b.metrics.render()  # inline batches are counted too
+
+
+def test_slow_or_disabled_inline_stays_in_the_encode_thread():
+    for seconds, max_inline_s in ((0.02, 0.005), (0.0, 0.0)):
+        rec = ThreadRecorder(seconds)
+
+        async def main(rec=rec, max_inline_s=max_inline_s):
+            b = DynamicBatcher(rec, max_wait_s=0.0, max_inline_s=max_inline_s)
+            await b.start()
+            for i in range(3):
+                await b.submit([f"{i}:x"], [4], role="query", heads=("dense",))
+            await b.stop()
+            return threading.get_ident()
+
+        loop_thread = _run(main())
+        assert loop_thread not in rec.threads, (seconds, max_inline_s)
+
+
+def test_inline_encoder_error_reaches_the_request_and_the_batcher_goes_on():
+    class Flaky(ThreadRecorder):
+        def __call__(self, texts, role, heads, max_length):
+            if texts[0].endswith("boom"):
+                self.threads.append(threading.get_ident())
+                raise ValueError("encoder failed")
+            return super().__call__(texts, role, heads, max_length)
+
+    rec = Flaky()
+
+    async def main():
+        b = DynamicBatcher(rec, max_wait_s=0.0, max_inline_s=0.05)
+        await b.start()
+        await b.submit(["0:x"], [4], role="query", heads=("dense",))
+        with pytest.raises(ValueError, match="encoder failed"):
+            await b.submit(["1:boom"], [4], role="query", heads=("dense",))
+        after = await b.submit(["2:x"], [4], role="query", heads=("dense",))
+        await b.stop()
+        return threading.get_ident(), after, b.depth
+
+    loop_thread, after, depth = _run(main())
+    assert rec.threads[1] == loop_thread  # the failing call ran inline
+    assert int(after[0].dense[0]) == 2 and depth == 0

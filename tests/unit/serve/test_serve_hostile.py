@@ -55,7 +55,11 @@ def hostile_server(minilm_tokenizer, fake_encoder_cls, module_server):
     """A live server (FakeEncoder, a dense index, 1 MiB body limit, 64 tokens / 256 characters
     per input): yields (url, encoder)."""
     enc = fake_encoder_cls(minilm_tokenizer)
-    cfg = ServeConfig(model_name="fake", max_inputs=8, max_total_tokens=400, max_body_bytes=1 << 20)
+    # max_inline_ms=0: the tests that gate the encoder hold a lone text "encoding" for seconds,
+    # which must happen in the encode thread (on the event loop's thread it would stop the server)
+    cfg = ServeConfig(
+        model_name="fake", max_inputs=8, max_total_tokens=400, max_body_bytes=1 << 20, max_inline_ms=0
+    )
     cfg = ServeConfig(**{**cfg.__dict__, "max_chars_per_input": 256})
     app = create_app(enc, index=DenseIndex(enc, ["a cat", "a dog", "the sea"]), config=cfg)
     return module_server(app), enc
