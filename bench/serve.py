@@ -826,6 +826,11 @@ SINGLE_CLIENT_NOTES = [
     "  the bare loop takes 0.86-1.03 ms, and the same encode run from an idle process's worker thread",
     "  varied 1.23-1.76 ms from one run to the next: on this VM sub-millisecond times move by +-30%",
     "  between minutes, hence the rounds above (bare and 1-client phase measured together, 5 times).",
+    "- AMD EPYC, 2026-12-01 (seventh session): a lone short text on an idle server is encoded on the",
+    "  event loop's thread (`--max-inline-ms`, default 5 ms of predicted encode), which removes the two",
+    "  hand-offs to and from the encode thread: paired over 12 phase pairs of two servers side by side",
+    "  (`--max-inline-ms 0` and the default), p50 -0.19 ms (standard error 0.07):",
+    "  bench/results/serve_inline.md. The rounds above ran with it.",
 ]
 
 
