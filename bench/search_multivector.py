@@ -414,6 +414,26 @@ def _docmean_codec(m: int, sub: int, d2: int):
     return make
 
 
+def _aniso_codec(m: int, sub: int, eta: float):
+    """Residual PQ ``sub`` x 8-bit (faiss codebooks) whose codes minimise ScaNN's score-aware loss
+    (:mod:`embforge.index.anisotropic`, what ``PlaidIndex(store="codes")`` writes by default)."""
+
+    def make(d: dict) -> tuple[np.ndarray, int, int]:
+        import faiss
+
+        from embforge.index.anisotropic import anisotropic_codes
+
+        q = faiss.ProductQuantizer(m, sub, 8)
+        q.train(d["train"])
+        out = np.empty_like(d["res"])
+        for a in range(0, len(out), 65536):
+            r = np.ascontiguousarray(d["res"][a : a + 65536])
+            out[a : a + 65536] = q.decode(anisotropic_codes(q, r, d["x"][a : a + 65536], eta))
+        return out, int(q.code_size), 0
+
+    return make
+
+
 def _on_residuals(make):
     """A ``make(train, res)`` codec as a ``make(d)`` one (no per-document bytes)."""
     return lambda d: (*make(d["train"], d["res"]), 0)
@@ -428,7 +448,8 @@ def _codec_bank(m: int, groups: set[str]) -> list[tuple[str, Any]]:
     pcasq: PCA of the residual to d' dims (faiss PCAMatrix), then a per-dim scalar quantizer (faiss SQ).
     docmean: the document's mean residual coded once (PQ), then OPQ of each token's residual minus it.
     pqbits: PQ with more bits on fewer sub-quantizers (M x 10/12 bit; not 16-bit: 65536 codewords a
-    sub-quantizer, each needing >= 65536 training residuals and a 65536-wide search per code)."""
+    sub-quantizer, each needing >= 65536 training residuals and a 65536-wide search per code).
+    aniso: residual PQ M x 8-bit with codes chosen by ScaNN's anisotropic (score-aware) loss."""
     import faiss
 
     SQ = faiss.ScalarQuantizer
@@ -454,6 +475,13 @@ def _codec_bank(m: int, groups: set[str]) -> list[tuple[str, Any]]:
             (f"doc mean PQ 96x8 + OPQ{s} ({m}->{d2}) x8-bit of token - mean", _docmean_codec(m, s, d2))
             for s, d2 in ((80, 320), (88, 352))
             if d2 <= m and d2 % s == 0
+        ]
+    if "aniso" in groups:  # ScaNN's score-aware loss on the codes of residual PQ
+        chosen += [
+            (f"residual PQ {s}x8-bit, anisotropic codes (eta {e:g})", _aniso_codec(m, s, e))
+            for s in (64, 96)
+            for e in (2.0, 4.0, 16.0)
+            if m % s == 0
         ]
     return chosen
 
