@@ -11,7 +11,8 @@ grow with load and latency stays low when idle.
 
 A lone short text on an idle server (nothing else queued, encoding or on its way) whose encode
 is predicted under ``max_inline_s`` (from the lone texts measured so far, in seconds per token) is
-encoded on the event loop's own thread instead: the two thread hand-offs cost more than holding
+encoded on the event loop's own thread instead, inside ``submit`` when nothing at all is queued
+or encoding (no queue, no task switch): the two thread hand-offs cost more than holding
 the loop for that long, when no other request is there to be held (measured: single-client p50
 0.19 ms lower with the ONNX int8 MiniLM, whose sentence encodes in about 1 ms;
 bench/results/serve_inline.md).
@@ -241,6 +242,11 @@ class DynamicBatcher:
             )
             for t, n in zip(texts, tokens)
         ]
+        if self._pending == 0 and self._inline(items):  # idle: encode here, no queue or task switch
+            self._pending = 1
+            self._leader = items[0].request
+            self._encode_inline(items)
+            return [items[0].future.result()]
         self._queue.extend(items)
         self._pending += len(items)
         self.metrics.queue_depth.set(self._pending)

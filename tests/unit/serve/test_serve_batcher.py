@@ -323,23 +323,35 @@ def test_lone_fast_text_is_encoded_on_the_loop_thread_after_one_measurement():
         b = DynamicBatcher(rec, max_wait_s=0.0, max_inline_s=0.05)
         await b.start()
         loop_thread = threading.get_ident()
-        rows = [await b.submit([f"{i}:x"], [4], role="query", heads=("dense",)) for i in range(3)]
-        both = await asyncio.gather(
-            *(b.submit([f"{i}:y"], [4], role="query", heads=("dense",)) for i in (7, 8))
-        )
+        selects, select = [], b._select
+        b._select = lambda: (selects.append(1), select())[1]  # the worker task's batching step
+        rows = [await b.submit(["0:x"], [4], role="query", heads=("dense",))]
+        worker_steps = len(selects)
+        rows += [await b.submit([f"{i}:x"], [4], role="query", heads=("dense",)) for i in (1, 2)]
+        assert worker_steps >= 1 and len(selects) == worker_steps  # 1, 2: inside submit, no worker step
+        rec.seconds = 0.05
+        pair = asyncio.ensure_future(b.submit(["7:y", "8:y"], [4, 4], role="query", heads=("dense",)))
+        await asyncio.sleep(0.01)  # the pair is encoding in the thread
+        depth_then = b.depth
+        lone = await b.submit(["9:z"], [4], role="query", heads=("dense",))
+        both = await pair
         await b.stop()
-        return loop_thread, rows, both, b
+        return loop_thread, rows, both, lone, b, depth_then
 
-    loop_thread, rows, both, b = _run(main())
+    loop_thread, rows, both, lone, b, depth_then = _run(main())
     assert [int(r[0].dense[0]) for r in rows] == [0, 1, 2]  # same rows either way
-    assert [int(r[0].dense[0]) for r in both] == [7, 8]
-    # the first lone text is measured in the encode thread, the next two are inline; two texts
-    # queued together go to the encode thread again
+    assert [int(r.dense[0]) for r in both] == [7, 8] and int(lone[0].dense[0]) == 9
+    assert depth_then == 2
+    # the first lone text is measured in the encode thread; the next two are encoded inside
+    # submit (idle server); two texts of one request go to the encode thread; a lone text that
+    # came while they encoded waited in the queue and ran inline after them (the worker's path)
     assert rec.threads[0] != loop_thread
     assert rec.threads[1:3] == [loop_thread, loop_thread]
-    assert all(t != loop_thread for t in rec.threads[3:])
+    assert rec.threads[3] != loop_thread and [t for t, _, _ in rec.batches][3] == ["7:y", "8:y"]
+    assert rec.threads[4] == loop_thread and rec.batches[4][0] == ["9:z"]
     assert b.lone_rate is not None and b.lone_rate > 0
-    assert "embforge_encoder_texts_total 5" in b.metrics.render()  # inline batches are counted too
+    assert "embforge_encoder_texts_total 6" in b.metrics.render()  # inline batches are counted too
+    assert b.depth == 0
 
 
 def test_slow_or_disabled_inline_stays_in_the_encode_thread():
