@@ -825,12 +825,15 @@ SINGLE_CLIENT_NOTES = [
     "- With the real int8 encode, the encode step inside the server takes 1.0-1.4 ms (2 threads) where",
     "  the bare loop takes 0.86-1.03 ms, and the same encode run from an idle process's worker thread",
     "  varied 1.23-1.76 ms from one run to the next: on this VM sub-millisecond times move by +-30%",
-    "  between minutes, hence the rounds above (bare and 1-client phase measured together, 5 times).",
+    "  between minutes, hence the rounds above (bare and 1-client phase measured together, round by round).",
     "- AMD EPYC, 2026-12-01 (seventh session): a lone short text on an idle server is encoded on the",
     "  event loop's thread (`--max-inline-ms`, default 5 ms of predicted encode), which removes the two",
     "  hand-offs to and from the encode thread: paired over 12 phase pairs of two servers side by side",
     "  (`--max-inline-ms 0` and the default), p50 -0.19 ms (standard error 0.07):",
-    "  bench/results/serve_inline.md. The rounds above ran with it.",
+    "  bench/results/serve_inline.md. Then such a text on a server with nothing queued or encoding is",
+    "  encoded inside `submit` itself (no queue, no switch to the batcher's task). The rounds above ran",
+    "  with both, 15 of them (5 before). Earlier 5-round runs the same afternoon gave medians 1.95 and",
+    "  2.03 (inline in the batcher's task only) and 1.97 (both).",
 ]
 
 
@@ -973,7 +976,7 @@ def main() -> None:
     ap.add_argument("--max-requests", type=int, default=3000, help="request bound per phase")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
-        "--ratio-rounds", type=int, default=5, help="single-client p50 / bare encode rounds (embforge)"
+        "--ratio-rounds", type=int, default=15, help="single-client p50 / bare encode rounds (embforge)"
     )
     ap.add_argument(
         "--ratio-seconds", type=float, default=4.0, help="seconds of the 1-client phase of a round"
