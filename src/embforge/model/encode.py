@@ -8,6 +8,7 @@ bf16 copy of the backbone's weights, elsewhere autocast: ``embforge.model.precis
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from embforge.errors import ConfigError
+from embforge.model.attention import inference_attention
 from embforge.model.precision import cast_backbone, cast_weights, resolve_dtype
 from embforge.text import (
     TokenizedTexts,
@@ -224,8 +226,17 @@ def _run(enc: Encoder, plan: _Plan, n: int, show_progress: bool) -> dict[str, li
     pad_side = getattr(enc.tokenizer, "padding_side", "right")
     tok = plan.tok
     cast = cast_backbone(enc.backbone, plan.weights) if plan.weights is not None else None
+    attention = (
+        inference_attention(enc, device, plan.autocast)
+        if device.type == "cuda" and plan.autocast is not None
+        else contextlib.nullcontext()
+    )
     try:
-        with torch.inference_mode(), tqdm(total=n, disable=not show_progress, desc="encode") as bar:
+        with (
+            torch.inference_mode(),
+            attention,
+            tqdm(total=n, disable=not show_progress, desc="encode") as bar,
+        ):
             for idx in plan.batches:
                 ids = [tok.ids[i] for i in idx]
                 batch = enc.mask_prefix(collate(ids, enc.pad_id, pad_side), ids, plan.prefix).to(device)

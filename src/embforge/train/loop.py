@@ -28,8 +28,8 @@ import torch
 from tqdm.auto import tqdm
 
 from embforge.atomic import atomic_write_text
+from embforge.model.attention import apply_attention, hf_backbones, resolve_attention
 from embforge.train import distributed as dist_utils
-from embforge.train.attention import apply_attention, hf_backbones, resolve_attention
 from embforge.train.checkpoint import (
     collect_rng_states,
     latest_checkpoint,

@@ -103,7 +103,7 @@ class LoopConfig:
             elsewhere; the run logs which), fp32 or bf16.
         attention: auto (FlashAttention-2's unpadded varlen attention on CUDA when flash_attn
             is installed, the run is bf16 and the backbone supports it; otherwise the backbone's
-            own; the run logs which), sdpa, eager or flash_attention_2 (``embforge.train.attention``).
+            own; the run logs which), sdpa, eager or flash_attention_2 (``embforge.model.attention``).
         seed: seeds data order, negative sampling, dropout and initialisation.
         log_every: write a JSONL log line every this many steps.
         checkpoint_every: save a resumable checkpoint every this many steps (0 = only at the end).

@@ -12,7 +12,7 @@ from transformers import BertConfig, BertModel
 
 from embforge.config import build_config
 from embforge.errors import ConfigError
-from embforge.train.attention import apply_attention, hf_backbones, resolve_attention
+from embforge.model.attention import apply_attention, hf_backbones, resolve_attention
 from embforge.train.loop import Trainer
 from embforge.train.settings import LoopConfig, OptimConfig, ScheduleConfig
 from embforge.types import LossOutput
@@ -33,7 +33,7 @@ def test_auto_picks_flash_only_where_everything_it_needs_is_there():
     for dev, prec, sup, inst, why in [
         ("cpu", "bf16", True, True, "device is cpu"),
         ("cuda", "bf16", True, False, "flash_attn package is not installed"),
-        ("cuda", "fp32", True, True, "needs bf16"),
+        ("cuda", "fp32", True, True, "needs bf16 or fp16"),
         ("cuda", "bf16", False, True, "no FlashAttention-2 path"),
     ]:
         got = resolve_attention("auto", dev, prec, supports_flash=sup, flash_installed=inst)
@@ -118,3 +118,38 @@ def test_the_training_loop_applies_and_logs_the_choice(tmp_path, capsys):
     Trainer(model, step, _Same(ids), loop, OptimConfig(lr=1e-3), ScheduleConfig(name="constant"), 2).fit()
     assert "attention: eager (set by loop.attention)" in capsys.readouterr().err
     assert model.backbone.config._attn_implementation == "eager"
+
+
+def test_inference_attention_switches_to_flash_for_the_block_and_restores(monkeypatch):
+    """Encode on CUDA in bf16/fp16 with flash_attn: FlashAttention-2 for the call, the backbone's
+    previous attention after it (even when the call fails); elsewhere nothing changes."""
+    from embforge.model.attention import inference_attention
+
+    model = _Wrap()
+    before = model.backbone.config._attn_implementation
+    calls = []
+
+    def fake_set(self, impl):  # transformers refuses flash_attention_2 without a GPU and the package
+        calls.append(impl)
+        self.config._attn_implementation = impl
+
+    monkeypatch.setattr(BertModel, "set_attn_implementation", fake_set)
+    for dtype in (torch.bfloat16, torch.float16):
+        with inference_attention(model, "cuda", dtype, flash_installed=True) as choice:
+            assert choice.implementation == "flash_attention_2" and "varlen" in choice.reason
+            assert model.backbone.config._attn_implementation == "flash_attention_2"
+        assert model.backbone.config._attn_implementation == before
+    with pytest.raises(RuntimeError, match="boom"):
+        with inference_attention(model, "cuda", torch.bfloat16, flash_installed=True):
+            raise RuntimeError("boom")
+    assert model.backbone.config._attn_implementation == before
+    assert calls == ["flash_attention_2", before] * 3
+    for device, dtype, installed in (
+        ("cpu", torch.bfloat16, True),
+        ("cuda", None, True),
+        ("cuda", torch.bfloat16, False),
+    ):
+        with inference_attention(model, device, dtype, flash_installed=installed) as choice:
+            assert choice.implementation is None
+            assert model.backbone.config._attn_implementation == before
+    assert len(calls) == 6

@@ -1,4 +1,4 @@
-"""Which attention kernel a training run uses: unpadded (varlen) attention on GPUs that have it.
+"""Which attention kernel a training run or an encode uses: unpadded (varlen) attention on GPUs.
 
 A padded batch of texts of unequal length spends attention FLOPs and memory on pad tokens; M3
 (Chen et al., 2024, "BGE M3-Embedding", section 3.4) trains on inputs up to 8,192 tokens and
@@ -14,6 +14,10 @@ supports it; otherwise the backbone keeps the attention it was loaded with (sdpa
 line says why. On CPU the training loop runs its own bf16-friendly eager attention
 (``embforge.train.fast_dropout``), so ``auto`` changes nothing there.
 
+``Encoder.encode`` on a CUDA device with bf16 or fp16 autocast does the same for the length of
+the call (``inference_attention``): FlashAttention-2 where it can run, the backbone's own
+attention (sdpa) otherwise, and the backbones' previous setting afterwards.
+
     >>> resolve_attention("auto", "cpu", "bf16", supports_flash=True).implementation is None
     True
     >>> resolve_attention("sdpa", "cpu", "fp32", supports_flash=True).log_line()
@@ -22,7 +26,10 @@ line says why. On CPU the training loop runs its own bf16-friendly eager attenti
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +37,16 @@ from torch import nn
 
 from embforge.errors import ConfigError
 
-__all__ = ["ATTENTIONS", "AttentionChoice", "resolve_attention", "apply_attention", "hf_backbones"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ATTENTIONS",
+    "AttentionChoice",
+    "resolve_attention",
+    "apply_attention",
+    "hf_backbones",
+    "inference_attention",
+]
 
 ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
 FLASH = "flash_attention_2"
@@ -59,7 +75,7 @@ def resolve_attention(
     supports_flash: bool,
     flash_installed: bool | None = None,
 ) -> AttentionChoice:
-    """``loop.attention`` for a run on ``device`` in ``precision`` (``fp32`` | ``bf16``).
+    """``loop.attention`` for a run on ``device`` in ``precision`` (``fp32`` | ``bf16`` | ``fp16``).
 
     ``supports_flash``: every backbone of the model declares FlashAttention-2 support.
     ``flash_installed`` overrides the import check (tests). An explicit ``flash_attention_2``
@@ -76,8 +92,10 @@ def resolve_attention(
         problems.append(f"the device is {dev.type}, FlashAttention-2 runs on CUDA GPUs")
     if not installed:
         problems.append("the flash_attn package is not installed (pip install flash-attn)")
-    if precision != "bf16":
-        problems.append(f"precision is {precision}, FlashAttention-2 needs bf16 (loop.precision=bf16)")
+    if precision not in ("bf16", "fp16"):
+        problems.append(
+            f"precision is {precision}, FlashAttention-2 needs bf16 or fp16 (loop.precision=bf16)"
+        )
     if not supports_flash:
         problems.append("the backbone has no FlashAttention-2 path in transformers")
     if setting == FLASH and problems:
@@ -114,3 +132,31 @@ def apply_attention(model: nn.Module, choice: AttentionChoice) -> list[str]:
             bb.set_attn_implementation(choice.implementation)  # type: ignore[operator]
         done.append(type(bb).__name__)
     return done
+
+
+@contextlib.contextmanager
+def inference_attention(
+    model: nn.Module,
+    device: torch.device | str,
+    autocast: torch.dtype | None,
+    flash_installed: bool | None = None,
+) -> Iterator[AttentionChoice]:
+    """FlashAttention-2 (pad tokens removed: varlen) on every backbone of ``model`` for the block,
+    when ``auto`` would choose it for ``device`` and the ``autocast`` dtype (bf16 / fp16 on CUDA
+    with ``flash_attn`` installed); the backbones' previous implementations are restored after.
+    Elsewhere nothing changes (the yielded choice says why)."""
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(autocast, "fp32")  # type: ignore[arg-type]
+    backbones = hf_backbones(model)
+    flash = bool(backbones) and all(getattr(type(b), "_supports_flash_attn", False) for b in backbones)
+    choice = resolve_attention("auto", device, precision, flash, flash_installed)
+    before = [getattr(b.config, "_attn_implementation", None) for b in backbones]
+    if choice.implementation is not None:
+        apply_attention(model, choice)
+        logger.debug(choice.log_line())
+    try:
+        yield choice
+    finally:
+        if choice.implementation is not None:
+            for b, impl in zip(backbones, before):
+                if impl is not None and getattr(b.config, "_attn_implementation", None) != impl:
+                    b.set_attn_implementation(impl)  # type: ignore[operator]
