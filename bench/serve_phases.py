@@ -67,6 +67,13 @@ def _instrument(stamps: dict, rows: list) -> None:
     around(service_mod.EmbeddingService, "embeddings", "svc_in", "svc_out")
     around(batcher_mod.DynamicBatcher, "submit", "sub_in")
     around(batcher_mod.DynamicBatcher, "_encode", "bat_in")
+    inline = batcher_mod.DynamicBatcher._encode_inline
+
+    def inline_stamped(self, batch):  # a lone text on an idle server: encoded on the loop's thread
+        stamp("bat_in")
+        return inline(self, batch)
+
+    batcher_mod.DynamicBatcher._encode_inline = inline_stamped
     around(app_mod, "render_json", "rj_in", "rj_out")
     finish = batcher_mod.DynamicBatcher._finish
 

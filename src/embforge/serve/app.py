@@ -244,9 +244,11 @@ class _GuardAndMeasure:
 
         try:
             _refuse(Request(scope), self.config, self.expected)
-            chunks = await _read_body(receive, self.config.max_body_bytes, self.config.body_timeout_s)
-            if chunks is not None:  # None: the client left while sending
-                with self._on_the_way(scope):
+            # on its way from the request head on: a burst of requests parsed in one event-loop
+            # step all count before the first of them reaches the batcher, so they share a batch
+            with self._on_the_way(scope):
+                chunks = await _read_body(receive, self.config.max_body_bytes, self.config.body_timeout_s)
+                if chunks is not None:  # None: the client left while sending
                     app = self._direct_app(scope, chunks) or self.app
                     await self._run(app, scope, chunks, receive, send_and_see, seen)
         except ApiError as e:
@@ -262,8 +264,9 @@ class _GuardAndMeasure:
             self._record(scope, seen["status"], t0)
 
     def _on_the_way(self, scope):
-        """An encoding request counts as on its way to the batcher until it submits its texts, so
-        the batcher waits for it (``max_wait_ms``) only when it is coming."""
+        """An encoding request counts as on its way to the batcher from its head until it submits
+        its texts, so the batcher waits for it (``max_wait_ms``) only when it is coming, and does
+        not encode a lone text inline while it is."""
         if self.batcher is None or scope.get("method") != "POST" or scope.get("path") not in _ENCODING_PATHS:
             return contextlib.nullcontext()
         return self.batcher.on_the_way()

@@ -4,6 +4,7 @@ extensions, errors, auth, backpressure and metrics."""
 from __future__ import annotations
 
 import base64
+import socket
 import threading
 import time
 
@@ -272,7 +273,11 @@ def _wait_depth(url, n, timeout=10.0):
 
 
 def test_concurrent_requests_are_batched_together(fake_encoder, make_server):
-    url = make_server(create_app(fake_encoder, config=ServeConfig(max_wait_ms=200, max_batch_tokens=100_000)))
+    # max_inline_ms=0: the fake encoder takes microseconds, so with inline encoding (the default)
+    # each request may be answered on the event loop before the next thread's request arrives;
+    # this test is about the queue's batching of requests that overlap
+    cfg = ServeConfig(max_wait_ms=200, max_batch_tokens=100_000, max_inline_ms=0)
+    url = make_server(create_app(fake_encoder, config=cfg))
     fake_encoder.calls.clear()
     texts = [f"sentence number {i}" for i in range(12)]
     out = {}
@@ -420,3 +425,38 @@ def test_body_that_is_not_a_json_object(server):
             "must be a JSON object" in r.json()["error"]["message"]
             or "not valid JSON" in r.json()["error"]["message"]
         )
+
+
+def test_a_request_still_sending_its_body_keeps_a_lone_request_off_the_event_loop(fake_encoder, make_server):
+    """Requests count as on their way from the head on: while one is still sending its body, a
+    lone request is not encoded inline on the event loop (it would hold the other one up)."""
+    url = make_server(create_app(fake_encoder, config=ServeConfig(max_wait_ms=1)))
+    threads = []
+    real = fake_encoder.encode
+
+    def recording(*a, **kw):
+        threads.append(threading.current_thread().name)
+        return real(*a, **kw)
+
+    fake_encoder.encode = recording
+    try:
+        for _ in range(3):  # lone requests on an idle server: measured, then inline
+            assert httpx.post(url + "/v1/embeddings", json={"input": "alone"}).status_code == 200
+        assert not threads[-1].startswith("embforge-encode"), threads  # on the event loop's thread
+        host, port = url.removeprefix("http://").split(":")
+        body = b'{"input": "slow body"}'
+        s = socket.create_connection((host, int(port)))
+        s.sendall(
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:5]
+        )
+        time.sleep(0.3)  # its head is in, its body is not
+        assert httpx.post(url + "/v1/embeddings", json={"input": "meanwhile"}).status_code == 200
+        assert threads[-1].startswith("embforge-encode"), threads
+        s.sendall(body[5:])
+        s.settimeout(10)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.close()
+    finally:
+        fake_encoder.encode = real

@@ -393,3 +393,31 @@ def test_inline_encoder_error_reaches_the_request_and_the_batcher_goes_on():
     loop_thread, after, depth = _run(main())
     assert rec.threads[1] == loop_thread  # the failing call ran inline
     assert int(after[0].dense[0]) == 2 and depth == 0
+
+
+def test_a_request_on_its_way_keeps_a_lone_text_off_the_loop_and_they_share_a_batch():
+    """A burst: the second request is on its way (head received) when the first submits, so the
+    first is not encoded inline; it waits (max_wait_s) and both go to the encode thread together."""
+    rec = ThreadRecorder()
+
+    async def main():
+        b = DynamicBatcher(rec, max_wait_s=0.5, max_inline_s=0.05)
+        await b.start()
+        await b.submit(["0:x"], [4], role="query", heads=("dense",))  # measured: inline from now on
+
+        async def second():
+            with b.on_the_way():
+                await asyncio.sleep(0.02)  # reading its body
+                return await b.submit(["2:x"], [4], role="query", heads=("dense",))
+
+        task = asyncio.ensure_future(second())
+        await asyncio.sleep(0)  # the second request's head is in: it is on its way
+        first = await b.submit(["1:x"], [4], role="query", heads=("dense",))
+        both = (first, await task)
+        await b.stop()
+        return threading.get_ident(), both
+
+    loop_thread, (first, second) = _run(main())
+    assert int(first[0].dense[0]) == 1 and int(second[0].dense[0]) == 2
+    assert rec.batches[-1][0] == ["1:x", "2:x"]  # one batch
+    assert rec.threads[-1] != loop_thread

@@ -149,7 +149,8 @@ def test_search_over_a_saved_index(tiny_m3, served_m3, make_server, tmp_path, st
         )
         assert set(res["hits"][0]["scores"]) == {"dense", "sparse", "multivector"}
     rrf = httpx.post(
-        url + "/v1/search", json={"query": queries[0], "k": 3, "fusion": "rrf", "weights": {"dense": 1, "multivector": 1}}
+        url + "/v1/search",
+        json={"query": queries[0], "k": 3, "fusion": "rrf", "weights": {"dense": 1, "multivector": 1}},
     )
     assert rrf.status_code == 200
     want_rrf = load_index(tmp_path / "idx").search(
