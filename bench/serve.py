@@ -783,13 +783,26 @@ def ratio_rounds(srv: Server, path: str, name: str, model: str, args, env) -> li
 
 
 def save_piece(name: str, rows: list[dict], error: str | None = None) -> None:
-    """Merge one server's rows into ROWS (a piece replaces that server's earlier rows)."""
+    """Merge one server's rows into ROWS (a piece replaces that server's earlier rows; the earlier
+    run's single-client rounds move to the piece's ``history``, with the server code they ran)."""
     data = json.loads(ROWS.read_text()) if ROWS.exists() else {}
+    old = data.get(name, {})
+    history = old.get("history", [])
+    if any("round" in r for r in old.get("rows", [])):
+        history.append(
+            {
+                "when": old.get("when"),
+                "src": old.get("src"),
+                "rounds": [r for r in old["rows"] if "round" in r],
+            }
+        )
     data[name] = {
         "rows": rows,
         "error": error,
         "cpu": cpu_flags(),
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "src": src_tree(),
+        "history": history,
     }
     tmp = ROWS.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))
@@ -827,14 +840,78 @@ SINGLE_CLIENT_NOTES = [
     "  varied 1.23-1.76 ms from one run to the next: on this VM sub-millisecond times move by +-30%",
     "  between minutes, hence the rounds above (bare and 1-client phase measured together, round by round).",
     "- AMD EPYC, 2026-12-01 (seventh session): a lone short text on an idle server is encoded on the",
-    "  event loop's thread (`--max-inline-ms`, default 5 ms of predicted encode), which removes the two",
-    "  hand-offs to and from the encode thread: paired over 12 phase pairs of two servers side by side",
-    "  (`--max-inline-ms 0` and the default), p50 -0.19 ms (standard error 0.07):",
-    "  bench/results/serve_inline.md. Then such a text on a server with nothing queued or encoding is",
-    "  encoded inside `submit` itself (no queue, no switch to the batcher's task). The rounds above ran",
-    "  with both, 15 of them (5 before). Earlier 5-round runs the same afternoon gave medians 1.95 and",
-    "  2.03 (inline in the batcher's task only) and 1.97 (both).",
+    "  event loop's thread (`--max-inline-ms`, default 5 ms of predicted encode), inside `submit` itself",
+    "  when nothing is queued or encoding (no queue, no switch to the batcher's task), which removes the",
+    "  two hand-offs to and from the encode thread; a request counts as on its way from its head, so a",
+    "  burst still shares a batch. Paired over 12 phase pairs of two servers side by side",
+    "  (`--max-inline-ms 0` and the default): p50 -0.26 ms (standard error 0.06),",
+    "  bench/results/serve_inline.md. 5-round runs of the ratio during the work gave medians 1.95 and",
+    "  2.03 (inline in the batcher's task only) and 1.97 (with `submit`); the 15-round runs are below.",
 ]
+
+
+def src_tree() -> str:
+    """The git tree id of src/ (the server code a run measured), "+dirty" with uncommitted changes."""
+    try:
+        tree = subprocess.run(
+            ["git", "rev-parse", "HEAD:src"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return tree.stdout.strip()[:12] + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def pooled_rounds(piece: dict) -> tuple[list[dict], list[dict]]:
+    """(every single-client round run on this piece's current server code: the latest run's and
+    the earlier runs' of the same src tree, the runs of other code left out; the runs, one summary
+    each, oldest first). The RESULT's ratio is the median of the pooled rounds: all runs of the
+    code, none picked."""
+    cur = [r for r in piece.get("rows", []) if "round" in r]
+    runs = [dict(h, latest=False) for h in piece.get("history", [])]
+    runs.append({"when": piece.get("when"), "src": piece.get("src"), "rounds": cur, "latest": True})
+    src = piece.get("src")
+    same = [
+        r
+        for run in runs
+        if run["rounds"] and src and "dirty" not in src and run["src"] == src
+        for r in run["rounds"]
+    ]
+    return (same or cur), [run for run in runs if run["rounds"]]
+
+
+def runs_lines(name: str, runs: list[dict], src: str | None) -> list[str]:
+    """One line per run of the single-client rounds of piece ``name``."""
+    out = []
+    for run in runs:
+        ratios = [r["ratio"] for r in run["rounds"]]
+        tag = (
+            "this code"
+            if run["src"] == src and src and "dirty" not in src
+            else f"other code ({run['src'] or 'not recorded'})"
+        )
+        out.append(
+            f"- {name}, run at {run['when']} ({tag}{', latest' if run['latest'] else ''}): {len(ratios)} rounds, "
+            f"median {float(np.median(ratios)):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+        )
+    return out
+
+
+def history_lines(data: dict, pooled: dict[str, tuple[list[dict], list[dict]]]) -> list[str]:
+    """The report's list of every run of the single-client rounds, per server."""
+    runs = [ln for n in PEERS for ln in runs_lines(n, pooled[n][1], data.get(n, {}).get("src"))]
+    if not runs:
+        return []
+    return [
+        "",
+        "Every run of the single-client rounds kept in serve_rows.json (the RESULT's `p50_c1_vs_encode` and",
+        "`torch_p50_c1_vs_encode` are the medians of all rounds run on the current server code, the src/",
+        "tree id each run recorded; runs of other code are listed, not pooled):",
+        "",
+        *runs,
+    ]
 
 
 def rounds_lines(rounds: dict[str, list[dict]]) -> list[str]:
@@ -844,7 +921,7 @@ def rounds_lines(rounds: dict[str, list[dict]]) -> list[str]:
     lines = [
         "",
         "Single-client p50 / bare encode time, in rounds (each: the bare encode in its own process, the server",
-        "idle, then a 1-client phase; the RESULT's `p50_c1_vs_encode` is the median of the rounds):",
+        "idle, then a 1-client phase), the latest run of each server:",
         "",
         "| server | round | bare encode ms | 1-client p50 ms | ratio |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -868,6 +945,7 @@ def write_peers_report(out: Path, command: str) -> str:
     by = {(r["server"], r["clients"]): r for r in rows}
     bare = {n: r["bare"] for n in PEERS for r in data.get(n, {}).get("rows", []) if "bare" in r}
     rounds = {n: [r for r in data.get(n, {}).get("rows", []) if "round" in r] for n in PEERS}
+    pooled = {n: pooled_rounds(data.get(n, {})) for n in PEERS}
     cpu = next((v["cpu"] for v in data.values()), cpu_flags())
     lines = [
         "# Serving load test (loopback)",
@@ -906,6 +984,7 @@ def write_peers_report(out: Path, command: str) -> str:
     ]
     lines += [f"- {n}: {b['bare_p50_ms']:.2f} ms (process CPU {b['bare_cpu']:.2f})" for n, b in bare.items()]
     lines += rounds_lines(rounds)
+    lines += history_lines(data, pooled)
     inf_best = {c: max((by[(n, c)]["rps"] for n in ("infinity-torch", "infinity-optimum") if (n, c) in by), default=0.0)
                 for c in LOADGEN_CLIENTS}  # fmt: skip
     res: list[str] = []
@@ -934,8 +1013,8 @@ def write_peers_report(out: Path, command: str) -> str:
         ("p50_c1_vs_encode", "embforge-onnx-int8", o),
         ("torch_p50_c1_vs_encode", "embforge-torch", e),
     ):
-        if rounds[n]:  # the median of the rounds (each ratio from one minute)
-            res.append(f"{key}={float(np.median([r['ratio'] for r in rounds[n]])):.2f}")
+        if pooled[n][0]:  # the median of the rounds on this code (each ratio from one minute)
+            res.append(f"{key}={float(np.median([r['ratio'] for r in pooled[n][0]])):.2f}")
         elif 1 in phase and n in bare:
             res.append(f"{key}={phase[1]['p50'] / bare[n]['bare_p50_ms']:.2f}")
     lines += [

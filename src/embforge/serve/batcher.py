@@ -14,7 +14,7 @@ is predicted under ``max_inline_s`` (from the lone texts measured so far, in sec
 encoded on the event loop's own thread instead, inside ``submit`` when nothing at all is queued
 or encoding (no queue, no task switch): the two thread hand-offs cost more than holding
 the loop for that long, when no other request is there to be held (measured: single-client p50
-0.19 ms lower with the ONNX int8 MiniLM, whose sentence encodes in about 1 ms;
+0.26 ms lower with the ONNX int8 MiniLM, whose sentence encodes in about 1 ms;
 bench/results/serve_inline.md).
 
 Fairness: requests take turns. Each micro-batch is led by the next request in arrival order
