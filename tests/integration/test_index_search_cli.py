@@ -110,7 +110,8 @@ def test_index_matryoshka_hnsw_and_errors(tiny_m3_path, beir, tmp_path):
     r = CliRunner().invoke(app, ["index", str(beir), "-o", str(tmp_path / "x"), "--dense-index", "annoy"])
     assert (
         r.exit_code != 0
-        and "unknown dense index 'annoy'; choose from: binary, exact, hnsw, int8, ivf, ivfpq" in str(r.exception)
+        and "unknown dense index 'annoy'; choose from: binary, exact, hnsw, int8, ivf, ivfpq"
+        in str(r.exception)
     )
     r = CliRunner().invoke(app, ["search", str(out), str(beir), "-o", str(tmp_path / "r.csv")])
     assert r.exit_code != 0 and "use .trec (TREC) or .json" in str(r.exception)
@@ -139,3 +140,40 @@ def test_index_built_in_one_folder_searches_from_another(tiny_m3_path, beir, tmp
     assert r.exit_code == 0, r.output + str(r.exception)
     assert f"queries encoded with {(build / 'model').resolve()}" in r.output
     assert len((elsewhere / "run.trec").read_text().splitlines()) == 4
+
+
+def test_multivector_index_backends_from_the_cli(tiny_m3_path, beir, tmp_path):
+    """--multivector-index plaid: PLAID candidates, exact re-score from the token store (the same
+    ranking as the exact index on this corpus); plaid-codes: no token store, codes only."""
+    runs = {}
+    for name in ("exact", "plaid", "plaid-codes"):
+        out = tmp_path / name
+        args = [
+            "index",
+            str(beir),
+            "-o",
+            str(out),
+            "--model",
+            str(tiny_m3_path),
+            "--heads",
+            "dense,sparse,multivector",
+        ]
+        r = CliRunner().invoke(app, [*args, "--multivector-index", name])
+        assert r.exit_code == 0, r.output
+        mv = load_index(out).components["multivector"]
+        assert mv.kind == ("multivector" if name == "exact" else "multivector-plaid"), mv.kind
+        assert (out / "multivector" / "vectors.npy").exists() == (name != "plaid-codes")
+        if name == "plaid-codes":
+            assert mv.store_kind == "codes" and mv.pq_eta == 4.0
+        run = tmp_path / f"{name}.json"
+        r = CliRunner().invoke(app, ["search", str(out), str(beir), "-o", str(run), "-k", "5"])
+        assert r.exit_code == 0, r.output
+        runs[name] = json.loads(run.read_text())
+    for q in QUERIES:
+        exact, plaid = runs["exact"][q["_id"]], runs["plaid"][q["_id"]]
+        assert list(plaid) == list(exact)
+        assert [plaid[d] for d in plaid] == pytest.approx([exact[d] for d in exact], abs=1e-5)
+        assert set(runs["plaid-codes"][q["_id"]]) == set(exact)  # every document, approximate scores
+    r = CliRunner().invoke(app, ["index", str(beir), "-o", str(tmp_path / "x"), "--model", str(tiny_m3_path),
+                                 "--multivector-index", "colbert"])  # fmt: skip
+    assert r.exit_code != 0 and "choose from: exact, plaid, plaid-codes" in r.output + str(r.exception)

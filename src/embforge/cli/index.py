@@ -77,7 +77,9 @@ def shard_settings(corpus: Path, heads: str, model: str | None) -> tuple[tuple[s
     asked = parse_heads(heads) or tuple(m["heads"])
     missing = [h for h in asked if h not in m["heads"]]
     if missing:
-        raise DataError(f"{corpus}: the shards hold {', '.join(m['heads'])}, not {missing[0]}; encode that head too")
+        raise DataError(
+            f"{corpus}: the shards hold {', '.join(m['heads'])}, not {missing[0]}; encode that head too"
+        )
     return asked, model or m.get("model"), dict(m.get("encode") or {})
 
 
@@ -108,19 +110,27 @@ def index_scaled(
     encode_kwargs: dict,
     threads: int | None,
     dense_index: str,
+    multivector_index: str = "exact",
+    multivector_dtype: str = "float16",
 ) -> None:
     """`embforge index` into Qdrant, or into a hybrid folder from shards."""
     import time
 
     from embforge.data.shards import is_shard_dir
     from embforge.index.qdrant import QUANTIZATIONS, QdrantIndex
-    from embforge.search.retriever import DENSE_BACKENDS, make_hybrid, recorded_model
+    from embforge.search.retriever import DENSE_BACKENDS, MULTIVECTOR_BACKENDS, make_hybrid, recorded_model
 
     if backend not in ("hybrid", "qdrant"):
         raise ConfigError(f"--backend {backend!r}; choose from: hybrid, qdrant")
     if quantization not in QUANTIZATIONS:
         raise ConfigError(f"--quantization {quantization!r}; choose from: {', '.join(QUANTIZATIONS)}")
     DENSE_BACKENDS.get(dense_index)
+    MULTIVECTOR_BACKENDS.get(multivector_index)
+    if backend == "qdrant" and multivector_index != "exact":
+        raise ConfigError(
+            f"--multivector-index {multivector_index} is for embforge's own index folder; Qdrant stores and "
+            "searches multi-vectors itself: drop the option or use --backend hybrid"
+        )
     claim(output, directory=True, inputs=[corpus])
     set_threads(threads)
     t0 = time.perf_counter()
@@ -132,18 +142,80 @@ def index_scaled(
 
         head_list = resolve_heads(heads, model)
         enc = Encoder.from_pretrained(model, heads=head_list)
-    kw = {k: v for k, v in encode_kwargs.items() if k in ("batch_size", "max_length", "dtype", "dim", "long_inputs")}
-    meta = {"encoder": {"model": recorded_model(model), "heads": list(head_list), "dim": kw.get("dim"),
-                        "max_length": kw.get("max_length")}}
+    kw = {
+        k: v
+        for k, v in encode_kwargs.items()
+        if k in ("batch_size", "max_length", "dtype", "dim", "long_inputs")
+    }
+    meta = {
+        "encoder": {
+            "model": recorded_model(model),
+            "heads": list(head_list),
+            "dim": kw.get("dim"),
+            "max_length": kw.get("max_length"),
+        }
+    }
 
     def make():
         if backend == "qdrant":
-            return QdrantIndex.open(output, heads=head_list, url=url, collection=collection, quantization=quantization)
-        return make_hybrid(head_list, dense=dense_index)
+            return QdrantIndex.open(
+                output, heads=head_list, url=url, collection=collection, quantization=quantization
+            )
+        return make_hybrid(
+            head_list, dense=dense_index, multivector_dtype=multivector_dtype, multivector=multivector_index
+        )
 
-    n = index_from_batches(output, backend, head_list, embedding_batches(corpus, enc, head_list, kw), make, meta)
-    typer.echo(f"indexed {n} documents ({', '.join(head_list)}, {backend}) in {time.perf_counter() - t0:.1f}s -> {output}",
-               err=True)
+    n = index_from_batches(
+        output, backend, head_list, embedding_batches(corpus, enc, head_list, kw), make, meta
+    )
+    typer.echo(
+        f"indexed {n} documents ({', '.join(head_list)}, {backend}) in {time.perf_counter() - t0:.1f}s -> {output}",
+        err=True,
+    )
+
+
+def index_in_process(
+    corpus: Path,
+    output: Path,
+    model: str | None,
+    heads: str,
+    layout: dict,
+    encode_kwargs: dict,
+    threads: int | None,
+    progress: bool | None,
+) -> None:
+    """`embforge index` into embforge's own folder, encoding here (``layout``: ``build_index``'s
+    dense / dim / multivector_dtype / multivector)."""
+    import time
+
+    from embforge.model.encoder import Encoder
+    from embforge.search.retriever import DENSE_BACKENDS, MULTIVECTOR_BACKENDS, build_index
+
+    head_list = parse_heads(heads)
+    DENSE_BACKENDS.get(layout["dense"])  # fail before loading anything
+    MULTIVECTOR_BACKENDS.get(layout["multivector"])
+    claim(output, directory=True, inputs=[corpus])
+    ids, texts = read_corpus_texts(corpus)
+    head_list = head_list or resolve_heads(heads, model)
+    set_threads(threads)
+    t0 = time.perf_counter()
+    enc = Encoder.from_pretrained(model, heads=head_list)  # ONNX Runtime for an exported folder (auto)
+    show = show_progress(progress)
+    idx = build_index(
+        enc,
+        ids,
+        texts,
+        heads=head_list,
+        model=model,
+        encode_kwargs=encode_kwargs,
+        progress=(lambda n, total: typer.echo(f"encoded {n}/{total}", err=True)) if show else None,
+        **layout,
+    )
+    idx.save(output)
+    typer.echo(
+        f"indexed {len(ids)} documents ({', '.join(head_list)}) in {time.perf_counter() - t0:.1f}s -> {output}",
+        err=True,
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -166,16 +238,27 @@ def register(app: typer.Typer) -> None:
             "--multivector-dtype",
             help="Token-vector storage: float16, int8 (per-token scale), float32.",
         ),
+        multivector_index: str = typer.Option(
+            "exact",
+            "--multivector-index",
+            help="Multi-vector backend: exact (MaxSim over every document), plaid (PLAID candidates, exact "
+            "re-score from the token store) or plaid-codes (no token store: centroid ids + PQ codes, about "
+            "1/8 of float16, approximate scores).",
+        ),
         batch_size: int = batch_size_option(),
         max_length: Optional[int] = max_length_option("Token limit per document (default: the model's)."),
         dtype: str = dtype_option(),
         threads: Optional[int] = threads_option(),
         progress: Optional[bool] = progress_option(),
         backend: str = typer.Option(
-            "hybrid", "--backend", help="hybrid (embforge's npy/faiss folder) or qdrant (a Qdrant collection)."
+            "hybrid",
+            "--backend",
+            help="hybrid (embforge's npy/faiss folder) or qdrant (a Qdrant collection).",
         ),
         qdrant_url: Optional[str] = typer.Option(
-            None, "--qdrant-url", help="Qdrant server/cluster URL (API key: $QDRANT_API_KEY); unset = embedded in OUT/qdrant."
+            None,
+            "--qdrant-url",
+            help="Qdrant server/cluster URL (API key: $QDRANT_API_KEY); unset = embedded in OUT/qdrant.",
         ),
         collection: str = typer.Option("embforge", "--collection", help="Qdrant collection name."),
         quantization: str = typer.Option(
@@ -188,39 +271,14 @@ def register(app: typer.Typer) -> None:
 
         Qdrant from shards (no re-encoding): embforge index shards/ -o qidx/ --backend qdrant
         """
-        import time
-
+        kw = {"batch_size": batch_size, "max_length": max_length, "dtype": dtype}
         if backend == "qdrant" or (corpus / "manifest.json").is_file() or (corpus / "job.json").is_file():
             return index_scaled(corpus, output, model, heads, backend, qdrant_url, collection, quantization,
-                                {"batch_size": batch_size, "max_length": max_length, "dtype": dtype, "dim": dim},
-                                threads, dense_index)
-
-        from embforge.model.encoder import Encoder
-        from embforge.search.retriever import DENSE_BACKENDS, build_index
-
-        head_list = parse_heads(heads)
-        DENSE_BACKENDS.get(dense_index)  # fail before loading anything
-        claim(output, directory=True, inputs=[corpus])
-        ids, texts = read_corpus_texts(corpus)
-        head_list = head_list or resolve_heads(heads, model)
-        set_threads(threads)
-        t0 = time.perf_counter()
-        enc = Encoder.from_pretrained(model, heads=head_list)  # ONNX Runtime for an exported folder (auto)
-        show = show_progress(progress)
-        idx = build_index(
-            enc,
-            ids,
-            texts,
-            heads=head_list,
-            dense=dense_index,
-            dim=dim,
-            multivector_dtype=multivector_dtype,
-            model=model,
-            encode_kwargs={"batch_size": batch_size, "max_length": max_length, "dtype": dtype},
-            progress=(lambda n, total: typer.echo(f"encoded {n}/{total}", err=True)) if show else None,
-        )
-        idx.save(output)
-        typer.echo(
-            f"indexed {len(ids)} documents ({', '.join(head_list)}) in {time.perf_counter() - t0:.1f}s -> {output}",
-            err=True,
-        )
+                                {**kw, "dim": dim}, threads, dense_index, multivector_index, multivector_dtype)  # fmt: skip
+        layout = {
+            "dense": dense_index,
+            "dim": dim,
+            "multivector_dtype": multivector_dtype,
+            "multivector": multivector_index,
+        }
+        index_in_process(corpus, output, model, heads, layout, kw, threads, progress)

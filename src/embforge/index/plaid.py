@@ -119,7 +119,8 @@ class PlaidIndex(MultiVectorIndex):
         ndocs: candidates kept after centroid interaction (stage 3).
         exact: candidates re-scored exactly from the float16 store (0 = return the
             decompressed scores).
-        pq_m: residual sub-quantizers per token (a divisor of the dim; None = dim / 8), each
+        pq_m: residual sub-quantizers per token (a divisor of the dim; None = dim / 8, or dim / 4
+            with ``store="codes"``: 96 B a token at 384 dims, 1/8 of float16 with the centroid id), each
             ``pq_bits`` bits (8; fewer when the training sample is small).
         train_tokens: at most this many tokens train the centroids and the PQ.
         dtype: the exact token store ("float16", "int8", "float32").
@@ -132,7 +133,7 @@ class PlaidIndex(MultiVectorIndex):
             decoded (Santhanam et al., 2021, ColBERTv2's residual compression; no token store is
             saved: about ``pq_m`` + 2 bytes a token): ``exact`` shortlisted documents a query are
             re-scored by MaxSim over their decoded tokens, so scores (and ``score``/``rerank``)
-            are approximate. Pair it with more sub-quantizers (e.g. ``pq_m`` = dim / 6 at 8 bits).
+            are approximate (hence more sub-quantizers by default, ``pq_m`` = dim / 4).
             Adding to a loaded "codes" index rebuilds its tokens from their codes first.
         pq_eta: how the residual codes are chosen: 1 = faiss's nearest codes; above 1, ScaNN's
             score-aware loss (:mod:`embforge.index.anisotropic`: error along the token costs
@@ -204,7 +205,10 @@ class PlaidIndex(MultiVectorIndex):
         cent = np.ascontiguousarray(km.centroids, np.float32)
         # 8-bit codes; fewer bits when the sample is too small to train 256 codewords per sub-space
         self.pq_bits = int(min(8, max(1, math.floor(math.log2(max(2, len(sample) // 39))))))
-        pq = faiss.ProductQuantizer(m, _pq_m(m, self.pq_m or max(1, m // 8)), self.pq_bits)
+        default_m = max(
+            1, m // (4 if self.store_kind == "codes" else 8)
+        )  # codes: the final re-score reads them
+        pq = faiss.ProductQuantizer(m, _pq_m(m, self.pq_m or default_m), self.pq_bits)
         pq.train(np.ascontiguousarray(sample - cent[self._assign(cent, sample)]))
         self.pq_m, self._pq = pq.M, pq
         self._codes = {"centroids": cent}

@@ -18,13 +18,21 @@ from embforge.index.base import load_index
 from embforge.index.dense import ExactDenseIndex
 from embforge.index.hybrid import HybridIndex
 from embforge.index.multivector import MultiVectorIndex
+from embforge.index.plaid import PlaidIndex
 from embforge.index.qdrant import QdrantIndex
 from embforge.index.sparse import SparseIndex
 from embforge.model.encoder import Encoder
 from embforge.registry import Registry
 from embforge.types import HEADS, Hits
 
-__all__ = ["DENSE_BACKENDS", "Retriever", "build_index", "make_hybrid", "model_fusion_kwargs"]
+__all__ = [
+    "DENSE_BACKENDS",
+    "MULTIVECTOR_BACKENDS",
+    "Retriever",
+    "build_index",
+    "make_hybrid",
+    "model_fusion_kwargs",
+]
 
 DENSE_BACKENDS: Registry = Registry("dense index")
 DENSE_BACKENDS.add("exact", lambda dim: ExactDenseIndex(dim=dim))
@@ -34,22 +42,34 @@ DENSE_BACKENDS.add("hnsw", lambda dim: HNSWIndex(dim=dim))
 DENSE_BACKENDS.add("ivf", lambda dim: IVFFlatIndex(dim=dim))
 DENSE_BACKENDS.add("ivfpq", lambda dim: IVFPQIndex(dim=dim))
 
+#: Multi-vector backends by name, each ``make(dtype) -> index``: exact MaxSim over every document
+#: (the reference), PLAID candidates re-scored exactly from the token store, or PLAID with no token
+#: store (centroid ids + score-aware PQ codes, about 1/8 of float16 at 384 dims; approximate scores).
+MULTIVECTOR_BACKENDS: Registry = Registry("multi-vector index")
+MULTIVECTOR_BACKENDS.add("exact", lambda dtype: MultiVectorIndex(dtype=dtype))
+MULTIVECTOR_BACKENDS.add("plaid", lambda dtype: PlaidIndex(dtype=dtype))
+MULTIVECTOR_BACKENDS.add("plaid-codes", lambda dtype: PlaidIndex(dtype=dtype, store="codes"))
+
 
 def make_hybrid(
     heads: Sequence[str],
     dense: str = "exact",
     dim: int | None = None,
     multivector_dtype: str = "float16",
+    multivector: str = "exact",
     **hybrid: Any,
 ) -> HybridIndex:
-    """An empty ``HybridIndex`` with one component per head."""
+    """An empty ``HybridIndex`` with one component per head (``multivector``: a name of
+    ``MULTIVECTOR_BACKENDS``)."""
     bad = [h for h in heads if h not in HEADS]
     if bad or not heads:
         raise ConfigError(f"unknown head {bad[0] if bad else ''!r}; choose from: {', '.join(HEADS)}")
     return HybridIndex(
         dense=DENSE_BACKENDS.get(dense)(dim) if "dense" in heads else None,
         sparse=SparseIndex() if "sparse" in heads else None,
-        multivector=MultiVectorIndex(dtype=multivector_dtype) if "multivector" in heads else None,
+        multivector=MULTIVECTOR_BACKENDS.get(multivector)(multivector_dtype)
+        if "multivector" in heads
+        else None,
         **hybrid,
     )
 
@@ -64,6 +84,7 @@ def build_index(
     multivector_dtype: str = "float16",
     model: str | None = None,
     block: int = 4096,
+    multivector: str = "exact",
     encode_kwargs: dict[str, Any] | None = None,
     progress: Any = None,
 ) -> HybridIndex:
@@ -81,7 +102,9 @@ def build_index(
         if fusion is None
         else {"fusion": fusion.fusion, "weights": dict(fusion.weights), "rrf_k": fusion.rrf_k}
     )
-    index = make_hybrid(heads, dense=dense, dim=dim, multivector_dtype=multivector_dtype, **hybrid)
+    index = make_hybrid(
+        heads, dense=dense, dim=dim, multivector_dtype=multivector_dtype, multivector=multivector, **hybrid
+    )
     index.meta = {
         "encoder": {
             "model": recorded_model(model),
@@ -189,7 +212,9 @@ class Retriever:
         out = Hits(ids=[], scores=[], per_head={h: [] for h in self.index.heads})
         for a in range(0, len(texts), block):
             q = self.encode_queries(texts[a : a + block], **(encode_kwargs or {}))
-            h = self.index.search(q, k=k, **model_fusion_kwargs(self.encoder, search_kw, texts[a : a + block]))
+            h = self.index.search(
+                q, k=k, **model_fusion_kwargs(self.encoder, search_kw, texts[a : a + block])
+            )
             out.ids.extend(h.ids)
             out.scores.extend(h.scores)
             for name, v in h.per_head.items():
