@@ -32,21 +32,17 @@ def beir(tmp_path):
     return root
 
 
+def _index(beir, out, model, *extra):
+    """``embforge index`` of the test corpus with all three heads (and ``extra`` options)."""
+    heads = "dense,sparse,multivector"
+    return CliRunner().invoke(
+        app, ["index", str(beir), "-o", str(out), "--model", str(model), "--heads", heads, *extra]
+    )
+
+
 def test_index_then_search_matches_scoring_functions(tiny_m3_path, tiny_m3, beir, tmp_path):
     out = tmp_path / "idx"
-    r = CliRunner().invoke(
-        app,
-        [
-            "index",
-            str(beir),
-            "-o",
-            str(out),
-            "--model",
-            str(tiny_m3_path),
-            "--heads",
-            "dense,sparse,multivector",
-        ],
-    )
+    r = _index(beir, out, tiny_m3_path)
     assert r.exit_code == 0, r.output
     idx = load_index(out)
     assert (
@@ -148,17 +144,7 @@ def test_multivector_index_backends_from_the_cli(tiny_m3_path, beir, tmp_path):
     runs = {}
     for name in ("exact", "plaid", "plaid-codes"):
         out = tmp_path / name
-        args = [
-            "index",
-            str(beir),
-            "-o",
-            str(out),
-            "--model",
-            str(tiny_m3_path),
-            "--heads",
-            "dense,sparse,multivector",
-        ]
-        r = CliRunner().invoke(app, [*args, "--multivector-index", name])
+        r = _index(beir, out, tiny_m3_path, "--multivector-index", name)
         assert r.exit_code == 0, r.output
         mv = load_index(out).components["multivector"]
         assert mv.kind == ("multivector" if name == "exact" else "multivector-plaid"), mv.kind
