@@ -801,7 +801,7 @@ def _codecs_report(a, s: dict) -> None:
         "states without [CLS], L2-normalised, 384-d, float16, max_length 128); 100 queries encoded the same way.",
     ]
     lines += _codec_lines(s)
-    _write_atomic(OUT_CODECS, "\n".join(lines) + "\n")
+    _write_atomic(a.codecs_out or OUT_CODECS, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -869,6 +869,7 @@ def main() -> None:
     ap.add_argument("--codec-match", default="", help="codecs: only the codecs whose name matches this regex")
     ap.add_argument("--codec-redo", action="store_true", help="codecs: re-measure codecs already in the state")
     ap.add_argument("--codecs-only", action="store_true", help="report: only the codecs tables, to " + OUT_CODECS.name)
+    ap.add_argument("--codecs-out", type=Path, default=None, help="report --codecs-only: write here instead of " + OUT_CODECS.name)
     ap.add_argument("--only", default="", help="query: comma-separated index folder names (default: all)")
     ap.add_argument("--nlist", type=int, default=None, help="build: centroids (default: PlaidIndex's rule)")
     ap.add_argument("--pq-m", type=int, default=None, help="build: PQ sub-quantizers a token (default: dim / 8)")
