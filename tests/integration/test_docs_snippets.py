@@ -13,6 +13,9 @@ A block may carry one marker, the HTML comment on the line right above its fence
 * ``<!-- snippet: server ARGS -->``: a client of ``embforge serve`` (curl, the openai package):
   the test starts ``embforge serve ARGS`` on a free port (the block's ``127.0.0.1:8000`` is
   pointed at it; nothing else of the block changes), runs the block, stops the server. Slow.
+* ``<!-- snippet: shared -->``: reads ``shared/data/...``, the project's data folder beside the
+  checkout (``../shared``, which a user's clone does not have): the test links it into the
+  temporary folder; where it is absent the block is skipped (a failure under ``CI=true``).
 * ``<!-- snippet: skip REASON -->``: cannot run on a CI machine at all, for the REASON given
   (needs network, GPUs, a running server, data that is not shipped, or is an API outline
   rather than a program). The test reports it as skipped with its reason.
@@ -35,10 +38,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers.requires import strict
+
 ROOT = Path(__file__).resolve().parents[2]
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(bash|python)\n(.*?)^```", re.S | re.M)
-MARKER = re.compile(r"<!--\s*snippet:\s*(slow|skip|server)\s*(.*?)\s*-->\s*$")
+MARKER = re.compile(r"<!--\s*snippet:\s*(slow|skip|server|shared)\s*(.*?)\s*-->\s*$")
+SHARED = ROOT.parent / "shared"
 TIMEOUT_S = 900
 
 
@@ -56,10 +62,11 @@ def snippets() -> list:
             if mark and mark.group(1) in ("slow", "server"):
                 marks.append(pytest.mark.slow)
                 server = mark.group(2) if mark.group(1) == "server" else None
-            elif mark:
+            elif mark and mark.group(1) == "skip":
                 marks.append(pytest.mark.skip(reason=mark.group(2) or "(no reason given)"))
+            shared = bool(mark) and mark.group(1) == "shared"
             sid = f"{path.relative_to(ROOT)}:{line}"
-            out.append(pytest.param(m.group(1), m.group(2), server, id=sid, marks=marks))
+            out.append(pytest.param(m.group(1), m.group(2), server, shared, id=sid, marks=marks))
     return out
 
 
@@ -109,8 +116,14 @@ def _server(args: str, env: dict, cwd: Path):
             proc.kill()
 
 
-@pytest.mark.parametrize("lang,code,server", SNIPPETS)
-def test_snippet_runs(lang, code, server, tmp_path):
+@pytest.mark.parametrize("lang,code,server,shared", SNIPPETS)
+def test_snippet_runs(lang, code, server, shared, tmp_path):
+    if shared:
+        if not (SHARED / "data").is_dir():
+            if strict():
+                pytest.fail(f"CI=true: the block reads shared/data, and {SHARED} is missing")
+            pytest.skip(f"reads shared/data; {SHARED} is not beside this checkout")
+        (tmp_path / "shared").symlink_to(SHARED)
     bin_dir = str(Path(sys.executable).parent)
     shutil.copytree(
         ROOT / "configs", tmp_path / "configs"

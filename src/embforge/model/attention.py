@@ -45,6 +45,7 @@ __all__ = [
     "resolve_attention",
     "apply_attention",
     "hf_backbones",
+    "supports_flash",
     "inference_attention",
 ]
 
@@ -122,6 +123,11 @@ def hf_backbones(model: nn.Module) -> list[nn.Module]:
     return found
 
 
+def supports_flash(backbones: list[nn.Module]) -> bool:
+    """Every one of ``backbones`` (``hf_backbones``) declares a FlashAttention-2 path in transformers."""
+    return bool(backbones) and all(getattr(type(b), "_supports_flash_attn", False) for b in backbones)
+
+
 def apply_attention(model: nn.Module, choice: AttentionChoice) -> list[str]:
     """Set ``choice``'s implementation on every backbone of ``model``; returns their class names."""
     if choice.implementation is None:
@@ -147,8 +153,7 @@ def inference_attention(
     Elsewhere nothing changes (the yielded choice says why)."""
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(autocast, "fp32")  # type: ignore[arg-type]
     backbones = hf_backbones(model)
-    flash = bool(backbones) and all(getattr(type(b), "_supports_flash_attn", False) for b in backbones)
-    choice = resolve_attention("auto", device, precision, flash, flash_installed)
+    choice = resolve_attention("auto", device, precision, supports_flash(backbones), flash_installed)
     before = [getattr(b.config, "_attn_implementation", None) for b in backbones]
     if choice.implementation is not None:
         apply_attention(model, choice)

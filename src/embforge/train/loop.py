@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from embforge.atomic import atomic_write_text
-from embforge.model.attention import apply_attention, hf_backbones, resolve_attention
+from embforge.model.attention import apply_attention, hf_backbones, resolve_attention, supports_flash
 from embforge.train import distributed as dist_utils
 from embforge.train.checkpoint import (
     collect_rng_states,
@@ -225,9 +225,9 @@ class Trainer:
         """Resolve ``loop.precision`` (``auto``: bf16 where the device has it) and say which path runs."""
         choice = resolve_precision(self.loop.precision, device)
         self.precision = choice.precision
-        backbones = hf_backbones(self.model)
-        flash = bool(backbones) and all(getattr(type(b), "_supports_flash_attn", False) for b in backbones)
-        attn = resolve_attention(self.loop.attention, device, self.precision, flash)
+        attn = resolve_attention(
+            self.loop.attention, device, self.precision, supports_flash(hf_backbones(self.model))
+        )
         apply_attention(self.model, attn)
         if self.is_main:
             print(choice.log_line(), file=sys.stderr)
