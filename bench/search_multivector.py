@@ -524,6 +524,28 @@ def _residual_stats(d: dict) -> dict:
     }
 
 
+def _boundary(ex: np.ndarray, kth: np.ndarray, k: int) -> dict:
+    """How close the exact ranking's k-th and (k+1)-th documents are (within each query's shortlist,
+    which holds the exact top-k for ~99% of them): the precision a code needs to keep that order."""
+    srt = -np.sort(-np.nan_to_num(ex, nan=-np.inf), axis=1)
+    gap = srt[:, k - 1] - srt[:, k]
+    q = np.quantile(gap, [0.25, 0.5, 0.75])
+    return {"gap_q25": float(q[0]), "gap_median": float(q[1]), "gap_q75": float(q[2]), "kth_mean": float(kth.mean())}
+
+
+def _miss_stats(got: np.ndarray, kth: np.ndarray, approx: np.ndarray, ex: np.ndarray, k: int) -> dict:
+    """For a decoded re-score: the error of its MaxSim scores (std over the shortlist, against the
+    exact ones) and how far below the exact k-th score its misses are (median and 90th percentile,
+    as a share of that k-th score)."""
+    miss = got[:, :k] < kth[:, None] - 1e-4
+    rel = ((kth[:, None] - got[:, :k]) / np.abs(kth[:, None]))[miss]
+    ok = np.isfinite(approx) & np.isfinite(ex)
+    out = {"score_err_std": float(np.std((approx - ex)[ok]))}
+    if rel.size:
+        out |= {"miss_gap_median": float(np.median(rel)), "miss_gap_p90": float(np.quantile(rel, 0.9))}
+    return out
+
+
 def stage_codecs(a) -> None:
     """Recall@10 when the final re-score of a stage-3 shortlist reads decoded token codes instead of
     the float16 store (the storage target: no float16 store on disk), per codec of the token
@@ -548,13 +570,16 @@ def stage_codecs(a) -> None:
     info["norms"] = old.get("norms") if same and old.get("norms") else _residual_stats(d)
     print(info["norms"], flush=True)
 
-    def recall(recon: np.ndarray) -> float:
+    info["boundary"] = _boundary(ex, kth, a.k)
+
+    def recall(recon: np.ndarray) -> dict:
         approx = maxsim_rerank_rows(queries, d["lrows"], recon.astype(np.float16), d["loff"], None)
         top = np.argsort(-np.nan_to_num(approx, nan=-np.inf), axis=1)[:, : a.k]
-        return float(recall_ties(np.take_along_axis(ex, top, 1), kth, a.k))
+        got = np.take_along_axis(ex, top, 1)
+        return {"recall": float(recall_ties(got, kth, a.k))} | _miss_stats(got, kth, approx, ex, a.k)
 
     def row(codec: str, token_bytes: int, recon: np.ndarray, m: dict, doc_bytes: int = 0) -> None:
-        r = {"codec": codec, "token_bytes": token_bytes, "doc_bytes": doc_bytes, "recall": recall(recon), "train_encode_s": m["wall_s"]}
+        r = {"codec": codec, "token_bytes": token_bytes, "doc_bytes": doc_bytes, **recall(recon), "train_encode_s": m["wall_s"]}
         r |= {"train_encode_cpu_s": m["cpu_s"], "load": m["load"]}
         info["rows"] = [x for x in info["rows"] if x["codec"] != codec] + [r]
         _save_state(a.workdir, key, info)
@@ -699,6 +724,21 @@ def _codec_note(c: dict, dim: int) -> str:
     )
 
 
+def _boundary_note(c: dict) -> str:
+    """The exact k-th / (k+1)-th score gap of a `codecs` run, against which a code's error is read."""
+    b = c.get("boundary")
+    if not b:
+        return ""
+    return (
+        f" Exact MaxSim gap between each query's 10th and 11th document: median {b['gap_median']:.4f} "
+        f"(quartiles {b['gap_q25']:.4f}-{b['gap_q75']:.4f}; the 10th score averages {b['kth_mean']:.3f}, so the median "
+        f"gap is {100 * b['gap_median'] / b['kth_mean']:.2f}% of it). 'score error std': the standard deviation of a "
+        "code's MaxSim score minus the exact one over the shortlists; a code keeps the exact top-10 only where its "
+        "error is below that gap. 'misses': how far the returned documents that are not in the exact top-10 score "
+        "below the exact 10th, as a share of its score."
+    )
+
+
 def _codec_lines(s: dict) -> list[str]:
     """The `codecs` stage's tables: recall@10 of a decoded final re-score, bytes per token."""
     lines = []
@@ -722,17 +762,20 @@ def _codec_lines(s: dict) -> list[str]:
             "'+ id' adds the 2-byte centroid id a token and any per-document code spread over the document's tokens (the index's other parts are in the bytes table; the "
             "storage target, 1/8 of float16 for everything, leaves about 96 B a token with the id). 'train + encode s': "
             "wall seconds to train the codec and code the shortlisted tokens at nice 15 on the shared machine "
-            "(1 faiss thread), only a rough cost; CPU s: the process CPU seconds of that; load: 1-min load average.",
+            "(1 faiss thread), only a rough cost; CPU s: the process CPU seconds of that; load: 1-min load average."
+            + _boundary_note(c),
             "",
-            "| final re-score from | bytes/token (+ id) | of float16 | recall@10 | train + encode s | CPU s | load |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| final re-score from | bytes/token (+ id) | of float16 | recall@10 | score error std | misses: gap below the 10th, median / p90 | train + encode s | CPU s | load |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in sorted(c["rows"], key=lambda r: (r["token_bytes"] >= f16, r["token_bytes"], r["codec"])):
             tb = r["token_bytes"] + r.get("doc_bytes", 0) / tokens_per_doc + (2 if r["token_bytes"] < f16 else 0)
             sec = f"{r['train_encode_s']:.0f}" if "train_encode_s" in r else "-"
             cpu = f"{r['train_encode_cpu_s']:.0f}" if "train_encode_cpu_s" in r else "-"
             load = f"{r['load'][0]:.1f}" if "load" in r else "-"
-            lines.append(f"| {r['codec']} | {tb:.4g} | {tb / f16:.3f} | {r['recall']:.3f} | {sec} | {cpu} | {load} |")
+            err = f"{r['score_err_std']:.4f}" if "score_err_std" in r else "-"
+            gap = f"{100 * r['miss_gap_median']:.2f}% / {100 * r['miss_gap_p90']:.2f}%" if "miss_gap_median" in r else "-"
+            lines.append(f"| {r['codec']} | {tb:.4g} | {tb / f16:.3f} | {r['recall']:.3f} | {err} | {gap} | {sec} | {cpu} | {load} |")
     return lines
 
 
