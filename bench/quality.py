@@ -178,6 +178,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="report: workdirs of the same mix/base trained with other --steps (sparse vs BM25 by steps)",
     )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.md"))
+    ap.add_argument(
+        "--title",
+        default="Issue 13 ablation: five trainers x seeds, every head, held-apart multilingual sets",
+        help="report: the results file's title (its row in the README's benchmark table)",
+    )
     return ap.parse_args(argv)
 
 

@@ -13,6 +13,7 @@ so when even the ceiling leaves sets below their best head, no tuning of one fus
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import quality  # noqa: E402  # bench/quality.py: the sets and the score-matrix cache
+from embforge.data.io import atomic_write  # noqa: E402
 from embforge.eval.fusion import candidate_matrix  # noqa: E402
 from embforge.eval.tune import _per_query_ndcg, grid_points  # noqa: E402
 from embforge.model.fusion import ModelFusion  # noqa: E402
@@ -57,9 +59,39 @@ def _name(p) -> str:
     return f"{p.fusion} {w}"
 
 
+def report(variant: str, seeds: list[int], names: list[str], gaps: np.ndarray, lines: list[str], points) -> list[str]:
+    """The Markdown tables and the RESULT line: per set its own best point, then the single points
+    whose worst set is best (``gaps``: sets x points, grid nDCG@10 minus the set's best head)."""
+    worst = gaps.min(0)
+    out = [
+        f"variant {variant}, seeds {seeds}, {len(points)} grid points (weights dense / sparse / multivector)",
+        "",
+        "| set | best head | best grid point on this set | its gain over the best head |",
+        "|---|---|---|---|",
+        *lines,
+        "",
+        "| single grid point for every set (best worst-set first) | worst set | sets below their best head | mean gain |",
+        "|---|---|---|---|",
+    ]
+    for j in np.argsort(-worst)[:5]:
+        below = int((gaps[:, j] < 0).sum())
+        out.append(
+            f"| {_name(points[j])} | {names[int(np.argmin(gaps[:, j]))]} {worst[j]:+.3f} | {below} of {len(names)} | {gaps[:, j].mean():+.3f} |"
+        )
+    j = int(np.argmax(worst))
+    out += [
+        "",
+        f"RESULT ceiling_worst_set_gain={worst[j]:+.3f} ceiling_sets_below={int((gaps[:, j] < 0).sum())} "
+        f"per_set_best_point_min_gain={gaps.max(1).min():+.3f}",
+    ]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", default="m3_terms")
+    ap.add_argument("--out", type=Path, default=None, help="also write the tables to this Markdown file (atomically)")
+    ap.add_argument("--title", default="Issue 13: the ceiling of one fusion", help="--out: the file's title")
     ap.add_argument("quality_args", nargs=argparse.REMAINDER, help="-- then bench/quality.py's arguments")
     a = ap.parse_args()
     qargs = quality.parse_args([x for x in a.quality_args if x != "--"])
@@ -68,22 +100,20 @@ def main() -> None:
         sys.exit("the score-matrix cache read here is the 512-token one (quality.py's default)")
     points = grid_points(HEADS)
     names, gaps, lines = set_table(work, a.variant, qargs.seeds, quality.eval_sets(qargs, work)[0], points)
-    worst = gaps.min(0)
-    print(
-        f"variant {a.variant}, seeds {qargs.seeds}, {len(points)} grid points (weights dense / sparse / multivector)"
-    )
-    print("\n| set | best head | best grid point on this set | its gain over the best head |")
-    print("|---|---|---|---|")
-    print("\n".join(lines))
-    print(
-        "\n| single grid point for every set (best worst-set first) | worst set | sets below their best head | mean gain |"
-    )
-    print("|---|---|---|---|")
-    for j in np.argsort(-worst)[:5]:
-        below = int((gaps[:, j] < 0).sum())
-        print(
-            f"| {_name(points[j])} | {names[int(np.argmin(gaps[:, j]))]} {worst[j]:+.3f} | {below} of {len(names)} | {gaps[:, j].mean():+.3f} |"
-        )
+    body = report(a.variant, qargs.seeds, names, gaps, lines, points)
+    print("\n".join(body))
+    if a.out:
+        head = [
+            f"# {a.title}",
+            "",
+            f"Command: `python bench/quality_fusion_ceiling.py {shlex.join(sys.argv[1:])}` (it reads the score "
+            "matrices that bench/quality.py's stages cached in the workdir). Every grid point of `embforge "
+            "tune-fusion` is scored on the evaluated queries themselves, in hindsight: no tuned single fusion "
+            "can do better than the second table, while the first shows each set's own best point.",
+            "",
+        ]
+        with atomic_write(a.out) as fh:
+            fh.write("\n".join(head + body) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ target checks, a PNG plot, every stage's numbers in ``quality.json`` and the RES
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -440,7 +441,7 @@ def header(args, fixed: dict, runs: dict, missing: list[str], sets: list[str]) -
     steps = sorted({len(r["result"].get("train_log", [])) for v in runs.values() for r in v.values()})
     sizes = base.get("result", {}).get("sets", {})
     return [
-        "# Issue 13 ablation: five trainers x seeds, every head, held-apart multilingual sets", "",
+        f"# {args.title}", "",
         f"Command (report): `python bench/quality.py {shlex.join(sys.argv[1:])}`; stage commands are in "
         "`quality.json` (`args`).", "",
         f"**What ran:** {args.steps} steps x batch {args.batch_size} (+1 hard negative each, in-batch negatives), lr {args.lr}, "
@@ -449,7 +450,7 @@ def header(args, fixed: dict, runs: dict, missing: list[str], sets: list[str]) -
         f"(e) distils after step {int(round(args.steps * args.warmup_frac))}. Training records: {mix.get('train', 'n/a')} "
         f"({len(mix.get('groups', {}))} source/language groups, {mix.get('short_of_negatives', 'n/a')} queries short of "
         "negatives left out). Logged train-loss lines per run: " + ", ".join(map(str, steps)) + ".",
-        f"**Sets (sampled, identical for every model):** {json.dumps(sizes)}", "",
+        f"**Sets (identical for every model; sampled where an `--eval-*` option says so):** {json.dumps(sizes)}", "",
         f"**Machine:** {json.dumps(machine())}; load average (1 min) at stage starts/ends: min {min(loads, default=float('nan')):.1f}, "
         f"max {max(loads, default=float('nan')):.1f}. Wall/CPU seconds per stage are in quality.json.", "",
         f"**Missing stages:** {', '.join(missing) or 'none'}.", "",
@@ -515,7 +516,8 @@ def write_report(args, work: Path, out_md: Path) -> None:
         runs.get(args.shipped, {})
     )
     b = sm["base"]
-    lines += ["", f"RESULT st_ndcg10={st['dense'][0]:.4f} embforge_dense_ndcg10={sv['dense'][0]:.4f} "
+    st_part = "" if math.isnan(st["dense"][0]) else f"st_ndcg10={st['dense'][0]:.4f} "  # not run in this workdir
+    lines += ["", f"RESULT {st_part}embforge_dense_ndcg10={sv['dense'][0]:.4f} "
               f"embforge_hybrid_ndcg10={sv['hybrid'][0]:.4f} "
               + (f"embforge_hybrid_tuned_ndcg10={sv[TUNED_COL][0]:.4f} " if TUNED_COL in sv and full_tuned else "") +
               f"best_single_head_ndcg10={best:.4f} "

@@ -49,3 +49,12 @@ def test_opposite_sets_have_no_common_fusion(tmp_path):
     assert "| lexical | sparse 1.000 |" in lines[0] and "| semantic | multivector 1.000 |" in lines[1]
     assert np.allclose(gaps.max(1), 0.0)  # a perfect head: the best point matches it, none beats it
     assert (gaps.min(0) < -0.1).all()  # every single point leaves one set well below its best head
+
+
+def test_report_names_the_best_single_point_and_its_result_line():
+    points = grid_points(HEADS)[:3]
+    gaps = np.array([[-0.05, 0.01, -0.2], [0.02, -0.03, 0.004]])  # 2 sets x 3 points
+    body = ceiling.report("v", [0, 1], ["a", "b"], gaps, ["| a | ... |", "| b | ... |"], points)
+    rows = [x for x in body if x.startswith("| " + points[1].fusion)]
+    assert body[-1] == "RESULT ceiling_worst_set_gain=-0.030 ceiling_sets_below=1 per_set_best_point_min_gain=+0.010"
+    assert rows and "| b -0.030 | 1 of 2 |" in rows[0]  # point 1: worst set b, first in the table
