@@ -11,7 +11,11 @@ Workloads (real data from the bundled demo sets, the bundled all-MiniLM-L6-v2):
 - encode-dense: 1,190 XQuAD-de queries + 240 passages, dense head;
 - encode-m3: the same texts, all three heads (MiniLM saved in the BGE-M3 layout);
 - hybrid-search: dense + sparse candidates, three-head weighted re-rank of 300 queries over 240 passages;
-- train: 4 steps of the M3 recipe (batch 8, 3 negatives) from the same mined file.
+- train: 4 steps of the M3 recipe (batch 8, 3 negatives) from the same mined file;
+- encode-single: 300 XQuAD-de queries encoded one a call (dense; the per-call overhead).
+
+``--out FILE --title T`` also writes the table, the command and a RESULT line (B/A time ratio per
+workload) to a results file.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -47,6 +52,13 @@ WORKER = textwrap.dedent(
         e = enc.encode(queries + docs, heads=("dense",))
         out["seconds"] = time.perf_counter() - t
         out["values"] = e.dense[:50].ravel().tolist()
+    elif job == "encode-single":  # one query a call: the per-call cost a search box pays
+        enc = Encoder.from_pretrained(heads=("dense",))
+        enc.encode(queries[:20], role="query")  # warm-up
+        t = time.perf_counter()
+        e = [enc.encode(q, role="query").dense[0] for q in queries[:300]]
+        out["seconds"] = time.perf_counter() - t
+        out["values"] = np.concatenate(e[:20]).tolist()
     elif job in ("encode-m3", "hybrid-search"):
         path = os.path.join(work, "m3")
         if not os.path.isdir(path):
@@ -138,13 +150,29 @@ def write_mined(demo: Path, work: Path) -> None:
             f.write(json.dumps(rec) + "\n")
 
 
+def _rev(tree: Path) -> str:
+    """The tree's commit, and whether it has uncommitted changes."""
+    git = ["git", "-C", str(tree)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
+    return (head or "not a git tree") + (" + uncommitted changes" if dirty.strip() else "")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--a", type=Path, required=True, help="tree A (before)")
     ap.add_argument("--b", type=Path, default=Path("."), help="tree B (after)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--jobs", default="encode-dense,encode-m3,hybrid-search,train")
+    ap.add_argument("--out", type=Path, default=None, help="also write the report here (Markdown, atomically)")
+    ap.add_argument("--title", default="A/B of two source trees", help="--out: the report's title")
     args = ap.parse_args()
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
     a, b = args.a.resolve(), args.b.resolve()
     demo = b / "src" / "embforge" / "resources" / "demo" / "xquad-de"
     work = Path(tempfile.mkdtemp(prefix="ab-"))
@@ -152,9 +180,11 @@ def main() -> int:
     flags = open("/proc/cpuinfo").read().split("flags", 1)[1].split("\n", 1)[0]
     isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
     load0 = os.getloadavg()[0]
-    print(f"# A/B {a} vs {b}; {platform.processor() or platform.machine()} flags {isa}; load {load0:.1f}")
-    print("| workload | max abs diff of outputs | same ids | time B/A (median of rounds) |")
-    print("|---|---|---|---|")
+    say(f"A = {a} ({_rev(a)}), B = {b} ({_rev(b)}); {platform.processor() or platform.machine()} flags {isa}; load {load0:.1f}")
+    say("")
+    say("| workload | max abs diff of outputs | same ids | time B/A (median of rounds) |")
+    say("|---|---|---|---|")
+    ratios = {}
     for job in args.jobs.split(","):
         ta, tb, diff, same = [], [], 0.0, True
         for r in range(args.rounds):
@@ -170,10 +200,20 @@ def main() -> int:
             )
             same &= res[a].get("ids") == res[b].get("ids")
         ratio = statistics.median(tb) / statistics.median(ta)
-        print(
-            f"| {job} | {diff:.2e} | {same} | {ratio:.2f} (A {statistics.median(ta):.2f} s, B {statistics.median(tb):.2f} s) |"
+        ratios[job] = ratio
+        say(
+            f"| {job} | {diff:.2e} | {same} | {ratio:.2f} (A {statistics.median(ta):.2f} s, B {statistics.median(tb):.2f} s; "
+            f"rounds A {', '.join(f'{x:.2f}' for x in ta)}, B {', '.join(f'{x:.2f}' for x in tb)}) |"
         )
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    say("")
+    say(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    if args.out:
+        from embforge.data.io import atomic_write
+
+        cmd = "python bench/ab_refactor.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+        result = " ".join(f"{j.replace('-', '_')}_b_over_a={r:.3f}" for j, r in ratios.items())
+        with atomic_write(args.out) as fh:
+            fh.write(f"# {args.title}\n\nCommand: `{cmd}`\n\n" + "\n".join(lines) + f"\n\nRESULT {result}\n")
     return 0
 
 
