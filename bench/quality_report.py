@@ -492,6 +492,23 @@ def steps_table(work: Path, extra: list[str], sets: list[str], base: dict) -> li
     return lines + [""]
 
 
+def result_line(sm: dict, runs: dict, shipped: str) -> str:
+    """The RESULT line: means over the retrieval sets and seeds of the shipped variant, the base
+    model's baselines, and sentence-transformers' dense (left out when this workdir did not run it);
+    the tuned hybrid only when its tuning covers every seed of the shipped variant."""
+    sv = sm["variants"].get(shipped, {h: (float("nan"), 0) for h in COLS})
+    st = sm["variants"].get("st", {"dense": (float("nan"), 0)})
+    best = max(sv[h][0] for h in COLS[:3])
+    full_tuned = sm.get("tuned_ref", {}).get(shipped, {}).get("seeds") == sorted(runs.get(shipped, {}))
+    b = sm["base"]
+    st_part = "" if math.isnan(st["dense"][0]) else f"st_ndcg10={st['dense'][0]:.4f} "
+    return (f"RESULT {st_part}embforge_dense_ndcg10={sv['dense'][0]:.4f} "
+            f"embforge_hybrid_ndcg10={sv['hybrid'][0]:.4f} "
+            + (f"embforge_hybrid_tuned_ndcg10={sv[TUNED_COL][0]:.4f} " if TUNED_COL in sv and full_tuned else "") +
+            f"best_single_head_ndcg10={best:.4f} "
+            f"bm25_rrf_ndcg10={b['dense_bm25_rrf']:.4f} sparse_ndcg10={sv['sparse'][0]:.4f} bm25_ndcg10={b['bm25']:.4f}")  # fmt: skip
+
+
 def write_report(args, work: Path, out_md: Path) -> None:
     from embforge.eval.report import atomic_write_text
 
@@ -509,19 +526,7 @@ def write_report(args, work: Path, out_md: Path) -> None:
     if sm["variants"]:
         plot(sm, png)
         lines += ["", f"![ablation]({png.name})"]
-    sv = sm["variants"].get(args.shipped, {h: (float("nan"), 0) for h in COLS})
-    st = sm["variants"].get("st", {"dense": (float("nan"), 0)})
-    best = max(sv[h][0] for h in COLS[:3])
-    full_tuned = sm.get("tuned_ref", {}).get(args.shipped, {}).get("seeds") == sorted(
-        runs.get(args.shipped, {})
-    )
-    b = sm["base"]
-    st_part = "" if math.isnan(st["dense"][0]) else f"st_ndcg10={st['dense'][0]:.4f} "  # not run in this workdir
-    lines += ["", f"RESULT {st_part}embforge_dense_ndcg10={sv['dense'][0]:.4f} "
-              f"embforge_hybrid_ndcg10={sv['hybrid'][0]:.4f} "
-              + (f"embforge_hybrid_tuned_ndcg10={sv[TUNED_COL][0]:.4f} " if TUNED_COL in sv and full_tuned else "") +
-              f"best_single_head_ndcg10={best:.4f} "
-              f"bm25_rrf_ndcg10={b['dense_bm25_rrf']:.4f} sparse_ndcg10={sv['sparse'][0]:.4f} bm25_ndcg10={b['bm25']:.4f}"]  # fmt: skip
+    lines += ["", result_line(sm, runs, args.shipped)]
     text = "\n".join(lines) + "\n"
     atomic_write_text(out_md, text)
     stage_args = [json.loads(p.read_text()) for p in sorted(work.glob("args-*.json"))]

@@ -1,0 +1,35 @@
+"""bench/quality_report.py's RESULT line: sentence-transformers' dense only when it was run, the
+tuned hybrid only when its tuning covers every seed of the shipped variant."""
+
+from __future__ import annotations
+
+from helpers.paths import load_script
+
+report = load_script("bench/quality_report.py", "quality_report_bench")
+
+
+def _summary(with_st: bool, tuned_seeds: list[int]) -> dict:
+    shipped = {"dense": (0.5, 0.01), "sparse": (0.6, 0.0), "multivector": (0.7, 0.0), "hybrid": (0.65, 0.0)}
+    shipped[report.TUNED_COL] = (0.72, 0.0)
+    variants = {"m3_terms": shipped} | ({"st": {"dense": (0.48, 0.0)}} if with_st else {})
+    return {
+        "variants": variants,
+        "base": {"dense_bm25_rrf": 0.52, "bm25": 0.63},
+        "tuned_ref": {"m3_terms": {"seeds": tuned_seeds}},
+    }
+
+
+def test_result_line_with_every_part():
+    line = report.result_line(_summary(True, [0, 1]), {"m3_terms": {0: {}, 1: {}}}, "m3_terms")
+    assert line == (
+        "RESULT st_ndcg10=0.4800 embforge_dense_ndcg10=0.5000 embforge_hybrid_ndcg10=0.6500 "
+        "embforge_hybrid_tuned_ndcg10=0.7200 best_single_head_ndcg10=0.7000 bm25_rrf_ndcg10=0.5200 "
+        "sparse_ndcg10=0.6000 bm25_ndcg10=0.6300"
+    )
+
+
+def test_result_line_leaves_out_what_was_not_run():
+    line = report.result_line(_summary(False, [0]), {"m3_terms": {0: {}, 1: {}}}, "m3_terms")
+    assert line.startswith("RESULT embforge_dense_ndcg10=0.5000 ")
+    assert "st_ndcg10" not in line and "nan" not in line
+    assert "embforge_hybrid_tuned" not in line  # tuned on seed 0 only, evaluated on 0 and 1
