@@ -58,3 +58,21 @@ def minilm():
     from embforge.model.encoder import Encoder
 
     return Encoder.from_pretrained(heads=("dense",))
+
+
+def pytest_sessionstart(session) -> None:
+    """Say so first when the disk is nearly full: otherwise hundreds of tests fail with ENOSPC and
+    nothing names the cause (the suite needs a few hundred MB at a time; a passed test's folder is
+    deleted, a failed one's kept: see tmp_path_retention_policy in pyproject.toml)."""
+    import shutil
+    import tempfile
+
+    tmp = tempfile.gettempdir()
+    free = shutil.disk_usage(tmp).free / 2**30
+    if free < 2:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        msg = (
+            f"embforge tests: only {free:.2f} GiB free in {tmp}; tests that save models may fail with ENOSPC"
+        )
+        if reporter is not None:
+            reporter.write_line("WARNING " + msg, yellow=True, bold=True)
