@@ -151,12 +151,13 @@ def stage_prep(a) -> None:
 
 
 def _prep_real(a, texts: list[str], qtexts: list[str]) -> None:
-    """Real token vectors: the bundled MiniLM's multivector head (normalised, float16), bf16 on a
+    """Real token vectors: the multivector head of ``--model`` (default: the bundled MiniLM;
+    normalised, float16), bf16 on a
     bf16 CPU, encoded in shards of ``--shard`` texts (``real-shards/NNNN.npz``; a re-run resumes at
     the first missing shard), then joined into ``real.npz``. Encode seconds go to the state."""
     from embforge.model.encoder import Encoder
 
-    enc = Encoder.from_pretrained(heads=("multivector",))
+    enc = Encoder.from_pretrained(a.model, heads=("multivector",))
     sd = a.workdir / "real-shards"
     sd.mkdir(exist_ok=True)
 
@@ -180,7 +181,7 @@ def _prep_real(a, texts: list[str], qtexts: list[str]) -> None:
         docs += np.split(z["v"], np.cumsum(z["n"])[:-1])
         walls, cpus = walls + float(z["wall_s"]), cpus + float(z["cpu_s"])
     _save_set(a.workdir, "real", docs, run(qtexts, "query"))
-    _save_state(a.workdir, "prep-real", {"docs": len(docs), "encode_wall_s": walls, "encode_cpu_s": cpus})
+    _save_state(a.workdir, "prep-real", {"docs": len(docs), "model": a.model or "bundled MiniLM", "encode_wall_s": walls, "encode_cpu_s": cpus})
 
 
 def _add_chunked(idx: MultiVectorIndex, docs: list[np.ndarray], chunk: int = 10_000) -> None:
@@ -821,6 +822,16 @@ def _sweep_and_bytes(s: dict) -> list[str]:
     return lines
 
 
+def _model_words(model: str) -> str:
+    """Which multivector head made the real set (``prep --model``; older states name none)."""
+    if model == "bundled MiniLM":
+        return (
+            "the bundled all-MiniLM-L6-v2 with embforge's untrained multivector head (W_mul = identity: the "
+            "backbone's last hidden states, 384-d)"
+        )
+    return f"the multivector head of the model folder `{model}` (`prep --model`)"
+
+
 def _codecs_report(a, s: dict) -> None:
     """``report --codecs-only``: the `codecs` tables of this workdir alone, in OUT_CODECS (a workdir
     rebuilt without the other stages' results must not overwrite the main report's)."""
@@ -828,10 +839,12 @@ def _codecs_report(a, s: dict) -> None:
 
     prep = s.get("prep-real", {})
     lines = [
-        "# Multi-vector residual codecs on real vectors (bench/search_multivector.py `codecs`)",
+        f"# Multi-vector residual codecs on real vectors: {prep.get('docs', '?')} documents, "
+        + ("untrained head" if prep.get("model", "bundled MiniLM") == "bundled MiniLM" else "trained head")
+        + " (bench/search_multivector.py `codecs`)",
         "",
         f"Commands (from the repository root; W={a.workdir}): `nice -n 15 python bench/search_multivector.py --workdir $W "
-        "prep --real N`, `OPENBLAS_CORETYPE=SKYLAKEX nice -n 15 ... build --sets real --pq-m 64` (faiss's bundled "
+        "prep --real N [--model M]`, `OPENBLAS_CORETYPE=SKYLAKEX nice -n 15 ... build --sets real --pq-m 64` (faiss's bundled "
         "OpenBLAS otherwise runs its SSE3 kernel on this CPU: k-means 3.5x slower), `nice -n 15 ... brute --sets real` "
         "(exact MaxSim over every document: the reference top-10; its speed is not used here), "
         "`OPENBLAS_CORETYPE=SKYLAKEX OPENBLAS_NUM_THREADS=1 nice -n 15 ... codecs --index plaid-real-nlistN-pq64 "
@@ -839,9 +852,9 @@ def _codecs_report(a, s: dict) -> None:
         "`... report --codecs-only`.  ",
         f"CPU flags: {cpu_flags()}; {os.cpu_count()} cores (virtual CPUs of a shared VM). Versions: faiss "
         f"{faiss.__version__}, numpy {np.__version__}.  ",
-        f"Data: the first {prep.get('docs', '?')} documents of bench/search.py's corpus encoded by the bundled "
-        "all-MiniLM-L6-v2 with embforge's untrained multivector head (W_mul = identity: the backbone's last hidden "
-        "states without [CLS], L2-normalised, 384-d, float16, max_length 128); 100 queries encoded the same way.",
+        f"Data: the first {prep.get('docs', '?')} documents of bench/search.py's corpus encoded by "
+        + _model_words(prep.get("model", "bundled MiniLM"))
+        + " (without [CLS], L2-normalised, float16, max_length 128); 100 queries encoded the same way.",
     ]
     lines += _codec_lines(s)
     _write_atomic(a.codecs_out or OUT_CODECS, "\n".join(lines) + "\n")
@@ -901,6 +914,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--real", type=int, default=100_000, help="documents encoded by the bundled model (0 = none)")
+    ap.add_argument("--model", default=None, help="prep: the model folder whose multivector head encodes the real set (default: the bundled MiniLM)")
     ap.add_argument("--shard", type=int, default=10_000, help="prep: texts per encoded shard (resumable)")
     ap.add_argument("--peer-docs", type=int, default=2000)
     ap.add_argument("--k", type=int, default=10)

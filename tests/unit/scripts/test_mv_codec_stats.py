@@ -41,3 +41,9 @@ def test_codec_table_shows_the_new_columns_and_old_rows_without_them():
     assert "median 0.0005" in text and "0.10% of it" in text
     assert "| residual PQ 2x8-bit | 4 | 0.500 | 0.900 | 0.0100 | 0.30% / 2.00% |" in text
     assert "| residual SQ8 | 6 | 0.750 | 0.950 | - | - |" in text
+
+
+def test_report_names_the_model_whose_head_made_the_vectors():
+    assert "untrained multivector head" in mv._model_words("bundled MiniLM")
+    words = mv._model_words("/tmp/q13/m3_terms-s0/final")
+    assert "`/tmp/q13/m3_terms-s0/final`" in words and "untrained" not in words
