@@ -657,6 +657,43 @@ def _mean10(ds, per_query: list[float]) -> float:
     return float(sum(per_query) / judged) if judged else 0.0
 
 
+def _set_key(ds) -> str:
+    """A digest of the set's query and document ids: which sample a score matrix belongs to."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps([ds.query_ids, ds.doc_ids]).encode()).hexdigest()
+
+
+def cached_matrices(path: Path, ds, compute) -> dict[str, np.ndarray]:
+    """``{head: [queries, docs] scores}`` of ``ds`` from ``path`` if it was written for this very
+    sample, else ``compute()`` written atomically with a ``.key`` sidecar (the ids' digest). A set
+    of the same name sampled differently (another ``--dev-queries`` or ``--eval-docs`` in the same
+    workdir) is re-scored instead of read; a cache from before the sidecar is kept only when its
+    shape matches the set."""
+    key_path = path.with_suffix(".key")
+    key = _set_key(ds)
+    if path.exists():
+        with np.load(path) as z:
+            mats = {h: z[h] for h in z.files}
+        shape = (len(ds.query_ids), len(ds.doc_ids))
+        if key_path.exists():
+            fresh = key_path.read_text().strip() == key
+        else:
+            fresh = all(m.shape == shape for m in mats.values())
+        if fresh:
+            return mats
+    mats = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key_path.unlink(missing_ok=True)  # never an old sample's key beside the new matrices
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **mats)
+    os.replace(tmp, path)
+    tmp_key = key_path.with_suffix(".key.tmp")
+    tmp_key.write_text(key + "\n")
+    os.replace(tmp_key, key_path)
+    return mats
+
+
 def tuned_stage(variant: str, seed: int | None, args, work: Path) -> dict[str, Any]:
     """``embforge tune-fusion`` on the dev split (mean nDCG@10 over the dev languages, the shipped
     margin), ``fusion.json`` written into the model folder as the recipe does; then the fixed
@@ -677,17 +714,12 @@ def tuned_stage(variant: str, seed: int | None, args, work: Path) -> dict[str, A
     cache = work / "mats" / (variant if seed is None else f"{variant}-s{seed}") / str(args.eval_max_length)
 
     def mats_of(ds):
-        # Score matrices are kept (atomically) so a changed grid or margin re-tunes without re-encoding.
-        path = cache / f"{ds.name}.npz"
-        if path.exists():
-            with np.load(path) as z:
-                return {h: z[h] for h in z.files}
-        mats = score_matrices(enc, ds, HEADS, batch_size=32, max_length=args.eval_max_length)
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **mats)
-        os.replace(tmp, path)
-        return mats
+        # Score matrices are kept so a changed grid or margin re-tunes without re-encoding.
+        return cached_matrices(
+            cache / f"{ds.name}.npz",
+            ds,
+            lambda: score_matrices(enc, ds, HEADS, batch_size=32, max_length=args.eval_max_length),
+        )
 
     dev = [(mats_of(ds), ds) for ds in dev_sets(args, work)]
     res = tune_fusion_sets(dev, tokenizer=enc.tokenizer)

@@ -70,3 +70,34 @@ def test_dev_domains_select_and_reject(data, tmp_path):
     assert [s.name for s in quality.dev_sets(args, tmp_path)] == ["dev-nli-en", "dev-nli-ko"]
     with pytest.raises(SystemExit, match="unknown"):
         quality.dev_sets(argparse.Namespace(eval_docs=20, dev_queries=6, dev_domains="nli,msmarco"), tmp_path)
+
+
+def test_cached_matrices_rescore_a_set_sampled_differently(tmp_path):
+    import numpy as np
+
+    def ds(queries, docs):
+        return argparse.Namespace(query_ids=queries, doc_ids=docs)
+
+    calls = []
+
+    def compute(n, m, v):
+        def f():
+            calls.append(v)
+            return {"dense": np.full((n, m), v, np.float32)}
+
+        return f
+
+    path = tmp_path / "mats" / "dev-en.npz"
+    a = ds(["q1", "q2"], ["d1", "d2", "d3"])
+    assert quality.cached_matrices(path, a, compute(2, 3, 1.0))["dense"][0, 0] == 1.0
+    assert quality.cached_matrices(path, a, compute(2, 3, 9.0))["dense"][0, 0] == 1.0  # read back
+    # same name and shape, other sample (another seed or --dev-queries): scored again
+    b = ds(["q1", "q3"], ["d1", "d2", "d3"])
+    assert quality.cached_matrices(path, b, compute(2, 3, 2.0))["dense"][0, 0] == 2.0
+    assert calls == [1.0, 2.0]
+    # a cache from before the key sidecar: kept when its shape fits, scored again when not
+    path.with_suffix(".key").unlink()
+    assert quality.cached_matrices(path, b, compute(2, 3, 3.0))["dense"][0, 0] == 2.0
+    c = ds(["q1", "q2", "q3"], ["d1", "d2", "d3"])
+    assert quality.cached_matrices(path, c, compute(3, 3, 4.0))["dense"].shape == (3, 3)
+    assert calls == [1.0, 2.0, 4.0]
