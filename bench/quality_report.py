@@ -326,14 +326,17 @@ def fusion_table(fixed: dict) -> list[str]:
     tuned = fixed.get("tuned", {})
     if not tuned:
         return []
-    any_run = next(iter(next(iter(tuned.values())).values()))
-    xq = {k: v for k, v in any_run["dev"].items() if not k.startswith("dev-nli")}
-    x0 = next(iter(xq.values()), {"queries": 0, "docs": 0})
+    sizes = {_dev_size(r) for runs in tuned.values() for r in runs.values()}
+    langs = {n for n, _, _ in sizes}
+    n_lang = next(iter(langs)) if len(langs) == 1 else "N"
+    _, n_q, n_d = next(iter(sizes)) if len(sizes) == 1 else (0, "Q", "D")
     lines = [
         "## Tuned fusion (`embforge tune-fusion` grid, mean nDCG@10 over the dev sets, shipped margin)", "",
         f"Dev split, disjoint from every evaluated query: questions of the XQuAD *training* articles that the "
-        f"mix did not sample, {len(xq)} languages x {x0['queries']} queries, each against its language's corpus "
-        f"sampled to {x0['docs']} documents; where the 'dev sets' column says '+ nli', also sentence retrieval "
+        f"mix did not sample, {n_lang} languages x {n_q} queries, each against its language's corpus "
+        f"sampled to {n_d} documents"
+        + ("" if len(sizes) == 1 else " (they differ between runs: the 'dev sets' column gives each run's)")
+        + "; where the 'dev sets' column says '+ nli', also sentence retrieval "
         "from the SNLI (en) and KorNLI (ko) test files, which the mix never reads (premise -> its entailed "
         "hypothesis, among the entailed and the contradicting hypotheses of the sampled premises; "
         "`bench/quality.py` `nli_dev_sets`). dbpedia has no dev queries (out of domain for the tuning).", "",
@@ -347,11 +350,20 @@ def fusion_table(fixed: dict) -> list[str]:
             bw = " / ".join(f"{t['best']['weights'].get(h, 0):g}" for h in COLS[:3])
             n_nli = sum(k.startswith("dev-nli") for k in r["dev"])
             sets = f"{len(r['dev']) - n_nli} xquad" + (f" + {n_nli} nli" if n_nli else "")
+            if len(sizes) > 1:
+                sets += " (Q={1}, D={2})".format(*_dev_size(r))
             lines.append(
                 f"| {VARIANTS[v].split(' ')[0] + ' ' + v if v in VARIANTS else 'base model'} | {'-' if seed < 0 else seed} | {sets} | {f['fusion']} | {w} | "
                 f"{t['paper_default_ndcg@10']:.4f} | {t['best']['fusion']} {bw}: {t['best']['ndcg@10']:.4f} | {t['decision']} | {_split_cell(t)} |"
             )
     return lines + [""]
+
+
+def _dev_size(run: dict) -> tuple[int, int, int]:
+    """(XQuAD dev languages, questions a language, documents a language) of one tune run."""
+    xq = [v for k, v in run["dev"].items() if not k.startswith("dev-nli")]
+    x0 = xq[0] if xq else {"queries": 0, "docs": 0}
+    return len(xq), x0["queries"], x0["docs"]
 
 
 def _split_cell(t: dict) -> str:

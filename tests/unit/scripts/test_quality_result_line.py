@@ -33,3 +33,21 @@ def test_result_line_leaves_out_what_was_not_run():
     assert line.startswith("RESULT embforge_dense_ndcg10=0.5000 ")
     assert "st_ndcg10" not in line and "nan" not in line
     assert "embforge_hybrid_tuned" not in line  # tuned on seed 0 only, evaluated on 0 and 1
+
+
+def _tuned_run(queries: int) -> dict:
+    t = {"paper_default_ndcg@10": 0.5, "decision": "best grid point"}
+    t["best"] = {"fusion": "weighted", "weights": {"dense": 1.0, "sparse": 2.0, "multivector": 1.0}, "ndcg@10": 0.6}
+    fusion = {"fusion": "weighted", "weights": {"dense": 1.0, "sparse": 2.0, "multivector": 1.0}, "tuned": t}
+    dev = {"dev-ar": {"queries": queries, "docs": 240}, "dev-en": {"queries": queries, "docs": 240}}
+    return {"fusion": fusion, "dev": dev | {"dev-nli-en": {"queries": queries, "docs": 80}}}
+
+
+def test_fusion_table_states_each_runs_dev_size_when_they_differ():
+    same = "\n".join(report.fusion_table({"tuned": {"base": {-1: _tuned_run(25)}, "m3_terms": {0: _tuned_run(25)}}}))
+    assert "2 languages x 25 queries" in same and "sampled to 240 documents;" in same
+    assert "(Q=" not in same
+    mixed = "\n".join(report.fusion_table({"tuned": {"base": {-1: _tuned_run(25)}, "m3_terms": {0: _tuned_run(100)}}}))
+    assert "2 languages x Q queries" in mixed and "the 'dev sets' column gives each run's" in mixed
+    assert "| base model | - | 2 xquad + 1 nli (Q=25, D=240) |" in mixed
+    assert "| 0 | 2 xquad + 1 nli (Q=100, D=240) |" in mixed
