@@ -159,8 +159,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument(
         "--dev-queries",
         type=int,
-        default=25,
-        help="fusion dev: unused training-article questions per language",
+        default=300,
+        help="fusion dev: unused training-article questions per language (25 before 2026-12-01: "
+        "the coverage split's decision flipped between seeds; bench/results/quality_full_eval_dev300.md)",
     )
     ap.add_argument(
         "--dev-domains",

@@ -437,7 +437,11 @@ def stage_commands(work: Path) -> list[str]:
     recs = sorted(work.glob("args-*.json"), key=lambda p: p.stat().st_mtime)
     seen, out = set(), []
     for p in recs:
-        argv = json.loads(p.read_text())["argv"]
+        rec = json.loads(p.read_text())
+        argv = list(rec["argv"])
+        # the dev size's default changed (25 -> 300): name it where a tuning run relied on the default
+        if rec.get("args", {}).get("stage") in ("tune", "all") and "--dev-queries" not in argv:
+            argv += ["--dev-queries", str(rec["args"]["dev_queries"])]
         cmd = "python bench/quality.py " + shlex.join(argv)
         if "report" not in argv and cmd not in seen:
             seen.add(cmd)

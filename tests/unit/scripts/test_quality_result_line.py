@@ -51,3 +51,23 @@ def test_fusion_table_states_each_runs_dev_size_when_they_differ():
     assert "2 languages x Q queries" in mixed and "the 'dev sets' column gives each run's" in mixed
     assert "| base model | - | 2 xquad + 1 nli (Q=25, D=240) |" in mixed
     assert "| 0 | 2 xquad + 1 nli (Q=100, D=240) |" in mixed
+
+
+def test_stage_commands_name_the_dev_size_a_tuning_run_took_by_default(tmp_path):
+    import json
+    import os
+
+    recs = [
+        (["--workdir", "w", "--stage", "tune"], {"stage": "tune", "dev_queries": 25}),
+        (["--workdir", "w", "--stage", "tune", "--dev-queries", "100"], {"stage": "tune", "dev_queries": 100}),
+        (["--workdir", "w", "--stage", "base"], {"stage": "base", "dev_queries": 300}),
+    ]
+    for i, (argv, args) in enumerate(recs):
+        p = tmp_path / f"args-{i}.json"
+        p.write_text(json.dumps({"argv": argv, "args": args}))
+        os.utime(p, (i, i))
+    assert report.stage_commands(tmp_path) == [
+        "- `python bench/quality.py --workdir w --stage tune --dev-queries 25`",
+        "- `python bench/quality.py --workdir w --stage tune --dev-queries 100`",
+        "- `python bench/quality.py --workdir w --stage base`",
+    ]
