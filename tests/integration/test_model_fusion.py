@@ -151,6 +151,7 @@ def test_tune_fusion_cli_writes_fusion_json(model, beir):
     r = CliRunner().invoke(app, [*args, "--dry-run"])
     assert r.exit_code == 0, r.output
     assert "paper weighted 1,0.3,1:" in r.output and not (model / "fusion.json").exists()
+    assert "tune-fusion: 12 dev queries in all; below about 1000" in r.output
     r = CliRunner().invoke(app, [*args, "--min-gain", "0"])
     assert r.exit_code == 0, r.output
     f = Encoder.from_pretrained(str(model)).fusion

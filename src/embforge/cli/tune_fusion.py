@@ -16,6 +16,21 @@ from embforge.cli._common import (
 )
 from embforge.errors import ConfigError
 
+#: Below this many dev queries in all, the choice is noisy: on bench/quality.py's 14 dev sets the
+#: coverage split was kept for 0, 2 and 3 of 3 training seeds at 350, 1,400 and 4,200 queries
+#: (bench/results/quality_full_eval*.md; docs/quality.md section 7).
+FEW_DEV_QUERIES = 1000
+
+
+def few_queries_note(n_queries: int) -> str | None:
+    """A note for stderr when the dev split is small enough that its choice is noisy, else None."""
+    if n_queries >= FEW_DEV_QUERIES:
+        return None
+    return (
+        f"tune-fusion: {n_queries} dev queries in all; below about {FEW_DEV_QUERIES} the chosen fusion "
+        "can change with the sample (docs/quality.md, section 7). Add dev queries if you have them."
+    )
+
 
 def register(app: typer.Typer) -> None:
     @app.command("tune-fusion")
@@ -67,6 +82,9 @@ def register(app: typer.Typer) -> None:
                 f"tune-fusion: {b}: {len(data.query_ids)} {split} queries x {len(data.doc_ids)} documents",
                 err=True,
             )
+        few = few_queries_note(sum(len(d.query_ids) for d in sets))
+        if few:
+            typer.echo(few, err=True)
         dev = [(score_matrices(enc, d, head_t, batch_size, max_length), d) for d in sets]
         res = tune_fusion_sets(dev, margin=margin, tokenizer=getattr(enc, "tokenizer", None))
         res.chosen.tuned["dev"] = {

@@ -174,3 +174,10 @@ def test_no_coverage_split_without_enough_low_coverage_queries():
     res = tune_fusion_sets([(mats, data)], tokenizer=tok)
     assert res.chosen.low_coverage is None
     assert res.chosen.tuned["low_coverage"]["decision"].startswith("no split: 5 low-coverage")
+
+
+def test_few_dev_queries_get_a_note_and_enough_get_none():
+    from embforge.cli.tune_fusion import FEW_DEV_QUERIES, few_queries_note
+
+    assert "350 dev queries in all" in (few_queries_note(350) or "")
+    assert few_queries_note(FEW_DEV_QUERIES) is None and few_queries_note(4200) is None
