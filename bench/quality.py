@@ -689,9 +689,10 @@ def cached_matrices(path: Path, ds, compute) -> dict[str, np.ndarray]:
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **mats)
     os.replace(tmp, path)
-    tmp_key = key_path.with_suffix(".key.tmp")
-    tmp_key.write_text(key + "\n")
-    os.replace(tmp_key, key_path)
+    from embforge.data.io import atomic_write
+
+    with atomic_write(key_path) as fh:
+        fh.write(key + "\n")
     return mats
 
 
