@@ -2,7 +2,10 @@
 
 Every head scores every dev query against the whole corpus once; each point of a small
 grid is then ranked as the hybrid index ranks (``embforge.eval.fusion.fused_run``: the
-dense + sparse top-100 candidates, re-ranked by the fusion) and scored by nDCG@10.
+dense + sparse top-100 candidates, re-ranked by the fusion) and scored by nDCG@10. The scoring
+joins each set's candidates with its qrels once (``embforge.eval.candidate_ndcg``), so a point
+costs a vectorised top-10, not a run and a qrels join; the numbers are the same floats
+(bench/results/tune_fusion_grid.md).
 
 The grid (``GRID``): the rules weighted (BGE-M3's ``w1 s_dense + w2 s_lex + w3 s_mul``,
 Chen et al., 2024), minmax / zscore (weighted sums of per-query normalised scores, Bruch
@@ -48,9 +51,9 @@ from typing import Any
 import numpy as np
 
 from embforge.errors import ConfigError
-from embforge.eval import metrics as M
+from embforge.eval.candidate_ndcg import JudgedCandidates
 from embforge.eval.datasets import RetrievalSet
-from embforge.eval.fusion import candidate_matrix, fused_run
+from embforge.eval.fusion import candidate_matrix
 from embforge.eval.stats import interval, stratified_means
 from embforge.model.fusion import CoverageSplit, ModelFusion
 from embforge.model.heads import head_scores
@@ -144,16 +147,11 @@ def tune_fusion_sets(
         raise ConfigError(f"tune-fusion needs at least two heads to fuse, got {heads}")
     if any(list(m) != heads for m, _ in dev):
         raise ConfigError(f"tune-fusion: every dev set needs the same heads {heads}")
-    cands = [candidate_matrix(m, candidates) for m, _ in dev]
+    # each set's candidates joined with its qrels once; every grid point is then vectorised
+    judged = [JudgedCandidates.build(m, d, candidate_matrix(m, candidates)) for m, d in dev]
 
     def ndcg(f: ModelFusion) -> float:
-        vals = []
-        for (mats, data), cand in zip(dev, cands):
-            run = fused_run(
-                mats, data.query_ids, data.doc_ids, f.fusion, f.weights, 10, cand=cand, rrf_k=f.rrf_k
-            )
-            vals.append(float(M.evaluate(data.qrels, run, (10,))["ndcg@10"]))
-        return float(np.mean(vals))
+        return float(np.mean([jc.mean(f.fusion, f.weights, f.rrf_k) for jc in judged]))
 
     paper = ModelFusion("weighted", {h: w for h, w in DEFAULT_WEIGHTS.items() if h in heads})
     default = ndcg(paper)
@@ -181,20 +179,13 @@ def tune_fusion_sets(
     weights, split = dict(chosen.weights), None
     if tokenizer is not None:
         single = default if keep else points[0][0]
-        weights, split, tuned["low_coverage"] = _tune_split(dev, cands, tokenizer, chosen, single, margin)
+        weights, split, tuned["low_coverage"] = _tune_split(dev, judged, tokenizer, chosen, single, margin)
     return TuneResult(ModelFusion(chosen.fusion, weights, chosen.rrf_k, tuned, split), default, best, table)
-
-
-def _per_query_ndcg(mats, data: RetrievalSet, cand: np.ndarray, f: ModelFusion) -> np.ndarray:
-    """(Q,) nDCG@10 of each query of ``data`` (0 for a query the run misses)."""
-    run = fused_run(mats, data.query_ids, data.doc_ids, f.fusion, f.weights, 10, cand=cand, rrf_k=f.rrf_k)
-    pq = M.per_query(data.qrels, run, (10,))
-    return np.array([pq.get(q, {}).get("ndcg@10", 0.0) for q in data.query_ids])
 
 
 def _tune_split(
     dev: Sequence[tuple[dict[str, np.ndarray], RetrievalSet]],
-    cands: list[np.ndarray],
+    judged: list[JudgedCandidates],
     tokenizer: Any,
     chosen: ModelFusion,
     single: float,
@@ -206,13 +197,15 @@ def _tune_split(
     n_high = sum(len(m) for m in low) - n_low
     info: dict[str, Any] = {"max_chars_per_token": LOW_COVERAGE_CHARS_PER_TOKEN, "num_queries_low": n_low}
     if min(n_low, n_high) < MIN_SPLIT_QUERIES:
-        info["decision"] = f"no split: {n_low} low-coverage and {n_high} other dev queries (< {MIN_SPLIT_QUERIES})"
+        info["decision"] = (
+            f"no split: {n_low} low-coverage and {n_high} other dev queries (< {MIN_SPLIT_QUERIES})"
+        )
         return dict(chosen.weights), None, info
     heads = list(dev[0][0])
     options = [chosen] + [f for f in grid_points(heads) if f.fusion == chosen.fusion]
     sizes = [len(d.query_ids) for _, d in dev]
     # per option and dev set: each query's nDCG@10 (low-coverage queries marked by ``low``)
-    per_q = [[_per_query_ndcg(m, d, c, f) for (m, d), c in zip(dev, cands)] for f in options]
+    per_q = [[jc.per_query(f.fusion, f.weights, f.rrf_k) for jc in judged] for f in options]
     part_high = np.array([sum(v[~m].sum() / n for v, m, n in zip(vs, low, sizes)) for vs in per_q]) / len(dev)
     part_low = np.array([sum(v[m].sum() / n for v, m, n in zip(vs, low, sizes)) for vs in per_q]) / len(dev)
     hi, lo = int(np.argmax(part_high)), int(np.argmax(part_low))
