@@ -22,9 +22,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 import quality  # noqa: E402  # bench/quality.py: the sets and the score-matrix cache
 from embforge.data.io import atomic_write  # noqa: E402
+from embforge.eval.candidate_ndcg import JudgedCandidates  # noqa: E402
 from embforge.eval.fusion import candidate_matrix  # noqa: E402
-from embforge.eval.tune import _per_query_ndcg, grid_points  # noqa: E402
-from embforge.model.fusion import ModelFusion  # noqa: E402
+from embforge.eval.tune import grid_points  # noqa: E402
 
 HEADS = ("dense", "sparse", "multivector")
 
@@ -39,10 +39,10 @@ def set_table(
         for seed in seeds:
             with np.load(work / "mats" / f"{variant}-s{seed}" / "512" / f"{ds.name}.npz") as z:
                 mats = {h: z[h] for h in z.files}
-            cand = candidate_matrix(mats, 100)
-            grid.append([_per_query_ndcg(mats, ds, cand, f).mean() for f in points])
+            jc = JudgedCandidates.build(mats, ds, candidate_matrix(mats, 100))
+            grid.append([jc.per_query(f.fusion, f.weights, f.rrf_k).mean() for f in points])
             for h in HEADS:
-                heads[h].append(_per_query_ndcg(mats, ds, cand, ModelFusion("weighted", {h: 1.0})).mean())
+                heads[h].append(jc.per_query("weighted", {h: 1.0}).mean())
         best = max(HEADS, key=lambda h: np.mean(heads[h]))
         gap = np.mean(grid, 0) - np.mean(heads[best])
         i = int(np.argmax(gap))

@@ -340,7 +340,7 @@ def fusion_table(fixed: dict) -> list[str]:
         "from the SNLI (en) and KorNLI (ko) test files, which the mix never reads (premise -> its entailed "
         "hypothesis, among the entailed and the contradicting hypotheses of the sampled premises; "
         "`bench/quality.py` `nli_dev_sets`). dbpedia has no dev queries (out of domain for the tuning).", "",
-        "| model | seed | dev sets | chosen fusion | weights d / s / m | dev nDCG@10 paper 1/0.3/1 | dev best point | decision | coverage split (low-coverage queries' weights d / s / m, dev gain) |",
+        "| model | seed | dev sets | chosen fusion | weights d / s / m | dev nDCG@10 paper 1/0.3/1 | dev best point | decision | coverage split (low-coverage queries' weights d / s / m, dev gain, its paired 95% interval and, since the rule took it, the cross-validated gain that decides) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for v in ("base", *VARIANTS):
@@ -377,7 +377,11 @@ def _split_cell(t: dict) -> str:
     hw = " / ".join(f"{c['weights'].get(h, 0):g}" for h in COLS[:3])
     ci = c.get("gain_ci95")
     ci_txt = f" [95% {ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else ""
-    return f"{c['decision']} ({c['num_queries_low']} low queries: {lw}; others {hw}; gain {c['gain']:+.4f}{ci_txt})"
+    cv_txt = f"; cross-validated gain {c['cv_gain']:+.4f}" if "cv_gain" in c else ""
+    return (
+        f"{c['decision']} ({c['num_queries_low']} low queries: {lw}; others {hw}; "
+        f"gain {c['gain']:+.4f}{ci_txt}{cv_txt})"
+    )
 
 
 def sts_bitext(fixed: dict, runs: dict) -> list[str]:

@@ -17,8 +17,9 @@ from embforge.cli._common import (
 from embforge.errors import ConfigError
 
 #: Below this many dev queries in all, the choice is noisy: on bench/quality.py's 14 dev sets the
-#: coverage split was kept for 0, 2 and 3 of 3 training seeds at 350, 1,400 and 4,200 queries
-#: (bench/results/quality_full_eval*.md; docs/quality.md section 7).
+#: coverage split was kept for 0, 2 and 3 of 3 training seeds at 350, 1,400 and 4,200 queries under
+#: the paired-bootstrap rule of that time (bench/results/quality_full_eval*.md; docs/quality.md
+#: section 7); its cross-validated gain, which decides now, is as noisy at that size.
 FEW_DEV_QUERIES = 1000
 
 
@@ -102,9 +103,10 @@ def register(app: typer.Typer) -> None:
         cov = res.chosen.tuned.get("low_coverage")
         if cov is not None:
             low = f", low-coverage queries {cov['low_weights']}" if "low_weights" in cov else ""
+            cv = f", cross-validated gain {cov['cv_gain']:+.4f}" if "cv_gain" in cov else ""
             typer.echo(
                 f"coverage split (<= {cov['max_chars_per_token']} chars/token, {cov['num_queries_low']} dev "
-                f"queries): {cov['decision']}{low}"
+                f"queries): {cov['decision']}{low}{cv}"
             )
         if not dry_run:
             typer.echo(f"wrote {write_fusion(folder, res.chosen)}")

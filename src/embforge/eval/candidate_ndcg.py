@@ -128,6 +128,10 @@ class JudgedCandidates:
         row_weights: Sequence[Mapping[str, float]] | None = None,
     ) -> float:
         """The set's nDCG@k as ``metrics.evaluate`` gives it (mean over the judged queries)."""
-        # summed over the judged queries only, in order, as metrics.evaluate sums (same float)
-        total = self.per_query(fusion, weights, rrf_k, row_weights)[self.evaluable].sum()
+        return self.mean_of(self.per_query(fusion, weights, rrf_k, row_weights))
+
+    def mean_of(self, per_query: np.ndarray) -> float:
+        """The set's mean of ``per_query`` values (from :meth:`per_query`) as ``metrics.evaluate``
+        takes it: summed over the judged queries, in order (the same float), / ``denominator``."""
+        total = np.asarray(per_query)[self.evaluable].sum()
         return float(total / self.denominator) if self.denominator else 0.0

@@ -9,6 +9,7 @@ from embforge.errors import ConfigError
 from embforge.eval.datasets import RetrievalSet
 from embforge.eval.fusion import candidate_sets, fused_run
 from embforge.eval.tune import GRID, grid_points, tune_fusion, tune_fusion_sets
+from embforge.model.fusion import ModelFusion
 
 
 def _set(nq: int, nd: int) -> RetrievalSet:
@@ -145,7 +146,57 @@ def test_coverage_split_gives_low_coverage_queries_their_own_weights():
 
     assert ndcg(per_query) > ndcg(None)  # the split ranks more queries' document first
     assert info["ndcg@10"] > res.best["ndcg@10"] + 0.01
-    assert 0 < info["gain_ci95"][0] <= info["gain"] <= info["gain_ci95"][1]  # kept: significant
+    assert 0 < info["gain_ci95"][0] <= info["gain"] <= info["gain_ci95"][1]  # a real gain: significant too
+    assert info["cv_gain"] > 0 and info["cv_folds"] == 5  # the decision: the held-out folds gain
+
+
+def _same_groups_dev(seed: int, n: int) -> tuple[dict[str, np.ndarray], RetrievalSet]:
+    """n English and n Chinese queries whose heads are all equally, weakly informative: the two
+    coverage groups do not differ, so any split is fit to noise."""
+    _, data = _coverage_dev(n, n, nd=2 * n)  # its query texts and ids
+    rng = np.random.default_rng(seed)
+    nq = 2 * n
+    mats = {h: rng.normal(0, 1, (nq, 60)) for h in ("dense", "sparse", "multivector")}
+    for h in mats:
+        mats[h][np.arange(nq), np.arange(nq) % 60] += 1.5
+    qrels = {q: {f"d{i % 60}": 1} for i, q in enumerate(data.query_ids)}
+    return mats, RetrievalSet(
+        "dev", data.doc_ids[:60], data.doc_texts[:60], data.query_ids, data.query_texts, qrels
+    )
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_a_split_fit_to_noise_is_not_kept(seed):
+    from transformers import AutoTokenizer
+
+    from embforge.model.builders import bundled_model_path
+
+    tok = AutoTokenizer.from_pretrained(bundled_model_path())
+    res = tune_fusion_sets([_same_groups_dev(seed, 200)], tokenizer=tok)
+    info = res.chosen.tuned["low_coverage"]
+    assert res.chosen.low_coverage is None, info
+    assert info["decision"] in ("no split: one point suits both", "no split: cross-validated gain <= 0")
+
+
+def test_cross_validation_rechooses_on_each_fold():
+    from embforge.eval.tune import _cross_validated_gain, _Grid
+
+    rng = np.random.default_rng(0)
+    low = [np.arange(100) % 2 == 0]
+    a, b = rng.uniform(0, 1, 100), rng.uniform(0, 1, 100)
+    paper, p1, p2 = (
+        ModelFusion(),
+        ModelFusion("weighted", {"dense": 1.0}),
+        ModelFusion("weighted", {"sparse": 1.0}),
+    )
+    # option 1 is right for the well-covered queries, option 2 for the low-coverage ones
+    good_hi = np.where(low[0], a * 0.2, 0.8 + a * 0.2)
+    good_lo = np.where(low[0], 0.8 + b * 0.2, b * 0.2)
+    grid = _Grid([paper, p1, p2], [[np.full(100, 0.3)], [good_hi], [good_lo]], low, margin=0.01)
+    assert grid.split_of(1, [np.ones(100, bool)]) == (1, 2)
+    assert _cross_validated_gain(grid) > 0.3  # about half the queries gain 0.6-0.8 on their fold
+    same = _Grid([paper, p1, p2], [[np.full(100, 0.3)], [good_hi], [good_hi]], low, margin=0.01)
+    assert _cross_validated_gain(same) == 0.0  # nothing to split: the folds choose one point
 
 
 def test_split_test_is_a_stratified_paired_bootstrap():

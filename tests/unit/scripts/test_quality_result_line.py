@@ -71,3 +71,22 @@ def test_stage_commands_name_the_dev_size_a_tuning_run_took_by_default(tmp_path)
         "- `python bench/quality.py --workdir w --stage tune --dev-queries 100`",
         "- `python bench/quality.py --workdir w --stage base`",
     ]
+
+
+def test_split_cell_names_the_cross_validated_gain_when_the_run_has_one():
+    split = {
+        "decision": "split",
+        "num_queries_low": 1836,
+        "weights": {"dense": 0.25, "sparse": 1.0, "multivector": 4.0},
+        "low_weights": {"dense": 0.25, "sparse": 2.0, "multivector": 1.0},
+        "gain": 0.0039,
+        "gain_ci95": [-0.0001, 0.008],
+    }
+    older = report._split_cell({"low_coverage": split})
+    assert older.endswith("gain +0.0039 [95% -0.0001, +0.0080])") and "cross-validated" not in older
+    cell = report._split_cell({"low_coverage": split | {"cv_gain": 0.0029}})
+    assert cell == (
+        "split (1836 low queries: 0.25 / 2 / 1; others 0.25 / 1 / 4; "
+        "gain +0.0039 [95% -0.0001, +0.0080]; cross-validated gain +0.0029)"
+    )
+    assert report._split_cell({}) == "n/a"
