@@ -112,3 +112,40 @@ def test_hostile_no_module_writes_a_file_in_place() -> None:
         "a file is written in place (not temp + rename): use embforge.atomic.atomic_write_text/bytes "
         f"or embforge.data.io.atomic_write; found {found}"
     )
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    yield 0o027
+    os.umask(old)
+
+
+def test_atomic_files_get_the_modes_open_would_give_not_mkstemps_0600(tmp_path, umask_027) -> None:
+    """A model folder, report or index that embforge writes is readable by whoever may read the
+    user's other files (the umask decides, as for ``open``), not only by its owner."""
+    from embforge.atomic import user_mode
+    from embforge.data.io import atomic_write
+
+    assert user_mode() == 0o640 and user_mode(directory=True) == 0o750
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    for name, (path, write) in _writers(tmp_path).items():
+        write(path)
+        assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o640, name
+    with atomic_write(tmp_path / "io.jsonl.gz") as fh:
+        fh.write("{}\n")
+    assert (tmp_path / "io.jsonl.gz").stat().st_mode & 0o777 == 0o640
+
+
+def test_an_index_folder_gets_the_modes_mkdir_would_give(tmp_path, umask_027) -> None:
+    from embforge.index.storage import atomic_write_dir
+
+    def write(d: Path) -> None:
+        (d / "sub").mkdir()
+        (d / "sub" / "vectors.bin").write_bytes(b"\0" * 8)
+        atomic_write_text(d / "meta.json", "{}")
+
+    out = atomic_write_dir(tmp_path / "idx", write)
+    modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in [out, *out.rglob("*")]}
+    assert modes == {".": 0o750, "sub": 0o750, "sub/vectors.bin": 0o640, "meta.json": 0o640}

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
 
+from embforge.atomic import user_mode
 from embforge.data.formats import (
     CorpusDoc,
     Qrel,
@@ -300,7 +301,10 @@ def atomic_write(path: PathLike) -> Iterator[IO[str]]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, user_mode())  # mkstemp's 0600 would survive the rename
+    finally:
+        os.close(fd)
     try:
         if target.name.endswith(".gz"):
             opened: IO[str] = io.TextIOWrapper(gzip.open(tmp, "wb"), encoding="utf-8", newline="\n")

@@ -93,6 +93,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from embforge.atomic import give_user_modes
 from embforge.errors import ConfigError, MissingDependencyError
 from embforge.export.int8_rows import constant_weight_matmuls, quantize_rows
 from embforge.export.smooth import (
@@ -551,8 +552,4 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 
 def _permissions(root: Path) -> None:
     """mkdtemp makes a 0700 folder: give the export the modes of files the user creates (umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    root.chmod(0o777 & ~umask)
-    for p in root.rglob("*"):
-        p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
+    give_user_modes(root)

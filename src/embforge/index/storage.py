@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from embforge import __version__
+from embforge.atomic import give_user_modes
 from embforge.errors import CheckpointError
 
 __all__ = [
@@ -209,6 +210,7 @@ def atomic_write_dir(target: str | os.PathLike, write: Callable[[Path], None]) -
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{_TMP_TAG}", dir=target.parent))
     try:
         write(tmp)
+        give_user_modes(tmp)  # mkdtemp's 0700 would lock other readers (a server) out of the index
         _fsync_tree(tmp)
         if not target.exists():
             os.rename(tmp, target)
