@@ -453,6 +453,19 @@ def stage_commands(work: Path) -> list[str]:
     return out
 
 
+def stage_wall_minutes(work: Path) -> tuple[float, int]:
+    """(minutes, stages): the wall seconds every finished stage of ``work`` recorded, added up (mix,
+    base, each training run, each tune run; not the report)."""
+    walls = []
+    for p in work.glob("*.json"):
+        if p.name.startswith("args-"):
+            continue
+        rec = json.loads(p.read_text())
+        if isinstance(rec, dict) and isinstance(rec.get("wall_s"), (int, float)):
+            walls.append(float(rec["wall_s"]))
+    return sum(walls) / 60, len(walls)
+
+
 def header(args, fixed: dict, runs: dict, missing: list[str], sets: list[str]) -> list[str]:
     base = fixed.get("base", {})
     mix = fixed.get("mix", {}).get("result", {})
@@ -460,6 +473,7 @@ def header(args, fixed: dict, runs: dict, missing: list[str], sets: list[str]) -
     loads = [x for st in stages if st for x in (st["loadavg_start"][0], st["loadavg_end"][0])]
     steps = sorted({len(r["result"].get("train_log", [])) for v in runs.values() for r in v.values()})
     sizes = base.get("result", {}).get("sets", {})
+    minutes, n_stages = stage_wall_minutes(Path(args.workdir))
     return [
         f"# {args.title}", "",
         f"Command (report): `python bench/quality.py {shlex.join(sys.argv[1:])}`; stage commands are in "
@@ -472,7 +486,8 @@ def header(args, fixed: dict, runs: dict, missing: list[str], sets: list[str]) -
         "negatives left out). Logged train-loss lines per run: " + ", ".join(map(str, steps)) + ".",
         f"**Sets (identical for every model; sampled where an `--eval-*` option says so):** {json.dumps(sizes)}", "",
         f"**Machine:** {json.dumps(machine())}; load average (1 min) at stage starts/ends: min {min(loads, default=float('nan')):.1f}, "
-        f"max {max(loads, default=float('nan')):.1f}. Wall/CPU seconds per stage are in quality.json.", "",
+        f"max {max(loads, default=float('nan')):.1f}. Wall/CPU seconds per stage are in quality.json; "
+        f"the {n_stages} stages' wall times add up to {minutes:.1f} min.", "",
         f"**Missing stages:** {', '.join(missing) or 'none'}.", "",
         "**Stage commands** (every invocation on this workdir, oldest first, from its `args-*.json`):", "",
         *stage_commands(Path(args.workdir)), "",

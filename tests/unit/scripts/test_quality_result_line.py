@@ -90,3 +90,13 @@ def test_split_cell_names_the_cross_validated_gain_when_the_run_has_one():
         "gain +0.0039 [95% -0.0001, +0.0080]; cross-validated gain +0.0029)"
     )
     assert report._split_cell({}) == "n/a"
+
+
+def test_stage_wall_minutes_adds_up_every_finished_stage(tmp_path):
+    import json
+
+    for name, wall in (("mix", 60.0), ("base", 120.0), ("m3_terms-s0", 90.0), ("tuned-base", 30.0)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"wall_s": wall, "result": {}}))
+    (tmp_path / "args-1.json").write_text(json.dumps({"argv": [], "wall_s": 999}))  # not a stage
+    (tmp_path / "partial.json").write_text(json.dumps([1, 2]))  # not a stage record
+    assert report.stage_wall_minutes(tmp_path) == (5.0, 4)
