@@ -24,13 +24,10 @@ import numpy as np
 
 from embforge.eval.datasets import RetrievalSet
 from embforge.eval.fusion import fuse_rows, gather
+from embforge.eval.metrics import _discount  # the very discounts of metrics.ndcg_at_k: same floats
 from embforge.scoring.fusion import RRF_K
 
 __all__ = ["JudgedCandidates"]
-
-
-def _discount(n: int) -> np.ndarray:
-    return 1.0 / np.log2(np.arange(2, n + 2, dtype=np.float64))
 
 
 @dataclass(frozen=True)

@@ -544,12 +544,7 @@ def _replace_dir(tmp: Path, target: Path) -> None:
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         target.rename(old)
-    _permissions(tmp)
+    give_user_modes(tmp)  # mkdtemp's 0700: the modes of files the user creates (umask)
     tmp.rename(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _permissions(root: Path) -> None:
-    """mkdtemp makes a 0700 folder: give the export the modes of files the user creates (umask)."""
-    give_user_modes(root)
