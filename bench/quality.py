@@ -69,6 +69,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -361,18 +362,23 @@ def describe_sets(sets) -> dict[str, Any]:
     }
 
 
-def evaluate(encoder, sets, args, bm25: bool = False) -> dict[str, Any]:
+def evaluate(encoder, sets, args, bm25: bool = False, keep_in: Path | None = None) -> dict[str, Any]:
+    """Every head and the fixed hybrid on every set (``evaluate_all``); with ``keep_in``, each
+    retrieval set's score matrices are kept there for the tune stage (``store_matrices``), which
+    then encodes only its dev split."""
     from embforge.eval.runner import evaluate_all
 
     retrieval, sts, bitext = sets
+    on_scores = None if keep_in is None else (lambda ds, m: store_matrices(keep_in / f"{ds.name}.npz", ds, m))
     return evaluate_all(
         encoder, retrieval, sts, bitext, log=print, heads=HEADS, mrl_dims=(), bm25=bm25,
-        batch_size=32, max_length=args.eval_max_length, health=False,
+        batch_size=32, max_length=args.eval_max_length, health=False, on_scores=on_scores,
     )  # fmt: skip
 
 
-def dense_bm25_rrf(encoder, retrieval, args) -> dict[str, float]:
-    """nDCG@10 of RRF(k=60) over the dense ranking and BM25 (model tokenizer), per set."""
+def dense_bm25_rrf(encoder, retrieval, args, cache: Path | None = None) -> dict[str, float]:
+    """nDCG@10 of RRF(k=60) over the dense ranking and BM25 (model tokenizer), per set; the dense
+    scores from ``cache`` (``evaluate``'s ``keep_in``) when it holds this sample's, else encoded."""
     from embforge.eval import metrics as M
     from embforge.eval.runner import bm25_run
     from embforge.scoring import dense_scores
@@ -380,10 +386,14 @@ def dense_bm25_rrf(encoder, retrieval, args) -> dict[str, float]:
 
     out = {}
     for ds in retrieval:
-        kw = dict(role="query", heads=("dense",), batch_size=32, max_length=args.eval_max_length)
-        q = encoder.encode(ds.query_texts, **kw).dense
-        d = encoder.encode(ds.doc_texts, **{**kw, "role": "document"}).dense
-        dense = dense_scores(q, d)
+        kept = load_matrices(cache / f"{ds.name}.npz", ds) if cache is not None else None
+        if kept is not None and "dense" in kept:
+            dense = kept["dense"]
+        else:
+            kw = dict(role="query", heads=("dense",), batch_size=32, max_length=args.eval_max_length)
+            q = encoder.encode(ds.query_texts, **kw).dense
+            d = encoder.encode(ds.doc_texts, **{**kw, "role": "document"}).dense
+            dense = dense_scores(q, d)
         bm = bm25_run(encoder.tokenizer.tokenize, ds, len(ds.doc_ids))
         run = {}
         for i, qid in enumerate(ds.query_ids):
@@ -401,8 +411,9 @@ def base_stage(args, work: Path) -> dict[str, Any]:
     sets = eval_sets(args, work)
     enc = Encoder.from_pretrained(base_model(), heads=HEADS)
     balanced_sparse(enc)
-    res = evaluate(enc, sets, args, bm25=True)
-    res["dense_bm25_rrf"] = dense_bm25_rrf(enc, sets[0], args)
+    cache = mats_dir(work, "base", None, args)
+    res = evaluate(enc, sets, args, bm25=True, keep_in=cache)
+    res["dense_bm25_rrf"] = dense_bm25_rrf(enc, sets[0], args, cache)
     res["sets"] = describe_sets(sets)
     return res
 
@@ -547,7 +558,9 @@ def variant_stage(variant: str, seed: int, args, work: Path) -> dict[str, Any]:
     enc = Encoder.from_pretrained(str(model_dir), heads=HEADS)
     if variant in ("st", "infonce"):
         balanced_sparse(enc)
-    res = evaluate(enc, eval_sets(args, work), args)
+    cache = mats_dir(work, variant, seed, args)
+    shutil.rmtree(cache.parent, ignore_errors=True)  # score matrices of an earlier model of this name
+    res = evaluate(enc, eval_sets(args, work), args, keep_in=cache)
     res.update(train_seconds=train_s, train_log=log, model_dir=str(model_dir))
     return res
 
@@ -668,34 +681,48 @@ def _set_key(ds) -> str:
     return hashlib.sha256(json.dumps([ds.query_ids, ds.doc_ids]).encode()).hexdigest()
 
 
-def cached_matrices(path: Path, ds, compute) -> dict[str, np.ndarray]:
+def mats_dir(work: Path, variant: str, seed: int | None, args) -> Path:
+    """Where a model's score matrices (evaluation and dev sets) are kept: ``WORKDIR/mats/<model>/<eval max length>``."""
+    return work / "mats" / (variant if seed is None else f"{variant}-s{seed}") / str(args.eval_max_length)
+
+
+def load_matrices(path: Path, ds) -> dict[str, np.ndarray] | None:
     """``{head: [queries, docs] scores}`` of ``ds`` from ``path`` if it was written for this very
-    sample, else ``compute()`` written atomically with a ``.key`` sidecar (the ids' digest). A set
-    of the same name sampled differently (another ``--dev-queries`` or ``--eval-docs`` in the same
-    workdir) is re-scored instead of read; a cache from before the sidecar is kept only when its
-    shape matches the set."""
+    sample (its ``.key`` sidecar holds the ids' digest), else None. A set of the same name sampled
+    differently (another ``--dev-queries`` or ``--eval-docs`` in the same workdir) is not read; a
+    cache from before the sidecar is kept only when its shape matches the set."""
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        mats = {h: z[h] for h in z.files}
     key_path = path.with_suffix(".key")
-    key = _set_key(ds)
-    if path.exists():
-        with np.load(path) as z:
-            mats = {h: z[h] for h in z.files}
-        shape = (len(ds.query_ids), len(ds.doc_ids))
-        if key_path.exists():
-            fresh = key_path.read_text().strip() == key
-        else:
-            fresh = all(m.shape == shape for m in mats.values())
-        if fresh:
-            return mats
-    mats = compute()
+    if key_path.exists():
+        fresh = key_path.read_text().strip() == _set_key(ds)
+    else:
+        fresh = all(m.shape == (len(ds.query_ids), len(ds.doc_ids)) for m in mats.values())
+    return mats if fresh else None
+
+
+def store_matrices(path: Path, ds, mats: dict[str, np.ndarray]) -> None:
+    """Write ``mats`` atomically with its ``.key`` sidecar (``load_matrices``)."""
+    from embforge.data.io import atomic_write
+
+    key_path = path.with_suffix(".key")
     path.parent.mkdir(parents=True, exist_ok=True)
     key_path.unlink(missing_ok=True)  # never an old sample's key beside the new matrices
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **mats)
     os.replace(tmp, path)
-    from embforge.data.io import atomic_write
-
     with atomic_write(key_path) as fh:
-        fh.write(key + "\n")
+        fh.write(_set_key(ds) + "\n")
+
+
+def cached_matrices(path: Path, ds, compute) -> dict[str, np.ndarray]:
+    """``load_matrices``, else ``compute()`` stored (``store_matrices``)."""
+    mats = load_matrices(path, ds)
+    if mats is None:
+        mats = compute()
+        store_matrices(path, ds, mats)
     return mats
 
 
@@ -716,7 +743,7 @@ def tuned_stage(variant: str, seed: int | None, args, work: Path) -> dict[str, A
         model_dir = Path(json.loads((work / f"{variant}-s{seed}.json").read_text())["result"]["model_dir"])
         enc = Encoder.from_pretrained(str(model_dir), heads=HEADS)
 
-    cache = work / "mats" / (variant if seed is None else f"{variant}-s{seed}") / str(args.eval_max_length)
+    cache = mats_dir(work, variant, seed, args)  # the evaluation sets' were kept by the train stage
 
     def mats_of(ds):
         # Score matrices are kept so a changed grid or margin re-tunes without re-encoding.

@@ -312,6 +312,20 @@ def _check_fusion_size(keep: bool, nq: int, nd: int, nh: int) -> None:
         )
 
 
+def _check_scores_out(scores_out: dict | None, rerank_top: int | None, size: int) -> None:
+    if scores_out is None:
+        return
+    if rerank_top is not None:
+        raise ConfigError(
+            "scores_out keeps exact (Q, D) score matrices: it cannot be combined with rerank_top"
+        )
+    if size > MAX_FUSION_SCORES:
+        raise ConfigError(
+            f"scores_out would keep {size} scores (queries x documents x heads), above {MAX_FUSION_SCORES}; "
+            "sample the set or score it in parts"
+        )
+
+
 def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embforge eval` flag
     encoder,
     data: RetrievalSet,
@@ -329,6 +343,7 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     rerank_top: int | None = None,
     hybrid_bm25: bool = False,
     dtype: str = "fp32",
+    scores_out: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Evaluate every head, the hybrid, the Matryoshka dims and BM25 on one retrieval set.
 
@@ -345,6 +360,10 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
         dtype: encode precision ("fp32", "bf16", "fp16", "auto"), reported as ``encode_dtype``.
         hybrid_bm25: also report ``hybrid+bm25``: z-scores of the heads (1, 0.3, 1) + 0.3 z(BM25)
             on the same candidates (``embforge.eval.fusion.HYBRID_BM25``); needs the three heads.
+        scores_out: a dict this fills with every head's exact (Q, D) float32 score matrix, the
+            very scores the heads were ranked by (exact mode only): with the default
+            ``chunk_size``, the same floats ``embforge.eval.tune.score_matrices`` computes, without
+            encoding the set again.
 
     Returns:
         The report entry ``{"language", "num_queries", "num_docs", "heads": {head: metrics},
@@ -358,19 +377,13 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
     bm25_fused = _wants_hybrid_bm25(hybrid_bm25, hybrid, heads, encoder)
     keep = rerank_top is None and hybrid and (mf.fusion != "weighted" or bm25_fused)
     _check_fusion_size(keep, len(data.query_ids), len(data.doc_ids), len(heads))
+    _check_scores_out(scores_out, rerank_top, len(data.query_ids) * len(data.doc_ids) * len(heads))
     qe = _encode(encoder, data.query_texts, "query", heads, batch_size, max_length, dtype)
     runs = _start_runs(qe, heads, mf, hybrid, mrl_dims, k, rerank_top, _row_weights(mf, hybrid, encoder, data))
-    runs.mats = {} if keep else None
-    pos_docs = {d for rel in data.qrels.values() for d, r in rel.items() if r > 0}
-    for start in range(0, len(data.doc_texts), chunk_size):
-        de = _encode(
-            encoder, data.doc_texts[start : start + chunk_size], "document", heads, batch_size, max_length, dtype
-        )
-        runs.add_chunk(de, start)
-        if health and de.dense is not None:
-            for j, did in enumerate(data.doc_ids[start : start + chunk_size]):
-                if did in pos_docs:
-                    runs.pos_vecs[did] = de.dense[j]
+    runs.mats = {} if keep or scores_out is not None else None
+    _score_corpus(runs, encoder, data, chunk_size, health, (batch_size, max_length, dtype))
+    if scores_out is not None:
+        scores_out.update({h: np.concatenate(v, axis=1) for h, v in (runs.mats or {}).items()})
     extra: dict[str, TopK] = {}
     if runs.index is not None or keep:
         bm = bm25_matrix(encoder.tokenizer.tokenize, data) if bm25_fused else None
@@ -392,6 +405,29 @@ def evaluate_retrieval(  # noqa: PLR0913 - keyword-only options, one per `embfor
         res["health"] = _health(qe.dense, data, runs.pos_vecs)
     res["seconds"] = round(time.perf_counter() - t0, 2)
     return res
+
+
+def _score_corpus(
+    runs: _RetrievalRuns,
+    encoder: Any,
+    data: RetrievalSet,
+    chunk_size: int,
+    health: bool,
+    encode_opts: tuple[int, int | None, str],
+) -> None:
+    """Encode the corpus in chunks of ``chunk_size`` and score each against the queries
+    (``runs.add_chunk``); with ``health``, keep the judged-relevant documents' dense vectors.
+    ``encode_opts``: (batch_size, max_length, dtype)."""
+    batch_size, max_length, dtype = encode_opts
+    pos_docs = {d for rel in data.qrels.values() for d, r in rel.items() if r > 0}
+    for start in range(0, len(data.doc_texts), chunk_size):
+        texts = data.doc_texts[start : start + chunk_size]
+        de = _encode(encoder, texts, "document", runs.heads, batch_size, max_length, dtype)
+        runs.add_chunk(de, start)
+        if health and de.dense is not None:
+            for j, did in enumerate(data.doc_ids[start : start + chunk_size]):
+                if did in pos_docs:
+                    runs.pos_vecs[did] = de.dense[j]
 
 
 def _row_weights(mf: ModelFusion, hybrid: bool, encoder: Any, data: RetrievalSet) -> list[dict[str, float]] | None:
@@ -485,17 +521,23 @@ def evaluate_all(
     bitext: Sequence[BitextSet] = (),
     *,
     log=None,
+    on_scores: Callable[[RetrievalSet, dict[str, np.ndarray]], None] | None = None,
     **retrieval_options: Any,
 ) -> dict[str, Any]:
     """One report *run*: every retrieval set (all heads, hybrid, MRL, BM25), STS and bitext set.
 
-    ``log`` is an optional ``print``-like callable for progress lines.
+    ``log`` is an optional ``print``-like callable for progress lines. ``on_scores(data, mats)``,
+    if given, receives each retrieval set's exact ``{head: (Q, D) float32}`` score matrices
+    (``evaluate_retrieval``'s ``scores_out``), e.g. to tune the fusion later without re-encoding.
     """
     run: dict[str, Any] = {"retrieval": {}, "sts": {}, "bitext": {}, "health": {}}
     bs = retrieval_options.get("batch_size", 32)
     ml = retrieval_options.get("max_length")
     for data in retrieval:
-        res = evaluate_retrieval(encoder, data, **retrieval_options)
+        mats: dict[str, np.ndarray] | None = {} if on_scores is not None else None
+        res = evaluate_retrieval(encoder, data, scores_out=mats, **retrieval_options)
+        if on_scores is not None and mats is not None:
+            on_scores(data, mats)
         health = res.pop("health", None)
         if health:
             run["health"][data.name] = health

@@ -126,3 +126,28 @@ def test_bm25_matrix_scores_as_bm25_run():
     for i, q in enumerate(data.query_ids):
         for did, score in run[q].items():
             assert m[i, data.doc_ids.index(did)] == pytest.approx(score, rel=1e-5)
+
+
+def test_scores_out_are_the_tune_stage_matrices_and_leave_the_report_unchanged(small):
+    """evaluate_all's on_scores hands over, per set, exactly what score_matrices computes (no
+    second encoding needed to tune the fusion; both score the corpus in chunks of 2048); the
+    report is the same with and without it."""
+    from embforge.eval.tune import score_matrices
+
+    enc = FakeEncoder()
+    heads = ("dense", "sparse", "multivector")
+    kw = dict(heads=heads, mrl_dims=(), k_values=(1, 10), bm25=False, health=False)
+    got: dict[str, dict[str, np.ndarray]] = {}
+    with_scores = R.evaluate_all(enc, [small], on_scores=lambda ds, m: got.setdefault(ds.name, m), **kw)
+    plain = R.evaluate_all(enc, [small], **kw)
+    for run in (with_scores, plain):
+        run["retrieval"][small.name].pop("seconds")
+    assert with_scores == plain
+    ref = score_matrices(enc, small, heads)
+    assert sorted(got[small.name]) == sorted(heads)
+    for h in heads:
+        m = got[small.name][h]
+        assert m.dtype == np.float32 and m.shape == (len(small.query_ids), len(small.doc_ids))
+        np.testing.assert_array_equal(m, ref[h])
+    with pytest.raises(R.ConfigError, match="cannot be combined with rerank_top"):
+        R.evaluate_retrieval(enc, small, rerank_top=20, scores_out={}, **kw)

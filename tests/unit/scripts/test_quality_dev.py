@@ -101,3 +101,34 @@ def test_cached_matrices_rescore_a_set_sampled_differently(tmp_path):
     c = ds(["q1", "q2", "q3"], ["d1", "d2", "d3"])
     assert quality.cached_matrices(path, c, compute(3, 3, 4.0))["dense"].shape == (3, 3)
     assert calls == [1.0, 2.0, 4.0]
+
+
+def test_evaluation_keeps_the_matrices_the_tune_stage_reads_instead_of_encoding(tmp_path):
+    """The train/base stage's evaluation stores each set's score matrices where the tune stage
+    looks (mats_dir); they are score_matrices' floats, so tuning encodes only its dev split; the
+    base's dense+BM25 RRF reads the kept dense scores and gives the same nDCG@10 as encoding."""
+    import numpy as np
+
+    from embforge.eval.datasets import load_beir
+    from embforge.eval.tune import score_matrices
+    from helpers.fake_encoder import FakeEncoder
+
+    demo = Path(__file__).parents[3] / "src/embforge/resources/demo"
+    ds = load_beir(demo / "xquad-en", split="test", max_queries=20)
+    args = argparse.Namespace(eval_max_length=None)
+    enc = FakeEncoder()
+    cache = quality.mats_dir(tmp_path, "m3_terms", 1, args)
+    assert cache == tmp_path / "mats" / "m3_terms-s1" / "None"
+    quality.evaluate(enc, ([ds], [], []), args, keep_in=cache)
+
+    def encode_again():
+        raise AssertionError("the tune stage encoded a set the evaluation had scored")
+
+    kept = quality.cached_matrices(cache / f"{ds.name}.npz", ds, encode_again)
+    ref = score_matrices(enc, ds, quality.HEADS)
+    assert sorted(kept) == sorted(quality.HEADS)
+    for h in quality.HEADS:
+        np.testing.assert_array_equal(kept[h], ref[h])
+    assert quality.dense_bm25_rrf(enc, [ds], args, cache) == quality.dense_bm25_rrf(enc, [ds], args)
+    other = load_beir(demo / "xquad-en", split="test", max_queries=10)  # another sample, same name
+    assert quality.load_matrices(cache / f"{ds.name}.npz", other) is None
