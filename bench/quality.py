@@ -481,12 +481,15 @@ def train_st(seed: int, args, work: Path) -> tuple[Path, list]:
         losses,
     )
     from sentence_transformers.training_args import BatchSamplers
+    from transformers import AutoTokenizer
 
     recs = [
         json.loads(x) for x in (work / "mix" / "train.jsonl").read_text(encoding="utf-8").splitlines() if x
     ]
     model = SentenceTransformer(base_model(), device="cpu")
-    base_limits = (model.max_seq_length, model.tokenizer.model_max_length)
+    # the base folder's own tokenizer limit (512), not the loaded model's: sentence-transformers 6
+    # sets the tokenizer's model_max_length to max_seq_length (256) when it loads the model
+    base_limits = (model.max_seq_length, AutoTokenizer.from_pretrained(base_model()).model_max_length)
     model.max_seq_length = args.doc_max_length  # sets the tokenizer's model_max_length too
     ds = Dataset.from_dict(
         {
