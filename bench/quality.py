@@ -52,11 +52,11 @@ best_single_head_ndcg10=<w> bm25_rrf_ndcg10=<v> sparse_ndcg10=<s> bm25_ndcg10=<b
 
 (means over the retrieval sets and seeds; "embforge" = the ``--shipped`` variant).
 
-Full run on a quiet 2-core machine (every variant, 3 seeds; about 160-180 s a trained model, so
-well over an hour in all):
+Full run on a quiet 2-core machine (every variant, 3 seeds; about 145-205 s a trained model and
+150 s a tuned one, so about 110 minutes in all):
     flock /tmp/embforge-bench.lock python bench/quality.py --workdir /tmp/q13 --seeds 0 1 2 --steps 30
-The shipped recipe and the base alone (``--only base,m3_terms``, the sampled sets of
-bench/results/quality.md) take 33 minutes end to end: bench/results/quality_shipped_fresh.md.
+The models the issue's targets name (``--only base,st,m3_nodistill,m3_terms``, the sampled sets of
+bench/results/quality.md) take 46 minutes end to end: bench/results/quality_targets_fresh.md.
 Partial / parallel: ``--only m3,st --seeds 0`` in several processes with one ``--workdir``, then
 ``--stage report``.
 """

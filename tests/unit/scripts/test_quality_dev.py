@@ -132,3 +132,25 @@ def test_evaluation_keeps_the_matrices_the_tune_stage_reads_instead_of_encoding(
     assert quality.dense_bm25_rrf(enc, [ds], args, cache) == quality.dense_bm25_rrf(enc, [ds], args)
     other = load_beir(demo / "xquad-en", split="test", max_queries=10)  # another sample, same name
     assert quality.load_matrices(cache / f"{ds.name}.npz", other) is None
+
+
+def test_the_sentence_transformers_baseline_keeps_the_base_models_token_limit(tmp_path):
+    """(a) is trained with documents cut at 128 tokens but evaluated, like every variant, at
+    --eval-max-length 512: its saved folder must keep the base's limit. sentence-transformers 6
+    loads the base with the tokenizer limit set to max_seq_length (256), and a folder saved with
+    that refused max_length=512 (a fresh run of bench/quality.py failed there)."""
+    import json
+
+    from embforge.model.encoder import Encoder
+
+    records = [
+        {"query": f"question {i} about topic {i}", "pos": [f"topic {i} is explained here"], "neg": [f"other {i}"]}
+        for i in range(8)
+    ]
+    (tmp_path / "mix").mkdir()
+    (tmp_path / "mix" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    args = argparse.Namespace(steps=1, batch_size=4, lr=5e-5, temperature=0.05, doc_max_length=128)
+    out, _ = quality.train_st(0, args, tmp_path)
+    enc = Encoder.from_pretrained(str(out), heads=("dense",))
+    assert enc.model_limit == 512
+    assert enc.encode(["a question"], max_length=512).dense.shape == (1, 384)
