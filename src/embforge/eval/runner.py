@@ -322,7 +322,7 @@ def _check_scores_out(scores_out: dict | None, rerank_top: int | None, size: int
     if size > MAX_FUSION_SCORES:
         raise ConfigError(
             f"scores_out would keep {size} scores (queries x documents x heads), above {MAX_FUSION_SCORES}; "
-            "sample the set or score it in parts"
+            "evaluate a sample of the set (fewer queries or documents), or leave scores_out unset"
         )
 
 

@@ -151,3 +151,8 @@ def test_scores_out_are_the_tune_stage_matrices_and_leave_the_report_unchanged(s
         np.testing.assert_array_equal(m, ref[h])
     with pytest.raises(R.ConfigError, match="cannot be combined with rerank_top"):
         R.evaluate_retrieval(enc, small, rerank_top=20, scores_out={}, **kw)
+    too_big = len(small.query_ids) * len(small.doc_ids) * len(heads) - 1
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(R, "MAX_FUSION_SCORES", too_big)
+        with pytest.raises(R.ConfigError, match="evaluate a sample of the set"):
+            R.evaluate_retrieval(enc, small, scores_out={}, **kw)
