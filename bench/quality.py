@@ -56,7 +56,8 @@ Full run on a quiet 2-core machine (every variant, 3 seeds; about 145-205 s a tr
 150 s a tuned one, so about 110 minutes in all):
     flock /tmp/embforge-bench.lock python bench/quality.py --workdir /tmp/q13 --seeds 0 1 2 --steps 30
 The models the issue's targets name (``--only base,st,m3_nodistill,m3_terms``, the sampled sets of
-bench/results/quality.md) take 46 minutes end to end: bench/results/quality_targets_fresh.md.
+bench/results/quality.md) take 46 minutes end to end (bench/results/quality_targets_fresh.md);
+``--tune base,m3_terms`` skips the tuning no target needs (about 38 minutes).
 Partial / parallel: ``--only m3,st --seeds 0`` in several processes with one ``--workdir``, then
 ``--stage report``.
 """
@@ -173,6 +174,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="fusion dev split: xquad (unused training-article questions, 12 languages) and/or nli "
         "(premise -> entailed hypothesis among entailed and contradicting ones: SNLI test, en, and "
         "KorNLI test, ko; files the mix never reads). Comma-separated.",
+    )
+    ap.add_argument(
+        "--tune",
+        default=None,
+        help="tune stage: the models to tune, comma-separated (default: base and every M3-family "
+        "variant in --only). The targets need base and the shipped recipe only: --tune base,m3_terms",
     )
     ap.add_argument("--shipped", default="m3", choices=list(VARIANTS)[2:], help="the RESULT's embforge")
     ap.add_argument("--threads", type=int, default=1)
@@ -795,8 +802,15 @@ def tuned_stage(variant: str, seed: int | None, args, work: Path) -> dict[str, A
 
 
 def tune_stages(args, work: Path) -> None:
-    """``tuned-base`` (when ``--only`` names base) and ``tuned-<variant>-s<seed>`` of every trained model."""
+    """``tuned-base`` (when ``--only`` names base) and ``tuned-<variant>-s<seed>`` of every trained
+    M3-family model; ``--tune`` narrows the models tuned (each must also be in ``--only``)."""
     only = args.only.split(",")
+    if getattr(args, "tune", None):
+        wanted = args.tune.split(",")
+        unknown = sorted(set(wanted) - set(TUNED))
+        if unknown:
+            raise SystemExit(f"--tune: {', '.join(unknown)} cannot be tuned; choose from {', '.join(TUNED)}")
+        only = [v for v in only if v in wanted]
     if "base" in only:
         run_stage(work, "tuned-base", lambda: tuned_stage("base", None, args, work))
     for seed in args.seeds:

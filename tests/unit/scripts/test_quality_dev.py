@@ -154,3 +154,32 @@ def test_the_sentence_transformers_baseline_keeps_the_base_models_token_limit(tm
     enc = Encoder.from_pretrained(str(out), heads=("dense",))
     assert enc.model_limit == 512
     assert enc.encode(["a question"], max_length=512).dense.shape == (1, 384)
+
+
+def test_tune_selects_the_models_to_tune(tmp_path, monkeypatch):
+    """--tune narrows the tune stage to the models named (within --only); the default tunes the base
+    and every trained M3-family variant; a model that cannot be tuned is refused by name."""
+    for seed in (0, 1):
+        for v in ("st", "m3_nodistill", "m3_terms"):
+            (tmp_path / f"{v}-s{seed}.json").write_text("{}")
+    ran: list[str] = []
+    monkeypatch.setattr(quality, "run_stage", lambda work, name, fn: ran.append(name))
+
+    def stages(**kw):
+        ran.clear()
+        argv = ["--workdir", str(tmp_path), "--only", "base,st,m3_nodistill,m3_terms", "--seeds", "0", "1"]
+        for k, v in kw.items():
+            argv += [f"--{k}", v]
+        quality.tune_stages(quality.parse_args(argv), tmp_path)
+        return list(ran)
+
+    assert stages() == [
+        "tuned-base",
+        "tuned-m3_nodistill-s0",
+        "tuned-m3_terms-s0",
+        "tuned-m3_nodistill-s1",
+        "tuned-m3_terms-s1",
+    ]
+    assert stages(tune="base,m3_terms") == ["tuned-base", "tuned-m3_terms-s0", "tuned-m3_terms-s1"]
+    with pytest.raises(SystemExit, match="st cannot be tuned"):
+        stages(tune="st,m3_terms")
