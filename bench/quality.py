@@ -57,7 +57,8 @@ Full run on a quiet 2-core machine (every variant, 3 seeds; about 145-205 s a tr
     flock /tmp/embforge-bench.lock python bench/quality.py --workdir /tmp/q13 --seeds 0 1 2 --steps 30
 The models the issue's targets name (``--only base,st,m3_nodistill,m3_terms``, the sampled sets of
 bench/results/quality.md) take 46 minutes end to end (bench/results/quality_targets_fresh.md);
-``--tune base,m3_terms`` skips the tuning no target needs (about 38 minutes).
+``--tune base,m3_terms`` skips the tuning no target needs (43 minutes on a slower day of the same
+machine: bench/results/quality_targets_tune.md).
 Partial / parallel: ``--only m3,st --seeds 0`` in several processes with one ``--workdir``, then
 ``--stage report``.
 """
