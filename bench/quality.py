@@ -716,16 +716,16 @@ def load_matrices(path: Path, ds) -> dict[str, np.ndarray] | None:
 
 def store_matrices(path: Path, ds, mats: dict[str, np.ndarray]) -> None:
     """Write ``mats`` atomically with its ``.key`` sidecar (``load_matrices``)."""
-    from embforge.data.io import atomic_write
+    import io
+
+    from embforge.atomic import atomic_write_bytes, atomic_write_text
 
     key_path = path.with_suffix(".key")
-    path.parent.mkdir(parents=True, exist_ok=True)
     key_path.unlink(missing_ok=True)  # never an old sample's key beside the new matrices
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **mats)
-    os.replace(tmp, path)
-    with atomic_write(key_path) as fh:
-        fh.write(_set_key(ds) + "\n")
+    buf = io.BytesIO()
+    np.savez(buf, **mats)
+    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_text(key_path, _set_key(ds) + "\n")
 
 
 def cached_matrices(path: Path, ds, compute) -> dict[str, np.ndarray]:
