@@ -7,7 +7,19 @@ one grid point whose worst set is best. A tuned fusion cannot do better than thi
 so when even the ceiling leaves sets below their best head, no tuning of one fusion can meet
 "hybrid >= best single head on every set" for that model. nDCG@10 means over the seeds.
 
+``--bins`` adds fusions routed by the query's tokenizer coverage (characters per token,
+``embforge.text.coverage``): each bin of queries gets its own grid point. ``1.5`` is the shipped
+coverage split (``embforge.model.fusion.CoverageSplit``: queries at or below 1.5 characters per
+token, and the rest); ``1.5,3.2`` adds a third bin for text the English vocabulary covers as whole
+words (on XQuAD's dev questions, English's 10th percentile is 3.3 and the other Latin-script
+languages' 90th at most 3.1). For each routing, two rows: the in-sample ceiling (every bin's point
+chosen on the evaluated queries, to maximise the worst set's gain; exhaustive, at most 3 bins), and
+the routing tuned on the dev split per seed as ``embforge tune-fusion`` tunes its split (the margin
+rule for the single choice, then each bin's point of that rule by the mean over dev sets of the
+bin's summed nDCG@10 / the set's size; every bin kept, no cross-validation).
+
     python bench/quality_fusion_ceiling.py --variant m3_terms -- --workdir W --steps 30 ... (quality.py's arguments)
+    python bench/quality_fusion_ceiling.py --variant m3_terms --bins 1.5 1.5,3.2 -- --workdir W ...
 """
 
 from __future__ import annotations
@@ -24,7 +36,10 @@ import quality  # noqa: E402  # bench/quality.py: the sets and the score-matrix 
 from embforge.data.io import atomic_write  # noqa: E402
 from embforge.eval.candidate_ndcg import JudgedCandidates  # noqa: E402
 from embforge.eval.fusion import candidate_matrix  # noqa: E402
-from embforge.eval.tune import grid_points  # noqa: E402
+from embforge.eval.tune import DEFAULT_MARGIN, grid_points  # noqa: E402
+from embforge.model.fusion import ModelFusion  # noqa: E402
+from embforge.scoring.fusion import DEFAULT_WEIGHTS  # noqa: E402
+from embforge.text.coverage import chars_per_token  # noqa: E402
 
 HEADS = ("dense", "sparse", "multivector")
 
@@ -52,6 +67,111 @@ def set_table(
             f"| {ds.name} | {best} {np.mean(heads[best]):.3f} | {_name(points[i])} | {gap[i]:+.3f} |"
         )
     return names, np.array(gaps), lines
+
+
+def bin_scores(
+    work: Path, variant: str, seeds: list[int], sets, points, bins_of
+) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds x sets x bins x points) each point's nDCG@10 summed over the set's queries in each bin
+    / the set's query count (a routing's set score: the sum over bins of its bins' points), and
+    (seeds x sets) the set's best head (``bins_of(ds)``: each query's bin; the bin count is its max + 1)."""
+    bins = [bins_of(ds) for ds in sets]
+    nb = 1 + max(int(b.max(initial=0)) for b in bins)
+    g = np.zeros((len(seeds), len(sets), nb, len(points)))
+    best = np.zeros((len(seeds), len(sets)))
+    for i, seed in enumerate(seeds):
+        for j, (ds, b) in enumerate(zip(sets, bins)):
+            with np.load(work / "mats" / f"{variant}-s{seed}" / "512" / f"{ds.name}.npz") as z:
+                mats = {h: z[h] for h in z.files}
+            jc = JudgedCandidates.build(mats, ds, candidate_matrix(mats, 100))
+            for p, f in enumerate(points):
+                v = jc.per_query(f.fusion, f.weights, f.rrf_k)
+                g[i, j, :, p] = np.bincount(b, weights=v, minlength=nb) / len(v)
+            best[i, j] = max(jc.per_query("weighted", {h: 1.0}).mean() for h in HEADS)
+    return g, best
+
+
+def routing_ceiling(g: np.ndarray, best: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+    """The per-bin points (one per bin) whose worst set gain over its best head is largest, and each
+    set's gain: ``g`` (sets x bins x points) and ``best`` (sets,), means over the seeds. Exhaustive
+    over the points of at most 3 bins."""
+    nb, npts = g.shape[1], g.shape[2]
+    if nb > 3:
+        raise SystemExit("--bins: at most two thresholds (three bins) for the exhaustive ceiling")
+    top, pick = -np.inf, (0,) * nb
+    for first in np.ndindex(*(npts,) * max(nb - 2, 0)):
+        fixed = sum((g[:, b, p] for b, p in enumerate(first)), np.zeros(len(best)))
+        last = g[:, nb - 2 :, :]  # the last one or two bins, exhaustive and vectorised
+        tot = (
+            fixed[:, None] + last[:, 0, :]
+            if nb == 1
+            else fixed[:, None, None] + last[:, 0, :, None] + last[:, 1, None, :]
+        )
+        worst = (tot - (best[:, None] if nb == 1 else best[:, None, None])).min(0)
+        k = np.unravel_index(int(np.argmax(worst)), worst.shape)
+        if worst[k] > top:
+            top, pick = float(worst[k]), (*first, *(int(x) for x in k))
+    gains = sum((g[:, b, p] for b, p in enumerate(pick)), np.zeros(len(best))) - best
+    return pick, gains
+
+
+def dev_tuned_routing(dev: np.ndarray, rules: np.ndarray, margin: float = DEFAULT_MARGIN) -> tuple[int, ...]:
+    """The option a dev split picks for each bin: ``dev`` (dev sets x bins x options; option 0 the
+    paper's default, then the grid), ``rules`` (options,) each option's fusion rule. The single choice
+    by the margin rule of ``embforge tune-fusion``, then per bin the option of the same rule with the
+    best mean over dev sets of the bin's summed nDCG@10 / the set's size."""
+    total = dev.sum(1).mean(0)  # (options,) mean over dev sets of each set's nDCG@10
+    top = 1 + int(np.argmax(total[1:]))
+    single = 0 if total[top] - total[0] <= margin else top
+    same = np.where(rules == rules[single], 0.0, -np.inf)
+    return tuple(int(np.argmax(dev[:, b, :].mean(0) + same)) for b in range(dev.shape[1]))
+
+
+def routing_rows(
+    work: Path, variant: str, seeds: list[int], sets, dev_sets, points, tokenizer, thresholds
+) -> tuple[list[str], dict[str, int]]:
+    """Two table rows for one routing (``thresholds``: the bins' upper bounds in characters per
+    token): its in-sample ceiling over ``points``, and the routing tuned on ``dev_sets`` (each seed
+    on its own; mean over the seeds); and the RESULT fields (sets below their best head, each way)."""
+
+    def bins_of(ds):
+        return np.digitize(chars_per_token(ds.query_texts, tokenizer), thresholds, right=True)
+
+    options = [ModelFusion("weighted", dict(DEFAULT_WEIGHTS)), *points]
+    rules = np.array([o.fusion for o in options])
+    t, best = bin_scores(work, variant, seeds, sets, options, bins_of)  # (seeds, sets, bins, options)
+    d, _ = bin_scores(work, variant, seeds, dev_sets, options, bins_of)
+    pick, gains = routing_ceiling(t[..., 1:].mean(0), best.mean(0))
+    names = [ds.name for ds in sets]
+    label = " / ".join(_bin_names(thresholds)) if thresholds else "one bin (no routing)"
+    chosen = [dev_tuned_routing(d[i], rules) for i in range(len(seeds))]
+    tuned = np.mean([sum(t[i, :, b, o] for b, o in enumerate(c)) for i, c in enumerate(chosen)], 0)
+    tuned = tuned - best.mean(0)
+    per_seed = " ; ".join(f"s{s}: " + ", ".join(_name(options[o]) for o in c) for s, c in zip(seeds, chosen))
+    rows = [
+        _routing_row(label, "in hindsight", " ; ".join(_name(points[p]) for p in pick), names, gains),
+        _routing_row(label, "tuned on the dev split", per_seed, names, tuned),
+    ]
+    k = len(thresholds) + 1
+    return rows, {
+        f"routing{k}_ceiling_sets_below": int((gains < 0).sum()),
+        f"routing{k}_dev_sets_below": int((tuned < 0).sum()),
+    }
+
+
+def _bin_names(thresholds) -> list[str]:
+    edges = [0.0, *thresholds]
+    middle = [f"{a:g}-{b:g}" for a, b in zip(edges[1:], thresholds[1:])]
+    return [f"<= {thresholds[0]:g}", *middle, f"> {thresholds[-1]:g}"]
+
+
+def _routing_row(label: str, how: str, points: str, names: list[str], gains: np.ndarray) -> str:
+    below = ", ".join(f"{n} {x:+.3f}" for n, x in zip(names, gains) if x < 0) or "none"
+    worst = int(np.argmin(gains))
+    return (
+        f"| {label} | {how} | {points} | {names[worst]} {gains[worst]:+.3f} | {int((gains < 0).sum())} of "
+        f"{len(names)}: {below} | {gains.mean():+.4f} |"
+    )
 
 
 def _name(p) -> str:
@@ -87,11 +207,45 @@ def report(variant: str, seeds: list[int], names: list[str], gaps: np.ndarray, l
     return out
 
 
+def routing_section(
+    bins: list[str], variant: str, qargs, work: Path, points
+) -> tuple[list[str], dict[str, int]]:
+    """The routing table (``--bins``): rows of ``routing_rows`` for each threshold list, and their RESULT fields."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(quality.base_model())
+    sets, dev = quality.eval_sets(qargs, work)[0], quality.dev_sets(qargs, work)
+    out = [
+        "",
+        "Fusion routed by the query's tokenizer coverage (characters per token): each bin of queries gets its "
+        "own grid point (gain = routed hybrid minus the set's best head, nDCG@10, mean over the seeds).",
+        "",
+        "| bins (characters per token) | points chosen | points (dense / sparse / multivector) | worst set "
+        "| sets below their best head | mean gain |",
+        "|---|---|---|---|---|---|",
+    ]
+    fields: dict[str, int] = {}
+    for spec in bins:
+        thresholds = [float(x) for x in spec.split(",") if x]
+        rows, result = routing_rows(work, variant, qargs.seeds, sets, dev, points, tokenizer, thresholds)
+        out += rows
+        fields.update(result)
+    return out, fields
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", default="m3_terms")
     ap.add_argument("--out", type=Path, default=None, help="also write the tables to this Markdown file (atomically)")
     ap.add_argument("--title", default="Issue 13: the ceiling of one fusion", help="--out: the file's title")
+    ap.add_argument(
+        "--bins",
+        nargs="*",
+        default=[],
+        help="routings by tokenizer coverage to measure, each a comma-separated list of characters-per-token "
+        "thresholds (the shipped coverage split: 1.5; at most two thresholds); reads the dev sets' cached "
+        "matrices too",
+    )
     ap.add_argument("quality_args", nargs=argparse.REMAINDER, help="-- then bench/quality.py's arguments")
     a = ap.parse_args()
     qargs = quality.parse_args([x for x in a.quality_args if x != "--"])
@@ -101,6 +255,10 @@ def main() -> None:
     points = grid_points(HEADS)
     names, gaps, lines = set_table(work, a.variant, qargs.seeds, quality.eval_sets(qargs, work)[0], points)
     body = report(a.variant, qargs.seeds, names, gaps, lines, points)
+    if a.bins:
+        rows, fields = routing_section(a.bins, a.variant, qargs, work, points)
+        body = body[:-2] + rows + body[-2:]
+        body[-1] += "".join(f" {k}={v}" for k, v in fields.items())
     print("\n".join(body))
     if a.out:
         head = [
