@@ -35,14 +35,20 @@ def _mats(right: str, rng: np.random.Generator, n: int = 12) -> dict[str, np.nda
     return out
 
 
-def test_opposite_sets_have_no_common_fusion(tmp_path):
-    rng = np.random.default_rng(0)
-    sets = [_set("lexical"), _set("semantic")]
+def _two_opposite_sets(work, rng: np.random.Generator) -> list[RetrievalSet]:
+    """A lexical set (sparse right) and a semantic one (multi-vector right), cached for seeds 0 and 1
+    as bench/quality.py caches them (``work/mats/v-s<seed>/512/<set>.npz``)."""
     for seed in (0, 1):
-        d = tmp_path / "mats" / f"v-s{seed}" / "512"
+        d = work / "mats" / f"v-s{seed}" / "512"
         d.mkdir(parents=True)
         np.savez(d / "lexical.npz", **_mats("sparse", rng))
         np.savez(d / "semantic.npz", **_mats("multivector", rng))
+    return [_set("lexical"), _set("semantic")]
+
+
+def test_opposite_sets_have_no_common_fusion(tmp_path):
+    rng = np.random.default_rng(0)
+    sets = _two_opposite_sets(tmp_path, rng)
     points = grid_points(HEADS)
     names, gaps, lines = ceiling.set_table(tmp_path, "v", [0, 1], sets, points)
     assert names == ["lexical", "semantic"] and gaps.shape == (2, len(points))
@@ -62,12 +68,7 @@ def test_report_names_the_best_single_point_and_its_result_line():
 
 def test_bin_scores_add_up_to_the_set_means_and_bins_split_them(tmp_path):
     rng = np.random.default_rng(1)
-    sets = [_set("lexical"), _set("semantic")]
-    for seed in (0, 1):
-        d = tmp_path / "mats" / f"v-s{seed}" / "512"
-        d.mkdir(parents=True)
-        np.savez(d / "lexical.npz", **_mats("sparse", rng))
-        np.savez(d / "semantic.npz", **_mats("multivector", rng))
+    sets = _two_opposite_sets(tmp_path, rng)
     points = grid_points(HEADS)[:7]
     _, gaps, _ = ceiling.set_table(tmp_path, "v", [0, 1], sets, points)
     g, best = ceiling.bin_scores(tmp_path, "v", [0, 1], sets, points, lambda ds: np.arange(12) % 3)
