@@ -48,47 +48,55 @@ def set_table(
     work: Path, variant: str, seeds: list[int], sets, points
 ) -> tuple[list[str], np.ndarray, list[str]]:
     """Per set: its best head's name, and (sets x points) grid nDCG@10 minus the best head's."""
+    return set_rows(sets, *per_query_scores(work, variant, seeds, sets, points), points)
+
+
+def set_rows(sets, pq: list, heads: np.ndarray, points) -> tuple[list[str], np.ndarray, list[str]]:
+    """``set_table`` from ``per_query_scores``' output (``pq`` rows: the ``points``)."""
     names, gaps, lines = [], [], []
-    for ds in sets:
-        grid, heads = [], {h: [] for h in HEADS}
-        for seed in seeds:
-            with np.load(work / "mats" / f"{variant}-s{seed}" / "512" / f"{ds.name}.npz") as z:
-                mats = {h: z[h] for h in z.files}
-            jc = JudgedCandidates.build(mats, ds, candidate_matrix(mats, 100))
-            grid.append([jc.per_query(f.fusion, f.weights, f.rrf_k).mean() for f in points])
-            for h in HEADS:
-                heads[h].append(jc.per_query("weighted", {h: 1.0}).mean())
-        best = max(HEADS, key=lambda h: np.mean(heads[h]))
-        gap = np.mean(grid, 0) - np.mean(heads[best])
-        i = int(np.argmax(gap))
+    for j, ds in enumerate(sets):
+        head = heads[:, j].mean(0)  # (heads,) mean over the seeds
+        best = int(np.argmax(head))
+        gap = np.mean([seed[j].mean(1) for seed in pq], 0) - head[best]
+        k = int(np.argmax(gap))
         names.append(ds.name)
         gaps.append(gap)
-        lines.append(
-            f"| {ds.name} | {best} {np.mean(heads[best]):.3f} | {_name(points[i])} | {gap[i]:+.3f} |"
-        )
+        lines.append(f"| {ds.name} | {HEADS[best]} {head[best]:.3f} | {_name(points[k])} | {gap[k]:+.3f} |")
     return names, np.array(gaps), lines
 
 
-def bin_scores(
-    work: Path, variant: str, seeds: list[int], sets, points, bins_of
-) -> tuple[np.ndarray, np.ndarray]:
-    """(seeds x sets x bins x points) each point's nDCG@10 summed over the set's queries in each bin
-    / the set's query count (a routing's set score: the sum over bins of its bins' points), and
-    (seeds x sets) the set's best head (``bins_of(ds)``: each query's bin; the bin count is its max + 1)."""
-    bins = [bins_of(ds) for ds in sets]
-    nb = 1 + max(int(b.max(initial=0)) for b in bins)
-    g = np.zeros((len(seeds), len(sets), nb, len(points)))
-    best = np.zeros((len(seeds), len(sets)))
+def per_query_scores(work: Path, variant: str, seeds: list[int], sets, points) -> tuple[list, np.ndarray]:
+    """Each point's per-query nDCG@10, ``[seed][set]`` -> (points x queries), and (seeds x sets x
+    heads) each head's nDCG@10 (``HEADS`` order), from the cached score matrices: scored once, then
+    every table and routing reads these."""
+    pq, heads = [], np.zeros((len(seeds), len(sets), len(HEADS)))
     for i, seed in enumerate(seeds):
-        for j, (ds, b) in enumerate(zip(sets, bins)):
+        pq.append([])
+        for j, ds in enumerate(sets):
             with np.load(work / "mats" / f"{variant}-s{seed}" / "512" / f"{ds.name}.npz") as z:
                 mats = {h: z[h] for h in z.files}
             jc = JudgedCandidates.build(mats, ds, candidate_matrix(mats, 100))
-            for p, f in enumerate(points):
-                v = jc.per_query(f.fusion, f.weights, f.rrf_k)
-                g[i, j, :, p] = np.bincount(b, weights=v, minlength=nb) / len(v)
-            best[i, j] = max(jc.per_query("weighted", {h: 1.0}).mean() for h in HEADS)
-    return g, best
+            pq[i].append(np.array([jc.per_query(f.fusion, f.weights, f.rrf_k) for f in points]))
+            heads[i, j] = [jc.per_query("weighted", {h: 1.0}).mean() for h in HEADS]
+    return pq, heads
+
+
+def best_head(heads: np.ndarray) -> np.ndarray:
+    """(sets,) each set's best single head's nDCG@10: the head with the best mean over the seeds
+    (``heads``: seeds x sets x heads), as the quality report's targets compare."""
+    return heads.mean(0).max(1)
+
+
+def bin_sums(pq: list, bins: list[np.ndarray]) -> np.ndarray:
+    """(seeds x sets x bins x points) each point's nDCG@10 summed over the set's queries in each bin
+    / the set's query count (a routing's set score: the sum over bins of its bins' points);
+    ``pq`` from ``per_query_scores``, ``bins`` each set's (queries,) bin indices."""
+    nb = 1 + max(int(b.max(initial=0)) for b in bins)
+    g = np.zeros((len(pq), len(bins), nb, pq[0][0].shape[0]))
+    for i, per_set in enumerate(pq):
+        for j, (v, b) in enumerate(zip(per_set, bins)):
+            g[i, j] = np.stack([np.bincount(b, weights=row, minlength=nb) for row in v], 1) / v.shape[1]
+    return g
 
 
 def routing_ceiling(g: np.ndarray, best: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
@@ -127,26 +135,22 @@ def dev_tuned_routing(dev: np.ndarray, rules: np.ndarray, margin: float = DEFAUL
     return tuple(int(np.argmax(dev[:, b, :].mean(0) + same)) for b in range(dev.shape[1]))
 
 
-def routing_rows(
-    work: Path, variant: str, seeds: list[int], sets, dev_sets, points, tokenizer, thresholds
-) -> tuple[list[str], dict[str, int]]:
+def routing_rows(scored: dict, seeds: list[int], sets, options, thresholds) -> tuple[list[str], dict[str, int]]:
     """Two table rows for one routing (``thresholds``: the bins' upper bounds in characters per
-    token): its in-sample ceiling over ``points``, and the routing tuned on ``dev_sets`` (each seed
-    on its own; mean over the seeds); and the RESULT fields (sets below their best head, each way)."""
-
-    def bins_of(ds):
-        return np.digitize(chars_per_token(ds.query_texts, tokenizer), thresholds, right=True)
-
-    options = [ModelFusion("weighted", dict(DEFAULT_WEIGHTS)), *points]
+    token): its in-sample ceiling over the grid (``options[1:]``), and the routing tuned on the dev
+    sets (each seed on its own; mean over the seeds); and the RESULT fields (sets below their best
+    head, each way). ``scored``: ``routing_section``'s per-query scores and characters per token."""
+    points = options[1:]
     rules = np.array([o.fusion for o in options])
-    t, best = bin_scores(work, variant, seeds, sets, options, bins_of)  # (seeds, sets, bins, options)
-    d, _ = bin_scores(work, variant, seeds, dev_sets, options, bins_of)
-    pick, gains = routing_ceiling(t[..., 1:].mean(0), best.mean(0))
+    t = bin_sums(scored["test"], [np.digitize(c, thresholds, right=True) for c in scored["test_cpt"]])
+    d = bin_sums(scored["dev"], [np.digitize(c, thresholds, right=True) for c in scored["dev_cpt"]])
+    best = scored["best"]  # (sets,); t, d: (seeds, sets, bins, options)
+    pick, gains = routing_ceiling(t[..., 1:].mean(0), best)
     names = [ds.name for ds in sets]
     label = " / ".join(_bin_names(thresholds)) if thresholds else "one bin (no routing)"
     chosen = [dev_tuned_routing(d[i], rules) for i in range(len(seeds))]
     tuned = np.mean([sum(t[i, :, b, o] for b, o in enumerate(c)) for i, c in enumerate(chosen)], 0)
-    tuned = tuned - best.mean(0)
+    tuned = tuned - best
     per_seed = " ; ".join(f"s{s}: " + ", ".join(_name(options[o]) for o in c) for s, c in zip(seeds, chosen))
     rows = [
         _routing_row(label, "in hindsight", " ; ".join(_name(points[p]) for p in pick), names, gains),
@@ -208,13 +212,21 @@ def report(variant: str, seeds: list[int], names: list[str], gaps: np.ndarray, l
 
 
 def routing_section(
-    bins: list[str], variant: str, qargs, work: Path, points
+    bins: list[str], variant: str, qargs, work: Path, sets, options, test: tuple[list, np.ndarray]
 ) -> tuple[list[str], dict[str, int]]:
-    """The routing table (``--bins``): rows of ``routing_rows`` for each threshold list, and their RESULT fields."""
+    """The routing table (``--bins``): rows of ``routing_rows`` for each threshold list, and their
+    RESULT fields (``test``: ``per_query_scores`` of the evaluation ``sets`` under ``options``)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(quality.base_model())
-    sets, dev = quality.eval_sets(qargs, work)[0], quality.dev_sets(qargs, work)
+    dev = quality.dev_sets(qargs, work)
+    scored = {
+        "test": test[0],
+        "best": best_head(test[1]),
+        "dev": per_query_scores(work, variant, qargs.seeds, dev, options)[0],
+        "test_cpt": [chars_per_token(ds.query_texts, tokenizer) for ds in sets],
+        "dev_cpt": [chars_per_token(ds.query_texts, tokenizer) for ds in dev],
+    }
     out = [
         "",
         "Fusion routed by the query's tokenizer coverage (characters per token): each bin of queries gets its "
@@ -227,7 +239,7 @@ def routing_section(
     fields: dict[str, int] = {}
     for spec in bins:
         thresholds = [float(x) for x in spec.split(",") if x]
-        rows, result = routing_rows(work, variant, qargs.seeds, sets, dev, points, tokenizer, thresholds)
+        rows, result = routing_rows(scored, qargs.seeds, sets, options, thresholds)
         out += rows
         fields.update(result)
     return out, fields
@@ -253,10 +265,14 @@ def main() -> None:
     if qargs.eval_max_length != 512:
         sys.exit("the score-matrix cache read here is the 512-token one (quality.py's default)")
     points = grid_points(HEADS)
-    names, gaps, lines = set_table(work, a.variant, qargs.seeds, quality.eval_sets(qargs, work)[0], points)
+    options = [ModelFusion("weighted", dict(DEFAULT_WEIGHTS)), *points]  # 0: the paper's default (--bins)
+    sets = quality.eval_sets(qargs, work)[0]
+    pq, heads = per_query_scores(work, a.variant, qargs.seeds, sets, options if a.bins else points)
+    grid_pq = [[v[-len(points) :] for v in seed] for seed in pq]  # the grid's rows
+    names, gaps, lines = set_rows(sets, grid_pq, heads, points)
     body = report(a.variant, qargs.seeds, names, gaps, lines, points)
     if a.bins:
-        rows, fields = routing_section(a.bins, a.variant, qargs, work, points)
+        rows, fields = routing_section(a.bins, a.variant, qargs, work, sets, options, (pq, heads))
         body = body[:-2] + rows + body[-2:]
         body[-1] += "".join(f" {k}={v}" for k, v in fields.items())
     print("\n".join(body))

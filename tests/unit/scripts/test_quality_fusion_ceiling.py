@@ -66,15 +66,17 @@ def test_report_names_the_best_single_point_and_its_result_line():
     assert rows and "| b -0.030 | 1 of 2 |" in rows[0]  # point 1: worst set b, first in the table
 
 
-def test_bin_scores_add_up_to_the_set_means_and_bins_split_them(tmp_path):
+def test_bin_sums_add_up_to_the_set_means_and_bins_split_them(tmp_path):
     rng = np.random.default_rng(1)
     sets = _two_opposite_sets(tmp_path, rng)
     points = grid_points(HEADS)[:7]
     _, gaps, _ = ceiling.set_table(tmp_path, "v", [0, 1], sets, points)
-    g, best = ceiling.bin_scores(tmp_path, "v", [0, 1], sets, points, lambda ds: np.arange(12) % 3)
-    assert g.shape == (2, 2, 3, 7) and best.shape == (2, 2)
-    assert np.allclose(g.sum(2).mean(0) - best.mean(0)[:, None], gaps)  # the bins partition each set
+    pq, heads = ceiling.per_query_scores(tmp_path, "v", [0, 1], sets, points)
+    g, best = ceiling.bin_sums(pq, [np.arange(12) % 3] * 2), ceiling.best_head(heads)
+    assert g.shape == (2, 2, 3, 7) and heads.shape == (2, 2, 3) and best.shape == (2,)
+    assert np.allclose(g.sum(2).mean(0) - best[:, None], gaps)  # the bins partition each set
     assert np.allclose(best, 1.0)  # each set's right head is perfect
+    assert np.allclose(heads[:, 0, 1], 1.0) and np.allclose(heads[:, 1, 2], 1.0)  # sparse / multi-vector
     assert (g > 0).all(axis=(0, 1, 3)).all()  # every bin holds some of each set's queries
 
 
